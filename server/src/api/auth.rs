@@ -1,0 +1,60 @@
+//! Login and logout.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use ferry_shared::api::{LoginRequest, LoginResponse};
+
+use super::AppState;
+use crate::error::{Error, Result};
+use crate::passwords;
+use crate::upload::blocking;
+
+/// Log in: returns a bearer token for this device.
+#[utoipa::path(post, path = "/auth/login", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ferry_shared::api::ErrorBody)))]
+pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Json<LoginResponse>> {
+    if req.device_name.trim().is_empty() || req.device_name.len() > 200 {
+        return Err(Error::bad_request("device_name must be 1 to 200 characters"));
+    }
+    let meta = Arc::clone(&state.meta);
+    blocking(move || {
+        let user = meta.password_hash(&req.username)?;
+        if !passwords::verify_password(&req.password, user.as_ref().map(|(_, h)| h.as_str())) {
+            return Err(Error::client(
+                ferry_shared::api::ErrorCode::Unauthorized,
+                "wrong user name or password",
+            ));
+        }
+        let (user_id, _) = user.expect("verified");
+        let token = passwords::new_token();
+        let device_id = meta.create_token(user_id, req.device_name.trim(), passwords::token_hash(&token))?;
+        tracing::info!(user_id, device_id, "login");
+        Ok(Json(LoginResponse { token, user_id, device_id }))
+    })
+    .await
+}
+
+/// Log out: revokes the token used for this request.
+#[utoipa::path(post, path = "/auth/logout", responses((status = 204), (status = 401, body = ferry_shared::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(Error::unauthorized)?;
+    let hash = passwords::token_hash(token);
+    let meta = Arc::clone(&state.meta);
+    blocking(move || {
+        if meta.authenticate(hash)?.is_none() {
+            return Err(Error::unauthorized());
+        }
+        meta.revoke_token(hash)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,80 @@
+//! The change journal and long polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use ferry_shared::api::{ChangesResponse, POLL_DEFAULT_SECS, POLL_MAX_SECS, PollResponse};
+use serde::Deserialize;
+
+use super::{AppState, Auth};
+use crate::error::Result;
+use crate::upload::blocking;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ChangesQuery {
+    /// Journal position already seen (0 = from the beginning).
+    #[serde(default)]
+    pub cursor: i64,
+    /// Page size (default 1000, at most 5000).
+    pub limit: Option<u32>,
+}
+
+/// Changes since `cursor`, oldest first, paged.
+#[utoipa::path(get, path = "/changes", params(ChangesQuery), responses((status = 200, body = ChangesResponse)),
+    security(("bearer" = [])))]
+pub async fn changes(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<ChangesQuery>,
+) -> Result<Json<ChangesResponse>> {
+    let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
+    let meta = Arc::clone(&state.meta);
+    Ok(Json(blocking(move || meta.changes(caller.ns, q.cursor, limit)).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PollQuery {
+    /// Journal position already seen.
+    #[serde(default)]
+    pub cursor: i64,
+    /// Seconds to wait (default 60, at most 300).
+    pub timeout: Option<u64>,
+}
+
+/// Long poll: answers at once when the journal is past `cursor`, else when a
+/// change arrives or the timeout ends (`{"changes": false}`).
+#[utoipa::path(get, path = "/changes/poll", params(PollQuery), responses((status = 200, body = PollResponse)),
+    security(("bearer" = [])))]
+pub async fn poll(State(state): State<AppState>, Auth(caller): Auth, Query(q): Query<PollQuery>) -> Result<Json<PollResponse>> {
+    let timeout = Duration::from_secs(q.timeout.unwrap_or(POLL_DEFAULT_SECS).min(POLL_MAX_SECS));
+    // Subscribe first, then read: a commit in between is seen either way.
+    let mut rx = state.notifier.subscribe(caller.ns);
+    let mut shutdown = state.notifier.shutdown_signal();
+    let meta = Arc::clone(&state.meta);
+    let ns = caller.ns;
+    let current = blocking(move || meta.cursor(ns)).await?;
+    if current > q.cursor {
+        return Ok(Json(PollResponse { changes: true, cursor: current }));
+    }
+    let wait = async {
+        loop {
+            if rx.changed().await.is_err() {
+                return None;
+            }
+            let seq = *rx.borrow_and_update();
+            if seq > q.cursor {
+                return Some(seq);
+            }
+        }
+    };
+    let woke = tokio::select! {
+        r = tokio::time::timeout(timeout, wait) => r.ok().flatten(),
+        _ = shutdown.wait_for(|s| *s) => None,
+    };
+    Ok(Json(match woke {
+        Some(seq) => PollResponse { changes: true, cursor: seq },
+        None => PollResponse { changes: false, cursor: q.cursor },
+    }))
+}

@@ -1,0 +1,502 @@
+//! The seed's file API: simple and resumable upload, download with ranges,
+//! revision listing. Whole files are chunked by the server with the shared CDC
+//! rule (see `crate::upload`).
+
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_shared::api::{
+    BlockList, CommitOp, Entry, ErrorCode, ListRevisionsRequest, ListRevisionsResponse, ResumableStartRequest,
+    ResumableStartResponse, RevId,
+};
+use ferry_shared::path::RelPath;
+use ferry_shared::{BlockId, MAX_FILE_SIZE};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+
+use super::{AppState, Auth};
+use crate::error::{Error, Result};
+use crate::store::{Caller, NewBlock, UploadSession, now_ms};
+use crate::upload::{blocking, store_stream};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadQuery {
+    /// `media` (the body is the file) or `resumable`.
+    pub upload_type: String,
+    /// Target path (simple upload).
+    pub path: Option<String>,
+    /// Replace only if this is still the head (simple upload).
+    pub parent_rev: Option<RevId>,
+    /// Modification time to record, Unix ms (simple upload).
+    pub mtime: Option<i64>,
+    /// Session id (resumable `PUT`).
+    pub upload_id: Option<String>,
+}
+
+fn too_large() -> Error {
+    Error::client(ErrorCode::PayloadTooLarge, "files larger than 10 GiB are not accepted")
+}
+
+fn check_quota(state: &AppState, caller: &Caller, size: u64) -> Result<()> {
+    let info = state.meta.user_info(caller.user_id)?;
+    if info.used.saturating_add(size) > info.quota {
+        return Err(Error::client(
+            ErrorCode::QuotaExceeded,
+            format!("quota exceeded: {} of {} bytes used, the file needs {size}", info.used, info.quota),
+        ));
+    }
+    Ok(())
+}
+
+/// Commits a server-chunked file at `path`: replaces the head (or, with
+/// `parent_rev`, only that revision). Returns the entry and whether it is new.
+fn commit_file(
+    state: &AppState,
+    caller: &Caller,
+    path: &RelPath,
+    parent_rev: Option<RevId>,
+    size: u64,
+    mtime: Option<i64>,
+    (ids, new_blocks): (Vec<BlockId>, Vec<NewBlock>),
+) -> Result<(Entry, bool)> {
+    let parent_rev = match parent_rev {
+        Some(r) => Some(r),
+        None => match state.meta.file_version(caller.ns, path, None) {
+            Ok(v) => Some(v.entry.rev),
+            Err(Error::Client { code: ErrorCode::NotFound, .. }) => None,
+            Err(e) => return Err(e),
+        },
+    };
+    let op = CommitOp::Put {
+        path: path.clone(),
+        parent_rev,
+        size,
+        mtime: mtime.unwrap_or_else(now_ms),
+        executable: false,
+        blocks: BlockList::Full(ids),
+    };
+    let outcome = state.meta.commit(caller, vec![op], new_blocks)?;
+    state.notifier.publish(caller.ns, outcome.seq);
+    let entry = outcome.results.into_iter().next().expect("one result")?;
+    Ok((entry, parent_rev.is_none()))
+}
+
+fn created(entry: Entry, new: bool) -> Response {
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    (status, Json(entry)).into_response()
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Start an upload: `uploadType=media` stores the body as the file at `path`;
+/// `uploadType=resumable` takes `{"path","size"}` and answers with the session
+/// URL in `Location`.
+#[utoipa::path(post, path = "/files/upload", params(UploadQuery),
+    request_body(content = ResumableStartRequest, description = "resumable: JSON; media: the file's bytes"),
+    responses((status = 200, body = ResumableStartResponse, description = "resumable session (Location header)"),
+        (status = 201, body = Entry, description = "media: new file"),
+        (status = 413, body = ferry_shared::api::ErrorBody), (status = 507, body = ferry_shared::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upload_start(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    match q.upload_type.as_str() {
+        "media" => {
+            let path = RelPath::parse_non_root(q.path.as_deref().ok_or_else(|| Error::bad_request("path= is required"))?)?;
+            let size = content_length(&headers).ok_or_else(|| {
+                Error::client(ErrorCode::LengthRequired, "send Content-Length, or use uploadType=resumable")
+            })?;
+            if size > MAX_FILE_SIZE {
+                return Err(too_large());
+            }
+            let st = Arc::clone(&state);
+            let c = caller.clone();
+            blocking(move || check_quota(&st, &c, size)).await?;
+            let stream = body.into_data_stream().map_err(std::io::Error::other);
+            let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            let (entry, new) = blocking(move || {
+                let blocks = store_stream(&state, reader, size)?;
+                commit_file(&state, &caller, &path, q.parent_rev, size, q.mtime, blocks)
+            })
+            .await?;
+            Ok(created(entry, new))
+        }
+        "resumable" => {
+            let bytes = axum::body::to_bytes(body, 64 * 1024)
+                .await
+                .map_err(|_| Error::bad_request("the session request must be a small JSON body"))?;
+            let req: ResumableStartRequest = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::bad_request(format!("invalid session request: {e}")))?;
+            if req.path.is_root() {
+                return Err(RelPath::parse_non_root("").unwrap_err().into());
+            }
+            if req.size > MAX_FILE_SIZE {
+                return Err(too_large());
+            }
+            let id = hex::encode(rand::random::<[u8; 16]>());
+            let expires = now_ms() + state.limits.upload_expiry_ms;
+            let session = UploadSession {
+                id: id.clone(),
+                user_id: caller.user_id,
+                device_id: caller.device_id,
+                path: req.path,
+                size: req.size,
+                received: 0,
+                mtime: req.mtime,
+                parent_rev: req.parent_rev,
+                expires,
+            };
+            let st = Arc::clone(&state);
+            blocking(move || {
+                check_quota(&st, &caller, session.size)?;
+                let f = std::fs::File::create(st.uploads_dir.join(&session.id))?;
+                f.sync_all()?;
+                st.meta.create_upload(&session)
+            })
+            .await?;
+            let url = format!("/files/upload?uploadType=resumable&upload_id={id}");
+            let mut resp = Json(ResumableStartResponse { upload_url: url.clone(), expires }).into_response();
+            resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&url).expect("ascii url"));
+            Ok(resp)
+        }
+        other => Err(Error::bad_request(format!("uploadType must be 'media' or 'resumable', not {other:?}"))),
+    }
+}
+
+/// `Content-Range` of a resumable `PUT`: `bytes A-B/TOTAL` or `bytes */TOTAL`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ContentRange {
+    Bytes { start: u64, end: u64, total: u64 },
+    Query { total: u64 },
+}
+
+pub fn parse_content_range(s: &str) -> Option<ContentRange> {
+    let rest = s.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let total: u64 = total.trim().parse().ok()?;
+    if range.trim() == "*" {
+        return Some(ContentRange::Query { total });
+    }
+    let (a, b) = range.split_once('-')?;
+    let (start, end): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (start <= end && end < total).then_some(ContentRange::Bytes { start, end, total })
+}
+
+fn resume_incomplete(received: u64) -> Response {
+    let mut resp = StatusCode::PERMANENT_REDIRECT.into_response();
+    if received > 0 {
+        let v = HeaderValue::from_str(&format!("bytes=0-{}", received - 1)).expect("ascii");
+        resp.headers_mut().insert(header::RANGE, v);
+    }
+    resp
+}
+
+/// Marks an upload session busy for the duration of one request.
+struct BusyGuard(AppState, String);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy_uploads.lock().expect("busy set poisoned").remove(&self.1);
+    }
+}
+
+/// Send bytes to a resumable session (`Content-Range: bytes A-B/TOTAL`), or ask
+/// how much arrived (`bytes */TOTAL`, no body). Answers 308 with `Range` until
+/// complete, then 200/201 with the new revision.
+#[utoipa::path(put, path = "/files/upload", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 308, description = "incomplete; Range says what the server has"),
+        (status = 201, body = Entry), (status = 404, body = ferry_shared::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upload_put(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    if q.upload_type != "resumable" {
+        return Err(Error::bad_request("PUT /files/upload needs uploadType=resumable&upload_id=ID"));
+    }
+    let id = q.upload_id.clone().ok_or_else(|| Error::bad_request("upload_id= is required"))?;
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::not_found("no such upload session"));
+    }
+    let st = Arc::clone(&state);
+    let lookup_id = id.clone();
+    let session = blocking(move || st.meta.upload(&lookup_id))
+        .await?
+        .filter(|s| s.user_id == caller.user_id && s.expires > now_ms())
+        .ok_or_else(|| Error::not_found("no such upload session (it may have expired): start a new one"))?;
+    let range = headers
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_content_range)
+        .ok_or_else(|| Error::bad_request("Content-Range must be 'bytes A-B/TOTAL' or 'bytes */TOTAL'"))?;
+    if !state.busy_uploads.lock().expect("busy set poisoned").insert(id.clone()) {
+        return Err(Error::conflict("another request is writing to this upload session", None));
+    }
+    let _guard = BusyGuard(Arc::clone(&state), id.clone());
+    let file_path = state.uploads_dir.join(&id);
+    let mut received = session.received;
+    match range {
+        ContentRange::Query { total } | ContentRange::Bytes { total, .. } if total != session.size => {
+            return Err(Error::bad_request(format!("the session's size is {}, not {total}", session.size)));
+        }
+        ContentRange::Query { .. } => {}
+        ContentRange::Bytes { start, end, .. } => {
+            if start > received {
+                let mut resp = Error::client(
+                    ErrorCode::RangeNotSatisfiable,
+                    format!("the server has {received} bytes; resume from there"),
+                )
+                .into_response();
+                if received > 0 {
+                    resp.headers_mut()
+                        .insert(header::RANGE, HeaderValue::from_str(&format!("bytes=0-{}", received - 1)).expect("ascii"));
+                }
+                return Ok(resp);
+            }
+            // Append what is new; bytes the server already has are skipped.
+            let mut skip = received - start;
+            let mut expected = end - start + 1;
+            let mut file = std::fs::OpenOptions::new().write(true).open(&file_path)?;
+            file.seek(SeekFrom::Start(received))?;
+            let mut stream = body.into_data_stream();
+            let mut write_err = None;
+            while let Some(chunk) = stream.next().await {
+                let Ok(mut chunk) = chunk else { break }; // connection lost: keep what arrived
+                if chunk.len() as u64 > expected {
+                    write_err = Some(Error::bad_request("the body is longer than its Content-Range"));
+                    break;
+                }
+                expected -= chunk.len() as u64;
+                if skip > 0 {
+                    let n = skip.min(chunk.len() as u64);
+                    chunk = chunk.slice(n as usize..);
+                    skip -= n;
+                }
+                if !chunk.is_empty() {
+                    file = write_chunk(file, chunk).await?;
+                    received = file.stream_position()?;
+                }
+            }
+            let st = Arc::clone(&state);
+            let sid = id.clone();
+            blocking(move || {
+                file.sync_data()?;
+                st.meta.set_upload_received(&sid, received)
+            })
+            .await?;
+            if let Some(e) = write_err {
+                return Err(e);
+            }
+        }
+    }
+    if received < session.size {
+        return Ok(resume_incomplete(received));
+    }
+    // Complete: chunk, store, commit, then forget the session.
+    let result = blocking(move || {
+        let file = std::fs::File::open(&file_path)?;
+        let blocks = store_stream(&state, std::io::BufReader::with_capacity(1 << 20, file), session.size)?;
+        let r = commit_file(&state, &caller, &session.path, session.parent_rev, session.size, session.mtime, blocks);
+        if !matches!(r, Err(Error::Internal(_))) {
+            state.meta.delete_upload(&session.id)?;
+            let _ = std::fs::remove_file(&file_path);
+        }
+        r
+    })
+    .await?;
+    Ok(created(result.0, result.1))
+}
+
+async fn write_chunk(mut file: std::fs::File, chunk: Bytes) -> Result<std::fs::File> {
+    blocking(move || {
+        file.write_all(&chunk)?;
+        Ok(file)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DownloadQuery {
+    pub path: String,
+    /// A revision of the file at `path` (default: the head).
+    pub rev: Option<RevId>,
+}
+
+/// Parses a single `Range: bytes=...` against `size`: `Ok(None)` for no or an
+/// unsupported (multi-part) range, `Err` when unsatisfiable.
+pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1)) };
+        (start, end)
+    };
+    if start >= size || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Download a file (or an old revision); supports one `Range`.
+#[utoipa::path(get, path = "/files/download", params(DownloadQuery),
+    responses((status = 200, content_type = "application/octet-stream"), (status = 206), (status = 404, body = ferry_shared::api::ErrorBody),
+        (status = 416, body = ferry_shared::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn download(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<DownloadQuery>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let path = RelPath::parse_non_root(&q.path)?;
+    let meta = Arc::clone(&state.meta);
+    let fv = blocking(move || meta.file_version(caller.ns, &path, q.rev)).await?;
+    let size = fv.entry.size;
+    let etag = format!("\"{}-{}\"", fv.entry.rev, &fv.entry.hash[..16.min(fv.entry.hash.len())]);
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(v) => match parse_range(v, size) {
+            Ok(r) => r,
+            Err(()) => {
+                let mut resp = Error::client(ErrorCode::RangeNotSatisfiable, format!("the file has {size} bytes")).into_response();
+                resp.headers_mut()
+                    .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
+                return Ok(resp);
+            }
+        },
+    };
+    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    // Blocks overlapping [start, end], with where to cut each.
+    let mut pieces = Vec::new();
+    let mut offset = 0u64;
+    for (id, bsize) in fv.blocks {
+        let (b0, b1) = (offset, offset + u64::from(bsize));
+        offset = b1;
+        if len == 0 || b1 <= start || b0 > end {
+            continue;
+        }
+        let from = start.saturating_sub(b0) as usize;
+        let to = ((end + 1).min(b1) - b0) as usize;
+        pieces.push((id, from, to));
+    }
+    let stream = futures_util::stream::iter(pieces).then(move |(id, from, to)| {
+        let state = Arc::clone(&state);
+        async move {
+            blocking(move || {
+                let sealed = state.blocks.get(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} missing from the store"))?;
+                let (enc, bytes) = state.vault.open(&id, &sealed)?;
+                let plain = ferry_shared::block::decode(&id, enc, &bytes).map_err(|e| anyhow::anyhow!("stored block {id}: {e}"))?;
+                Ok(Bytes::from(plain).slice(from..to))
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "download aborted");
+                std::io::Error::other(e.to_string())
+            })
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    if range.is_some() {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        resp.headers_mut()
+            .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")).expect("ascii"));
+    }
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RevisionsQuery {
+    pub path: String,
+    /// Most revisions to return (default 100, at most 1000).
+    pub limit: Option<u32>,
+}
+
+async fn list_revisions(state: AppState, caller: Caller, path: RelPath, limit: Option<u32>) -> Result<Json<ListRevisionsResponse>> {
+    if path.is_root() {
+        return Err(RelPath::parse_non_root("").unwrap_err().into());
+    }
+    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let meta = Arc::clone(&state.meta);
+    let revisions = blocking(move || meta.revisions(caller.ns, &path, limit)).await?;
+    Ok(Json(ListRevisionsResponse { revisions }))
+}
+
+/// Revisions of the file at `path`, newest first.
+#[utoipa::path(get, path = "/files/list_revisions", params(RevisionsQuery),
+    responses((status = 200, body = ListRevisionsResponse)), security(("bearer" = [])))]
+pub async fn list_revisions_get(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<RevisionsQuery>,
+) -> Result<Json<ListRevisionsResponse>> {
+    list_revisions(state, caller, RelPath::parse(&q.path)?, q.limit).await
+}
+
+/// Revisions of the file at `path`, newest first (JSON body, as in the seed).
+#[utoipa::path(post, path = "/files/list_revisions", request_body = ListRevisionsRequest,
+    responses((status = 200, body = ListRevisionsResponse)), security(("bearer" = [])))]
+pub async fn list_revisions_post(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Json(req): Json<ListRevisionsRequest>,
+) -> Result<Json<ListRevisionsResponse>> {
+    list_revisions(state, caller, req.path, req.limit).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range("bytes 0-9/20"), Some(ContentRange::Bytes { start: 0, end: 9, total: 20 }));
+        assert_eq!(parse_content_range("bytes */20"), Some(ContentRange::Query { total: 20 }));
+        assert_eq!(parse_content_range("bytes 5-4/20"), None);
+        assert_eq!(parse_content_range("bytes 0-20/20"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
+
+    #[test]
+    fn range() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100), Ok(Some((50, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("bytes=x-", 100), Err(()));
+    }
+}

@@ -1,0 +1,125 @@
+//! The HTTP API: one `fn router(state)`, thin handlers per area, bearer-token
+//! auth as an extractor, and the OpenAPI document generated from the code.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use utoipa::OpenApi;
+
+use crate::blockstore::BlockStore;
+use crate::crypto::Vault;
+use crate::error::Error;
+use crate::notify::Notifier;
+use crate::store::{Caller, MetaStore};
+use crate::upload::blocking;
+
+pub mod auth;
+pub mod blocks;
+pub mod changes;
+pub mod commit;
+pub mod files;
+
+/// Settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// How long a resumable upload session lives, in milliseconds.
+    pub upload_expiry_ms: i64,
+}
+
+pub struct Inner {
+    pub meta: Arc<dyn MetaStore>,
+    pub blocks: Arc<dyn BlockStore>,
+    pub vault: Vault,
+    pub notifier: Notifier,
+    pub limits: Limits,
+    /// Where resumable uploads keep their bytes until complete.
+    pub uploads_dir: PathBuf,
+    /// Upload sessions with a request in progress (one at a time each).
+    pub busy_uploads: Mutex<HashSet<String>>,
+}
+
+pub type AppState = Arc<Inner>;
+
+/// The authenticated caller of a request (`Authorization: Bearer TOKEN`).
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer(parts).ok_or_else(Error::unauthorized)?;
+        let hash = crate::passwords::token_hash(token);
+        let meta = Arc::clone(&state.meta);
+        let caller = blocking(move || meta.authenticate(hash)).await?;
+        caller.map(Auth).ok_or_else(Error::unauthorized)
+    }
+}
+
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ferry", description = "Ferry's HTTP API: auth, blocks, commits, changes, long polling and the file API."),
+    paths(
+        auth::login, auth::logout,
+        blocks::missing, blocks::put_block, blocks::get_block,
+        commit::commit,
+        changes::changes, changes::poll,
+        files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
+    ),
+    components(schemas(ferry_shared::api::ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> Error {
+    Error::not_found("no such endpoint; see /openapi.json")
+}
+
+pub fn router(state: AppState) -> Router {
+    let block_limit = ferry_shared::block::MAX_BLOCK_SIZE + 64 * 1024;
+    Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/blocks/missing", post(blocks::missing).layer(DefaultBodyLimit::max(4 << 20)))
+        .route(
+            "/blocks/{id}",
+            put(blocks::put_block).get(blocks::get_block).layer(DefaultBodyLimit::max(block_limit)),
+        )
+        .route("/commit", post(commit::commit).layer(DefaultBodyLimit::max(64 << 20)))
+        .route("/changes", get(changes::changes))
+        .route("/changes/poll", get(changes::poll))
+        .route("/files/upload", post(files::upload_start).put(files::upload_put))
+        .route("/files/download", get(files::download))
+        .route("/files/list_revisions", get(files::list_revisions_get).post(files::list_revisions_post))
+        .route("/openapi.json", get(openapi_json))
+        .route("/health", get(|| async { "ok" }))
+        .fallback(not_found)
+        .with_state(state)
+}

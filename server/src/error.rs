@@ -1,0 +1,90 @@
+//! The server's error type, mapped exhaustively to an HTTP status and a stable
+//! [`ErrorCode`]. Internal causes are logged, never sent to the client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ferry_shared::BlockId;
+use ferry_shared::api::{Entry, ErrorBody, ErrorCode, ErrorDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A client mistake: the code says which, the message says what to do.
+    #[error("{message}")]
+    Client { code: ErrorCode, message: String },
+    /// `parent_rev` is not the head any more, or the name is taken.
+    #[error("{message}")]
+    Conflict { message: String, head: Option<Box<Entry>> },
+    #[error("the account has not uploaded {} of the blocks", missing.len())]
+    MissingBlocks { missing: Vec<BlockId> },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn client(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Client { code, message: message.into() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::client(ErrorCode::BadRequest, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::client(ErrorCode::NotFound, message)
+    }
+    pub fn unauthorized() -> Self {
+        Self::client(ErrorCode::Unauthorized, "missing, invalid or revoked token: log in again")
+    }
+    pub fn conflict(message: impl Into<String>, head: Option<Entry>) -> Self {
+        Error::Conflict { message: message.into(), head: head.map(Box::new) }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Client { code, .. } => *code,
+            Error::Conflict { .. } => ErrorCode::Conflict,
+            Error::MissingBlocks { .. } => ErrorCode::MissingBlocks,
+            Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The JSON detail sent to the client (internal causes stay in the log).
+    pub fn detail(&self) -> ErrorDetail {
+        let (message, head, missing) = match self {
+            Error::Client { message, .. } => (message.clone(), None, Vec::new()),
+            Error::Conflict { message, head } => (message.clone(), head.as_deref().cloned(), Vec::new()),
+            Error::MissingBlocks { missing } => (self.to_string() + ": upload them first", None, missing.clone()),
+            Error::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "internal error");
+                ("internal server error; the server log has details".to_owned(), None, Vec::new())
+            }
+        };
+        ErrorDetail { code: self.code(), message, head, missing }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<ferry_shared::PathError> for Error {
+    fn from(e: ferry_shared::PathError) -> Self {
+        Error::client(ErrorCode::InvalidPath, format!("invalid path: {e}"))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let detail = self.detail();
+        let status = StatusCode::from_u16(detail.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(ErrorBody { error: detail })).into_response()
+    }
+}

@@ -1,0 +1,56 @@
+//! Durable file writes: temp file + fsync + rename + directory fsync.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically and durably: a reader sees either the
+/// old content or the new one, and after return the new one survives a crash.
+pub fn write_atomic(path: &Path, tmp_dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = tempfile_in(tmp_dir)?;
+    tmp.1.write_all(bytes)?;
+    tmp.1.sync_data()?;
+    fs::rename(&tmp.0, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn tempfile_in(dir: &Path) -> io::Result<(std::path::PathBuf, File)> {
+    for _ in 0..16 {
+        let name: u64 = rand::random();
+        let p = dir.join(format!(".tmp-{name:016x}"));
+        match OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(f) => return Ok((p, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("could not create a temporary file"))
+}
+
+/// fsyncs a directory so that renames and new entries in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Creates a new file readable only by its owner (mode 0600 on Unix) with `bytes`.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}

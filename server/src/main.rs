@@ -1,0 +1,185 @@
+//! `ferry-server`: serve the API, and administer users.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ferry_server::passwords;
+use ferry_server::serve::{self, ServeOptions};
+use ferry_server::store::MetaStore;
+use ferry_server::store::sqlite::SqliteStore;
+
+#[derive(Parser)]
+#[command(name = "ferry-server", version, about = "Ferry's server: file sync and storage you run yourself")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (SQLite metadata and a local block folder under --data).
+    Serve {
+        /// Data directory: database, blocks, master key.
+        #[arg(long, env = "FERRY_DATA")]
+        data: PathBuf,
+        /// Address to listen on (port 0 picks a free port; the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// TLS certificate chain (PEM); serves HTTPS with --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Allow plain HTTP on a non-loopback address (behind a TLS proxy only).
+        #[arg(long)]
+        insecure_http: bool,
+        /// Hours an unfinished resumable upload is kept.
+        #[arg(long, default_value_t = 24 * 7)]
+        upload_expiry_hours: u64,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from the first line of stdin.
+    Add {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Storage quota, e.g. 10GiB, 500MiB or bytes.
+        #[arg(long, default_value = "10GiB")]
+        quota: String,
+        #[arg(long, env = "FERRY_DATA")]
+        data: PathBuf,
+    },
+    /// List users with their quota and usage.
+    List {
+        #[arg(long, env = "FERRY_DATA")]
+        data: PathBuf,
+    },
+    /// Change a user's password (signs out all their devices).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, env = "FERRY_DATA")]
+        data: PathBuf,
+    },
+    /// Remove a user and their metadata.
+    Remove {
+        name: String,
+        #[arg(long, env = "FERRY_DATA")]
+        data: PathBuf,
+    },
+}
+
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        other => bail!("unknown size unit {other:?} (use KiB, MiB, GiB or TiB)"),
+    };
+    n.checked_mul(mult).context("size too large")
+}
+
+fn read_password(password_stdin: bool) -> anyhow::Result<String> {
+    if !password_stdin {
+        bail!("pass --password-stdin and write the password on standard input");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+    if pw.len() < 8 {
+        bail!("the password must have at least 8 characters");
+    }
+    Ok(pw)
+}
+
+fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    SqliteStore::open(&serve::db_path(data)).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn valid_user_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !ok {
+        bail!("user names are 1–64 letters, digits, '.', '_', '-' or '@'");
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    // Two rustls crypto providers are compiled in; pick one before any TLS use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ferry_server=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { data, listen, tls_cert, tls_key, insecure_http, upload_expiry_hours } => {
+            let opts = ServeOptions {
+                data,
+                listen,
+                tls: tls_cert.zip(tls_key),
+                insecure_http,
+                upload_expiry: Duration::from_secs(upload_expiry_hours * 3600),
+            };
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve::serve(opts))
+        }
+        Command::User { command } => user_command(command),
+    }
+}
+
+fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    let err = |e: ferry_server::Error| anyhow::anyhow!("{e}");
+    match command {
+        UserCommand::Add { name, password_stdin, quota, data } => {
+            valid_user_name(&name)?;
+            let quota = parse_size(&quota)?;
+            let pw = read_password(password_stdin)?;
+            let store = open_store(&data)?;
+            let id = store.add_user(&name, &passwords::hash_password(&pw)?, quota).map_err(err)?;
+            println!("added user {name} (id {id}, quota {quota} bytes)");
+        }
+        UserCommand::List { data } => {
+            let store = open_store(&data)?;
+            for u in store.list_users().map_err(err)? {
+                println!("{}\t{}\tused {} of {} bytes", u.id, u.name, u.used, u.quota);
+            }
+        }
+        UserCommand::Passwd { name, password_stdin, data } => {
+            let pw = read_password(password_stdin)?;
+            let store = open_store(&data)?;
+            store.set_password(&name, &passwords::hash_password(&pw)?).map_err(err)?;
+            println!("changed the password of {name}; their devices must log in again");
+        }
+        UserCommand::Remove { name, data } => {
+            let store = open_store(&data)?;
+            store.remove_user(&name).map_err(err)?;
+            println!("removed user {name}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Start-up: open the data directory, bind, serve (HTTP or HTTPS), shut down
+//! gracefully (in-flight requests finish, long polls are released).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::api::{self, AppState, Inner, Limits};
+use crate::blockstore::LocalBlockStore;
+use crate::crypto::Vault;
+use crate::notify::Notifier;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{MetaStore, now_ms};
+
+/// Options of `ferry-server serve`, validated.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub insecure_http: bool,
+    pub upload_expiry: Duration,
+}
+
+/// The data directory's layout.
+pub fn db_path(data: &std::path::Path) -> PathBuf {
+    data.join("ferry.db")
+}
+
+/// Opens the data directory (creating it on first start).
+pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&opts.data).with_context(|| format!("creating {}", opts.data.display()))?;
+    let uploads_dir = opts.data.join("uploads");
+    std::fs::create_dir_all(&uploads_dir)?;
+    let meta: Arc<dyn MetaStore> = Arc::new(SqliteStore::open(&db_path(&opts.data)).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let blocks = Arc::new(LocalBlockStore::open(&opts.data.join("blocks"))?);
+    let vault = Vault::load_or_create(&opts.data)?;
+    Ok(Arc::new(Inner {
+        meta,
+        blocks,
+        vault,
+        notifier: Notifier::default(),
+        limits: Limits { upload_expiry_ms: opts.upload_expiry.as_millis() as i64 },
+        uploads_dir,
+        busy_uploads: Mutex::new(HashSet::new()),
+    }))
+}
+
+/// Removes expired upload sessions and their bytes.
+fn sweep_uploads(state: &AppState) -> crate::Result<usize> {
+    let expired = state.meta.expired_uploads(now_ms())?;
+    for id in &expired {
+        let _ = std::fs::remove_file(state.uploads_dir.join(id));
+        state.meta.delete_upload(id)?;
+    }
+    Ok(expired.len())
+}
+
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    if opts.tls.is_none() && !opts.listen.ip().is_loopback() && !opts.insecure_http {
+        bail!(
+            "refusing to serve plain HTTP on {}: give --tls-cert and --tls-key, listen on 127.0.0.1, \
+             or pass --insecure-http (only behind a TLS-terminating proxy)",
+            opts.listen
+        );
+    }
+    let state = open_state(&opts)?;
+    let listener = std::net::TcpListener::bind(opts.listen).with_context(|| format!("binding {}", opts.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    // The one line on stdout: scripts and tests read the bound address here.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ferry-server listening on {scheme}://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, data = %opts.data.display(), "serving");
+
+    let sweeper = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let st = Arc::clone(&state);
+                match tokio::task::spawn_blocking(move || sweep_uploads(&st)).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(n, "removed expired upload sessions"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "sweeping upload sessions"),
+                    _ => {}
+                }
+            }
+        })
+    };
+
+    let app = api::router(Arc::clone(&state)).layer(tower_http_trace());
+    let shutdown_state = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        shutdown_state.notifier.shutdown();
+    };
+    match &opts.tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+        }
+        Some((cert, key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                h.graceful_shutdown(Some(Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app.into_make_service()).await?;
+        }
+    }
+    sweeper.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn tower_http_trace() -> axum::middleware::FromFnLayer<
+    fn(axum::extract::Request, axum::middleware::Next) -> std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>,
+    (),
+    (axum::extract::Request,),
+> {
+    axum::middleware::from_fn(|req, next| Box::pin(log_request(req, next)))
+}
+
+/// Logs method, path (never the query or headers, which may carry tokens), status and time.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
+    resp
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

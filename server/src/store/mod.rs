@@ -1,0 +1,120 @@
+//! Metadata store: users, devices, tokens, namespaces, files, immutable file
+//! versions, block ownership, the change journal and upload sessions.
+//!
+//! [`MetaStore`] is the seam for PostgreSQL later; [`sqlite::SqliteStore`] is
+//! the embedded default. Methods are blocking (call them from
+//! `spawn_blocking`); every write is one ACID transaction, and concurrent
+//! writes share one fsync (group commit, see `sqlite`).
+
+use ferry_shared::BlockId;
+use ferry_shared::api::{ChangesResponse, CommitOp, Entry, Revision, RevId};
+use ferry_shared::path::RelPath;
+
+use crate::error::Result;
+
+pub mod sqlite;
+
+/// Who is calling: resolved from a bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: i64,
+    pub device_id: i64,
+    /// The user's root namespace.
+    pub ns: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInfo {
+    pub id: i64,
+    pub name: String,
+    pub quota: u64,
+    pub used: u64,
+}
+
+/// A block the server itself chunked and stored (web uploads): recorded as
+/// owned by the account in the same transaction as the commit that uses it.
+#[derive(Debug, Clone)]
+pub struct NewBlock {
+    pub id: BlockId,
+    pub size: u32,
+    pub stored_size: u32,
+}
+
+/// A file revision with its block list, for downloads.
+#[derive(Debug, Clone)]
+pub struct FileVersion {
+    pub entry: Entry,
+    pub blocks: Vec<(BlockId, u32)>,
+}
+
+/// A resumable upload in progress.
+#[derive(Debug, Clone)]
+pub struct UploadSession {
+    pub id: String,
+    pub user_id: i64,
+    pub device_id: i64,
+    pub path: RelPath,
+    pub size: u64,
+    pub received: u64,
+    pub mtime: Option<i64>,
+    pub parent_rev: Option<RevId>,
+    pub expires: i64,
+}
+
+/// Outcome of a commit batch: one result per operation, and the namespace's
+/// journal sequence number after it.
+pub struct CommitOutcome {
+    pub results: Vec<Result<Entry>>,
+    pub seq: i64,
+}
+
+pub trait MetaStore: Send + Sync + 'static {
+    // Users (administration).
+    fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64>;
+    fn list_users(&self) -> Result<Vec<UserInfo>>;
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
+    /// Removes a user with their devices, tokens and metadata.
+    fn remove_user(&self, name: &str) -> Result<()>;
+    /// `(user id, password hash)` of a user.
+    fn password_hash(&self, name: &str) -> Result<Option<(i64, String)>>;
+
+    // Devices and tokens.
+    /// Records a login: the device (reused by name) and a token hash. Returns the device id.
+    fn create_token(&self, user_id: i64, device_name: &str, token_hash: [u8; 32]) -> Result<i64>;
+    fn authenticate(&self, token_hash: [u8; 32]) -> Result<Option<Caller>>;
+    fn revoke_token(&self, token_hash: [u8; 32]) -> Result<()>;
+
+    // Blocks.
+    /// The ids among `ids` this account does not own (input order, no duplicates).
+    fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>>;
+    /// True when some account already stored this block (server-wide).
+    fn block_stored(&self, id: &BlockId) -> Result<bool>;
+    /// Records blocks as stored and owned by the account.
+    fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()>;
+    fn owns_block(&self, user_id: i64, id: &BlockId) -> Result<bool>;
+
+    // Commits and reads.
+    fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome>;
+    fn cursor(&self, ns: i64) -> Result<i64>;
+    fn changes(&self, ns: i64, cursor: i64, limit: u32) -> Result<ChangesResponse>;
+    /// The live file at `path` (or, with `rev`, that revision of the file that
+    /// is or was at `path`).
+    fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;
+    fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
+    fn user_info(&self, user_id: i64) -> Result<UserInfo>;
+
+    // Resumable uploads.
+    fn create_upload(&self, session: &UploadSession) -> Result<()>;
+    fn upload(&self, id: &str) -> Result<Option<UploadSession>>;
+    fn set_upload_received(&self, id: &str, received: u64) -> Result<()>;
+    fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Ids of sessions that expired before `now_ms`.
+    fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>>;
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

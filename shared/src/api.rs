@@ -1,0 +1,332 @@
+//! Wire types: the JSON bodies of every request and response, and the error
+//! codes. Every type here is a protocol contract (see
+//! [`crate::PROTOCOL_VERSION`]); add optional fields rather than changing
+//! existing ones.
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::BlockId;
+use crate::path::RelPath;
+
+macro_rules! wire {
+    ($($item:item)*) => {
+        $(
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+            $item
+        )*
+    };
+}
+
+/// Id of a file or folder; stable across moves and renames.
+pub type FileId = i64;
+/// Id of one immutable revision of a file or folder.
+pub type RevId = i64;
+/// Position in a namespace's change journal.
+pub type Cursor = i64;
+
+/// Stable, machine-readable error codes (`error.code` in every error body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidPath,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    /// The named parent revision is not the head any more (or the name is taken).
+    Conflict,
+    /// A folder is not empty.
+    NotEmpty,
+    /// A commit names a block the account has not uploaded.
+    MissingBlocks,
+    /// A block's content does not match its id.
+    BadBlock,
+    LengthRequired,
+    PayloadTooLarge,
+    RangeNotSatisfiable,
+    QuotaExceeded,
+    TooManyRequests,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is answered with.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidPath | ErrorCode::BadBlock | ErrorCode::MissingBlocks => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict | ErrorCode::NotEmpty => 409,
+            ErrorCode::LengthRequired => 411,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::TooManyRequests => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::QuotaExceeded => 507,
+        }
+    }
+}
+
+wire! {
+    /// Body of every 4xx/5xx answer.
+    pub struct ErrorBody {
+        pub error: ErrorDetail,
+    }
+
+    pub struct ErrorDetail {
+        pub code: ErrorCode,
+        pub message: String,
+        /// For `conflict`: the current head of the path, if there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub head: Option<Entry>,
+        /// For `missing_blocks`: the blocks the account must upload first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub missing: Vec<BlockId>,
+    }
+
+    pub struct LoginRequest {
+        pub username: String,
+        pub password: String,
+        pub device_name: String,
+    }
+
+    pub struct LoginResponse {
+        pub token: String,
+        pub user_id: i64,
+        pub device_id: i64,
+    }
+
+    /// Which of these blocks does my account lack?
+    pub struct MissingBlocksRequest {
+        pub ids: Vec<BlockId>,
+    }
+
+    pub struct MissingBlocksResponse {
+        pub missing: Vec<BlockId>,
+    }
+
+    /// The current state of a file or folder.
+    pub struct Entry {
+        pub id: FileId,
+        pub path: RelPath,
+        pub kind: EntryKind,
+        /// Head revision.
+        pub rev: RevId,
+        pub size: u64,
+        /// Modification time given by the client, Unix milliseconds.
+        pub mtime: i64,
+        pub executable: bool,
+        /// Content hash (see `ferry_shared::block::content_hash`); empty for folders.
+        pub hash: String,
+        pub deleted: bool,
+        /// Server time of the revision, Unix milliseconds.
+        pub modified: i64,
+        /// Device that made the revision.
+        pub device: String,
+    }
+
+    /// A batch of operations; each is checked and answered on its own, in order.
+    pub struct CommitRequest {
+        pub ops: Vec<CommitOp>,
+    }
+
+    pub struct CommitResponse {
+        pub results: Vec<OpResult>,
+    }
+
+    /// Outcome of one operation: `entry` on success, `error` otherwise.
+    pub struct OpResult {
+        pub status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub entry: Option<Entry>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub error: Option<ErrorDetail>,
+    }
+
+    /// A new file's block list, either in full or as an edit of the parent
+    /// revision's list (what keeps a one-byte change of a big file small).
+    #[serde(rename_all = "snake_case")]
+    pub enum BlockList {
+        Full(Vec<BlockId>),
+        Edit(Vec<BlockEdit>),
+    }
+
+    #[serde(rename_all = "snake_case")]
+    pub enum BlockEdit {
+        /// Blocks `[start, start + count)` of the parent revision.
+        Copy { start: u32, count: u32 },
+        /// New blocks, in order.
+        Add(Vec<BlockId>),
+    }
+
+    /// One operation of a commit. `parent_rev` is the revision the client based
+    /// the change on; it must still be the head, else the answer is 409 with
+    /// the current head. `None` means "the path must not exist" (a new file).
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum CommitOp {
+        Put {
+            path: RelPath,
+            parent_rev: Option<RevId>,
+            size: u64,
+            mtime: i64,
+            #[serde(default)]
+            executable: bool,
+            blocks: BlockList,
+        },
+        Delete {
+            path: RelPath,
+            parent_rev: Option<RevId>,
+        },
+        Move {
+            from: RelPath,
+            to: RelPath,
+            parent_rev: Option<RevId>,
+        },
+        Mkdir {
+            path: RelPath,
+        },
+        Rmdir {
+            path: RelPath,
+            parent_rev: Option<RevId>,
+        },
+        /// Makes an old revision of the file at `path` the new head.
+        Restore {
+            path: RelPath,
+            rev: RevId,
+        },
+    }
+
+    /// One journal record.
+    pub struct Change {
+        pub seq: Cursor,
+        pub op: ChangeOp,
+        /// The entry after the change (for `move`, at its new path).
+        pub entry: Entry,
+        /// For `move`: where it was before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub from: Option<RelPath>,
+        /// For file `add`/`modify`: the revision's blocks, in order, with sizes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub blocks: Option<Vec<BlockRef>>,
+    }
+
+    pub struct BlockRef {
+        pub id: BlockId,
+        pub size: u32,
+    }
+
+    pub struct ChangesResponse {
+        pub changes: Vec<Change>,
+        /// Pass this as `cursor` next time.
+        pub cursor: Cursor,
+        /// More changes are waiting: ask again at once.
+        pub has_more: bool,
+    }
+
+    pub struct PollResponse {
+        /// `true` when the journal is past the given cursor.
+        pub changes: bool,
+        pub cursor: Cursor,
+    }
+
+    pub struct ListRevisionsRequest {
+        pub path: RelPath,
+        #[serde(default)]
+        pub limit: Option<u32>,
+    }
+
+    pub struct ListRevisionsResponse {
+        pub revisions: Vec<Revision>,
+    }
+
+    pub struct Revision {
+        pub rev: RevId,
+        pub size: u64,
+        pub hash: String,
+        /// Server time of the revision, Unix milliseconds.
+        pub modified: i64,
+        pub mtime: i64,
+        pub device: String,
+        pub deleted: bool,
+    }
+
+    /// Start of a resumable upload.
+    pub struct ResumableStartRequest {
+        pub path: RelPath,
+        pub size: u64,
+        #[serde(default)]
+        pub mtime: Option<i64>,
+        /// If given, the upload commits only if this is still the head.
+        #[serde(default)]
+        pub parent_rev: Option<RevId>,
+    }
+
+    pub struct ResumableStartResponse {
+        pub upload_url: String,
+        pub expires: i64,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeOp {
+    Add,
+    Modify,
+    Delete,
+    Move,
+    Mkdir,
+    Rmdir,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody { error: ErrorDetail { code, message: message.into(), head: None, missing: Vec::new() } }
+    }
+}
+
+/// Long-poll timeout when the client gives none, in seconds.
+pub const POLL_DEFAULT_SECS: u64 = 60;
+/// Longest long-poll timeout the server honours, in seconds.
+pub const POLL_MAX_SECS: u64 = 300;
+/// Most operations accepted in one commit request.
+pub const MAX_COMMIT_OPS: usize = 10_000;
+/// Most block ids in one missing-blocks request.
+pub const MAX_MISSING_QUERY: usize = 10_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_op_json_shape() {
+        let op: CommitOp = serde_json::from_str(
+            r#"{"op":"put","path":"a/b","parent_rev":null,"size":3,"mtime":0,"blocks":{"full":[]}}"#,
+        )
+        .unwrap();
+        assert!(matches!(op, CommitOp::Put { .. }));
+        let edit = BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: 2 }, BlockEdit::Add(vec![])]);
+        assert_eq!(serde_json::to_string(&edit).unwrap(), r#"{"edit":[{"copy":{"start":0,"count":2}},{"add":[]}]}"#);
+        assert!(serde_json::from_str::<CommitOp>(r#"{"op":"delete","path":"../x","parent_rev":1}"#).is_err());
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let v = serde_json::to_value(ErrorBody::new(ErrorCode::QuotaExceeded, "full")).unwrap();
+        assert_eq!(v, serde_json::json!({"error": {"code": "quota_exceeded", "message": "full"}}));
+        assert_eq!(ErrorCode::QuotaExceeded.status(), 507);
+    }
+}

@@ -1,0 +1,247 @@
+//! Blocks: ids and the wire codec.
+//!
+//! A block is a content-defined chunk of a file. Its id is the BLAKE3 hash of
+//! its plaintext, so identical content has one id everywhere (dedup) and every
+//! receiver can verify what it got. On the wire a block travels as a zstd frame
+//! ([`BlockEncoding::Zstd`]) or, when compression does not shrink it, as its
+//! raw bytes ([`BlockEncoding::Raw`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// zstd level for blocks: level 1 compresses text-like data well while costing
+/// little on incompressible data (measured in `ferry-bench chunking`).
+pub const ZSTD_LEVEL: i32 = 1;
+
+/// Largest plaintext block, equal to the largest chunk the size rule allows.
+pub const MAX_BLOCK_SIZE: usize = crate::chunk::MAX_CHUNK;
+
+/// The BLAKE3 hash of a block's plaintext.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockId(pub [u8; 32]);
+
+impl BlockId {
+    pub fn of(data: &[u8]) -> Self {
+        BlockId(*blake3::hash(data).as_bytes())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<Self> {
+        Some(BlockId(b.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlockId({})", &self.to_hex()[..12])
+    }
+}
+
+/// A block id that is not 64 lowercase-or-uppercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("block id must be 64 hex digits")]
+pub struct BadBlockId;
+
+impl FromStr for BlockId {
+    type Err = BadBlockId;
+    fn from_str(s: &str) -> Result<Self, BadBlockId> {
+        if s.len() != 64 {
+            return Err(BadBlockId);
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| BadBlockId)?;
+        Ok(BlockId(out))
+    }
+}
+
+impl serde::Serialize for BlockId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BlockId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for BlockId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("BLAKE3 hash of the block's plaintext, 64 hex digits"))
+            .into()
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for BlockId {}
+
+/// How a block's bytes are encoded on the wire (and at rest, under encryption).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockEncoding {
+    Raw,
+    Zstd,
+}
+
+impl BlockEncoding {
+    /// Value of the `ferry-block-encoding` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockEncoding::Raw => "raw",
+            BlockEncoding::Zstd => "zstd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "raw" => Some(BlockEncoding::Raw),
+            "zstd" => Some(BlockEncoding::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// HTTP header naming a block body's [`BlockEncoding`] (default `zstd`).
+pub const ENCODING_HEADER: &str = "ferry-block-encoding";
+
+/// A block ready to send or store: its id, plaintext length and encoded bytes.
+#[derive(Clone)]
+pub struct EncodedBlock {
+    pub id: BlockId,
+    pub len: u32,
+    pub encoding: BlockEncoding,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for EncodedBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedBlock")
+            .field("id", &self.id)
+            .field("len", &self.len)
+            .field("encoding", &self.encoding)
+            .field("encoded_len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Hashes and compresses one plaintext block, keeping it raw when zstd does
+/// not make it smaller.
+pub fn encode(data: &[u8]) -> EncodedBlock {
+    let id = BlockId::of(data);
+    let len = u32::try_from(data.len()).expect("block larger than 4 GiB");
+    match zstd::bulk::compress(data, ZSTD_LEVEL) {
+        Ok(z) if z.len() < data.len() => EncodedBlock { id, len, encoding: BlockEncoding::Zstd, bytes: z },
+        _ => EncodedBlock { id, len, encoding: BlockEncoding::Raw, bytes: data.to_vec() },
+    }
+}
+
+/// Why an encoded block was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("block is larger than {MAX_BLOCK_SIZE} bytes")]
+    TooLarge,
+    #[error("block is not a valid zstd frame: {0}")]
+    Zstd(std::io::Error),
+    #[error("block content does not match its id (expected {expected}, got {actual})")]
+    HashMismatch { expected: BlockId, actual: BlockId },
+}
+
+/// Decodes a block and checks that its plaintext hashes to `expected`.
+/// Never returns more than [`MAX_BLOCK_SIZE`] bytes, whatever the input claims.
+pub fn decode(expected: &BlockId, encoding: BlockEncoding, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let plain = match encoding {
+        BlockEncoding::Raw => {
+            if bytes.len() > MAX_BLOCK_SIZE {
+                return Err(DecodeError::TooLarge);
+            }
+            bytes.to_vec()
+        }
+        BlockEncoding::Zstd => decompress_bounded(bytes)?,
+    };
+    let actual = BlockId::of(&plain);
+    if actual != *expected {
+        return Err(DecodeError::HashMismatch { expected: *expected, actual });
+    }
+    Ok(plain)
+}
+
+fn decompress_bounded(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    use std::io::Read;
+    let mut decoder = zstd::stream::read::Decoder::new(bytes).map_err(DecodeError::Zstd)?;
+    let mut out = Vec::new();
+    let n = (&mut decoder)
+        .take(MAX_BLOCK_SIZE as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(DecodeError::Zstd)?;
+    if n > MAX_BLOCK_SIZE {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// Content hash of a file revision: BLAKE3 over the file size and its block
+/// ids in order. The server computes it from the block list (it never trusts a
+/// client-given hash); a client computes the same from its own chunking.
+pub fn content_hash<'a>(size: u64, blocks: impl IntoIterator<Item = &'a BlockId>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ferry-content-v1");
+    h.update(&size.to_le_bytes());
+    for b in blocks {
+        h.update(&b.0);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_text_and_random() {
+        let text = b"hello hello hello hello hello hello hello hello".repeat(100);
+        let e = encode(&text);
+        assert_eq!(e.encoding, BlockEncoding::Zstd);
+        assert!(e.bytes.len() < text.len());
+        assert_eq!(decode(&e.id, e.encoding, &e.bytes).unwrap(), text);
+
+        let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let e = encode(&random);
+        assert_eq!(decode(&e.id, e.encoding, &e.bytes).unwrap(), random);
+    }
+
+    #[test]
+    fn rejects_wrong_content_and_bombs() {
+        let e = encode(b"abc");
+        let other = BlockId::of(b"abd");
+        assert!(matches!(decode(&other, e.encoding, &e.bytes), Err(DecodeError::HashMismatch { .. })));
+        assert!(matches!(decode(&e.id, BlockEncoding::Zstd, b"not zstd"), Err(DecodeError::Zstd(_))));
+        let zeros = vec![0u8; MAX_BLOCK_SIZE + 10];
+        let bomb = zstd::bulk::compress(&zeros, 1).unwrap();
+        assert!(matches!(decode(&BlockId::of(&zeros), BlockEncoding::Zstd, &bomb), Err(DecodeError::TooLarge)));
+    }
+
+    #[test]
+    fn id_hex_roundtrip() {
+        let id = BlockId::of(b"x");
+        assert_eq!(id.to_hex().parse::<BlockId>().unwrap(), id);
+        assert!("zz".parse::<BlockId>().is_err());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<BlockId>(&json).unwrap(), id);
+    }
+}

@@ -1,0 +1,306 @@
+//! Path rules: the one normalized form of a path inside a namespace.
+//!
+//! A [`RelPath`] is UTF-8, in Unicode NFC, `/`-separated, relative (no leading
+//! or trailing `/`), with no empty, `.` or `..` segment, no NUL or other control
+//! character, no backslash, and within the length limits. The root is the empty
+//! path. Anything else is rejected with a [`PathError`] saying why; input is
+//! never silently "fixed" except for NFC normalization, which is applied so
+//! that the same name typed on macOS (NFD) and Linux (NFC) is one path.
+//!
+//! The server runs every path in every request through [`RelPath::parse`]; the
+//! client runs every path the server sends through it before touching disk.
+//! Windows-reserved names are rejected too, so no file can reach a device whose
+//! file system cannot hold it.
+
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Longest allowed segment, in bytes of UTF-8 (common file-system limit).
+pub const MAX_SEGMENT_BYTES: usize = 255;
+/// Longest allowed path, in bytes of UTF-8.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Deepest allowed nesting.
+pub const MAX_DEPTH: usize = 256;
+
+/// Why a path was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path is longer than {MAX_PATH_BYTES} bytes")]
+    TooLong,
+    #[error("path has more than {MAX_DEPTH} segments")]
+    TooDeep,
+    #[error("path segment {0:?} is longer than {MAX_SEGMENT_BYTES} bytes")]
+    SegmentTooLong(String),
+    #[error("path has an empty segment (leading, trailing or doubled '/')")]
+    EmptySegment,
+    #[error("path segment '.' or '..' is not allowed")]
+    DotSegment,
+    #[error("path contains a NUL or control character")]
+    ControlChar,
+    #[error("path contains a backslash; use '/' as the separator")]
+    Backslash,
+    #[error("path segment {0:?} is a name Windows reserves")]
+    Reserved(String),
+    #[error("path segment {0:?} ends with a space or a dot, which Windows cannot store")]
+    TrailingSpaceOrDot(String),
+    #[error("path contains a character Windows cannot store ({0:?})")]
+    ForbiddenChar(char),
+    #[error("a single name cannot contain '/'")]
+    SlashInName,
+    #[error("the root folder cannot be used here")]
+    Root,
+}
+
+/// A normalized, validated path relative to a namespace root.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RelPath(String);
+
+impl RelPath {
+    /// The namespace root (the empty path).
+    pub fn root() -> Self {
+        RelPath(String::new())
+    }
+
+    /// Validates `s` and returns its normalized (NFC) form.
+    ///
+    /// A single leading `/` is accepted and dropped (`/a/b` is `a/b`), since
+    /// the file API's `path=` parameter is commonly written that way; `/`
+    /// alone is the root.
+    pub fn parse(s: &str) -> Result<Self, PathError> {
+        let s = s.strip_prefix('/').unwrap_or(s);
+        if s.is_empty() {
+            return Ok(Self::root());
+        }
+        if s.len() > MAX_PATH_BYTES * 4 {
+            // Refuse absurd input before normalizing it.
+            return Err(PathError::TooLong);
+        }
+        let nfc: String = s.nfc().collect();
+        if nfc.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+        let mut depth = 0;
+        for segment in nfc.split('/') {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err(PathError::TooDeep);
+            }
+            check_segment(segment)?;
+        }
+        Ok(RelPath(nfc))
+    }
+
+    /// Like [`RelPath::parse`] but refuses the root.
+    pub fn parse_non_root(s: &str) -> Result<Self, PathError> {
+        let p = Self::parse(s)?;
+        if p.is_root() { Err(PathError::Root) } else { Ok(p) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The segments, outermost first (none for the root).
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|s| !s.is_empty())
+    }
+
+    /// The last segment, or `None` for the root.
+    pub fn name(&self) -> Option<&str> {
+        if self.is_root() { None } else { self.0.rsplit('/').next() }
+    }
+
+    /// The containing folder, or `None` for the root.
+    pub fn parent(&self) -> Option<RelPath> {
+        if self.is_root() {
+            return None;
+        }
+        Some(match self.0.rfind('/') {
+            Some(i) => RelPath(self.0[..i].to_owned()),
+            None => RelPath::root(),
+        })
+    }
+
+    /// `self/name`, validating `name` as one segment.
+    pub fn join(&self, name: &str) -> Result<RelPath, PathError> {
+        if name.contains('/') {
+            return Err(PathError::SlashInName);
+        }
+        let name: String = name.nfc().collect();
+        check_segment(&name)?;
+        let joined = if self.is_root() { name } else { format!("{}/{}", self.0, name) };
+        if joined.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+        Ok(RelPath(joined))
+    }
+
+    /// True when `self` is `other` or lies inside it.
+    pub fn starts_with(&self, other: &RelPath) -> bool {
+        other.is_root()
+            || self.0 == other.0
+            || (self.0.starts_with(&other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
+    }
+}
+
+/// The key under which names are unique in a folder: NFC and case-folded, so
+/// that `Readme.md` and `README.md` (or an NFD twin) cannot both exist and
+/// never meet on a case-insensitive or normalizing file system.
+pub fn name_key(name: &str) -> String {
+    let lower: String = name.nfd().collect::<String>().to_lowercase();
+    lower.nfc().collect()
+}
+
+fn check_segment(segment: &str) -> Result<(), PathError> {
+    if segment.is_empty() {
+        return Err(PathError::EmptySegment);
+    }
+    if segment == "." || segment == ".." {
+        return Err(PathError::DotSegment);
+    }
+    if segment.len() > MAX_SEGMENT_BYTES {
+        return Err(PathError::SegmentTooLong(segment.chars().take(32).collect()));
+    }
+    for c in segment.chars() {
+        if c.is_control() {
+            return Err(PathError::ControlChar);
+        }
+        if c == '\\' {
+            return Err(PathError::Backslash);
+        }
+        if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') {
+            return Err(PathError::ForbiddenChar(c));
+        }
+    }
+    if segment.ends_with(' ') || segment.ends_with('.') {
+        return Err(PathError::TrailingSpaceOrDot(segment.to_owned()));
+    }
+    let stem = segment.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit()
+            && stem.as_bytes()[3] != b'0');
+    if reserved {
+        return Err(PathError::Reserved(segment.to_owned()));
+    }
+    Ok(())
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl serde::Serialize for RelPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RelPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RelPath::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for RelPath {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("Normalized path relative to the namespace root (NFC, '/'-separated)"))
+            .into()
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for RelPath {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_and_normalizes() {
+        assert_eq!(RelPath::parse("a/b.txt").unwrap().as_str(), "a/b.txt");
+        assert_eq!(RelPath::parse("/a/b").unwrap().as_str(), "a/b");
+        assert!(RelPath::parse("").unwrap().is_root());
+        assert!(RelPath::parse("/").unwrap().is_root());
+        // NFD "é" becomes NFC.
+        assert_eq!(RelPath::parse("cafe\u{301}").unwrap().as_str(), "caf\u{e9}");
+        assert_eq!(RelPath::parse("日本/ファイル").unwrap().as_str(), "日本/ファイル");
+        assert_eq!(RelPath::parse(".hidden/..x").unwrap().as_str(), ".hidden/..x");
+    }
+
+    #[test]
+    fn rejects_with_reason() {
+        let cases: &[(&str, PathError)] = &[
+            ("a//b", PathError::EmptySegment),
+            ("a/", PathError::EmptySegment),
+            ("//a", PathError::EmptySegment),
+            ("a/../b", PathError::DotSegment),
+            ("..", PathError::DotSegment),
+            ("./a", PathError::DotSegment),
+            ("a\0b", PathError::ControlChar),
+            ("a\nb", PathError::ControlChar),
+            ("a\u{7f}", PathError::ControlChar),
+            ("a\\b", PathError::Backslash),
+            ("CON", PathError::Reserved("CON".into())),
+            ("x/com1.txt", PathError::Reserved("com1.txt".into())),
+            ("a?", PathError::ForbiddenChar('?')),
+            ("c:/x", PathError::ForbiddenChar(':')),
+            ("name.", PathError::TrailingSpaceOrDot("name.".into())),
+            ("name ", PathError::TrailingSpaceOrDot("name ".into())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(RelPath::parse(input).unwrap_err(), *want, "{input:?}");
+        }
+        assert_eq!(RelPath::parse(&"x".repeat(256)).unwrap_err(), PathError::SegmentTooLong("x".repeat(32)));
+        assert_eq!(RelPath::parse(&["ab"; 2000].join("/")).unwrap_err(), PathError::TooLong);
+        assert_eq!(RelPath::parse(&["a"; 300].join("/")).unwrap_err(), PathError::TooDeep);
+        assert_eq!(RelPath::parse_non_root("/").unwrap_err(), PathError::Root);
+        assert!(RelPath::parse("COM0").is_ok());
+        assert!(RelPath::parse("CONSOLE").is_ok());
+    }
+
+    #[test]
+    fn navigation() {
+        let p = RelPath::parse("a/b/c.txt").unwrap();
+        assert_eq!(p.name(), Some("c.txt"));
+        assert_eq!(p.parent().unwrap().as_str(), "a/b");
+        assert_eq!(RelPath::parse("a").unwrap().parent().unwrap(), RelPath::root());
+        assert_eq!(p.segments().collect::<Vec<_>>(), ["a", "b", "c.txt"]);
+        assert!(p.starts_with(&RelPath::parse("a/b").unwrap()));
+        assert!(!p.starts_with(&RelPath::parse("a/bb").unwrap()));
+        assert!(RelPath::parse("a/bb").unwrap().starts_with(&RelPath::root()));
+        assert_eq!(RelPath::root().join("x").unwrap().as_str(), "x");
+        assert!(p.join("..").is_err());
+    }
+
+    #[test]
+    fn name_key_folds_case_and_normalization() {
+        assert_eq!(name_key("README.md"), name_key("readme.MD"));
+        assert_eq!(name_key("Cafe\u{301}"), name_key("caf\u{e9}"));
+        assert_ne!(name_key("a"), name_key("b"));
+    }
+
+    #[test]
+    fn serde_validates() {
+        let ok: RelPath = serde_json::from_str("\"a/b\"").unwrap();
+        assert_eq!(ok.as_str(), "a/b");
+        assert!(serde_json::from_str::<RelPath>("\"../etc/passwd\"").is_err());
+    }
+}
