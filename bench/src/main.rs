@@ -1,1 +1,379 @@
-fn main() {}
+//! `ferry-bench`: prints the figures the issues ask for. Not a test: nothing
+//! here asserts a speed. Run in release mode:
+//!
+//! ```text
+//! cargo build --release -p ferry-server -p ferry-bench
+//! target/release/ferry-bench chunking|commits|longpoll|all
+//! ```
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ferry_shared::BlockId;
+use ferry_shared::api::{BlockList, CommitOp};
+use ferry_shared::chunk::{self, ChunkParams, Chunker};
+use ferry_tests::{Client, Server, pseudo_random};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Chunk + hash + compress throughput, block counts and delta sizes.
+    Chunking {
+        /// Buffer size in MiB.
+        #[arg(long, default_value_t = 256)]
+        mib: usize,
+    },
+    /// Commits per second of 1 KiB files through the HTTP API.
+    Commits {
+        #[arg(long, default_value_t = 20_000)]
+        files: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Long-poll wake latency with many idle long polls held open.
+    Longpoll {
+        #[arg(long, default_value_t = 10_000)]
+        idle: usize,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
+    /// Everything above with the defaults.
+    All,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().what {
+        What::Chunking { mib } => chunking(mib),
+        What::Commits { files, concurrency } => rt()?.block_on(commits(files, concurrency)),
+        What::Longpoll { idle, samples } => rt()?.block_on(longpoll(idle, samples)),
+        What::All => {
+            chunking(256)?;
+            rt()?.block_on(commits(20_000, 64))?;
+            rt()?.block_on(longpoll(10_000, 200))
+        }
+    }
+}
+
+fn rt() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+fn gbps(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e9
+}
+
+/// Text-like data: words from a small vocabulary, compressible ~3x by zstd.
+fn text_like(n: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "the", "sync", "file", "block", "server", "client", "revision", "journal", "commit", "delta", "ferry", "folder",
+        "namespace", "device", "conflict", "upload", "download", "chunk", "hash", "cursor", "and", "of", "to", "in",
+    ];
+    let rnd = pseudo_random(n / 2, 99);
+    let mut out = Vec::with_capacity(n + 16);
+    let mut i = 0;
+    while out.len() < n {
+        let w = WORDS[rnd[i % rnd.len()] as usize % WORDS.len()];
+        out.extend_from_slice(w.as_bytes());
+        out.push(if rnd[(i + 1) % rnd.len()] % 11 == 0 { b'\n' } else { b' ' });
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+fn chunking(mib: usize) -> anyhow::Result<()> {
+    let n = mib << 20;
+    println!("== chunking: {mib} MiB buffers, size rule for a {mib} MiB file ==");
+    for (label, data) in [("incompressible", pseudo_random(n, 1)), ("text-like", text_like(n))] {
+        let params = ChunkParams::for_size(n as u64);
+        // fastcdc alone.
+        let t = Instant::now();
+        let mut count = 0usize;
+        for c in fastcdc::v2020::FastCDC::new(&data, params.min, params.avg, params.max) {
+            count += c.length.min(1);
+        }
+        let fast = t.elapsed();
+        // Chunk + hash + compress on one core, sequentially.
+        let t = Instant::now();
+        let mut out = 0usize;
+        for c in Chunker::new(&data[..], params) {
+            out += ferry_shared::block::encode_owned(c?.data).bytes.len();
+        }
+        let single = t.elapsed();
+        // The pipeline on both cores: chunker thread + worker threads.
+        let t = Instant::now();
+        let mut piped = 0usize;
+        chunk::encode_stream(&data[..], params, chunk::default_workers(), |b| -> io::Result<()> {
+            piped += b.block.bytes.len();
+            Ok(())
+        })?;
+        let both = t.elapsed();
+        assert_eq!(out, piped);
+        println!(
+            "{label:>15}: fastcdc alone {:.2} GB/s ({count} chunks) | chunk+hash+compress 1 core {:.2} GB/s | pipeline {} workers + chunker {:.2} GB/s | compressed to {:.1}%",
+            gbps(n, fast),
+            gbps(n, single),
+            chunk::default_workers(),
+            gbps(n, both),
+            100.0 * out as f64 / n as f64
+        );
+    }
+
+    // Block counts per file size under the rule (streamed, never in memory).
+    for size in [1u64 << 20, 64 << 20, 1 << 30, 10 << 30] {
+        let params = ChunkParams::for_size(size);
+        let t = Instant::now();
+        let blocks = Chunker::new(RandomReader::new(size, 7), params).count();
+        println!(
+            "blocks of a {:>6} MiB random file: {blocks:>5} (avg {} KiB, min {} KiB, max {} KiB; {:.1} s)",
+            size >> 20,
+            params.avg >> 10,
+            params.min >> 10,
+            params.max >> 10,
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    // Delta cost of small edits of a 64 MiB random file: new blocks (compressed
+    // bytes) plus the block-list edit a commit would carry.
+    let base = pseudo_random(64 << 20, 11);
+    let ids = |d: &[u8]| -> Vec<(BlockId, usize)> {
+        Chunker::new(d, ChunkParams::for_size(d.len() as u64))
+            .map(|c| {
+                let c = c.expect("in-memory read");
+                (BlockId::of(&c.data), ferry_shared::block::encode(&c.data).bytes.len())
+            })
+            .collect()
+    };
+    let before = ids(&base);
+    let known: std::collections::HashSet<BlockId> = before.iter().map(|(id, _)| *id).collect();
+    let mut overwrite = base.clone();
+    overwrite[32 << 20] ^= 0xff;
+    let mut insert = vec![0x42u8];
+    insert.extend_from_slice(&base);
+    let mut append = base.clone();
+    append.extend_from_slice(&pseudo_random(1 << 20, 12));
+    for (label, edited) in [("overwrite 1 byte mid", overwrite), ("insert 1 byte at start", insert), ("append 1 MiB", append)] {
+        let after = ids(&edited);
+        let new: Vec<&(BlockId, usize)> = after.iter().filter(|(id, _)| !known.contains(id)).collect();
+        let bytes: usize = new.iter().map(|(_, n)| n).sum();
+        // Commit edit: copies are two integers, each new id 64 hex chars + quotes.
+        let edit_json = 200 + new.len() * 68;
+        println!(
+            "64 MiB file, {label:>22}: {} new blocks, {:.1} KiB of blocks + ~{:.1} KiB commit",
+            new.len(),
+            bytes as f64 / 1024.0,
+            edit_json as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+/// Streams `len` pseudo-random bytes without holding them.
+struct RandomReader {
+    left: u64,
+    x: u64,
+}
+
+impl RandomReader {
+    fn new(len: u64, seed: u64) -> Self {
+        RandomReader { left: len, x: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 }
+    }
+}
+
+impl Read for RandomReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = (buf.len() as u64).min(self.left) as usize & !7;
+        let n = if n == 0 { (buf.len() as u64).min(self.left) as usize } else { n };
+        for chunk in buf[..n].chunks_mut(8) {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            let b = self.x.to_le_bytes();
+            chunk.copy_from_slice(&b[..chunk.len()]);
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn put_op(path: String, id: BlockId) -> CommitOp {
+    CommitOp::Put {
+        path: ferry_shared::RelPath::parse(&path).expect("valid path"),
+        parent_rev: None,
+        size: 1024,
+        mtime: 0,
+        executable: false,
+        blocks: BlockList::Full(vec![id]),
+    }
+}
+
+async fn run_parallel<F, Fut>(n: usize, concurrency: usize, f: F) -> anyhow::Result<Duration>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (f, next) = (Arc::clone(&f), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(());
+                }
+                f(i).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(t.elapsed())
+}
+
+async fn commits(files: usize, concurrency: usize) -> anyhow::Result<()> {
+    println!("== commits: {files} files of 1 KiB, {concurrency} concurrent requests ==");
+    let server = Server::start()?;
+    let client = Client::user(&server, "alice", "bench").await?;
+    let data: Arc<Vec<Vec<u8>>> = Arc::new((0..files * 2).map(|i| pseudo_random(1024, i as u64 + 1)).collect());
+
+    // (a) Block upload + commit per file (what a client does for a new file).
+    let c = client.clone();
+    let d = Arc::clone(&data);
+    let took = run_parallel(files, concurrency, move |i| {
+        let (c, d) = (c.clone(), Arc::clone(&d));
+        async move {
+            let id = c.upload_block(&d[i]).await?;
+            let r = c.commit(vec![put_op(format!("a/{i}.txt"), id)]).await?;
+            anyhow::ensure!(r.results[0].status == 200, "commit failed: {:?}", r.results[0].error);
+            Ok(())
+        }
+    })
+    .await?;
+    println!("upload block + commit, one file per commit: {:.0} files/s", files as f64 / took.as_secs_f64());
+
+    // (b) Commits alone (blocks already uploaded): the metadata path.
+    let ids: Arc<Vec<BlockId>> = Arc::new(data[..files].iter().map(|d| BlockId::of(d)).collect());
+    let c = client.clone();
+    let ids2 = Arc::clone(&ids);
+    let took = run_parallel(files, concurrency, move |i| {
+        let (c, ids) = (c.clone(), Arc::clone(&ids2));
+        async move {
+            let r = c.commit(vec![put_op(format!("b/{i}.txt"), ids[i])]).await?;
+            anyhow::ensure!(r.results[0].status == 200, "commit failed: {:?}", r.results[0].error);
+            Ok(())
+        }
+    })
+    .await?;
+    println!("commit only, one file per commit (every answer durable): {:.0} commits/s", files as f64 / took.as_secs_f64());
+
+    // (c) Batched: 1,000 files per commit request.
+    let t = Instant::now();
+    for (k, batch) in ids.chunks(1000).enumerate() {
+        let ops = batch.iter().enumerate().map(|(j, id)| put_op(format!("c/{k}/{j}.txt"), *id)).collect();
+        let r = client.commit(ops).await?;
+        anyhow::ensure!(r.results.iter().all(|x| x.status == 200), "batch failed");
+    }
+    println!("commit only, 1,000 files per request: {:.0} files/s", files as f64 / t.elapsed().as_secs_f64());
+    println!("server RSS after {} files: {:.0} MiB", files * 3, rss_mib(server.pid().context("pid")?));
+    Ok(())
+}
+
+async fn longpoll(idle: usize, samples: usize) -> anyhow::Result<()> {
+    println!("== long polls: {idle} idle long polls held open, {samples} wake-ups measured ==");
+    let server = Server::start()?;
+    let pid = server.pid().context("pid")?;
+    let rss_before = rss_mib(pid);
+    let idler = Client::user(&server, "alice", "idle").await?;
+    // Idle polls on alice's namespace with a cursor no commit reaches.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let mut held = Vec::with_capacity(idle);
+    for _ in 0..idle {
+        let req = http
+            .get(format!("{}/changes/poll?cursor=1000000000000&timeout=300", server.url))
+            .bearer_auth(&idler.token);
+        held.push(tokio::spawn(async move { req.send().await.map(|r| r.status()) }));
+    }
+    // Wait until the server holds them all: its RSS stops growing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = 0.0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = rss_mib(pid);
+        if (now - last).abs() < 0.5 || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    let rss_held = rss_mib(pid);
+    println!("server RSS: {rss_before:.0} MiB at start, {rss_held:.0} MiB with {idle} long polls held");
+
+    // Wake-ups: bob's device 1 polls, bob's device 2 commits.
+    let poller = Client::user(&server, "bob", "poller").await?;
+    let writer = Client::user(&server, "bob", "writer").await?;
+    let id = writer.upload_block(b"wake").await?;
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let cursor: i64 = poller.get("/changes/poll?cursor=0&timeout=0").send().await?.json::<serde_json::Value>().await?["cursor"]
+            .as_i64()
+            .unwrap_or(0);
+        let p = poller.clone();
+        let poll = tokio::spawn(async move {
+            let r = p.get(&format!("/changes/poll?cursor={cursor}&timeout=60")).send().await?;
+            let v: serde_json::Value = r.json().await?;
+            anyhow::Ok((Instant::now(), v["changes"].as_bool() == Some(true)))
+        });
+        // Let the poll reach the server and park.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let start = Instant::now();
+        let op = CommitOp::Put {
+            path: ferry_shared::RelPath::parse(&format!("w/{i}"))?,
+            parent_rev: None,
+            size: 4,
+            mtime: 0,
+            executable: false,
+            blocks: BlockList::Full(vec![id]),
+        };
+        writer.commit(vec![op]).await?;
+        let (woke, changed) = poll.await??;
+        anyhow::ensure!(changed, "poll returned without changes");
+        lat.push(woke.saturating_duration_since(start));
+    }
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "wake latency (commit sent → poll answered, includes the commit's fsync): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!("server RSS at the end: {:.0} MiB", rss_mib(pid));
+    let still_held = held.iter().filter(|h| !h.is_finished()).count();
+    println!("idle polls still held: {still_held} of {idle}");
+    for h in held {
+        h.abort();
+    }
+    Ok(())
+}

@@ -146,7 +146,12 @@ fn main() -> anyhow::Result<()> {
                 insecure_http,
                 upload_expiry: Duration::from_secs(upload_expiry_hours * 3600),
             };
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve::serve(opts))
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                // Blocking work is disk and SQLite; more threads than this only add memory.
+                .max_blocking_threads(64)
+                .build()?
+                .block_on(serve::serve(opts))
         }
         Command::User { command } => user_command(command),
     }

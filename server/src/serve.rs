@@ -106,10 +106,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         shutdown_state.notifier.shutdown();
     };
     match &opts.tls {
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-        }
+        None => serve_http1(tokio::net::TcpListener::from_std(listener)?, app, shutdown).await,
         Some((cert, key)) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
@@ -126,6 +123,47 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     sweeper.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves plain HTTP/1.1 with hyper directly: one task and the smallest
+/// buffers per connection, which is what 10,000 idle long polls cost.
+async fn serve_http1(listener: tokio::net::TcpListener, app: axum::Router, shutdown: impl Future<Output = ()>) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections did not finish within 30 s of shutdown");
+    }
 }
 
 fn tower_http_trace() -> axum::middleware::FromFnLayer<

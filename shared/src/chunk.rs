@@ -144,7 +144,7 @@ where
                 loop {
                     let job = job_rx.lock().expect("job queue poisoned").recv();
                     let Ok((seq, chunk)) = job else { break };
-                    let block = StreamBlock { offset: chunk.offset, block: block::encode(&chunk.data) };
+                    let block = StreamBlock { offset: chunk.offset, block: block::encode_owned(chunk.data) };
                     if done_tx.send((seq, block)).is_err() {
                         break;
                     }
@@ -180,10 +180,11 @@ where
     })
 }
 
-/// Number of worker threads worth using on this machine for [`encode_stream`]
-/// (one core stays with the chunker).
+/// Number of worker threads worth using on this machine for [`encode_stream`]:
+/// one per core. The chunker (fastcdc, ~3 GB/s) needs only part of a core, so
+/// the workers share the rest (measured in `ferry-bench chunking`).
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1)
 }
 
 #[cfg(test)]

@@ -1,0 +1,260 @@
+//! Test support: start the real `ferry-server` binary on 127.0.0.1 with a
+//! temporary data directory, and talk to it over real HTTP.
+//!
+//! The binary is found next to the test executable (`target/<profile>/`), or
+//! at `$FERRY_SERVER_BIN`. `cargo test --workspace` builds it first (the
+//! server package's own integration test depends on it).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferry_shared::api::{CommitOp, CommitRequest, CommitResponse, LoginResponse};
+
+/// Path of a workspace binary (`ferry-server`, later `ferry`).
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(p.exists(), "{} not found: run `cargo build -p ferry-server` (or `cargo test --workspace`)", p.display());
+    p
+}
+
+/// A running `ferry-server` with its own data directory.
+pub struct Server {
+    pub url: String,
+    pub data: PathBuf,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+    stderr_log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory with users `alice` and `bob`
+    /// (password `password-<name>`).
+    pub fn start() -> anyhow::Result<Server> {
+        let tmp = tempfile::tempdir()?;
+        let data = tmp.path().join("data");
+        for user in ["alice", "bob"] {
+            add_user(&data, user, &format!("password-{user}"), None)?;
+        }
+        let mut s = Server::start_on(&data)?;
+        s._tmp = Some(tmp);
+        Ok(s)
+    }
+
+    /// Starts a server on an existing data directory (restart tests).
+    pub fn start_on(data: &Path) -> anyhow::Result<Server> {
+        Self::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(data)?;
+        let stderr_log = data.join(format!("server-{}.log", rand_suffix()));
+        let mut child = Command::new(binary("ferry-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "info,ferry_server=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log)?)
+            .spawn()
+            .context("starting ferry-server")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("ferry-server did not start: {}", std::fs::read_to_string(&stderr_log).unwrap_or_default());
+            }
+        };
+        let url = line.rsplit(' ').next().context("listening line")?.to_owned();
+        Ok(Server { url, data: data.to_owned(), child: Some(child), _tmp: None, stderr_log })
+    }
+
+    /// Stops the server with SIGTERM (graceful) and waits for it.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            #[cfg(unix)]
+            {
+                let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    child.kill()?;
+                    child.wait()?;
+                    bail!("ferry-server did not stop within 30 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops and starts again on the same data directory and returns the new URL.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        let next = Server::start_on(&self.data)?;
+        let mut next = std::mem::ManuallyDrop::new(next);
+        self.url = std::mem::take(&mut next.url);
+        self.child = next.child.take();
+        self.stderr_log = std::mem::take(&mut next.stderr_log);
+        Ok(())
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// `ferry-server user add` on a data directory.
+pub fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut cmd = Command::new(binary("ferry-server"));
+    cmd.args(["user", "add", name, "--password-stdin", "--data"]).arg(data);
+    if let Some(q) = quota {
+        cmd.args(["--quota", q]);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().expect("piped").write_all(format!("{password}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("user add {name} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A logged-in HTTP client for one device.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: String,
+    pub login: Option<LoginResponse>,
+}
+
+impl Client {
+    pub async fn login(url: &str, user: &str, password: &str, device: &str) -> anyhow::Result<Client> {
+        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+        let resp = http
+            .post(format!("{url}/auth/login"))
+            .json(&serde_json::json!({"username": user, "password": password, "device_name": device}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("login {user}: {} {}", resp.status(), resp.text().await?);
+        }
+        let login: LoginResponse = resp.json().await?;
+        Ok(Client { http, url: url.to_owned(), token: login.token.clone(), login: Some(login) })
+    }
+
+    /// Logs in as one of the users [`Server::start`] creates.
+    pub async fn user(server: &Server, user: &str, device: &str) -> anyhow::Result<Client> {
+        Self::login(&server.url, user, &format!("password-{user}"), device).await
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.url)).bearer_auth(&self.token)
+    }
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.url)).bearer_auth(&self.token)
+    }
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.put(format!("{}{path}", self.url)).bearer_auth(&self.token)
+    }
+
+    /// Uploads one plaintext block (zstd-encoded as the protocol wants).
+    pub async fn upload_block(&self, data: &[u8]) -> anyhow::Result<ferry_shared::BlockId> {
+        let b = ferry_shared::block::encode(data);
+        let resp = self
+            .put(&format!("/blocks/{}", b.id))
+            .header(ferry_shared::block::ENCODING_HEADER, b.encoding.as_str())
+            .body(b.bytes)
+            .send()
+            .await?;
+        if resp.status() != reqwest::StatusCode::CREATED {
+            bail!("upload block: {} {}", resp.status(), resp.text().await?);
+        }
+        Ok(b.id)
+    }
+
+    pub async fn commit(&self, ops: Vec<CommitOp>) -> anyhow::Result<CommitResponse> {
+        let resp = self.post("/commit").json(&CommitRequest { ops }).send().await?;
+        if !resp.status().is_success() {
+            bail!("commit: {} {}", resp.status(), resp.text().await?);
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Uploads `data` as one block (it must be ≤ 16 MiB) and commits it at `path`.
+    pub async fn put_small(
+        &self,
+        path: &str,
+        data: &[u8],
+        parent_rev: Option<i64>,
+    ) -> anyhow::Result<ferry_shared::api::OpResult> {
+        let blocks = if data.is_empty() { vec![] } else { vec![self.upload_block(data).await?] };
+        let op = CommitOp::Put {
+            path: ferry_shared::RelPath::parse(path)?,
+            parent_rev,
+            size: data.len() as u64,
+            mtime: 1_700_000_000_000,
+            executable: false,
+            blocks: ferry_shared::api::BlockList::Full(blocks),
+        };
+        Ok(self.commit(vec![op]).await?.results.remove(0))
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for test and bench data.
+pub fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}

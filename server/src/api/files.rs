@@ -6,7 +6,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,8 @@ pub struct UploadQuery {
     pub parent_rev: Option<RevId>,
     /// Modification time to record, Unix ms (simple upload).
     pub mtime: Option<i64>,
-    /// Session id (resumable `PUT`).
+    /// Session id (resumable `PUT`), as in the `Location` URL.
+    #[serde(rename = "upload_id")]
     pub upload_id: Option<String>,
 }
 
@@ -115,7 +116,8 @@ pub async fn upload_start(
     match q.upload_type.as_str() {
         "media" => {
             let path = RelPath::parse_non_root(q.path.as_deref().ok_or_else(|| Error::bad_request("path= is required"))?)?;
-            let size = content_length(&headers).ok_or_else(|| {
+            // No Content-Length and not chunked means an empty body (RFC 9112 6.3).
+            let size = content_length(&headers).or_else(|| body.size_hint().exact()).ok_or_else(|| {
                 Error::client(ErrorCode::LengthRequired, "send Content-Length, or use uploadType=resumable")
             })?;
             if size > MAX_FILE_SIZE {

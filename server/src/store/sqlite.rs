@@ -20,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Condvar, Mutex, mpsc};
 
 use anyhow::Context;
 use ferry_shared::BlockId;
@@ -81,8 +81,16 @@ const READERS: usize = 4;
 
 pub struct SqliteStore {
     jobs: Mutex<mpsc::Sender<Job>>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<ReaderPool>,
+    reader_free: Condvar,
     path: std::path::PathBuf,
+}
+
+/// At most [`READERS`] read connections exist; more readers wait for one.
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
@@ -102,7 +110,12 @@ impl SqliteStore {
             .name("ferry-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .context("starting the database writer")?;
-        Ok(SqliteStore { jobs: Mutex::new(tx), readers: Mutex::new(Vec::new()), path: path.to_owned() })
+        Ok(SqliteStore {
+            jobs: Mutex::new(tx),
+            readers: Mutex::new(ReaderPool::default()),
+            reader_free: Condvar::new(),
+            path: path.to_owned(),
+        })
     }
 
     /// Runs `f` in the writer's transaction; returns once it is durable.
@@ -137,16 +150,33 @@ impl SqliteStore {
     }
 
     fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        let conn = self.readers.lock().expect("reader pool poisoned").pop();
+        let conn = {
+            let mut pool = self.readers.lock().expect("reader pool poisoned");
+            loop {
+                if let Some(c) = pool.idle.pop() {
+                    break Some(c);
+                }
+                if pool.open < READERS {
+                    pool.open += 1;
+                    break None;
+                }
+                pool = self.reader_free.wait(pool).expect("reader pool poisoned");
+            }
+        };
         let conn = match conn {
             Some(c) => c,
-            None => open_conn(&self.path)?,
+            None => match open_conn(&self.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.readers.lock().expect("reader pool poisoned").open -= 1;
+                    self.reader_free.notify_one();
+                    return Err(e);
+                }
+            },
         };
         let r = f(&conn);
-        let mut pool = self.readers.lock().expect("reader pool poisoned");
-        if pool.len() < READERS {
-            pool.push(conn);
-        }
+        self.readers.lock().expect("reader pool poisoned").idle.push(conn);
+        self.reader_free.notify_one();
         r
     }
 }
@@ -320,8 +350,31 @@ fn entry_of(id: i64, kind: EntryKind, path: &RelPath, rev: i64, v: &Version) -> 
     }
 }
 
+/// The head entry of `node`, which was looked up at `path`. Lookups go by
+/// name key, so the entry names the path as stored (the existing item's own
+/// spelling), not `path` (which may differ in case or normalization).
 fn node_entry(conn: &Connection, node: &Node, path: &RelPath) -> Result<Entry> {
-    Ok(entry_of(node.id, node.kind, path, node.head, &version(conn, node.head)?))
+    let path = stored_path(conn, node.id)?.unwrap_or_else(|| path.clone());
+    Ok(entry_of(node.id, node.kind, &path, node.head, &version(conn, node.head)?))
+}
+
+/// The path of row `id` as stored, walking up its folders (`None` if a row
+/// on the way is missing).
+fn stored_path(conn: &Connection, id: i64) -> Result<Option<RelPath>> {
+    let mut s = conn.prepare_cached("SELECT parent, name FROM files WHERE id = ?1")?;
+    let mut names = Vec::new();
+    let mut cur = id;
+    while cur != 0 && names.len() <= ferry_shared::path::MAX_DEPTH {
+        let row: Option<(i64, String)> = s.query_row([cur], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let Some((parent, name)) = row else { return Ok(None) };
+        names.push(name);
+        cur = parent;
+    }
+    if cur != 0 {
+        return Ok(None);
+    }
+    names.reverse();
+    Ok(RelPath::parse(&names.join("/")).ok())
 }
 
 /// The child named `name` of folder `parent`: the live one, else (unless
