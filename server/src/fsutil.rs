@@ -54,3 +54,20 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
+
+/// Creates a directory (and its parents) that only its owner can enter (mode
+/// 0700 on Unix) if it does not exist; an existing one is left as it is.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).with_context(|| format!("creating {}", dir.display()))
+}

@@ -42,6 +42,17 @@ enum Command {
         #[arg(long, default_value_t = 24 * 7)]
         upload_expiry_hours: u64,
     },
+    /// Serve with embedded defaults for a first try: data under ./ferry-data,
+    /// a user created on first start with a generated password saved beside it.
+    Quickstart {
+        #[arg(long, env = "FERRY_DATA", default_value = "ferry-data")]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Name of the user created on first start.
+        #[arg(long, default_value = "me")]
+        user: String,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -113,7 +124,7 @@ fn read_password(password_stdin: bool) -> anyhow::Result<String> {
 }
 
 fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    ferry_server::fsutil::create_private_dir(data)?;
     SqliteStore::open(&serve::db_path(data)).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
@@ -146,15 +157,50 @@ fn main() -> anyhow::Result<()> {
                 insecure_http,
                 upload_expiry: Duration::from_secs(upload_expiry_hours * 3600),
             };
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                // Blocking work is disk and SQLite; more threads than this only add memory.
-                .max_blocking_threads(64)
-                .build()?
-                .block_on(serve::serve(opts))
+            runtime()?.block_on(serve::serve(opts))
+        }
+        Command::Quickstart { data, listen, user } => {
+            let creds = quickstart_user(&data, &user)?;
+            eprintln!("Ferry quickstart: data in {}", data.display());
+            eprintln!("  credentials: {} (user and password)", creds.display());
+            eprintln!("  API description: /openapi.json at the address printed below");
+            let opts = ServeOptions {
+                data,
+                listen,
+                tls: None,
+                insecure_http: false,
+                upload_expiry: Duration::from_secs(7 * 24 * 3600),
+            };
+            runtime()?.block_on(serve::serve(opts))
         }
         Command::User { command } => user_command(command),
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Blocking work is disk and SQLite; more threads than this only add memory.
+        .max_blocking_threads(64)
+        .build()
+}
+
+/// Creates `user` with a random password on first start and writes the
+/// credentials to `DATA/credentials.txt` (mode 0600). Returns that path.
+fn quickstart_user(data: &Path, user: &str) -> anyhow::Result<PathBuf> {
+    valid_user_name(user)?;
+    let creds = data.join("credentials.txt");
+    let store = open_store(data)?;
+    if store.list_users().map_err(|e| anyhow::anyhow!("{e}"))?.iter().any(|u| u.name == user) {
+        return Ok(creds);
+    }
+    let password = passwords::new_token();
+    store
+        .add_user(user, &passwords::hash_password(&password)?, 10 << 30)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = std::fs::remove_file(&creds);
+    ferry_server::fsutil::write_private_file(&creds, format!("user: {user}\npassword: {password}\n").as_bytes())?;
+    Ok(creds)
 }
 
 fn user_command(command: UserCommand) -> anyhow::Result<()> {

@@ -33,7 +33,7 @@ pub fn db_path(data: &std::path::Path) -> PathBuf {
 
 /// Opens the data directory (creating it on first start).
 pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
-    std::fs::create_dir_all(&opts.data).with_context(|| format!("creating {}", opts.data.display()))?;
+    crate::fsutil::create_private_dir(&opts.data)?;
     let uploads_dir = opts.data.join("uploads");
     std::fs::create_dir_all(&uploads_dir)?;
     let meta: Arc<dyn MetaStore> = Arc::new(SqliteStore::open(&db_path(&opts.data)).map_err(|e| anyhow::anyhow!("{e}"))?);
