@@ -73,8 +73,30 @@ fn gbps(bytes: usize, d: Duration) -> f64 {
 /// Text-like data: words from a small vocabulary, compressible ~3x by zstd.
 fn text_like(n: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "the", "sync", "file", "block", "server", "client", "revision", "journal", "commit", "delta", "ferry", "folder",
-        "namespace", "device", "conflict", "upload", "download", "chunk", "hash", "cursor", "and", "of", "to", "in",
+        "the",
+        "sync",
+        "file",
+        "block",
+        "server",
+        "client",
+        "revision",
+        "journal",
+        "commit",
+        "delta",
+        "ferry",
+        "folder",
+        "namespace",
+        "device",
+        "conflict",
+        "upload",
+        "download",
+        "chunk",
+        "hash",
+        "cursor",
+        "and",
+        "of",
+        "to",
+        "in",
     ];
     let rnd = pseudo_random(n / 2, 99);
     let mut out = Vec::with_capacity(n + 16);
@@ -82,7 +104,7 @@ fn text_like(n: usize) -> Vec<u8> {
     while out.len() < n {
         let w = WORDS[rnd[i % rnd.len()] as usize % WORDS.len()];
         out.extend_from_slice(w.as_bytes());
-        out.push(if rnd[(i + 1) % rnd.len()] % 11 == 0 { b'\n' } else { b' ' });
+        out.push(if rnd[(i + 1) % rnd.len()].is_multiple_of(11) { b'\n' } else { b' ' });
         i += 1;
     }
     out.truncate(n);
@@ -161,7 +183,9 @@ fn chunking(mib: usize) -> anyhow::Result<()> {
     insert.extend_from_slice(&base);
     let mut append = base.clone();
     append.extend_from_slice(&pseudo_random(1 << 20, 12));
-    for (label, edited) in [("overwrite 1 byte mid", overwrite), ("insert 1 byte at start", insert), ("append 1 MiB", append)] {
+    for (label, edited) in
+        [("overwrite 1 byte mid", overwrite), ("insert 1 byte at start", insert), ("append 1 MiB", append)]
+    {
         let after = ids(&edited);
         let new: Vec<&(BlockId, usize)> = after.iter().filter(|(id, _)| !known.contains(id)).collect();
         let bytes: usize = new.iter().map(|(_, n)| n).sum();
@@ -287,7 +311,10 @@ async fn commits(files: usize, concurrency: usize) -> anyhow::Result<()> {
         }
     })
     .await?;
-    println!("commit only, one file per commit (every answer durable): {:.0} commits/s", files as f64 / took.as_secs_f64());
+    println!(
+        "commit only, one file per commit (every answer durable): {:.0} commits/s",
+        files as f64 / took.as_secs_f64()
+    );
 
     // (c) Batched: 1,000 files per commit request.
     let t = Instant::now();
@@ -311,9 +338,8 @@ async fn longpoll(idle: usize, samples: usize) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let mut held = Vec::with_capacity(idle);
     for _ in 0..idle {
-        let req = http
-            .get(format!("{}/changes/poll?cursor=1000000000000&timeout=300", server.url))
-            .bearer_auth(&idler.token);
+        let req =
+            http.get(format!("{}/changes/poll?cursor=1000000000000&timeout=300", server.url)).bearer_auth(&idler.token);
         held.push(tokio::spawn(async move { req.send().await.map(|r| r.status()) }));
     }
     // Wait until the server holds them all: its RSS stops growing.
@@ -336,9 +362,10 @@ async fn longpoll(idle: usize, samples: usize) -> anyhow::Result<()> {
     let id = writer.upload_block(b"wake").await?;
     let mut lat = Vec::with_capacity(samples);
     for i in 0..samples {
-        let cursor: i64 = poller.get("/changes/poll?cursor=0&timeout=0").send().await?.json::<serde_json::Value>().await?["cursor"]
-            .as_i64()
-            .unwrap_or(0);
+        let cursor: i64 =
+            poller.get("/changes/poll?cursor=0&timeout=0").send().await?.json::<serde_json::Value>().await?["cursor"]
+                .as_i64()
+                .unwrap_or(0);
         let p = poller.clone();
         let poll = tokio::spawn(async move {
             let r = p.get(&format!("/changes/poll?cursor={cursor}&timeout=60")).send().await?;

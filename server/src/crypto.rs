@@ -106,7 +106,8 @@ impl Vault {
             _ => bail!("block {id} has unknown encoding {enc}"),
         };
         let nonce: [u8; 12] = sealed[9..21].try_into().expect("12 bytes");
-        let cipher = self.keys.get(&key_id).with_context(|| format!("block {id} was sealed with unknown key {key_id:08x}"))?;
+        let cipher =
+            self.keys.get(&key_id).with_context(|| format!("block {id} was sealed with unknown key {key_id:08x}"))?;
         let plain = cipher
             .decrypt(&Nonce::from(nonce), Payload { msg: &sealed[HEADER..], aad: &Self::aad(id, enc) })
             .map_err(|_| anyhow::anyhow!("block {id} failed authentication (corrupt or swapped on disk)"))?;

@@ -195,9 +195,7 @@ fn quickstart_user(data: &Path, user: &str) -> anyhow::Result<PathBuf> {
         return Ok(creds);
     }
     let password = passwords::new_token();
-    store
-        .add_user(user, &passwords::hash_password(&password)?, 10 << 30)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.add_user(user, &passwords::hash_password(&password)?, 10 << 30).map_err(|e| anyhow::anyhow!("{e}"))?;
     let _ = std::fs::remove_file(&creds);
     ferry_server::fsutil::write_private_file(&creds, format!("user: {user}\npassword: {password}\n").as_bytes())?;
     Ok(creds)

@@ -1,7 +1,7 @@
 //! Password hashing (argon2id with the crate's default parameters) and tokens.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
@@ -15,7 +15,8 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 /// Checks `password` against a stored hash. With `None` (unknown user) it still
 /// spends the time of one verification, so timing does not reveal which users exist.
 pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
-    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jt0pQbS0lRGvMYSLvdXkqe7xDgZzkTn0MQNbkvPV5Mw";
+    const DUMMY: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Jt0pQbS0lRGvMYSLvdXkqe7xDgZzkTn0MQNbkvPV5Mw";
     let hash = stored.unwrap_or(DUMMY);
     let Ok(parsed) = PasswordHash::new(hash) else { return false };
     Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && stored.is_some()

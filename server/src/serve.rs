@@ -36,7 +36,8 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
     crate::fsutil::create_private_dir(&opts.data)?;
     let uploads_dir = opts.data.join("uploads");
     std::fs::create_dir_all(&uploads_dir)?;
-    let meta: Arc<dyn MetaStore> = Arc::new(SqliteStore::open(&db_path(&opts.data)).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(SqliteStore::open(&db_path(&opts.data)).map_err(|e| anyhow::anyhow!("{e}"))?);
     let blocks = Arc::new(LocalBlockStore::open(&opts.data.join("blocks"))?);
     let vault = Vault::load_or_create(&opts.data)?;
     Ok(Arc::new(Inner {
@@ -98,7 +99,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         })
     };
 
-    let app = api::router(Arc::clone(&state)).layer(tower_http_trace());
+    let app = api::router(Arc::clone(&state)).layer(axum::middleware::from_fn(log_request));
     let shutdown_state = Arc::clone(&state);
     let shutdown = async move {
         shutdown_signal().await;
@@ -166,14 +167,6 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: axum::Router, shutd
     }
 }
 
-fn tower_http_trace() -> axum::middleware::FromFnLayer<
-    fn(axum::extract::Request, axum::middleware::Next) -> std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>>,
-    (),
-    (axum::extract::Request,),
-> {
-    axum::middleware::from_fn(|req, next| Box::pin(log_request(req, next)))
-}
-
 /// Logs method, path (never the query or headers, which may carry tokens), status and time.
 async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     let method = req.method().clone();
@@ -187,7 +180,8 @@ async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) 
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

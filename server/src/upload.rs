@@ -12,7 +12,11 @@ use crate::store::NewBlock;
 
 /// Chunks, seals and stores everything `reader` yields (blocking). Returns the
 /// block list; every block is durable on return.
-pub fn store_stream(state: &AppState, reader: impl Read + Send, expected_size: u64) -> Result<(Vec<BlockId>, Vec<NewBlock>)> {
+pub fn store_stream(
+    state: &AppState,
+    reader: impl Read + Send,
+    expected_size: u64,
+) -> Result<(Vec<BlockId>, Vec<NewBlock>)> {
     let mut ids = Vec::new();
     let mut new_blocks = Vec::new();
     let stats = chunk::encode_stream(
@@ -30,10 +34,7 @@ pub fn store_stream(state: &AppState, reader: impl Read + Send, expected_size: u
         },
     )?;
     if stats.size != expected_size {
-        return Err(Error::bad_request(format!(
-            "received {} bytes but {expected_size} were announced",
-            stats.size
-        )));
+        return Err(Error::bad_request(format!("received {} bytes but {expected_size} were announced", stats.size)));
     }
     Ok((ids, new_blocks))
 }
@@ -42,4 +43,3 @@ pub fn store_stream(state: &AppState, reader: impl Read + Send, expected_size: u
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(anyhow::anyhow!("worker failed: {e}")))?
 }
-

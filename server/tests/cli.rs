@@ -30,7 +30,9 @@ fn user_add_list_passwd_remove() {
     let list = run(&["user", "list", "--data", data], "");
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("carol") && list.contains("1073741824"), "{list}");
-    assert!(run(&["user", "passwd", "carol", "--password-stdin", "--data", data], "another-password\n").status.success());
+    assert!(
+        run(&["user", "passwd", "carol", "--password-stdin", "--data", data], "another-password\n").status.success()
+    );
     assert!(run(&["user", "remove", "carol", "--data", data], "").status.success());
     assert!(!run(&["user", "remove", "carol", "--data", data], "").status.success());
     #[cfg(unix)]

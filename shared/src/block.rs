@@ -205,10 +205,7 @@ fn decompress_bounded(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     use std::io::Read;
     let mut decoder = zstd::stream::read::Decoder::new(bytes).map_err(DecodeError::Zstd)?;
     let mut out = Vec::new();
-    let n = (&mut decoder)
-        .take(MAX_BLOCK_SIZE as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(DecodeError::Zstd)?;
+    let n = (&mut decoder).take(MAX_BLOCK_SIZE as u64 + 1).read_to_end(&mut out).map_err(DecodeError::Zstd)?;
     if n > MAX_BLOCK_SIZE {
         return Err(DecodeError::TooLarge);
     }

@@ -23,10 +23,7 @@ pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>)
     blocking(move || {
         let user = meta.password_hash(&req.username)?;
         if !passwords::verify_password(&req.password, user.as_ref().map(|(_, h)| h.as_str())) {
-            return Err(Error::client(
-                ferry_shared::api::ErrorCode::Unauthorized,
-                "wrong user name or password",
-            ));
+            return Err(Error::client(ferry_shared::api::ErrorCode::Unauthorized, "wrong user name or password"));
         }
         let (user_id, _) = user.expect("verified");
         let token = passwords::new_token();

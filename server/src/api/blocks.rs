@@ -91,7 +91,10 @@ pub async fn get_block(State(state): State<AppState>, Auth(caller): Auth, Path(i
     })
     .await?;
     Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream"), (header::HeaderName::from_static(ENCODING_HEADER), encoding.as_str())],
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::HeaderName::from_static(ENCODING_HEADER), encoding.as_str()),
+        ],
         bytes,
     )
         .into_response())

@@ -47,7 +47,11 @@ pub struct PollQuery {
 /// change arrives or the timeout ends (`{"changes": false}`).
 #[utoipa::path(get, path = "/changes/poll", params(PollQuery), responses((status = 200, body = PollResponse)),
     security(("bearer" = [])))]
-pub async fn poll(State(state): State<AppState>, Auth(caller): Auth, Query(q): Query<PollQuery>) -> Result<Json<PollResponse>> {
+pub async fn poll(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<PollQuery>,
+) -> Result<Json<PollResponse>> {
     let timeout = Duration::from_secs(q.timeout.unwrap_or(POLL_DEFAULT_SECS).min(POLL_MAX_SECS));
     // Subscribe first, then read: a commit in between is seen either way.
     let mut rx = state.notifier.subscribe(caller.ns);
@@ -58,6 +62,7 @@ pub async fn poll(State(state): State<AppState>, Auth(caller): Auth, Query(q): Q
     if current > q.cursor {
         return Ok(Json(PollResponse { changes: true, cursor: current }));
     }
+    tracing::debug!(ns, cursor = q.cursor, "long poll waiting");
     let wait = async {
         loop {
             if rx.changed().await.is_err() {

@@ -25,9 +25,10 @@ use crate::store::{Caller, NewBlock, UploadSession, now_ms};
 use crate::upload::{blocking, store_stream};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
 pub struct UploadQuery {
     /// `media` (the body is the file) or `resumable`.
+    #[serde(rename = "uploadType")]
+    #[param(rename = "uploadType")]
     pub upload_type: String,
     /// Target path (simple upload).
     pub path: Option<String>,
@@ -36,7 +37,6 @@ pub struct UploadQuery {
     /// Modification time to record, Unix ms (simple upload).
     pub mtime: Option<i64>,
     /// Session id (resumable `PUT`), as in the `Location` URL.
-    #[serde(rename = "upload_id")]
     pub upload_id: Option<String>,
 }
 
@@ -115,7 +115,8 @@ pub async fn upload_start(
 ) -> Result<Response> {
     match q.upload_type.as_str() {
         "media" => {
-            let path = RelPath::parse_non_root(q.path.as_deref().ok_or_else(|| Error::bad_request("path= is required"))?)?;
+            let path =
+                RelPath::parse_non_root(q.path.as_deref().ok_or_else(|| Error::bad_request("path= is required"))?)?;
             // No Content-Length and not chunked means an empty body (RFC 9112 6.3).
             let size = content_length(&headers).or_else(|| body.size_hint().exact()).ok_or_else(|| {
                 Error::client(ErrorCode::LengthRequired, "send Content-Length, or use uploadType=resumable")
@@ -266,8 +267,10 @@ pub async fn upload_put(
                 )
                 .into_response();
                 if received > 0 {
-                    resp.headers_mut()
-                        .insert(header::RANGE, HeaderValue::from_str(&format!("bytes=0-{}", received - 1)).expect("ascii"));
+                    resp.headers_mut().insert(
+                        header::RANGE,
+                        HeaderValue::from_str(&format!("bytes=0-{}", received - 1)).expect("ascii"),
+                    );
                 }
                 return Ok(resp);
             }
@@ -340,28 +343,36 @@ pub struct DownloadQuery {
     pub rev: Option<RevId>,
 }
 
+/// A `Range` that selects nothing of the file (answered with 416).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Parses a single `Range: bytes=...` against `size`: `Ok(None)` for no or an
 /// unsupported (multi-part) range, `Err` when unsatisfiable.
-pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
     if spec.contains(',') {
         return Ok(None);
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let n: u64 = b.parse().map_err(|_| Unsatisfiable)?;
         if n == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
-        (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+        (size.saturating_sub(n), size.checked_sub(1).ok_or(Unsatisfiable)?)
     } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1)) };
+        let start: u64 = a.parse().map_err(|_| Unsatisfiable)?;
+        let end = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse::<u64>().map_err(|_| Unsatisfiable)?.min(size.saturating_sub(1))
+        };
         (start, end)
     };
     if start >= size || start > end {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
 }
@@ -386,8 +397,9 @@ pub async fn download(
         None => None,
         Some(v) => match parse_range(v, size) {
             Ok(r) => r,
-            Err(()) => {
-                let mut resp = Error::client(ErrorCode::RangeNotSatisfiable, format!("the file has {size} bytes")).into_response();
+            Err(Unsatisfiable) => {
+                let mut resp =
+                    Error::client(ErrorCode::RangeNotSatisfiable, format!("the file has {size} bytes")).into_response();
                 resp.headers_mut()
                     .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
                 return Ok(resp);
@@ -413,9 +425,11 @@ pub async fn download(
         let state = Arc::clone(&state);
         async move {
             blocking(move || {
-                let sealed = state.blocks.get(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} missing from the store"))?;
+                let sealed =
+                    state.blocks.get(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} missing from the store"))?;
                 let (enc, bytes) = state.vault.open(&id, &sealed)?;
-                let plain = ferry_shared::block::decode(&id, enc, &bytes).map_err(|e| anyhow::anyhow!("stored block {id}: {e}"))?;
+                let plain = ferry_shared::block::decode(&id, enc, &bytes)
+                    .map_err(|e| anyhow::anyhow!("stored block {id}: {e}"))?;
                 Ok(Bytes::from(plain).slice(from..to))
             })
             .await
@@ -433,8 +447,10 @@ pub async fn download(
     h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
     if range.is_some() {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        resp.headers_mut()
-            .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")).expect("ascii"));
+        resp.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")).expect("ascii"),
+        );
     }
     Ok(resp)
 }
@@ -446,7 +462,12 @@ pub struct RevisionsQuery {
     pub limit: Option<u32>,
 }
 
-async fn list_revisions(state: AppState, caller: Caller, path: RelPath, limit: Option<u32>) -> Result<Json<ListRevisionsResponse>> {
+async fn list_revisions(
+    state: AppState,
+    caller: Caller,
+    path: RelPath,
+    limit: Option<u32>,
+) -> Result<Json<ListRevisionsResponse>> {
     if path.is_root() {
         return Err(RelPath::parse_non_root("").unwrap_err().into());
     }
@@ -497,8 +518,8 @@ mod tests {
         assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
         assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
         assert_eq!(parse_range("bytes=50-500", 100), Ok(Some((50, 99))));
-        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(parse_range("bytes=x-", 100), Err(()));
+        assert_eq!(parse_range("bytes=x-", 100), Err(Unsatisfiable));
     }
 }

@@ -108,10 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/blocks/missing", post(blocks::missing).layer(DefaultBodyLimit::max(4 << 20)))
-        .route(
-            "/blocks/{id}",
-            put(blocks::put_block).get(blocks::get_block).layer(DefaultBodyLimit::max(block_limit)),
-        )
+        .route("/blocks/{id}", put(blocks::put_block).get(blocks::get_block).layer(DefaultBodyLimit::max(block_limit)))
         .route("/commit", post(commit::commit).layer(DefaultBodyLimit::max(64 << 20)))
         .route("/changes", get(changes::changes))
         .route("/changes/poll", get(changes::poll))

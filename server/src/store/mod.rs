@@ -7,7 +7,7 @@
 //! writes share one fsync (group commit, see `sqlite`).
 
 use ferry_shared::BlockId;
-use ferry_shared::api::{ChangesResponse, CommitOp, Entry, Revision, RevId};
+use ferry_shared::api::{ChangesResponse, CommitOp, Entry, RevId, Revision};
 use ferry_shared::path::RelPath;
 
 use crate::error::Result;
@@ -113,8 +113,5 @@ pub trait MetaStore: Send + Sync + 'static {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -358,6 +358,30 @@ fn node_entry(conn: &Connection, node: &Node, path: &RelPath) -> Result<Entry> {
     Ok(entry_of(node.id, node.kind, &path, node.head, &version(conn, node.head)?))
 }
 
+/// `path` spelled as stored: every segment that names an existing live item
+/// takes that item's own spelling (names are matched on the case-folded key),
+/// except the last one when `keep_last` (a case-only rename). So journals and
+/// entries always carry the one path every device has.
+fn canonical(conn: &Connection, ns: i64, path: &RelPath, keep_last: bool) -> Result<RelPath> {
+    let segments: Vec<&str> = path.segments().collect();
+    let mut out = RelPath::root();
+    let mut parent = Some(0);
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let found = match parent {
+            Some(p) if !(last && keep_last) => child(conn, ns, p, seg, true)?,
+            _ => None,
+        };
+        let name = match &found {
+            Some(n) => conn.query_row("SELECT name FROM files WHERE id = ?1", [n.id], |r| r.get::<_, String>(0))?,
+            None => (*seg).to_owned(),
+        };
+        parent = found.filter(|n| n.kind == EntryKind::Dir).map(|n| n.id);
+        out = out.join(&name)?;
+    }
+    Ok(out)
+}
+
 /// The path of row `id` as stored, walking up its folders (`None` if a row
 /// on the way is missing).
 fn stored_path(conn: &Connection, id: i64) -> Result<Option<RelPath>> {
@@ -490,7 +514,10 @@ impl Ctx<'_> {
 
     fn adjust_used(&self, delta: i64) -> Result<()> {
         if delta != 0 {
-            self.conn.execute("UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2", params![delta, self.caller.user_id])?;
+            self.conn.execute(
+                "UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2",
+                params![delta, self.caller.user_id],
+            )?;
         }
         Ok(())
     }
@@ -499,15 +526,16 @@ impl Ctx<'_> {
         if delta <= 0 {
             return Ok(());
         }
-        let (quota, used): (i64, i64) = self.conn.query_row(
-            "SELECT quota, used FROM users WHERE id = ?1",
-            [self.caller.user_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (quota, used): (i64, i64) =
+            self.conn.query_row("SELECT quota, used FROM users WHERE id = ?1", [self.caller.user_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         if used + delta > quota {
             return Err(Error::client(
                 ErrorCode::QuotaExceeded,
-                format!("quota exceeded: {used} of {quota} bytes used, this change needs {delta} more; delete files or ask the admin for more space"),
+                format!(
+                    "quota exceeded: {used} of {quota} bytes used, this change needs {delta} more; delete files or ask the admin for more space"
+                ),
             ));
         }
         Ok(())
@@ -576,6 +604,25 @@ impl Ctx<'_> {
     }
 
     fn apply(&mut self, op: CommitOp) -> Result<Entry> {
+        let (conn, ns) = (self.conn, self.caller.ns);
+        let op = match op {
+            CommitOp::Put { path, parent_rev, size, mtime, executable, blocks } => {
+                CommitOp::Put { path: canonical(conn, ns, &path, false)?, parent_rev, size, mtime, executable, blocks }
+            }
+            CommitOp::Delete { path, parent_rev } => {
+                CommitOp::Delete { path: canonical(conn, ns, &path, false)?, parent_rev }
+            }
+            CommitOp::Rmdir { path, parent_rev } => {
+                CommitOp::Rmdir { path: canonical(conn, ns, &path, false)?, parent_rev }
+            }
+            CommitOp::Move { from, to, parent_rev } => CommitOp::Move {
+                from: canonical(conn, ns, &from, false)?,
+                to: canonical(conn, ns, &to, true)?,
+                parent_rev,
+            },
+            CommitOp::Mkdir { path } => CommitOp::Mkdir { path: canonical(conn, ns, &path, false)? },
+            CommitOp::Restore { path, rev } => CommitOp::Restore { path: canonical(conn, ns, &path, false)?, rev },
+        };
         match op {
             CommitOp::Put { path, parent_rev, size, mtime, executable, blocks } => {
                 self.put(&path, parent_rev, size, mtime, executable, blocks)
@@ -667,7 +714,9 @@ impl Ctx<'_> {
         let name = path.name().expect("not root");
         let existing = resolve(self.conn, self.caller.ns, path, false)?.filter(|n| {
             // A deleted row under a different (deleted) folder is not this path.
-            !n.deleted || resolve(self.conn, self.caller.ns, &parent_path, true).ok().flatten().map(|p| p.id).unwrap_or(0) == n.parent
+            !n.deleted
+                || resolve(self.conn, self.caller.ns, &parent_path, true).ok().flatten().map(|p| p.id).unwrap_or(0)
+                    == n.parent
         });
         let (old_size, parent_version) = match &existing {
             Some(n) if !n.deleted => {
@@ -677,7 +726,10 @@ impl Ctx<'_> {
                 }
                 let Some(p) = parent_rev else {
                     let head = node_entry(self.conn, n, path)?;
-                    return Err(Error::conflict(format!("'{path}' already exists (give parent_rev to replace it)"), Some(head)));
+                    return Err(Error::conflict(
+                        format!("'{path}' already exists (give parent_rev to replace it)"),
+                        Some(head),
+                    ));
                 };
                 self.check_parent_rev(n, path, Some(p))?;
                 let v = version(self.conn, n.head)?;
@@ -858,9 +910,8 @@ impl Ctx<'_> {
 }
 
 fn insert_blocks(conn: &Connection, user_id: i64, blocks: &[NewBlock], now: i64) -> Result<()> {
-    let mut b = conn.prepare_cached(
-        "INSERT OR IGNORE INTO blocks(id, size, stored_size, created) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let mut b =
+        conn.prepare_cached("INSERT OR IGNORE INTO blocks(id, size, stored_size, created) VALUES (?1, ?2, ?3, ?4)")?;
     let mut a = conn.prepare_cached("INSERT OR IGNORE INTO account_blocks(user_id, block) VALUES (?1, ?2)")?;
     for nb in blocks {
         b.execute(params![nb.id.as_bytes(), nb.size, nb.stored_size, now])?;
@@ -906,7 +957,12 @@ impl MetaStore for SqliteStore {
         self.read(|c| {
             let mut s = c.prepare("SELECT id, name, quota, used FROM users ORDER BY name")?;
             let rows = s.query_map([], |r| {
-                Ok(UserInfo { id: r.get(0)?, name: r.get(1)?, quota: r.get::<_, i64>(2)? as u64, used: r.get::<_, i64>(3)? as u64 })
+                Ok(UserInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    quota: r.get::<_, i64>(2)? as u64,
+                    used: r.get::<_, i64>(3)? as u64,
+                })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -915,7 +971,12 @@ impl MetaStore for SqliteStore {
     fn user_info(&self, user_id: i64) -> Result<UserInfo> {
         self.read(|c| {
             Ok(c.query_row("SELECT id, name, quota, used FROM users WHERE id = ?1", [user_id], |r| {
-                Ok(UserInfo { id: r.get(0)?, name: r.get(1)?, quota: r.get::<_, i64>(2)? as u64, used: r.get::<_, i64>(3)? as u64 })
+                Ok(UserInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    quota: r.get::<_, i64>(2)? as u64,
+                    used: r.get::<_, i64>(3)? as u64,
+                })
             })?)
         })
     }
@@ -1014,7 +1075,9 @@ impl MetaStore for SqliteStore {
     }
 
     fn block_stored(&self, id: &BlockId) -> Result<bool> {
-        self.read(|c| Ok(c.query_row("SELECT 1 FROM blocks WHERE id = ?1", [id.as_bytes()], |_| Ok(())).optional()?.is_some()))
+        self.read(|c| {
+            Ok(c.query_row("SELECT 1 FROM blocks WHERE id = ?1", [id.as_bytes()], |_| Ok(())).optional()?.is_some())
+        })
     }
 
     fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()> {
@@ -1062,14 +1125,31 @@ impl MetaStore for SqliteStore {
                 "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind FROM journal j
                  JOIN files f ON f.id = j.file WHERE j.ns = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3",
             )?;
-            let rows: Vec<(i64, i64, i64, i64, String, Option<String>, i64)> = s
+            struct Row {
+                seq: i64,
+                op: i64,
+                file: i64,
+                rev: i64,
+                path: String,
+                from: Option<String>,
+                kind: i64,
+            }
+            let rows: Vec<Row> = s
                 .query_map(params![ns, cursor, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    Ok(Row {
+                        seq: r.get(0)?,
+                        op: r.get(1)?,
+                        file: r.get(2)?,
+                        rev: r.get(3)?,
+                        path: r.get(4)?,
+                        from: r.get(5)?,
+                        kind: r.get(6)?,
+                    })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut changes = Vec::with_capacity(rows.len());
             let mut last = cursor;
-            for (seq, op, file, rev, path, from, kind) in rows {
+            for Row { seq, op, file, rev, path, from, kind } in rows {
                 let op = op_of(op);
                 let kind = kind_of(kind);
                 let v = version(&tx, rev)?;
@@ -1093,8 +1173,9 @@ impl MetaStore for SqliteStore {
             let rev = match rev {
                 None => node.head,
                 Some(r) => {
-                    let owner: Option<i64> =
-                        c.query_row("SELECT file FROM file_versions WHERE id = ?1", [r], |row| row.get(0)).optional()?;
+                    let owner: Option<i64> = c
+                        .query_row("SELECT file FROM file_versions WHERE id = ?1", [r], |row| row.get(0))
+                        .optional()?;
                     if owner != Some(node.id) {
                         return Err(Error::not_found(format!("revision {r} is not a revision of '{path}'")));
                     }
@@ -1139,7 +1220,17 @@ impl MetaStore for SqliteStore {
             c.execute(
                 "INSERT INTO upload_sessions(id, user_id, device_id, path, size, received, mtime, parent_rev, expires)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![u.id, u.user_id, u.device_id, u.path.as_str(), u.size as i64, u.received as i64, u.mtime, u.parent_rev, u.expires],
+                params![
+                    u.id,
+                    u.user_id,
+                    u.device_id,
+                    u.path.as_str(),
+                    u.size as i64,
+                    u.received as i64,
+                    u.mtime,
+                    u.parent_rev,
+                    u.expires
+                ],
             )?;
             Ok(())
         })
