@@ -86,6 +86,13 @@ enum UserCommand {
         #[arg(long, env = "FERRY_DATA")]
         data: PathBuf,
     },
+    /// Set a user's storage quota (e.g. 20GiB).
+    Quota {
+        name: String,
+        quota: String,
+        #[arg(long, env = "FERRY_DATA")]
+        data: PathBuf,
+    },
     /// Remove a user and their metadata.
     Remove {
         name: String,
@@ -223,6 +230,11 @@ fn user_command(command: UserCommand) -> anyhow::Result<()> {
             let store = open_store(&data)?;
             store.set_password(&name, &passwords::hash_password(&pw)?).map_err(err)?;
             println!("changed the password of {name}; their devices must log in again");
+        }
+        UserCommand::Quota { name, quota, data } => {
+            let quota = parse_size(&quota)?;
+            open_store(&data)?.set_quota(&name, quota).map_err(err)?;
+            println!("set the quota of {name} to {quota} bytes");
         }
         UserCommand::Remove { name, data } => {
             let store = open_store(&data)?;

@@ -33,6 +33,11 @@ fn user_add_list_passwd_remove() {
     assert!(
         run(&["user", "passwd", "carol", "--password-stdin", "--data", data], "another-password\n").status.success()
     );
+    assert!(run(&["user", "quota", "carol", "2GiB", "--data", data], "").status.success());
+    let list = run(&["user", "list", "--data", data], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("2147483648"));
+    assert!(!run(&["user", "quota", "nobody", "2GiB", "--data", data], "").status.success());
+    assert!(!run(&["user", "quota", "carol", "2 parsecs", "--data", data], "").status.success());
     assert!(run(&["user", "remove", "carol", "--data", data], "").status.success());
     assert!(!run(&["user", "remove", "carol", "--data", data], "").status.success());
     #[cfg(unix)]

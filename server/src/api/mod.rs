@@ -102,6 +102,49 @@ async fn not_found() -> Error {
     Error::not_found("no such endpoint; see /openapi.json")
 }
 
+/// Gives every error answer the JSON body `{"error":{"code","message"}}`,
+/// including axum's own rejections (malformed JSON, missing query
+/// parameters, body limits, wrong methods), which are plain text.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    use axum::response::IntoResponse;
+    use ferry_shared::api::{ErrorBody, ErrorCode};
+
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        409 => ErrorCode::Conflict,
+        411 => ErrorCode::LengthRequired,
+        413 => ErrorCode::PayloadTooLarge,
+        416 => ErrorCode::RangeNotSatisfiable,
+        429 => ErrorCode::TooManyRequests,
+        503 => ErrorCode::Unavailable,
+        507 => ErrorCode::QuotaExceeded,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    };
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_owned();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_owned();
+    }
+    if status == axum::http::StatusCode::UNPROCESSABLE_ENTITY {
+        // Well-formed JSON of the wrong shape (or with an invalid path) is a bad request.
+        parts.status = axum::http::StatusCode::BAD_REQUEST;
+    }
+    parts.headers.remove(CONTENT_TYPE);
+    parts.headers.remove(CONTENT_LENGTH);
+    (parts, Json(ErrorBody::new(code, message))).into_response()
+}
+
 pub fn router(state: AppState) -> Router {
     let block_limit = ferry_shared::block::MAX_BLOCK_SIZE + 64 * 1024;
     Router::new()
@@ -118,5 +161,6 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/health", get(|| async { "ok" }))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
 }

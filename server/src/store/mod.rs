@@ -13,6 +13,8 @@ use ferry_shared::path::RelPath;
 use crate::error::Result;
 
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 /// Who is calling: resolved from a bearer token.
 #[derive(Debug, Clone)]
@@ -73,6 +75,7 @@ pub trait MetaStore: Send + Sync + 'static {
     fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64>;
     fn list_users(&self) -> Result<Vec<UserInfo>>;
     fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
+    fn set_quota(&self, name: &str, quota: u64) -> Result<()>;
     /// Removes a user with their devices, tokens and metadata.
     fn remove_user(&self, name: &str) -> Result<()>;
     /// `(user id, password hash)` of a user.

@@ -210,13 +210,8 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let msg = e.to_string();
-            tracing::error!(error = %msg, "could not begin a transaction");
-            // Run nothing; answer everyone with the error.
-            for job in batch {
-                let _ = msg.clone();
-                drop(job);
-            }
+            // Run nothing: dropping the jobs answers their callers with an error.
+            tracing::error!(error = %e, n = batch.len(), "could not begin a transaction");
             continue;
         }
         let dones: Vec<Done> = batch.into_iter().map(|job| job(&conn)).collect();
@@ -990,6 +985,17 @@ impl MetaStore for SqliteStore {
             }
             // A new password signs every device out.
             c.execute("DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [&name])?;
+            Ok(())
+        })
+    }
+
+    fn set_quota(&self, name: &str, quota: u64) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            let n = c.execute("UPDATE users SET quota = ?1 WHERE name = ?2", params![quota as i64, name])?;
+            if n == 0 {
+                return Err(Error::not_found(format!("no user '{name}'")));
+            }
             Ok(())
         })
     }
