@@ -11,7 +11,7 @@ use crate::path::RelPath;
 macro_rules! wire {
     ($($item:item)*) => {
         $(
-            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
             #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
             $item
         )*

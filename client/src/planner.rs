@@ -1,0 +1,464 @@
+//! The planner: a pure function from the three trees to the operations that
+//! make disk and server agree. No I/O, no clock, no randomness (checked by a
+//! test that scans this file). Correctness lives here; the executor only does
+//! what the plan says, re-checking its preconditions at the last moment.
+//!
+//! Per path, with `synced` as the merge base: a side "changed" when it differs
+//! from synced. One side changed → copy it to the other side (uploads,
+//! downloads, creations, deletions). Both changed → the edit wins over a
+//! delete, equal folders merge, and two different file contents become a
+//! conflict (the server's version keeps the path, the local one is kept beside
+//! it as a conflict copy). Moves are recognised before that: on the server by
+//! file id, on disk by inode, and applied as moves, never as delete + upload.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ferry_shared::RelPath;
+use ferry_shared::api::{EntryKind, RevId};
+
+use crate::tree::{LocalNode, LocalTree, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Move a file or folder on disk, because it moved on the server.
+    MoveLocal {
+        from: RelPath,
+        to: RelPath,
+    },
+    /// Move a file or folder on the server, because it moved on disk.
+    MoveRemote {
+        from: RelPath,
+        to: RelPath,
+        rev: RevId,
+    },
+    MkdirLocal {
+        path: RelPath,
+        remote: RemoteNode,
+    },
+    MkdirRemote {
+        path: RelPath,
+    },
+    /// Send the file at `path` (`parent_rev`: the head it replaces, if any).
+    Upload {
+        path: RelPath,
+        parent_rev: Option<RevId>,
+    },
+    /// Write the server's version to `path`; only if the disk still shows `expect`.
+    Download {
+        path: RelPath,
+        remote: RemoteNode,
+        expect: Option<LocalNode>,
+    },
+    /// Both sides changed the file: keep both (see the module doc).
+    Conflict {
+        path: RelPath,
+        remote: RemoteNode,
+        local: LocalNode,
+    },
+    DeleteLocal {
+        path: RelPath,
+        expect: LocalNode,
+    },
+    DeleteRemote {
+        path: RelPath,
+        rev: RevId,
+        kind: EntryKind,
+    },
+    /// Both sides agree already: record it as synced.
+    Agree {
+        path: RelPath,
+        remote: RemoteNode,
+        local: LocalNode,
+    },
+    /// Gone on both sides: drop the synced record.
+    Forget {
+        path: RelPath,
+    },
+}
+
+impl Op {
+    pub fn path(&self) -> &RelPath {
+        match self {
+            Op::MoveLocal { to, .. } | Op::MoveRemote { to, .. } => to,
+            Op::MkdirLocal { path, .. }
+            | Op::MkdirRemote { path }
+            | Op::Upload { path, .. }
+            | Op::Download { path, .. }
+            | Op::Conflict { path, .. }
+            | Op::DeleteLocal { path, .. }
+            | Op::DeleteRemote { path, .. }
+            | Op::Agree { path, .. }
+            | Op::Forget { path } => path,
+        }
+    }
+
+    /// Execution phase: moves, then creations, then content, then deletions.
+    fn phase(&self) -> u8 {
+        match self {
+            Op::MoveLocal { .. } | Op::MoveRemote { .. } => 0,
+            Op::MkdirLocal { .. } | Op::MkdirRemote { .. } => 1,
+            Op::Upload { .. } | Op::Download { .. } | Op::Conflict { .. } | Op::Agree { .. } => 2,
+            Op::DeleteLocal { .. } | Op::DeleteRemote { .. } => 3,
+            Op::Forget { .. } => 4,
+        }
+    }
+}
+
+/// The operations, in execution order, and what they would delete remotely.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    pub remote_deletes: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+fn rebase(path: &RelPath, from: &RelPath, to: &RelPath) -> RelPath {
+    if path == from {
+        return to.clone();
+    }
+    let rest = &path.as_str()[from.as_str().len() + 1..];
+    RelPath::parse(&format!("{}/{rest}", to.as_str())).expect("a valid path rebased stays valid")
+}
+
+/// Moves every key at or under `from` to the same place under `to`.
+fn move_subtree<V>(tree: &mut std::collections::BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
+    let keys: Vec<RelPath> = tree.keys().filter(|k| k.starts_with(from)).cloned().collect();
+    let moved: Vec<(RelPath, V)> =
+        keys.into_iter().map(|k| (rebase(&k, from, to), tree.remove(&k).expect("key"))).collect();
+    tree.extend(moved);
+}
+
+fn depth(p: &RelPath) -> usize {
+    p.segments().count()
+}
+
+/// Plans the operations that reconcile `local` and `remote` through `synced`.
+pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan {
+    let mut synced = synced.clone();
+    let mut local = local.clone();
+    let mut remote = remote.clone();
+    let mut ops = Vec::new();
+
+    // 1. Moves on the server: the same file id at a new path.
+    let by_id: HashMap<i64, RelPath> = synced.iter().map(|(p, s)| (s.id, p.clone())).collect();
+    let mut remote_moves: Vec<(RelPath, RelPath)> = remote
+        .iter()
+        .filter_map(|(to, r)| {
+            let from = by_id.get(&r.id)?;
+            (from != to && !synced.get(to).is_some_and(|s| s.id == r.id)).then(|| (from.clone(), to.clone()))
+        })
+        .collect();
+    remote_moves.sort_by_key(|(_, to)| (depth(to), to.clone()));
+    for (from, to) in remote_moves {
+        // A move of an enclosing folder may already have carried this one.
+        let Some(s) = synced.get(&from) else { continue };
+        let Some(r) = remote.get(&to) else { continue };
+        if s.id != r.id || from == to || synced.contains_key(&to) || local.contains_key(&to) {
+            continue;
+        }
+        let Some(l) = local.get(&from) else { continue };
+        if !s.matches_local(l) || to.starts_with(&from) {
+            continue; // changed on disk meanwhile: handled per path below
+        }
+        ops.push(Op::MoveLocal { from: from.clone(), to: to.clone() });
+        move_subtree(&mut synced, &from, &to);
+        move_subtree(&mut local, &from, &to);
+    }
+
+    // 2. Moves on disk: the same inode at a new path, its old path gone.
+    let by_inode: HashMap<u64, RelPath> =
+        synced.iter().filter(|(p, _)| !local.contains_key(*p)).map(|(p, s)| (s.local.inode, p.clone())).collect();
+    let mut local_moves: Vec<(RelPath, RelPath)> = local
+        .iter()
+        .filter(|(p, _)| !synced.contains_key(*p))
+        .filter_map(|(to, l)| Some((by_inode.get(&l.inode)?.clone(), to.clone())))
+        .collect();
+    local_moves.sort_by_key(|(_, to)| (depth(to), to.clone()));
+    for (from, to) in local_moves {
+        let (Some(s), Some(l)) = (synced.get(&from), local.get(&to)) else { continue };
+        if local.contains_key(&from) || synced.contains_key(&to) || remote.contains_key(&to) || to.starts_with(&from) {
+            continue;
+        }
+        let same = s.kind == l.kind
+            && s.local.inode == l.inode
+            && (l.kind == EntryKind::Dir || (s.local.size == l.size && s.local.mtime_ns == l.mtime_ns));
+        let remote_same = remote.get(&from).is_some_and(|r| s.matches_remote(r));
+        if !same || !remote_same {
+            continue;
+        }
+        ops.push(Op::MoveRemote { from: from.clone(), to: to.clone(), rev: s.rev });
+        move_subtree(&mut synced, &from, &to);
+        move_subtree(&mut remote, &from, &to);
+    }
+
+    // 3. Per path.
+    let paths: BTreeSet<&RelPath> = remote.keys().chain(local.keys()).chain(synced.keys()).collect();
+    for path in paths {
+        let (r, l, s) = (remote.get(path), local.get(path), synced.get(path));
+        if let Some(op) = plan_path(path, r, l, s) {
+            ops.push(op);
+        }
+    }
+
+    // Moves keep their order; then shallow creations first, deep deletions first.
+    ops.sort_by(|a, b| {
+        let (pa, pb) = (a.phase(), b.phase());
+        pa.cmp(&pb).then_with(|| match pa {
+            0 => std::cmp::Ordering::Equal,
+            3 => depth(b.path()).cmp(&depth(a.path())).then_with(|| b.path().cmp(a.path())),
+            _ => a.path().cmp(b.path()),
+        })
+    });
+    let remote_deletes = ops.iter().filter(|o| matches!(o, Op::DeleteRemote { .. })).count();
+    Plan { ops, remote_deletes }
+}
+
+fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: Option<&SyncedNode>) -> Option<Op> {
+    let local_changed = match (s, l) {
+        (None, None) => false,
+        (Some(s), Some(l)) => !s.matches_local(l),
+        _ => true,
+    };
+    let remote_changed = match (s, r) {
+        (None, None) => false,
+        (Some(s), Some(r)) => !s.matches_remote(r) || s.kind != r.kind,
+        _ => true,
+    };
+    let path = path.clone();
+    match (local_changed, remote_changed) {
+        (false, false) => None,
+        (true, false) => match l {
+            Some(l) if l.kind == EntryKind::File => Some(Op::Upload { path, parent_rev: r.map(|r| r.rev) }),
+            Some(l) => match r {
+                None => Some(Op::MkdirRemote { path }),
+                // A folder where a synced file was: keep the file's content apart.
+                Some(r) => Some(Op::Conflict { path, remote: r.clone(), local: *l }),
+            },
+            None => {
+                let r = r.expect("unchanged remote with a synced record exists");
+                Some(Op::DeleteRemote { path, rev: r.rev, kind: r.kind })
+            }
+        },
+        (false, true) => match (r, l) {
+            (Some(r), _) if r.kind == EntryKind::File => {
+                Some(Op::Download { path, remote: r.clone(), expect: l.copied() })
+            }
+            (Some(r), None) => Some(Op::MkdirLocal { path, remote: r.clone() }),
+            (Some(r), Some(l)) if l.kind == EntryKind::Dir => Some(Op::Agree { path, remote: r.clone(), local: *l }),
+            (Some(r), Some(l)) => Some(Op::Conflict { path, remote: r.clone(), local: *l }),
+            (None, Some(l)) => Some(Op::DeleteLocal { path, expect: *l }),
+            (None, None) => Some(Op::Forget { path }),
+        },
+        (true, true) => match (r, l) {
+            (None, None) => Some(Op::Forget { path }),
+            (Some(r), None) if r.kind == EntryKind::File => {
+                Some(Op::Download { path, remote: r.clone(), expect: None })
+            }
+            (Some(r), None) => Some(Op::MkdirLocal { path, remote: r.clone() }),
+            // Deleted on the server, edited here: the edit wins.
+            (None, Some(l)) if l.kind == EntryKind::File => Some(Op::Upload { path, parent_rev: None }),
+            (None, Some(_)) => Some(Op::MkdirRemote { path }),
+            (Some(r), Some(l)) if r.kind == EntryKind::Dir && l.kind == EntryKind::Dir => {
+                Some(Op::Agree { path, remote: r.clone(), local: *l })
+            }
+            (Some(r), Some(l)) => Some(Op::Conflict { path, remote: r.clone(), local: *l }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+    fn file_l(inode: u64, size: u64, mtime: i64) -> LocalNode {
+        LocalNode { kind: EntryKind::File, size, mtime_ns: mtime, inode, executable: false }
+    }
+    fn dir_l(inode: u64) -> LocalNode {
+        LocalNode { kind: EntryKind::Dir, size: 0, mtime_ns: 0, inode, executable: false }
+    }
+    fn file_r(id: i64, rev: i64, hash: &str) -> RemoteNode {
+        RemoteNode {
+            id,
+            rev,
+            kind: EntryKind::File,
+            size: 1,
+            mtime: 0,
+            executable: false,
+            hash: hash.into(),
+            blocks: vec![],
+        }
+    }
+    fn dir_r(id: i64, rev: i64) -> RemoteNode {
+        RemoteNode {
+            id,
+            rev,
+            kind: EntryKind::Dir,
+            size: 0,
+            mtime: 0,
+            executable: false,
+            hash: String::new(),
+            blocks: vec![],
+        }
+    }
+    fn synced(r: &RemoteNode, l: LocalNode) -> SyncedNode {
+        SyncedNode { id: r.id, rev: r.rev, kind: r.kind, local: l, hash: r.hash.clone() }
+    }
+
+    struct Case {
+        remote: RemoteTree,
+        local: LocalTree,
+        synced: SyncedTree,
+    }
+
+    impl Case {
+        fn new() -> Self {
+            Case { remote: RemoteTree::new(), local: LocalTree::new(), synced: SyncedTree::new() }
+        }
+        /// A path both sides agree on.
+        fn both(mut self, path: &str, r: RemoteNode, l: LocalNode) -> Self {
+            self.synced.insert(p(path), synced(&r, l));
+            self.remote.insert(p(path), r);
+            self.local.insert(p(path), l);
+            self
+        }
+        fn plan(&self) -> Plan {
+            plan(&self.remote, &self.local, &self.synced)
+        }
+    }
+
+    #[test]
+    fn nothing_to_do_when_in_sync() {
+        let c = Case::new().both("a", dir_r(1, 1), dir_l(10)).both("a/f", file_r(2, 2, "h"), file_l(11, 1, 5));
+        assert!(c.plan().is_empty());
+    }
+
+    #[test]
+    fn one_sided_changes_copy_over() {
+        let mut c =
+            Case::new().both("f", file_r(1, 1, "h"), file_l(10, 1, 5)).both("g", file_r(2, 2, "h"), file_l(11, 1, 5));
+        c.local.insert(p("f"), file_l(10, 2, 6)); // edited here
+        c.remote.insert(p("g"), file_r(2, 3, "h2")); // edited there
+        c.local.insert(p("new"), file_l(12, 1, 1));
+        c.remote.insert(p("dir"), dir_r(5, 5));
+        let ops = c.plan().ops;
+        assert!(ops.contains(&Op::Upload { path: p("f"), parent_rev: Some(1) }));
+        assert!(ops.contains(&Op::Upload { path: p("new"), parent_rev: None }));
+        assert!(ops.contains(&Op::Download {
+            path: p("g"),
+            remote: file_r(2, 3, "h2"),
+            expect: Some(file_l(11, 1, 5))
+        }));
+        assert!(ops.contains(&Op::MkdirLocal { path: p("dir"), remote: dir_r(5, 5) }));
+    }
+
+    #[test]
+    fn deletions_need_an_unchanged_other_side() {
+        let mut c = Case::new().both("gone-here", file_r(1, 1, "h"), file_l(10, 1, 5)).both(
+            "gone-there",
+            file_r(2, 2, "h"),
+            file_l(11, 1, 5),
+        );
+        c.local.remove(&p("gone-here"));
+        c.remote.remove(&p("gone-there"));
+        let plan = c.plan();
+        assert_eq!(plan.remote_deletes, 1);
+        assert!(plan.ops.contains(&Op::DeleteRemote { path: p("gone-here"), rev: 1, kind: EntryKind::File }));
+        assert!(plan.ops.contains(&Op::DeleteLocal { path: p("gone-there"), expect: file_l(11, 1, 5) }));
+    }
+
+    #[test]
+    fn edit_wins_over_delete() {
+        let mut c =
+            Case::new().both("a", file_r(1, 1, "h"), file_l(10, 1, 5)).both("b", file_r(2, 2, "h"), file_l(11, 1, 5));
+        c.local.remove(&p("a"));
+        c.remote.insert(p("a"), file_r(1, 7, "new")); // deleted here, edited there
+        c.remote.remove(&p("b"));
+        c.local.insert(p("b"), file_l(11, 9, 9)); // deleted there, edited here
+        let ops = c.plan().ops;
+        assert!(ops.contains(&Op::Download { path: p("a"), remote: file_r(1, 7, "new"), expect: None }));
+        assert!(ops.contains(&Op::Upload { path: p("b"), parent_rev: None }));
+    }
+
+    #[test]
+    fn both_edited_is_a_conflict() {
+        let mut c = Case::new().both("f", file_r(1, 1, "h"), file_l(10, 1, 5));
+        c.local.insert(p("f"), file_l(10, 2, 6));
+        c.remote.insert(p("f"), file_r(1, 2, "h2"));
+        assert_eq!(
+            c.plan().ops,
+            vec![Op::Conflict { path: p("f"), remote: file_r(1, 2, "h2"), local: file_l(10, 2, 6) }]
+        );
+        // Without any synced record (a rebuilt state) too: the executor compares content.
+        let mut c = Case::new();
+        c.local.insert(p("f"), file_l(10, 2, 6));
+        c.remote.insert(p("f"), file_r(1, 2, "h2"));
+        assert!(matches!(c.plan().ops[..], [Op::Conflict { .. }]));
+    }
+
+    #[test]
+    fn remote_folder_move_is_one_local_move() {
+        let mut c = Case::new()
+            .both("a", dir_r(1, 1), dir_l(10))
+            .both("a/x", file_r(2, 2, "h"), file_l(11, 1, 5))
+            .both("a/y", file_r(3, 3, "h"), file_l(12, 1, 5));
+        let moved: RemoteTree = c
+            .remote
+            .iter()
+            .map(|(k, v)| (rebase(k, &p("a"), &p("b")), if k == &p("a") { dir_r(1, 9) } else { v.clone() }))
+            .collect();
+        c.remote = moved;
+        let ops = c.plan().ops;
+        assert_eq!(ops[0], Op::MoveLocal { from: p("a"), to: p("b") });
+        // The folder's new revision is recorded; its children need nothing.
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        assert!(matches!(&ops[1], Op::Agree { path, .. } if path == &p("b")));
+    }
+
+    #[test]
+    fn local_rename_is_a_remote_move() {
+        let mut c = Case::new().both("old.txt", file_r(1, 4, "h"), file_l(10, 1, 5));
+        c.local.remove(&p("old.txt"));
+        c.local.insert(p("new.txt"), file_l(10, 1, 5));
+        assert_eq!(c.plan().ops, vec![Op::MoveRemote { from: p("old.txt"), to: p("new.txt"), rev: 4 }]);
+    }
+
+    #[test]
+    fn local_folder_rename_moves_the_folder_only() {
+        let mut c = Case::new().both("d", dir_r(1, 1), dir_l(10)).both("d/f", file_r(2, 2, "h"), file_l(11, 1, 5));
+        c.local = [(p("e"), dir_l(10)), (p("e/f"), file_l(11, 1, 5))].into_iter().collect();
+        assert_eq!(c.plan().ops, vec![Op::MoveRemote { from: p("d"), to: p("e"), rev: 1 }]);
+    }
+
+    #[test]
+    fn order_is_creations_shallow_first_deletions_deep_first() {
+        let mut c = Case::new().both("old", dir_r(1, 1), dir_l(10)).both("old/f", file_r(2, 2, "h"), file_l(11, 1, 5));
+        c.local.clear();
+        c.local.insert(p("n"), dir_l(20));
+        c.local.insert(p("n/m"), dir_l(21));
+        let ops = c.plan().ops;
+        let kinds: Vec<String> = ops.iter().map(|o| format!("{:?}", std::mem::discriminant(o))).collect();
+        assert_eq!(ops.len(), 4, "{ops:?} {kinds:?}");
+        assert_eq!(ops[0], Op::MkdirRemote { path: p("n") });
+        assert_eq!(ops[1], Op::MkdirRemote { path: p("n/m") });
+        assert_eq!(ops[2], Op::DeleteRemote { path: p("old/f"), rev: 2, kind: EntryKind::File });
+        assert_eq!(ops[3], Op::DeleteRemote { path: p("old"), rev: 1, kind: EntryKind::Dir });
+    }
+
+    #[test]
+    fn planner_does_no_io() {
+        let src = include_str!("planner.rs");
+        let code = &src[..src.find("#[cfg(test)]").unwrap()];
+        for banned in ["std::fs", "tokio", "rusqlite", "reqwest", "SystemTime", "Instant::now", "rand::"] {
+            assert!(!code.contains(banned), "the planner must not use {banned}");
+        }
+    }
+}
