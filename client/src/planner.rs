@@ -151,7 +151,7 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         .iter()
         .filter_map(|(to, r)| {
             let from = by_id.get(&r.id)?;
-            (from != to && !synced.get(to).is_some_and(|s| s.id == r.id)).then(|| (from.clone(), to.clone()))
+            (from != to && synced.get(to).is_none_or(|s| s.id != r.id)).then(|| (from.clone(), to.clone()))
         })
         .collect();
     remote_moves.sort_by_key(|(_, to)| (depth(to), to.clone()));
