@@ -2,8 +2,23 @@
 //!
 //! - [`tree`]: the three trees (remote, local, synced) as plain values.
 //! - [`planner`]: the pure function from the trees to a [`planner::Plan`].
-//! - more modules (state, remote, scan, executor, daemon) arrive with the
-//!   client issue.
+//! - [`engine`]: pulls the journal, scans, plans and executes (uploads,
+//!   downloads, moves, deletions, conflict copies).
+//! - [`scan`], [`watch`]: the local tree and the watcher that hints at changes.
+//! - [`state`]: the persisted trees and cursor (SQLite).
+//! - [`remote`]: the HTTP API client.
+//! - [`daemon`], [`control`], [`status`]: the running daemon and its socket.
+//! - [`config`]: where configuration and state live.
 
+pub mod config;
+#[cfg(unix)]
+pub mod control;
+pub mod daemon;
+pub mod engine;
 pub mod planner;
+pub mod remote;
+pub mod scan;
+pub mod state;
+pub mod status;
 pub mod tree;
+pub mod watch;

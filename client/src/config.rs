@@ -1,0 +1,112 @@
+//! Where the client keeps its configuration and state, and what it holds.
+//!
+//! `FERRY_HOME=DIR` puts everything under DIR (several clients on one
+//! machine); otherwise the platform's config and data directories are used
+//! (`directories`). The device token lives in its own file, mode 0600.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The client's settings, as stored in `config.json`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Server URL, e.g. `https://ferry.example.org`.
+    pub server: String,
+    pub user: String,
+    /// The synced folder (absolute).
+    pub folder: PathBuf,
+    /// This device's name, shown in history and conflict copies.
+    pub device: String,
+    /// A deletion of more than this many items at once waits for confirmation.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: usize,
+}
+
+fn default_max_deletes() -> usize {
+    1000
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("folder", &self.folder)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+/// The client's directories.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub config: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Dirs {
+    pub fn locate() -> anyhow::Result<Dirs> {
+        if let Some(home) = std::env::var_os("FERRY_HOME") {
+            let home = PathBuf::from(home);
+            return Ok(Dirs { config: home.clone(), state: home.join("state") });
+        }
+        let pd = directories::ProjectDirs::from("org", "Ferry", "ferry")
+            .context("no home directory found; set FERRY_HOME")?;
+        Ok(Dirs { config: pd.config_dir().to_owned(), state: pd.data_local_dir().to_owned() })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.json")
+    }
+    pub fn token_file(&self) -> PathBuf {
+        self.config.join("token")
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.state.join("state.db")
+    }
+    pub fn control_socket(&self) -> PathBuf {
+        self.state.join("control.sock")
+    }
+
+    pub fn load(&self) -> anyhow::Result<(Config, String)> {
+        let path = self.config_file();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}: log in first with `ferry login`", path.display()))?;
+        let config: Config = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let token = std::fs::read_to_string(self.token_file()).context("reading the device token: log in again")?;
+        if !config.folder.is_absolute() {
+            bail!("the folder in {} must be an absolute path", path.display());
+        }
+        Ok((config, token.trim().to_owned()))
+    }
+
+    pub fn save(&self, config: &Config, token: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.config)?;
+        std::fs::create_dir_all(&self.state)?;
+        write_file(&self.config_file(), serde_json::to_string_pretty(config)?.as_bytes(), false)?;
+        write_file(&self.token_file(), token.as_bytes(), true)
+    }
+}
+
+/// Writes a file atomically (temp + fsync + rename), private if asked.
+pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The control socket: a Unix socket in the state directory (mode 0600) that
+//! answers `ferry status` and takes pause/resume. One JSON line each way.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::daemon::{Control, Event};
+use crate::status::Status;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Pause,
+    Resume { confirm_deletes: bool },
+}
+
+pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<Event>) {
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "no control socket");
+            return;
+        }
+    };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    while let Ok((stream, _)) = listener.accept().await {
+        let (status, tx) = (Arc::clone(&status), tx.clone());
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut line = String::new();
+            if BufReader::new(r).read_line(&mut line).await.is_err() {
+                return;
+            }
+            let answer = match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Status) => {
+                    serde_json::to_string(&*status.lock().expect("status poisoned")).unwrap_or_default()
+                }
+                Ok(Request::Pause) => {
+                    let _ = tx.send(Event::Control(Control::Pause)).await;
+                    r#"{"ok":true}"#.to_owned()
+                }
+                Ok(Request::Resume { confirm_deletes }) => {
+                    let _ = tx.send(Event::Control(Control::Resume { confirm_deletes })).await;
+                    r#"{"ok":true}"#.to_owned()
+                }
+                Err(e) => serde_json::json!({"error": e.to_string()}).to_string(),
+            };
+            let _ = w.write_all(format!("{answer}\n").as_bytes()).await;
+        });
+    }
+}
+
+/// Sends one request to the daemon and returns its JSON answer.
+pub async fn request(path: &std::path::Path, req: &Request) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let stream = tokio::net::UnixStream::connect(path).await.with_context(|| {
+        format!("the daemon is not running (no socket at {}): start it with `ferry daemon`", path.display())
+    })?;
+    let (r, mut w) = stream.into_split();
+    w.write_all(format!("{}\n", serde_json::to_string(req)?).as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(r).read_line(&mut line).await?;
+    Ok(serde_json::from_str(&line)?)
+}

@@ -1,0 +1,187 @@
+//! `ferry daemon`: one control loop over a closed set of events.
+//!
+//! Events come from the long poll (the server's journal moved), the file
+//! watcher (something changed on disk; a hint, the scan is the truth), a
+//! periodic rescan, and the control socket. Each wake-up runs a sync round.
+//! Network loss means "offline" and a retry with backoff and jitter from the
+//! saved cursor, never a deletion.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, Dirs};
+use crate::engine::{Engine, MassDelete};
+use crate::remote::Remote;
+use crate::status::{Status, SyncState};
+
+#[derive(Debug)]
+pub enum Event {
+    /// The server's journal moved past our cursor.
+    Remote,
+    /// Something changed on disk.
+    Local,
+    /// A control command.
+    Control(Control),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume { confirm_deletes: bool },
+}
+
+/// Quiet period after the last disk event before a round starts.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Full rescan even without events (missed watcher events, clock games).
+const RESCAN: Duration = Duration::from_secs(300);
+
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(500) * 2u32.saturating_pow(attempt.min(7));
+    let capped = base.min(Duration::from_secs(60));
+    let jitter = rand::random::<f64>() * 0.5 + 0.75;
+    capped.mul_f64(jitter)
+}
+
+fn set_state(status: &Mutex<Status>, state: SyncState, reason: Option<String>) {
+    if let Ok(mut s) = status.lock() {
+        s.state = state;
+        s.reason = reason;
+    }
+}
+
+pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()> {
+    let status = Arc::new(Mutex::new(Status::new(config.folder.display().to_string(), config.server.clone())));
+    let remote = Remote::new(&config.server, &token);
+    let mut engine = Engine::open(
+        config.folder.clone(),
+        config.device.clone(),
+        remote.clone(),
+        &dirs.state_db(),
+        config.max_deletes,
+        Arc::clone(&status),
+    )?;
+    engine.check_root()?;
+    tracing::info!(folder = %config.folder.display(), server = %config.server, "syncing");
+
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let (cursor_tx, cursor_rx) = watch::channel(engine.cursor);
+    tokio::spawn(poller(remote.clone(), cursor_rx, tx.clone(), Arc::clone(&status)));
+    let _watcher = crate::watch::start(&config.folder, tx.clone())?;
+    #[cfg(unix)]
+    tokio::spawn(crate::control::serve(dirs.control_socket(), Arc::clone(&status), tx.clone()));
+
+    let mut paused = false;
+    let mut failures = 0u32;
+    loop {
+        if !paused {
+            set_state(&status, SyncState::Syncing, None);
+            let round = async {
+                engine.refresh_remote().await?;
+                let _ = cursor_tx.send(engine.cursor);
+                engine.sync_round().await
+            };
+            match round.await {
+                Ok(stats) => {
+                    failures = 0;
+                    let _ = cursor_tx.send(engine.cursor);
+                    set_state(&status, SyncState::Idle, None);
+                    if stats.errors > 0 {
+                        tracing::debug!(errors = stats.errors, "round finished with errors; retrying later");
+                    }
+                }
+                Err(e) if e.downcast_ref::<MassDelete>().is_some() => {
+                    tracing::warn!(error = %e, "paused");
+                    paused = true;
+                    set_state(&status, SyncState::Paused, Some(e.to_string()));
+                }
+                Err(e) if is_fatal(&e) => {
+                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                    return Err(e);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = format!("{e:#}"), "sync round failed; retrying");
+                    set_state(&status, SyncState::Offline, Some(format!("{e:#}")));
+                    if let Ok(mut s) = status.lock() {
+                        s.error(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        // Wait for a reason to run again.
+        let retry = (failures > 0 && !paused).then(|| backoff(failures));
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = tokio::time::sleep(retry.unwrap_or(RESCAN)) => Some(Event::Local),
+        };
+        let Some(event) = event else { return Ok(()) };
+        let mut pending = vec![event];
+        // Debounce: wait for a quiet moment, draining what arrives meanwhile.
+        if matches!(pending[0], Event::Local) {
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(e)) => pending.push(e),
+                    Ok(None) => return Ok(()),
+                    Err(_) => break,
+                }
+            }
+        }
+        while let Ok(e) = rx.try_recv() {
+            pending.push(e);
+        }
+        for e in pending {
+            if let Event::Control(c) = e {
+                match c {
+                    Control::Pause => {
+                        paused = true;
+                        set_state(&status, SyncState::Paused, Some("paused by the user".into()));
+                    }
+                    Control::Resume { confirm_deletes } => {
+                        paused = false;
+                        engine.deletes_confirmed = confirm_deletes;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Errors that stop the daemon: the folder is gone or foreign, or the token was revoked.
+fn is_fatal(e: &anyhow::Error) -> bool {
+    let msg = format!("{e:#}");
+    if msg.contains("stopping so nothing is deleted") {
+        return true;
+    }
+    e.chain().any(|c| c.downcast_ref::<crate::remote::RemoteError>().is_some_and(|r| r.is_unauthorized()))
+}
+
+/// Holds one long poll at a time; wakes the loop when the journal moves.
+async fn poller(remote: Remote, mut cursor: watch::Receiver<i64>, tx: mpsc::Sender<Event>, status: Arc<Mutex<Status>>) {
+    let mut failures = 0u32;
+    loop {
+        let at = *cursor.borrow_and_update();
+        match remote.poll(at, Duration::from_secs(60)).await {
+            Ok(p) if p.changes => {
+                failures = 0;
+                if tx.send(Event::Remote).await.is_err() {
+                    return;
+                }
+                // Wait until the loop has taken the changes in.
+                if cursor.changed().await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(error = %e, "long poll failed");
+                set_state(&status, SyncState::Offline, Some(e.to_string()));
+                tokio::time::sleep(backoff(failures)).await;
+                // Back online? Let the loop try a round.
+                let _ = tx.send(Event::Remote).await;
+            }
+        }
+    }
+}

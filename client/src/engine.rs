@@ -1,0 +1,1002 @@
+//! The engine: keeps the three trees, pulls the server's journal into the
+//! remote tree, scans the disk, asks the planner, and executes the plan.
+//!
+//! The executor re-checks each operation's precondition right before acting
+//! (a download replaces a file only if the disk still shows what the plan
+//! saw), so a plan made a moment ago can never overwrite a newer local edit.
+//! Errors are "try again later", never "deleted".
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use ferry_shared::api::{BlockEdit, BlockList, BlockRef, ChangeOp, CommitOp, EntryKind, OpResult, RevId};
+use ferry_shared::chunk::{ChunkParams, Chunker};
+use ferry_shared::{BlockId, RelPath};
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::planner::{self, Op, Plan};
+use crate::remote::Remote;
+use crate::scan::{self, TEMP_PREFIX};
+use crate::state::{State, Write};
+use crate::status::Status;
+use crate::tree::{LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+
+/// Blocks fetched or sent at once.
+const PARALLEL_BLOCKS: usize = 8;
+/// Files downloaded at once.
+const PARALLEL_FILES: usize = 4;
+/// Operations per commit request.
+const COMMIT_BATCH: usize = 1000;
+
+pub struct Engine {
+    pub root: PathBuf,
+    pub device: String,
+    pub remote: Remote,
+    state: State,
+    pub rtree: RemoteTree,
+    pub stree: SyncedTree,
+    pub cursor: i64,
+    pub max_deletes: usize,
+    /// Set by `ferry resume --confirm-deletes` for the next round.
+    pub deletes_confirmed: bool,
+    pub status: Arc<Mutex<Status>>,
+}
+
+/// What one sync round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundStats {
+    pub ops: usize,
+    pub errors: usize,
+}
+
+/// A mass deletion waiting for confirmation.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{count} items would be deleted on the server at once; check the folder, then run `ferry resume --confirm-deletes`"
+)]
+pub struct MassDelete {
+    pub count: usize,
+}
+
+/// A file's content as the chunker saw it.
+#[derive(Debug, Clone)]
+struct Hashed {
+    local: LocalNode,
+    blocks: Vec<(BlockId, u64, u32)>,
+    hash: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Chunks and hashes a file (blocking); fails if it changes while being read.
+fn hash_file(abs: &Path) -> std::io::Result<Hashed> {
+    let before = scan::local_node(&std::fs::symlink_metadata(abs)?);
+    let file = std::fs::File::open(abs)?;
+    let mut blocks = Vec::new();
+    for chunk in Chunker::new(std::io::BufReader::with_capacity(1 << 20, file), ChunkParams::for_size(before.size)) {
+        let c = chunk?;
+        blocks.push((BlockId::of(&c.data), c.offset, c.data.len() as u32));
+    }
+    let after = scan::local_node(&std::fs::symlink_metadata(abs)?);
+    let size: u64 = blocks.iter().map(|b| u64::from(b.2)).sum();
+    if before != after || size != after.size {
+        return Err(std::io::Error::other("the file changed while it was read; it will be sent once it is stable"));
+    }
+    let hash = ferry_shared::block::content_hash(size, blocks.iter().map(|b| &b.0));
+    Ok(Hashed { local: after, blocks, hash })
+}
+
+fn read_range(abs: &Path, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(abs)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// The smallest block-list edit from `parent` to `new`: common prefix and
+/// suffix are copied, the middle is sent.
+pub fn block_list_for(parent: Option<&[BlockRef]>, new: &[BlockId]) -> BlockList {
+    let Some(parent) = parent else { return BlockList::Full(new.to_vec()) };
+    let pre = parent.iter().zip(new).take_while(|(a, b)| a.id == **b).count();
+    let max_suf = parent.len().min(new.len()) - pre;
+    let suf = parent.iter().rev().zip(new.iter().rev()).take(max_suf).take_while(|(a, b)| a.id == **b).count();
+    if pre + suf == 0 {
+        return BlockList::Full(new.to_vec());
+    }
+    let mut edits = Vec::new();
+    if pre > 0 {
+        edits.push(BlockEdit::Copy { start: 0, count: pre as u32 });
+    }
+    let mid = &new[pre..new.len() - suf];
+    if !mid.is_empty() {
+        edits.push(BlockEdit::Add(mid.to_vec()));
+    }
+    if suf > 0 {
+        edits.push(BlockEdit::Copy { start: (parent.len() - suf) as u32, count: suf as u32 });
+    }
+    BlockList::Edit(edits)
+}
+
+/// `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`, in UTC.
+pub fn conflict_name(name: &str, device: &str, now_ms: i64) -> String {
+    let secs = now_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let stamp = format!("{y:04}-{m:02}-{d:02} {:02}{:02}{:02}", tod / 3600, tod % 3600 / 60, tod % 60);
+    let device: String =
+        device.chars().filter(|c| !matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')).collect();
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    format!("{stem} (conflicted copy from {device} {stamp}){ext}")
+}
+
+fn remote_node(e: &ferry_shared::api::Entry, blocks: Vec<BlockRef>) -> RemoteNode {
+    RemoteNode {
+        id: e.id,
+        rev: e.rev,
+        kind: e.kind,
+        size: e.size,
+        mtime: e.mtime,
+        executable: e.executable,
+        hash: e.hash.clone(),
+        blocks,
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+fn set_executable(path: &Path, exec: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut perm = std::fs::metadata(path)?.permissions();
+        let mode = perm.mode();
+        let new = if exec { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
+        if new != mode {
+            perm.set_mode(new);
+            std::fs::set_permissions(path, perm)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, exec);
+    Ok(())
+}
+
+impl Engine {
+    pub fn open(
+        root: PathBuf,
+        device: String,
+        remote: Remote,
+        state_db: &Path,
+        max_deletes: usize,
+        status: Arc<Mutex<Status>>,
+    ) -> anyhow::Result<Engine> {
+        let state = State::open(state_db)?;
+        let rtree = state.load_remote()?;
+        let stree = state.load_synced()?;
+        let cursor = state.cursor()?;
+        Ok(Engine { root, device, remote, state, rtree, stree, cursor, max_deletes, deletes_confirmed: false, status })
+    }
+
+    fn abs(&self, p: &RelPath) -> PathBuf {
+        self.root.join(p.as_str())
+    }
+
+    /// Checks that the folder is the synced one (its marker is there), and
+    /// creates the marker on first use. An unmounted or replaced folder stops
+    /// the daemon instead of reading as "everything was deleted".
+    pub fn check_root(&mut self) -> anyhow::Result<()> {
+        let marker = self.root.join(scan::MARKER);
+        let expected = self.state.get("folder_id")?;
+        match (std::fs::read_to_string(&marker), expected) {
+            (Ok(found), Some(exp)) if found.trim() == exp => Ok(()),
+            (Ok(found), Some(_)) => bail!(
+                "{} belongs to another Ferry folder ({}); stopping so nothing is deleted",
+                self.root.display(),
+                found.trim()
+            ),
+            (Err(_), Some(_)) => bail!(
+                "{} is missing or has lost its {} marker (an unmounted disk?); stopping so nothing is deleted",
+                self.root.display(),
+                scan::MARKER
+            ),
+            (found, None) => {
+                std::fs::create_dir_all(&self.root)
+                    .with_context(|| format!("creating the sync folder {}", self.root.display()))?;
+                let id = match found {
+                    Ok(existing) => existing.trim().to_owned(),
+                    Err(_) => {
+                        let id = hex::encode(rand::random::<[u8; 16]>());
+                        crate::config::write_file(&marker, id.as_bytes(), false)?;
+                        id
+                    }
+                };
+                self.state.set("folder_id", &id)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn write(&mut self, writes: Vec<Write>) -> anyhow::Result<()> {
+        self.state.apply(&writes)
+    }
+
+    fn set_synced(&mut self, writes: &mut Vec<Write>, path: &RelPath, node: Option<SyncedNode>) {
+        match &node {
+            Some(n) => {
+                self.stree.insert(path.clone(), n.clone());
+            }
+            None => {
+                self.stree.remove(path);
+            }
+        }
+        writes.push(Write::Synced(path.clone(), node));
+    }
+
+    fn set_remote(&mut self, writes: &mut Vec<Write>, path: &RelPath, node: Option<RemoteNode>) {
+        match &node {
+            Some(n) => {
+                self.rtree.insert(path.clone(), n.clone());
+            }
+            None => {
+                self.rtree.remove(path);
+            }
+        }
+        writes.push(Write::Remote(path.clone(), node));
+    }
+
+    /// Pulls the journal since our cursor into the remote tree.
+    pub async fn refresh_remote(&mut self) -> Result<bool, anyhow::Error> {
+        let mut changed = false;
+        loop {
+            let page = self.remote.changes(self.cursor, 1000).await?;
+            let mut writes = Vec::new();
+            for ch in &page.changes {
+                let path = &ch.entry.path;
+                if path.is_root() {
+                    continue;
+                }
+                match ch.op {
+                    ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
+                        let blocks = ch.blocks.clone().unwrap_or_default();
+                        self.set_remote(&mut writes, path, Some(remote_node(&ch.entry, blocks)));
+                    }
+                    ChangeOp::Delete | ChangeOp::Rmdir => {
+                        let gone: Vec<RelPath> = self.rtree.keys().filter(|k| k.starts_with(path)).cloned().collect();
+                        for k in gone {
+                            self.set_remote(&mut writes, &k, None);
+                        }
+                    }
+                    ChangeOp::Move => {
+                        let Some(from) = &ch.from else { continue };
+                        let moved: Vec<RelPath> = self.rtree.keys().filter(|k| k.starts_with(from)).cloned().collect();
+                        let mut nodes = Vec::new();
+                        for k in moved {
+                            let node = self.rtree.get(&k).cloned();
+                            self.set_remote(&mut writes, &k, None);
+                            let rest = &k.as_str()[from.as_str().len()..];
+                            let to = RelPath::parse(&format!("{}{rest}", path.as_str()))?;
+                            nodes.push((to, node));
+                        }
+                        for (to, node) in nodes {
+                            let node = if &to == path {
+                                let blocks = node.map(|n| n.blocks).unwrap_or_default();
+                                Some(remote_node(&ch.entry, blocks))
+                            } else {
+                                node
+                            };
+                            self.set_remote(&mut writes, &to, node);
+                        }
+                    }
+                }
+                changed = true;
+            }
+            self.cursor = page.cursor;
+            writes.push(Write::Cursor(page.cursor));
+            self.write(writes)?;
+            if !page.has_more {
+                break;
+            }
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.cursor = self.cursor;
+        }
+        Ok(changed)
+    }
+
+    /// Scans, plans and executes until nothing is left to do (or a limit).
+    pub async fn sync_round(&mut self) -> anyhow::Result<RoundStats> {
+        let mut stats = RoundStats::default();
+        for _ in 0..8 {
+            self.check_root()?;
+            let root = self.root.clone();
+            let (local, report) = tokio::task::spawn_blocking(move || scan::scan(&root)).await??;
+            for s in report.skipped {
+                tracing::debug!(skipped = %s, "not synced");
+            }
+            let plan = planner::plan(&self.rtree, &local, &self.stree);
+            if plan.is_empty() {
+                break;
+            }
+            if plan.remote_deletes > self.max_deletes && !self.deletes_confirmed {
+                return Err(MassDelete { count: plan.remote_deletes }.into());
+            }
+            self.deletes_confirmed = false;
+            self.update_pending(&plan);
+            let r = self.execute(plan).await?;
+            stats.ops += r.ops;
+            stats.errors += r.errors;
+            if r.errors > 0 && r.ops == r.errors {
+                break; // nothing succeeded: wait for the next event or retry
+            }
+            // Our own commits moved the journal: take them in before re-planning.
+            self.refresh_remote().await?;
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.pending_uploads = 0;
+            s.pending_downloads = 0;
+            s.pending_upload_bytes = 0;
+            s.pending_download_bytes = 0;
+            s.last_sync = Some(now_ms());
+            s.files = self.stree.len();
+        }
+        Ok(stats)
+    }
+
+    fn update_pending(&self, plan: &Plan) {
+        let Ok(mut s) = self.status.lock() else { return };
+        s.pending_uploads = 0;
+        s.pending_downloads = 0;
+        s.pending_upload_bytes = 0;
+        s.pending_download_bytes = 0;
+        for op in &plan.ops {
+            match op {
+                Op::Upload { .. } => s.pending_uploads += 1,
+                Op::Download { remote, .. } | Op::Conflict { remote, .. } => {
+                    s.pending_downloads += 1;
+                    s.pending_download_bytes += remote.size;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn record_error(&self, e: impl std::fmt::Display) {
+        if let Ok(mut s) = self.status.lock() {
+            s.error(e);
+        }
+    }
+
+    /// Executes a plan; per-operation failures are recorded and retried later.
+    pub async fn execute(&mut self, plan: Plan) -> anyhow::Result<RoundStats> {
+        let mut stats = RoundStats { ops: plan.ops.len(), errors: 0 };
+        let mut uploads = Vec::new();
+        let mut downloads = Vec::new();
+        let mut remote_deletes = Vec::new();
+        let mut mkdirs_remote = Vec::new();
+        for op in plan.ops {
+            let result = match op {
+                Op::MoveLocal { from, to } => self.move_local(&from, &to),
+                Op::MoveRemote { from, to, rev } => self.move_remote(&from, &to, rev).await,
+                Op::MkdirLocal { path, remote } => self.mkdir_local(&path, remote),
+                Op::MkdirRemote { path } => {
+                    mkdirs_remote.push(path);
+                    Ok(())
+                }
+                Op::Upload { path, parent_rev } => {
+                    uploads.push((path, parent_rev));
+                    Ok(())
+                }
+                Op::Download { path, remote, expect } => {
+                    downloads.push((path, remote, expect));
+                    Ok(())
+                }
+                Op::Conflict { path, remote, local } => match self.conflict(&path, remote, local).await {
+                    Ok(Some(download)) => {
+                        downloads.push(download);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                Op::Agree { path, remote, local } => {
+                    let mut w = Vec::new();
+                    let node =
+                        SyncedNode { id: remote.id, rev: remote.rev, kind: remote.kind, local, hash: remote.hash };
+                    self.set_synced(&mut w, &path, Some(node));
+                    self.write(w)
+                }
+                Op::Forget { path } => {
+                    let mut w = Vec::new();
+                    self.set_synced(&mut w, &path, None);
+                    self.write(w)
+                }
+                Op::DeleteLocal { path, expect } => self.delete_local(&path, expect),
+                Op::DeleteRemote { path, rev, kind } => {
+                    remote_deletes.push((path, rev, kind));
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                stats.errors += 1;
+                self.record_error(format!("{e:#}"));
+            }
+        }
+        // Batched work, in phase order: folders, contents, deletions.
+        stats.errors += self.mkdirs_remote(mkdirs_remote).await;
+        stats.errors += self.uploads(uploads).await;
+        stats.errors += self.downloads(downloads).await;
+        stats.errors += self.deletes_remote(remote_deletes).await;
+        Ok(stats)
+    }
+
+    fn move_local(&mut self, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        let (src, dst) = (self.abs(from), self.abs(to));
+        if dst.symlink_metadata().is_ok() {
+            bail!("cannot move {from} to {to}: {to} exists on disk");
+        }
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(&src, &dst).with_context(|| format!("moving {from} to {to}"))?;
+        sync_dir(dst.parent().unwrap_or(&self.root));
+        let mut w = Vec::new();
+        let moved: Vec<RelPath> = self.stree.keys().filter(|k| k.starts_with(from)).cloned().collect();
+        for k in moved {
+            let node = self.stree.get(&k).cloned();
+            self.set_synced(&mut w, &k, None);
+            let rest = &k.as_str()[from.as_str().len()..];
+            let new = RelPath::parse(&format!("{}{rest}", to.as_str()))?;
+            self.set_synced(&mut w, &new, node);
+        }
+        self.write(w)
+    }
+
+    async fn move_remote(&mut self, from: &RelPath, to: &RelPath, rev: RevId) -> anyhow::Result<()> {
+        let resp = self
+            .remote
+            .commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }])
+            .await?;
+        let entry = op_entry(resp.results.into_iter().next())?;
+        let mut w = Vec::new();
+        let moved: Vec<RelPath> = self.stree.keys().filter(|k| k.starts_with(from)).cloned().collect();
+        for k in moved {
+            let node = self.stree.get(&k).cloned();
+            let rnode = self.rtree.get(&k).cloned();
+            self.set_synced(&mut w, &k, None);
+            self.set_remote(&mut w, &k, None);
+            let rest = &k.as_str()[from.as_str().len()..];
+            let new = RelPath::parse(&format!("{}{rest}", to.as_str()))?;
+            let (node, rnode) = if &new == to {
+                let blocks = rnode.map(|r| r.blocks).unwrap_or_default();
+                (node.map(|n| SyncedNode { rev: entry.rev, ..n }), Some(remote_node(&entry, blocks)))
+            } else {
+                (node, rnode)
+            };
+            self.set_synced(&mut w, &new, node);
+            self.set_remote(&mut w, &new, rnode);
+        }
+        self.write(w)
+    }
+
+    fn mkdir_local(&mut self, path: &RelPath, remote: RemoteNode) -> anyhow::Result<()> {
+        let abs = self.abs(path);
+        match std::fs::symlink_metadata(&abs) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!("cannot create folder {path}: a file is in the way"),
+            Err(_) => std::fs::create_dir_all(&abs).with_context(|| format!("creating folder {path}"))?,
+        }
+        let local = scan::local_node(&std::fs::symlink_metadata(&abs)?);
+        let mut w = Vec::new();
+        let node = SyncedNode { id: remote.id, rev: remote.rev, kind: EntryKind::Dir, local, hash: String::new() };
+        self.set_synced(&mut w, path, Some(node));
+        self.write(w)
+    }
+
+    async fn mkdirs_remote(&mut self, paths: Vec<RelPath>) -> usize {
+        if paths.is_empty() {
+            return 0;
+        }
+        let ops = paths.iter().map(|p| CommitOp::Mkdir { path: p.clone() }).collect();
+        let results = match self.remote.commit(ops).await {
+            Ok(r) => r.results,
+            Err(e) => {
+                self.record_error(format!("creating folders on the server: {e}"));
+                return paths.len();
+            }
+        };
+        let mut errors = 0;
+        let mut w = Vec::new();
+        for (path, r) in paths.iter().zip(results) {
+            match (r.entry, r.error) {
+                (Some(entry), _) => {
+                    let Ok(meta) = std::fs::symlink_metadata(self.abs(path)) else { continue };
+                    let local = scan::local_node(&meta);
+                    let node =
+                        SyncedNode { id: entry.id, rev: entry.rev, kind: EntryKind::Dir, local, hash: String::new() };
+                    self.set_synced(&mut w, path, Some(node));
+                    self.set_remote(&mut w, path, Some(remote_node(&entry, Vec::new())));
+                }
+                (None, e) => {
+                    errors += 1;
+                    self.record_error(format!(
+                        "creating folder {path} on the server: {}",
+                        e.map(|e| e.message).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if let Err(e) = self.write(w) {
+            self.record_error(e);
+        }
+        errors
+    }
+
+    fn delete_local(&mut self, path: &RelPath, expect: LocalNode) -> anyhow::Result<()> {
+        let abs = self.abs(path);
+        let now = match std::fs::symlink_metadata(&abs) {
+            Ok(m) => scan::local_node(&m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut w = Vec::new();
+                self.set_synced(&mut w, path, None);
+                return self.write(w);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let same = match expect.kind {
+            EntryKind::Dir => now.kind == EntryKind::Dir,
+            EntryKind::File => now == expect,
+        };
+        if !same {
+            return Ok(()); // changed since the plan: the next round decides again
+        }
+        match expect.kind {
+            EntryKind::File => std::fs::remove_file(&abs)?,
+            EntryKind::Dir => match std::fs::remove_dir(&abs) {
+                Ok(()) => {}
+                // Not empty: it holds something new that will be uploaded; keep it.
+                Err(_) if std::fs::read_dir(&abs).map(|mut d| d.next().is_some()).unwrap_or(false) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
+        }
+        sync_dir(abs.parent().unwrap_or(&self.root));
+        let mut w = Vec::new();
+        self.set_synced(&mut w, path, None);
+        self.write(w)
+    }
+
+    async fn deletes_remote(&mut self, items: Vec<(RelPath, RevId, EntryKind)>) -> usize {
+        let mut errors = 0;
+        for batch in items.chunks(COMMIT_BATCH) {
+            let ops = batch
+                .iter()
+                .map(|(path, rev, kind)| match kind {
+                    EntryKind::File => CommitOp::Delete { path: path.clone(), parent_rev: Some(*rev) },
+                    EntryKind::Dir => CommitOp::Rmdir { path: path.clone(), parent_rev: Some(*rev) },
+                })
+                .collect();
+            let results = match self.remote.commit(ops).await {
+                Ok(r) => r.results,
+                Err(e) => {
+                    self.record_error(format!("deleting on the server: {e}"));
+                    errors += batch.len();
+                    continue;
+                }
+            };
+            let mut w = Vec::new();
+            for ((path, _, _), r) in batch.iter().zip(results) {
+                if r.entry.is_some() || r.status == 404 {
+                    self.set_synced(&mut w, path, None);
+                    self.set_remote(&mut w, path, None);
+                } else {
+                    // 409: changed on the server meanwhile; the next round sees it.
+                    errors += 1;
+                    self.record_error(format!("deleting {path}: {}", r.error.map(|e| e.message).unwrap_or_default()));
+                }
+            }
+            if let Err(e) = self.write(w) {
+                self.record_error(e);
+            }
+        }
+        errors
+    }
+
+    /// Both sides changed `path`. Equal content: agree. Otherwise the local
+    /// version moves aside to a conflict copy and the server's takes the path.
+    async fn conflict(
+        &mut self,
+        path: &RelPath,
+        remote: RemoteNode,
+        local: LocalNode,
+    ) -> anyhow::Result<Option<(RelPath, RemoteNode, Option<LocalNode>)>> {
+        let abs = self.abs(path);
+        if local.kind == EntryKind::File && remote.kind == EntryKind::File {
+            let a = abs.clone();
+            let hashed = tokio::task::spawn_blocking(move || hash_file(&a)).await??;
+            if hashed.hash == remote.hash {
+                let mut w = Vec::new();
+                let node = SyncedNode {
+                    id: remote.id,
+                    rev: remote.rev,
+                    kind: EntryKind::File,
+                    local: hashed.local,
+                    hash: remote.hash,
+                };
+                self.set_synced(&mut w, path, Some(node));
+                self.write(w)?;
+                return Ok(None);
+            }
+        }
+        let name = path.name().expect("not root");
+        let parent = path.parent().expect("not root");
+        let mut copy = parent.join(&conflict_name(name, &self.device, now_ms()))?;
+        let mut n = 2;
+        while self.abs(&copy).symlink_metadata().is_ok() {
+            copy = parent.join(&format!("{} {n}", conflict_name(name, &self.device, now_ms())))?;
+            n += 1;
+        }
+        // Only if the disk still shows what the plan saw.
+        let now = scan::local_node(&std::fs::symlink_metadata(&abs)?);
+        if now.kind != local.kind || (now.kind == EntryKind::File && now != local) {
+            return Ok(None);
+        }
+        std::fs::rename(&abs, self.abs(&copy)).with_context(|| format!("keeping {path} as {copy}"))?;
+        sync_dir(abs.parent().unwrap_or(&self.root));
+        tracing::info!(%path, %copy, "conflict: kept the local version as a conflict copy");
+        if let Ok(mut s) = self.status.lock() {
+            s.conflicts.push(copy.to_string());
+        }
+        let mut w = Vec::new();
+        self.set_synced(&mut w, path, None);
+        self.write(w)?;
+        if remote.kind == EntryKind::Dir {
+            self.mkdir_local(path, remote)?;
+            return Ok(None);
+        }
+        Ok(Some((path.clone(), remote, None)))
+    }
+
+    async fn uploads(&mut self, items: Vec<(RelPath, Option<RevId>)>) -> usize {
+        if items.is_empty() {
+            return 0;
+        }
+        let mut errors = 0;
+        // 1. Hash every file (blocking, off the async threads).
+        let root = self.root.clone();
+        let paths: Vec<RelPath> = items.iter().map(|(p, _)| p.clone()).collect();
+        let hashed: Vec<std::io::Result<Hashed>> =
+            tokio::task::spawn_blocking(move || paths.iter().map(|p| hash_file(&root.join(p.as_str()))).collect())
+                .await
+                .unwrap_or_default();
+        let mut ready = Vec::new();
+        let mut w = Vec::new();
+        for ((path, parent_rev), h) in items.into_iter().zip(hashed) {
+            let h = match h {
+                Ok(h) => h,
+                Err(e) => {
+                    errors += 1;
+                    self.record_error(format!("reading {path}: {e}"));
+                    continue;
+                }
+            };
+            // Same content as the server's head: nothing to send.
+            if let Some(r) = self.rtree.get(&path).filter(|r| r.hash == h.hash && Some(r.rev) == parent_rev) {
+                let node =
+                    SyncedNode { id: r.id, rev: r.rev, kind: EntryKind::File, local: h.local, hash: h.hash.clone() };
+                self.set_synced(&mut w, &path, Some(node));
+                continue;
+            }
+            ready.push((path, parent_rev, h));
+        }
+        if let Err(e) = self.write(std::mem::take(&mut w)) {
+            self.record_error(e);
+        }
+        if ready.is_empty() {
+            return errors;
+        }
+        // 2. Which blocks does the server lack? Send those, several at once.
+        let mut all: Vec<BlockId> = ready.iter().flat_map(|(_, _, h)| h.blocks.iter().map(|b| b.0)).collect();
+        all.sort();
+        all.dedup();
+        let missing: HashSet<BlockId> = match self.remote.missing(&all).await {
+            Ok(m) => m.into_iter().collect(),
+            Err(e) => {
+                self.record_error(format!("asking the server for missing blocks: {e}"));
+                return errors + ready.len();
+            }
+        };
+        let mut sources: HashMap<BlockId, (PathBuf, u64, u32)> = HashMap::new();
+        for (path, _, h) in &ready {
+            for (id, off, len) in &h.blocks {
+                if missing.contains(id) {
+                    sources.entry(*id).or_insert((self.abs(path), *off, *len));
+                }
+            }
+        }
+        let remote = self.remote.clone();
+        let sent = futures_util::stream::iter(sources.into_iter().map(|(id, (abs, off, len))| {
+            let remote = remote.clone();
+            async move {
+                let block = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                    let data = read_range(&abs, off, len)?;
+                    let b = ferry_shared::block::encode_owned(data);
+                    if b.id != id {
+                        return Err(std::io::Error::other("the file changed while it was sent"));
+                    }
+                    Ok(b)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                remote.put_block(block).await.map_err(std::io::Error::other)
+            }
+        }))
+        .buffer_unordered(PARALLEL_BLOCKS)
+        .try_collect::<Vec<()>>()
+        .await;
+        if let Err(e) = sent {
+            self.record_error(format!("sending blocks: {e}"));
+            return errors + ready.len();
+        }
+        // 3. Commit, many files per request.
+        for batch in ready.chunks(COMMIT_BATCH) {
+            let ops: Vec<CommitOp> = batch
+                .iter()
+                .map(|(path, parent_rev, h)| {
+                    let ids: Vec<BlockId> = h.blocks.iter().map(|b| b.0).collect();
+                    let parent = parent_rev.and_then(|_| self.rtree.get(path)).map(|r| r.blocks.as_slice());
+                    CommitOp::Put {
+                        path: path.clone(),
+                        parent_rev: *parent_rev,
+                        size: h.local.size,
+                        mtime: h.local.mtime_ns / 1_000_000,
+                        executable: h.local.executable,
+                        blocks: block_list_for(parent, &ids),
+                    }
+                })
+                .collect();
+            let results = match self.remote.commit(ops).await {
+                Ok(r) => r.results,
+                Err(e) => {
+                    self.record_error(format!("committing uploads: {e}"));
+                    errors += batch.len();
+                    continue;
+                }
+            };
+            let mut w = Vec::new();
+            for ((path, _, h), r) in batch.iter().zip(results) {
+                match r {
+                    OpResult { entry: Some(entry), .. } => {
+                        let blocks = h.blocks.iter().map(|b| BlockRef { id: b.0, size: b.2 }).collect();
+                        let node = SyncedNode {
+                            id: entry.id,
+                            rev: entry.rev,
+                            kind: EntryKind::File,
+                            local: h.local,
+                            hash: entry.hash.clone(),
+                        };
+                        self.set_synced(&mut w, path, Some(node));
+                        self.set_remote(&mut w, path, Some(remote_node(&entry, blocks)));
+                    }
+                    OpResult { error, status, .. } => {
+                        // 409: the server moved on; after the next refresh the
+                        // planner sees both sides changed and keeps both.
+                        errors += 1;
+                        let msg = error.map(|e| e.message).unwrap_or_default();
+                        self.record_error(format!("uploading {path}: {status} {msg}"));
+                    }
+                }
+            }
+            if let Err(e) = self.write(w) {
+                self.record_error(e);
+            }
+        }
+        errors
+    }
+
+    /// Where blocks of files already synced sit on disk (delta download).
+    fn local_blocks(&self) -> HashMap<BlockId, (PathBuf, u64, u32)> {
+        let mut index = HashMap::new();
+        for (path, s) in &self.stree {
+            let Some(r) = self.rtree.get(path) else { continue };
+            if s.kind != EntryKind::File || s.hash != r.hash {
+                continue;
+            }
+            let mut off = 0u64;
+            for b in &r.blocks {
+                index.entry(b.id).or_insert((self.abs(path), off, b.size));
+                off += u64::from(b.size);
+            }
+        }
+        index
+    }
+
+    async fn downloads(&mut self, items: Vec<(RelPath, RemoteNode, Option<LocalNode>)>) -> usize {
+        if items.is_empty() {
+            return 0;
+        }
+        let index = Arc::new(self.local_blocks());
+        let remote = self.remote.clone();
+        let root = self.root.clone();
+        let results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
+            futures_util::stream::iter(items.into_iter().map(|(path, rnode, expect)| {
+                let (remote, index, root) = (remote.clone(), Arc::clone(&index), root.clone());
+                async move {
+                    let r = download(&remote, &index, &root, &path, &rnode, expect).await;
+                    (path, rnode, r)
+                }
+            }))
+            .buffer_unordered(PARALLEL_FILES)
+            .collect()
+            .await;
+        let mut errors = 0;
+        let mut w = Vec::new();
+        for (path, rnode, r) in results {
+            match r {
+                Ok(Some(local)) => {
+                    let node =
+                        SyncedNode { id: rnode.id, rev: rnode.rev, kind: EntryKind::File, local, hash: rnode.hash };
+                    self.set_synced(&mut w, &path, Some(node));
+                }
+                Ok(None) => {} // the local file changed meanwhile: the next round decides
+                Err(e) => {
+                    errors += 1;
+                    self.record_error(format!("downloading {path}: {e:#}"));
+                }
+            }
+        }
+        if let Err(e) = self.write(w) {
+            self.record_error(e);
+        }
+        errors
+    }
+}
+
+fn op_entry(r: Option<OpResult>) -> anyhow::Result<ferry_shared::api::Entry> {
+    match r {
+        Some(OpResult { entry: Some(e), .. }) => Ok(e),
+        Some(OpResult { error: Some(e), status, .. }) => bail!("the server refused ({status}): {}", e.message),
+        _ => bail!("the server gave no result"),
+    }
+}
+
+/// Writes the server's version of a file: a temp file in the same folder,
+/// blocks from local files where possible (verified) and from the server
+/// otherwise (verified), fsync, then an atomic rename, but only if the target
+/// still shows `expect`. Returns the new file's identity, or `None` when the
+/// target changed meanwhile (nothing is overwritten).
+async fn download(
+    remote: &Remote,
+    index: &HashMap<BlockId, (PathBuf, u64, u32)>,
+    root: &Path,
+    path: &RelPath,
+    rnode: &RemoteNode,
+    expect: Option<LocalNode>,
+) -> anyhow::Result<Option<LocalNode>> {
+    use tokio::io::AsyncWriteExt;
+    let target = root.join(path.as_str());
+    let dir = target.parent().unwrap_or(root).to_owned();
+    tokio::fs::create_dir_all(&dir).await?;
+    let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
+    let result = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        let mut blocks = futures_util::stream::iter(rnode.blocks.iter().map(|b| {
+            let local = index.get(&b.id).cloned();
+            let id = b.id;
+            async move {
+                if let Some((abs, off, len)) = local {
+                    let got = tokio::task::spawn_blocking(move || read_range(&abs, off, len)).await?;
+                    if let Ok(data) = got
+                        && BlockId::of(&data) == id
+                    {
+                        return anyhow::Ok(data);
+                    }
+                }
+                Ok(remote.get_block(&id).await?)
+            }
+        }))
+        .buffered(PARALLEL_BLOCKS);
+        let mut size = 0u64;
+        while let Some(data) = blocks.next().await {
+            let data = data?;
+            size += data.len() as u64;
+            file.write_all(&data).await?;
+        }
+        if size != rnode.size {
+            bail!("the server's blocks add up to {size} bytes, not {}", rnode.size);
+        }
+        file.sync_all().await?;
+        drop(file);
+        let (tmp2, target2, expect2) = (tmp.clone(), target.clone(), expect);
+        let (mtime, exec) = (rnode.mtime, rnode.executable);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Option<LocalNode>> {
+            let f = std::fs::File::options().write(true).open(&tmp2)?;
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(mtime.max(0) as u64);
+            let _ = f.set_modified(when);
+            drop(f);
+            set_executable(&tmp2, exec)?;
+            // The last check: the target must still be what the plan saw.
+            let now = match std::fs::symlink_metadata(&target2) {
+                Ok(m) => Some(scan::local_node(&m)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e.into()),
+            };
+            if now != expect2 {
+                let _ = std::fs::remove_file(&tmp2);
+                return Ok(None);
+            }
+            std::fs::rename(&tmp2, &target2)?;
+            sync_dir(target2.parent().unwrap_or(Path::new(".")));
+            Ok(Some(scan::local_node(&std::fs::symlink_metadata(&target2)?)))
+        })
+        .await?
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names() {
+        // 2024-03-05 06:07:08 UTC
+        let ms = 1_709_618_828_000;
+        assert_eq!(
+            conflict_name("report.txt", "laptop", ms),
+            "report (conflicted copy from laptop 2024-03-05 060708).txt"
+        );
+        assert_eq!(conflict_name("Makefile", "pc", ms), "Makefile (conflicted copy from pc 2024-03-05 060708)");
+        assert_eq!(conflict_name(".bashrc", "pc", ms), ".bashrc (conflicted copy from pc 2024-03-05 060708)");
+    }
+
+    #[test]
+    fn block_list_edits() {
+        let ids: Vec<BlockId> = (0..5u8).map(|i| BlockId::of(&[i])).collect();
+        let parent: Vec<BlockRef> = ids.iter().map(|id| BlockRef { id: *id, size: 1 }).collect();
+        let x = BlockId::of(b"x");
+        let new = vec![ids[0], ids[1], x, ids[3], ids[4]];
+        assert_eq!(
+            block_list_for(Some(&parent), &new),
+            BlockList::Edit(vec![
+                BlockEdit::Copy { start: 0, count: 2 },
+                BlockEdit::Add(vec![x]),
+                BlockEdit::Copy { start: 3, count: 2 }
+            ])
+        );
+        assert_eq!(block_list_for(None, &new), BlockList::Full(new.clone()));
+        let appended: Vec<BlockId> = ids.iter().copied().chain([x]).collect();
+        assert_eq!(
+            block_list_for(Some(&parent), &appended),
+            BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: 5 }, BlockEdit::Add(vec![x])])
+        );
+    }
+}

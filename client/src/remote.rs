@@ -1,0 +1,168 @@
+//! The server as the engine sees it: a typed HTTP client for the API.
+//! Errors say whether trying again later can help ([`RemoteError::is_retryable`]).
+
+use std::time::Duration;
+
+use ferry_shared::BlockId;
+use ferry_shared::api::{
+    ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ListRevisionsRequest, ListRevisionsResponse,
+    LoginResponse, MissingBlocksRequest, MissingBlocksResponse, PollResponse,
+};
+use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER, EncodedBlock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("cannot reach the server: {0}")]
+    Network(#[source] reqwest::Error),
+    #[error("the server answered {status}: {message}")]
+    Http { status: u16, code: Option<String>, message: String },
+    #[error("the server sent a bad block: {0}")]
+    BadBlock(#[from] block::DecodeError),
+}
+
+impl RemoteError {
+    /// Network trouble and server-side errors pass; client errors do not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RemoteError::Network(_) | RemoteError::BadBlock(_) => true,
+            RemoteError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+        }
+    }
+
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, RemoteError::Http { status: 401, .. })
+    }
+}
+
+impl From<reqwest::Error> for RemoteError {
+    fn from(e: reqwest::Error) -> Self {
+        RemoteError::Network(e)
+    }
+}
+
+pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Remote {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(b) => (serde_json::to_value(b.error.code).ok().and_then(|v| v.as_str().map(str::to_owned)), b.error.message),
+        Err(_) => (None, text),
+    };
+    Err(RemoteError::Http { status: status.as_u16(), code, message })
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(16)
+        .build()
+        .expect("HTTP client")
+}
+
+impl Remote {
+    pub fn new(base: &str, token: &str) -> Remote {
+        Remote { http: client(), base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+    }
+
+    pub async fn login(base: &str, user: &str, password: &str, device: &str) -> Result<LoginResponse> {
+        let resp = client()
+            .post(format!("{}/auth/login", base.trim_end_matches('/')))
+            .json(&serde_json::json!({"username": user, "password": password, "device_name": device}))
+            .send()
+            .await?;
+        Ok(check(resp).await?.json().await?)
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(300))
+    }
+
+    pub async fn logout(&self) -> Result<()> {
+        check(self.req(reqwest::Method::POST, "/auth/logout").send().await?).await?;
+        Ok(())
+    }
+
+    pub async fn changes(&self, cursor: i64, limit: u32) -> Result<ChangesResponse> {
+        let resp = self.req(reqwest::Method::GET, &format!("/changes?cursor={cursor}&limit={limit}")).send().await?;
+        Ok(check(resp).await?.json().await?)
+    }
+
+    /// Long poll: returns when the journal passes `cursor` or after `timeout`.
+    pub async fn poll(&self, cursor: i64, timeout: Duration) -> Result<PollResponse> {
+        let secs = timeout.as_secs();
+        let resp = self
+            .req(reqwest::Method::GET, &format!("/changes/poll?cursor={cursor}&timeout={secs}"))
+            .timeout(timeout + Duration::from_secs(30))
+            .send()
+            .await?;
+        Ok(check(resp).await?.json().await?)
+    }
+
+    pub async fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>> {
+        let mut missing = Vec::new();
+        for chunk in ids.chunks(ferry_shared::api::MAX_MISSING_QUERY) {
+            let resp = self
+                .req(reqwest::Method::POST, "/blocks/missing")
+                .json(&MissingBlocksRequest { ids: chunk.to_vec() })
+                .send()
+                .await?;
+            missing.extend(check(resp).await?.json::<MissingBlocksResponse>().await?.missing);
+        }
+        Ok(missing)
+    }
+
+    pub async fn put_block(&self, b: EncodedBlock) -> Result<()> {
+        let resp = self
+            .req(reqwest::Method::PUT, &format!("/blocks/{}", b.id))
+            .header(ENCODING_HEADER, b.encoding.as_str())
+            .body(b.bytes)
+            .send()
+            .await?;
+        check(resp).await?;
+        Ok(())
+    }
+
+    /// Downloads a block and checks its content against its id.
+    pub async fn get_block(&self, id: &BlockId) -> Result<Vec<u8>> {
+        let resp = check(self.req(reqwest::Method::GET, &format!("/blocks/{id}")).send().await?).await?;
+        let encoding = resp
+            .headers()
+            .get(ENCODING_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(BlockEncoding::parse)
+            .unwrap_or(BlockEncoding::Zstd);
+        let bytes = resp.bytes().await?;
+        let id = *id;
+        let plain =
+            tokio::task::spawn_blocking(move || block::decode(&id, encoding, &bytes)).await.expect("decode task")?;
+        Ok(plain)
+    }
+
+    pub async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse> {
+        let resp = self.req(reqwest::Method::POST, "/commit").json(&CommitRequest { ops }).send().await?;
+        Ok(check(resp).await?.json().await?)
+    }
+
+    pub async fn revisions(&self, path: &ferry_shared::RelPath, limit: u32) -> Result<ListRevisionsResponse> {
+        let resp = self
+            .req(reqwest::Method::POST, "/files/list_revisions")
+            .json(&ListRevisionsRequest { path: path.clone(), limit: Some(limit) })
+            .send()
+            .await?;
+        Ok(check(resp).await?.json().await?)
+    }
+}

@@ -1,0 +1,148 @@
+//! The local tree: a walk of the sync folder that records each entry's
+//! identity (size, mtime, inode, executable bit) without reading content.
+//!
+//! Symlinks are never followed (they are skipped and reported); names Ferry
+//! cannot sync (invalid by the shared path rules) are skipped and reported;
+//! temporary and system files are ignored. Unreadable folders make the scan
+//! fail as a whole: a folder that cannot be read is never taken as empty,
+//! which would read as "everything in it was deleted".
+
+use std::path::Path;
+
+use ferry_shared::RelPath;
+use ferry_shared::api::EntryKind;
+
+use crate::tree::{LocalNode, LocalTree};
+
+/// Name of the marker file in the folder root that proves it is the synced
+/// folder (and not, say, an empty mount point).
+pub const MARKER: &str = ".ferry-root";
+/// Prefix of Ferry's own temporary files (partial downloads).
+pub const TEMP_PREFIX: &str = ".ferry-tmp-";
+
+/// Files nobody wants synced: editor swap and backup files, OS metadata.
+pub fn is_ignored(name: &str) -> bool {
+    name == MARKER
+        || name.starts_with(TEMP_PREFIX)
+        || name == ".DS_Store"
+        || name == "Thumbs.db"
+        || name == "desktop.ini"
+        || name.starts_with(".~lock.")
+        || name.starts_with("~$")
+        || name.starts_with(".#")
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || name.ends_with(".part")
+        || name.ends_with(".crdownload")
+}
+
+/// Why a scan could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// What a scan found besides the tree.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    pub skipped: Vec<String>,
+}
+
+pub fn local_node(meta: &std::fs::Metadata) -> LocalNode {
+    let kind = if meta.is_dir() { EntryKind::Dir } else { EntryKind::File };
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    #[cfg(unix)]
+    let (inode, executable) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ino(), kind == EntryKind::File && meta.mode() & 0o111 != 0)
+    };
+    #[cfg(not(unix))]
+    let (inode, executable) = (0u64, false);
+    LocalNode { kind, size: if kind == EntryKind::File { meta.len() } else { 0 }, mtime_ns, inode, executable }
+}
+
+/// Walks `root` and returns every syncable file and folder under it.
+pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
+    let mut tree = LocalTree::new();
+    let mut report = ScanReport::default();
+    let mut stack = vec![RelPath::root()];
+    while let Some(dir) = stack.pop() {
+        let abs = root.join(dir.as_str());
+        let entries =
+            std::fs::read_dir(&abs).map_err(|source| ScanError::Io { path: abs.display().to_string(), source })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| ScanError::Io { path: abs.display().to_string(), source })?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                report.skipped.push(format!("{}: name is not UTF-8", entry.path().display()));
+                continue;
+            };
+            if is_ignored(name) {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Vanished between listing and stat: the next scan sees it right.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(ScanError::Io { path: entry.path().display().to_string(), source }),
+            };
+            if meta.file_type().is_symlink() {
+                report.skipped.push(format!("{}: symbolic links are not synced", entry.path().display()));
+                continue;
+            }
+            if !meta.is_file() && !meta.is_dir() {
+                continue;
+            }
+            let path = match dir.join(name) {
+                Ok(p) => p,
+                Err(e) => {
+                    report.skipped.push(format!("{}: {e}", entry.path().display()));
+                    continue;
+                }
+            };
+            if path.name() != Some(name) {
+                // The name is not in NFC: Ferry would write it back differently.
+                report.skipped.push(format!("{}: name is not in Unicode NFC", entry.path().display()));
+                continue;
+            }
+            let node = local_node(&meta);
+            if node.kind == EntryKind::Dir {
+                stack.push(path.clone());
+            }
+            tree.insert(path, node);
+        }
+    }
+    Ok((tree, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_files_and_folders_and_skips_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/f.txt"), "x").unwrap();
+        std::fs::write(root.join("top"), "yy").unwrap();
+        std::fs::write(root.join(".ferry-tmp-123"), "partial").unwrap();
+        std::fs::write(root.join("doc.swp"), "swap").unwrap();
+        std::fs::write(root.join(MARKER), "id").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+        let (tree, report) = scan(root).unwrap();
+        let paths: Vec<&str> = tree.keys().map(|p| p.as_str()).collect();
+        assert_eq!(paths, ["a", "a/b", "a/b/f.txt", "top"]);
+        assert_eq!(tree[&RelPath::parse("top").unwrap()].size, 2);
+        #[cfg(unix)]
+        assert!(report.skipped.iter().any(|s| s.contains("symbolic")));
+    }
+}

@@ -1,0 +1,216 @@
+//! The client's persistent state (SQLite, WAL): the remote tree at the
+//! cursor, the synced tree, the cursor and the folder marker id.
+//!
+//! It is observed state, not a queue of pending work: losing it loses nothing
+//! (a rebuilt state makes every path "new on both sides", which the planner
+//! merges, with conflict copies where contents differ, and never deletes).
+
+use std::path::Path;
+
+use anyhow::Context;
+use ferry_shared::RelPath;
+use ferry_shared::api::{BlockRef, EntryKind};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::tree::{LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS remote(
+    path TEXT PRIMARY KEY, id INTEGER NOT NULL, rev INTEGER NOT NULL, kind INTEGER NOT NULL,
+    size INTEGER NOT NULL, mtime INTEGER NOT NULL, executable INTEGER NOT NULL, hash TEXT NOT NULL,
+    blocks BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS synced(
+    path TEXT PRIMARY KEY, id INTEGER NOT NULL, rev INTEGER NOT NULL, kind INTEGER NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, executable INTEGER NOT NULL,
+    hash TEXT NOT NULL);
+"#;
+
+pub struct State {
+    conn: Connection,
+}
+
+fn kind_num(k: EntryKind) -> i64 {
+    match k {
+        EntryKind::File => 0,
+        EntryKind::Dir => 1,
+    }
+}
+
+fn kind_of(n: i64) -> EntryKind {
+    if n == 1 { EntryKind::Dir } else { EntryKind::File }
+}
+
+fn encode_blocks(blocks: &[BlockRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blocks.len() * 36);
+    for b in blocks {
+        out.extend_from_slice(b.id.as_bytes());
+        out.extend_from_slice(&b.size.to_le_bytes());
+    }
+    out
+}
+
+fn decode_blocks(blob: &[u8]) -> Vec<BlockRef> {
+    blob.chunks_exact(36)
+        .map(|c| BlockRef {
+            id: ferry_shared::BlockId::from_slice(&c[..32]).expect("32 bytes"),
+            size: u32::from_le_bytes(c[32..].try_into().expect("4 bytes")),
+        })
+        .collect()
+}
+
+/// A change to the persisted trees, applied in one transaction with others.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Remote(RelPath, Option<RemoteNode>),
+    Synced(RelPath, Option<SyncedNode>),
+    Cursor(i64),
+}
+
+impl State {
+    pub fn open(path: &Path) -> anyhow::Result<State> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(State { conn })
+    }
+
+    pub fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)", [key, value])?;
+        Ok(())
+    }
+
+    pub fn cursor(&self) -> anyhow::Result<i64> {
+        Ok(self.get("cursor")?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    pub fn load_remote(&self) -> anyhow::Result<RemoteTree> {
+        let mut s =
+            self.conn.prepare("SELECT path, id, rev, kind, size, mtime, executable, hash, blocks FROM remote")?;
+        let rows = s.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                RemoteNode {
+                    id: r.get(1)?,
+                    rev: r.get(2)?,
+                    kind: kind_of(r.get(3)?),
+                    size: r.get::<_, i64>(4)? as u64,
+                    mtime: r.get(5)?,
+                    executable: r.get(6)?,
+                    hash: r.get(7)?,
+                    blocks: decode_blocks(&r.get::<_, Vec<u8>>(8)?),
+                },
+            ))
+        })?;
+        let mut tree = RemoteTree::new();
+        for row in rows {
+            let (path, node) = row?;
+            // Stored paths were validated when they arrived; re-check anyway.
+            if let Ok(p) = RelPath::parse_non_root(&path) {
+                tree.insert(p, node);
+            }
+        }
+        Ok(tree)
+    }
+
+    pub fn load_synced(&self) -> anyhow::Result<SyncedTree> {
+        let mut s =
+            self.conn.prepare("SELECT path, id, rev, kind, size, mtime_ns, inode, executable, hash FROM synced")?;
+        let rows = s.query_map([], |r| {
+            let kind = kind_of(r.get(3)?);
+            Ok((
+                r.get::<_, String>(0)?,
+                SyncedNode {
+                    id: r.get(1)?,
+                    rev: r.get(2)?,
+                    kind,
+                    local: LocalNode {
+                        kind,
+                        size: r.get::<_, i64>(4)? as u64,
+                        mtime_ns: r.get(5)?,
+                        inode: r.get::<_, i64>(6)? as u64,
+                        executable: r.get(7)?,
+                    },
+                    hash: r.get(8)?,
+                },
+            ))
+        })?;
+        let mut tree = SyncedTree::new();
+        for row in rows {
+            let (path, node) = row?;
+            if let Ok(p) = RelPath::parse_non_root(&path) {
+                tree.insert(p, node);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Applies writes in one transaction.
+    pub fn apply(&mut self, writes: &[Write]) -> anyhow::Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut put_remote = tx.prepare_cached(
+                "INSERT OR REPLACE INTO remote(path, id, rev, kind, size, mtime, executable, hash, blocks)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut del_remote = tx.prepare_cached("DELETE FROM remote WHERE path = ?1")?;
+            let mut put_synced = tx.prepare_cached(
+                "INSERT OR REPLACE INTO synced(path, id, rev, kind, size, mtime_ns, inode, executable, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut del_synced = tx.prepare_cached("DELETE FROM synced WHERE path = ?1")?;
+            for w in writes {
+                match w {
+                    Write::Remote(p, Some(n)) => {
+                        put_remote.execute(params![
+                            p.as_str(),
+                            n.id,
+                            n.rev,
+                            kind_num(n.kind),
+                            n.size as i64,
+                            n.mtime,
+                            n.executable,
+                            n.hash,
+                            encode_blocks(&n.blocks)
+                        ])?;
+                    }
+                    Write::Remote(p, None) => {
+                        del_remote.execute([p.as_str()])?;
+                    }
+                    Write::Synced(p, Some(n)) => {
+                        put_synced.execute(params![
+                            p.as_str(),
+                            n.id,
+                            n.rev,
+                            kind_num(n.kind),
+                            n.local.size as i64,
+                            n.local.mtime_ns,
+                            n.local.inode as i64,
+                            n.local.executable,
+                            n.hash
+                        ])?;
+                    }
+                    Write::Synced(p, None) => {
+                        del_synced.execute([p.as_str()])?;
+                    }
+                    Write::Cursor(c) => {
+                        tx.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('cursor', ?1)", [c.to_string()])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}

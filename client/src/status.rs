@@ -1,0 +1,63 @@
+//! What the daemon reports through `ferry status`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    Idle,
+    Syncing,
+    Paused,
+    Offline,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub state: SyncState,
+    /// Why the daemon is paused, offline or in error.
+    pub reason: Option<String>,
+    pub pending_uploads: usize,
+    pub pending_upload_bytes: u64,
+    pub pending_downloads: usize,
+    pub pending_download_bytes: u64,
+    /// Unix milliseconds of the last completed sync round.
+    pub last_sync: Option<i64>,
+    /// Conflict copies made by this daemon (paths in the folder).
+    pub conflicts: Vec<String>,
+    /// The most recent errors, newest last.
+    pub recent_errors: Vec<String>,
+    pub folder: String,
+    pub server: String,
+    pub cursor: i64,
+    pub files: usize,
+}
+
+impl Status {
+    pub fn new(folder: String, server: String) -> Status {
+        Status {
+            state: SyncState::Syncing,
+            reason: None,
+            pending_uploads: 0,
+            pending_upload_bytes: 0,
+            pending_downloads: 0,
+            pending_download_bytes: 0,
+            last_sync: None,
+            conflicts: Vec::new(),
+            recent_errors: Vec::new(),
+            folder,
+            server,
+            cursor: 0,
+            files: 0,
+        }
+    }
+
+    pub fn error(&mut self, e: impl std::fmt::Display) {
+        let msg = e.to_string();
+        tracing::warn!(error = %msg, "sync error");
+        self.recent_errors.push(msg);
+        if self.recent_errors.len() > 20 {
+            self.recent_errors.remove(0);
+        }
+    }
+}
