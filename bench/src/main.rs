@@ -17,6 +17,8 @@ use ferry_shared::api::{BlockList, CommitOp};
 use ferry_shared::chunk::{self, ChunkParams, Chunker};
 use ferry_tests::{Client, Server, pseudo_random};
 
+mod sync;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +47,15 @@ enum What {
         #[arg(long, default_value_t = 200)]
         samples: usize,
     },
+    /// End-to-end sync between two daemons (latency, delta bytes, throughput, RSS).
+    Sync {
+        /// Also measure idle RSS with 100,000 tracked files.
+        #[arg(long)]
+        tree_100k: bool,
+        /// Also measure RSS while uploading a 4 GiB file.
+        #[arg(long)]
+        huge: bool,
+    },
     /// Everything above with the defaults.
     All,
 }
@@ -54,10 +65,12 @@ fn main() -> anyhow::Result<()> {
         What::Chunking { mib } => chunking(mib),
         What::Commits { files, concurrency } => rt()?.block_on(commits(files, concurrency)),
         What::Longpoll { idle, samples } => rt()?.block_on(longpoll(idle, samples)),
+        What::Sync { tree_100k, huge } => sync::run(tree_100k, huge),
         What::All => {
             chunking(256)?;
             rt()?.block_on(commits(20_000, 64))?;
-            rt()?.block_on(longpoll(10_000, 200))
+            rt()?.block_on(longpoll(10_000, 200))?;
+            sync::run(false, false)
         }
     }
 }

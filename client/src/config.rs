@@ -23,6 +23,10 @@ pub struct Config {
     /// A deletion of more than this many items at once waits for confirmation.
     #[serde(default = "default_max_deletes")]
     pub max_deletes: usize,
+    /// Set by `ferry quickstart`: the data directory of the server the client
+    /// runs in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_server: Option<PathBuf>,
 }
 
 fn default_max_deletes() -> usize {

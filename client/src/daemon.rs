@@ -63,6 +63,10 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         Arc::clone(&status),
     )?;
     engine.check_root()?;
+    let stale = engine.remove_stale_temp_files().await?;
+    if stale > 0 {
+        tracing::info!(stale, "removed partial downloads left by an earlier run");
+    }
     tracing::info!(folder = %config.folder.display(), server = %config.server, "syncing");
 
     let (tx, mut rx) = mpsc::channel::<Event>(1024);

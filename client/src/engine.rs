@@ -329,6 +329,16 @@ impl Engine {
         Ok(changed)
     }
 
+    /// Removes partial downloads a crash left behind (call before any round).
+    pub async fn remove_stale_temp_files(&self) -> anyhow::Result<usize> {
+        let root = self.root.clone();
+        let (_, report) = tokio::task::spawn_blocking(move || scan::scan(&root)).await??;
+        for f in &report.temp_files {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(report.temp_files.len())
+    }
+
     /// Scans, plans and executes until nothing is left to do (or a limit).
     pub async fn sync_round(&mut self) -> anyhow::Result<RoundStats> {
         let mut stats = RoundStats::default();

@@ -34,6 +34,17 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// One command to get going on this machine: runs an embedded server
+    /// (SQLite and a block folder under the state directory) unless one is
+    /// configured, creates a user, logs in and syncs the folder.
+    Quickstart {
+        /// The folder to sync (default: ~/Ferry).
+        #[arg(long)]
+        folder: Option<PathBuf>,
+        /// Where the embedded server listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Log out: revoke this device's token and forget it.
     Logout,
     /// Keep the folder in sync until stopped (runs in the foreground).
@@ -79,7 +90,29 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    rt.block_on(run(cli.command))
+    rt.block_on(async {
+        tokio::select! {
+            r = run(cli.command) => r,
+            _ = shutdown_signal() => Ok(()),
+        }
+    })
+}
+
+/// Ctrl-C or SIGTERM: stop (a daemon resumes from its saved state next time).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn default_device() -> String {
@@ -88,6 +121,70 @@ fn default_device() -> String {
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "device".to_owned())
+}
+
+/// Starts the embedded server on `listen` in this process and waits until it answers.
+async fn start_embedded_server(data: PathBuf, listen: std::net::SocketAddr) -> anyhow::Result<String> {
+    let opts = ferry_server::serve::ServeOptions {
+        data,
+        listen,
+        tls: None,
+        insecure_http: false,
+        upload_expiry: std::time::Duration::from_secs(7 * 24 * 3600),
+    };
+    let server = tokio::spawn(ferry_server::serve::serve(opts));
+    let url = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if server.is_finished() {
+            return match server.await {
+                Ok(Err(e)) => Err(e.context(format!("starting the embedded server on {listen} (use --listen)"))),
+                _ => bail!("the embedded server stopped"),
+            };
+        }
+        if http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(url);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    bail!("the embedded server did not answer on {url}")
+}
+
+async fn quickstart(dirs: Dirs, folder: Option<PathBuf>, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    if dirs.config_file().exists() {
+        let (config, token) = dirs.load()?;
+        if let Some(data) = &config.embedded_server {
+            let addr = config.server.trim_start_matches("http://").parse().unwrap_or(listen);
+            start_embedded_server(data.clone(), addr).await?;
+        }
+        println!("Ferry is syncing {} with {}", config.folder.display(), config.server);
+        return ferry_client::daemon::run(dirs, config, token).await;
+    }
+    let folder = match folder {
+        Some(f) => f,
+        None => directories::UserDirs::new().context("no home directory; pass --folder")?.home_dir().join("Ferry"),
+    };
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let folder = std::fs::canonicalize(&folder)?;
+    let data = dirs.state.join("server");
+    let creds = ferry_server::admin::quickstart_user(&data, "me")?;
+    let url = start_embedded_server(data.clone(), listen).await?;
+    let device = default_device();
+    let login = Remote::login(&url, &creds.user, &creds.password, &device).await?;
+    let config = Config {
+        server: url.clone(),
+        user: creds.user.clone(),
+        folder,
+        device,
+        max_deletes: 1000,
+        embedded_server: Some(data),
+    };
+    dirs.save(&config, &login.token)?;
+    println!("Ferry is syncing {}", config.folder.display());
+    println!("  server (web API): {url}   API description: {url}/openapi.json");
+    println!("  credentials (user and password): {}", creds.path.display());
+    println!("  another device: ferry login --server {url} --user {} --password-stdin --folder DIR", creds.user);
+    ferry_client::daemon::run(dirs, config, login.token).await
 }
 
 /// A path given on the command line: relative to the synced folder, or an
@@ -121,7 +218,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let login = Remote::login(&server, &user, password, &device)
                 .await
                 .with_context(|| format!("logging in to {server} as {user}"))?;
-            let config = Config { server, user, folder, device, max_deletes: 1000 };
+            let config = Config { server, user, folder, device, max_deletes: 1000, embedded_server: None };
             dirs.save(&config, &login.token)?;
             println!(
                 "logged in as {} on {} (device {}); syncing {}",
@@ -132,6 +229,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             println!("start syncing with: ferry daemon");
         }
+        Command::Quickstart { folder, listen } => quickstart(dirs, folder, listen).await?,
         Command::Logout => {
             let (config, token) = dirs.load()?;
             if let Err(e) = Remote::new(&config.server, &token).logout().await {

@@ -48,6 +48,8 @@ pub enum ScanError {
 #[derive(Debug, Default)]
 pub struct ScanReport {
     pub skipped: Vec<String>,
+    /// Ferry's own temporary files (partial downloads), absolute paths.
+    pub temp_files: Vec<std::path::PathBuf>,
 }
 
 pub fn local_node(meta: &std::fs::Metadata) -> LocalNode {
@@ -85,6 +87,9 @@ pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
                 continue;
             };
             if is_ignored(name) {
+                if name.starts_with(TEMP_PREFIX) {
+                    report.temp_files.push(entry.path());
+                }
                 continue;
             }
             let meta = match entry.metadata() {

@@ -8,6 +8,7 @@
 //! - [`api`]: the HTTP API (axum), one handler module per area.
 //! - [`serve`]: start-up, TLS, graceful shutdown.
 
+pub mod admin;
 pub mod api;
 pub mod blockstore;
 pub mod crypto;

@@ -131,18 +131,7 @@ fn read_password(password_stdin: bool) -> anyhow::Result<String> {
 }
 
 fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {
-    ferry_server::fsutil::create_private_dir(data)?;
-    SqliteStore::open(&serve::db_path(data)).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-fn valid_user_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if !ok {
-        bail!("user names are 1–64 letters, digits, '.', '_', '-' or '@'");
-    }
-    Ok(())
+    ferry_server::admin::open_store(data)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -167,7 +156,7 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(serve::serve(opts))
         }
         Command::Quickstart { data, listen, user } => {
-            let creds = quickstart_user(&data, &user)?;
+            let creds = ferry_server::admin::quickstart_user(&data, &user)?.path;
             eprintln!("Ferry quickstart: data in {}", data.display());
             eprintln!("  credentials: {} (user and password)", creds.display());
             eprintln!("  API description: /openapi.json at the address printed below");
@@ -192,27 +181,11 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Creates `user` with a random password on first start and writes the
-/// credentials to `DATA/credentials.txt` (mode 0600). Returns that path.
-fn quickstart_user(data: &Path, user: &str) -> anyhow::Result<PathBuf> {
-    valid_user_name(user)?;
-    let creds = data.join("credentials.txt");
-    let store = open_store(data)?;
-    if store.list_users().map_err(|e| anyhow::anyhow!("{e}"))?.iter().any(|u| u.name == user) {
-        return Ok(creds);
-    }
-    let password = passwords::new_token();
-    store.add_user(user, &passwords::hash_password(&password)?, 10 << 30).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let _ = std::fs::remove_file(&creds);
-    ferry_server::fsutil::write_private_file(&creds, format!("user: {user}\npassword: {password}\n").as_bytes())?;
-    Ok(creds)
-}
-
 fn user_command(command: UserCommand) -> anyhow::Result<()> {
     let err = |e: ferry_server::Error| anyhow::anyhow!("{e}");
     match command {
         UserCommand::Add { name, password_stdin, quota, data } => {
-            valid_user_name(&name)?;
+            ferry_server::admin::valid_user_name(&name)?;
             let quota = parse_size(&quota)?;
             let pw = read_password(password_stdin)?;
             let store = open_store(&data)?;

@@ -57,10 +57,14 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<Server> {
+        Self::start_listening(data, "127.0.0.1:0", extra)
+    }
+
+    fn start_listening(data: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let stderr_log = data.join(format!("server-{}.log", rand_suffix()));
         let mut child = Command::new(binary("ferry-server"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", listen, "--data"])
             .arg(data)
             .args(extra)
             .env("RUST_LOG", "info,ferry_server=debug")
@@ -115,6 +119,19 @@ impl Server {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
         let next = Server::start_on(&self.data)?;
+        let mut next = std::mem::ManuallyDrop::new(next);
+        self.url = std::mem::take(&mut next.url);
+        self.child = next.child.take();
+        self.stderr_log = std::mem::take(&mut next.stderr_log);
+        Ok(())
+    }
+
+    /// Stops and starts again on the same data directory and the same
+    /// address, so that running daemons find it again.
+    pub fn restart_same_port(&mut self) -> anyhow::Result<()> {
+        let addr = self.url.rsplit("://").next().context("server URL")?.to_owned();
+        self.stop()?;
+        let next = Server::start_listening(&self.data, &addr, &[])?;
         let mut next = std::mem::ManuallyDrop::new(next);
         self.url = std::mem::take(&mut next.url);
         self.child = next.child.take();
@@ -256,5 +273,148 @@ pub fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
         out.extend_from_slice(&x.to_le_bytes());
     }
     out.truncate(n);
+    out
+}
+
+/// A running `ferry daemon` with its own `FERRY_HOME` and folder.
+pub struct Daemon {
+    pub home: PathBuf,
+    pub folder: PathBuf,
+    pub device: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Logs in (`ferry login`) as `user` of a [`Server::start`] server and starts the daemon.
+    /// `dir` holds the device's home and folder.
+    pub fn start(server: &Server, user: &str, device: &str, dir: &Path) -> anyhow::Result<Daemon> {
+        use std::io::Write;
+        let home = dir.join(format!("home-{device}"));
+        let folder = dir.join(format!("folder-{device}"));
+        let mut login = Command::new(binary("ferry"))
+            .args([
+                "login",
+                "--server",
+                &server.url,
+                "--user",
+                user,
+                "--password-stdin",
+                "--device",
+                device,
+                "--folder",
+            ])
+            .arg(&folder)
+            .env("FERRY_HOME", &home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        login.stdin.take().expect("piped").write_all(format!("password-{user}\n").as_bytes())?;
+        let out = login.wait_with_output()?;
+        if !out.status.success() {
+            bail!("ferry login failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let folder = std::fs::canonicalize(&folder)?;
+        let mut d = Daemon { home, folder, device: device.to_owned(), child: None, log: PathBuf::new() };
+        d.restart()?;
+        Ok(d)
+    }
+
+    /// Starts the daemon process (again).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.log = self.home.join(format!("daemon-{}.log", rand_suffix()));
+        let child = Command::new(binary("ferry"))
+            .arg("daemon")
+            .env("FERRY_HOME", &self.home)
+            .env("RUST_LOG", std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "info,ferry_client=debug".into()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log)?)
+            .spawn()
+            .context("starting ferry daemon")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a `ferry` subcommand with this device's home; returns stdout.
+    pub fn ferry(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(binary("ferry")).args(args).env("FERRY_HOME", &self.home).output()?;
+        if !out.status.success() {
+            bail!("ferry {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `ferry status --json`.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.ferry(&["status", "--json"])?)?)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.folder.join(rel)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until `cond` holds, checking every 10 ms, or fails after `timeout`
+/// with `what` in the message.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every file under `root` (relative path → content), skipping Ferry's marker.
+pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+            if rel == ".ferry-root" || rel.contains(".ferry-tmp-") {
+                continue;
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => {
+                    out.insert(format!("{rel}/"), Vec::new());
+                    walk(root, &p, out);
+                }
+                Ok(t) if t.is_file() => {
+                    out.insert(rel, std::fs::read(&p).unwrap_or_default());
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
     out
 }

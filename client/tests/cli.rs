@@ -1,0 +1,16 @@
+//! The `ferry` binary's command line (this test also makes `cargo test
+//! --workspace` build the binary the end-to-end tests run).
+
+use std::process::Command;
+
+#[test]
+fn commands_without_login_say_what_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).arg("daemon").env("FERRY_HOME", home.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ferry login"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).arg("status").env("FERRY_HOME", home.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ferry daemon"));
+}
