@@ -70,10 +70,27 @@ pub fn local_node(meta: &std::fs::Metadata) -> LocalNode {
     LocalNode { kind, size: if kind == EntryKind::File { meta.len() } else { 0 }, mtime_ns, inode, executable }
 }
 
+/// Name of the user's ignore file in the folder root (gitignore syntax).
+pub const IGNORE_FILE: &str = ".ferryignore";
+
+/// The rules of `ROOT/.ferryignore` (none when it is absent; a broken line is
+/// reported and skipped, the rest still apply).
+fn user_ignores(root: &Path, report: &mut ScanReport) -> ignore::gitignore::Gitignore {
+    let mut b = ignore::gitignore::GitignoreBuilder::new(root);
+    let file = root.join(IGNORE_FILE);
+    if file.exists()
+        && let Some(e) = b.add(&file)
+    {
+        report.skipped.push(format!("{}: {e}", file.display()));
+    }
+    b.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty())
+}
+
 /// Walks `root` and returns every syncable file and folder under it.
 pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
     let mut tree = LocalTree::new();
     let mut report = ScanReport::default();
+    let rules = user_ignores(root, &mut report);
     let mut stack = vec![RelPath::root()];
     while let Some(dir) = stack.pop() {
         let abs = root.join(dir.as_str());
@@ -117,6 +134,9 @@ pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
                 report.skipped.push(format!("{}: name is not in Unicode NFC", entry.path().display()));
                 continue;
             }
+            if rules.matched(path.as_str(), meta.is_dir()).is_ignore() {
+                continue;
+            }
             let node = local_node(&meta);
             if node.kind == EntryKind::Dir {
                 stack.push(path.clone());
@@ -149,5 +169,21 @@ mod tests {
         assert_eq!(tree[&RelPath::parse("top").unwrap()].size, 2);
         #[cfg(unix)]
         assert!(report.skipped.iter().any(|s| s.contains("symbolic")));
+    }
+
+    #[test]
+    fn ferryignore_in_gitignore_syntax() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("build/out")).unwrap();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("build/out/x.o"), "o").unwrap();
+        std::fs::write(root.join("src/main.rs"), "fn main() {}").unwrap();
+        std::fs::write(root.join("src/notes.log"), "log").unwrap();
+        std::fs::write(root.join("keep.log"), "log").unwrap();
+        std::fs::write(root.join(IGNORE_FILE), "build/\n*.log\n!keep.log\n").unwrap();
+        let (tree, _) = scan(root).unwrap();
+        let paths: Vec<&str> = tree.keys().map(|p| p.as_str()).collect();
+        assert_eq!(paths, [".ferryignore", "keep.log", "src", "src/main.rs"]);
     }
 }
