@@ -172,6 +172,11 @@ pub fn run(tree_100k: bool, huge: bool) -> anyhow::Result<()> {
         total as f64 / 1e6 / took.as_secs_f64()
     );
     std::fs::remove_dir_all(a.path("drop"))?;
+    // Over a thousand deletions at once: the daemon pauses for confirmation.
+    wait_until(Duration::from_secs(60), "A to pause on the mass deletion", || {
+        a.status().map(|s| s["state"] == "paused").unwrap_or(false)
+    })?;
+    a.ferry(&["resume", "--confirm-deletes"])?;
     wait_until(Duration::from_secs(120), "drop removed on B", || !b.path("drop").exists())?;
 
     // 4. 10,000 files of 1 KiB.

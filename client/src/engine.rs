@@ -374,6 +374,7 @@ impl Engine {
             s.pending_download_bytes = 0;
             s.last_sync = Some(now_ms());
             s.files = self.stree.len();
+            s.bytes_sent = self.remote.bytes_sent();
         }
         Ok(stats)
     }
@@ -714,8 +715,12 @@ impl Engine {
                     continue;
                 }
             };
-            // Same content as the server's head: nothing to send.
-            if let Some(r) = self.rtree.get(&path).filter(|r| r.hash == h.hash && Some(r.rev) == parent_rev) {
+            // Same content and mode as the server's head: nothing to send.
+            if let Some(r) = self
+                .rtree
+                .get(&path)
+                .filter(|r| r.hash == h.hash && r.executable == h.local.executable && Some(r.rev) == parent_rev)
+            {
                 let node =
                     SyncedNode { id: r.id, rev: r.rev, kind: EntryKind::File, local: h.local, hash: h.hash.clone() };
                 self.set_synced(&mut w, &path, Some(node));

@@ -246,6 +246,16 @@ fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: O
             }
         },
         (false, true) => match (r, l) {
+            // A new revision with the content and mode we have (the file was
+            // moved or renamed on the server): nothing to download.
+            (Some(r), Some(l))
+                if r.kind == EntryKind::File
+                    && l.kind == EntryKind::File
+                    && s.is_some_and(|s| s.kind == EntryKind::File && s.hash == r.hash)
+                    && l.executable == r.executable =>
+            {
+                Some(Op::Agree { path, remote: r.clone(), local: *l })
+            }
             (Some(r), _) if r.kind == EntryKind::File => {
                 Some(Op::Download { path, remote: r.clone(), expect: l.copied() })
             }
@@ -421,6 +431,20 @@ mod tests {
         // The folder's new revision is recorded; its children need nothing.
         assert_eq!(ops.len(), 2, "{ops:?}");
         assert!(matches!(&ops[1], Op::Agree { path, .. } if path == &p("b")));
+    }
+
+    #[test]
+    fn remote_file_rename_is_a_local_move_without_download() {
+        let mut c = Case::new().both("old.txt", file_r(1, 4, "h"), file_l(10, 1, 5));
+        c.remote.clear();
+        c.remote.insert(p("new.txt"), file_r(1, 9, "h")); // moved: a new revision, same content
+        let ops = c.plan().ops;
+        assert_eq!(ops[0], Op::MoveLocal { from: p("old.txt"), to: p("new.txt") });
+        assert_eq!(ops[1..], [Op::Agree { path: p("new.txt"), remote: file_r(1, 9, "h"), local: file_l(10, 1, 5) }]);
+        // Same content but another mode: the new mode is downloaded.
+        let mut c = Case::new().both("f", file_r(1, 4, "h"), file_l(10, 1, 5));
+        c.remote.insert(p("f"), RemoteNode { executable: true, ..file_r(1, 5, "h") });
+        assert!(matches!(c.plan().ops[..], [Op::Download { .. }]));
     }
 
     #[test]

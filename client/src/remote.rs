@@ -47,7 +47,12 @@ pub struct Remote {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// Request bytes sent (bodies plus an estimate of 200 bytes of headers each).
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// What a request's headers cost on the wire, roughly.
+const HEADER_BYTES: u64 = 200;
 
 async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     let status = resp.status();
@@ -72,7 +77,12 @@ fn client() -> reqwest::Client {
 
 impl Remote {
     pub fn new(base: &str, token: &str) -> Remote {
-        Remote { http: client(), base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+        Remote {
+            http: client(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            sent: Default::default(),
+        }
     }
 
     pub async fn login(base: &str, user: &str, password: &str, device: &str) -> Result<LoginResponse> {
@@ -82,6 +92,22 @@ impl Remote {
             .send()
             .await?;
         Ok(check(resp).await?.json().await?)
+    }
+
+    /// Bytes this client has sent to the server so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, body: usize) {
+        self.sent.fetch_add(body as u64 + HEADER_BYTES, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A request with a JSON body, counted.
+    fn json<T: serde::Serialize>(&self, method: reqwest::Method, path: &str, body: &T) -> reqwest::RequestBuilder {
+        let bytes = serde_json::to_vec(body).expect("serializable");
+        self.count(bytes.len());
+        self.req(method, path).header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes)
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -116,8 +142,7 @@ impl Remote {
         let mut missing = Vec::new();
         for chunk in ids.chunks(ferry_shared::api::MAX_MISSING_QUERY) {
             let resp = self
-                .req(reqwest::Method::POST, "/blocks/missing")
-                .json(&MissingBlocksRequest { ids: chunk.to_vec() })
+                .json(reqwest::Method::POST, "/blocks/missing", &MissingBlocksRequest { ids: chunk.to_vec() })
                 .send()
                 .await?;
             missing.extend(check(resp).await?.json::<MissingBlocksResponse>().await?.missing);
@@ -126,6 +151,7 @@ impl Remote {
     }
 
     pub async fn put_block(&self, b: EncodedBlock) -> Result<()> {
+        self.count(b.bytes.len());
         let resp = self
             .req(reqwest::Method::PUT, &format!("/blocks/{}", b.id))
             .header(ENCODING_HEADER, b.encoding.as_str())
@@ -153,7 +179,7 @@ impl Remote {
     }
 
     pub async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse> {
-        let resp = self.req(reqwest::Method::POST, "/commit").json(&CommitRequest { ops }).send().await?;
+        let resp = self.json(reqwest::Method::POST, "/commit", &CommitRequest { ops }).send().await?;
         Ok(check(resp).await?.json().await?)
     }
 

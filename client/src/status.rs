@@ -31,6 +31,9 @@ pub struct Status {
     pub server: String,
     pub cursor: i64,
     pub files: usize,
+    /// Bytes sent to the server since the daemon started (bodies plus ~200
+    /// bytes of headers per request).
+    pub bytes_sent: u64,
 }
 
 impl Status {
@@ -49,6 +52,7 @@ impl Status {
             server,
             cursor: 0,
             files: 0,
+            bytes_sent: 0,
         }
     }
 
