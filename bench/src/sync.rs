@@ -88,15 +88,17 @@ pub fn run(tree_100k: bool, huge: bool) -> anyhow::Result<()> {
     wait_until(Duration::from_secs(120), "64 MiB on B", || size_of(&big_b) == Some(64 << 20))?;
     wait_idle(&a)?;
     wait_idle(&b)?;
+    let sent = |d: &Daemon| d.status().map(|s| s["bytes_sent"].as_u64().unwrap_or(0)).unwrap_or(0);
     let measure = |label: &str, edit: &dyn Fn() -> anyhow::Result<()>, done: &dyn Fn() -> bool| -> anyhow::Result<()> {
         wait_idle(&a)?;
-        let before = wchar(pa);
+        let (before, before_w) = (sent(&a), wchar(pa));
         edit()?;
         wait_until(Duration::from_secs(120), label, done)?;
         wait_idle(&a)?;
         println!(
-            "{label}: A wrote {:.1} KiB (all write syscalls: HTTP, state DB, log)",
-            (wchar(pa) - before) as f64 / 1024.0
+            "{label}: A sent {:.1} KiB to the server (all of A's write syscalls, incl. its state DB: {:.1} KiB)",
+            (sent(&a) - before) as f64 / 1024.0,
+            (wchar(pa) - before_w) as f64 / 1024.0
         );
         Ok(())
     };
