@@ -88,11 +88,14 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
             };
             match round.await {
                 Ok(stats) => {
-                    failures = 0;
                     let _ = cursor_tx.send(engine.cursor);
                     set_state(&status, SyncState::Idle, None);
                     if stats.errors > 0 {
+                        // Try again after a backoff, not only on the next event.
+                        failures += 1;
                         tracing::debug!(errors = stats.errors, "round finished with errors; retrying later");
+                    } else {
+                        failures = 0;
                     }
                 }
                 Err(e) if e.downcast_ref::<MassDelete>().is_some() => {

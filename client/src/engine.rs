@@ -24,10 +24,16 @@ use crate::state::{State, Write};
 use crate::status::Status;
 use crate::tree::{LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
 
-/// Blocks fetched or sent at once.
+/// Blocks of one large file fetched at once.
 const PARALLEL_BLOCKS: usize = 8;
-/// Files downloaded at once.
-const PARALLEL_FILES: usize = 4;
+/// Raw bytes of blocks per batch request (upload and download).
+const BATCH_BYTES: usize = 4 << 20;
+/// Batch requests in flight.
+const PARALLEL_BATCHES: usize = 4;
+/// Files up to this size are downloaded in groups with one batch fetch each.
+const SMALL_FILE: u64 = 1 << 20;
+/// Large files downloaded at once (memory: this × PARALLEL_BLOCKS blocks).
+const PARALLEL_FILES: usize = 2;
 /// Operations per commit request.
 const COMMIT_BATCH: usize = 1000;
 
@@ -753,24 +759,44 @@ impl Engine {
                 }
             }
         }
+        // Small blocks travel many to a request (one fsync on the server for all).
+        let mut sources: Vec<(BlockId, PathBuf, u64, u32)> =
+            sources.into_iter().map(|(id, (abs, off, len))| (id, abs, off, len)).collect();
+        sources.sort_by(|a, b| (&a.1, a.2).cmp(&(&b.1, b.2)));
+        let mut batches: Vec<Vec<(BlockId, PathBuf, u64, u32)>> = Vec::new();
+        let mut size = 0usize;
+        for s in sources {
+            if batches.is_empty()
+                || size + s.3 as usize > BATCH_BYTES
+                || batches.last().is_some_and(|b| b.len() >= 1024)
+            {
+                batches.push(Vec::new());
+                size = 0;
+            }
+            size += s.3 as usize;
+            batches.last_mut().expect("a batch").push(s);
+        }
         let remote = self.remote.clone();
-        let sent = futures_util::stream::iter(sources.into_iter().map(|(id, (abs, off, len))| {
+        let sent = futures_util::stream::iter(batches.into_iter().map(|batch| {
             let remote = remote.clone();
             async move {
-                let block = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-                    let data = read_range(&abs, off, len)?;
-                    let b = ferry_shared::block::encode_owned(data);
-                    if b.id != id {
-                        return Err(std::io::Error::other("the file changed while it was sent"));
+                let body = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    let mut body = Vec::new();
+                    for (id, abs, off, len) in batch {
+                        let b = ferry_shared::block::encode_owned(read_range(&abs, off, len)?);
+                        if b.id != id {
+                            return Err(std::io::Error::other("the file changed while it was sent"));
+                        }
+                        ferry_shared::block::write_frame(&mut body, &b.id, b.encoding, &b.bytes);
                     }
-                    Ok(b)
+                    Ok(body)
                 })
                 .await
                 .map_err(std::io::Error::other)??;
-                remote.put_block(block).await.map_err(std::io::Error::other)
+                remote.put_batch(body).await.map_err(std::io::Error::other)
             }
         }))
-        .buffer_unordered(PARALLEL_BLOCKS)
+        .buffer_unordered(PARALLEL_BATCHES)
         .try_collect::<Vec<()>>()
         .await;
         if let Err(e) = sent {
@@ -857,8 +883,32 @@ impl Engine {
         let index = Arc::new(self.local_blocks());
         let remote = self.remote.clone();
         let root = self.root.clone();
-        let results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
-            futures_util::stream::iter(items.into_iter().map(|(path, rnode, expect)| {
+        let (small, large): (Vec<_>, Vec<_>) = items.into_iter().partition(|(_, r, _)| r.size <= SMALL_FILE);
+        // Small files in groups: one batch fetch and few fsync waits per group.
+        let mut groups: Vec<Vec<(RelPath, RemoteNode, Option<LocalNode>)>> = Vec::new();
+        let mut size = 0u64;
+        for item in small {
+            if groups.is_empty()
+                || size + item.1.size > BATCH_BYTES as u64
+                || groups.last().is_some_and(|g| g.len() >= 256)
+            {
+                groups.push(Vec::new());
+                size = 0;
+            }
+            size += item.1.size;
+            groups.last_mut().expect("a group").push(item);
+        }
+        let small_results = futures_util::stream::iter(groups.into_iter().map(|group| {
+            let (remote, index, root) = (remote.clone(), Arc::clone(&index), root.clone());
+            async move { download_group(&remote, &index, &root, group).await }
+        }))
+        .buffer_unordered(PARALLEL_BATCHES)
+        .collect::<Vec<_>>()
+        .await;
+        let mut results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
+            small_results.into_iter().flatten().collect();
+        let large_results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
+            futures_util::stream::iter(large.into_iter().map(|(path, rnode, expect)| {
                 let (remote, index, root) = (remote.clone(), Arc::clone(&index), root.clone());
                 async move {
                     let r = download(&remote, &index, &root, &path, &rnode, expect).await;
@@ -868,6 +918,7 @@ impl Engine {
             .buffer_unordered(PARALLEL_FILES)
             .collect()
             .await;
+        results.extend(large_results);
         let mut errors = 0;
         let mut w = Vec::new();
         for (path, rnode, r) in results {
@@ -897,6 +948,114 @@ fn op_entry(r: Option<OpResult>) -> anyhow::Result<ferry_shared::api::Entry> {
         Some(OpResult { error: Some(e), status, .. }) => bail!("the server refused ({status}): {}", e.message),
         _ => bail!("the server gave no result"),
     }
+}
+
+/// Downloads a group of small files: blocks from local files where possible,
+/// the rest in one batch fetch; then each file is written like [`download`]
+/// does (temp file, fsync, checked rename), with each folder fsync'd once.
+async fn download_group(
+    remote: &Remote,
+    index: &HashMap<BlockId, (PathBuf, u64, u32)>,
+    root: &Path,
+    group: Vec<(RelPath, RemoteNode, Option<LocalNode>)>,
+) -> Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> {
+    let mut need: Vec<BlockId> =
+        group.iter().flat_map(|(_, r, _)| r.blocks.iter().map(|b| b.id)).filter(|id| !index.contains_key(id)).collect();
+    need.sort();
+    need.dedup();
+    let fetched: HashMap<BlockId, Vec<u8>> = if need.is_empty() {
+        HashMap::new()
+    } else {
+        match remote.fetch(&need).await {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                let msg = format!("{e}");
+                return group
+                    .into_iter()
+                    .map(|(p, r, _)| (p, r, Err(anyhow::anyhow!("fetching blocks: {msg}"))))
+                    .collect();
+            }
+        }
+    };
+    let index: HashMap<BlockId, (PathBuf, u64, u32)> = group
+        .iter()
+        .flat_map(|(_, r, _)| r.blocks.iter())
+        .filter_map(|b| index.get(&b.id).map(|v| (b.id, v.clone())))
+        .collect();
+    let root = root.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut dirs = std::collections::BTreeSet::new();
+        let out: Vec<_> = group
+            .into_iter()
+            .map(|(path, rnode, expect)| {
+                let r = write_small(&root, &path, &rnode, expect, &index, &fetched);
+                if let Ok(Some(_)) = &r {
+                    dirs.insert(root.join(path.as_str()).parent().unwrap_or(&root).to_owned());
+                }
+                (path, rnode, r)
+            })
+            .collect();
+        for d in dirs {
+            sync_dir(&d);
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Writes one small file from blocks in memory or on disk (blocking).
+fn write_small(
+    root: &Path,
+    path: &RelPath,
+    rnode: &RemoteNode,
+    expect: Option<LocalNode>,
+    index: &HashMap<BlockId, (PathBuf, u64, u32)>,
+    fetched: &HashMap<BlockId, Vec<u8>>,
+) -> anyhow::Result<Option<LocalNode>> {
+    use std::io::Write as _;
+    let target = root.join(path.as_str());
+    let dir = target.parent().unwrap_or(root).to_owned();
+    std::fs::create_dir_all(&dir)?;
+    let mut data = Vec::with_capacity(rnode.size as usize);
+    for b in &rnode.blocks {
+        let local = index
+            .get(&b.id)
+            .and_then(|(abs, off, len)| read_range(abs, *off, *len).ok())
+            .filter(|d| BlockId::of(d) == b.id);
+        match local {
+            Some(d) => data.extend_from_slice(&d),
+            None => data.extend_from_slice(fetched.get(&b.id).context("a block was neither local nor fetched")?),
+        }
+    }
+    if data.len() as u64 != rnode.size {
+        bail!("the server's blocks add up to {} bytes, not {}", data.len(), rnode.size);
+    }
+    let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
+    let result = (|| -> anyhow::Result<Option<LocalNode>> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_all()?;
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(rnode.mtime.max(0) as u64);
+        let _ = f.set_modified(when);
+        drop(f);
+        set_executable(&tmp, rnode.executable)?;
+        let now = match std::fs::symlink_metadata(&target) {
+            Ok(m) => Some(scan::local_node(&m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        if now != expect {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        std::fs::rename(&tmp, &target)?;
+        Ok(Some(scan::local_node(&std::fs::symlink_metadata(&target)?)))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Writes the server's version of a file: a temp file in the same folder,

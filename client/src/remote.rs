@@ -162,6 +162,46 @@ impl Remote {
         Ok(())
     }
 
+    /// Uploads many blocks in one request (a body of `block::write_frame`s).
+    pub async fn put_batch(&self, body: Vec<u8>) -> Result<()> {
+        self.count(body.len());
+        let resp = self
+            .req(reqwest::Method::POST, "/blocks/batch")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await?;
+        check(resp).await?;
+        Ok(())
+    }
+
+    /// Downloads many blocks in one request; each is checked against its id.
+    pub async fn fetch(&self, ids: &[BlockId]) -> Result<Vec<(BlockId, Vec<u8>)>> {
+        let resp = self
+            .json(reqwest::Method::POST, "/blocks/fetch", &MissingBlocksRequest { ids: ids.to_vec() })
+            .send()
+            .await?;
+        let body = check(resp).await?.bytes().await?;
+        let want = ids.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let frames = block::read_frames(&body).map_err(|e| RemoteError::Http {
+                status: 502,
+                code: None,
+                message: e.to_string(),
+            })?;
+            if frames.len() != want.len() || frames.iter().zip(&want).any(|(f, w)| f.0 != *w) {
+                return Err(RemoteError::Http {
+                    status: 502,
+                    code: None,
+                    message: "the server sent other blocks than asked".into(),
+                });
+            }
+            frames.into_iter().map(|(id, enc, bytes)| Ok((id, block::decode(&id, enc, bytes)?))).collect()
+        })
+        .await
+        .expect("decode task")
+    }
+
     /// Downloads a block and checks its content against its id.
     pub async fn get_block(&self, id: &BlockId) -> Result<Vec<u8>> {
         let resp = check(self.req(reqwest::Method::GET, &format!("/blocks/{id}")).send().await?).await?;

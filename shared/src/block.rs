@@ -212,6 +212,58 @@ fn decompress_bounded(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
+/// Most bytes in one batch of blocks (`POST /blocks/batch`, `/blocks/fetch`).
+pub const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Most blocks in one batch.
+pub const MAX_BATCH_BLOCKS: usize = 4096;
+
+/// Appends one block to a batch body: id (32 bytes) | encoding (1 byte: 0 raw,
+/// 1 zstd) | length (u32 LE) | the encoded bytes.
+pub fn write_frame(out: &mut Vec<u8>, id: &BlockId, encoding: BlockEncoding, bytes: &[u8]) {
+    out.extend_from_slice(id.as_bytes());
+    out.push(match encoding {
+        BlockEncoding::Raw => 0,
+        BlockEncoding::Zstd => 1,
+    });
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// A batch body that is not a sequence of frames.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed block batch at byte {0} (truncated, or more than 4096 blocks)")]
+pub struct BadFrame(pub usize);
+
+/// Splits a batch body into its frames (no decoding or verification yet).
+/// One frame of a batch: the block id, its encoding and its encoded bytes.
+pub type Frame<'a> = (BlockId, BlockEncoding, &'a [u8]);
+
+pub fn read_frames(mut buf: &[u8]) -> Result<Vec<Frame<'_>>, BadFrame> {
+    let total = buf.len();
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let at = total - buf.len();
+        if buf.len() < 37 || out.len() >= MAX_BATCH_BLOCKS {
+            // Truncated, or more blocks than one batch may hold.
+            return Err(BadFrame(at));
+        }
+        let id = BlockId::from_slice(&buf[..32]).expect("32 bytes");
+        let encoding = match buf[32] {
+            0 => BlockEncoding::Raw,
+            1 => BlockEncoding::Zstd,
+            _ => return Err(BadFrame(at)),
+        };
+        let len = u32::from_le_bytes(buf[33..37].try_into().expect("4 bytes")) as usize;
+        let rest = &buf[37..];
+        if rest.len() < len {
+            return Err(BadFrame(at));
+        }
+        out.push((id, encoding, &rest[..len]));
+        buf = &rest[len..];
+    }
+    Ok(out)
+}
+
 /// Content hash of a file revision: BLAKE3 over the file size and its block
 /// ids in order. The server computes it from the block list (it never trusts a
 /// client-given hash); a client computes the same from its own chunking.
@@ -251,6 +303,20 @@ mod tests {
         let zeros = vec![0u8; MAX_BLOCK_SIZE + 10];
         let bomb = zstd::bulk::compress(&zeros, 1).unwrap();
         assert!(matches!(decode(&BlockId::of(&zeros), BlockEncoding::Zstd, &bomb), Err(DecodeError::TooLarge)));
+    }
+
+    #[test]
+    fn frames_roundtrip_and_reject_garbage() {
+        let (a, b) = (encode(b"first"), encode(&[7u8; 5000]));
+        let mut body = Vec::new();
+        write_frame(&mut body, &a.id, a.encoding, &a.bytes);
+        write_frame(&mut body, &b.id, b.encoding, &b.bytes);
+        let frames = read_frames(&body).unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(decode(&frames[1].0, frames[1].1, frames[1].2).unwrap(), vec![7u8; 5000]);
+        assert!(read_frames(&body[..body.len() - 1]).is_err());
+        assert!(read_frames(&[0u8; 10]).is_err());
+        assert_eq!(read_frames(&[]).unwrap().len(), 0);
     }
 
     #[test]

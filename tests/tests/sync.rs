@@ -647,7 +647,9 @@ fn server_restart_during_an_upload() {
     let want = write_big(&staged, size, 9);
     std::fs::rename(&staged, p.a.path("upload.bin")).unwrap();
     // Blocks are arriving: restart now.
-    let block_puts = |log: String| log.lines().filter(|l| l.contains("PUT") && l.contains("/blocks/")).count();
+    let block_puts = |log: String| {
+        log.lines().filter(|l| l.contains("/blocks/batch") || (l.contains("PUT") && l.contains("/blocks/"))).count()
+    };
     p.wait(BIG_T, "block uploads", || block_puts(p.server.log()) >= 3);
     p.server.restart_same_port().expect("server restart");
     write(&p.a.path("after.txt"), "written while the server came back");

@@ -16,6 +16,7 @@ use ferry_shared::api::{ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, Miss
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 
 use super::{AppState, Auth};
+use crate::blockstore::BlockLoc;
 use crate::error::{Error, Result};
 use crate::store::NewBlock;
 use crate::upload::blocking;
@@ -66,10 +67,14 @@ pub async fn put_block(
             block::DecodeError::TooLarge => Error::client(ErrorCode::PayloadTooLarge, e.to_string()),
             _ => Error::client(ErrorCode::BadBlock, e.to_string()),
         })?;
-        if !state.meta.block_stored(&id)? {
-            state.blocks.put(&id, &state.vault.seal(&id, encoding, &body))?;
-        }
-        let nb = NewBlock { id, size: plain.len() as u32, stored_size: body.len() as u32 };
+        let loc = match state.meta.block_location(&id)? {
+            Some(loc) => loc,
+            None => {
+                state.blocks.put(&id, &state.vault.seal(&id, encoding, &body))?;
+                BlockLoc::Loose
+            }
+        };
+        let nb = NewBlock { id, size: plain.len() as u32, stored_size: body.len() as u32, loc };
         state.meta.add_blocks(caller.user_id, &[nb])
     })
     .await?;
@@ -83,10 +88,10 @@ pub async fn put_block(
 pub async fn get_block(State(state): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Response> {
     let id = parse_id(&id)?;
     let (encoding, bytes) = blocking(move || {
-        if !state.meta.owns_block(caller.user_id, &id)? {
-            return Err(Error::not_found("no such block"));
-        }
-        let sealed = state.blocks.get(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
+        let loc =
+            state.meta.owned_block_location(caller.user_id, &id)?.ok_or_else(|| Error::not_found("no such block"))?;
+        let sealed =
+            state.blocks.get(&id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
         Ok(state.vault.open(&id, &sealed)?)
     })
     .await?;
@@ -98,4 +103,75 @@ pub async fn get_block(State(state): State<AppState>, Auth(caller): Auth, Path(i
         bytes,
     )
         .into_response())
+}
+
+/// Upload many blocks in one request: the body is a sequence of frames (see
+/// `ferry_shared::block::write_frame`). Every block is checked against its id;
+/// the new ones are stored together in one pack with one fsync.
+#[utoipa::path(post, path = "/blocks/batch",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201), (status = 400, body = ferry_shared::api::ErrorBody)), security(("bearer" = [])))]
+pub async fn batch(State(state): State<AppState>, Auth(caller): Auth, body: Bytes) -> Result<StatusCode> {
+    blocking(move || {
+        let frames = block::read_frames(&body).map_err(|e| Error::bad_request(e.to_string()))?;
+        let mut new_blocks = Vec::with_capacity(frames.len());
+        let mut to_store = Vec::new();
+        let mut sealed = Vec::new();
+        for (id, encoding, bytes) in frames {
+            let plain = block::decode(&id, encoding, bytes).map_err(|e| match e {
+                block::DecodeError::TooLarge => Error::client(ErrorCode::PayloadTooLarge, format!("block {id}: {e}")),
+                _ => Error::client(ErrorCode::BadBlock, format!("block {id}: {e}")),
+            })?;
+            let nb = NewBlock { id, size: plain.len() as u32, stored_size: bytes.len() as u32, loc: BlockLoc::Loose };
+            match state.meta.block_location(&id)? {
+                Some(loc) => new_blocks.push(NewBlock { loc, ..nb }),
+                None if to_store.iter().any(|b: &NewBlock| b.id == id) => {}
+                None => {
+                    sealed.push(state.vault.seal(&id, encoding, bytes));
+                    to_store.push(nb);
+                }
+            }
+        }
+        if !sealed.is_empty() {
+            let locs = state.blocks.put_pack(&sealed)?;
+            new_blocks.extend(to_store.into_iter().zip(locs).map(|(nb, loc)| NewBlock { loc, ..nb }));
+        }
+        state.meta.add_blocks(caller.user_id, &new_blocks)
+    })
+    .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Download many blocks the account owns in one request: the answer is a
+/// sequence of frames in the order asked (404 if any is not the account's).
+#[utoipa::path(post, path = "/blocks/fetch", request_body = MissingBlocksRequest,
+    responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ferry_shared::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn fetch(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Json(req): Json<MissingBlocksRequest>,
+) -> Result<Response> {
+    if req.ids.len() > block::MAX_BATCH_BLOCKS {
+        return Err(Error::bad_request(format!("fetch at most {} blocks at a time", block::MAX_BATCH_BLOCKS)));
+    }
+    let body = blocking(move || {
+        let mut out = Vec::new();
+        for id in &req.ids {
+            let loc = state
+                .meta
+                .owned_block_location(caller.user_id, id)?
+                .ok_or_else(|| Error::not_found("no such block"))?;
+            let sealed =
+                state.blocks.get(id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
+            let (encoding, bytes) = state.vault.open(id, &sealed)?;
+            block::write_frame(&mut out, id, encoding, &bytes);
+            if out.len() > block::MAX_BATCH_BYTES {
+                return Err(Error::client(ErrorCode::PayloadTooLarge, "ask for fewer blocks at a time"));
+            }
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }

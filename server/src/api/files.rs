@@ -425,8 +425,10 @@ pub async fn download(
         let state = Arc::clone(&state);
         async move {
             blocking(move || {
+                let loc =
+                    state.meta.block_location(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} is not recorded"))?;
                 let sealed =
-                    state.blocks.get(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} missing from the store"))?;
+                    state.blocks.get(&id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} missing from the store"))?;
                 let (enc, bytes) = state.vault.open(&id, &sealed)?;
                 let plain = ferry_shared::block::decode(&id, enc, &bytes)
                     .map_err(|e| anyhow::anyhow!("stored block {id}: {e}"))?;

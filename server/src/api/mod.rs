@@ -71,7 +71,7 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     info(title = "Ferry", description = "Ferry's HTTP API: auth, blocks, commits, changes, long polling and the file API."),
     paths(
         auth::login, auth::logout,
-        blocks::missing, blocks::put_block, blocks::get_block,
+        blocks::missing, blocks::put_block, blocks::get_block, blocks::batch, blocks::fetch,
         commit::commit,
         changes::changes, changes::poll,
         files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
@@ -151,6 +151,11 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/blocks/missing", post(blocks::missing).layer(DefaultBodyLimit::max(4 << 20)))
+        .route(
+            "/blocks/batch",
+            post(blocks::batch).layer(DefaultBodyLimit::max(ferry_shared::block::MAX_BATCH_BYTES + 4096 * 64)),
+        )
+        .route("/blocks/fetch", post(blocks::fetch).layer(DefaultBodyLimit::max(4 << 20)))
         .route("/blocks/{id}", put(blocks::put_block).get(blocks::get_block).layer(DefaultBodyLimit::max(block_limit)))
         .route("/commit", post(commit::commit).layer(DefaultBodyLimit::max(64 << 20)))
         .route("/changes", get(changes::changes))

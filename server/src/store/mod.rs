@@ -10,6 +10,7 @@ use ferry_shared::BlockId;
 use ferry_shared::api::{ChangesResponse, CommitOp, Entry, RevId, Revision};
 use ferry_shared::path::RelPath;
 
+use crate::blockstore::BlockLoc;
 use crate::error::Result;
 
 pub mod sqlite;
@@ -40,6 +41,7 @@ pub struct NewBlock {
     pub id: BlockId,
     pub size: u32,
     pub stored_size: u32,
+    pub loc: BlockLoc,
 }
 
 /// A file revision with its block list, for downloads.
@@ -91,10 +93,18 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The ids among `ids` this account does not own (input order, no duplicates).
     fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>>;
     /// True when some account already stored this block (server-wide).
-    fn block_stored(&self, id: &BlockId) -> Result<bool>;
+    fn block_stored(&self, id: &BlockId) -> Result<bool> {
+        Ok(self.block_location(id)?.is_some())
+    }
+    /// Where a block is stored, if it is (server-wide).
+    fn block_location(&self, id: &BlockId) -> Result<Option<BlockLoc>>;
+    /// Where a block the account owns is stored; `None` if it does not own it.
+    fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>>;
     /// Records blocks as stored and owned by the account.
     fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()>;
-    fn owns_block(&self, user_id: i64, id: &BlockId) -> Result<bool>;
+    fn owns_block(&self, user_id: i64, id: &BlockId) -> Result<bool> {
+        Ok(self.owned_block_location(user_id, id)?.is_some())
+    }
 
     // Commits and reads.
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome>;

@@ -32,6 +32,7 @@ use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Caller, CommitOutcome, FileVersion, MetaStore, NewBlock, UploadSession, UserInfo, now_ms};
+use crate::blockstore::BlockLoc;
 use crate::error::{Error, Result};
 
 const SCHEMA: &[&str] = &[
@@ -69,6 +70,12 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, user_id INTEGER NOT NULL, device_id INTEGER NOT NULL, path TEXT NOT NULL,
         size INTEGER NOT NULL, received INTEGER NOT NULL, mtime INTEGER, parent_rev INTEGER,
         expires INTEGER NOT NULL);
+    "#,
+    // 2: blocks stored in packs.
+    r#"
+    ALTER TABLE blocks ADD COLUMN pack INTEGER;
+    ALTER TABLE blocks ADD COLUMN pack_offset INTEGER;
+    ALTER TABLE blocks ADD COLUMN pack_len INTEGER;
     "#,
 ];
 
@@ -905,14 +912,28 @@ impl Ctx<'_> {
 }
 
 fn insert_blocks(conn: &Connection, user_id: i64, blocks: &[NewBlock], now: i64) -> Result<()> {
-    let mut b =
-        conn.prepare_cached("INSERT OR IGNORE INTO blocks(id, size, stored_size, created) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut b = conn.prepare_cached(
+        "INSERT OR IGNORE INTO blocks(id, size, stored_size, created, pack, pack_offset, pack_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
     let mut a = conn.prepare_cached("INSERT OR IGNORE INTO account_blocks(user_id, block) VALUES (?1, ?2)")?;
     for nb in blocks {
-        b.execute(params![nb.id.as_bytes(), nb.size, nb.stored_size, now])?;
+        let (pack, offset, len) = match nb.loc {
+            BlockLoc::Loose => (None, None, None),
+            BlockLoc::Packed { pack, offset, len } => (Some(pack as i64), Some(offset as i64), Some(len)),
+        };
+        b.execute(params![nb.id.as_bytes(), nb.size, nb.stored_size, now, pack, offset, len])?;
         a.execute(params![user_id, nb.id.as_bytes()])?;
     }
     Ok(())
+}
+
+fn loc_row(r: &rusqlite::Row) -> rusqlite::Result<BlockLoc> {
+    let pack: Option<i64> = r.get(0)?;
+    Ok(match pack {
+        None => BlockLoc::Loose,
+        Some(p) => BlockLoc::Packed { pack: p as u64, offset: r.get::<_, i64>(1)? as u64, len: r.get(2)? },
+    })
 }
 
 fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
@@ -1080,19 +1101,26 @@ impl MetaStore for SqliteStore {
         })
     }
 
-    fn block_stored(&self, id: &BlockId) -> Result<bool> {
+    fn block_location(&self, id: &BlockId) -> Result<Option<BlockLoc>> {
         self.read(|c| {
-            Ok(c.query_row("SELECT 1 FROM blocks WHERE id = ?1", [id.as_bytes()], |_| Ok(())).optional()?.is_some())
+            let mut s = c.prepare_cached("SELECT pack, pack_offset, pack_len FROM blocks WHERE id = ?1")?;
+            Ok(s.query_row([id.as_bytes()], loc_row).optional()?)
+        })
+    }
+
+    fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT b.pack, b.pack_offset, b.pack_len FROM account_blocks a JOIN blocks b ON b.id = a.block
+                 WHERE a.user_id = ?1 AND a.block = ?2",
+            )?;
+            Ok(s.query_row(params![user_id, id.as_bytes()], loc_row).optional()?)
         })
     }
 
     fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()> {
         let blocks = blocks.to_vec();
         self.write(move |c| insert_blocks(c, user_id, &blocks, now_ms()))
-    }
-
-    fn owns_block(&self, user_id: i64, id: &BlockId) -> Result<bool> {
-        Ok(self.missing_blocks(user_id, std::slice::from_ref(id))?.is_empty())
     }
 
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome> {

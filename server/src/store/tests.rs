@@ -9,6 +9,7 @@ use ferry_shared::path::RelPath;
 
 use super::sqlite::SqliteStore;
 use super::{Caller, MetaStore, NewBlock};
+use crate::blockstore::BlockLoc;
 use crate::error::Error;
 
 fn caller(store: &dyn MetaStore, name: &str, device: &str) -> Caller {
@@ -33,7 +34,7 @@ fn put(path: &str, parent_rev: Option<i64>, block: &NewBlock) -> CommitOp {
 }
 
 fn block(data: &[u8]) -> NewBlock {
-    NewBlock { id: BlockId::of(data), size: data.len() as u32, stored_size: data.len() as u32 }
+    NewBlock { id: BlockId::of(data), size: data.len() as u32, stored_size: data.len() as u32, loc: BlockLoc::Loose }
 }
 
 /// Concurrent commits from many threads: all succeed, and the journal is a
@@ -99,7 +100,7 @@ fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
     assert_eq!(store.missing_blocks(d.user_id, &[secret.id]).unwrap(), vec![secret.id]);
     let r = store.commit(&d, vec![put("stolen", None, &secret)], Vec::new()).unwrap();
     assert!(matches!(r.results[0], Err(Error::MissingBlocks { .. })));
-    let over = NewBlock { id: BlockId::of(b"big"), size: u32::MAX, stored_size: 3 };
+    let over = NewBlock { id: BlockId::of(b"big"), size: u32::MAX, stored_size: 3, loc: BlockLoc::Loose };
     store.add_blocks(d.user_id, std::slice::from_ref(&over)).unwrap();
     let big = CommitOp::Put {
         path: RelPath::parse("big").unwrap(),
