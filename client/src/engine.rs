@@ -740,8 +740,12 @@ impl Engine {
         if ready.is_empty() {
             return errors;
         }
-        // 2. Which blocks does the server lack? Send those, several at once.
-        let mut all: Vec<BlockId> = ready.iter().flat_map(|(_, _, h)| h.blocks.iter().map(|b| b.0)).collect();
+        // 2. Which blocks does the server lack? Blocks of files on the server
+        // are the account's already (a commit needs them); ask only about the
+        // others, then send those, several at once.
+        let known: HashSet<BlockId> = self.rtree.values().flat_map(|r| r.blocks.iter().map(|b| b.id)).collect();
+        let mut all: Vec<BlockId> =
+            ready.iter().flat_map(|(_, _, h)| h.blocks.iter().map(|b| b.0)).filter(|id| !known.contains(id)).collect();
         all.sort();
         all.dedup();
         let missing: HashSet<BlockId> = match self.remote.missing(&all).await {

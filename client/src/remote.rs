@@ -140,6 +140,9 @@ impl Remote {
 
     pub async fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>> {
         let mut missing = Vec::new();
+        if ids.is_empty() {
+            return Ok(missing);
+        }
         for chunk in ids.chunks(ferry_shared::api::MAX_MISSING_QUERY) {
             let resp = self
                 .json(reqwest::Method::POST, "/blocks/missing", &MissingBlocksRequest { ids: chunk.to_vec() })
