@@ -23,6 +23,10 @@ pub struct Config {
     /// A deletion of more than this many items at once waits for confirmation.
     #[serde(default = "default_max_deletes")]
     pub max_deletes: usize,
+    /// ... and so does one of more than this share of the synced tree (when
+    /// it is more than 50 items).
+    #[serde(default = "default_max_delete_share")]
+    pub max_delete_share: f64,
     /// Set by `ferry quickstart`: the data directory of the server the client
     /// runs in-process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,6 +35,10 @@ pub struct Config {
 
 fn default_max_deletes() -> usize {
     1000
+}
+
+fn default_max_delete_share() -> f64 {
+    0.5
 }
 
 impl std::fmt::Debug for Config {

@@ -59,7 +59,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         config.device.clone(),
         remote.clone(),
         &dirs.state_db(),
-        config.max_deletes,
+        (config.max_deletes, config.max_delete_share),
         Arc::clone(&status),
     )?;
     engine.check_root()?;

@@ -46,6 +46,7 @@ pub struct Engine {
     pub stree: SyncedTree,
     pub cursor: i64,
     pub max_deletes: usize,
+    pub max_delete_share: f64,
     /// Set by `ferry resume --confirm-deletes` for the next round.
     pub deletes_confirmed: bool,
     pub status: Arc<Mutex<Status>>,
@@ -199,14 +200,26 @@ impl Engine {
         device: String,
         remote: Remote,
         state_db: &Path,
-        max_deletes: usize,
+        (max_deletes, max_delete_share): (usize, f64),
         status: Arc<Mutex<Status>>,
     ) -> anyhow::Result<Engine> {
         let state = State::open(state_db)?;
         let rtree = state.load_remote()?;
         let stree = state.load_synced()?;
         let cursor = state.cursor()?;
-        Ok(Engine { root, device, remote, state, rtree, stree, cursor, max_deletes, deletes_confirmed: false, status })
+        Ok(Engine {
+            root,
+            device,
+            remote,
+            state,
+            rtree,
+            stree,
+            cursor,
+            max_deletes,
+            max_delete_share,
+            deletes_confirmed: false,
+            status,
+        })
     }
 
     fn abs(&self, p: &RelPath) -> PathBuf {
@@ -359,7 +372,10 @@ impl Engine {
             if plan.is_empty() {
                 break;
             }
-            if plan.remote_deletes > self.max_deletes && !self.deletes_confirmed {
+            let share = plan.remote_deletes as f64 / self.stree.len().max(1) as f64;
+            let mass =
+                plan.remote_deletes > self.max_deletes || (plan.remote_deletes > 50 && share > self.max_delete_share);
+            if mass && !self.deletes_confirmed {
                 return Err(MassDelete { count: plan.remote_deletes }.into());
             }
             self.deletes_confirmed = false;

@@ -179,6 +179,7 @@ async fn quickstart(dirs: Dirs, folder: Option<PathBuf>, listen: std::net::Socke
         folder,
         device,
         max_deletes: 1000,
+        max_delete_share: 0.5,
         embedded_server: Some(data),
     };
     dirs.save(&config, &login.token)?;
@@ -220,7 +221,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let login = Remote::login(&server, &user, password, &device)
                 .await
                 .with_context(|| format!("logging in to {server} as {user}"))?;
-            let config = Config { server, user, folder, device, max_deletes: 1000, embedded_server: None };
+            let config = Config {
+                server,
+                user,
+                folder,
+                device,
+                max_deletes: 1000,
+                max_delete_share: 0.5,
+                embedded_server: None,
+            };
             dirs.save(&config, &login.token)?;
             println!(
                 "logged in as {} on {} (device {}); syncing {}",

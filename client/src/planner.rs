@@ -11,6 +11,7 @@
 //! it as a conflict copy). Moves are recognised before that: on the server by
 //! file id, on disk by inode, and applied as moves, never as delete + upload.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use ferry_shared::RelPath;
@@ -140,9 +141,10 @@ fn depth(p: &RelPath) -> usize {
 
 /// Plans the operations that reconcile `local` and `remote` through `synced`.
 pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan {
-    let mut synced = synced.clone();
-    let mut local = local.clone();
-    let mut remote = remote.clone();
+    // Copied only when a move rewrites them (100,000-file trees are not small).
+    let mut synced = Cow::Borrowed(synced);
+    let mut local = Cow::Borrowed(local);
+    let mut remote = Cow::Borrowed(remote);
     let mut ops = Vec::new();
 
     // 1. Moves on the server: the same file id at a new path.
@@ -167,8 +169,8 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
             continue; // changed on disk meanwhile: handled per path below
         }
         ops.push(Op::MoveLocal { from: from.clone(), to: to.clone() });
-        move_subtree(&mut synced, &from, &to);
-        move_subtree(&mut local, &from, &to);
+        move_subtree(synced.to_mut(), &from, &to);
+        move_subtree(local.to_mut(), &from, &to);
     }
 
     // 2. Moves on disk: the same inode at a new path, its old path gone.
@@ -193,8 +195,8 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
             continue;
         }
         ops.push(Op::MoveRemote { from: from.clone(), to: to.clone(), rev: s.rev });
-        move_subtree(&mut synced, &from, &to);
-        move_subtree(&mut remote, &from, &to);
+        move_subtree(synced.to_mut(), &from, &to);
+        move_subtree(remote.to_mut(), &from, &to);
     }
 
     // 3. Per path.
