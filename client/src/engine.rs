@@ -293,7 +293,10 @@ impl Engine {
     pub async fn refresh_remote(&mut self) -> Result<bool, anyhow::Error> {
         let mut changed = false;
         loop {
-            let page = self.remote.changes(self.cursor, 1000).await?;
+            let (page, refused) = self.remote.changes(self.cursor, 1000).await?;
+            for r in refused {
+                self.record_error(r);
+            }
             let mut writes = Vec::new();
             for ch in &page.changes {
                 let path = &ch.entry.path;

@@ -42,6 +42,32 @@ impl From<reqwest::Error> for RemoteError {
 
 pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
 
+/// A changes page before each record is validated on its own.
+#[derive(serde::Deserialize)]
+pub struct RawChanges {
+    pub changes: Vec<serde_json::Value>,
+    pub cursor: i64,
+    pub has_more: bool,
+}
+
+/// Validates each record of a page (paths through the shared path rules).
+pub fn parse_changes(raw: RawChanges) -> (ChangesResponse, Vec<String>) {
+    let mut refused = Vec::new();
+    let changes = raw
+        .changes
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value::<ferry_shared::api::Change>(v.clone()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let path = v["entry"]["path"].as_str().unwrap_or("?").chars().take(200).collect::<String>();
+                refused.push(format!("refused a change from the server for {path:?}: {e}"));
+                None
+            }
+        })
+        .collect();
+    (ChangesResponse { changes, cursor: raw.cursor, has_more: raw.has_more }, refused)
+}
+
 #[derive(Clone)]
 pub struct Remote {
     http: reqwest::Client,
@@ -122,9 +148,14 @@ impl Remote {
         Ok(())
     }
 
-    pub async fn changes(&self, cursor: i64, limit: u32) -> Result<ChangesResponse> {
+    /// Changes since `cursor`. A record the client must not apply (a path
+    /// outside the shared path rules: `..`, absolute, NUL, overlong, ...) is
+    /// left out and returned in `refused`, so one bad record cannot stop the
+    /// rest from syncing and can never reach the disk.
+    pub async fn changes(&self, cursor: i64, limit: u32) -> Result<(ChangesResponse, Vec<String>)> {
         let resp = self.req(reqwest::Method::GET, &format!("/changes?cursor={cursor}&limit={limit}")).send().await?;
-        Ok(check(resp).await?.json().await?)
+        let raw: RawChanges = check(resp).await?.json().await?;
+        Ok(parse_changes(raw))
     }
 
     /// Long poll: returns when the journal passes `cursor` or after `timeout`.
@@ -233,5 +264,28 @@ impl Remote {
             .send()
             .await?;
         Ok(check(resp).await?.json().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malicious_paths_are_refused_one_by_one() {
+        let entry = |path: &str| {
+            serde_json::json!({"seq": 1, "op": "add", "entry": {"id": 1, "path": path, "kind": "file", "rev": 1,
+                "size": 0, "mtime": 0, "executable": false, "hash": "", "deleted": false, "modified": 0, "device": "d"},
+                "blocks": []})
+        };
+        let long = "x".repeat(300);
+        let bad = ["../escape", "/etc/passwd", "a/../../b", "a\u{0}b", long.as_str(), "CON", "a//b", "C:/x"];
+        let mut changes: Vec<serde_json::Value> = bad.iter().map(|p| entry(p)).collect();
+        changes.push(entry("good/file.txt"));
+        let (page, refused) = parse_changes(RawChanges { changes, cursor: 9, has_more: false });
+        assert_eq!(refused.len(), bad.len() - 1, "{refused:?}"); // "/etc/passwd" is the relative "etc/passwd"
+        let paths: Vec<&str> = page.changes.iter().map(|c| c.entry.path.as_str()).collect();
+        assert_eq!(paths, ["etc/passwd", "good/file.txt"]);
+        assert_eq!(page.cursor, 9);
     }
 }
