@@ -95,26 +95,10 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         tokio::select! {
             r = run(cli.command) => r,
-            _ = shutdown_signal() => Ok(()),
+            // Ctrl-C or SIGTERM: stop (a daemon resumes from its saved state next time).
+            _ = ferry_server::serve::shutdown_signal() => Ok(()),
         }
     })
-}
-
-/// Ctrl-C or SIGTERM: stop (a daemon resumes from its saved state next time).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn default_device() -> String {
