@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, Dirs};
 use crate::engine::{Engine, MassDelete};
 use crate::remote::Remote;
+use crate::seams::{LocalDisk, SystemClock};
 use crate::status::{Status, SyncState};
 
 #[derive(Debug)]
@@ -54,10 +55,10 @@ fn set_state(status: &Mutex<Status>, state: SyncState, reason: Option<String>) {
 pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()> {
     let status = Arc::new(Mutex::new(Status::new(config.folder.display().to_string(), config.server.clone())));
     let remote = Remote::new(&config.server, &token);
+    let seams = (LocalDisk::new(config.folder.clone()), remote.clone(), SystemClock);
     let mut engine = Engine::open(
-        config.folder.clone(),
+        seams,
         config.device.clone(),
-        remote.clone(),
         &dirs.state_db(),
         (config.max_deletes, config.max_delete_share),
         Arc::clone(&status),

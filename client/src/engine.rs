@@ -5,21 +5,22 @@
 //! (a download replaces a file only if the disk still shows what the plan
 //! saw), so a plan made a moment ago can never overwrite a newer local edit.
 //! Errors are "try again later", never "deleted".
+//!
+//! The engine reaches the disk, the server and the clock only through the
+//! traits in [`crate::seams`] (a test checks this file for direct I/O), so the
+//! same engine runs on a real folder and HTTP, or inside a simulation.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use ferry_shared::api::{BlockEdit, BlockList, BlockRef, ChangeOp, CommitOp, EntryKind, OpResult, RevId};
-use ferry_shared::chunk::{ChunkParams, Chunker};
 use ferry_shared::{BlockId, RelPath};
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::planner::{self, Op, Plan};
-use crate::remote::Remote;
-use crate::scan::{self, TEMP_PREFIX};
+use crate::seams::{Api, Clock, Disk, Hashed};
 use crate::state::{State, Write};
 use crate::status::Status;
 use crate::tree::{LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
@@ -37,10 +38,11 @@ const PARALLEL_FILES: usize = 2;
 /// Operations per commit request.
 const COMMIT_BATCH: usize = 1000;
 
-pub struct Engine {
-    pub root: PathBuf,
+pub struct Engine<D: Disk, A: Api, C: Clock> {
+    pub disk: D,
+    pub api: A,
+    pub clock: C,
     pub device: String,
-    pub remote: Remote,
     state: State,
     pub rtree: RemoteTree,
     pub stree: SyncedTree,
@@ -66,44 +68,6 @@ pub struct RoundStats {
 )]
 pub struct MassDelete {
     pub count: usize,
-}
-
-/// A file's content as the chunker saw it.
-#[derive(Debug, Clone)]
-struct Hashed {
-    local: LocalNode,
-    blocks: Vec<(BlockId, u64, u32)>,
-    hash: String,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// Chunks and hashes a file (blocking); fails if it changes while being read.
-fn hash_file(abs: &Path) -> std::io::Result<Hashed> {
-    let before = scan::local_node(&std::fs::symlink_metadata(abs)?);
-    let file = std::fs::File::open(abs)?;
-    let mut blocks = Vec::new();
-    for chunk in Chunker::new(std::io::BufReader::with_capacity(1 << 20, file), ChunkParams::for_size(before.size)) {
-        let c = chunk?;
-        blocks.push((BlockId::of(&c.data), c.offset, c.data.len() as u32));
-    }
-    let after = scan::local_node(&std::fs::symlink_metadata(abs)?);
-    let size: u64 = blocks.iter().map(|b| u64::from(b.2)).sum();
-    if before != after || size != after.size {
-        return Err(std::io::Error::other("the file changed while it was read; it will be sent once it is stable"));
-    }
-    let hash = ferry_shared::block::content_hash(size, blocks.iter().map(|b| &b.0));
-    Ok(Hashed { local: after, blocks, hash })
-}
-
-fn read_range(abs: &Path, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::open(abs)?;
-    f.seek(SeekFrom::Start(offset))?;
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact(&mut buf)?;
-    Ok(buf)
 }
 
 /// The smallest block-list edit from `parent` to `new`: common prefix and
@@ -168,49 +132,26 @@ fn remote_node(e: &ferry_shared::api::Entry, blocks: Vec<BlockRef>) -> RemoteNod
     }
 }
 
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(f) = std::fs::File::open(dir) {
-        let _ = f.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-}
+/// Where the blocks of files already synced sit on disk (delta download).
+type BlockIndex = HashMap<BlockId, (RelPath, u64, u32)>;
 
-fn set_executable(path: &Path, exec: bool) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mut perm = std::fs::metadata(path)?.permissions();
-        let mode = perm.mode();
-        let new = if exec { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
-        if new != mode {
-            perm.set_mode(new);
-            std::fs::set_permissions(path, perm)?;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, exec);
-    Ok(())
-}
-
-impl Engine {
+impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     pub fn open(
-        root: PathBuf,
+        (disk, api, clock): (D, A, C),
         device: String,
-        remote: Remote,
         state_db: &Path,
         (max_deletes, max_delete_share): (usize, f64),
         status: Arc<Mutex<Status>>,
-    ) -> anyhow::Result<Engine> {
+    ) -> anyhow::Result<Self> {
         let state = State::open(state_db)?;
         let rtree = state.load_remote()?;
         let stree = state.load_synced()?;
         let cursor = state.cursor()?;
         Ok(Engine {
-            root,
+            disk,
+            api,
+            clock,
             device,
-            remote,
             state,
             rtree,
             stree,
@@ -222,36 +163,36 @@ impl Engine {
         })
     }
 
-    fn abs(&self, p: &RelPath) -> PathBuf {
-        self.root.join(p.as_str())
+    /// Runs blocking disk work off the async threads.
+    async fn on_disk<T: Send + 'static>(&self, f: impl FnOnce(&D) -> T + Send + 'static) -> T {
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || f(&disk)).await.expect("disk task panicked")
     }
 
     /// Checks that the folder is the synced one (its marker is there), and
     /// creates the marker on first use. An unmounted or replaced folder stops
     /// the daemon instead of reading as "everything was deleted".
     pub fn check_root(&mut self) -> anyhow::Result<()> {
-        let marker = self.root.join(scan::MARKER);
         let expected = self.state.get("folder_id")?;
-        match (std::fs::read_to_string(&marker), expected) {
-            (Ok(found), Some(exp)) if found.trim() == exp => Ok(()),
-            (Ok(found), Some(_)) => bail!(
-                "{} belongs to another Ferry folder ({}); stopping so nothing is deleted",
-                self.root.display(),
-                found.trim()
+        match (self.disk.read_marker(), expected) {
+            (Ok(Some(found)), Some(exp)) if found == exp => Ok(()),
+            (Ok(Some(found)), Some(_)) => bail!(
+                "{} belongs to another Ferry folder ({found}); stopping so nothing is deleted",
+                self.disk.describe()
             ),
-            (Err(_), Some(_)) => bail!(
+            (_, Some(_)) => bail!(
                 "{} is missing or has lost its {} marker (an unmounted disk?); stopping so nothing is deleted",
-                self.root.display(),
-                scan::MARKER
+                self.disk.describe(),
+                crate::scan::MARKER
             ),
             (found, None) => {
-                std::fs::create_dir_all(&self.root)
-                    .with_context(|| format!("creating the sync folder {}", self.root.display()))?;
                 let id = match found {
-                    Ok(existing) => existing.trim().to_owned(),
-                    Err(_) => {
+                    Ok(Some(existing)) => existing,
+                    _ => {
                         let id = hex::encode(rand::random::<[u8; 16]>());
-                        crate::config::write_file(&marker, id.as_bytes(), false)?;
+                        self.disk
+                            .init_marker(&id)
+                            .with_context(|| format!("creating the sync folder {}", self.disk.describe()))?;
                         id
                     }
                 };
@@ -293,7 +234,7 @@ impl Engine {
     pub async fn refresh_remote(&mut self) -> Result<bool, anyhow::Error> {
         let mut changed = false;
         loop {
-            let (page, refused) = self.remote.changes(self.cursor, 1000).await?;
+            let (page, refused) = self.api.changes(self.cursor, 1000).await?;
             for r in refused {
                 self.record_error(r);
             }
@@ -353,12 +294,7 @@ impl Engine {
 
     /// Removes partial downloads a crash left behind (call before any round).
     pub async fn remove_stale_temp_files(&self) -> anyhow::Result<usize> {
-        let root = self.root.clone();
-        let (_, report) = tokio::task::spawn_blocking(move || scan::scan(&root)).await??;
-        for f in &report.temp_files {
-            let _ = std::fs::remove_file(f);
-        }
-        Ok(report.temp_files.len())
+        Ok(self.on_disk(|d| d.remove_temp_files()).await?)
     }
 
     /// Scans, plans and executes until nothing is left to do (or a limit).
@@ -366,8 +302,7 @@ impl Engine {
         let mut stats = RoundStats::default();
         for _ in 0..8 {
             self.check_root()?;
-            let root = self.root.clone();
-            let (local, report) = tokio::task::spawn_blocking(move || scan::scan(&root)).await??;
+            let (local, report) = self.on_disk(|d| d.scan()).await?;
             for s in report.skipped {
                 tracing::debug!(skipped = %s, "not synced");
             }
@@ -397,9 +332,9 @@ impl Engine {
             s.pending_downloads = 0;
             s.pending_upload_bytes = 0;
             s.pending_download_bytes = 0;
-            s.last_sync = Some(now_ms());
+            s.last_sync = Some(self.clock.now_ms());
             s.files = self.stree.len();
-            s.bytes_sent = self.remote.bytes_sent();
+            s.bytes_sent = self.api.bytes_sent();
         }
         Ok(stats)
     }
@@ -492,15 +427,10 @@ impl Engine {
     }
 
     fn move_local(&mut self, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
-        let (src, dst) = (self.abs(from), self.abs(to));
-        if dst.symlink_metadata().is_ok() {
+        if self.disk.stat(to)?.is_some() {
             bail!("cannot move {from} to {to}: {to} exists on disk");
         }
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::rename(&src, &dst).with_context(|| format!("moving {from} to {to}"))?;
-        sync_dir(dst.parent().unwrap_or(&self.root));
+        self.disk.rename(from, to).with_context(|| format!("moving {from} to {to}"))?;
         let mut w = Vec::new();
         let moved: Vec<RelPath> = self.stree.keys().filter(|k| k.starts_with(from)).cloned().collect();
         for k in moved {
@@ -514,10 +444,8 @@ impl Engine {
     }
 
     async fn move_remote(&mut self, from: &RelPath, to: &RelPath, rev: RevId) -> anyhow::Result<()> {
-        let resp = self
-            .remote
-            .commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }])
-            .await?;
+        let resp =
+            self.api.commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }]).await?;
         let entry = op_entry(resp.results.into_iter().next())?;
         let mut w = Vec::new();
         let moved: Vec<RelPath> = self.stree.keys().filter(|k| k.starts_with(from)).cloned().collect();
@@ -541,13 +469,12 @@ impl Engine {
     }
 
     fn mkdir_local(&mut self, path: &RelPath, remote: RemoteNode) -> anyhow::Result<()> {
-        let abs = self.abs(path);
-        match std::fs::symlink_metadata(&abs) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!("cannot create folder {path}: a file is in the way"),
-            Err(_) => std::fs::create_dir_all(&abs).with_context(|| format!("creating folder {path}"))?,
+        match self.disk.stat(path)? {
+            Some(l) if l.kind == EntryKind::Dir => {}
+            Some(_) => bail!("cannot create folder {path}: a file is in the way"),
+            None => self.disk.mkdir_all(path).with_context(|| format!("creating folder {path}"))?,
         }
-        let local = scan::local_node(&std::fs::symlink_metadata(&abs)?);
+        let local = self.disk.stat(path)?.with_context(|| format!("folder {path} vanished"))?;
         let mut w = Vec::new();
         let node = SyncedNode { id: remote.id, rev: remote.rev, kind: EntryKind::Dir, local, hash: String::new() };
         self.set_synced(&mut w, path, Some(node));
@@ -559,7 +486,7 @@ impl Engine {
             return 0;
         }
         let ops = paths.iter().map(|p| CommitOp::Mkdir { path: p.clone() }).collect();
-        let results = match self.remote.commit(ops).await {
+        let results = match self.api.commit(ops).await {
             Ok(r) => r.results,
             Err(e) => {
                 self.record_error(format!("creating folders on the server: {e}"));
@@ -571,8 +498,7 @@ impl Engine {
         for (path, r) in paths.iter().zip(results) {
             match (r.entry, r.error) {
                 (Some(entry), _) => {
-                    let Ok(meta) = std::fs::symlink_metadata(self.abs(path)) else { continue };
-                    let local = scan::local_node(&meta);
+                    let Ok(Some(local)) = self.disk.stat(path) else { continue };
                     let node =
                         SyncedNode { id: entry.id, rev: entry.rev, kind: EntryKind::Dir, local, hash: String::new() };
                     self.set_synced(&mut w, path, Some(node));
@@ -594,15 +520,10 @@ impl Engine {
     }
 
     fn delete_local(&mut self, path: &RelPath, expect: LocalNode) -> anyhow::Result<()> {
-        let abs = self.abs(path);
-        let now = match std::fs::symlink_metadata(&abs) {
-            Ok(m) => scan::local_node(&m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut w = Vec::new();
-                self.set_synced(&mut w, path, None);
-                return self.write(w);
-            }
-            Err(e) => return Err(e.into()),
+        let Some(now) = self.disk.stat(path)? else {
+            let mut w = Vec::new();
+            self.set_synced(&mut w, path, None);
+            return self.write(w);
         };
         let same = match expect.kind {
             EntryKind::Dir => now.kind == EntryKind::Dir,
@@ -612,15 +533,14 @@ impl Engine {
             return Ok(()); // changed since the plan: the next round decides again
         }
         match expect.kind {
-            EntryKind::File => std::fs::remove_file(&abs)?,
-            EntryKind::Dir => match std::fs::remove_dir(&abs) {
-                Ok(()) => {}
-                // Not empty: it holds something new that will be uploaded; keep it.
-                Err(_) if std::fs::read_dir(&abs).map(|mut d| d.next().is_some()).unwrap_or(false) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            },
+            EntryKind::File => self.disk.remove_file(path)?,
+            EntryKind::Dir => {
+                if !self.disk.remove_dir(path)? {
+                    // Not empty: it holds something new that will be uploaded; keep it.
+                    return Ok(());
+                }
+            }
         }
-        sync_dir(abs.parent().unwrap_or(&self.root));
         let mut w = Vec::new();
         self.set_synced(&mut w, path, None);
         self.write(w)
@@ -636,7 +556,7 @@ impl Engine {
                     EntryKind::Dir => CommitOp::Rmdir { path: path.clone(), parent_rev: Some(*rev) },
                 })
                 .collect();
-            let results = match self.remote.commit(ops).await {
+            let results = match self.api.commit(ops).await {
                 Ok(r) => r.results,
                 Err(e) => {
                     self.record_error(format!("deleting on the server: {e}"));
@@ -670,10 +590,9 @@ impl Engine {
         remote: RemoteNode,
         local: LocalNode,
     ) -> anyhow::Result<Option<(RelPath, RemoteNode, Option<LocalNode>)>> {
-        let abs = self.abs(path);
         if local.kind == EntryKind::File && remote.kind == EntryKind::File {
-            let a = abs.clone();
-            let hashed = tokio::task::spawn_blocking(move || hash_file(&a)).await??;
+            let p = path.clone();
+            let hashed = self.on_disk(move |d| d.hash_file(&p)).await?;
             if hashed.hash == remote.hash {
                 let mut w = Vec::new();
                 let node = SyncedNode {
@@ -690,19 +609,19 @@ impl Engine {
         }
         let name = path.name().expect("not root");
         let parent = path.parent().expect("not root");
-        let mut copy = parent.join(&conflict_name(name, &self.device, now_ms()))?;
+        let now_ms = self.clock.now_ms();
+        let mut copy = parent.join(&conflict_name(name, &self.device, now_ms))?;
         let mut n = 2;
-        while self.abs(&copy).symlink_metadata().is_ok() {
-            copy = parent.join(&format!("{} {n}", conflict_name(name, &self.device, now_ms())))?;
+        while self.disk.stat(&copy)?.is_some() {
+            copy = parent.join(&format!("{} {n}", conflict_name(name, &self.device, now_ms)))?;
             n += 1;
         }
         // Only if the disk still shows what the plan saw.
-        let now = scan::local_node(&std::fs::symlink_metadata(&abs)?);
+        let Some(now) = self.disk.stat(path)? else { return Ok(None) };
         if now.kind != local.kind || (now.kind == EntryKind::File && now != local) {
             return Ok(None);
         }
-        std::fs::rename(&abs, self.abs(&copy)).with_context(|| format!("keeping {path} as {copy}"))?;
-        sync_dir(abs.parent().unwrap_or(&self.root));
+        self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
         tracing::info!(%path, %copy, "conflict: kept the local version as a conflict copy");
         if let Ok(mut s) = self.status.lock() {
             s.conflicts.push(copy.to_string());
@@ -723,12 +642,9 @@ impl Engine {
         }
         let mut errors = 0;
         // 1. Hash every file (blocking, off the async threads).
-        let root = self.root.clone();
         let paths: Vec<RelPath> = items.iter().map(|(p, _)| p.clone()).collect();
         let hashed: Vec<std::io::Result<Hashed>> =
-            tokio::task::spawn_blocking(move || paths.iter().map(|p| hash_file(&root.join(p.as_str()))).collect())
-                .await
-                .unwrap_or_default();
+            self.on_disk(move |d| paths.iter().map(|p| d.hash_file(p)).collect()).await;
         let mut ready = Vec::new();
         let mut w = Vec::new();
         for ((path, parent_rev), h) in items.into_iter().zip(hashed) {
@@ -767,26 +683,26 @@ impl Engine {
             ready.iter().flat_map(|(_, _, h)| h.blocks.iter().map(|b| b.0)).filter(|id| !known.contains(id)).collect();
         all.sort();
         all.dedup();
-        let missing: HashSet<BlockId> = match self.remote.missing(&all).await {
+        let missing: HashSet<BlockId> = match self.api.missing(&all).await {
             Ok(m) => m.into_iter().collect(),
             Err(e) => {
                 self.record_error(format!("asking the server for missing blocks: {e}"));
                 return errors + ready.len();
             }
         };
-        let mut sources: HashMap<BlockId, (PathBuf, u64, u32)> = HashMap::new();
+        let mut sources: BlockIndex = HashMap::new();
         for (path, _, h) in &ready {
             for (id, off, len) in &h.blocks {
                 if missing.contains(id) {
-                    sources.entry(*id).or_insert((self.abs(path), *off, *len));
+                    sources.entry(*id).or_insert((path.clone(), *off, *len));
                 }
             }
         }
         // Small blocks travel many to a request (one fsync on the server for all).
-        let mut sources: Vec<(BlockId, PathBuf, u64, u32)> =
-            sources.into_iter().map(|(id, (abs, off, len))| (id, abs, off, len)).collect();
+        let mut sources: Vec<(BlockId, RelPath, u64, u32)> =
+            sources.into_iter().map(|(id, (path, off, len))| (id, path, off, len)).collect();
         sources.sort_by(|a, b| (&a.1, a.2).cmp(&(&b.1, b.2)));
-        let mut batches: Vec<Vec<(BlockId, PathBuf, u64, u32)>> = Vec::new();
+        let mut batches: Vec<Vec<(BlockId, RelPath, u64, u32)>> = Vec::new();
         let mut size = 0usize;
         for s in sources {
             if batches.is_empty()
@@ -799,14 +715,13 @@ impl Engine {
             size += s.3 as usize;
             batches.last_mut().expect("a batch").push(s);
         }
-        let remote = self.remote.clone();
         let sent = futures_util::stream::iter(batches.into_iter().map(|batch| {
-            let remote = remote.clone();
+            let (api, disk) = (self.api.clone(), self.disk.clone());
             async move {
                 let body = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
                     let mut body = Vec::new();
-                    for (id, abs, off, len) in batch {
-                        let b = ferry_shared::block::encode_owned(read_range(&abs, off, len)?);
+                    for (id, path, off, len) in batch {
+                        let b = ferry_shared::block::encode_owned(disk.read_range(&path, off, len)?);
                         if b.id != id {
                             return Err(std::io::Error::other("the file changed while it was sent"));
                         }
@@ -816,7 +731,7 @@ impl Engine {
                 })
                 .await
                 .map_err(std::io::Error::other)??;
-                remote.put_batch(body).await.map_err(std::io::Error::other)
+                api.put_batch(body).await.map_err(std::io::Error::other)
             }
         }))
         .buffer_unordered(PARALLEL_BATCHES)
@@ -843,7 +758,7 @@ impl Engine {
                     }
                 })
                 .collect();
-            let results = match self.remote.commit(ops).await {
+            let results = match self.api.commit(ops).await {
                 Ok(r) => r.results,
                 Err(e) => {
                     self.record_error(format!("committing uploads: {e}"));
@@ -883,7 +798,7 @@ impl Engine {
     }
 
     /// Where blocks of files already synced sit on disk (delta download).
-    fn local_blocks(&self) -> HashMap<BlockId, (PathBuf, u64, u32)> {
+    fn local_blocks(&self) -> BlockIndex {
         let mut index = HashMap::new();
         for (path, s) in &self.stree {
             let Some(r) = self.rtree.get(path) else { continue };
@@ -892,7 +807,7 @@ impl Engine {
             }
             let mut off = 0u64;
             for b in &r.blocks {
-                index.entry(b.id).or_insert((self.abs(path), off, b.size));
+                index.entry(b.id).or_insert((path.clone(), off, b.size));
                 off += u64::from(b.size);
             }
         }
@@ -904,8 +819,6 @@ impl Engine {
             return 0;
         }
         let index = Arc::new(self.local_blocks());
-        let remote = self.remote.clone();
-        let root = self.root.clone();
         let (small, large): (Vec<_>, Vec<_>) = items.into_iter().partition(|(_, r, _)| r.size <= SMALL_FILE);
         // Small files in groups: one batch fetch and few fsync waits per group.
         let mut groups: Vec<Vec<(RelPath, RemoteNode, Option<LocalNode>)>> = Vec::new();
@@ -922,8 +835,8 @@ impl Engine {
             groups.last_mut().expect("a group").push(item);
         }
         let small_results = futures_util::stream::iter(groups.into_iter().map(|group| {
-            let (remote, index, root) = (remote.clone(), Arc::clone(&index), root.clone());
-            async move { download_group(&remote, &index, &root, group).await }
+            let (api, disk, index) = (self.api.clone(), self.disk.clone(), Arc::clone(&index));
+            async move { download_group(&api, &disk, &index, group).await }
         }))
         .buffer_unordered(PARALLEL_BATCHES)
         .collect::<Vec<_>>()
@@ -932,9 +845,9 @@ impl Engine {
             small_results.into_iter().flatten().collect();
         let large_results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
             futures_util::stream::iter(large.into_iter().map(|(path, rnode, expect)| {
-                let (remote, index, root) = (remote.clone(), Arc::clone(&index), root.clone());
+                let (api, disk, index) = (self.api.clone(), self.disk.clone(), Arc::clone(&index));
                 async move {
-                    let r = download(&remote, &index, &root, &path, &rnode, expect).await;
+                    let r = download(&api, &disk, &index, &path, &rnode, expect).await;
                     (path, rnode, r)
                 }
             }))
@@ -976,10 +889,10 @@ fn op_entry(r: Option<OpResult>) -> anyhow::Result<ferry_shared::api::Entry> {
 /// Downloads a group of small files: blocks from local files where possible,
 /// the rest in one batch fetch; then each file is written like [`download`]
 /// does (temp file, fsync, checked rename), with each folder fsync'd once.
-async fn download_group(
-    remote: &Remote,
-    index: &HashMap<BlockId, (PathBuf, u64, u32)>,
-    root: &Path,
+async fn download_group<D: Disk, A: Api>(
+    api: &A,
+    disk: &D,
+    index: &BlockIndex,
     group: Vec<(RelPath, RemoteNode, Option<LocalNode>)>,
 ) -> Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> {
     let mut need: Vec<BlockId> =
@@ -989,7 +902,7 @@ async fn download_group(
     let fetched: HashMap<BlockId, Vec<u8>> = if need.is_empty() {
         HashMap::new()
     } else {
-        match remote.fetch(&need).await {
+        match api.fetch(&need).await {
             Ok(v) => v.into_iter().collect(),
             Err(e) => {
                 let msg = format!("{e}");
@@ -1000,27 +913,23 @@ async fn download_group(
             }
         }
     };
-    let index: HashMap<BlockId, (PathBuf, u64, u32)> = group
+    let index: BlockIndex = group
         .iter()
         .flat_map(|(_, r, _)| r.blocks.iter())
         .filter_map(|b| index.get(&b.id).map(|v| (b.id, v.clone())))
         .collect();
-    let root = root.to_owned();
+    let disk = disk.clone();
     tokio::task::spawn_blocking(move || {
-        let mut dirs = std::collections::BTreeSet::new();
         let out: Vec<_> = group
             .into_iter()
             .map(|(path, rnode, expect)| {
-                let r = write_small(&root, &path, &rnode, expect, &index, &fetched);
-                if let Ok(Some(_)) = &r {
-                    dirs.insert(root.join(path.as_str()).parent().unwrap_or(&root).to_owned());
-                }
+                let r = write_small(&disk, &path, &rnode, expect, &index, &fetched);
                 (path, rnode, r)
             })
             .collect();
-        for d in dirs {
-            sync_dir(&d);
-        }
+        let written: Vec<RelPath> =
+            out.iter().filter(|(_, _, r)| matches!(r, Ok(Some(_)))).map(|(p, _, _)| p.clone()).collect();
+        disk.sync_parents(&written);
         out
     })
     .await
@@ -1028,23 +937,19 @@ async fn download_group(
 }
 
 /// Writes one small file from blocks in memory or on disk (blocking).
-fn write_small(
-    root: &Path,
+fn write_small<D: Disk>(
+    disk: &D,
     path: &RelPath,
     rnode: &RemoteNode,
     expect: Option<LocalNode>,
-    index: &HashMap<BlockId, (PathBuf, u64, u32)>,
+    index: &BlockIndex,
     fetched: &HashMap<BlockId, Vec<u8>>,
 ) -> anyhow::Result<Option<LocalNode>> {
-    use std::io::Write as _;
-    let target = root.join(path.as_str());
-    let dir = target.parent().unwrap_or(root).to_owned();
-    std::fs::create_dir_all(&dir)?;
     let mut data = Vec::with_capacity(rnode.size as usize);
     for b in &rnode.blocks {
         let local = index
             .get(&b.id)
-            .and_then(|(abs, off, len)| read_range(abs, *off, *len).ok())
+            .and_then(|(p, off, len)| disk.read_range(p, *off, *len).ok())
             .filter(|d| BlockId::of(d) == b.id);
         match local {
             Some(d) => data.extend_from_slice(&d),
@@ -1054,31 +959,12 @@ fn write_small(
     if data.len() as u64 != rnode.size {
         bail!("the server's blocks add up to {} bytes, not {}", data.len(), rnode.size);
     }
-    let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
-    let result = (|| -> anyhow::Result<Option<LocalNode>> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(rnode.mtime.max(0) as u64);
-        let _ = f.set_modified(when);
-        drop(f);
-        set_executable(&tmp, rnode.executable)?;
-        let now = match std::fs::symlink_metadata(&target) {
-            Ok(m) => Some(scan::local_node(&m)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
-        if now != expect {
-            let _ = std::fs::remove_file(&tmp);
-            return Ok(None);
-        }
-        std::fs::rename(&tmp, &target)?;
-        Ok(Some(scan::local_node(&std::fs::symlink_metadata(&target)?)))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut temp = disk.create_temp(path)?;
+    if let Err(e) = disk.write_temp(&mut temp, &data) {
+        disk.discard_temp(temp);
+        return Err(e.into());
     }
-    result
+    Ok(disk.commit_temp(temp, path, rnode.mtime, rnode.executable, expect, false)?)
 }
 
 /// Writes the server's version of a file: a temp file in the same folder,
@@ -1086,34 +972,31 @@ fn write_small(
 /// otherwise (verified), fsync, then an atomic rename, but only if the target
 /// still shows `expect`. Returns the new file's identity, or `None` when the
 /// target changed meanwhile (nothing is overwritten).
-async fn download(
-    remote: &Remote,
-    index: &HashMap<BlockId, (PathBuf, u64, u32)>,
-    root: &Path,
+async fn download<D: Disk, A: Api>(
+    api: &A,
+    disk: &D,
+    index: &BlockIndex,
     path: &RelPath,
     rnode: &RemoteNode,
     expect: Option<LocalNode>,
 ) -> anyhow::Result<Option<LocalNode>> {
-    use tokio::io::AsyncWriteExt;
-    let target = root.join(path.as_str());
-    let dir = target.parent().unwrap_or(root).to_owned();
-    tokio::fs::create_dir_all(&dir).await?;
-    let tmp = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
+    let p = path.clone();
+    let d = disk.clone();
+    let mut temp = Some(tokio::task::spawn_blocking(move || d.create_temp(&p)).await??);
     let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
         let mut blocks = futures_util::stream::iter(rnode.blocks.iter().map(|b| {
             let local = index.get(&b.id).cloned();
-            let id = b.id;
+            let (id, disk) = (b.id, disk.clone());
             async move {
-                if let Some((abs, off, len)) = local {
-                    let got = tokio::task::spawn_blocking(move || read_range(&abs, off, len)).await?;
+                if let Some((p, off, len)) = local {
+                    let got = tokio::task::spawn_blocking(move || disk.read_range(&p, off, len)).await?;
                     if let Ok(data) = got
                         && BlockId::of(&data) == id
                     {
                         return anyhow::Ok(data);
                     }
                 }
-                Ok(remote.get_block(&id).await?)
+                Ok(api.get_block(&id).await?)
             }
         }))
         .buffered(PARALLEL_BLOCKS);
@@ -1121,40 +1004,25 @@ async fn download(
         while let Some(data) = blocks.next().await {
             let data = data?;
             size += data.len() as u64;
-            file.write_all(&data).await?;
+            let (mut t, d) = (temp.take().expect("temp file"), disk.clone());
+            let (t, r) = tokio::task::spawn_blocking(move || {
+                let r = d.write_temp(&mut t, &data);
+                (t, r)
+            })
+            .await?;
+            temp = Some(t);
+            r?;
         }
         if size != rnode.size {
             bail!("the server's blocks add up to {size} bytes, not {}", rnode.size);
         }
-        file.sync_all().await?;
-        drop(file);
-        let (tmp2, target2, expect2) = (tmp.clone(), target.clone(), expect);
+        let (t, d, target) = (temp.take().expect("temp file"), disk.clone(), path.clone());
         let (mtime, exec) = (rnode.mtime, rnode.executable);
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Option<LocalNode>> {
-            let f = std::fs::File::options().write(true).open(&tmp2)?;
-            let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(mtime.max(0) as u64);
-            let _ = f.set_modified(when);
-            drop(f);
-            set_executable(&tmp2, exec)?;
-            // The last check: the target must still be what the plan saw.
-            let now = match std::fs::symlink_metadata(&target2) {
-                Ok(m) => Some(scan::local_node(&m)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e.into()),
-            };
-            if now != expect2 {
-                let _ = std::fs::remove_file(&tmp2);
-                return Ok(None);
-            }
-            std::fs::rename(&tmp2, &target2)?;
-            sync_dir(target2.parent().unwrap_or(Path::new(".")));
-            Ok(Some(scan::local_node(&std::fs::symlink_metadata(&target2)?)))
-        })
-        .await?
+        Ok(tokio::task::spawn_blocking(move || d.commit_temp(t, &target, mtime, exec, expect, true)).await??)
     }
     .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    if let Some(t) = temp {
+        disk.discard_temp(t);
     }
     result
 }
@@ -1162,6 +1030,15 @@ async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_reaches_the_world_only_through_its_seams() {
+        let src = include_str!("engine.rs");
+        let code = &src[..src.find("#[cfg(test)]").unwrap()];
+        for banned in ["std::fs", "reqwest", "SystemTime", "Instant::now", "crate::remote", "tokio::fs"] {
+            assert!(!code.contains(banned), "the engine must not use {banned}; go through crate::seams");
+        }
+    }
 
     #[test]
     fn conflict_names() {

@@ -4,6 +4,8 @@
 //! - [`planner`]: the pure function from the trees to a [`planner::Plan`].
 //! - [`engine`]: pulls the journal, scans, plans and executes (uploads,
 //!   downloads, moves, deletions, conflict copies).
+//! - [`seams`]: the traits through which the engine reaches disk, server and
+//!   clock, and their production implementations.
 //! - [`scan`], [`watch`]: the local tree and the watcher that hints at changes.
 //! - [`state`]: the persisted trees and cursor (SQLite).
 //! - [`remote`]: the HTTP API client.
@@ -18,6 +20,7 @@ pub mod engine;
 pub mod planner;
 pub mod remote;
 pub mod scan;
+pub mod seams;
 pub mod state;
 pub mod status;
 pub mod tree;

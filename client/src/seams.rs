@@ -1,0 +1,344 @@
+//! The engine's seams: everything it does to the disk, the server and the
+//! clock goes through these traits, so the same engine runs against the real
+//! folder and HTTP in production and inside a seeded simulation in tests.
+//!
+//! Production implementations: [`LocalDisk`] (a real folder), `Remote` (the
+//! HTTP API, `crate::remote`) and [`SystemClock`].
+
+use std::future::Future;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use ferry_shared::api::{ChangesResponse, CommitOp, CommitResponse};
+use ferry_shared::chunk::{ChunkParams, Chunker};
+use ferry_shared::{BlockId, RelPath};
+
+use crate::remote::{Remote, RemoteError};
+use crate::scan::{self, ScanError, ScanReport, TEMP_PREFIX};
+use crate::tree::{LocalNode, LocalTree};
+
+/// The time, for names of conflict copies and status.
+pub trait Clock: Send + Sync + 'static {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    }
+}
+
+/// The server, as the engine uses it.
+pub trait Api: Clone + Send + Sync + 'static {
+    fn changes(
+        &self,
+        cursor: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<(ChangesResponse, Vec<String>), RemoteError>> + Send;
+    fn missing(&self, ids: &[BlockId]) -> impl Future<Output = Result<Vec<BlockId>, RemoteError>> + Send;
+    fn put_batch(&self, body: Vec<u8>) -> impl Future<Output = Result<(), RemoteError>> + Send;
+    fn fetch(&self, ids: &[BlockId]) -> impl Future<Output = Result<Vec<(BlockId, Vec<u8>)>, RemoteError>> + Send;
+    fn get_block(&self, id: &BlockId) -> impl Future<Output = Result<Vec<u8>, RemoteError>> + Send;
+    fn commit(&self, ops: Vec<CommitOp>) -> impl Future<Output = Result<CommitResponse, RemoteError>> + Send;
+    /// Bytes sent to the server so far.
+    fn bytes_sent(&self) -> u64;
+}
+
+impl Api for Remote {
+    async fn changes(&self, cursor: i64, limit: u32) -> Result<(ChangesResponse, Vec<String>), RemoteError> {
+        Remote::changes(self, cursor, limit).await
+    }
+    async fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, RemoteError> {
+        Remote::missing(self, ids).await
+    }
+    async fn put_batch(&self, body: Vec<u8>) -> Result<(), RemoteError> {
+        Remote::put_batch(self, body).await
+    }
+    async fn fetch(&self, ids: &[BlockId]) -> Result<Vec<(BlockId, Vec<u8>)>, RemoteError> {
+        Remote::fetch(self, ids).await
+    }
+    async fn get_block(&self, id: &BlockId) -> Result<Vec<u8>, RemoteError> {
+        Remote::get_block(self, id).await
+    }
+    async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse, RemoteError> {
+        Remote::commit(self, ops).await
+    }
+    fn bytes_sent(&self) -> u64 {
+        Remote::bytes_sent(self)
+    }
+}
+
+/// A file's content as the chunker saw it.
+#[derive(Debug, Clone)]
+pub struct Hashed {
+    pub local: LocalNode,
+    /// `(id, offset, length)` of each block, in order.
+    pub blocks: Vec<(BlockId, u64, u32)>,
+    pub hash: String,
+}
+
+/// The sync folder, as the engine uses it. Paths are relative to the folder;
+/// nothing outside it can be named. Methods block (call heavy ones from
+/// `spawn_blocking`).
+pub trait Disk: Clone + Send + Sync + 'static {
+    /// A file being written beside its target.
+    type Temp: Send + 'static;
+
+    /// How to name the folder in messages.
+    fn describe(&self) -> String;
+    /// The folder marker's content; `None` when the folder or marker is missing.
+    fn read_marker(&self) -> io::Result<Option<String>>;
+    /// Creates the folder (if needed) and its marker.
+    fn init_marker(&self, id: &str) -> io::Result<()>;
+    fn scan(&self) -> Result<(LocalTree, ScanReport), ScanError>;
+    fn stat(&self, p: &RelPath) -> io::Result<Option<LocalNode>>;
+    /// Chunks and hashes a file; fails if it changes while being read.
+    fn hash_file(&self, p: &RelPath) -> io::Result<Hashed>;
+    fn read_range(&self, p: &RelPath, offset: u64, len: u32) -> io::Result<Vec<u8>>;
+    /// Moves a file or folder (creating the target's folders), durably.
+    fn rename(&self, from: &RelPath, to: &RelPath) -> io::Result<()>;
+    fn mkdir_all(&self, p: &RelPath) -> io::Result<()>;
+    fn remove_file(&self, p: &RelPath) -> io::Result<()>;
+    /// Removes an empty folder; `Ok(false)` when it is not empty (kept).
+    fn remove_dir(&self, p: &RelPath) -> io::Result<bool>;
+    /// Removes partial downloads an earlier run left; returns how many.
+    fn remove_temp_files(&self) -> io::Result<usize>;
+    /// Starts a temp file in the folder of `target` (creating it if needed).
+    fn create_temp(&self, target: &RelPath) -> io::Result<Self::Temp>;
+    fn write_temp(&self, temp: &mut Self::Temp, data: &[u8]) -> io::Result<()>;
+    /// fsyncs the temp file, sets its mtime and executable bit, and renames
+    /// it over `target` only if `target` still shows `expect` (else removes
+    /// it and returns `None`). With `sync_parent`, the folder is fsync'd too.
+    fn commit_temp(
+        &self,
+        temp: Self::Temp,
+        target: &RelPath,
+        mtime_ms: i64,
+        executable: bool,
+        expect: Option<LocalNode>,
+        sync_parent: bool,
+    ) -> io::Result<Option<LocalNode>>;
+    fn discard_temp(&self, temp: Self::Temp);
+    /// fsyncs the folders of these paths (after renames without `sync_parent`).
+    fn sync_parents(&self, paths: &[RelPath]);
+}
+
+/// The real sync folder.
+#[derive(Debug, Clone)]
+pub struct LocalDisk {
+    root: PathBuf,
+}
+
+/// A temp file of [`LocalDisk`].
+pub struct LocalTemp {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl LocalDisk {
+    pub fn new(root: PathBuf) -> Self {
+        LocalDisk { root }
+    }
+
+    fn abs(&self, p: &RelPath) -> PathBuf {
+        self.root.join(p.as_str())
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+fn set_executable(path: &Path, exec: bool) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut perm = std::fs::metadata(path)?.permissions();
+        let mode = perm.mode();
+        let new = if exec { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
+        if new != mode {
+            perm.set_mode(new);
+            std::fs::set_permissions(path, perm)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, exec);
+    Ok(())
+}
+
+fn stat_abs(abs: &Path) -> io::Result<Option<LocalNode>> {
+    match std::fs::symlink_metadata(abs) {
+        Ok(m) => Ok(Some(scan::local_node(&m))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Disk for LocalDisk {
+    type Temp = LocalTemp;
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn read_marker(&self) -> io::Result<Option<String>> {
+        match std::fs::read_to_string(self.root.join(scan::MARKER)) {
+            Ok(s) => Ok(Some(s.trim().to_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn init_marker(&self, id: &str) -> io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        crate::config::write_file(&self.root.join(scan::MARKER), id.as_bytes(), false).map_err(io::Error::other)
+    }
+
+    fn scan(&self) -> Result<(LocalTree, ScanReport), ScanError> {
+        scan::scan(&self.root)
+    }
+
+    fn stat(&self, p: &RelPath) -> io::Result<Option<LocalNode>> {
+        stat_abs(&self.abs(p))
+    }
+
+    fn hash_file(&self, p: &RelPath) -> io::Result<Hashed> {
+        let abs = self.abs(p);
+        let before = scan::local_node(&std::fs::symlink_metadata(&abs)?);
+        let file = std::fs::File::open(&abs)?;
+        let mut blocks = Vec::new();
+        for chunk in Chunker::new(io::BufReader::with_capacity(1 << 20, file), ChunkParams::for_size(before.size)) {
+            let c = chunk?;
+            blocks.push((BlockId::of(&c.data), c.offset, c.data.len() as u32));
+        }
+        let after = scan::local_node(&std::fs::symlink_metadata(&abs)?);
+        let size: u64 = blocks.iter().map(|b| u64::from(b.2)).sum();
+        if before != after || size != after.size {
+            return Err(io::Error::other("the file changed while it was read; it will be sent once it is stable"));
+        }
+        let hash = ferry_shared::block::content_hash(size, blocks.iter().map(|b| &b.0));
+        Ok(Hashed { local: after, blocks, hash })
+    }
+
+    fn read_range(&self, p: &RelPath, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+        let mut f = std::fs::File::open(self.abs(p))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    fn rename(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
+        let (src, dst) = (self.abs(from), self.abs(to));
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::rename(&src, &dst)?;
+        sync_dir(dst.parent().unwrap_or(&self.root));
+        if src.parent() != dst.parent() {
+            sync_dir(src.parent().unwrap_or(&self.root));
+        }
+        Ok(())
+    }
+
+    fn mkdir_all(&self, p: &RelPath) -> io::Result<()> {
+        std::fs::create_dir_all(self.abs(p))
+    }
+
+    fn remove_file(&self, p: &RelPath) -> io::Result<()> {
+        let abs = self.abs(p);
+        std::fs::remove_file(&abs)?;
+        sync_dir(abs.parent().unwrap_or(&self.root));
+        Ok(())
+    }
+
+    fn remove_dir(&self, p: &RelPath) -> io::Result<bool> {
+        let abs = self.abs(p);
+        match std::fs::remove_dir(&abs) {
+            Ok(()) => {
+                sync_dir(abs.parent().unwrap_or(&self.root));
+                Ok(true)
+            }
+            Err(_) if std::fs::read_dir(&abs).map(|mut d| d.next().is_some()).unwrap_or(false) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove_temp_files(&self) -> io::Result<usize> {
+        let (_, report) = scan::scan(&self.root).map_err(io::Error::other)?;
+        for f in &report.temp_files {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(report.temp_files.len())
+    }
+
+    fn create_temp(&self, target: &RelPath) -> io::Result<LocalTemp> {
+        let dir = self.abs(target).parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
+        let file = std::fs::File::create(&path)?;
+        Ok(LocalTemp { path, file })
+    }
+
+    fn write_temp(&self, temp: &mut LocalTemp, data: &[u8]) -> io::Result<()> {
+        temp.file.write_all(data)
+    }
+
+    fn commit_temp(
+        &self,
+        temp: LocalTemp,
+        target: &RelPath,
+        mtime_ms: i64,
+        executable: bool,
+        expect: Option<LocalNode>,
+        sync_parent: bool,
+    ) -> io::Result<Option<LocalNode>> {
+        let LocalTemp { path, file } = temp;
+        let result = (|| {
+            file.sync_all()?;
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(mtime_ms.max(0) as u64);
+            let _ = file.set_modified(when);
+            drop(file);
+            set_executable(&path, executable)?;
+            // The last check: the target must still be what the plan saw.
+            let abs = self.abs(target);
+            if stat_abs(&abs)? != expect {
+                let _ = std::fs::remove_file(&path);
+                return Ok(None);
+            }
+            std::fs::rename(&path, &abs)?;
+            if sync_parent {
+                sync_dir(abs.parent().unwrap_or(&self.root));
+            }
+            stat_abs(&abs)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        result
+    }
+
+    fn discard_temp(&self, temp: LocalTemp) {
+        drop(temp.file);
+        let _ = std::fs::remove_file(&temp.path);
+    }
+
+    fn sync_parents(&self, paths: &[RelPath]) {
+        let dirs: std::collections::BTreeSet<PathBuf> = paths
+            .iter()
+            .map(|p| self.abs(p).parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone()))
+            .collect();
+        for d in dirs {
+            sync_dir(&d);
+        }
+    }
+}
