@@ -374,6 +374,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             let result = match op {
                 Op::MoveLocal { from, to } => self.move_local(&from, &to),
                 Op::MoveRemote { from, to, rev } => self.move_remote(&from, &to, rev).await,
+                Op::MoveAside { path } => self.move_aside(&path).map(|_| ()),
                 Op::MkdirLocal { path, remote } => self.mkdir_local(&path, remote),
                 Op::MkdirRemote { path } => {
                     mkdirs_remote.push(path);
@@ -607,6 +608,22 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 return Ok(None);
             }
         }
+        // Only if the disk still shows what the plan saw.
+        let Some(now) = self.disk.stat(path)? else { return Ok(None) };
+        if now.kind != local.kind || (now.kind == EntryKind::File && now != local) {
+            return Ok(None);
+        }
+        self.move_aside(path)?;
+        if remote.kind == EntryKind::Dir {
+            self.mkdir_local(path, remote)?;
+            return Ok(None);
+        }
+        Ok(Some((path.clone(), remote, None)))
+    }
+
+    /// Renames a local item to a free conflict-copy name beside it and forgets
+    /// its synced record; the copy is uploaded as a new item next round.
+    fn move_aside(&mut self, path: &RelPath) -> anyhow::Result<RelPath> {
         let name = path.name().expect("not root");
         let parent = path.parent().expect("not root");
         let now_ms = self.clock.now_ms();
@@ -616,24 +633,15 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             copy = parent.join(&format!("{} {n}", conflict_name(name, &self.device, now_ms)))?;
             n += 1;
         }
-        // Only if the disk still shows what the plan saw.
-        let Some(now) = self.disk.stat(path)? else { return Ok(None) };
-        if now.kind != local.kind || (now.kind == EntryKind::File && now != local) {
-            return Ok(None);
-        }
         self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
-        tracing::info!(%path, %copy, "conflict: kept the local version as a conflict copy");
+        tracing::info!(%path, %copy, "kept the local version as a conflict copy");
         if let Ok(mut s) = self.status.lock() {
             s.conflicts.push(copy.to_string());
         }
         let mut w = Vec::new();
         self.set_synced(&mut w, path, None);
         self.write(w)?;
-        if remote.kind == EntryKind::Dir {
-            self.mkdir_local(path, remote)?;
-            return Ok(None);
-        }
-        Ok(Some((path.clone(), remote, None)))
+        Ok(copy)
     }
 
     async fn uploads(&mut self, items: Vec<(RelPath, Option<RevId>)>) -> usize {

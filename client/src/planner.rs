@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use ferry_shared::RelPath;
 use ferry_shared::api::{EntryKind, RevId};
+use ferry_shared::path::name_key;
 
 use crate::tree::{LocalNode, LocalTree, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
 
@@ -26,6 +27,11 @@ pub enum Op {
     MoveLocal {
         from: RelPath,
         to: RelPath,
+    },
+    /// Rename a local item to a conflict copy (its name clashes with another
+    /// one by case only); it syncs under the new name.
+    MoveAside {
+        path: RelPath,
     },
     /// Move a file or folder on the server, because it moved on disk.
     MoveRemote {
@@ -82,6 +88,7 @@ impl Op {
     pub fn path(&self) -> &RelPath {
         match self {
             Op::MoveLocal { to, .. } | Op::MoveRemote { to, .. } => to,
+            Op::MoveAside { path } => path,
             Op::MkdirLocal { path, .. }
             | Op::MkdirRemote { path }
             | Op::Upload { path, .. }
@@ -97,7 +104,7 @@ impl Op {
     /// Execution phase: moves, then creations, then content, then deletions.
     fn phase(&self) -> u8 {
         match self {
-            Op::MoveLocal { .. } | Op::MoveRemote { .. } => 0,
+            Op::MoveLocal { .. } | Op::MoveRemote { .. } | Op::MoveAside { .. } => 0,
             Op::MkdirLocal { .. } | Op::MkdirRemote { .. } => 1,
             Op::Upload { .. } | Op::Download { .. } | Op::Conflict { .. } | Op::Agree { .. } => 2,
             Op::DeleteLocal { .. } | Op::DeleteRemote { .. } => 3,
@@ -199,9 +206,39 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         move_subtree(remote.to_mut(), &from, &to);
     }
 
-    // 3. Per path.
+    // 3. Twins on disk: names in one folder that differ only by case (a
+    // case-sensitive file system holds both; the server and other devices
+    // cannot). The one the server or the synced tree knows keeps its name;
+    // the others move aside as conflict copies and sync under those names.
+    let mut seen: HashMap<(Option<RelPath>, String), &RelPath> = HashMap::new();
+    let mut aside: Vec<RelPath> = Vec::new();
+    for p in local.keys() {
+        if aside.iter().any(|a| p.starts_with(a)) {
+            continue;
+        }
+        let key = (p.parent(), name_key(p.name().unwrap_or("")));
+        let known = |q: &RelPath| remote.contains_key(q) || synced.contains_key(q);
+        match seen.get(&key) {
+            None => {
+                seen.insert(key, p);
+            }
+            Some(first) if known(p) && !known(first) => {
+                aside.push((*first).clone());
+                seen.insert(key, p);
+            }
+            Some(_) => aside.push(p.clone()),
+        }
+    }
+    for path in &aside {
+        ops.push(Op::MoveAside { path: path.clone() });
+    }
+
+    // 4. Per path.
     let paths: BTreeSet<&RelPath> = remote.keys().chain(local.keys()).chain(synced.keys()).collect();
     for path in paths {
+        if aside.iter().any(|a| path.starts_with(a)) {
+            continue; // decided after the move, in the next round
+        }
         let (r, l, s) = (remote.get(path), local.get(path), synced.get(path));
         if let Some(op) = plan_path(path, r, l, s) {
             ops.push(op);
@@ -477,6 +514,23 @@ mod tests {
         assert_eq!(ops[1], Op::MkdirRemote { path: p("n/m") });
         assert_eq!(ops[2], Op::DeleteRemote { path: p("old/f"), rev: 2, kind: EntryKind::File });
         assert_eq!(ops[3], Op::DeleteRemote { path: p("old"), rev: 1, kind: EntryKind::Dir });
+    }
+
+    #[test]
+    fn case_twins_on_disk_move_aside() {
+        let mut c = Case::new().both("README.md", file_r(1, 1, "h"), file_l(10, 1, 5));
+        c.local.insert(p("Readme.md"), file_l(11, 2, 6));
+        c.local.insert(p("docs"), dir_l(12));
+        c.local.insert(p("DOCS"), dir_l(13));
+        c.local.insert(p("DOCS/x"), file_l(14, 1, 1));
+        let ops = c.plan().ops;
+        assert!(ops.contains(&Op::MoveAside { path: p("Readme.md") }), "{ops:?}");
+        // Neither folder is known: the later name (in path order) moves aside.
+        assert!(ops.contains(&Op::MoveAside { path: p("docs") }), "{ops:?}");
+        assert!(ops.contains(&Op::MkdirRemote { path: p("DOCS") }));
+        assert!(ops.contains(&Op::Upload { path: p("DOCS/x"), parent_rev: None }));
+        // Nothing else happens to what moves aside this round.
+        assert!(!ops.iter().any(|o| o.path() == &p("Readme.md") && !matches!(o, Op::MoveAside { .. })));
     }
 
     #[test]

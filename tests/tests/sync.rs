@@ -857,3 +857,25 @@ fn history_lists_revisions_and_restore_brings_an_old_version_back() {
     assert_eq!(revs.len(), 4);
     assert_eq!(revs[0]["hash"], want[2].as_str());
 }
+
+// ---------------------------------------------------------------------------
+// 14. Names that differ only by case never overwrite each other
+
+#[test]
+fn case_twins_keep_both_files() {
+    let p = Pair::start();
+    write(&p.a.path("Note.txt"), "first spelling");
+    write(&p.a.path("NOTE.txt"), "second spelling");
+    // Both contents end up on both devices: one under its name, the other as a
+    // conflict copy (the server and other devices cannot hold case twins).
+    p.wait(T, "both versions on B", || {
+        let snap = snapshot(&p.b.folder);
+        let values: Vec<&Vec<u8>> = snap.values().collect();
+        snap.len() == 2
+            && values.contains(&&b"first spelling".to_vec())
+            && values.contains(&&b"second spelling".to_vec())
+    });
+    let snap = snapshot(&p.b.folder);
+    assert!(snap.keys().any(|k| k.contains("(conflicted copy from devA ")), "{:?}", snap.keys());
+    p.settle_on_a("the twins on both");
+}
