@@ -35,6 +35,8 @@ const PARALLEL_BATCHES: usize = 4;
 const SMALL_FILE: u64 = 1 << 20;
 /// Large files downloaded at once (memory: this × PARALLEL_BLOCKS blocks).
 const PARALLEL_FILES: usize = 2;
+/// A file modified less than this long ago is not sent yet.
+const STABLE_MS: i64 = 50;
 /// Operations per commit request.
 const COMMIT_BATCH: usize = 1000;
 
@@ -655,6 +657,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             self.on_disk(move |d| paths.iter().map(|p| d.hash_file(p)).collect()).await;
         let mut ready = Vec::new();
         let mut w = Vec::new();
+        let now_ns = i128::from(self.clock.now_ms()) * 1_000_000;
         for ((path, parent_rev), h) in items.into_iter().zip(hashed) {
             let h = match h {
                 Ok(h) => h,
@@ -664,6 +667,14 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                     continue;
                 }
             };
+            // Still being written (changed within the quiet period): wait until
+            // it is stable, so a half-written file never becomes a revision. The
+            // round reports it as unfinished, which schedules a retry.
+            if now_ns - i128::from(h.local.mtime_ns) < i128::from(STABLE_MS) * 1_000_000 {
+                tracing::debug!(%path, "changed just now; sending it once it is stable");
+                errors += 1;
+                continue;
+            }
             // Same content and mode as the server's head: nothing to send.
             if let Some(r) = self
                 .rtree

@@ -42,21 +42,11 @@ fn kind_of(n: i64) -> EntryKind {
 }
 
 fn encode_blocks(blocks: &[BlockRef]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(blocks.len() * 36);
-    for b in blocks {
-        out.extend_from_slice(b.id.as_bytes());
-        out.extend_from_slice(&b.size.to_le_bytes());
-    }
-    out
+    ferry_shared::block::encode_list(blocks.iter().map(|b| (b.id, b.size)))
 }
 
 fn decode_blocks(blob: &[u8]) -> Vec<BlockRef> {
-    blob.chunks_exact(36)
-        .map(|c| BlockRef {
-            id: ferry_shared::BlockId::from_slice(&c[..32]).expect("32 bytes"),
-            size: u32::from_le_bytes(c[32..].try_into().expect("4 bytes")),
-        })
-        .collect()
+    ferry_shared::block::decode_list(blob).into_iter().map(|(id, size)| BlockRef { id, size }).collect()
 }
 
 /// A change to the persisted trees, applied in one transaction with others.

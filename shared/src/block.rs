@@ -264,6 +264,28 @@ pub fn read_frames(mut buf: &[u8]) -> Result<Vec<Frame<'_>>, BadFrame> {
     Ok(out)
 }
 
+/// A block list in its compact stored form: 36 bytes a block (the id, then
+/// the plaintext size as u32 LE). Used by the server's and the client's
+/// databases.
+pub fn encode_list(blocks: impl IntoIterator<Item = (BlockId, u32)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (id, size) in blocks {
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+    }
+    out
+}
+
+/// Reads what [`encode_list`] wrote (a trailing partial record is ignored).
+pub fn decode_list(blob: &[u8]) -> Vec<(BlockId, u32)> {
+    blob.chunks_exact(36)
+        .map(|c| {
+            let id = BlockId::from_slice(&c[..32]).expect("32 bytes");
+            (id, u32::from_le_bytes(c[32..].try_into().expect("4 bytes")))
+        })
+        .collect()
+}
+
 /// Content hash of a file revision: BLAKE3 over the file size and its block
 /// ids in order. The server computes it from the block list (it never trusts a
 /// client-given hash); a client computes the same from its own chunking.
@@ -317,6 +339,13 @@ mod tests {
         assert!(read_frames(&body[..body.len() - 1]).is_err());
         assert!(read_frames(&[0u8; 10]).is_err());
         assert_eq!(read_frames(&[]).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn block_list_roundtrip() {
+        let list = vec![(BlockId::of(b"a"), 1), (BlockId::of(b"bb"), 2)];
+        assert_eq!(decode_list(&encode_list(list.clone())), list);
+        assert!(decode_list(&[]).is_empty());
     }
 
     #[test]

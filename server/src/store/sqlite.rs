@@ -292,24 +292,6 @@ fn op_of(i: i64) -> ChangeOp {
     }
 }
 
-pub fn encode_blocks(blocks: &[(BlockId, u32)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(blocks.len() * 36);
-    for (id, size) in blocks {
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(&size.to_le_bytes());
-    }
-    out
-}
-
-pub fn decode_blocks(blob: &[u8]) -> Vec<(BlockId, u32)> {
-    blob.chunks_exact(36)
-        .map(|c| {
-            let id = BlockId::from_slice(&c[..32]).expect("32 bytes");
-            (id, u32::from_le_bytes(c[32..].try_into().expect("4 bytes")))
-        })
-        .collect()
-}
-
 const NODE_COLS: &str = "id, parent, kind, head, deleted";
 
 fn node_row(r: &rusqlite::Row) -> rusqlite::Result<Node> {
@@ -327,7 +309,7 @@ fn version(conn: &Connection, rev: i64) -> Result<Version> {
                 mtime: r.get(1)?,
                 executable: r.get(2)?,
                 hash: r.get(3)?,
-                blocks: decode_blocks(&r.get::<_, Vec<u8>>(4)?),
+                blocks: ferry_shared::block::decode_list(&r.get::<_, Vec<u8>>(4)?),
                 deleted: r.get(5)?,
                 created: r.get(6)?,
                 device: r.get(7)?,
@@ -492,7 +474,7 @@ impl Ctx<'_> {
                 v.mtime,
                 v.executable,
                 v.hash,
-                encode_blocks(v.blocks),
+                ferry_shared::block::encode_list(v.blocks.iter().copied()),
                 v.deleted,
                 self.now,
                 self.caller.device_id
