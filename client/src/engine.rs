@@ -264,8 +264,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                         for k in moved {
                             let node = self.rtree.get(&k).cloned();
                             self.set_remote(&mut writes, &k, None);
-                            let rest = &k.as_str()[from.as_str().len()..];
-                            let to = RelPath::parse(&format!("{}{rest}", path.as_str()))?;
+                            let to = k.rebase(from, path)?;
                             nodes.push((to, node));
                         }
                         for (to, node) in nodes {
@@ -439,8 +438,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         for k in moved {
             let node = self.stree.get(&k).cloned();
             self.set_synced(&mut w, &k, None);
-            let rest = &k.as_str()[from.as_str().len()..];
-            let new = RelPath::parse(&format!("{}{rest}", to.as_str()))?;
+            let new = k.rebase(from, to)?;
             self.set_synced(&mut w, &new, node);
         }
         self.write(w)
@@ -457,8 +455,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             let rnode = self.rtree.get(&k).cloned();
             self.set_synced(&mut w, &k, None);
             self.set_remote(&mut w, &k, None);
-            let rest = &k.as_str()[from.as_str().len()..];
-            let new = RelPath::parse(&format!("{}{rest}", to.as_str()))?;
+            let new = k.rebase(from, to)?;
             let (node, rnode) = if &new == to {
                 let blocks = rnode.map(|r| r.blocks).unwrap_or_default();
                 (node.map(|n| SyncedNode { rev: entry.rev, ..n }), Some(remote_node(&entry, blocks)))

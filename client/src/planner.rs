@@ -127,11 +127,8 @@ impl Plan {
 }
 
 fn rebase(path: &RelPath, from: &RelPath, to: &RelPath) -> RelPath {
-    if path == from {
-        return to.clone();
-    }
-    let rest = &path.as_str()[from.as_str().len() + 1..];
-    RelPath::parse(&format!("{}/{rest}", to.as_str())).expect("a valid path rebased stays valid")
+    // `to` already holds an item of this tree, so paths under it fit the limits.
+    path.rebase(from, to).expect("a path under an existing item stays valid")
 }
 
 /// Moves every key at or under `from` to the same place under `to`.

@@ -8,7 +8,7 @@ use ferry_shared::api::{
     ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ListRevisionsRequest, ListRevisionsResponse,
     LoginResponse, MissingBlocksRequest, MissingBlocksResponse, PollResponse,
 };
-use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER, EncodedBlock};
+use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -182,18 +182,6 @@ impl Remote {
             missing.extend(check(resp).await?.json::<MissingBlocksResponse>().await?.missing);
         }
         Ok(missing)
-    }
-
-    pub async fn put_block(&self, b: EncodedBlock) -> Result<()> {
-        self.count(b.bytes.len());
-        let resp = self
-            .req(reqwest::Method::PUT, &format!("/blocks/{}", b.id))
-            .header(ENCODING_HEADER, b.encoding.as_str())
-            .body(b.bytes)
-            .send()
-            .await?;
-        check(resp).await?;
-        Ok(())
     }
 
     /// Uploads many blocks in one request (a body of `block::write_frame`s).

@@ -140,6 +140,25 @@ impl RelPath {
         Ok(RelPath(joined))
     }
 
+    /// The same place under `to` that `self` has under `from` (for moving a
+    /// subtree): `a/b/c` rebased from `a/b` to `x` is `x/c`. `self` must be
+    /// `from` or lie inside it.
+    pub fn rebase(&self, from: &RelPath, to: &RelPath) -> Result<RelPath, PathError> {
+        debug_assert!(self.starts_with(from), "{self} is not under {from}");
+        let rest = self.0[from.0.len()..].trim_start_matches('/');
+        if rest.is_empty() {
+            return Ok(to.clone());
+        }
+        if to.is_root() {
+            return Ok(RelPath(rest.to_owned()));
+        }
+        let joined = format!("{}/{rest}", to.0);
+        if joined.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+        Ok(RelPath(joined))
+    }
+
     /// True when `self` is `other` or lies inside it.
     pub fn starts_with(&self, other: &RelPath) -> bool {
         other.is_root()
@@ -287,6 +306,11 @@ mod tests {
         assert!(!p.starts_with(&RelPath::parse("a/bb").unwrap()));
         assert!(RelPath::parse("a/bb").unwrap().starts_with(&RelPath::root()));
         assert_eq!(RelPath::root().join("x").unwrap().as_str(), "x");
+        let (ab, x) = (RelPath::parse("a/b").unwrap(), RelPath::parse("x").unwrap());
+        assert_eq!(p.rebase(&ab, &x).unwrap().as_str(), "x/c.txt");
+        assert_eq!(ab.rebase(&ab, &x).unwrap(), x);
+        assert_eq!(p.rebase(&ab, &RelPath::root()).unwrap().as_str(), "c.txt");
+        assert_eq!(x.rebase(&RelPath::root(), &ab).unwrap().as_str(), "a/b/x");
         assert!(p.join("..").is_err());
     }
 
