@@ -55,6 +55,9 @@ enum What {
         /// Also measure RSS while uploading a 4 GiB file.
         #[arg(long)]
         huge: bool,
+        /// Run only these parts (comma-separated: latency, delta, drop, many, idle, tree-100k, huge).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Everything above with the defaults.
     All,
@@ -65,12 +68,20 @@ fn main() -> anyhow::Result<()> {
         What::Chunking { mib } => chunking(mib),
         What::Commits { files, concurrency } => rt()?.block_on(commits(files, concurrency)),
         What::Longpoll { idle, samples } => rt()?.block_on(longpoll(idle, samples)),
-        What::Sync { tree_100k, huge } => sync::run(tree_100k, huge),
+        What::Sync { tree_100k, huge, only } => {
+            let mut parts = only;
+            if parts.is_empty() {
+                parts = sync::BASIC.iter().map(|p| p.to_string()).collect();
+                parts.extend(tree_100k.then(|| "tree-100k".to_string()));
+                parts.extend(huge.then(|| "huge".to_string()));
+            }
+            sync::run(&parts)
+        }
         What::All => {
             chunking(256)?;
             rt()?.block_on(commits(20_000, 64))?;
             rt()?.block_on(longpoll(10_000, 200))?;
-            sync::run(false, false)
+            sync::run(&sync::BASIC.map(String::from))
         }
     }
 }

@@ -49,7 +49,14 @@ fn wait_idle(d: &Daemon) -> anyhow::Result<()> {
     })
 }
 
-pub fn run(tree_100k: bool, huge: bool) -> anyhow::Result<()> {
+/// The parts `ferry-bench sync` runs by default.
+pub const BASIC: [&str; 5] = ["latency", "delta", "drop", "many", "idle"];
+
+pub fn run(parts: &[String]) -> anyhow::Result<()> {
+    let part = |name: &str| parts.iter().any(|p| p == name);
+    if let Some(p) = parts.iter().find(|p| !BASIC.contains(&p.as_str()) && *p != "tree-100k" && *p != "huge") {
+        anyhow::bail!("unknown part {p:?}; known: {}, tree-100k, huge", BASIC.join(", "));
+    }
     println!("== sync: server + daemons A and B on 127.0.0.1 ==");
     // Quiet daemons: their log writes would count as bytes written.
     if std::env::var_os("FERRY_TEST_LOG").is_none() {
@@ -64,197 +71,221 @@ pub fn run(tree_100k: bool, huge: bool) -> anyhow::Result<()> {
     wait_idle(&b)?;
 
     // 1. Propagation latency of a new 1 KiB file, 50 isolated edits.
-    std::fs::create_dir_all(a.path("lat"))?;
-    wait_until(Duration::from_secs(30), "lat/ on B", || b.path("lat").exists())?;
-    let mut lat = Vec::new();
-    for i in 0..50 {
-        wait_idle(&a)?;
-        wait_idle(&b)?;
-        let data = pseudo_random(1024, i + 100);
-        let name = format!("lat/{i}.txt");
-        let t = Instant::now();
-        std::fs::write(a.path(&name), &data)?;
-        let target = b.path(&name);
-        wait_until(Duration::from_secs(30), "new file on B", || size_of(&target) == Some(1024))?;
-        lat.push(t.elapsed());
+    if part("latency") {
+        std::fs::create_dir_all(a.path("lat"))?;
+        wait_until(Duration::from_secs(30), "lat/ on B", || b.path("lat").exists())?;
+        let mut lat = Vec::new();
+        for i in 0..50 {
+            wait_idle(&a)?;
+            wait_idle(&b)?;
+            let data = pseudo_random(1024, i + 100);
+            let name = format!("lat/{i}.txt");
+            let t = Instant::now();
+            std::fs::write(a.path(&name), &data)?;
+            let target = b.path(&name);
+            wait_until(Duration::from_secs(30), "new file on B", || size_of(&target) == Some(1024))?;
+            lat.push(t.elapsed());
+        }
+        let (p50, p99) = (pct(&mut lat.clone(), 0.5), pct(&mut lat, 0.99));
+        println!("new 1 KiB file A → B: p50 {p50:.0} ms, p99 {p99:.0} ms (50 isolated edits)");
     }
-    let (p50, p99) = (pct(&mut lat.clone(), 0.5), pct(&mut lat, 0.99));
-    println!("new 1 KiB file A → B: p50 {p50:.0} ms, p99 {p99:.0} ms (50 isolated edits)");
 
     // 2. Bytes sent by A for small edits of a synced 64 MiB file.
-    let big = a.path("delta.bin");
-    std::fs::write(&big, pseudo_random(64 << 20, 7))?;
-    let big_b = b.path("delta.bin");
-    wait_until(Duration::from_secs(120), "64 MiB on B", || size_of(&big_b) == Some(64 << 20))?;
-    wait_idle(&a)?;
-    wait_idle(&b)?;
-    let sent = |d: &Daemon| d.status().map(|s| s["bytes_sent"].as_u64().unwrap_or(0)).unwrap_or(0);
-    let measure = |label: &str, edit: &dyn Fn() -> anyhow::Result<()>, done: &dyn Fn() -> bool| -> anyhow::Result<()> {
+    if part("delta") {
+        let big = a.path("delta.bin");
+        std::fs::write(&big, pseudo_random(64 << 20, 7))?;
+        let big_b = b.path("delta.bin");
+        wait_until(Duration::from_secs(120), "64 MiB on B", || size_of(&big_b) == Some(64 << 20))?;
         wait_idle(&a)?;
-        let (before, before_w) = (sent(&a), wchar(pa));
-        edit()?;
-        wait_until(Duration::from_secs(120), label, done)?;
-        wait_idle(&a)?;
-        println!(
-            "{label}: A sent {:.1} KiB to the server (all of A's write syscalls, incl. its state DB: {:.1} KiB)",
-            (sent(&a) - before) as f64 / 1024.0,
-            (wchar(pa) - before_w) as f64 / 1024.0
-        );
-        Ok(())
-    };
-    let mid = 32u64 << 20;
-    let byte_at = |p: &Path, off: u64| -> Option<u8> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(p).ok()?;
-        f.seek(SeekFrom::Start(off)).ok()?;
-        let mut b = [0u8];
-        f.read_exact(&mut b).ok()?;
-        Some(b[0])
-    };
-    let orig = byte_at(&big, mid).context("byte")?;
-    measure(
-        "(a) overwrite 1 byte in the middle of 64 MiB",
-        &|| {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&big)?;
-            f.seek(SeekFrom::Start(mid))?;
-            f.write_all(&[orig ^ 0xff])?;
+        wait_idle(&b)?;
+        let sent = |d: &Daemon| d.status().map(|s| s["bytes_sent"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let measure = |label: &str,
+                       edit: &dyn Fn() -> anyhow::Result<()>,
+                       done: &dyn Fn() -> bool|
+         -> anyhow::Result<()> {
+            wait_idle(&a)?;
+            let (before, before_w) = (sent(&a), wchar(pa));
+            edit()?;
+            wait_until(Duration::from_secs(120), label, done)?;
+            wait_idle(&a)?;
+            println!(
+                "{label}: A sent {:.1} KiB to the server (all of A's write syscalls, incl. its state DB: {:.1} KiB)",
+                (sent(&a) - before) as f64 / 1024.0,
+                (wchar(pa) - before_w) as f64 / 1024.0
+            );
             Ok(())
-        },
-        &|| byte_at(&big_b, mid) == Some(orig ^ 0xff),
-    )?;
-    measure(
-        "(b) insert 1 byte at the start of 64 MiB",
-        &|| {
-            let mut data = vec![0x5a];
-            data.extend(std::fs::read(&big)?);
-            std::fs::write(&big, data)?;
-            Ok(())
-        },
-        &|| size_of(&big_b) == Some((64 << 20) + 1),
-    )?;
-    measure(
-        "(c) append 1 MiB to 64 MiB",
-        &|| {
-            let mut f = std::fs::OpenOptions::new().append(true).open(&big)?;
-            f.write_all(&pseudo_random(1 << 20, 8))?;
-            Ok(())
-        },
-        &|| size_of(&big_b) == Some((65 << 20) + 1),
-    )?;
+        };
+        let mid = 32u64 << 20;
+        let byte_at = |p: &Path, off: u64| -> Option<u8> {
+            use std::io::Read;
+            let mut f = std::fs::File::open(p).ok()?;
+            f.seek(SeekFrom::Start(off)).ok()?;
+            let mut b = [0u8];
+            f.read_exact(&mut b).ok()?;
+            Some(b[0])
+        };
+        let orig = byte_at(&big, mid).context("byte")?;
+        measure(
+            "(a) overwrite 1 byte in the middle of 64 MiB",
+            &|| {
+                let mut f = std::fs::OpenOptions::new().write(true).open(&big)?;
+                f.seek(SeekFrom::Start(mid))?;
+                f.write_all(&[orig ^ 0xff])?;
+                Ok(())
+            },
+            &|| byte_at(&big_b, mid) == Some(orig ^ 0xff),
+        )?;
+        measure(
+            "(b) insert 1 byte at the start of 64 MiB",
+            &|| {
+                let mut data = vec![0x5a];
+                data.extend(std::fs::read(&big)?);
+                std::fs::write(&big, data)?;
+                Ok(())
+            },
+            &|| size_of(&big_b) == Some((64 << 20) + 1),
+        )?;
+        measure(
+            "(c) append 1 MiB to 64 MiB",
+            &|| {
+                let mut f = std::fs::OpenOptions::new().append(true).open(&big)?;
+                f.write_all(&pseudo_random(1 << 20, 8))?;
+                Ok(())
+            },
+            &|| size_of(&big_b) == Some((65 << 20) + 1),
+        )?;
+    }
 
     // 3. One drop of 1,000 × 100 KiB files and one 512 MiB file.
-    let stage = tmp.path().join("stage-drop");
-    std::fs::create_dir_all(stage.join("small"))?;
-    for i in 0..1000 {
-        std::fs::write(stage.join(format!("small/{i}.bin")), pseudo_random(100 << 10, i + 1000))?;
-    }
-    {
-        let mut f = std::fs::File::create(stage.join("big.bin"))?;
-        for i in 0..64 {
-            f.write_all(&pseudo_random(8 << 20, i + 5000))?;
+    if part("drop") {
+        let stage = tmp.path().join("stage-drop");
+        std::fs::create_dir_all(stage.join("small"))?;
+        for i in 0..1000 {
+            std::fs::write(stage.join(format!("small/{i}.bin")), pseudo_random(100 << 10, i + 1000))?;
         }
+        {
+            let mut f = std::fs::File::create(stage.join("big.bin"))?;
+            for i in 0..64 {
+                f.write_all(&pseudo_random(8 << 20, i + 5000))?;
+            }
+        }
+        let total = 1000 * (100u64 << 10) + (512u64 << 20);
+        wait_idle(&a)?;
+        let t = Instant::now();
+        std::fs::rename(&stage, a.path("drop"))?;
+        let last_small = b.path("drop/small/999.bin");
+        let big_drop = b.path("drop/big.bin");
+        wait_until(Duration::from_secs(600), "the drop on B", || {
+            size_of(&big_drop) == Some(512 << 20) && size_of(&last_small) == Some(100 << 10)
+        })?;
+        wait_until(Duration::from_secs(600), "all small files on B", || {
+            std::fs::read_dir(b.path("drop/small")).map(|d| d.count()).unwrap_or(0) == 1000
+        })?;
+        let took = t.elapsed();
+        println!(
+            "drop of 1,000 × 100 KiB + 512 MiB ({:.0} MB) A → B: {:.1} s, {:.0} MB/s",
+            total as f64 / 1e6,
+            took.as_secs_f64(),
+            total as f64 / 1e6 / took.as_secs_f64()
+        );
+        std::fs::remove_dir_all(a.path("drop"))?;
+        // Over a thousand deletions at once: the daemon pauses for confirmation.
+        wait_until(Duration::from_secs(60), "A to pause on the mass deletion", || {
+            a.status().map(|s| s["state"] == "paused").unwrap_or(false)
+        })?;
+        a.ferry(&["resume", "--confirm-deletes"])?;
+        wait_until(Duration::from_secs(120), "drop removed on B", || !b.path("drop").exists())?;
     }
-    let total = 1000 * (100u64 << 10) + (512u64 << 20);
-    wait_idle(&a)?;
-    let t = Instant::now();
-    std::fs::rename(&stage, a.path("drop"))?;
-    let last_small = b.path("drop/small/999.bin");
-    let big_drop = b.path("drop/big.bin");
-    wait_until(Duration::from_secs(600), "the drop on B", || {
-        size_of(&big_drop) == Some(512 << 20) && size_of(&last_small) == Some(100 << 10)
-    })?;
-    wait_until(Duration::from_secs(600), "all small files on B", || {
-        std::fs::read_dir(b.path("drop/small")).map(|d| d.count()).unwrap_or(0) == 1000
-    })?;
-    let took = t.elapsed();
-    println!(
-        "drop of 1,000 × 100 KiB + 512 MiB ({:.0} MB) A → B: {:.1} s, {:.0} MB/s",
-        total as f64 / 1e6,
-        took.as_secs_f64(),
-        total as f64 / 1e6 / took.as_secs_f64()
-    );
-    std::fs::remove_dir_all(a.path("drop"))?;
-    // Over a thousand deletions at once: the daemon pauses for confirmation.
-    wait_until(Duration::from_secs(60), "A to pause on the mass deletion", || {
-        a.status().map(|s| s["state"] == "paused").unwrap_or(false)
-    })?;
-    a.ferry(&["resume", "--confirm-deletes"])?;
-    wait_until(Duration::from_secs(120), "drop removed on B", || !b.path("drop").exists())?;
 
     // 4. 10,000 files of 1 KiB.
-    let stage = tmp.path().join("stage-10k");
-    for d in 0..10 {
-        std::fs::create_dir_all(stage.join(format!("d{d}")))?;
-        for i in 0..1000 {
-            std::fs::write(stage.join(format!("d{d}/{i}.txt")), pseudo_random(1024, d * 1000 + i))?;
+    if part("many") {
+        let stage = tmp.path().join("stage-10k");
+        for d in 0..10 {
+            std::fs::create_dir_all(stage.join(format!("d{d}")))?;
+            for i in 0..1000 {
+                std::fs::write(stage.join(format!("d{d}/{i}.txt")), pseudo_random(1024, d * 1000 + i))?;
+            }
         }
+        wait_idle(&a)?;
+        wait_idle(&b)?;
+        let t = Instant::now();
+        std::fs::rename(&stage, a.path("many"))?;
+        wait_until(Duration::from_secs(600), "10,000 files on B", || {
+            (0..10).all(|d| std::fs::read_dir(b.path(&format!("many/d{d}"))).map(|r| r.count()).unwrap_or(0) == 1000)
+        })?;
+        println!("10,000 files of 1 KiB A → B: {:.2} s", t.elapsed().as_secs_f64());
     }
-    wait_idle(&a)?;
-    wait_idle(&b)?;
-    let t = Instant::now();
-    std::fs::rename(&stage, a.path("many"))?;
-    wait_until(Duration::from_secs(600), "10,000 files on B", || {
-        (0..10).all(|d| std::fs::read_dir(b.path(&format!("many/d{d}"))).map(|r| r.count()).unwrap_or(0) == 1000)
-    })?;
-    println!("10,000 files of 1 KiB A → B: {:.2} s", t.elapsed().as_secs_f64());
 
     // 5. Idle: RSS and CPU with ~10,000 tracked files.
-    wait_idle(&a)?;
-    wait_idle(&b)?;
-    std::thread::sleep(Duration::from_secs(2));
-    let (ca, cb) = (cpu_secs(pa), cpu_secs(pb));
-    std::thread::sleep(Duration::from_secs(60));
-    println!(
-        "idle with {} tracked files: RSS A {:.0} MiB, B {:.0} MiB; CPU in 60 idle s: A {:.2} s, B {:.2} s",
-        a.status()?["files"],
-        rss_mib(pa),
-        rss_mib(pb),
-        cpu_secs(pa) - ca,
-        cpu_secs(pb) - cb
-    );
-
-    // The same tree after a restart of B (the steady state of a daemon that
-    // has not just moved a gigabyte: the allocator keeps what big transfers used).
     let mut b = b;
-    b.kill();
-    b.restart()?;
-    let pb = b.pid().context("pid")?;
-    wait_until(Duration::from_secs(60), "B's control socket", || b.status().is_ok())?;
-    wait_idle(&b)?;
-    std::thread::sleep(Duration::from_secs(5));
-    let cb = cpu_secs(pb);
-    std::thread::sleep(Duration::from_secs(30));
-    println!(
-        "B restarted, idle with {} tracked files: RSS {:.0} MiB; CPU in 30 idle s after start-up: {:.2} s",
-        b.status()?["files"],
-        rss_mib(pb),
-        cpu_secs(pb) - cb
-    );
+    let mut pb = pb;
+    if part("idle") {
+        wait_idle(&a)?;
+        wait_idle(&b)?;
+        std::thread::sleep(Duration::from_secs(2));
+        let (ca, cb) = (cpu_secs(pa), cpu_secs(pb));
+        std::thread::sleep(Duration::from_secs(60));
+        println!(
+            "idle with {} tracked files: RSS A {:.0} MiB, B {:.0} MiB; CPU in 60 idle s: A {:.2} s, B {:.2} s",
+            a.status()?["files"],
+            rss_mib(pa),
+            rss_mib(pb),
+            cpu_secs(pa) - ca,
+            cpu_secs(pb) - cb
+        );
 
-    if tree_100k {
+        // The same tree after a restart of B (the steady state of a daemon that
+        // has not just moved a gigabyte: the allocator keeps what big transfers used).
+        b.kill();
+        b.restart()?;
+        pb = b.pid().context("pid")?;
+        wait_until(Duration::from_secs(60), "B's control socket", || b.status().is_ok())?;
+        wait_idle(&b)?;
+        std::thread::sleep(Duration::from_secs(5));
+        let cb = cpu_secs(pb);
+        std::thread::sleep(Duration::from_secs(30));
+        println!(
+            "B restarted, idle with {} tracked files: RSS {:.0} MiB; CPU in 30 idle s after start-up: {:.2} s",
+            b.status()?["files"],
+            rss_mib(pb),
+            cpu_secs(pb) - cb
+        );
+    }
+
+    if part("tree-100k") {
         let stage = tmp.path().join("stage-100k");
         for d in 0..100 {
             std::fs::create_dir_all(stage.join(format!("d{d}")))?;
-            for i in 0..900 {
+            for i in 0..1000 {
                 std::fs::write(stage.join(format!("d{d}/{i}")), format!("{d}/{i}"))?;
             }
         }
+        let t = Instant::now();
         std::fs::rename(&stage, a.path("tree"))?;
         wait_until(Duration::from_secs(1800), "100k files on B", || {
-            std::fs::read_dir(b.path("tree/d99")).map(|r| r.count()).unwrap_or(0) == 900
+            std::fs::read_dir(b.path("tree/d99")).map(|r| r.count()).unwrap_or(0) == 1000
         })?;
         wait_idle(&a)?;
         wait_idle(&b)?;
+        let took = t.elapsed();
         std::thread::sleep(Duration::from_secs(5));
         println!(
-            "idle with {} tracked files: RSS A {:.0} MiB, B {:.0} MiB",
+            "100,000 files A → B in {:.1} s; idle with {} tracked files: RSS A {:.0} MiB, B {:.0} MiB",
+            took.as_secs_f64(),
             a.status()?["files"],
             rss_mib(pa),
             rss_mib(pb)
         );
+        b.kill();
+        b.restart()?;
+        pb = b.pid().context("pid")?;
+        wait_until(Duration::from_secs(60), "B's control socket", || b.status().is_ok())?;
+        wait_idle(&b)?;
+        std::thread::sleep(Duration::from_secs(5));
+        println!("B restarted, idle with {} tracked files: RSS {:.0} MiB", b.status()?["files"], rss_mib(pb));
     }
 
-    if huge {
+    if part("huge") {
         let stage = tmp.path().join("huge.bin");
         {
             let mut f = std::fs::File::create(&stage)?;

@@ -23,7 +23,7 @@ use crate::planner::{self, Op, Plan};
 use crate::seams::{Api, Clock, Disk, Hashed};
 use crate::state::{State, Write};
 use crate::status::Status;
-use crate::tree::{LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+use crate::tree::{ContentHash, LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree, subtree};
 
 /// Blocks of one large file fetched at once.
 const PARALLEL_BLOCKS: usize = 8;
@@ -121,7 +121,7 @@ pub fn conflict_name(name: &str, device: &str, now_ms: i64) -> String {
     format!("{stem} (conflicted copy from {device} {stamp}){ext}")
 }
 
-fn remote_node(e: &ferry_shared::api::Entry, blocks: Vec<BlockRef>) -> RemoteNode {
+fn remote_node(e: &ferry_shared::api::Entry) -> RemoteNode {
     RemoteNode {
         id: e.id,
         rev: e.rev,
@@ -129,13 +129,23 @@ fn remote_node(e: &ferry_shared::api::Entry, blocks: Vec<BlockRef>) -> RemoteNod
         size: e.size,
         mtime: e.mtime,
         executable: e.executable,
-        hash: e.hash.clone(),
-        blocks,
+        // Checked when the change arrived (`remote::parse_changes`); a commit
+        // answer with a broken hash reads as "unknown content".
+        hash: ContentHash::parse(&e.hash).unwrap_or(ContentHash([0xff; 32])),
     }
 }
 
 /// Where the blocks of files already synced sit on disk (delta download).
 type BlockIndex = HashMap<BlockId, (RelPath, u64, u32)>;
+
+/// A file to bring down: the server's version, its block list, and what the
+/// disk must still show for it to be replaced.
+struct Fetch {
+    path: RelPath,
+    remote: RemoteNode,
+    blocks: Vec<BlockRef>,
+    expect: Option<LocalNode>,
+}
 
 impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     pub fn open(
@@ -232,6 +242,30 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         writes.push(Write::Remote(path.clone(), node));
     }
 
+    /// Moves the remote record at `from` (and everything under it) to `to`,
+    /// block lists included.
+    fn rename_remote(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        for k in subtree(&self.rtree, from) {
+            let new = k.rebase(from, to)?;
+            if let Some(node) = self.rtree.remove(&k) {
+                self.rtree.insert(new.clone(), node);
+            }
+            writes.push(Write::RenameRemote(k, new));
+        }
+        Ok(())
+    }
+
+    /// Moves the synced records at and under `from` to `to`.
+    fn rename_synced(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        for k in subtree(&self.stree, from) {
+            let node = self.stree.get(&k).cloned();
+            self.set_synced(writes, &k, None);
+            let new = k.rebase(from, to)?;
+            self.set_synced(writes, &new, node);
+        }
+        Ok(())
+    }
+
     /// Pulls the journal since our cursor into the remote tree.
     pub async fn refresh_remote(&mut self) -> Result<bool, anyhow::Error> {
         let mut changed = false;
@@ -248,34 +282,20 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 }
                 match ch.op {
                     ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
-                        let blocks = ch.blocks.clone().unwrap_or_default();
-                        self.set_remote(&mut writes, path, Some(remote_node(&ch.entry, blocks)));
+                        self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
+                        if ch.entry.kind == EntryKind::File {
+                            writes.push(Write::Blocks(path.clone(), ch.blocks.clone().unwrap_or_default()));
+                        }
                     }
                     ChangeOp::Delete | ChangeOp::Rmdir => {
-                        let gone: Vec<RelPath> = self.rtree.keys().filter(|k| k.starts_with(path)).cloned().collect();
-                        for k in gone {
+                        for k in subtree(&self.rtree, path) {
                             self.set_remote(&mut writes, &k, None);
                         }
                     }
                     ChangeOp::Move => {
                         let Some(from) = &ch.from else { continue };
-                        let moved: Vec<RelPath> = self.rtree.keys().filter(|k| k.starts_with(from)).cloned().collect();
-                        let mut nodes = Vec::new();
-                        for k in moved {
-                            let node = self.rtree.get(&k).cloned();
-                            self.set_remote(&mut writes, &k, None);
-                            let to = k.rebase(from, path)?;
-                            nodes.push((to, node));
-                        }
-                        for (to, node) in nodes {
-                            let node = if &to == path {
-                                let blocks = node.map(|n| n.blocks).unwrap_or_default();
-                                Some(remote_node(&ch.entry, blocks))
-                            } else {
-                                node
-                            };
-                            self.set_remote(&mut writes, &to, node);
-                        }
+                        self.rename_remote(&mut writes, from, path)?;
+                        self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
                     }
                 }
                 changed = true;
@@ -434,13 +454,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         }
         self.disk.rename(from, to).with_context(|| format!("moving {from} to {to}"))?;
         let mut w = Vec::new();
-        let moved: Vec<RelPath> = self.stree.keys().filter(|k| k.starts_with(from)).cloned().collect();
-        for k in moved {
-            let node = self.stree.get(&k).cloned();
-            self.set_synced(&mut w, &k, None);
-            let new = k.rebase(from, to)?;
-            self.set_synced(&mut w, &new, node);
-        }
+        self.rename_synced(&mut w, from, to)?;
         self.write(w)
     }
 
@@ -449,22 +463,12 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             self.api.commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }]).await?;
         let entry = op_entry(resp.results.into_iter().next())?;
         let mut w = Vec::new();
-        let moved: Vec<RelPath> = self.stree.keys().filter(|k| k.starts_with(from)).cloned().collect();
-        for k in moved {
-            let node = self.stree.get(&k).cloned();
-            let rnode = self.rtree.get(&k).cloned();
-            self.set_synced(&mut w, &k, None);
-            self.set_remote(&mut w, &k, None);
-            let new = k.rebase(from, to)?;
-            let (node, rnode) = if &new == to {
-                let blocks = rnode.map(|r| r.blocks).unwrap_or_default();
-                (node.map(|n| SyncedNode { rev: entry.rev, ..n }), Some(remote_node(&entry, blocks)))
-            } else {
-                (node, rnode)
-            };
-            self.set_synced(&mut w, &new, node);
-            self.set_remote(&mut w, &new, rnode);
+        self.rename_synced(&mut w, from, to)?;
+        self.rename_remote(&mut w, from, to)?;
+        if let Some(top) = self.stree.get(to).cloned() {
+            self.set_synced(&mut w, to, Some(SyncedNode { rev: entry.rev, ..top }));
         }
+        self.set_remote(&mut w, to, Some(remote_node(&entry)));
         self.write(w)
     }
 
@@ -476,7 +480,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         }
         let local = self.disk.stat(path)?.with_context(|| format!("folder {path} vanished"))?;
         let mut w = Vec::new();
-        let node = SyncedNode { id: remote.id, rev: remote.rev, kind: EntryKind::Dir, local, hash: String::new() };
+        let node = SyncedNode { id: remote.id, rev: remote.rev, kind: EntryKind::Dir, local, hash: ContentHash::NONE };
         self.set_synced(&mut w, path, Some(node));
         self.write(w)
     }
@@ -499,10 +503,15 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             match (r.entry, r.error) {
                 (Some(entry), _) => {
                     let Ok(Some(local)) = self.disk.stat(path) else { continue };
-                    let node =
-                        SyncedNode { id: entry.id, rev: entry.rev, kind: EntryKind::Dir, local, hash: String::new() };
+                    let node = SyncedNode {
+                        id: entry.id,
+                        rev: entry.rev,
+                        kind: EntryKind::Dir,
+                        local,
+                        hash: ContentHash::NONE,
+                    };
                     self.set_synced(&mut w, path, Some(node));
-                    self.set_remote(&mut w, path, Some(remote_node(&entry, Vec::new())));
+                    self.set_remote(&mut w, path, Some(remote_node(&entry)));
                 }
                 (None, e) => {
                     errors += 1;
@@ -678,8 +687,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 .get(&path)
                 .filter(|r| r.hash == h.hash && r.executable == h.local.executable && Some(r.rev) == parent_rev)
             {
-                let node =
-                    SyncedNode { id: r.id, rev: r.rev, kind: EntryKind::File, local: h.local, hash: h.hash.clone() };
+                let node = SyncedNode { id: r.id, rev: r.rev, kind: EntryKind::File, local: h.local, hash: h.hash };
                 self.set_synced(&mut w, &path, Some(node));
                 continue;
             }
@@ -691,10 +699,21 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         if ready.is_empty() {
             return errors;
         }
-        // 2. Which blocks does the server lack? Blocks of files on the server
-        // are the account's already (a commit needs them); ask only about the
-        // others, then send those, several at once.
-        let known: HashSet<BlockId> = self.rtree.values().flat_map(|r| r.blocks.iter().map(|b| b.id)).collect();
+        // 2. Which blocks does the server lack? Blocks of the revisions being
+        // replaced are the account's already (a commit needed them); ask only
+        // about the others, then send those, several at once.
+        let mut parents: HashMap<RelPath, Vec<BlockRef>> = HashMap::new();
+        for (path, parent_rev, _) in &ready {
+            if parent_rev.is_some() && self.rtree.contains_key(path) {
+                match self.state.remote_blocks(path) {
+                    Ok(blocks) => {
+                        parents.insert(path.clone(), blocks);
+                    }
+                    Err(e) => self.record_error(format!("reading the block list of {path}: {e:#}")),
+                }
+            }
+        }
+        let known: HashSet<BlockId> = parents.values().flatten().map(|b| b.id).collect();
         let mut all: Vec<BlockId> =
             ready.iter().flat_map(|(_, _, h)| h.blocks.iter().map(|b| b.0)).filter(|id| !known.contains(id)).collect();
         all.sort();
@@ -763,7 +782,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 .iter()
                 .map(|(path, parent_rev, h)| {
                     let ids: Vec<BlockId> = h.blocks.iter().map(|b| b.0).collect();
-                    let parent = parent_rev.and_then(|_| self.rtree.get(path)).map(|r| r.blocks.as_slice());
+                    let parent = parents.get(path).map(Vec::as_slice);
                     CommitOp::Put {
                         path: path.clone(),
                         parent_rev: *parent_rev,
@@ -787,15 +806,17 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 match r {
                     OpResult { entry: Some(entry), .. } => {
                         let blocks = h.blocks.iter().map(|b| BlockRef { id: b.0, size: b.2 }).collect();
+                        let rnode = remote_node(&entry);
                         let node = SyncedNode {
                             id: entry.id,
                             rev: entry.rev,
                             kind: EntryKind::File,
                             local: h.local,
-                            hash: entry.hash.clone(),
+                            hash: rnode.hash,
                         };
                         self.set_synced(&mut w, path, Some(node));
-                        self.set_remote(&mut w, path, Some(remote_node(&entry, blocks)));
+                        self.set_remote(&mut w, path, Some(rnode));
+                        w.push(Write::Blocks(path.clone(), blocks));
                     }
                     OpResult { error, status, .. } => {
                         // 409: the server moved on; after the next refresh the
@@ -813,18 +834,21 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         errors
     }
 
-    /// Where blocks of files already synced sit on disk (delta download).
-    fn local_blocks(&self) -> BlockIndex {
-        let mut index = HashMap::new();
-        for (path, s) in &self.stree {
-            let Some(r) = self.rtree.get(path) else { continue };
-            if s.kind != EntryKind::File || s.hash != r.hash {
-                continue;
+    /// Where the `wanted` blocks sit in files already synced (delta
+    /// download): only files whose disk content is the synced revision count.
+    fn local_blocks(&self, wanted: &HashSet<BlockId>) -> BlockIndex {
+        let sources = match self.state.block_sources(wanted) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "cannot look up local copies of blocks; fetching them");
+                return HashMap::new();
             }
-            let mut off = 0u64;
-            for b in &r.blocks {
-                index.entry(b.id).or_insert((path.clone(), off, b.size));
-                off += u64::from(b.size);
+        };
+        let mut index = HashMap::new();
+        for (id, path, off, len) in sources {
+            let (Some(s), Some(r)) = (self.stree.get(&path), self.rtree.get(&path)) else { continue };
+            if s.kind == EntryKind::File && s.hash == r.hash {
+                index.entry(id).or_insert((path, off, len));
             }
         }
         index
@@ -834,20 +858,42 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         if items.is_empty() {
             return 0;
         }
-        let index = Arc::new(self.local_blocks());
-        let (small, large): (Vec<_>, Vec<_>) = items.into_iter().partition(|(_, r, _)| r.size <= SMALL_FILE);
+        let mut errors = 0;
+        let mut fetches = Vec::with_capacity(items.len());
+        for (path, remote, expect) in items {
+            let blocks = match self.state.remote_blocks(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    errors += 1;
+                    self.record_error(format!("reading the block list of {path}: {e:#}"));
+                    continue;
+                }
+            };
+            // The list must be the one the content hash was made from.
+            let ids: Vec<BlockId> = blocks.iter().map(|b| b.id).collect();
+            if ContentHash(ferry_shared::block::content_digest(remote.size, &ids)) != remote.hash {
+                errors += 1;
+                self.record_error(format!("{path}: the server's block list does not match its content hash"));
+                continue;
+            }
+            fetches.push(Fetch { path, remote, blocks, expect });
+        }
+        let wanted: HashSet<BlockId> = fetches.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).collect();
+        let index = Arc::new(self.local_blocks(&wanted));
+        drop(wanted);
+        let (small, large): (Vec<_>, Vec<_>) = fetches.into_iter().partition(|f| f.remote.size <= SMALL_FILE);
         // Small files in groups: one batch fetch and few fsync waits per group.
-        let mut groups: Vec<Vec<(RelPath, RemoteNode, Option<LocalNode>)>> = Vec::new();
+        let mut groups: Vec<Vec<Fetch>> = Vec::new();
         let mut size = 0u64;
         for item in small {
             if groups.is_empty()
-                || size + item.1.size > BATCH_BYTES as u64
+                || size + item.remote.size > BATCH_BYTES as u64
                 || groups.last().is_some_and(|g| g.len() >= 256)
             {
                 groups.push(Vec::new());
                 size = 0;
             }
-            size += item.1.size;
+            size += item.remote.size;
             groups.last_mut().expect("a group").push(item);
         }
         let small_results = futures_util::stream::iter(groups.into_iter().map(|group| {
@@ -860,18 +906,17 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
             small_results.into_iter().flatten().collect();
         let large_results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
-            futures_util::stream::iter(large.into_iter().map(|(path, rnode, expect)| {
+            futures_util::stream::iter(large.into_iter().map(|f| {
                 let (api, disk, index) = (self.api.clone(), self.disk.clone(), Arc::clone(&index));
                 async move {
-                    let r = download(&api, &disk, &index, &path, &rnode, expect).await;
-                    (path, rnode, r)
+                    let r = download(&api, &disk, &index, &f).await;
+                    (f.path, f.remote, r)
                 }
             }))
             .buffer_unordered(PARALLEL_FILES)
             .collect()
             .await;
         results.extend(large_results);
-        let mut errors = 0;
         let mut w = Vec::new();
         for (path, rnode, r) in results {
             match r {
@@ -909,10 +954,10 @@ async fn download_group<D: Disk, A: Api>(
     api: &A,
     disk: &D,
     index: &BlockIndex,
-    group: Vec<(RelPath, RemoteNode, Option<LocalNode>)>,
+    group: Vec<Fetch>,
 ) -> Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> {
     let mut need: Vec<BlockId> =
-        group.iter().flat_map(|(_, r, _)| r.blocks.iter().map(|b| b.id)).filter(|id| !index.contains_key(id)).collect();
+        group.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).filter(|id| !index.contains_key(id)).collect();
     need.sort();
     need.dedup();
     let fetched: HashMap<BlockId, Vec<u8>> = if need.is_empty() {
@@ -924,23 +969,23 @@ async fn download_group<D: Disk, A: Api>(
                 let msg = format!("{e}");
                 return group
                     .into_iter()
-                    .map(|(p, r, _)| (p, r, Err(anyhow::anyhow!("fetching blocks: {msg}"))))
+                    .map(|f| (f.path, f.remote, Err(anyhow::anyhow!("fetching blocks: {msg}"))))
                     .collect();
             }
         }
     };
     let index: BlockIndex = group
         .iter()
-        .flat_map(|(_, r, _)| r.blocks.iter())
+        .flat_map(|f| f.blocks.iter())
         .filter_map(|b| index.get(&b.id).map(|v| (b.id, v.clone())))
         .collect();
     let disk = disk.clone();
     tokio::task::spawn_blocking(move || {
         let out: Vec<_> = group
             .into_iter()
-            .map(|(path, rnode, expect)| {
-                let r = write_small(&disk, &path, &rnode, expect, &index, &fetched);
-                (path, rnode, r)
+            .map(|f| {
+                let r = write_small(&disk, &f, &index, &fetched);
+                (f.path, f.remote, r)
             })
             .collect();
         let written: Vec<RelPath> =
@@ -955,14 +1000,12 @@ async fn download_group<D: Disk, A: Api>(
 /// Writes one small file from blocks in memory or on disk (blocking).
 fn write_small<D: Disk>(
     disk: &D,
-    path: &RelPath,
-    rnode: &RemoteNode,
-    expect: Option<LocalNode>,
+    Fetch { path, remote: rnode, blocks, expect }: &Fetch,
     index: &BlockIndex,
     fetched: &HashMap<BlockId, Vec<u8>>,
 ) -> anyhow::Result<Option<LocalNode>> {
     let mut data = Vec::with_capacity(rnode.size as usize);
-    for b in &rnode.blocks {
+    for b in blocks {
         let local = index
             .get(&b.id)
             .and_then(|(p, off, len)| disk.read_range(p, *off, *len).ok())
@@ -980,7 +1023,7 @@ fn write_small<D: Disk>(
         disk.discard_temp(temp);
         return Err(e.into());
     }
-    Ok(disk.commit_temp(temp, path, rnode.mtime, rnode.executable, expect, false)?)
+    Ok(disk.commit_temp(temp, path, rnode.mtime, rnode.executable, *expect, false)?)
 }
 
 /// Writes the server's version of a file: a temp file in the same folder,
@@ -992,15 +1035,14 @@ async fn download<D: Disk, A: Api>(
     api: &A,
     disk: &D,
     index: &BlockIndex,
-    path: &RelPath,
-    rnode: &RemoteNode,
-    expect: Option<LocalNode>,
+    Fetch { path, remote: rnode, blocks, expect }: &Fetch,
 ) -> anyhow::Result<Option<LocalNode>> {
+    let expect = *expect;
     let p = path.clone();
     let d = disk.clone();
     let mut temp = Some(tokio::task::spawn_blocking(move || d.create_temp(&p)).await??);
     let result = async {
-        let mut blocks = futures_util::stream::iter(rnode.blocks.iter().map(|b| {
+        let mut blocks = futures_util::stream::iter(blocks.iter().map(|b| {
             let local = index.get(&b.id).cloned();
             let (id, disk) = (b.id, disk.clone());
             async move {

@@ -11,7 +11,9 @@
 //! - [`remote`]: the HTTP API client.
 //! - [`daemon`], [`control`], [`status`]: the running daemon and its socket.
 //! - [`config`]: where configuration and state live.
+//! - [`alloc`]: handing freed memory back to the OS after a burst of work.
 
+pub mod alloc;
 pub mod config;
 #[cfg(unix)]
 pub mod control;

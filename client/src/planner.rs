@@ -133,7 +133,7 @@ fn rebase(path: &RelPath, from: &RelPath, to: &RelPath) -> RelPath {
 
 /// Moves every key at or under `from` to the same place under `to`.
 fn move_subtree<V>(tree: &mut std::collections::BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
-    let keys: Vec<RelPath> = tree.keys().filter(|k| k.starts_with(from)).cloned().collect();
+    let keys = crate::tree::subtree(tree, from);
     let moved: Vec<(RelPath, V)> =
         keys.into_iter().map(|k| (rebase(&k, from, to), tree.remove(&k).expect("key"))).collect();
     tree.extend(moved);
@@ -152,14 +152,15 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
     let mut ops = Vec::new();
 
     // 1. Moves on the server: the same file id at a new path.
-    let by_id: HashMap<i64, RelPath> = synced.iter().map(|(p, s)| (s.id, p.clone())).collect();
+    let by_id: HashMap<i64, &RelPath> = synced.iter().map(|(p, s)| (s.id, p)).collect();
     let mut remote_moves: Vec<(RelPath, RelPath)> = remote
         .iter()
         .filter_map(|(to, r)| {
-            let from = by_id.get(&r.id)?;
+            let from = *by_id.get(&r.id)?;
             (from != to && synced.get(to).is_none_or(|s| s.id != r.id)).then(|| (from.clone(), to.clone()))
         })
         .collect();
+    drop(by_id);
     remote_moves.sort_by_key(|(_, to)| (depth(to), to.clone()));
     for (from, to) in remote_moves {
         // A move of an enclosing folder may already have carried this one.
@@ -178,13 +179,14 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
     }
 
     // 2. Moves on disk: the same inode at a new path, its old path gone.
-    let by_inode: HashMap<u64, RelPath> =
-        synced.iter().filter(|(p, _)| !local.contains_key(*p)).map(|(p, s)| (s.local.inode, p.clone())).collect();
+    let by_inode: HashMap<u64, &RelPath> =
+        synced.iter().filter(|(p, _)| !local.contains_key(*p)).map(|(p, s)| (s.local.inode, p)).collect();
     let mut local_moves: Vec<(RelPath, RelPath)> = local
         .iter()
         .filter(|(p, _)| !synced.contains_key(*p))
-        .filter_map(|(to, l)| Some((by_inode.get(&l.inode)?.clone(), to.clone())))
+        .filter_map(|(to, l)| Some(((*by_inode.get(&l.inode)?).clone(), to.clone())))
         .collect();
+    drop(by_inode);
     local_moves.sort_by_key(|(_, to)| (depth(to), to.clone()));
     for (from, to) in local_moves {
         let (Some(s), Some(l)) = (synced.get(&from), local.get(&to)) else { continue };
@@ -207,13 +209,14 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
     // case-sensitive file system holds both; the server and other devices
     // cannot). The one the server or the synced tree knows keeps its name;
     // the others move aside as conflict copies and sync under those names.
-    let mut seen: HashMap<(Option<RelPath>, String), &RelPath> = HashMap::new();
+    let mut seen: HashMap<(&str, Cow<str>), &RelPath> = HashMap::new();
     let mut aside: Vec<RelPath> = Vec::new();
     for p in local.keys() {
         if aside.iter().any(|a| p.starts_with(a)) {
             continue;
         }
-        let key = (p.parent(), name_key(p.name().unwrap_or("")));
+        let name = p.name().unwrap_or("");
+        let key = (&p.as_str()[..p.as_str().len() - name.len()], name_key(name));
         let known = |q: &RelPath| remote.contains_key(q) || synced.contains_key(q);
         match seen.get(&key) {
             None => {
@@ -321,6 +324,7 @@ fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::ContentHash;
 
     fn p(s: &str) -> RelPath {
         RelPath::parse(s).unwrap()
@@ -339,24 +343,15 @@ mod tests {
             size: 1,
             mtime: 0,
             executable: false,
-            hash: hash.into(),
-            blocks: vec![],
+            // Tests name contents; equal names mean equal content.
+            hash: ContentHash(*blake3::hash(hash.as_bytes()).as_bytes()),
         }
     }
     fn dir_r(id: i64, rev: i64) -> RemoteNode {
-        RemoteNode {
-            id,
-            rev,
-            kind: EntryKind::Dir,
-            size: 0,
-            mtime: 0,
-            executable: false,
-            hash: String::new(),
-            blocks: vec![],
-        }
+        RemoteNode { id, rev, kind: EntryKind::Dir, size: 0, mtime: 0, executable: false, hash: ContentHash::NONE }
     }
     fn synced(r: &RemoteNode, l: LocalNode) -> SyncedNode {
-        SyncedNode { id: r.id, rev: r.rev, kind: r.kind, local: l, hash: r.hash.clone() }
+        SyncedNode { id: r.id, rev: r.rev, kind: r.kind, local: l, hash: r.hash }
     }
 
     struct Case {

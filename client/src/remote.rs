@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::tree::ContentHash;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ListRevisionsRequest, ListRevisionsResponse,
@@ -57,6 +58,10 @@ pub fn parse_changes(raw: RawChanges) -> (ChangesResponse, Vec<String>) {
         .changes
         .into_iter()
         .filter_map(|v| match serde_json::from_value::<ferry_shared::api::Change>(v.clone()) {
+            Ok(c) if ContentHash::parse(&c.entry.hash).is_none() => {
+                refused.push(format!("refused a change from the server for {}: malformed content hash", c.entry.path));
+                None
+            }
             Ok(c) => Some(c),
             Err(e) => {
                 let path = v["entry"]["path"].as_str().unwrap_or("?").chars().take(200).collect::<String>();

@@ -15,7 +15,7 @@ use ferry_shared::{BlockId, RelPath};
 
 use crate::remote::{Remote, RemoteError};
 use crate::scan::{self, ScanError, ScanReport, TEMP_PREFIX};
-use crate::tree::{LocalNode, LocalTree};
+use crate::tree::{ContentHash, LocalNode, LocalTree};
 
 /// The time, for names of conflict copies and status.
 pub trait Clock: Send + Sync + 'static {
@@ -78,7 +78,7 @@ pub struct Hashed {
     pub local: LocalNode,
     /// `(id, offset, length)` of each block, in order.
     pub blocks: Vec<(BlockId, u64, u32)>,
-    pub hash: String,
+    pub hash: ContentHash,
 }
 
 /// The sync folder, as the engine uses it. Paths are relative to the folder;
@@ -225,7 +225,7 @@ impl Disk for LocalDisk {
         if before != after || size != after.size {
             return Err(io::Error::other("the file changed while it was read; it will be sent once it is stable"));
         }
-        let hash = ferry_shared::block::content_hash(size, blocks.iter().map(|b| &b.0));
+        let hash = ContentHash(ferry_shared::block::content_digest(size, blocks.iter().map(|b| &b.0)));
         Ok(Hashed { local: after, blocks, hash })
     }
 

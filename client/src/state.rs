@@ -1,5 +1,6 @@
 //! The client's persistent state (SQLite, WAL): the remote tree at the
-//! cursor, the synced tree, the cursor and the folder marker id.
+//! cursor (with each file's block list, which stays here rather than in
+//! memory), the synced tree, the cursor and the folder marker id.
 //!
 //! It is observed state, not a queue of pending work: losing it loses nothing
 //! (a rebuilt state makes every path "new on both sides", which the planner
@@ -8,11 +9,13 @@
 use std::path::Path;
 
 use anyhow::Context;
-use ferry_shared::RelPath;
+use std::collections::HashSet;
+
 use ferry_shared::api::{BlockRef, EntryKind};
+use ferry_shared::{BlockId, RelPath};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::tree::{LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+use crate::tree::{ContentHash, LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,10 +52,21 @@ fn decode_blocks(blob: &[u8]) -> Vec<BlockRef> {
     ferry_shared::block::decode_list(blob).into_iter().map(|(id, size)| BlockRef { id, size }).collect()
 }
 
+fn hash_of(hex: String) -> ContentHash {
+    // Stored hashes were checked when they arrived; a damaged one reads as
+    // "unknown content", which only costs a re-check, never a wrong skip.
+    ContentHash::parse(&hex).unwrap_or(ContentHash([0xff; 32]))
+}
+
 /// A change to the persisted trees, applied in one transaction with others.
 #[derive(Debug, Clone)]
 pub enum Write {
+    /// A remote item's metadata (a stored block list is kept), or its removal.
     Remote(RelPath, Option<RemoteNode>),
+    /// The block list of the remote file at a path (written after its `Remote`).
+    Blocks(RelPath, Vec<BlockRef>),
+    /// A remote record moves to another path, block list and all.
+    RenameRemote(RelPath, RelPath),
     Synced(RelPath, Option<SyncedNode>),
     Cursor(i64),
 }
@@ -83,8 +97,7 @@ impl State {
     }
 
     pub fn load_remote(&self) -> anyhow::Result<RemoteTree> {
-        let mut s =
-            self.conn.prepare("SELECT path, id, rev, kind, size, mtime, executable, hash, blocks FROM remote")?;
+        let mut s = self.conn.prepare("SELECT path, id, rev, kind, size, mtime, executable, hash FROM remote")?;
         let rows = s.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -95,8 +108,7 @@ impl State {
                     size: r.get::<_, i64>(4)? as u64,
                     mtime: r.get(5)?,
                     executable: r.get(6)?,
-                    hash: r.get(7)?,
-                    blocks: decode_blocks(&r.get::<_, Vec<u8>>(8)?),
+                    hash: hash_of(r.get(7)?),
                 },
             ))
         })?;
@@ -129,7 +141,7 @@ impl State {
                         inode: r.get::<_, i64>(6)? as u64,
                         executable: r.get(7)?,
                     },
-                    hash: r.get(8)?,
+                    hash: hash_of(r.get(8)?),
                 },
             ))
         })?;
@@ -143,6 +155,42 @@ impl State {
         Ok(tree)
     }
 
+    /// The block list of the remote file at `path` (empty when unknown).
+    pub fn remote_blocks(&self, path: &RelPath) -> anyhow::Result<Vec<BlockRef>> {
+        let mut s = self.conn.prepare_cached("SELECT blocks FROM remote WHERE path = ?1")?;
+        let blob: Option<Vec<u8>> = s.query_row([path.as_str()], |r| r.get(0)).optional()?;
+        Ok(blob.map(|b| decode_blocks(&b)).unwrap_or_default())
+    }
+
+    /// Where the `wanted` blocks occur in remote files: `(block, path,
+    /// offset, length)`, every occurrence (the caller checks which files on
+    /// disk still hold them). Streams the table; memory stays with the answer.
+    pub fn block_sources(&self, wanted: &HashSet<BlockId>) -> anyhow::Result<Vec<(BlockId, RelPath, u64, u32)>> {
+        let mut out = Vec::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let mut s = self.conn.prepare("SELECT path, blocks FROM remote WHERE kind = 0 AND length(blocks) > 0")?;
+        let mut rows = s.query([])?;
+        while let Some(row) = rows.next()? {
+            let blob = row.get_ref(1)?.as_blob()?;
+            let mut off = 0u64;
+            let mut path = None;
+            for (id, size) in ferry_shared::block::decode_list(blob) {
+                if wanted.contains(&id) {
+                    if path.is_none() {
+                        path = RelPath::parse_non_root(row.get_ref(0)?.as_str()?).ok();
+                    }
+                    if let Some(p) = &path {
+                        out.push((id, p.clone(), off, size));
+                    }
+                }
+                off += u64::from(size);
+            }
+        }
+        Ok(out)
+    }
+
     /// Applies writes in one transaction.
     pub fn apply(&mut self, writes: &[Write]) -> anyhow::Result<()> {
         if writes.is_empty() {
@@ -151,10 +199,15 @@ impl State {
         let tx = self.conn.transaction()?;
         {
             let mut put_remote = tx.prepare_cached(
-                "INSERT OR REPLACE INTO remote(path, id, rev, kind, size, mtime, executable, hash, blocks)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO remote(path, id, rev, kind, size, mtime, executable, hash, blocks)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, x'')
+                 ON CONFLICT(path) DO UPDATE SET id = excluded.id, rev = excluded.rev, kind = excluded.kind,
+                   size = excluded.size, mtime = excluded.mtime, executable = excluded.executable,
+                   hash = excluded.hash",
             )?;
+            let mut put_blocks = tx.prepare_cached("UPDATE remote SET blocks = ?2 WHERE path = ?1")?;
             let mut del_remote = tx.prepare_cached("DELETE FROM remote WHERE path = ?1")?;
+            let mut rename_remote = tx.prepare_cached("UPDATE remote SET path = ?2 WHERE path = ?1")?;
             let mut put_synced = tx.prepare_cached(
                 "INSERT OR REPLACE INTO synced(path, id, rev, kind, size, mtime_ns, inode, executable, hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -171,12 +224,18 @@ impl State {
                             n.size as i64,
                             n.mtime,
                             n.executable,
-                            n.hash,
-                            encode_blocks(&n.blocks)
+                            n.hash.to_hex(),
                         ])?;
                     }
                     Write::Remote(p, None) => {
                         del_remote.execute([p.as_str()])?;
+                    }
+                    Write::Blocks(p, blocks) => {
+                        put_blocks.execute(params![p.as_str(), encode_blocks(blocks)])?;
+                    }
+                    Write::RenameRemote(from, to) => {
+                        del_remote.execute([to.as_str()])?;
+                        rename_remote.execute([from.as_str(), to.as_str()])?;
                     }
                     Write::Synced(p, Some(n)) => {
                         put_synced.execute(params![
@@ -188,7 +247,7 @@ impl State {
                             n.local.mtime_ns,
                             n.local.inode as i64,
                             n.local.executable,
-                            n.hash
+                            n.hash.to_hex()
                         ])?;
                     }
                     Write::Synced(p, None) => {
@@ -202,5 +261,36 @@ impl State {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    fn file(id: i64, rev: i64) -> RemoteNode {
+        RemoteNode { id, rev, kind: EntryKind::File, size: 3, mtime: 0, executable: false, hash: ContentHash([1; 32]) }
+    }
+
+    #[test]
+    fn block_lists_stay_with_their_file_through_updates_and_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = State::open(&dir.path().join("state.db")).unwrap();
+        let (x, y) = (BlockId::of(b"x"), BlockId::of(b"yy"));
+        let list = vec![BlockRef { id: x, size: 1 }, BlockRef { id: y, size: 2 }];
+        st.apply(&[Write::Remote(p("a/f"), Some(file(1, 1))), Write::Blocks(p("a/f"), list.clone())]).unwrap();
+        // Metadata-only updates and renames keep the list.
+        st.apply(&[Write::RenameRemote(p("a/f"), p("b/g")), Write::Remote(p("b/g"), Some(file(1, 2)))]).unwrap();
+        assert_eq!(st.remote_blocks(&p("b/g")).unwrap(), list);
+        assert!(st.remote_blocks(&p("a/f")).unwrap().is_empty());
+        assert_eq!(st.load_remote().unwrap()[&p("b/g")], file(1, 2));
+        let wanted: HashSet<BlockId> = [y].into();
+        assert_eq!(st.block_sources(&wanted).unwrap(), vec![(y, p("b/g"), 1, 2)]);
+        st.apply(&[Write::Remote(p("b/g"), None)]).unwrap();
+        assert!(st.block_sources(&wanted).unwrap().is_empty());
     }
 }

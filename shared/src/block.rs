@@ -290,13 +290,18 @@ pub fn decode_list(blob: &[u8]) -> Vec<(BlockId, u32)> {
 /// ids in order. The server computes it from the block list (it never trusts a
 /// client-given hash); a client computes the same from its own chunking.
 pub fn content_hash<'a>(size: u64, blocks: impl IntoIterator<Item = &'a BlockId>) -> String {
+    hex::encode(content_digest(size, blocks))
+}
+
+/// [`content_hash`] as 32 raw bytes.
+pub fn content_digest<'a>(size: u64, blocks: impl IntoIterator<Item = &'a BlockId>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"ferry-content-v1");
     h.update(&size.to_le_bytes());
     for b in blocks {
         h.update(&b.0);
     }
-    h.finalize().to_hex().to_string()
+    *h.finalize().as_bytes()
 }
 
 #[cfg(test)]

@@ -170,9 +170,13 @@ impl RelPath {
 /// The key under which names are unique in a folder: NFC and case-folded, so
 /// that `Readme.md` and `README.md` (or an NFD twin) cannot both exist and
 /// never meet on a case-insensitive or normalizing file system.
-pub fn name_key(name: &str) -> String {
+pub fn name_key(name: &str) -> std::borrow::Cow<'_, str> {
+    // Most names are ASCII already in lower case: no allocation for them.
+    if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        return std::borrow::Cow::Borrowed(name);
+    }
     let lower: String = name.nfd().collect::<String>().to_lowercase();
-    lower.nfc().collect()
+    std::borrow::Cow::Owned(lower.nfc().collect())
 }
 
 fn check_segment(segment: &str) -> Result<(), PathError> {
@@ -209,6 +213,14 @@ fn check_segment(segment: &str) -> Result<(), PathError> {
         return Err(PathError::Reserved(segment.to_owned()));
     }
     Ok(())
+}
+
+/// Lets ordered maps keyed by `RelPath` be searched by `&str` ranges (the
+/// order is the string's, so `a/…` sorts between `a/` and `a0`).
+impl std::borrow::Borrow<str> for RelPath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for RelPath {
