@@ -62,7 +62,12 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
     if std::env::var_os("FERRY_TEST_LOG").is_none() {
         eprintln!("(set FERRY_TEST_LOG=warn to keep daemon logs out of the byte counts)");
     }
-    let tmp = tempfile::tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()))?;
+    let mut tmp = tempfile::tempdir_in(std::env::var("FERRY_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()))?;
+    if std::env::var_os("FERRY_BENCH_KEEP").is_some() {
+        // Keep the folders and daemon logs for a look afterwards.
+        tmp.disable_cleanup(true);
+        eprintln!("keeping {}", tmp.path().display());
+    }
     let server = Server::start()?;
     let a = Daemon::start(&server, "alice", "A", tmp.path())?;
     let b = Daemon::start(&server, "alice", "B", tmp.path())?;
@@ -276,6 +281,10 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
             rss_mib(pa),
             rss_mib(pb)
         );
+        if let Some(secs) = std::env::var("FERRY_BENCH_PAUSE").ok().and_then(|v| v.parse().ok()) {
+            eprintln!("pausing {secs} s: A is pid {pa}, B is pid {pb}");
+            std::thread::sleep(Duration::from_secs(secs));
+        }
         b.kill();
         b.restart()?;
         pb = b.pid().context("pid")?;

@@ -90,9 +90,8 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
             match round.await {
                 Ok(stats) => {
                     let _ = cursor_tx.send(engine.cursor);
-                    if stats.ops > 0 {
-                        crate::alloc::release_free_memory();
-                    }
+                    // What the round's scan and plan used goes back to the OS.
+                    crate::alloc::release_free_memory();
                     set_state(&status, SyncState::Idle, None);
                     if stats.errors > 0 {
                         // Try again after a backoff, not only on the next event.

@@ -39,6 +39,12 @@ const PARALLEL_FILES: usize = 2;
 const STABLE_MS: i64 = 50;
 /// Operations per commit request.
 const COMMIT_BATCH: usize = 1000;
+/// Tree entries changed before the trees are rebuilt compactly.
+const COMPACT_AFTER: usize = 10_000;
+/// Files downloaded as one chunk.
+const DOWNLOAD_CHUNK: usize = 4096;
+/// Bytes of files hashed, sent and committed as one group.
+const UPLOAD_GROUP_BYTES: u64 = 64 << 20;
 
 pub struct Engine<D: Disk, A: Api, C: Clock> {
     pub disk: D,
@@ -54,6 +60,8 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
     /// Set by `ferry resume --confirm-deletes` for the next round.
     pub deletes_confirmed: bool,
     pub status: Arc<Mutex<Status>>,
+    /// Tree entries changed since the trees were last rebuilt in one piece.
+    churn: usize,
 }
 
 /// What one sync round did.
@@ -135,6 +143,9 @@ fn remote_node(e: &ferry_shared::api::Entry) -> RemoteNode {
     }
 }
 
+/// A file to send and the head revision it replaces, if any.
+type Upload = (RelPath, Option<RevId>);
+
 /// Where the blocks of files already synced sit on disk (delta download).
 type BlockIndex = HashMap<BlockId, (RelPath, u64, u32)>;
 
@@ -172,6 +183,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             max_delete_share,
             deletes_confirmed: false,
             status,
+            churn: 0,
         })
     }
 
@@ -215,7 +227,24 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     fn write(&mut self, writes: Vec<Write>) -> anyhow::Result<()> {
+        self.churn += writes.len();
         self.state.apply(&writes)
+    }
+
+    /// After many changes, rebuilds both trees from the state database in one
+    /// piece: trees grown entry by entry have half-empty nodes and their keys
+    /// are scattered among freed memory; rebuilt, they take about half as much.
+    fn compact_if_churned(&mut self) -> anyhow::Result<()> {
+        if self.churn < COMPACT_AFTER {
+            return Ok(());
+        }
+        self.churn = 0;
+        // Free the old trees first so the new ones fill the same memory.
+        self.rtree = RemoteTree::new();
+        self.stree = SyncedTree::new();
+        self.rtree = self.state.load_remote()?;
+        self.stree = self.state.load_synced()?;
+        Ok(())
     }
 
     fn set_synced(&mut self, writes: &mut Vec<Write>, path: &RelPath, node: Option<SyncedNode>) {
@@ -348,6 +377,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             // Our own commits moved the journal: take them in before re-planning.
             self.refresh_remote().await?;
         }
+        self.compact_if_churned()?;
         if let Ok(mut s) = self.status.lock() {
             s.pending_uploads = 0;
             s.pending_downloads = 0;
@@ -368,7 +398,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         s.pending_download_bytes = 0;
         for op in &plan.ops {
             match op {
-                Op::Upload { .. } => s.pending_uploads += 1,
+                Op::Upload { size, .. } => {
+                    s.pending_uploads += 1;
+                    s.pending_upload_bytes += size;
+                }
                 Op::Download { remote, .. } | Op::Conflict { remote, .. } => {
                     s.pending_downloads += 1;
                     s.pending_download_bytes += remote.size;
@@ -401,8 +434,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                     mkdirs_remote.push(path);
                     Ok(())
                 }
-                Op::Upload { path, parent_rev } => {
-                    uploads.push((path, parent_rev));
+                Op::Upload { path, parent_rev, size } => {
+                    uploads.push((path, parent_rev, size));
                     Ok(())
                 }
                 Op::Download { path, remote, expect } => {
@@ -652,19 +685,45 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         Ok(copy)
     }
 
-    async fn uploads(&mut self, items: Vec<(RelPath, Option<RevId>)>) -> usize {
-        if items.is_empty() {
-            return 0;
-        }
+    /// Sends files in groups (up to [`COMMIT_BATCH`] files or
+    /// [`UPLOAD_GROUP_BYTES`]): memory stays bounded however many files there
+    /// are, and each group is committed, and visible to other devices, as
+    /// soon as its blocks are up. Small files go first: they are quick to
+    /// show on other devices, which fetch them while a big one is still sent.
+    async fn uploads(&mut self, mut items: Vec<(RelPath, Option<RevId>, u64)>) -> usize {
         let mut errors = 0;
-        // 1. Hash every file (blocking, off the async threads).
-        let paths: Vec<RelPath> = items.iter().map(|(p, _)| p.clone()).collect();
-        let hashed: Vec<std::io::Result<Hashed>> =
-            self.on_disk(move |d| paths.iter().map(|p| d.hash_file(p)).collect()).await;
+        items.sort_by_key(|(_, _, size)| *size > SMALL_FILE);
+        let mut rest: std::collections::VecDeque<(RelPath, Option<RevId>, u64)> = items.into();
+        while !rest.is_empty() {
+            // Hash files (blocking, off the async threads) until the group is full.
+            let (left, group) = self
+                .on_disk(move |d| {
+                    let mut group = Vec::new();
+                    let mut bytes = 0u64;
+                    while let Some((path, rev, size)) = rest.pop_front() {
+                        if !group.is_empty() && (group.len() >= COMMIT_BATCH || bytes + size > UPLOAD_GROUP_BYTES) {
+                            rest.push_front((path, rev, size));
+                            break;
+                        }
+                        let h = d.hash_file(&path);
+                        bytes += h.as_ref().map_or(size, |h| h.local.size);
+                        group.push(((path, rev), h));
+                    }
+                    (rest, group)
+                })
+                .await;
+            rest = left;
+            errors += self.upload_group(group).await;
+        }
+        errors
+    }
+
+    async fn upload_group(&mut self, group: Vec<(Upload, std::io::Result<Hashed>)>) -> usize {
+        let mut errors = 0;
         let mut ready = Vec::new();
         let mut w = Vec::new();
         let now_ns = i128::from(self.clock.now_ms()) * 1_000_000;
-        for ((path, parent_rev), h) in items.into_iter().zip(hashed) {
+        for ((path, parent_rev), h) in group {
             let h = match h {
                 Ok(h) => h,
                 Err(e) => {
@@ -776,6 +835,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             self.record_error(format!("sending blocks: {e}"));
             return errors + ready.len();
         }
+        tracing::debug!(files = ready.len(), blocks = missing.len(), "blocks sent; committing");
         // 3. Commit, many files per request.
         for batch in ready.chunks(COMMIT_BATCH) {
             let ops: Vec<CommitOp> = batch
@@ -854,10 +914,23 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         index
     }
 
-    async fn downloads(&mut self, items: Vec<(RelPath, RemoteNode, Option<LocalNode>)>) -> usize {
-        if items.is_empty() {
-            return 0;
+    /// Brings files down in chunks of [`DOWNLOAD_CHUNK`], small files first:
+    /// memory stays bounded however many there are, and files land as they
+    /// arrive rather than all at the end.
+    async fn downloads(&mut self, mut items: Vec<(RelPath, RemoteNode, Option<LocalNode>)>) -> usize {
+        items.sort_by_key(|(_, r, _)| r.size > SMALL_FILE);
+        let mut errors = 0;
+        let mut items = items.into_iter();
+        loop {
+            let chunk: Vec<_> = items.by_ref().take(DOWNLOAD_CHUNK).collect();
+            if chunk.is_empty() {
+                return errors;
+            }
+            errors += self.download_chunk(chunk).await;
         }
+    }
+
+    async fn download_chunk(&mut self, items: Vec<(RelPath, RemoteNode, Option<LocalNode>)>) -> usize {
         let mut errors = 0;
         let mut fetches = Vec::with_capacity(items.len());
         for (path, remote, expect) in items {
@@ -881,6 +954,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let wanted: HashSet<BlockId> = fetches.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).collect();
         let index = Arc::new(self.local_blocks(&wanted));
         drop(wanted);
+        tracing::debug!(files = fetches.len(), "downloading");
         let (small, large): (Vec<_>, Vec<_>) = fetches.into_iter().partition(|f| f.remote.size <= SMALL_FILE);
         // Small files in groups: one batch fetch and few fsync waits per group.
         let mut groups: Vec<Vec<Fetch>> = Vec::new();
@@ -917,6 +991,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             .collect()
             .await;
         results.extend(large_results);
+        tracing::debug!(files = results.len(), "downloaded");
         let mut w = Vec::new();
         for (path, rnode, r) in results {
             match r {
@@ -981,15 +1056,34 @@ async fn download_group<D: Disk, A: Api>(
         .collect();
     let disk = disk.clone();
     tokio::task::spawn_blocking(move || {
-        let out: Vec<_> = group
-            .into_iter()
-            .map(|f| {
-                let r = write_small(&disk, &f, &index, &fetched);
-                (f.path, f.remote, r)
-            })
-            .collect();
-        let written: Vec<RelPath> =
-            out.iter().filter(|(_, _, r)| matches!(r, Ok(Some(_)))).map(|(p, _, _)| p.clone()).collect();
+        // Write every temp file, make them durable together, then rename each.
+        let mut out = Vec::new();
+        let mut ready = Vec::new();
+        let mut temps = Vec::new();
+        for f in group {
+            match write_small(&disk, &f, &index, &fetched) {
+                Ok(t) => {
+                    temps.push((t, f.remote.mtime, f.remote.executable));
+                    ready.push(f);
+                }
+                Err(e) => out.push((f.path, f.remote, Err(e))),
+            }
+        }
+        let finished = disk.finish_temps(&mut temps);
+        let mut written = Vec::new();
+        for ((f, (temp, _, _)), fin) in ready.into_iter().zip(temps).zip(finished) {
+            let r = match fin {
+                Ok(()) => disk.commit_temp(temp, &f.path, f.expect, false).map_err(anyhow::Error::from),
+                Err(e) => {
+                    disk.discard_temp(temp);
+                    Err(e.into())
+                }
+            };
+            if matches!(r, Ok(Some(_))) {
+                written.push(f.path.clone());
+            }
+            out.push((f.path, f.remote, r));
+        }
         disk.sync_parents(&written);
         out
     })
@@ -997,13 +1091,13 @@ async fn download_group<D: Disk, A: Api>(
     .unwrap_or_default()
 }
 
-/// Writes one small file from blocks in memory or on disk (blocking).
+/// Writes one small file's temp file from blocks in memory or on disk (blocking).
 fn write_small<D: Disk>(
     disk: &D,
-    Fetch { path, remote: rnode, blocks, expect }: &Fetch,
+    Fetch { path, remote: rnode, blocks, .. }: &Fetch,
     index: &BlockIndex,
     fetched: &HashMap<BlockId, Vec<u8>>,
-) -> anyhow::Result<Option<LocalNode>> {
+) -> anyhow::Result<D::Temp> {
     let mut data = Vec::with_capacity(rnode.size as usize);
     for b in blocks {
         let local = index
@@ -1023,7 +1117,7 @@ fn write_small<D: Disk>(
         disk.discard_temp(temp);
         return Err(e.into());
     }
-    Ok(disk.commit_temp(temp, path, rnode.mtime, rnode.executable, *expect, false)?)
+    Ok(temp)
 }
 
 /// Writes the server's version of a file: a temp file in the same folder,
@@ -1074,9 +1168,16 @@ async fn download<D: Disk, A: Api>(
         if size != rnode.size {
             bail!("the server's blocks add up to {size} bytes, not {}", rnode.size);
         }
-        let (t, d, target) = (temp.take().expect("temp file"), disk.clone(), path.clone());
+        let (mut t, d, target) = (temp.take().expect("temp file"), disk.clone(), path.clone());
         let (mtime, exec) = (rnode.mtime, rnode.executable);
-        Ok(tokio::task::spawn_blocking(move || d.commit_temp(t, &target, mtime, exec, expect, true)).await??)
+        Ok(tokio::task::spawn_blocking(move || match d.finish_temp(&mut t, mtime, exec) {
+            Ok(()) => d.commit_temp(t, &target, expect, true),
+            Err(e) => {
+                d.discard_temp(t);
+                Err(e)
+            }
+        })
+        .await??)
     }
     .await;
     if let Some(t) = temp {

@@ -84,6 +84,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    ferry_client::alloc::use_one_heap();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

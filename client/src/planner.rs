@@ -46,10 +46,12 @@ pub enum Op {
     MkdirRemote {
         path: RelPath,
     },
-    /// Send the file at `path` (`parent_rev`: the head it replaces, if any).
+    /// Send the file at `path` (`parent_rev`: the head it replaces, if any;
+    /// `size`: as the scan saw it, to send small files first).
     Upload {
         path: RelPath,
         parent_rev: Option<RevId>,
+        size: u64,
     },
     /// Write the server's version to `path`; only if the disk still shows `expect`.
     Download {
@@ -273,7 +275,9 @@ fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: O
     match (local_changed, remote_changed) {
         (false, false) => None,
         (true, false) => match l {
-            Some(l) if l.kind == EntryKind::File => Some(Op::Upload { path, parent_rev: r.map(|r| r.rev) }),
+            Some(l) if l.kind == EntryKind::File => {
+                Some(Op::Upload { path, parent_rev: r.map(|r| r.rev), size: l.size })
+            }
             Some(l) => match r {
                 None => Some(Op::MkdirRemote { path }),
                 // A folder where a synced file was: keep the file's content apart.
@@ -311,7 +315,7 @@ fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: O
             }
             (Some(r), None) => Some(Op::MkdirLocal { path, remote: r.clone() }),
             // Deleted on the server, edited here: the edit wins.
-            (None, Some(l)) if l.kind == EntryKind::File => Some(Op::Upload { path, parent_rev: None }),
+            (None, Some(l)) if l.kind == EntryKind::File => Some(Op::Upload { path, parent_rev: None, size: l.size }),
             (None, Some(_)) => Some(Op::MkdirRemote { path }),
             (Some(r), Some(l)) if r.kind == EntryKind::Dir && l.kind == EntryKind::Dir => {
                 Some(Op::Agree { path, remote: r.clone(), local: *l })
@@ -391,8 +395,8 @@ mod tests {
         c.local.insert(p("new"), file_l(12, 1, 1));
         c.remote.insert(p("dir"), dir_r(5, 5));
         let ops = c.plan().ops;
-        assert!(ops.contains(&Op::Upload { path: p("f"), parent_rev: Some(1) }));
-        assert!(ops.contains(&Op::Upload { path: p("new"), parent_rev: None }));
+        assert!(ops.contains(&Op::Upload { path: p("f"), parent_rev: Some(1), size: 2 }));
+        assert!(ops.contains(&Op::Upload { path: p("new"), parent_rev: None, size: 1 }));
         assert!(ops.contains(&Op::Download {
             path: p("g"),
             remote: file_r(2, 3, "h2"),
@@ -426,7 +430,7 @@ mod tests {
         c.local.insert(p("b"), file_l(11, 9, 9)); // deleted there, edited here
         let ops = c.plan().ops;
         assert!(ops.contains(&Op::Download { path: p("a"), remote: file_r(1, 7, "new"), expect: None }));
-        assert!(ops.contains(&Op::Upload { path: p("b"), parent_rev: None }));
+        assert!(ops.contains(&Op::Upload { path: p("b"), parent_rev: None, size: 9 }));
     }
 
     #[test]
@@ -520,7 +524,7 @@ mod tests {
         // Neither folder is known: the later name (in path order) moves aside.
         assert!(ops.contains(&Op::MoveAside { path: p("docs") }), "{ops:?}");
         assert!(ops.contains(&Op::MkdirRemote { path: p("DOCS") }));
-        assert!(ops.contains(&Op::Upload { path: p("DOCS/x"), parent_rev: None }));
+        assert!(ops.contains(&Op::Upload { path: p("DOCS/x"), parent_rev: None, size: 1 }));
         // Nothing else happens to what moves aside this round.
         assert!(!ops.iter().any(|o| o.path() == &p("Readme.md") && !matches!(o, Op::MoveAside { .. })));
     }

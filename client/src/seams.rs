@@ -110,15 +110,19 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// Starts a temp file in the folder of `target` (creating it if needed).
     fn create_temp(&self, target: &RelPath) -> io::Result<Self::Temp>;
     fn write_temp(&self, temp: &mut Self::Temp, data: &[u8]) -> io::Result<()>;
-    /// fsyncs the temp file, sets its mtime and executable bit, and renames
-    /// it over `target` only if `target` still shows `expect` (else removes
-    /// it and returns `None`). With `sync_parent`, the folder is fsync'd too.
+    /// Sets the temp file's mtime and executable bit, then makes it durable (fsync).
+    fn finish_temp(&self, temp: &mut Self::Temp, mtime_ms: i64, executable: bool) -> io::Result<()>;
+    /// [`Disk::finish_temp`] for many files, in order; the fsyncs may overlap.
+    fn finish_temps(&self, temps: &mut [(Self::Temp, i64, bool)]) -> Vec<io::Result<()>> {
+        temps.iter_mut().map(|(t, mtime, exec)| self.finish_temp(t, *mtime, *exec)).collect()
+    }
+    /// Renames a finished temp file over `target` only if `target` still
+    /// shows `expect` (else removes it and returns `None`). With
+    /// `sync_parent`, the folder is fsync'd too.
     fn commit_temp(
         &self,
         temp: Self::Temp,
         target: &RelPath,
-        mtime_ms: i64,
-        executable: bool,
         expect: Option<LocalNode>,
         sync_parent: bool,
     ) -> io::Result<Option<LocalNode>>;
@@ -137,7 +141,13 @@ pub struct LocalDisk {
 pub struct LocalTemp {
     path: PathBuf,
     file: std::fs::File,
+    /// Bytes written since the last flush to disk.
+    unsynced: u64,
 }
+
+/// A large download is flushed to disk as it arrives, every this many bytes,
+/// so the final fsync has little left to wait for.
+const FLUSH_EVERY: u64 = 32 << 20;
 
 impl LocalDisk {
     pub fn new(root: PathBuf) -> Self {
@@ -286,29 +296,65 @@ impl Disk for LocalDisk {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
         let file = std::fs::File::create(&path)?;
-        Ok(LocalTemp { path, file })
+        Ok(LocalTemp { path, file, unsynced: 0 })
     }
 
     fn write_temp(&self, temp: &mut LocalTemp, data: &[u8]) -> io::Result<()> {
-        temp.file.write_all(data)
+        temp.file.write_all(data)?;
+        temp.unsynced += data.len() as u64;
+        if temp.unsynced >= FLUSH_EVERY {
+            temp.file.sync_data()?;
+            temp.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    fn finish_temp(&self, temp: &mut LocalTemp, mtime_ms: i64, executable: bool) -> io::Result<()> {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(mtime_ms.max(0) as u64);
+        let _ = temp.file.set_modified(when);
+        set_executable(&temp.path, executable)?;
+        temp.file.sync_all()
+    }
+
+    fn finish_temps(&self, temps: &mut [(LocalTemp, i64, bool)]) -> Vec<io::Result<()>> {
+        // fsyncs issued together share the file system's journal commits:
+        // a group of small downloads waits for a few, not one per file.
+        const THREADS: usize = 8;
+        if temps.len() < 2 {
+            return temps.iter_mut().map(|(t, mtime, exec)| self.finish_temp(t, *mtime, *exec)).collect();
+        }
+        let per = temps.len().div_ceil(THREADS);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = temps
+                .chunks_mut(per)
+                .map(|chunk| {
+                    let n = chunk.len();
+                    let h = s.spawn(move || {
+                        chunk.iter_mut().map(|(t, mtime, exec)| self.finish_temp(t, *mtime, *exec)).collect::<Vec<_>>()
+                    });
+                    (n, h)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join()
+                        .unwrap_or_else(|_| (0..n).map(|_| Err(io::Error::other("fsync thread panicked"))).collect())
+                })
+                .collect()
+        })
     }
 
     fn commit_temp(
         &self,
         temp: LocalTemp,
         target: &RelPath,
-        mtime_ms: i64,
-        executable: bool,
         expect: Option<LocalNode>,
         sync_parent: bool,
     ) -> io::Result<Option<LocalNode>> {
-        let LocalTemp { path, file } = temp;
+        let LocalTemp { path, file, .. } = temp;
+        drop(file);
         let result = (|| {
-            file.sync_all()?;
-            let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(mtime_ms.max(0) as u64);
-            let _ = file.set_modified(when);
-            drop(file);
-            set_executable(&path, executable)?;
             // The last check: the target must still be what the plan saw.
             let abs = self.abs(target);
             if stat_abs(&abs)? != expect {
