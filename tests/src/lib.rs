@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ferry_shared::api::{CommitOp, CommitRequest, CommitResponse, LoginResponse};
 
+pub mod proxy;
+
 /// Path of a workspace binary (`ferry-server`, later `ferry`).
 pub fn binary(name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {
@@ -289,21 +291,16 @@ impl Daemon {
     /// Logs in (`ferry login`) as `user` of a [`Server::start`] server and starts the daemon.
     /// `dir` holds the device's home and folder.
     pub fn start(server: &Server, user: &str, device: &str, dir: &Path) -> anyhow::Result<Daemon> {
+        Daemon::start_at(&server.url, user, device, dir)
+    }
+
+    /// [`Daemon::start`] with the server at `url` (say, a [`proxy::Proxy`] in front of one).
+    pub fn start_at(url: &str, user: &str, device: &str, dir: &Path) -> anyhow::Result<Daemon> {
         use std::io::Write;
         let home = dir.join(format!("home-{device}"));
         let folder = dir.join(format!("folder-{device}"));
         let mut login = Command::new(binary("ferry"))
-            .args([
-                "login",
-                "--server",
-                &server.url,
-                "--user",
-                user,
-                "--password-stdin",
-                "--device",
-                device,
-                "--folder",
-            ])
+            .args(["login", "--server", url, "--user", user, "--password-stdin", "--device", device, "--folder"])
             .arg(&folder)
             .env("FERRY_HOME", &home)
             .stdin(Stdio::piped())
