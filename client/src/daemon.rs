@@ -35,6 +35,8 @@ pub enum Control {
 
 /// Quiet period after the last disk event before a round starts.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// When to look again at files that were still being written.
+const DEFERRED_RETRY: Duration = Duration::from_millis(100);
 /// Full rescan even without events (missed watcher events, clock games).
 const RESCAN: Duration = Duration::from_secs(300);
 
@@ -79,8 +81,10 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
 
     let mut paused = false;
     let mut failures = 0u32;
+    let mut deferred = false;
     loop {
         if !paused {
+            deferred = false;
             set_state(&status, SyncState::Syncing, None);
             let round = async {
                 engine.refresh_remote().await?;
@@ -92,7 +96,10 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                     let _ = cursor_tx.send(engine.cursor);
                     // What the round's scan and plan used goes back to the OS.
                     crate::alloc::release_free_memory();
-                    set_state(&status, SyncState::Idle, None);
+                    // Files still being written: not idle, look again shortly.
+                    deferred = stats.deferred > 0;
+                    let state = if deferred { SyncState::Syncing } else { SyncState::Idle };
+                    set_state(&status, state, None);
                     if stats.errors > 0 {
                         // Try again after a backoff, not only on the next event.
                         failures += 1;
@@ -121,7 +128,13 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
             }
         }
         // Wait for a reason to run again.
-        let retry = (failures > 0 && !paused).then(|| backoff(failures));
+        let retry = if paused {
+            None
+        } else if deferred {
+            Some(DEFERRED_RETRY)
+        } else {
+            (failures > 0).then(|| backoff(failures))
+        };
         let event = tokio::select! {
             e = rx.recv() => e,
             _ = tokio::time::sleep(retry.unwrap_or(RESCAN)) => Some(Event::Local),

@@ -62,6 +62,8 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
     pub status: Arc<Mutex<Status>>,
     /// Tree entries changed since the trees were last rebuilt in one piece.
     churn: usize,
+    /// Files deferred in this execution (still being written).
+    deferred: usize,
 }
 
 /// What one sync round did.
@@ -69,6 +71,8 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
 pub struct RoundStats {
     pub ops: usize,
     pub errors: usize,
+    /// Files left for a moment because they were still being written.
+    pub deferred: usize,
 }
 
 /// A mass deletion waiting for confirmation.
@@ -184,6 +188,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             deletes_confirmed: false,
             status,
             churn: 0,
+            deferred: 0,
         })
     }
 
@@ -371,7 +376,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             let r = self.execute(plan).await?;
             stats.ops += r.ops;
             stats.errors += r.errors;
-            if r.errors > 0 && r.ops == r.errors {
+            stats.deferred += r.deferred;
+            if r.errors + r.deferred >= r.ops {
                 break; // nothing succeeded: wait for the next event or retry
             }
             // Our own commits moved the journal: take them in before re-planning.
@@ -411,6 +417,16 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         }
     }
 
+    /// Counts finished work off the pending totals (`ferry wait` shows them).
+    fn progress(&self, uploads: &[u64], downloads: &[u64]) {
+        let Ok(mut s) = self.status.lock() else { return };
+        s.pending_uploads = s.pending_uploads.saturating_sub(uploads.len());
+        s.pending_upload_bytes = s.pending_upload_bytes.saturating_sub(uploads.iter().sum());
+        s.pending_downloads = s.pending_downloads.saturating_sub(downloads.len());
+        s.pending_download_bytes = s.pending_download_bytes.saturating_sub(downloads.iter().sum());
+        s.bytes_sent = self.api.bytes_sent();
+    }
+
     fn record_error(&self, e: impl std::fmt::Display) {
         if let Ok(mut s) = self.status.lock() {
             s.error(e);
@@ -419,7 +435,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     /// Executes a plan; per-operation failures are recorded and retried later.
     pub async fn execute(&mut self, plan: Plan) -> anyhow::Result<RoundStats> {
-        let mut stats = RoundStats { ops: plan.ops.len(), errors: 0 };
+        let mut stats = RoundStats { ops: plan.ops.len(), ..RoundStats::default() };
+        self.deferred = 0;
         let mut uploads = Vec::new();
         let mut downloads = Vec::new();
         let mut remote_deletes = Vec::new();
@@ -478,6 +495,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         stats.errors += self.uploads(uploads).await;
         stats.errors += self.downloads(downloads).await;
         stats.errors += self.deletes_remote(remote_deletes).await;
+        stats.deferred = self.deferred;
         Ok(stats)
     }
 
@@ -734,10 +752,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             };
             // Still being written (changed within the quiet period): wait until
             // it is stable, so a half-written file never becomes a revision. The
-            // round reports it as unfinished, which schedules a retry.
+            // round reports it as deferred, which schedules a quick retry.
             if now_ns - i128::from(h.local.mtime_ns) < i128::from(STABLE_MS) * 1_000_000 {
                 tracing::debug!(%path, "changed just now; sending it once it is stable");
-                errors += 1;
+                self.deferred += 1;
                 continue;
             }
             // Same content and mode as the server's head: nothing to send.
@@ -862,9 +880,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 }
             };
             let mut w = Vec::new();
+            let mut done = Vec::new();
             for ((path, _, h), r) in batch.iter().zip(results) {
                 match r {
                     OpResult { entry: Some(entry), .. } => {
+                        done.push(h.local.size);
                         let blocks = h.blocks.iter().map(|b| BlockRef { id: b.0, size: b.2 }).collect();
                         let rnode = remote_node(&entry);
                         let node = SyncedNode {
@@ -890,6 +910,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             if let Err(e) = self.write(w) {
                 self.record_error(e);
             }
+            self.progress(&done, &[]);
         }
         errors
     }
@@ -993,9 +1014,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         results.extend(large_results);
         tracing::debug!(files = results.len(), "downloaded");
         let mut w = Vec::new();
+        let mut done = Vec::new();
         for (path, rnode, r) in results {
             match r {
                 Ok(Some(local)) => {
+                    done.push(rnode.size);
                     let node =
                         SyncedNode { id: rnode.id, rev: rnode.rev, kind: EntryKind::File, local, hash: rnode.hash };
                     self.set_synced(&mut w, &path, Some(node));
@@ -1010,6 +1033,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         if let Err(e) = self.write(w) {
             self.record_error(e);
         }
+        self.progress(&[], &done);
         errors
     }
 }

@@ -9,7 +9,8 @@
 //! - [`scan`], [`watch`]: the local tree and the watcher that hints at changes.
 //! - [`state`]: the persisted trees and cursor (SQLite).
 //! - [`remote`]: the HTTP API client.
-//! - [`daemon`], [`control`], [`status`]: the running daemon and its socket.
+//! - [`daemon`], [`control`], [`status`]: the running daemon and its socket;
+//!   `wait` (Unix): `ferry wait`'s progress display.
 //! - [`config`]: where configuration and state live.
 //! - [`alloc`]: handing freed memory back to the OS after a burst of work.
 
@@ -26,4 +27,6 @@ pub mod seams;
 pub mod state;
 pub mod status;
 pub mod tree;
+#[cfg(unix)]
+pub mod wait;
 pub mod watch;

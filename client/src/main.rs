@@ -54,6 +54,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Wait until everything is synced (a progress bar in a terminal).
+    Wait {
+        /// Give up after this many seconds (exit status 1).
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
     /// Pause syncing.
     Pause,
     /// Resume syncing.
@@ -255,8 +261,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     v["server"].as_str().unwrap_or("")
                 );
                 println!(
-                    "pending: {} uploads, {} downloads ({} bytes)",
-                    v["pending_uploads"], v["pending_downloads"], v["pending_download_bytes"]
+                    "pending: {} uploads ({} bytes), {} downloads ({} bytes)",
+                    v["pending_uploads"],
+                    v["pending_upload_bytes"],
+                    v["pending_downloads"],
+                    v["pending_download_bytes"]
                 );
                 println!("files synced: {}", v["files"]);
                 if let Some(errs) = v["recent_errors"].as_array().filter(|e| !e.is_empty()) {
@@ -266,6 +275,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        #[cfg(unix)]
+        Command::Wait { timeout } => {
+            ferry_client::wait::wait(&dirs.control_socket(), timeout.map(std::time::Duration::from_secs)).await?;
         }
         #[cfg(unix)]
         Command::Pause => {
@@ -279,7 +292,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("resumed");
         }
         #[cfg(not(unix))]
-        Command::Status { .. } | Command::Pause | Command::Resume { .. } => {
+        Command::Status { .. } | Command::Wait { .. } | Command::Pause | Command::Resume { .. } => {
             bail!("the control socket is not available on this platform yet")
         }
         Command::History { path, limit, json } => {

@@ -355,6 +355,24 @@ fn files_are_created_modified_and_deleted_both_ways() {
     p.settle(T, "delete on B", &Snapshot::new());
 }
 
+/// `ferry wait` returns once the daemon has sent everything (plain output when piped).
+#[cfg(unix)]
+#[test]
+fn wait_returns_once_everything_is_sent() {
+    let p = Pair::start();
+    p.a.ferry(&["wait", "--timeout", "60"]).expect("wait on a fresh daemon");
+    let data = pseudo_random(3 << 20, 42);
+    write(&p.a.path("w.bin"), &data);
+    let out = p.a.ferry(&["wait", "--timeout", "60"]).expect("ferry wait");
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(server_hash(&p.a, "w.bin"), Some(content_hash(&data)), "wait returned before the upload");
+    // A paused daemon is reported, not waited on forever.
+    p.a.ferry(&["pause"]).expect("pause");
+    p.wait(T, "A paused", || p.a.status().is_ok_and(|s| s["state"] == "paused"));
+    let err = p.a.ferry(&["wait", "--timeout", "60"]).expect_err("wait on a paused daemon");
+    assert!(err.to_string().contains("paused"), "{err}");
+}
+
 // ---------------------------------------------------------------------------
 // 2. Folders and metadata
 
