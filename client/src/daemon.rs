@@ -172,7 +172,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
 }
 
 /// Errors that stop the daemon: the folder is gone or foreign, or the token was revoked.
-fn is_fatal(e: &anyhow::Error) -> bool {
+pub fn is_fatal(e: &anyhow::Error) -> bool {
     let msg = format!("{e:#}");
     if msg.contains("stopping so nothing is deleted") {
         return true;

@@ -194,8 +194,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     /// Runs blocking disk work off the async threads.
     async fn on_disk<T: Send + 'static>(&self, f: impl FnOnce(&D) -> T + Send + 'static) -> T {
-        let disk = self.disk.clone();
-        tokio::task::spawn_blocking(move || f(&disk)).await.expect("disk task panicked")
+        self.disk.blocking(f).await
     }
 
     /// Checks that the folder is the synced one (its marker is there), and
@@ -513,13 +512,14 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let resp =
             self.api.commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }]).await?;
         let entry = op_entry(resp.results.into_iter().next())?;
+        if entry.path != *to {
+            bail!(stored_elsewhere(to, &entry));
+        }
         let mut w = Vec::new();
         self.rename_synced(&mut w, from, to)?;
-        self.rename_remote(&mut w, from, to)?;
         if let Some(top) = self.stree.get(to).cloned() {
             self.set_synced(&mut w, to, Some(SyncedNode { rev: entry.rev, ..top }));
         }
-        self.set_remote(&mut w, to, Some(remote_node(&entry)));
         self.write(w)
     }
 
@@ -552,6 +552,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut w = Vec::new();
         for (path, r) in paths.iter().zip(results) {
             match (r.entry, r.error) {
+                (Some(entry), _) if entry.path != *path => {
+                    errors += 1;
+                    self.record_error(stored_elsewhere(path, &entry));
+                }
                 (Some(entry), _) => {
                     let Ok(Some(local)) = self.disk.stat(path) else { continue };
                     let node = SyncedNode {
@@ -562,7 +566,6 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                         hash: ContentHash::NONE,
                     };
                     self.set_synced(&mut w, path, Some(node));
-                    self.set_remote(&mut w, path, Some(remote_node(&entry)));
                 }
                 (None, e) => {
                     errors += 1;
@@ -628,7 +631,6 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             for ((path, _, _), r) in batch.iter().zip(results) {
                 if r.entry.is_some() || r.status == 404 {
                     self.set_synced(&mut w, path, None);
-                    self.set_remote(&mut w, path, None);
                 } else {
                     // 409: changed on the server meanwhile; the next round sees it.
                     errors += 1;
@@ -752,8 +754,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             };
             // Still being written (changed within the quiet period): wait until
             // it is stable, so a half-written file never becomes a revision. The
-            // round reports it as deferred, which schedules a quick retry.
-            if now_ns - i128::from(h.local.mtime_ns) < i128::from(STABLE_MS) * 1_000_000 {
+            // round reports it as deferred, which schedules a quick retry. An
+            // mtime in the future (a clock that jumped back, an unpacked archive)
+            // says nothing about a writer now: such a file is sent.
+            let age_ns = now_ns - i128::from(h.local.mtime_ns);
+            if (0..i128::from(STABLE_MS) * 1_000_000).contains(&age_ns) {
                 tracing::debug!(%path, "changed just now; sending it once it is stable");
                 self.deferred += 1;
                 continue;
@@ -830,19 +835,19 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let sent = futures_util::stream::iter(batches.into_iter().map(|batch| {
             let (api, disk) = (self.api.clone(), self.disk.clone());
             async move {
-                let body = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-                    let mut body = Vec::new();
-                    for (id, path, off, len) in batch {
-                        let b = ferry_shared::block::encode_owned(disk.read_range(&path, off, len)?);
-                        if b.id != id {
-                            return Err(std::io::Error::other("the file changed while it was sent"));
+                let body = disk
+                    .blocking(move |disk| -> std::io::Result<Vec<u8>> {
+                        let mut body = Vec::new();
+                        for (id, path, off, len) in batch {
+                            let b = ferry_shared::block::encode_owned(disk.read_range(&path, off, len)?);
+                            if b.id != id {
+                                return Err(std::io::Error::other("the file changed while it was sent"));
+                            }
+                            ferry_shared::block::write_frame(&mut body, &b.id, b.encoding, &b.bytes);
                         }
-                        ferry_shared::block::write_frame(&mut body, &b.id, b.encoding, &b.bytes);
-                    }
-                    Ok(body)
-                })
-                .await
-                .map_err(std::io::Error::other)??;
+                        Ok(body)
+                    })
+                    .await?;
                 api.put_batch(body).await.map_err(std::io::Error::other)
             }
         }))
@@ -883,20 +888,20 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             let mut done = Vec::new();
             for ((path, _, h), r) in batch.iter().zip(results) {
                 match r {
+                    OpResult { entry: Some(entry), .. } if entry.path != *path => {
+                        errors += 1;
+                        self.record_error(stored_elsewhere(path, &entry));
+                    }
                     OpResult { entry: Some(entry), .. } => {
                         done.push(h.local.size);
-                        let blocks = h.blocks.iter().map(|b| BlockRef { id: b.0, size: b.2 }).collect();
-                        let rnode = remote_node(&entry);
                         let node = SyncedNode {
                             id: entry.id,
                             rev: entry.rev,
                             kind: EntryKind::File,
                             local: h.local,
-                            hash: rnode.hash,
+                            hash: remote_node(&entry).hash,
                         };
                         self.set_synced(&mut w, path, Some(node));
-                        self.set_remote(&mut w, path, Some(rnode));
-                        w.push(Write::Blocks(path.clone(), blocks));
                     }
                     OpResult { error, status, .. } => {
                         // 409: the server moved on; after the next refresh the
@@ -1038,6 +1043,13 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 }
 
+/// The server keeps one spelling per name (case and normalization folded):
+/// it wrote `path` under the spelling it already had. Nothing is recorded;
+/// the next round sees the server's spelling and settles the twins.
+fn stored_elsewhere(path: &RelPath, entry: &ferry_shared::api::Entry) -> String {
+    format!("the server stored {path} as {}, a name it already had; syncing it again", entry.path)
+}
+
 fn op_entry(r: Option<OpResult>) -> anyhow::Result<ferry_shared::api::Entry> {
     match r {
         Some(OpResult { entry: Some(e), .. }) => Ok(e),
@@ -1046,24 +1058,39 @@ fn op_entry(r: Option<OpResult>) -> anyhow::Result<ferry_shared::api::Entry> {
     }
 }
 
-/// Downloads a group of small files: blocks from local files where possible,
-/// the rest in one batch fetch; then each file is written like [`download`]
-/// does (temp file, fsync, checked rename), with each folder fsync'd once.
+/// Downloads a group of small files: blocks from local files where possible
+/// (each read and verified), the rest in one batch fetch; then each file is
+/// written like [`download`] does (temp file, fsync, checked rename), with
+/// each folder fsync'd once.
 async fn download_group<D: Disk, A: Api>(
     api: &A,
     disk: &D,
     index: &BlockIndex,
     group: Vec<Fetch>,
 ) -> Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> {
-    let mut need: Vec<BlockId> =
-        group.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).filter(|id| !index.contains_key(id)).collect();
-    need.sort();
-    need.dedup();
-    let fetched: HashMap<BlockId, Vec<u8>> = if need.is_empty() {
+    let mut ids: Vec<BlockId> = group.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).collect();
+    ids.sort();
+    ids.dedup();
+    let sources: Vec<(BlockId, (RelPath, u64, u32))> =
+        ids.iter().filter_map(|id| index.get(id).map(|src| (*id, src.clone()))).collect();
+    // A local copy that cannot be read or no longer matches is fetched instead.
+    let mut blocks: HashMap<BlockId, Vec<u8>> = if sources.is_empty() {
         HashMap::new()
     } else {
+        disk.blocking(move |d| {
+            sources
+                .into_iter()
+                .filter_map(|(id, (p, off, len))| {
+                    d.read_range(&p, off, len).ok().filter(|data| BlockId::of(data) == id).map(|data| (id, data))
+                })
+                .collect()
+        })
+        .await
+    };
+    let need: Vec<BlockId> = ids.into_iter().filter(|id| !blocks.contains_key(id)).collect();
+    if !need.is_empty() {
         match api.fetch(&need).await {
-            Ok(v) => v.into_iter().collect(),
+            Ok(v) => blocks.extend(v),
             Err(e) => {
                 let msg = format!("{e}");
                 return group
@@ -1072,20 +1099,14 @@ async fn download_group<D: Disk, A: Api>(
                     .collect();
             }
         }
-    };
-    let index: BlockIndex = group
-        .iter()
-        .flat_map(|f| f.blocks.iter())
-        .filter_map(|b| index.get(&b.id).map(|v| (b.id, v.clone())))
-        .collect();
-    let disk = disk.clone();
-    tokio::task::spawn_blocking(move || {
+    }
+    disk.blocking(move |disk| {
         // Write every temp file, make them durable together, then rename each.
         let mut out = Vec::new();
         let mut ready = Vec::new();
         let mut temps = Vec::new();
         for f in group {
-            match write_small(&disk, &f, &index, &fetched) {
+            match write_small(disk, &f, &blocks) {
                 Ok(t) => {
                     temps.push((t, f.remote.mtime, f.remote.executable));
                     ready.push(f);
@@ -1112,26 +1133,17 @@ async fn download_group<D: Disk, A: Api>(
         out
     })
     .await
-    .unwrap_or_default()
 }
 
-/// Writes one small file's temp file from blocks in memory or on disk (blocking).
+/// Writes one small file's temp file from its blocks, all in memory (blocking).
 fn write_small<D: Disk>(
     disk: &D,
     Fetch { path, remote: rnode, blocks, .. }: &Fetch,
-    index: &BlockIndex,
-    fetched: &HashMap<BlockId, Vec<u8>>,
+    have: &HashMap<BlockId, Vec<u8>>,
 ) -> anyhow::Result<D::Temp> {
     let mut data = Vec::with_capacity(rnode.size as usize);
     for b in blocks {
-        let local = index
-            .get(&b.id)
-            .and_then(|(p, off, len)| disk.read_range(p, *off, *len).ok())
-            .filter(|d| BlockId::of(d) == b.id);
-        match local {
-            Some(d) => data.extend_from_slice(&d),
-            None => data.extend_from_slice(fetched.get(&b.id).context("a block was neither local nor fetched")?),
-        }
+        data.extend_from_slice(have.get(&b.id).context("the server did not send a block")?);
     }
     if data.len() as u64 != rnode.size {
         bail!("the server's blocks add up to {} bytes, not {}", data.len(), rnode.size);
@@ -1157,15 +1169,14 @@ async fn download<D: Disk, A: Api>(
 ) -> anyhow::Result<Option<LocalNode>> {
     let expect = *expect;
     let p = path.clone();
-    let d = disk.clone();
-    let mut temp = Some(tokio::task::spawn_blocking(move || d.create_temp(&p)).await??);
+    let mut temp = Some(disk.blocking(move |d| d.create_temp(&p)).await?);
     let result = async {
         let mut blocks = futures_util::stream::iter(blocks.iter().map(|b| {
             let local = index.get(&b.id).cloned();
             let (id, disk) = (b.id, disk.clone());
             async move {
                 if let Some((p, off, len)) = local {
-                    let got = tokio::task::spawn_blocking(move || disk.read_range(&p, off, len)).await?;
+                    let got = disk.blocking(move |d| d.read_range(&p, off, len)).await;
                     if let Ok(data) = got
                         && BlockId::of(&data) == id
                     {
@@ -1180,28 +1191,30 @@ async fn download<D: Disk, A: Api>(
         while let Some(data) = blocks.next().await {
             let data = data?;
             size += data.len() as u64;
-            let (mut t, d) = (temp.take().expect("temp file"), disk.clone());
-            let (t, r) = tokio::task::spawn_blocking(move || {
-                let r = d.write_temp(&mut t, &data);
-                (t, r)
-            })
-            .await?;
+            let mut t = temp.take().expect("temp file");
+            let (t, r) = disk
+                .blocking(move |d| {
+                    let r = d.write_temp(&mut t, &data);
+                    (t, r)
+                })
+                .await;
             temp = Some(t);
             r?;
         }
         if size != rnode.size {
             bail!("the server's blocks add up to {size} bytes, not {}", rnode.size);
         }
-        let (mut t, d, target) = (temp.take().expect("temp file"), disk.clone(), path.clone());
+        let (mut t, target) = (temp.take().expect("temp file"), path.clone());
         let (mtime, exec) = (rnode.mtime, rnode.executable);
-        Ok(tokio::task::spawn_blocking(move || match d.finish_temp(&mut t, mtime, exec) {
-            Ok(()) => d.commit_temp(t, &target, expect, true),
-            Err(e) => {
-                d.discard_temp(t);
-                Err(e)
-            }
-        })
-        .await??)
+        Ok(disk
+            .blocking(move |d| match d.finish_temp(&mut t, mtime, exec) {
+                Ok(()) => d.commit_temp(t, &target, expect, true),
+                Err(e) => {
+                    d.discard_temp(t);
+                    Err(e)
+                }
+            })
+            .await?)
     }
     .await;
     if let Some(t) = temp {
@@ -1218,7 +1231,7 @@ mod tests {
     fn engine_reaches_the_world_only_through_its_seams() {
         let src = include_str!("engine.rs");
         let code = &src[..src.find("#[cfg(test)]").unwrap()];
-        for banned in ["std::fs", "reqwest", "SystemTime", "Instant::now", "crate::remote", "tokio::fs"] {
+        for banned in ["std::fs", "reqwest", "SystemTime", "Instant::now", "crate::remote", "tokio::"] {
             assert!(!code.contains(banned), "the engine must not use {banned}; go through crate::seams");
         }
     }

@@ -12,7 +12,7 @@
 //! file id, on disk by inode, and applied as moves, never as delete + upload.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ferry_shared::RelPath;
 use ferry_shared::api::{EntryKind, RevId};
@@ -180,6 +180,11 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         move_subtree(local.to_mut(), &from, &to);
     }
 
+    // New names on disk and their twins (same folder, same name but for case
+    // or normalization) on disk or on the server: a move onto such a name
+    // is not sent as a move, and step 3 moves the new name aside.
+    let twins = twins_of_new_names(&remote, &local, &synced);
+
     // 2. Moves on disk: the same inode at a new path, its old path gone.
     let by_inode: HashMap<u64, &RelPath> =
         synced.iter().filter(|(p, _)| !local.contains_key(*p)).map(|(p, s)| (s.local.inode, p)).collect();
@@ -195,6 +200,9 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         if local.contains_key(&from) || synced.contains_key(&to) || remote.contains_key(&to) || to.starts_with(&from) {
             continue;
         }
+        if twins.get(&to).is_some_and(|t| t.iter().any(|q| *q != from)) {
+            continue; // onto a twin's name: step 3 decides
+        }
         let same = s.kind == l.kind
             && s.local.inode == l.inode
             && (l.kind == EntryKind::Dir || (s.local.size == l.size && s.local.mtime_ns == l.mtime_ns));
@@ -207,41 +215,72 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         move_subtree(remote.to_mut(), &from, &to);
     }
 
-    // 3. Twins on disk: names in one folder that differ only by case (a
-    // case-sensitive file system holds both; the server and other devices
-    // cannot). The one the server or the synced tree knows keeps its name;
-    // the others move aside as conflict copies and sync under those names.
+    // 3. Twins: names in one folder that differ only by case (or Unicode
+    // normalization). A case-sensitive disk holds both; the server and other
+    // devices cannot. On disk, the one the server or the synced tree knows
+    // keeps its name and the others move aside as conflict copies, synced
+    // under those names. A new local name whose twin is on the server moves
+    // aside too — unless that twin is about to be deleted (a rename done as
+    // delete + create), in which case the new name waits a round.
     let mut seen: HashMap<(&str, Cow<str>), &RelPath> = HashMap::new();
     let mut aside: Vec<RelPath> = Vec::new();
+    let mut held: Vec<RelPath> = Vec::new();
+    // Who keeps a contested name: what the server has, then what was synced.
+    let rank = |q: &RelPath| (remote.contains_key(q), synced.contains_key(q));
     for p in local.keys() {
         if aside.iter().any(|a| p.starts_with(a)) {
             continue;
         }
-        let name = p.name().unwrap_or("");
-        let key = (&p.as_str()[..p.as_str().len() - name.len()], name_key(name));
-        let known = |q: &RelPath| remote.contains_key(q) || synced.contains_key(q);
+        let key = sibling_key(p);
         match seen.get(&key) {
             None => {
                 seen.insert(key, p);
             }
-            Some(first) if known(p) && !known(first) => {
+            Some(first) if rank(p) > rank(first) => {
                 aside.push((*first).clone());
                 seen.insert(key, p);
             }
             Some(_) => aside.push(p.clone()),
         }
     }
+    for (p, qs) in &twins {
+        let known = remote.contains_key(p) || synced.contains_key(p);
+        if known || aside.iter().any(|a| p.starts_with(a)) {
+            continue;
+        }
+        for q in qs.iter().filter(|q| remote.contains_key(*q) && !local.contains_key(*q)) {
+            let going = synced.get(q).is_some_and(|s| remote.get(q).is_some_and(|r| s.matches_remote(r)));
+            if going {
+                held.push(p.clone());
+            } else {
+                aside.push(p.clone());
+            }
+        }
+    }
+    aside.sort();
+    aside.dedup();
     for path in &aside {
         ops.push(Op::MoveAside { path: path.clone() });
     }
 
-    // 4. Per path.
+    // 4. Per path. Items whose kind differs between disk and server are
+    // settled first; what lies under them waits for the next round.
     let paths: BTreeSet<&RelPath> = remote.keys().chain(local.keys()).chain(synced.keys()).collect();
     for path in paths {
-        if aside.iter().any(|a| path.starts_with(a)) {
+        if aside.iter().chain(&held).any(|a| path.starts_with(a)) {
             continue; // decided after the move, in the next round
         }
         let (r, l, s) = (remote.get(path), local.get(path), synced.get(path));
+        if let (Some(r), Some(l)) = (r, l)
+            && r.kind != l.kind
+        {
+            let (op, hold) = kind_change(path, r, l, s, &remote, &local, &synced);
+            if hold {
+                held.push(path.clone());
+            }
+            ops.push(op);
+            continue;
+        }
         if let Some(op) = plan_path(path, r, l, s) {
             ops.push(op);
         }
@@ -258,6 +297,87 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
     });
     let remote_deletes = ops.iter().filter(|o| matches!(o, Op::DeleteRemote { .. })).count();
     Plan { ops, remote_deletes }
+}
+
+/// `(folder, name key)` of a path: equal for twins in one folder.
+fn sibling_key(p: &RelPath) -> (&str, Cow<'_, str>) {
+    (sibling_key_folder(p), name_key(p.name().unwrap_or("")))
+}
+
+fn sibling_key_folder(p: &RelPath) -> &str {
+    let name = p.name().unwrap_or("");
+    &p.as_str()[..p.as_str().len() - name.len()]
+}
+
+/// Each name on disk that neither the server nor the synced tree knows, with
+/// the other items in its folder whose names differ from it only by case or
+/// normalization (on disk or on the server).
+fn twins_of_new_names(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> HashMap<RelPath, Vec<RelPath>> {
+    let new: Vec<&RelPath> = local.keys().filter(|p| !remote.contains_key(*p) && !synced.contains_key(*p)).collect();
+    if new.is_empty() {
+        return HashMap::new();
+    }
+    let folders: HashSet<&str> = new.iter().map(|p| sibling_key_folder(p)).collect();
+    let mut by_key: HashMap<(&str, Cow<str>), Vec<&RelPath>> = HashMap::new();
+    for q in local.keys().chain(remote.keys()).filter(|q| folders.contains(sibling_key_folder(q))) {
+        let v = by_key.entry(sibling_key(q)).or_default();
+        if !v.contains(&q) {
+            v.push(q);
+        }
+    }
+    new.into_iter()
+        .filter_map(|p| {
+            let others: Vec<RelPath> =
+                by_key.get(&sibling_key(p))?.iter().filter(|q| **q != p).map(|q| (*q).clone()).collect();
+            (!others.is_empty()).then(|| (p.clone(), others))
+        })
+        .collect()
+}
+
+/// A file on one side where the other has a folder (or the reverse). The
+/// side that did not change gives way when that loses nothing: an unchanged
+/// local item is removed (it is in the server's history), an unchanged
+/// remote one is deleted (its history stays); a folder only when everything
+/// in it goes too. Otherwise the local item moves aside as a conflict copy.
+/// Returns the operation and whether what lies under `path` waits a round.
+fn kind_change(
+    path: &RelPath,
+    r: &RemoteNode,
+    l: &LocalNode,
+    s: Option<&SyncedNode>,
+    remote: &RemoteTree,
+    local: &LocalTree,
+    synced: &SyncedTree,
+) -> (Op, bool) {
+    let below = |tree_keys: Vec<RelPath>| tree_keys.into_iter().filter(|q| q != path).collect::<Vec<_>>();
+    let local_same = s.is_some_and(|s| s.matches_local(l));
+    let remote_same = s.is_some_and(|s| s.matches_remote(r) && s.kind == r.kind);
+    let path = path.clone();
+    if local_same {
+        // Changed on the server only: the local item goes, then the server's comes.
+        let all_go = below(crate::tree::subtree(local, &path)).iter().all(|q| {
+            !remote.contains_key(q) && synced.get(q).zip(local.get(q)).is_some_and(|(s, l)| s.matches_local(l))
+        });
+        return match l.kind {
+            EntryKind::File => (Op::DeleteLocal { path, expect: *l }, true),
+            EntryKind::Dir if all_go => (Op::DeleteLocal { path, expect: *l }, false),
+            EntryKind::Dir => (Op::MoveAside { path }, true),
+        };
+    }
+    if remote_same {
+        // Changed here only: the server's item goes, then ours is sent.
+        let all_go = below(crate::tree::subtree(remote, &path)).iter().all(|q| {
+            !local.contains_key(q)
+                && synced.get(q).zip(remote.get(q)).is_some_and(|(s, r)| s.matches_remote(r) && s.kind == r.kind)
+        });
+        return match r.kind {
+            EntryKind::File => (Op::DeleteRemote { path, rev: r.rev, kind: r.kind }, true),
+            EntryKind::Dir if all_go => (Op::DeleteRemote { path, rev: r.rev, kind: r.kind }, false),
+            EntryKind::Dir => (Op::MoveAside { path }, true),
+        };
+    }
+    // Both changed: the server's item keeps the path.
+    (Op::Conflict { path, remote: r.clone(), local: *l }, true)
 }
 
 fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: Option<&SyncedNode>) -> Option<Op> {

@@ -14,7 +14,7 @@ use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     #[error("cannot reach the server: {0}")]
-    Network(#[source] reqwest::Error),
+    Network(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the server answered {status}: {message}")]
     Http { status: u16, code: Option<String>, message: String },
     #[error("the server sent a bad block: {0}")]
@@ -35,10 +35,38 @@ impl RemoteError {
     }
 }
 
+impl RemoteError {
+    /// A transport failure described in words (no reqwest error behind it).
+    pub fn network(message: &str) -> RemoteError {
+        RemoteError::Network(message.into())
+    }
+}
+
 impl From<reqwest::Error> for RemoteError {
     fn from(e: reqwest::Error) -> Self {
-        RemoteError::Network(e)
+        RemoteError::Network(Box::new(e))
     }
+}
+
+/// The error an answer with a failing `status` and this body stands for
+/// (`{"error":{"code","message"}}`, or plain text from something in between).
+pub fn error_from_body(status: u16, text: &str) -> RemoteError {
+    let (code, message) = match serde_json::from_str::<ErrorBody>(text) {
+        Ok(b) => (serde_json::to_value(b.error.code).ok().and_then(|v| v.as_str().map(str::to_owned)), b.error.message),
+        Err(_) => (None, text.to_owned()),
+    };
+    RemoteError::Http { status, code, message }
+}
+
+/// Decodes the answer to a batch fetch of `want`: the same blocks in the
+/// same order, each checked against its id.
+pub fn decode_fetched(body: &[u8], want: &[BlockId]) -> Result<Vec<(BlockId, Vec<u8>)>> {
+    let bad = |message: String| RemoteError::Http { status: 502, code: None, message };
+    let frames = block::read_frames(body).map_err(|e| bad(e.to_string()))?;
+    if frames.len() != want.len() || frames.iter().zip(want).any(|(f, w)| f.0 != *w) {
+        return Err(bad("the server sent other blocks than asked".into()));
+    }
+    frames.into_iter().map(|(id, enc, bytes)| Ok((id, block::decode(&id, enc, bytes)?))).collect()
 }
 
 pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
@@ -91,11 +119,7 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         return Ok(resp);
     }
     let text = resp.text().await.unwrap_or_default();
-    let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(b) => (serde_json::to_value(b.error.code).ok().and_then(|v| v.as_str().map(str::to_owned)), b.error.message),
-        Err(_) => (None, text),
-    };
-    Err(RemoteError::Http { status: status.as_u16(), code, message })
+    Err(error_from_body(status.as_u16(), &text))
 }
 
 fn client() -> reqwest::Client {
@@ -210,23 +234,7 @@ impl Remote {
             .await?;
         let body = check(resp).await?.bytes().await?;
         let want = ids.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let frames = block::read_frames(&body).map_err(|e| RemoteError::Http {
-                status: 502,
-                code: None,
-                message: e.to_string(),
-            })?;
-            if frames.len() != want.len() || frames.iter().zip(&want).any(|(f, w)| f.0 != *w) {
-                return Err(RemoteError::Http {
-                    status: 502,
-                    code: None,
-                    message: "the server sent other blocks than asked".into(),
-                });
-            }
-            frames.into_iter().map(|(id, enc, bytes)| Ok((id, block::decode(&id, enc, bytes)?))).collect()
-        })
-        .await
-        .expect("decode task")
+        tokio::task::spawn_blocking(move || decode_fetched(&body, &want)).await.expect("decode task")
     }
 
     /// Downloads a block and checks its content against its id.

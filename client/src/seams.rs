@@ -81,12 +81,36 @@ pub struct Hashed {
     pub hash: ContentHash,
 }
 
+/// Chunks and hashes `size` bytes of content with the shared rule: each
+/// block's `(id, offset, length)` and the content hash the server computes.
+pub fn hash_content(reader: impl Read, size: u64) -> io::Result<(Vec<(BlockId, u64, u32)>, ContentHash)> {
+    let mut blocks = Vec::new();
+    for chunk in Chunker::new(reader, ChunkParams::for_size(size)) {
+        let c = chunk?;
+        blocks.push((BlockId::of(&c.data), c.offset, c.data.len() as u32));
+    }
+    let total: u64 = blocks.iter().map(|b| u64::from(b.2)).sum();
+    let hash = ContentHash(ferry_shared::block::content_digest(total, blocks.iter().map(|b| &b.0)));
+    Ok((blocks, hash))
+}
+
 /// The sync folder, as the engine uses it. Paths are relative to the folder;
-/// nothing outside it can be named. Methods block (call heavy ones from
-/// `spawn_blocking`).
+/// nothing outside it can be named. Methods block: the engine calls them
+/// through [`Disk::blocking`], except quick metadata calls.
 pub trait Disk: Clone + Send + Sync + 'static {
     /// A file being written beside its target.
     type Temp: Send + 'static;
+
+    /// Runs blocking work on this disk off the async threads (tokio's
+    /// blocking pool; a simulation runs it in its own order).
+    fn blocking<T, F>(&self, f: F) -> impl Future<Output = T> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self) -> T + Send + 'static,
+    {
+        let disk = self.clone();
+        async move { tokio::task::spawn_blocking(move || f(&disk)).await.expect("disk task panicked") }
+    }
 
     /// How to name the folder in messages.
     fn describe(&self) -> String;
@@ -225,17 +249,12 @@ impl Disk for LocalDisk {
         let abs = self.abs(p);
         let before = scan::local_node(&std::fs::symlink_metadata(&abs)?);
         let file = std::fs::File::open(&abs)?;
-        let mut blocks = Vec::new();
-        for chunk in Chunker::new(io::BufReader::with_capacity(1 << 20, file), ChunkParams::for_size(before.size)) {
-            let c = chunk?;
-            blocks.push((BlockId::of(&c.data), c.offset, c.data.len() as u32));
-        }
+        let (blocks, hash) = hash_content(io::BufReader::with_capacity(1 << 20, file), before.size)?;
         let after = scan::local_node(&std::fs::symlink_metadata(&abs)?);
         let size: u64 = blocks.iter().map(|b| u64::from(b.2)).sum();
         if before != after || size != after.size {
             return Err(io::Error::other("the file changed while it was read; it will be sent once it is stable"));
         }
-        let hash = ContentHash(ferry_shared::block::content_digest(size, blocks.iter().map(|b| &b.0)));
         Ok(Hashed { local: after, blocks, hash })
     }
 

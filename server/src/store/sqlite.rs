@@ -697,10 +697,13 @@ impl Ctx<'_> {
         let parent_path = path.parent().ok_or_else(|| Error::bad_request("cannot write a file at the root"))?;
         let name = path.name().expect("not root");
         let existing = resolve(self.conn, self.caller.ns, path, false)?.filter(|n| {
-            // A deleted row under a different (deleted) folder is not this path.
+            // A deleted row is this file's history only if it was a file in
+            // the same folder (a deleted folder of that name is not revived as
+            // a file; neither is a row under a different, deleted, folder).
             !n.deleted
-                || resolve(self.conn, self.caller.ns, &parent_path, true).ok().flatten().map(|p| p.id).unwrap_or(0)
-                    == n.parent
+                || (n.kind == EntryKind::File
+                    && resolve(self.conn, self.caller.ns, &parent_path, true).ok().flatten().map(|p| p.id).unwrap_or(0)
+                        == n.parent)
         });
         let (old_size, parent_version) = match &existing {
             Some(n) if !n.deleted => {

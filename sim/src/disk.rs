@@ -1,0 +1,474 @@
+//! An in-memory sync folder behind the engine's [`Disk`] seam, with the
+//! faults a real folder has: full, unreadable items, unmounted. The simulated
+//! user changes it directly ([`SimDisk::user`]); the engine only through
+//! [`Disk`], whose blocking calls yield to the scheduler first, so user edits
+//! and other devices interleave with the engine's work at every disk step.
+//!
+//! It keeps the rules of a POSIX file system that the engine relies on:
+//! rename replaces a file but not a non-empty folder, a file cannot replace a
+//! folder, an inode stays with a renamed item, and `mtime` moves on each write.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use ferry_client::scan::{ScanError, ScanReport};
+use ferry_client::seams::{Disk, Hashed, hash_content};
+use ferry_client::tree::{ContentHash, LocalNode, LocalTree};
+use ferry_shared::RelPath;
+use ferry_shared::api::EntryKind;
+
+use crate::clock::SimClock;
+
+#[derive(Debug, Clone)]
+pub enum Node {
+    File { data: Arc<Vec<u8>>, mtime_ns: i64, inode: u64, exec: bool },
+    Dir { inode: u64 },
+}
+
+impl Node {
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Node::File { .. } => EntryKind::File,
+            Node::Dir { .. } => EntryKind::Dir,
+        }
+    }
+
+    fn local(&self) -> LocalNode {
+        match self {
+            Node::File { data, mtime_ns, inode, exec } => LocalNode {
+                kind: EntryKind::File,
+                size: data.len() as u64,
+                mtime_ns: *mtime_ns,
+                inode: *inode,
+                executable: *exec,
+            },
+            Node::Dir { inode } => {
+                LocalNode { kind: EntryKind::Dir, size: 0, mtime_ns: 0, inode: *inode, executable: false }
+            }
+        }
+    }
+}
+
+/// A download in progress: bytes beside their target, invisible to scans.
+#[derive(Debug)]
+struct TempFile {
+    dir: RelPath,
+    data: Vec<u8>,
+    mtime_ns: i64,
+    exec: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Fs {
+    pub nodes: BTreeMap<RelPath, Node>,
+    temps: HashMap<u64, TempFile>,
+    marker: Option<String>,
+    /// False while the "disk" is unmounted: the folder reads as missing.
+    pub mounted: bool,
+    /// Writes of new data fail with "no space left".
+    pub full: bool,
+    /// Items that cannot be read (a folder in here fails the scan).
+    pub denied: BTreeSet<RelPath>,
+    next_inode: u64,
+    next_temp: u64,
+    /// Contents the engine made visible at a path: `(path, content)`.
+    pub placed: Vec<(RelPath, Arc<Vec<u8>>)>,
+    /// Disk calls the engine made (a trace for replay checks).
+    pub calls: u64,
+}
+
+/// The device's folder: shared state plus the device clock (for mtimes).
+#[derive(Clone)]
+pub struct SimDisk {
+    fs: Arc<Mutex<Fs>>,
+    clock: SimClock,
+    name: String,
+}
+
+fn err(kind: io::ErrorKind, what: &str, p: &RelPath) -> io::Error {
+    io::Error::new(kind, format!("{what}: {p}"))
+}
+
+impl Fs {
+    fn new_inode(&mut self) -> u64 {
+        self.next_inode += 1;
+        self.next_inode
+    }
+
+    fn check_mounted(&self, p: &RelPath) -> io::Result<()> {
+        if self.mounted { Ok(()) } else { Err(err(io::ErrorKind::NotFound, "the folder is not mounted", p)) }
+    }
+
+    fn parent_is_dir(&self, p: &RelPath) -> bool {
+        match p.parent() {
+            None => true,
+            Some(parent) if parent.is_root() => true,
+            Some(parent) => matches!(self.nodes.get(&parent), Some(Node::Dir { .. })),
+        }
+    }
+
+    /// Creates `p` and its missing ancestors as folders (`mkdir -p`).
+    pub fn mkdir_all(&mut self, p: &RelPath) -> io::Result<()> {
+        if p.is_root() {
+            return Ok(());
+        }
+        if let Some(parent) = p.parent() {
+            self.mkdir_all(&parent)?;
+        }
+        match self.nodes.get(p) {
+            Some(Node::Dir { .. }) => Ok(()),
+            Some(Node::File { .. }) => Err(err(io::ErrorKind::AlreadyExists, "a file is in the way", p)),
+            None => {
+                let inode = self.new_inode();
+                self.nodes.insert(p.clone(), Node::Dir { inode });
+                Ok(())
+            }
+        }
+    }
+
+    fn keys_under(&self, p: &RelPath) -> Vec<RelPath> {
+        ferry_client::tree::subtree(&self.nodes, p)
+    }
+
+    /// POSIX `rename(2)` on the tree (the target's folder must exist).
+    pub fn rename(&mut self, from: &RelPath, to: &RelPath) -> io::Result<()> {
+        let Some(src) = self.nodes.get(from) else { return Err(err(io::ErrorKind::NotFound, "no such item", from)) };
+        if from == to {
+            return Ok(());
+        }
+        if to.starts_with(from) {
+            return Err(err(io::ErrorKind::InvalidInput, "cannot move a folder into itself", to));
+        }
+        if !self.parent_is_dir(to) {
+            return Err(err(io::ErrorKind::NotFound, "no such folder", to));
+        }
+        match (src.kind(), self.nodes.get(to).map(Node::kind)) {
+            (_, None) => {}
+            (EntryKind::File, Some(EntryKind::File)) => {}
+            (EntryKind::Dir, Some(EntryKind::Dir)) if self.keys_under(to).len() == 1 => {}
+            (EntryKind::Dir, Some(EntryKind::Dir)) => {
+                return Err(err(io::ErrorKind::DirectoryNotEmpty, "folder not empty", to));
+            }
+            (EntryKind::File, Some(EntryKind::Dir)) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", to)),
+            (EntryKind::Dir, Some(EntryKind::File)) => {
+                return Err(err(io::ErrorKind::NotADirectory, "not a folder", to));
+            }
+        }
+        self.nodes.remove(to);
+        let moved: Vec<(RelPath, Node)> = self
+            .keys_under(from)
+            .into_iter()
+            .map(|k| {
+                let node = self.nodes.remove(&k).expect("listed key");
+                (k.rebase(from, to).expect("a path under an existing item stays valid"), node)
+            })
+            .collect();
+        // Temp files move with their folder.
+        for t in self.temps.values_mut() {
+            if t.dir.starts_with(from) {
+                t.dir = t.dir.rebase(from, to).expect("valid");
+            }
+        }
+        self.nodes.extend(moved);
+        Ok(())
+    }
+
+    /// Removes `p` and everything under it (`rm -r`).
+    pub fn remove_all(&mut self, p: &RelPath) -> Vec<Node> {
+        let gone: Vec<Node> = self.keys_under(p).into_iter().filter_map(|k| self.nodes.remove(&k)).collect();
+        self.temps.retain(|_, t| !t.dir.starts_with(p));
+        gone
+    }
+
+    /// Writes a whole file (a new inode when it did not exist).
+    pub fn write_file(&mut self, p: &RelPath, data: Vec<u8>, exec: bool, mtime_ns: i64) -> io::Result<()> {
+        if !self.parent_is_dir(p) {
+            return Err(err(io::ErrorKind::NotFound, "no such folder", p));
+        }
+        let inode = match self.nodes.get(p) {
+            Some(Node::File { inode, .. }) => *inode,
+            Some(Node::Dir { .. }) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
+            None => self.new_inode(),
+        };
+        self.nodes.insert(p.clone(), Node::File { data: Arc::new(data), mtime_ns, inode, exec });
+        Ok(())
+    }
+
+    pub fn live_temps(&self) -> usize {
+        self.temps.len()
+    }
+}
+
+impl SimDisk {
+    pub fn new(name: String, clock: SimClock) -> SimDisk {
+        let fs = Fs { mounted: true, ..Fs::default() };
+        SimDisk { fs: Arc::new(Mutex::new(fs)), clock, name }
+    }
+
+    /// The folder itself, as the simulated user (or a check) sees it.
+    pub fn user(&self) -> MutexGuard<'_, Fs> {
+        self.fs.lock().expect("sim disk poisoned")
+    }
+
+    /// A fresh mtime from the device clock (nanoseconds; never the same twice).
+    pub fn mtime_now(&self) -> i64 {
+        self.clock.now_ns()
+    }
+}
+
+/// A blocking disk call: it yields to the scheduler once, then runs.
+pub struct Step<T> {
+    f: Option<Box<dyn FnOnce() -> T + Send>>,
+    yielded: bool,
+}
+
+impl<T> Future for Step<T> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready((self.f.take().expect("polled after completion"))())
+    }
+}
+
+#[derive(Debug)]
+pub struct SimTemp(u64);
+
+impl Disk for SimDisk {
+    type Temp = SimTemp;
+
+    fn describe(&self) -> String {
+        format!("{}'s folder", self.name)
+    }
+
+    fn blocking<T, F>(&self, f: F) -> impl Future<Output = T> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self) -> T + Send + 'static,
+    {
+        let disk = self.clone();
+        Step { f: Some(Box::new(move || f(&disk))), yielded: false }
+    }
+
+    fn read_marker(&self) -> io::Result<Option<String>> {
+        let fs = self.user();
+        Ok(if fs.mounted { fs.marker.clone() } else { None })
+    }
+
+    fn init_marker(&self, id: &str) -> io::Result<()> {
+        let mut fs = self.user();
+        fs.check_mounted(&RelPath::root())?;
+        fs.marker = Some(id.to_owned());
+        Ok(())
+    }
+
+    fn scan(&self) -> Result<(LocalTree, ScanReport), ScanError> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        let fail = |path: &RelPath, kind, what: &str| ScanError::Io {
+            path: path.to_string(),
+            source: io::Error::new(kind, what.to_owned()),
+        };
+        if !fs.mounted {
+            return Err(fail(&RelPath::root(), io::ErrorKind::NotFound, "the folder is not mounted"));
+        }
+        if let Some(d) = fs.denied.iter().find(|d| matches!(fs.nodes.get(*d), Some(Node::Dir { .. }))) {
+            return Err(fail(d, io::ErrorKind::PermissionDenied, "permission denied"));
+        }
+        let tree = fs.nodes.iter().map(|(p, n)| (p.clone(), n.local())).collect();
+        Ok((tree, ScanReport::default()))
+    }
+
+    fn stat(&self, p: &RelPath) -> io::Result<Option<LocalNode>> {
+        let fs = self.user();
+        if !fs.mounted {
+            return Ok(None);
+        }
+        Ok(fs.nodes.get(p).map(Node::local))
+    }
+
+    fn hash_file(&self, p: &RelPath) -> io::Result<Hashed> {
+        let (data, local) = {
+            let mut fs = self.user();
+            fs.calls += 1;
+            fs.check_mounted(p)?;
+            if fs.denied.contains(p) {
+                return Err(err(io::ErrorKind::PermissionDenied, "permission denied", p));
+            }
+            match fs.nodes.get(p) {
+                Some(n @ Node::File { data, .. }) => (Arc::clone(data), n.local()),
+                Some(Node::Dir { .. }) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
+                None => return Err(err(io::ErrorKind::NotFound, "no such file", p)),
+            }
+        };
+        let (blocks, hash) = hash_content(&data[..], local.size)?;
+        Ok(Hashed { local, blocks, hash })
+    }
+
+    fn read_range(&self, p: &RelPath, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        fs.check_mounted(p)?;
+        if fs.denied.contains(p) {
+            return Err(err(io::ErrorKind::PermissionDenied, "permission denied", p));
+        }
+        match fs.nodes.get(p) {
+            Some(Node::File { data, .. }) => {
+                let (start, end) = (offset as usize, offset as usize + len as usize);
+                data.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| err(io::ErrorKind::UnexpectedEof, "short", p))
+            }
+            _ => Err(err(io::ErrorKind::NotFound, "no such file", p)),
+        }
+    }
+
+    fn rename(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        fs.check_mounted(from)?;
+        if let Some(parent) = to.parent() {
+            fs.mkdir_all(&parent)?;
+        }
+        fs.rename(from, to)
+    }
+
+    fn mkdir_all(&self, p: &RelPath) -> io::Result<()> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        fs.check_mounted(p)?;
+        fs.mkdir_all(p)
+    }
+
+    fn remove_file(&self, p: &RelPath) -> io::Result<()> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        fs.check_mounted(p)?;
+        match fs.nodes.get(p) {
+            Some(Node::File { .. }) => {
+                fs.nodes.remove(p);
+                Ok(())
+            }
+            Some(Node::Dir { .. }) => Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
+            None => Err(err(io::ErrorKind::NotFound, "no such file", p)),
+        }
+    }
+
+    fn remove_dir(&self, p: &RelPath) -> io::Result<bool> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        fs.check_mounted(p)?;
+        match fs.nodes.get(p) {
+            Some(Node::Dir { .. }) if fs.keys_under(p).len() == 1 && !fs.temps.values().any(|t| t.dir == *p) => {
+                fs.nodes.remove(p);
+                Ok(true)
+            }
+            Some(Node::Dir { .. }) => Ok(false),
+            Some(Node::File { .. }) => Err(err(io::ErrorKind::NotADirectory, "not a folder", p)),
+            None => Err(err(io::ErrorKind::NotFound, "no such folder", p)),
+        }
+    }
+
+    fn remove_temp_files(&self) -> io::Result<usize> {
+        let mut fs = self.user();
+        fs.check_mounted(&RelPath::root())?;
+        let n = fs.temps.len();
+        fs.temps.clear();
+        Ok(n)
+    }
+
+    fn create_temp(&self, target: &RelPath) -> io::Result<SimTemp> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        fs.check_mounted(target)?;
+        let dir = target.parent().unwrap_or_else(RelPath::root);
+        fs.mkdir_all(&dir)?;
+        if fs.full {
+            return Err(err(io::ErrorKind::StorageFull, "no space left on device", target));
+        }
+        fs.next_temp += 1;
+        let id = fs.next_temp;
+        fs.temps.insert(id, TempFile { dir, data: Vec::new(), mtime_ns: 0, exec: false });
+        Ok(SimTemp(id))
+    }
+
+    fn write_temp(&self, temp: &mut SimTemp, data: &[u8]) -> io::Result<()> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        if fs.full && !data.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+        }
+        let t = fs.temps.get_mut(&temp.0).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "temp file gone"))?;
+        t.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish_temp(&self, temp: &mut SimTemp, mtime_ms: i64, executable: bool) -> io::Result<()> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        let t = fs.temps.get_mut(&temp.0).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "temp file gone"))?;
+        t.mtime_ns = mtime_ms * 1_000_000;
+        t.exec = executable;
+        Ok(())
+    }
+
+    fn commit_temp(
+        &self,
+        temp: SimTemp,
+        target: &RelPath,
+        expect: Option<LocalNode>,
+        _sync_parent: bool,
+    ) -> io::Result<Option<LocalNode>> {
+        let mut fs = self.user();
+        fs.calls += 1;
+        let t = fs.temps.remove(&temp.0).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "temp file gone"))?;
+        fs.check_mounted(target)?;
+        if fs.nodes.get(target).map(Node::local) != expect {
+            return Ok(None);
+        }
+        if target.parent().unwrap_or_else(RelPath::root) != t.dir {
+            return Err(err(io::ErrorKind::InvalidInput, "a temp file must be renamed within its folder", target));
+        }
+        if !fs.parent_is_dir(target) {
+            return Err(err(io::ErrorKind::NotFound, "no such folder", target));
+        }
+        let inode = match fs.nodes.get(target) {
+            Some(Node::Dir { .. }) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", target)),
+            _ => fs.new_inode(),
+        };
+        let data = Arc::new(t.data);
+        fs.placed.push((target.clone(), Arc::clone(&data)));
+        fs.nodes.insert(target.clone(), Node::File { data, mtime_ns: t.mtime_ns, inode, exec: t.exec });
+        Ok(fs.nodes.get(target).map(Node::local))
+    }
+
+    fn discard_temp(&self, temp: SimTemp) {
+        self.user().temps.remove(&temp.0);
+    }
+
+    fn sync_parents(&self, _paths: &[RelPath]) {}
+}
+
+/// The folder's files and folders as `path → (kind, content hash, executable)`.
+pub fn digest_tree(fs: &Fs) -> BTreeMap<RelPath, (EntryKind, ContentHash, bool)> {
+    fs.nodes
+        .iter()
+        .map(|(p, n)| {
+            let v = match n {
+                Node::File { data, exec, .. } => (EntryKind::File, content_hash(data), *exec),
+                Node::Dir { .. } => (EntryKind::Dir, ContentHash::NONE, false),
+            };
+            (p.clone(), v)
+        })
+        .collect()
+}
+
+/// The content hash the server would give these bytes.
+pub fn content_hash(data: &[u8]) -> ContentHash {
+    hash_content(data, data.len() as u64).expect("reading memory").1
+}

@@ -1,0 +1,723 @@
+//! A seeded, deterministic simulation of Ferry: several devices and one
+//! server in one process, driven by a scheduler that decides, from a seed,
+//! every interleaving of user edits, engine steps, network deliveries and
+//! faults. The real planner, engine and server (router, handlers, SQLite,
+//! block store) run inside; only time ([`clock`]), the network ([`net`]) and
+//! the disk ([`disk`]) are simulated. A failing seed replays exactly.
+//!
+//! Each run: a chaos phase of random steps with faults, then quiescence (all
+//! faults healed, every device syncs until nobody has anything left to do),
+//! then the checks of [`World::check`]:
+//! - every device and the server show the same tree (names, kinds, contents,
+//!   executable bits);
+//! - everything a user wrote and did not destroy themselves is on the server
+//!   (at its path, in a conflict copy, or in history);
+//! - nothing the engine made visible at a path was partial or corrupt (every
+//!   file it placed is byte-for-byte something a user wrote);
+//! - no partial download is left behind.
+
+pub mod clock;
+pub mod disk;
+pub mod net;
+mod user;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use ferry_client::engine::{Engine, MassDelete, RoundStats};
+use ferry_client::status::Status;
+use ferry_client::tree::ContentHash;
+use ferry_shared::RelPath;
+use ferry_shared::api::{ChangeOp, EntryKind};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::clock::{SimClock, WorldTime};
+use crate::disk::{SimDisk, digest_tree};
+use crate::net::{InFlight, Net, SharedNet, SimApi, SimServer};
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub devices: usize,
+    /// Scheduler steps before quiescence.
+    pub steps: usize,
+    /// Inject faults (crashes, restarts, lost requests, full and unreadable disks, clock jumps).
+    pub faults: bool,
+    /// Keep the whole event trace (printed for a failing seed).
+    pub trace: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { devices: 3, steps: 300, faults: true, trace: false }
+    }
+}
+
+/// Faults injected in one run, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Faults {
+    pub device_crashes: u32,
+    pub server_restarts: u32,
+    pub requests_dropped: u32,
+    pub answers_lost: u32,
+    pub server_errors: u32,
+    pub corrupt_blocks: u32,
+    pub disk_full: u32,
+    pub permission_denied: u32,
+    pub unmounts: u32,
+    pub clock_jumps: u32,
+}
+
+impl Faults {
+    pub fn total(&self) -> u32 {
+        self.device_crashes
+            + self.server_restarts
+            + self.requests_dropped
+            + self.answers_lost
+            + self.server_errors
+            + self.corrupt_blocks
+            + self.disk_full
+            + self.permission_denied
+            + self.unmounts
+            + self.clock_jumps
+    }
+
+    pub fn add(&mut self, o: &Faults) {
+        self.device_crashes += o.device_crashes;
+        self.server_restarts += o.server_restarts;
+        self.requests_dropped += o.requests_dropped;
+        self.answers_lost += o.answers_lost;
+        self.server_errors += o.server_errors;
+        self.corrupt_blocks += o.corrupt_blocks;
+        self.disk_full += o.disk_full;
+        self.permission_denied += o.permission_denied;
+        self.unmounts += o.unmounts;
+        self.clock_jumps += o.clock_jumps;
+    }
+}
+
+/// A run that passed.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seed: u64,
+    pub user_ops: u32,
+    pub requests: u32,
+    pub faults: Faults,
+    /// BLAKE3 of the event trace: equal for two runs of one seed.
+    pub trace_digest: [u8; 32],
+}
+
+/// A run that broke an invariant.
+#[derive(Debug)]
+pub struct Violation {
+    pub seed: u64,
+    pub what: String,
+    /// The last events before it.
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed {}: {}", self.seed, self.what)?;
+        writeln!(f, "replay: cargo run -p ferry-sim -- --seed {} --trace", self.seed)?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+type SimEngine = Engine<SimDisk, SimApi, SimClock>;
+type Round = Pin<Box<dyn Future<Output = (SimEngine, anyhow::Result<RoundStats>)>>>;
+
+/// A device's "was woken" flag: the scheduler polls only woken rounds.
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Device {
+    name: String,
+    disk: SimDisk,
+    clock: SimClock,
+    api: SimApi,
+    state_db: PathBuf,
+    /// The engine between rounds (`None` after a crash, or while a round runs).
+    engine: Option<SimEngine>,
+    round: Option<Round>,
+    /// The next round starts like a daemon does (folder check, stale temp files).
+    fresh: bool,
+    /// Set when the daemon stopped on its own (its folder vanished).
+    stopped: Option<String>,
+    /// The user answered a mass-deletion pause with `--confirm-deletes`.
+    confirm: bool,
+    woken: Arc<Flag>,
+    last: Option<RoundStats>,
+}
+
+/// Contents users wrote, and which of them must never be lost.
+#[derive(Default)]
+struct Ledger {
+    written: HashSet<ContentHash>,
+    /// Written and not destroyed by a user since.
+    must_survive: HashMap<ContentHash, String>,
+}
+
+pub struct World {
+    seed: u64,
+    opts: Options,
+    rng: StdRng,
+    time: Arc<WorldTime>,
+    net: SharedNet,
+    server: SimServer,
+    devices: Vec<Device>,
+    ledger: Ledger,
+    /// Files a user is still writing: `(device, path, full content)`.
+    pending_writes: Vec<(usize, RelPath, Vec<u8>)>,
+    faults: Faults,
+    user_ops: u32,
+    requests: u32,
+    trace: Vec<String>,
+    hasher: blake3::Hasher,
+    _dir: tempfile::TempDir,
+}
+
+/// Where the simulation keeps its databases: memory-backed when possible.
+fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("ferry-sim-").tempdir_in(shm) {
+            return Ok(d);
+        }
+    }
+    tempfile::Builder::new().prefix("ferry-sim-").tempdir()
+}
+
+async fn round(engine: &mut SimEngine, fresh: bool, confirm: bool) -> anyhow::Result<RoundStats> {
+    if fresh {
+        engine.check_root()?;
+        engine.remove_stale_temp_files().await?;
+    }
+    engine.deletes_confirmed |= confirm;
+    engine.refresh_remote().await?;
+    engine.sync_round().await
+}
+
+impl World {
+    pub fn new(seed: u64, opts: Options) -> anyhow::Result<World> {
+        let dir = scratch_dir()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let time = WorldTime::new(1_800_000_000_000 + rng.random_range(0..86_400_000));
+        let net: SharedNet = Arc::new(Mutex::new(Net::default()));
+        let names: Vec<(String, String)> =
+            (0..opts.devices).map(|i| (format!("dev{i}"), format!("token-of-device-{i}-{seed}"))).collect();
+        let server = SimServer::start(&dir.path().join("server"), &names)?;
+        let devices = names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, token))| {
+                let skew = if opts.faults { rng.random_range(-120_000..120_000) } else { 0 };
+                let clock = SimClock::new(Arc::clone(&time), skew);
+                Device {
+                    name: name.clone(),
+                    disk: SimDisk::new(name.clone(), clock.clone()),
+                    clock,
+                    api: SimApi::new(i, token.clone(), Arc::clone(&net)),
+                    state_db: dir.path().join(format!("{name}.db")),
+                    engine: None,
+                    round: None,
+                    fresh: true,
+                    stopped: None,
+                    confirm: false,
+                    woken: Arc::default(),
+                    last: None,
+                }
+            })
+            .collect();
+        Ok(World {
+            seed,
+            opts,
+            rng,
+            time,
+            net,
+            server,
+            devices,
+            ledger: Ledger::default(),
+            pending_writes: Vec::new(),
+            faults: Faults::default(),
+            user_ops: 0,
+            requests: 0,
+            trace: Vec::new(),
+            hasher: blake3::Hasher::new(),
+            _dir: dir,
+        })
+    }
+
+    fn log(&mut self, line: String) {
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
+        if self.opts.trace {
+            eprintln!("[{:>6}] {line}", self.trace.len());
+        }
+        self.trace.push(line);
+    }
+
+    fn violation(&self, what: impl Into<String>) -> Violation {
+        let n = self.trace.len();
+        let keep = if self.opts.trace { n } else { 60 };
+        Violation { seed: self.seed, what: what.into(), trace: self.trace[n.saturating_sub(keep)..].to_vec() }
+    }
+
+    /// Runs the chaos phase, quiescence and the checks.
+    pub fn run(mut self) -> Result<Outcome, Violation> {
+        for _ in 0..self.opts.steps {
+            self.step().map_err(|e| self.violation(format!("{e:#}")))?;
+        }
+        self.quiesce()?;
+        self.check()?;
+        Ok(Outcome {
+            seed: self.seed,
+            user_ops: self.user_ops,
+            requests: self.requests,
+            faults: self.faults,
+            trace_digest: *self.hasher.finalize().as_bytes(),
+        })
+    }
+
+    fn open_engine(&self, d: usize) -> anyhow::Result<SimEngine> {
+        let dev = &self.devices[d];
+        let status = Arc::new(Mutex::new(Status::new(dev.disk_name(), "sim".into())));
+        Engine::open(
+            (dev.disk.clone(), dev.api.clone(), dev.clock.clone()),
+            dev.name.clone(),
+            &dev.state_db,
+            (1000, 0.5),
+            status,
+        )
+    }
+
+    fn start_round(&mut self, d: usize) -> anyhow::Result<()> {
+        let engine = match self.devices[d].engine.take() {
+            Some(e) => e,
+            None => self.open_engine(d)?,
+        };
+        let dev = &mut self.devices[d];
+        let fresh = std::mem::take(&mut dev.fresh);
+        let confirm = std::mem::take(&mut dev.confirm);
+        dev.round = Some(Box::pin(async move {
+            let mut engine = engine;
+            let r = round(&mut engine, fresh, confirm).await;
+            (engine, r)
+        }));
+        dev.woken.0.store(true, Ordering::Relaxed);
+        self.log(format!("{} starts a round", self.devices[d].name));
+        Ok(())
+    }
+
+    /// Polls a woken round once.
+    fn poll(&mut self, d: usize) {
+        let dev = &mut self.devices[d];
+        dev.woken.0.store(false, Ordering::Relaxed);
+        let waker = Waker::from(Arc::clone(&dev.woken));
+        let mut cx = Context::from_waker(&waker);
+        let Some(fut) = dev.round.as_mut() else { return };
+        let Poll::Ready((engine, result)) = fut.as_mut().poll(&mut cx) else { return };
+        dev.round = None;
+        let name = dev.name.clone();
+        match result {
+            Ok(stats) => {
+                dev.engine = Some(engine);
+                dev.last = Some(stats);
+                self.log(format!("{name} round done: {stats:?}"));
+            }
+            Err(e) if e.downcast_ref::<MassDelete>().is_some() => {
+                dev.engine = Some(engine);
+                dev.confirm = true;
+                dev.last = None;
+                self.log(format!("{name} paused ({e}); the user confirms"));
+            }
+            Err(e) if ferry_client::daemon::is_fatal(&e) => {
+                dev.stopped = Some(format!("{e:#}"));
+                dev.fresh = true;
+                dev.last = None;
+                self.log(format!("{name} daemon stopped: {e:#}"));
+            }
+            Err(e) => {
+                dev.engine = Some(engine);
+                dev.last = None;
+                self.log(format!("{name} round failed: {e:#}"));
+            }
+        }
+    }
+
+    fn crash(&mut self, d: usize) {
+        let dev = &mut self.devices[d];
+        dev.round = None;
+        dev.engine = None;
+        dev.fresh = true;
+        dev.last = None;
+        self.faults.device_crashes += 1;
+        self.log(format!("{} crashes (kill -9)", self.devices[d].name));
+    }
+
+    /// Delivers request `i` of the network queue, maybe with a fault.
+    fn deliver(&mut self, i: usize, faults: bool) {
+        let inflight: InFlight = self.net.lock().expect("net").queue.remove(i);
+        self.requests += 1;
+        let what = format!("{} {} {}", self.devices[inflight.device].name, inflight.req.method, inflight.req.uri);
+        let roll: f64 = if faults { self.rng.random() } else { 1.0 };
+        if roll < 0.04 {
+            self.faults.requests_dropped += 1;
+            self.log(format!("{what}: request lost"));
+            inflight.complete(Err(net::connection_lost()));
+            return;
+        }
+        if roll < 0.06 {
+            self.faults.server_errors += 1;
+            self.log(format!("{what}: 503"));
+            inflight.complete(Ok(net::unavailable()));
+            return;
+        }
+        let mut resp = self.server.handle(&inflight.req);
+        self.log(format!("{what}: {}", resp.status));
+        if roll < 0.10 {
+            self.faults.answers_lost += 1;
+            self.log(format!("{what}: answer lost after the server acted"));
+            inflight.complete(Err(net::connection_lost()));
+            return;
+        }
+        if roll < 0.12 && inflight.req.uri.starts_with("/blocks/") && resp.status == 200 && resp.body.len() > 40 {
+            // A damaged block from storage: the client must refuse it.
+            self.faults.corrupt_blocks += 1;
+            let at = resp.body.len() - 1 - self.rng.random_range(0..8);
+            resp.body[at] ^= 0x55;
+            self.log(format!("{what}: block bytes damaged"));
+        }
+        inflight.complete(Ok(resp));
+    }
+
+    fn in_flight(&self) -> usize {
+        self.net.lock().expect("net").queue.len()
+    }
+
+    /// One scheduler step of the chaos phase.
+    fn step(&mut self) -> anyhow::Result<()> {
+        let n = self.devices.len();
+        let d = self.rng.random_range(0..n);
+        let faults = self.opts.faults;
+        match self.rng.random_range(0..100) {
+            0..30 => {
+                if self.rng.random_bool(0.1) {
+                    self.finish_write();
+                } else if self.devices[d].disk.user().mounted {
+                    self.user_op(d);
+                }
+            }
+            30..55 => {
+                let woken: Vec<usize> = (0..n)
+                    .filter(|&i| self.devices[i].round.is_some() && self.devices[i].woken.0.load(Ordering::Relaxed))
+                    .collect();
+                if !woken.is_empty() {
+                    let i = woken[self.rng.random_range(0..woken.len())];
+                    self.poll(i);
+                }
+            }
+            55..78 => {
+                let q = self.in_flight();
+                if q > 0 {
+                    let i = self.rng.random_range(0..q);
+                    self.deliver(i, faults);
+                }
+            }
+            78..88 => {
+                let dev = &self.devices[d];
+                if dev.round.is_none() && dev.stopped.is_none() {
+                    self.start_round(d)?;
+                }
+            }
+            88..95 => {
+                let ms = self.rng.random_range(1..400);
+                self.time.advance(ms);
+            }
+            _ if faults => self.fault(d)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn fault(&mut self, d: usize) -> anyhow::Result<()> {
+        match self.rng.random_range(0..10) {
+            0 | 1 => self.crash(d),
+            2 => {
+                self.server.restart()?;
+                self.faults.server_restarts += 1;
+                self.log("server restarts".into());
+            }
+            3 => {
+                let mut fs = self.devices[d].disk.user();
+                fs.full = !fs.full;
+                let full = fs.full;
+                drop(fs);
+                if full {
+                    self.faults.disk_full += 1;
+                }
+                self.log(format!("{}: disk full = {full}", self.devices[d].name));
+            }
+            4 | 5 => {
+                let picked = {
+                    let fs = self.devices[d].disk.user();
+                    let keys: Vec<&RelPath> = fs.nodes.keys().collect();
+                    (!keys.is_empty()).then(|| keys[self.rng.random_range(0..keys.len())].clone())
+                };
+                if let Some(p) = picked {
+                    let mut fs = self.devices[d].disk.user();
+                    let denied = if fs.denied.remove(&p) {
+                        false
+                    } else {
+                        fs.denied.insert(p.clone());
+                        true
+                    };
+                    drop(fs);
+                    if denied {
+                        self.faults.permission_denied += 1;
+                    }
+                    self.log(format!("{}: {p} unreadable = {denied}", self.devices[d].name));
+                }
+            }
+            6 => {
+                let mut fs = self.devices[d].disk.user();
+                fs.mounted = !fs.mounted;
+                let mounted = fs.mounted;
+                drop(fs);
+                if !mounted {
+                    self.faults.unmounts += 1;
+                } else if self.devices[d].stopped.take().is_some() {
+                    self.log(format!("{}: daemon started again", self.devices[d].name));
+                }
+                self.log(format!("{}: folder mounted = {mounted}", self.devices[d].name));
+            }
+            7 => {
+                let ms = self.rng.random_range(-3_600_000..3_600_000);
+                self.devices[d].clock.jump(ms);
+                self.faults.clock_jumps += 1;
+                self.log(format!("{}: clock jumps {ms} ms", self.devices[d].name));
+            }
+            _ => {
+                // Answers arrive late: a burst of deliveries in shuffled order.
+                let q = self.in_flight();
+                for _ in 0..q.min(3) {
+                    let q = self.in_flight();
+                    if q > 0 {
+                        let i = self.rng.random_range(0..q);
+                        self.deliver(i, true);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Heals every fault and lets all devices sync until none has anything
+    /// left to do.
+    fn quiesce(&mut self) -> Result<(), Violation> {
+        self.log("-- quiescence: faults healed".into());
+        for d in 0..self.devices.len() {
+            let mut fs = self.devices[d].disk.user();
+            fs.mounted = true;
+            fs.full = false;
+            fs.denied.clear();
+            drop(fs);
+            self.devices[d].stopped = None;
+        }
+        // Requests still in flight (some from crashed rounds) arrive now.
+        while self.in_flight() > 0 {
+            self.deliver(0, false);
+        }
+        for pass in 0..16 {
+            self.time.advance(1_000);
+            let mut busy = false;
+            for d in 0..self.devices.len() {
+                let stats = self.run_round_to_end(d)?;
+                busy |= stats.is_none_or(|s| s.ops > 0 || s.errors > 0 || s.deferred > 0);
+            }
+            let cursor = self.server.cursor().map_err(|e| self.violation(format!("server: {e:#}")))?;
+            let behind = self.devices.iter().any(|d| d.engine.as_ref().is_none_or(|e| e.cursor != cursor));
+            if !busy && !behind {
+                self.log(format!("-- quiet after {pass} passes"));
+                return Ok(());
+            }
+        }
+        let mut report = Vec::new();
+        for dev in &self.devices {
+            let Some(e) = dev.engine.as_ref() else { continue };
+            let errors = e.status.lock().map(|s| s.recent_errors.clone()).unwrap_or_default();
+            report.push(format!("{}: last errors {errors:?}", dev.name));
+            if let Ok((local, _)) = ferry_client::seams::Disk::scan(&dev.disk) {
+                let plan = ferry_client::planner::plan(&e.rtree, &local, &e.stree);
+                report.extend(plan.ops.iter().map(|op| format!("  plans {op:?}")));
+                if !plan.is_empty() {
+                    report.extend(
+                        e.rtree.iter().map(|(p, r)| format!("    remote {p} id {} rev {} {:?}", r.id, r.rev, r.kind)),
+                    );
+                    report.extend(local.iter().map(|(p, l)| format!("    local {p} inode {} {:?}", l.inode, l.kind)));
+                    report.extend(
+                        e.stree
+                            .iter()
+                            .map(|(p, s)| format!("    synced {p} id {} rev {} inode {}", s.id, s.rev, s.local.inode)),
+                    );
+                }
+            }
+        }
+        Err(self.violation(format!("no quiescence after 16 passes:\n{}", report.join("\n"))))
+    }
+
+    /// Runs a round on device `d` with a reliable network until it ends.
+    fn run_round_to_end(&mut self, d: usize) -> Result<Option<RoundStats>, Violation> {
+        if self.devices[d].round.is_none() {
+            self.start_round(d).map_err(|e| self.violation(format!("opening {}: {e:#}", self.devices[d].name)))?;
+        }
+        for _ in 0..1_000_000 {
+            if self.devices[d].round.is_none() {
+                return Ok(self.devices[d].last);
+            }
+            if self.devices[d].woken.0.load(Ordering::Relaxed) {
+                self.poll(d);
+                continue;
+            }
+            let mine = self.net.lock().expect("net").queue.iter().position(|r| r.device == d);
+            match mine {
+                Some(i) => self.deliver(i, false),
+                None => {
+                    return Err(
+                        self.violation(format!("{} is stuck: not woken, nothing in flight", self.devices[d].name))
+                    );
+                }
+            }
+        }
+        Err(self.violation(format!("{}'s round never ends", self.devices[d].name)))
+    }
+
+    /// The server's live tree, from its journal.
+    fn server_tree(&self) -> anyhow::Result<(BTreeMap<RelPath, (EntryKind, ContentHash, bool)>, HashSet<ContentHash>)> {
+        let mut tree: BTreeMap<RelPath, (EntryKind, ContentHash, bool)> = BTreeMap::new();
+        let mut history = HashSet::new();
+        for ch in self.server.journal()? {
+            let e = &ch.entry;
+            let hash = ContentHash::parse(&e.hash).unwrap_or(ContentHash([0xff; 32]));
+            if e.kind == EntryKind::File {
+                history.insert(hash);
+            }
+            match ch.op {
+                ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
+                    tree.insert(e.path.clone(), (e.kind, hash, e.executable));
+                }
+                ChangeOp::Delete | ChangeOp::Rmdir => {
+                    for k in ferry_client::tree::subtree(&tree, &e.path) {
+                        tree.remove(&k);
+                    }
+                }
+                ChangeOp::Move => {
+                    if let Some(from) = &ch.from {
+                        for k in ferry_client::tree::subtree(&tree, from) {
+                            let v = tree.remove(&k).expect("listed");
+                            tree.insert(k.rebase(from, &e.path)?, v);
+                        }
+                    }
+                    tree.insert(e.path.clone(), (e.kind, hash, e.executable));
+                }
+            }
+        }
+        tree.remove(&RelPath::root());
+        Ok((tree, history))
+    }
+
+    /// The invariants, after quiescence.
+    fn check(&mut self) -> Result<(), Violation> {
+        let (server, history) = self.server_tree().map_err(|e| self.violation(format!("reading the server: {e:#}")))?;
+        for dev in &self.devices {
+            let fs = dev.disk.user();
+            let local = digest_tree(&fs);
+            if local != server {
+                let mut diff = Vec::new();
+                for (p, v) in &server {
+                    match local.get(p) {
+                        None => diff.push(format!("  only on the server: {p} {v:?}")),
+                        Some(l) if l != v => diff.push(format!("  differs: {p} server {v:?} device {l:?}")),
+                        _ => {}
+                    }
+                }
+                diff.extend(
+                    local.keys().filter(|p| !server.contains_key(*p)).map(|p| format!("  only on the device: {p}")),
+                );
+                if let Some(e) = dev.engine.as_ref() {
+                    let keys: std::collections::BTreeSet<&RelPath> =
+                        server.keys().chain(local.keys()).filter(|p| server.get(*p) != local.get(*p)).collect();
+                    for k in keys {
+                        diff.push(format!("  {k}: engine remote {:?} synced {:?}", e.rtree.get(k), e.stree.get(k)));
+                    }
+                }
+                if let Ok(journal) = self.server.journal() {
+                    for ch in journal {
+                        diff.push(format!(
+                            "  journal: {:?} {:?} {} id {} rev {} {:?} {}",
+                            ch.op,
+                            ch.from.as_ref().map(|f| f.to_string()),
+                            ch.entry.path,
+                            ch.entry.id,
+                            ch.entry.rev,
+                            ch.entry.kind,
+                            &ch.entry.hash[..ch.entry.hash.len().min(8)]
+                        ));
+                    }
+                }
+                return Err(self.violation(format!("{} and the server differ:\n{}", dev.name, diff.join("\n"))));
+            }
+            if fs.live_temps() > 0 {
+                return Err(self.violation(format!("{} has {} partial downloads left", dev.name, fs.live_temps())));
+            }
+            for (path, data) in &fs.placed {
+                if !data.is_empty() && !self.ledger.written.contains(&disk::content_hash(data)) {
+                    return Err(self.violation(format!(
+                        "{} showed a file at {path} that no user wrote ({} bytes): partial or corrupt",
+                        dev.name,
+                        data.len()
+                    )));
+                }
+            }
+        }
+        let on_server: HashSet<ContentHash> = server.values().map(|v| v.1).chain(history).collect();
+        let mut lost: Vec<&String> =
+            self.ledger.must_survive.iter().filter(|(h, _)| !on_server.contains(*h)).map(|(_, what)| what).collect();
+        if !lost.is_empty() {
+            lost.sort();
+            return Err(self.violation(format!("lost what users wrote: {lost:?}")));
+        }
+        Ok(())
+    }
+}
+
+impl Device {
+    fn disk_name(&self) -> String {
+        format!("{}:/", self.name)
+    }
+}
+
+/// Runs one seed.
+pub fn run_seed(seed: u64, opts: &Options) -> Result<Outcome, Violation> {
+    let world = World::new(seed, opts.clone()).map_err(|e| Violation {
+        seed,
+        what: format!("setting up: {e:#}"),
+        trace: Vec::new(),
+    })?;
+    world.run()
+}

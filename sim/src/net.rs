@@ -1,0 +1,286 @@
+//! The simulated network and the real server behind it.
+//!
+//! Every request a device makes goes into one queue and waits there until the
+//! scheduler delivers it, drops it, or loses its answer; delivery runs the
+//! real `ferry-server` router (real handlers, real SQLite, real block store)
+//! in-process, one request at a time, so the order of events is the
+//! scheduler's alone and a seed replays exactly.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use ferry_client::remote::{self, RawChanges, RemoteError};
+use ferry_client::seams::Api;
+use ferry_server::api::AppState;
+use ferry_server::serve::ServeOptions;
+use ferry_server::store::Caller;
+use ferry_shared::BlockId;
+use ferry_shared::api::{
+    ChangesResponse, CommitOp, CommitRequest, CommitResponse, MAX_MISSING_QUERY, MissingBlocksRequest,
+    MissingBlocksResponse,
+};
+use ferry_shared::block::{BlockEncoding, ENCODING_HEADER};
+use tower::ServiceExt;
+
+/// A request as it travels.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: Method,
+    pub uri: String,
+    pub token: String,
+    pub json: bool,
+    pub body: Vec<u8>,
+}
+
+/// The server's answer.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub encoding: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<Resp, RemoteError>>,
+    waker: Option<Waker>,
+}
+
+/// A request waiting in the network.
+pub struct InFlight {
+    pub device: usize,
+    pub req: Req,
+    slot: Arc<Mutex<Slot>>,
+}
+
+impl InFlight {
+    /// Hands the device its answer (or a failure) and wakes it.
+    pub fn complete(self, result: Result<Resp, RemoteError>) {
+        let mut slot = self.slot.lock().expect("slot poisoned");
+        slot.result = Some(result);
+        if let Some(w) = slot.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// All requests in flight, in the order they were sent.
+#[derive(Default)]
+pub struct Net {
+    pub queue: Vec<InFlight>,
+}
+
+pub type SharedNet = Arc<Mutex<Net>>;
+
+/// The network failure a dropped request or answer shows.
+pub fn connection_lost() -> RemoteError {
+    RemoteError::network("connection reset (simulated)")
+}
+
+struct Answer(Arc<Mutex<Slot>>);
+
+impl Future for Answer {
+    type Output = Result<Resp, RemoteError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.0.lock().expect("slot poisoned");
+        match slot.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The engine's [`Api`] over the simulated network.
+#[derive(Clone)]
+pub struct SimApi {
+    pub device: usize,
+    token: String,
+    net: SharedNet,
+    sent: Arc<AtomicU64>,
+}
+
+impl SimApi {
+    pub fn new(device: usize, token: String, net: SharedNet) -> SimApi {
+        SimApi { device, token, net, sent: Arc::default() }
+    }
+
+    async fn call(&self, method: Method, uri: String, json: bool, body: Vec<u8>) -> Result<Resp, RemoteError> {
+        self.sent.fetch_add(body.len() as u64 + 200, Ordering::Relaxed);
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let req = Req { method, uri, token: self.token.clone(), json, body };
+        self.net.lock().expect("net poisoned").queue.push(InFlight { device: self.device, req, slot: slot.clone() });
+        let resp = Answer(slot).await?;
+        if (200..300).contains(&resp.status) {
+            Ok(resp)
+        } else {
+            Err(remote::error_from_body(resp.status, &String::from_utf8_lossy(&resp.body)))
+        }
+    }
+
+    async fn call_json<T: serde::Serialize>(&self, method: Method, uri: &str, body: &T) -> Result<Resp, RemoteError> {
+        self.call(method, uri.to_owned(), true, serde_json::to_vec(body).expect("serializable")).await
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(resp: &Resp) -> Result<T, RemoteError> {
+    serde_json::from_slice(&resp.body).map_err(|e| RemoteError::Http {
+        status: 502,
+        code: None,
+        message: format!("bad answer: {e}"),
+    })
+}
+
+impl Api for SimApi {
+    async fn changes(&self, cursor: i64, limit: u32) -> Result<(ChangesResponse, Vec<String>), RemoteError> {
+        let resp = self.call(Method::GET, format!("/changes?cursor={cursor}&limit={limit}"), false, Vec::new()).await?;
+        Ok(remote::parse_changes(json::<RawChanges>(&resp)?))
+    }
+
+    async fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, RemoteError> {
+        let mut missing = Vec::new();
+        for chunk in ids.chunks(MAX_MISSING_QUERY) {
+            let req = MissingBlocksRequest { ids: chunk.to_vec() };
+            let resp = self.call_json(Method::POST, "/blocks/missing", &req).await?;
+            missing.extend(json::<MissingBlocksResponse>(&resp)?.missing);
+        }
+        Ok(missing)
+    }
+
+    async fn put_batch(&self, body: Vec<u8>) -> Result<(), RemoteError> {
+        self.call(Method::POST, "/blocks/batch".into(), false, body).await?;
+        Ok(())
+    }
+
+    async fn fetch(&self, ids: &[BlockId]) -> Result<Vec<(BlockId, Vec<u8>)>, RemoteError> {
+        let resp = self.call_json(Method::POST, "/blocks/fetch", &MissingBlocksRequest { ids: ids.to_vec() }).await?;
+        remote::decode_fetched(&resp.body, ids)
+    }
+
+    async fn get_block(&self, id: &BlockId) -> Result<Vec<u8>, RemoteError> {
+        let resp = self.call(Method::GET, format!("/blocks/{id}"), false, Vec::new()).await?;
+        let encoding = resp.encoding.as_deref().and_then(BlockEncoding::parse).unwrap_or(BlockEncoding::Zstd);
+        Ok(ferry_shared::block::decode(id, encoding, &resp.body)?)
+    }
+
+    async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse, RemoteError> {
+        let resp = self.call_json(Method::POST, "/commit", &CommitRequest { ops }).await?;
+        json(&resp)
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+/// The real server, in-process, restartable from its data directory.
+pub struct SimServer {
+    opts: ServeOptions,
+    state: Option<(AppState, axum::Router)>,
+    rt: tokio::runtime::Runtime,
+    pub caller: Caller,
+}
+
+impl SimServer {
+    /// Starts a server in `data` with one user and a token per device.
+    pub fn start(data: &Path, tokens: &[(String, String)]) -> anyhow::Result<SimServer> {
+        let opts = ServeOptions {
+            data: data.to_owned(),
+            listen: ([127, 0, 0, 1], 0).into(),
+            tls: None,
+            insecure_http: false,
+            upload_expiry: Duration::from_secs(3600),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut server = SimServer { opts, state: None, rt, caller: Caller { user_id: 0, device_id: 0, ns: 0 } };
+        let state = server.open()?;
+        let user = state.meta.add_user("sim", "not a password hash", 1 << 40)?;
+        for (device, token) in tokens {
+            state.meta.create_token(user, device, ferry_server::passwords::token_hash(token))?;
+        }
+        let (_, token) = tokens.first().expect("a device");
+        server.caller =
+            state.meta.authenticate(ferry_server::passwords::token_hash(token))?.expect("the token just made");
+        Ok(server)
+    }
+
+    fn open(&mut self) -> anyhow::Result<AppState> {
+        let state = ferry_server::serve::open_state(&self.opts)?;
+        let router = ferry_server::api::router(Arc::clone(&state));
+        self.state = Some((Arc::clone(&state), router));
+        Ok(state)
+    }
+
+    /// Stops and starts the server: only what it made durable survives.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.state = None;
+        self.open()?;
+        Ok(())
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state.as_ref().expect("server running").0
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.opts.data.clone()
+    }
+
+    /// Runs one request through the real router.
+    pub fn handle(&self, req: &Req) -> Resp {
+        let (_, router) = self.state.as_ref().expect("server running");
+        let mut b = Request::builder()
+            .method(req.method.clone())
+            .uri(&req.uri)
+            .header("authorization", format!("Bearer {}", req.token));
+        if req.json {
+            b = b.header("content-type", "application/json");
+        }
+        let request = b.body(Body::from(req.body.clone())).expect("a valid request");
+        self.rt.block_on(async {
+            let resp = router.clone().oneshot(request).await.expect("the router is infallible");
+            let status = resp.status();
+            let encoding = resp.headers().get(ENCODING_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap_or_default().to_vec();
+            Resp { status: status.as_u16(), encoding, body }
+        })
+    }
+
+    /// The whole journal, read straight from the store.
+    pub fn journal(&self) -> anyhow::Result<Vec<ferry_shared::api::Change>> {
+        let meta = &self.state().meta;
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let page = meta.changes(self.caller.ns, cursor, 5000)?;
+            out.extend(page.changes);
+            cursor = page.cursor;
+            if !page.has_more {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub fn cursor(&self) -> anyhow::Result<i64> {
+        Ok(self.state().meta.cursor(self.caller.ns)?)
+    }
+}
+
+/// A 503, as an overloaded server answers.
+pub fn unavailable() -> Resp {
+    let body = serde_json::to_vec(&ferry_shared::api::ErrorBody::new(
+        ferry_shared::api::ErrorCode::Unavailable,
+        "overloaded (simulated)",
+    ))
+    .expect("serializable");
+    Resp { status: StatusCode::SERVICE_UNAVAILABLE.as_u16(), encoding: None, body }
+}
