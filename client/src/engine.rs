@@ -278,6 +278,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// Moves the remote record at `from` (and everything under it) to `to`,
     /// block lists included.
     fn rename_remote(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        if from == to {
+            return Ok(());
+        }
         for k in subtree(&self.rtree, from) {
             let new = k.rebase(from, to)?;
             if let Some(node) = self.rtree.remove(&k) {
@@ -656,12 +659,15 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             let p = path.clone();
             let hashed = self.on_disk(move |d| d.hash_file(&p)).await?;
             if hashed.hash == remote.hash {
+                // Same content: agree. A different mode is this device's (a
+                // lost commit answer, a rebuilt state): recorded as the
+                // server's, so the next round sends the local one.
                 let mut w = Vec::new();
                 let node = SyncedNode {
                     id: remote.id,
                     rev: remote.rev,
                     kind: EntryKind::File,
-                    local: hashed.local,
+                    local: LocalNode { executable: remote.executable, ..hashed.local },
                     hash: remote.hash,
                 };
                 self.set_synced(&mut w, path, Some(node));

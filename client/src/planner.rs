@@ -180,10 +180,27 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         move_subtree(local.to_mut(), &from, &to);
     }
 
-    // New names on disk and their twins (same folder, same name but for case
-    // or normalization) on disk or on the server: a move onto such a name
-    // is not sent as a move, and step 3 moves the new name aside.
+    // New names on disk whose twin (same folder, same name but for case or
+    // normalization) is on the server and not on disk: the server cannot
+    // hold both. The new name waits a round when the twin is about to be
+    // deleted (a rename done as delete + create); otherwise it moves aside
+    // as a conflict copy. Nothing is moved onto or into such a name.
+    let mut aside: Vec<RelPath> = Vec::new();
+    let mut held: Vec<RelPath> = Vec::new();
     let twins = twins_of_new_names(&remote, &local, &synced);
+    if !twins.is_empty() {
+        let inodes: HashSet<u64> = local.values().map(|l| l.inode).collect();
+        for (p, qs) in &twins {
+            let renamed_from =
+                |q: &RelPath| synced.get(q).zip(local.get(p)).is_some_and(|(s, l)| s.local.inode == l.inode);
+            for q in qs.iter().filter(|q| remote.contains_key(*q) && !local.contains_key(*q) && !renamed_from(q)) {
+                let s = synced.get(q);
+                let moved = s.is_some_and(|s| inodes.contains(&s.local.inode));
+                let going = !moved && s.zip(remote.get(q)).is_some_and(|(s, r)| s.matches_remote(r));
+                if going { held.push(p.clone()) } else { aside.push(p.clone()) }
+            }
+        }
+    }
 
     // 2. Moves on disk: the same inode at a new path, its old path gone.
     let by_inode: HashMap<u64, &RelPath> =
@@ -200,8 +217,10 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         if local.contains_key(&from) || synced.contains_key(&to) || remote.contains_key(&to) || to.starts_with(&from) {
             continue;
         }
-        if twins.get(&to).is_some_and(|t| t.iter().any(|q| *q != from)) {
-            continue; // onto a twin's name: step 3 decides
+        if twins.get(&to).is_some_and(|t| t.iter().any(|q| *q != from))
+            || aside.iter().chain(&held).any(|a| to.starts_with(a))
+        {
+            continue; // onto or into a contested name: step 3 decides
         }
         let same = s.kind == l.kind
             && s.local.inode == l.inode
@@ -215,16 +234,12 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         move_subtree(remote.to_mut(), &from, &to);
     }
 
-    // 3. Twins: names in one folder that differ only by case (or Unicode
-    // normalization). A case-sensitive disk holds both; the server and other
-    // devices cannot. On disk, the one the server or the synced tree knows
-    // keeps its name and the others move aside as conflict copies, synced
-    // under those names. A new local name whose twin is on the server moves
-    // aside too — unless that twin is about to be deleted (a rename done as
-    // delete + create), in which case the new name waits a round.
+    // 3. Twins on disk: names in one folder that differ only by case (or
+    // Unicode normalization). A case-sensitive disk holds both; the server and
+    // other devices cannot. The one the server or the synced tree knows keeps
+    // its name and the others move aside as conflict copies, synced under
+    // those names (new names with a twin on the server were decided above).
     let mut seen: HashMap<(&str, Cow<str>), &RelPath> = HashMap::new();
-    let mut aside: Vec<RelPath> = Vec::new();
-    let mut held: Vec<RelPath> = Vec::new();
     // Who keeps a contested name: what the server has, then what was synced.
     let rank = |q: &RelPath| (remote.contains_key(q), synced.contains_key(q));
     for p in local.keys() {
@@ -241,20 +256,6 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
                 seen.insert(key, p);
             }
             Some(_) => aside.push(p.clone()),
-        }
-    }
-    for (p, qs) in &twins {
-        let known = remote.contains_key(p) || synced.contains_key(p);
-        if known || aside.iter().any(|a| p.starts_with(a)) {
-            continue;
-        }
-        for q in qs.iter().filter(|q| remote.contains_key(*q) && !local.contains_key(*q)) {
-            let going = synced.get(q).is_some_and(|s| remote.get(q).is_some_and(|r| s.matches_remote(r)));
-            if going {
-                held.push(p.clone());
-            } else {
-                aside.push(p.clone());
-            }
         }
     }
     aside.sort();

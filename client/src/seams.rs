@@ -72,18 +72,20 @@ impl Api for Remote {
     }
 }
 
+/// `(id, offset, length)` of each block of a file, in order.
+pub type BlockSpans = Vec<(BlockId, u64, u32)>;
+
 /// A file's content as the chunker saw it.
 #[derive(Debug, Clone)]
 pub struct Hashed {
     pub local: LocalNode,
-    /// `(id, offset, length)` of each block, in order.
-    pub blocks: Vec<(BlockId, u64, u32)>,
+    pub blocks: BlockSpans,
     pub hash: ContentHash,
 }
 
 /// Chunks and hashes `size` bytes of content with the shared rule: each
 /// block's `(id, offset, length)` and the content hash the server computes.
-pub fn hash_content(reader: impl Read, size: u64) -> io::Result<(Vec<(BlockId, u64, u32)>, ContentHash)> {
+pub fn hash_content(reader: impl Read, size: u64) -> io::Result<(BlockSpans, ContentHash)> {
     let mut blocks = Vec::new();
     for chunk in Chunker::new(reader, ChunkParams::for_size(size)) {
         let c = chunk?;

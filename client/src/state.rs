@@ -235,6 +235,7 @@ impl State {
                     Write::Blocks(p, blocks) => {
                         put_blocks.execute(params![p.as_str(), encode_blocks(blocks)])?;
                     }
+                    Write::RenameRemote(from, to) if from == to => {}
                     Write::RenameRemote(from, to) => {
                         del_remote.execute([to.as_str()])?;
                         rename_remote.execute([from.as_str(), to.as_str()])?;

@@ -454,8 +454,11 @@ impl Disk for SimDisk {
     fn sync_parents(&self, _paths: &[RelPath]) {}
 }
 
-/// The folder's files and folders as `path → (kind, content hash, executable)`.
-pub fn digest_tree(fs: &Fs) -> BTreeMap<RelPath, (EntryKind, ContentHash, bool)> {
+/// A tree as `path → (kind, content hash, executable)`: what must agree.
+pub type Digest = BTreeMap<RelPath, (EntryKind, ContentHash, bool)>;
+
+/// The folder's files and folders.
+pub fn digest_tree(fs: &Fs) -> Digest {
     fs.nodes
         .iter()
         .map(|(p, n)| {

@@ -19,9 +19,9 @@
 pub mod clock;
 pub mod disk;
 pub mod net;
-mod user;
+pub mod user;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -38,8 +38,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::clock::{SimClock, WorldTime};
-use crate::disk::{SimDisk, digest_tree};
+use crate::disk::{Digest, SimDisk, digest_tree};
 use crate::net::{InFlight, Net, SharedNet, SimApi, SimServer};
+pub use crate::user::UserOp;
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -100,6 +101,19 @@ impl Faults {
         self.unmounts += o.unmounts;
         self.clock_jumps += o.clock_jumps;
     }
+}
+
+/// A history for the planner check: both devices sync `base`; device 1
+/// then makes `there` and sends it; device 0 makes `here` without syncing
+/// and may lose its state database (a reinstall); then everything settles.
+/// When device 0 plans, its three trees (remote, local, synced) differ in
+/// every way these edits can make them differ.
+#[derive(Debug, Clone, Default)]
+pub struct Scenario {
+    pub base: Vec<UserOp>,
+    pub there: Vec<UserOp>,
+    pub here: Vec<UserOp>,
+    pub lose_state: bool,
 }
 
 /// A run that passed.
@@ -186,6 +200,8 @@ pub struct World {
     pending_writes: Vec<(usize, RelPath, Vec<u8>)>,
     faults: Faults,
     user_ops: u32,
+    /// Contents written so far (each is stamped with its number).
+    written_count: u64,
     requests: u32,
     trace: Vec<String>,
     hasher: blake3::Hasher,
@@ -195,10 +211,10 @@ pub struct World {
 /// Where the simulation keeps its databases: memory-backed when possible.
 fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
     let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(d) = tempfile::Builder::new().prefix("ferry-sim-").tempdir_in(shm) {
-            return Ok(d);
-        }
+    if shm.is_dir()
+        && let Ok(d) = tempfile::Builder::new().prefix("ferry-sim-").tempdir_in(shm)
+    {
+        return Ok(d);
     }
     tempfile::Builder::new().prefix("ferry-sim-").tempdir()
 }
@@ -256,6 +272,7 @@ impl World {
             pending_writes: Vec::new(),
             faults: Faults::default(),
             user_ops: 0,
+            written_count: 0,
             requests: 0,
             trace: Vec::new(),
             hasher: blake3::Hasher::new(),
@@ -282,6 +299,40 @@ impl World {
     pub fn run(mut self) -> Result<Outcome, Violation> {
         for _ in 0..self.opts.steps {
             self.step().map_err(|e| self.violation(format!("{e:#}")))?;
+        }
+        self.quiesce()?;
+        self.check()?;
+        Ok(Outcome {
+            seed: self.seed,
+            user_ops: self.user_ops,
+            requests: self.requests,
+            faults: self.faults,
+            trace_digest: *self.hasher.finalize().as_bytes(),
+        })
+    }
+
+    /// A planner-check history (see [`Scenario`]), then quiescence and the checks.
+    pub fn run_scenario(mut self, sc: &Scenario) -> Result<Outcome, Violation> {
+        for op in &sc.base {
+            self.apply_op(0, op);
+        }
+        self.quiesce()?;
+        for op in &sc.there {
+            self.apply_op(1, op);
+        }
+        self.time.advance(1_000);
+        self.run_round_to_end(1)?;
+        for op in &sc.here {
+            self.apply_op(0, op);
+        }
+        if sc.lose_state {
+            self.crash(0);
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = self.devices[0].state_db.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+            self.log("dev0 loses its state database".into());
         }
         self.quiesce()?;
         self.check()?;
@@ -420,7 +471,13 @@ impl World {
                 if self.rng.random_bool(0.1) {
                     self.finish_write();
                 } else if self.devices[d].disk.user().mounted {
-                    self.user_op(d);
+                    let op = {
+                        let fs = self.devices[d].disk.user();
+                        user::random_op(&mut self.rng, &fs)
+                    };
+                    if let Some(op) = op {
+                        self.apply_op(d, &op);
+                    }
                 }
             }
             30..55 => {
@@ -578,6 +635,21 @@ impl World {
                 }
             }
         }
+        if let Ok(journal) = self.server.journal() {
+            for ch in journal {
+                report.push(format!(
+                    "  journal: {:?} {:?} {} id {} rev {} {:?} {} blocks {}",
+                    ch.op,
+                    ch.from.as_ref().map(|f| f.to_string()),
+                    ch.entry.path,
+                    ch.entry.id,
+                    ch.entry.rev,
+                    ch.entry.kind,
+                    &ch.entry.hash[..ch.entry.hash.len().min(8)],
+                    ch.blocks.as_ref().map_or(0, Vec::len)
+                ));
+            }
+        }
         Err(self.violation(format!("no quiescence after 16 passes:\n{}", report.join("\n"))))
     }
 
@@ -608,8 +680,9 @@ impl World {
     }
 
     /// The server's live tree, from its journal.
-    fn server_tree(&self) -> anyhow::Result<(BTreeMap<RelPath, (EntryKind, ContentHash, bool)>, HashSet<ContentHash>)> {
-        let mut tree: BTreeMap<RelPath, (EntryKind, ContentHash, bool)> = BTreeMap::new();
+    /// Returns it with every file content the journal ever named.
+    fn server_tree(&self) -> anyhow::Result<(Digest, HashSet<ContentHash>)> {
+        let mut tree = Digest::new();
         let mut history = HashSet::new();
         for ch in self.server.journal()? {
             let e = &ch.entry;

@@ -74,7 +74,7 @@ fn main() -> std::process::ExitCode {
                         }
                     }
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n % 1000 == 0 {
+                    if n.is_multiple_of(1000) {
                         eprintln!("{n} seeds, {:.0} s", began.elapsed().as_secs_f64());
                     }
                 }

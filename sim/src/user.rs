@@ -1,40 +1,151 @@
-//! What the simulated users do to their folders: create, edit (in place,
-//! by atomic replace, by appending), delete, make and remove folders, move
-//! and rename (case-only renames and swaps too), flip the executable bit.
-//! Every content written is recorded in the ledger; content a user
-//! destroys (overwrites or deletes) no longer has to survive.
+//! What the simulated users do to their folders, as data ([`UserOp`]):
+//! create and rewrite files (in place or by atomic replace), small edits,
+//! deletes, folders made and removed, moves and renames (case-only renames
+//! and swaps too), the executable bit, and files written in two steps.
+//! Every content written is recorded in the ledger; content a user destroys
+//! (overwrites or deletes) no longer has to survive.
 
 use std::sync::Arc;
 
 use ferry_shared::RelPath;
 use rand::Rng;
+use rand::rngs::StdRng;
 
 use crate::World;
 use crate::disk::{Fs, Node, content_hash};
 
 /// Names users pick: case twins, an extension or none, a non-ASCII one.
-const NAMES: [&str; 10] = ["a", "A", "b", "notes.txt", "Notes.txt", "c.bin", "dir", "Dir", "ü.md", "Photos"];
+pub const NAMES: [&str; 10] = ["a", "A", "b", "notes.txt", "Notes.txt", "c.bin", "dir", "Dir", "ü.md", "Photos"];
+
+/// One thing a user does. An operation that does not fit the folder (its
+/// source is gone, its target taken) does nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserOp {
+    /// Creates a file of `size` bytes where nothing is.
+    Create {
+        path: String,
+        size: usize,
+    },
+    /// Writes new content over a file, in place or by atomic replace (a new inode).
+    Rewrite {
+        path: String,
+        size: usize,
+        replace: bool,
+    },
+    /// Changes a few bytes in the middle (`append`: adds them at the end).
+    Edit {
+        path: String,
+        at: usize,
+        append: bool,
+    },
+    /// Deletes a file or a folder with everything in it.
+    Delete {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    /// Moves a file or folder where nothing is.
+    Move {
+        from: String,
+        to: String,
+    },
+    /// Swaps two files through a third name.
+    Swap {
+        a: String,
+        b: String,
+    },
+    Chmod {
+        path: String,
+    },
+    /// Writes the first half of a file now; [`World::finish_write`] the rest.
+    StartWrite {
+        path: String,
+        size: usize,
+    },
+}
+
+/// A size: mostly small, some multi-block, a few over the 1 MiB small-file line.
+pub fn random_size(rng: &mut StdRng) -> usize {
+    match rng.random_range(0..100) {
+        0..6 => 0,
+        6..72 => rng.random_range(1..4096),
+        72..97 => rng.random_range(4096..96 * 1024),
+        _ => rng.random_range(200 * 1024..1_300_000),
+    }
+}
+
+fn pick(rng: &mut StdRng, items: &[RelPath]) -> Option<String> {
+    (!items.is_empty()).then(|| items[rng.random_range(0..items.len())].to_string())
+}
+
+/// A random place for a new item: an existing folder (or the root) and a name.
+fn new_place(rng: &mut StdRng, fs: &Fs) -> String {
+    let dirs: Vec<&RelPath> = fs
+        .nodes
+        .iter()
+        .filter(|(p, n)| matches!(n, Node::Dir { .. }) && p.segments().count() < 4)
+        .map(|(p, _)| p)
+        .collect();
+    let name = NAMES[rng.random_range(0..NAMES.len())];
+    match rng.random_range(0..=dirs.len()) {
+        0 => name.to_owned(),
+        i => format!("{}/{name}", dirs[i - 1]),
+    }
+}
+
+/// A random operation that fits the folder as it is.
+pub fn random_op(rng: &mut StdRng, fs: &Fs) -> Option<UserOp> {
+    let files: Vec<RelPath> =
+        fs.nodes.iter().filter(|(_, n)| matches!(n, Node::File { .. })).map(|(p, _)| p.clone()).collect();
+    let dirs: Vec<RelPath> =
+        fs.nodes.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| p.clone()).collect();
+    Some(match rng.random_range(0..100) {
+        0..25 => UserOp::Create { path: new_place(rng, fs), size: random_size(rng) },
+        25..42 => UserOp::Rewrite { path: pick(rng, &files)?, size: random_size(rng), replace: rng.random_bool(0.5) },
+        42..52 => {
+            UserOp::Edit { path: pick(rng, &files)?, at: rng.random_range(0..1 << 20), append: rng.random_bool(0.4) }
+        }
+        52..60 => UserOp::Delete { path: pick(rng, &files)? },
+        60..68 => UserOp::Mkdir { path: new_place(rng, fs) },
+        68..73 => UserOp::Delete { path: pick(rng, &dirs)? },
+        73..88 => {
+            let all: Vec<RelPath> = files.into_iter().chain(dirs).collect();
+            let from = pick(rng, &all)?;
+            let to = if rng.random_bool(0.25) { flip_case(&from) } else { new_place(rng, fs) };
+            UserOp::Move { from, to }
+        }
+        88..91 => UserOp::Swap { a: pick(rng, &files)?, b: pick(rng, &files)? },
+        91..95 => UserOp::Chmod { path: pick(rng, &files)? },
+        _ => UserOp::StartWrite { path: new_place(rng, fs), size: rng.random_range(2..200_000) },
+    })
+}
+
+/// The same path with the case of its last name flipped.
+pub fn flip_case(path: &str) -> String {
+    let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
+    let flipped: String =
+        name.chars()
+            .map(|c| {
+                if c.is_uppercase() {
+                    c.to_lowercase().next().unwrap_or(c)
+                } else {
+                    c.to_uppercase().next().unwrap_or(c)
+                }
+            })
+            .collect();
+    if dir.is_empty() { flipped } else { format!("{dir}/{flipped}") }
+}
 
 impl World {
-    /// Fresh content, unique across the run, of a random size: mostly small,
-    /// some multi-block, a few over the 1 MiB small-file line.
-    fn new_content(&mut self) -> Vec<u8> {
-        let size = match self.rng.random_range(0..100) {
-            0..6 => 0,
-            6..70 => self.rng.random_range(1..4096),
-            70..94 => self.rng.random_range(4096..96 * 1024),
-            _ => self.rng.random_range(200 * 1024..1_300_000),
-        };
-        self.content_of_size(size)
-    }
-
+    /// Fresh content, unique across the run.
     fn content_of_size(&mut self, size: usize) -> Vec<u8> {
-        self.user_ops += 1;
+        self.written_count += 1;
         let mut data = vec![0u8; size];
         self.rng.fill(&mut data[..]);
         // A unique stamp keeps every write distinct (two users never write
         // the same bytes by chance, so each content tells who wrote it).
-        let stamp = format!("#{}#", self.user_ops);
+        let stamp = format!("#{}#", self.written_count);
         let n = stamp.len().min(size);
         data[..n].copy_from_slice(&stamp.as_bytes()[..n]);
         data
@@ -49,7 +160,7 @@ impl World {
         self.ledger.must_survive.insert(h, format!("{} wrote {path} ({} bytes)", self.devices[d].name, data.len()));
     }
 
-    /// The user destroyed whatever was at and under `path`.
+    /// The user destroyed these items.
     fn forget(&mut self, gone: &[Node]) {
         for n in gone {
             if let Node::File { data, .. } = n {
@@ -58,188 +169,121 @@ impl World {
         }
     }
 
-    fn pick(&mut self, items: Vec<RelPath>) -> Option<RelPath> {
-        (!items.is_empty()).then(|| items[self.rng.random_range(0..items.len())].clone())
-    }
-
-    /// A random place for a new item: an existing folder (or the root) and a name.
-    fn new_place(&mut self, fs: &Fs) -> Option<RelPath> {
-        let mut dirs: Vec<RelPath> = fs
-            .nodes
-            .iter()
-            .filter(|(p, n)| matches!(n, Node::Dir { .. }) && p.segments().count() < 4)
-            .map(|(p, _)| p.clone())
-            .collect();
-        dirs.push(RelPath::root());
-        let dir = dirs[self.rng.random_range(0..dirs.len())].clone();
-        let name = NAMES[self.rng.random_range(0..NAMES.len())];
-        dir.join(name).ok()
-    }
-
-    pub(crate) fn user_op(&mut self, d: usize) {
+    /// Does `op` to device `d`'s folder; returns what happened, for the trace.
+    pub(crate) fn apply_op(&mut self, d: usize, op: &UserOp) -> Option<String> {
         let disk = self.devices[d].disk.clone();
-        let name = self.devices[d].name.clone();
         let mtime = disk.mtime_now();
-        let (files, dirs) = {
-            let fs = disk.user();
-            let files: Vec<RelPath> =
-                fs.nodes.iter().filter(|(_, n)| matches!(n, Node::File { .. })).map(|(p, _)| p.clone()).collect();
-            let dirs: Vec<RelPath> =
-                fs.nodes.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| p.clone()).collect();
-            (files, dirs)
-        };
-        let what = match self.rng.random_range(0..100) {
-            // Create a file.
-            0..25 => {
-                let place = self.new_place(&disk.user());
-                let Some(p) = place else { return };
+        let path = |s: &str| RelPath::parse_non_root(s).ok();
+        let done = match op {
+            UserOp::Create { path: p, size } => {
+                let p = path(p)?;
                 if disk.user().nodes.contains_key(&p) {
-                    return;
+                    return None;
                 }
-                let data = self.new_content();
-                let len = data.len();
-                if disk.user().write_file(&p, data.clone(), false, mtime).is_err() {
-                    return;
-                }
+                let data = self.content_of_size(*size);
+                disk.user().write_file(&p, data.clone(), false, mtime).ok()?;
                 self.remember(d, &p, &data);
-                format!("creates {p} ({len} bytes)")
+                format!("creates {p} ({size} bytes)")
             }
-            // Rewrite a file in place, or save it by atomic replace (new inode).
-            25..42 => {
-                let Some(p) = self.pick(files) else { return };
-                let data = self.new_content();
-                let replace = self.rng.random_bool(0.5);
+            UserOp::Rewrite { path: p, size, replace } => {
+                let p = path(p)?;
+                let old = disk.user().nodes.get(&p).cloned();
+                let Some(Node::File { exec, .. }) = old else { return None };
+                let data = self.content_of_size(*size);
                 let mut fs = disk.user();
-                let old = fs.nodes.get(&p).cloned();
-                let exec = matches!(old, Some(Node::File { exec: true, .. }));
-                if replace {
+                if *replace {
                     fs.nodes.remove(&p);
                 }
-                if fs.write_file(&p, data.clone(), exec, mtime).is_err() {
-                    return;
-                }
+                fs.write_file(&p, data.clone(), exec, mtime).ok()?;
                 drop(fs);
                 self.forget(&old.into_iter().collect::<Vec<_>>());
                 self.remember(d, &p, &data);
-                format!("{} {p} ({} bytes)", if replace { "replaces" } else { "rewrites" }, data.len())
+                format!("{} {p} ({size} bytes)", if *replace { "replaces" } else { "rewrites" })
             }
-            // A small edit: bytes changed in the middle, or appended.
-            42..52 => {
-                let Some(p) = self.pick(files) else { return };
-                let Some(Node::File { data: old, exec, .. }) = disk.user().nodes.get(&p).cloned() else { return };
-                let mut data = (*old).clone();
-                let n = self.rng.random_range(1..64);
+            UserOp::Edit { path: p, at, append } => {
+                let p = path(p)?;
+                let old = disk.user().nodes.get(&p).cloned();
+                let Some(Node::File { data: before, exec, .. }) = old.clone() else { return None };
+                let mut data = (*before).clone();
+                let n = 1 + at % 63;
                 let extra = self.content_of_size(n);
-                if data.is_empty() || self.rng.random_bool(0.4) {
+                if data.is_empty() || *append {
                     data.extend_from_slice(&extra);
                 } else {
-                    let at = self.rng.random_range(0..data.len());
+                    let at = at % data.len();
                     let end = (at + extra.len()).min(data.len());
                     data[at..end].copy_from_slice(&extra[..end - at]);
                 }
-                if disk.user().write_file(&p, data.clone(), exec, mtime).is_err() {
-                    return;
-                }
-                self.forget(&[Node::File { data: old, mtime_ns: 0, inode: 0, exec }]);
+                disk.user().write_file(&p, data.clone(), exec, mtime).ok()?;
+                self.forget(&old.into_iter().collect::<Vec<_>>());
                 self.remember(d, &p, &data);
                 format!("edits {p} ({} bytes)", data.len())
             }
-            // Delete a file.
-            52..60 => {
-                let Some(p) = self.pick(files) else { return };
+            UserOp::Delete { path: p } => {
+                let p = path(p)?;
                 let gone = disk.user().remove_all(&p);
-                self.forget(&gone);
-                format!("deletes {p}")
-            }
-            // Make a folder.
-            60..68 => {
-                let place = self.new_place(&disk.user());
-                let Some(p) = place else { return };
-                if disk.user().nodes.contains_key(&p) || disk.user().mkdir_all(&p).is_err() {
-                    return;
+                if gone.is_empty() {
+                    return None;
                 }
+                self.forget(&gone);
+                format!("deletes {p} ({} items)", gone.len())
+            }
+            UserOp::Mkdir { path: p } => {
+                let p = path(p)?;
+                let mut fs = disk.user();
+                if fs.nodes.contains_key(&p) || p.parent().is_some_and(|q| !q.is_root() && !fs.nodes.contains_key(&q)) {
+                    return None;
+                }
+                fs.mkdir_all(&p).ok()?;
                 format!("makes folder {p}")
             }
-            // Remove a folder and all it holds.
-            68..73 => {
-                let Some(p) = self.pick(dirs) else { return };
-                let gone = disk.user().remove_all(&p);
-                self.forget(&gone);
-                format!("removes folder {p} ({} items)", gone.len())
-            }
-            // Move or rename a file or folder.
-            73..88 => {
-                let all: Vec<RelPath> = files.into_iter().chain(dirs).collect();
-                let Some(from) = self.pick(all) else { return };
-                let to = if self.rng.random_bool(0.25) {
-                    // Case-only rename.
-                    let name = from.name().unwrap_or("");
-                    let flipped: String = name
-                        .chars()
-                        .map(|c| {
-                            if c.is_uppercase() {
-                                c.to_lowercase().next().unwrap_or(c)
-                            } else {
-                                c.to_uppercase().next().unwrap_or(c)
-                            }
-                        })
-                        .collect();
-                    from.parent().and_then(|p| p.join(&flipped).ok())
-                } else {
-                    let place = self.new_place(&disk.user());
-                    place
-                };
-                let Some(to) = to else { return };
+            UserOp::Move { from, to } => {
+                let (from, to) = (path(from)?, path(to)?);
                 let mut fs = disk.user();
-                if fs.nodes.contains_key(&to) || fs.rename(&from, &to).is_err() {
-                    return;
+                if fs.nodes.contains_key(&to) {
+                    return None;
                 }
+                fs.rename(&from, &to).ok()?;
                 format!("moves {from} to {to}")
             }
-            // Swap two files through a third name.
-            88..91 => {
-                if files.len() < 2 {
-                    return;
-                }
-                let a = files[self.rng.random_range(0..files.len())].clone();
-                let b = files[self.rng.random_range(0..files.len())].clone();
-                let Ok(tmp) = a.parent().unwrap_or_else(RelPath::root).join("swap-tmp") else { return };
+            UserOp::Swap { a, b } => {
+                let (a, b) = (path(a)?, path(b)?);
+                let tmp = a.parent().unwrap_or_else(RelPath::root).join("swap-tmp").ok()?;
                 let mut fs = disk.user();
-                if a == b || fs.nodes.contains_key(&tmp) {
-                    return;
+                let files = |p: &RelPath| matches!(fs.nodes.get(p), Some(Node::File { .. }));
+                if a == b || !files(&a) || !files(&b) || fs.nodes.contains_key(&tmp) {
+                    return None;
                 }
-                if fs.rename(&a, &tmp).is_err() || fs.rename(&b, &a).is_err() || fs.rename(&tmp, &b).is_err() {
-                    return;
-                }
+                fs.rename(&a, &tmp).ok()?;
+                fs.rename(&b, &a).ok()?;
+                fs.rename(&tmp, &b).ok()?;
                 format!("swaps {a} and {b}")
             }
-            // Flip the executable bit (a metadata change: mtime stays).
-            91..95 => {
-                let Some(p) = self.pick(files) else { return };
+            UserOp::Chmod { path: p } => {
+                // A metadata change: the mtime stays, as chmod(2) leaves it.
+                let p = path(p)?;
                 let mut fs = disk.user();
-                let Some(Node::File { exec, .. }) = fs.nodes.get_mut(&p) else { return };
+                let Some(Node::File { exec, .. }) = fs.nodes.get_mut(&p) else { return None };
                 *exec = !*exec;
                 format!("chmods {p} (executable = {exec})")
             }
-            // Write a file in two steps: half now, the rest at a later step.
-            _ => {
-                let place = self.new_place(&disk.user());
-                let Some(p) = place else { return };
+            UserOp::StartWrite { path: p, size } => {
+                let p = path(p)?;
                 if disk.user().nodes.contains_key(&p) {
-                    return;
+                    return None;
                 }
-                let n = self.rng.random_range(2..200_000);
-                let full = self.content_of_size(n);
+                let full = self.content_of_size((*size).max(2));
                 let half = full[..full.len() / 2].to_vec();
-                if disk.user().write_file(&p, half.clone(), false, mtime).is_err() {
-                    return;
-                }
+                disk.user().write_file(&p, half.clone(), false, mtime).ok()?;
                 self.remember(d, &p, &half);
                 self.pending_writes.push((d, p.clone(), full));
                 format!("starts writing {p}")
             }
         };
-        self.log(format!("{name} {what}"));
+        self.user_ops += 1;
+        let line = format!("{} {done}", self.devices[d].name);
+        self.log(line.clone());
+        Some(line)
     }
 
     /// Finishes a write started earlier, if its file still holds the first half.

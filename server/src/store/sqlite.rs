@@ -815,7 +815,12 @@ impl Ctx<'_> {
         let node = resolve(self.conn, self.caller.ns, from, true)?
             .ok_or_else(|| Error::not_found(format!("'{from}' does not exist")))?;
         self.check_parent_rev(&node, from, parent_rev)?;
-        if node.kind == EntryKind::Dir && to.starts_with(from) && to != from {
+        if to == from {
+            // Already there (the paths differ only in how folders above are
+            // spelled, which this move cannot change): nothing to record.
+            return node_entry(self.conn, &node, from);
+        }
+        if node.kind == EntryKind::Dir && to.starts_with(from) {
             return Err(Error::bad_request(format!("cannot move folder '{from}' into itself ('{to}')")));
         }
         if let Some(other) = resolve(self.conn, self.caller.ns, to, true)?
