@@ -16,6 +16,9 @@ pub enum Error {
     Conflict { message: String, head: Option<Box<Entry>> },
     #[error("the account has not uploaded {} of the blocks", missing.len())]
     MissingBlocks { missing: Vec<BlockId> },
+    /// Too many failed logins for this name: try again after this long.
+    #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: std::time::Duration },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -44,6 +47,7 @@ impl Error {
             Error::Client { code, .. } => *code,
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::MissingBlocks { .. } => ErrorCode::MissingBlocks,
+            Error::RateLimited { .. } => ErrorCode::TooManyRequests,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -54,6 +58,7 @@ impl Error {
             Error::Client { message, .. } => (message.clone(), None, Vec::new()),
             Error::Conflict { message, head } => (message.clone(), head.as_deref().cloned(), Vec::new()),
             Error::MissingBlocks { missing } => (self.to_string() + ": upload them first", None, missing.clone()),
+            Error::RateLimited { .. } => (self.to_string(), None, Vec::new()),
             Error::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 ("internal server error; the server log has details".to_owned(), None, Vec::new())
@@ -85,6 +90,11 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let detail = self.detail();
         let status = StatusCode::from_u16(detail.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(ErrorBody { error: detail })).into_response()
+        let mut resp = (status, axum::Json(ErrorBody { error: detail })).into_response();
+        if let Error::RateLimited { retry_after } = self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }

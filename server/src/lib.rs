@@ -5,7 +5,8 @@
 //! - [`blockstore`]: encrypted blocks by id behind [`blockstore::BlockStore`];
 //!   a local folder by default. [`crypto`] seals them with AES-256-GCM.
 //! - [`notify`]: in-process wake-ups for long polls.
-//! - [`api`]: the HTTP API (axum), one handler module per area.
+//! - [`api`]: the HTTP API (axum), one handler module per area; [`limit`]
+//!   throttles failed logins.
 //! - [`serve`]: start-up, TLS, graceful shutdown.
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod blockstore;
 pub mod crypto;
 pub mod error;
 pub mod fsutil;
+pub mod limit;
 pub mod notify;
 pub mod passwords;
 pub mod serve;

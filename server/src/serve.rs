@@ -48,6 +48,7 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
         limits: Limits { upload_expiry_ms: opts.upload_expiry.as_millis() as i64 },
         uploads_dir,
         busy_uploads: Mutex::new(HashSet::new()),
+        logins: Default::default(),
     }))
 }
 

@@ -19,8 +19,16 @@ pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>)
     if req.device_name.trim().is_empty() || req.device_name.len() > 200 {
         return Err(Error::bad_request("device_name must be 1 to 200 characters"));
     }
+    if req.username.len() > 200 {
+        return Err(Error::bad_request("username must be at most 200 characters"));
+    }
+    // Too many wrong passwords for this name: wait (see `crate::limit`).
+    let attempt = state
+        .logins
+        .begin(&req.username, std::time::Instant::now())
+        .map_err(|wait| Error::RateLimited { retry_after: wait })?;
     let meta = Arc::clone(&state.meta);
-    blocking(move || {
+    let result = blocking(move || {
         let user = meta.password_hash(&req.username)?;
         if !passwords::verify_password(&req.password, user.as_ref().map(|(_, h)| h.as_str())) {
             return Err(Error::client(ferry_shared::api::ErrorCode::Unauthorized, "wrong user name or password"));
@@ -31,7 +39,9 @@ pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>)
         tracing::info!(user_id, device_id, "login");
         Ok(Json(LoginResponse { token, user_id, device_id }))
     })
-    .await
+    .await;
+    attempt.finish(result.is_ok());
+    result
 }
 
 /// Log out: revokes the token used for this request.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
@@ -41,6 +41,8 @@ pub struct Inner {
     pub uploads_dir: PathBuf,
     /// Upload sessions with a request in progress (one at a time each).
     pub busy_uploads: Mutex<HashSet<String>>,
+    /// Failed logins per user name.
+    pub logins: crate::limit::LoginLimiter,
 }
 
 pub type AppState = Arc<Inner>;
@@ -145,24 +147,44 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
     (parts, Json(ErrorBody::new(code, message))).into_response()
 }
 
+/// A route whose bodies may be at most `max` bytes: a larger announced
+/// `Content-Length` is refused (413) before any of the body is read, and a
+/// body without one is cut off at the limit.
+fn limited(route: MethodRouter<AppState>, max: usize) -> MethodRouter<AppState> {
+    route.layer(DefaultBodyLimit::max(max)).layer(axum::middleware::from_fn_with_state(max, refuse_announced_over))
+}
+
+async fn refuse_announced_over(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let announced = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    if announced.is_some_and(|n: u64| n > max as u64) {
+        let msg = format!("the body is larger than this endpoint takes ({max} bytes)");
+        return Error::client(ferry_shared::api::ErrorCode::PayloadTooLarge, msg).into_response();
+    }
+    next.run(req).await
+}
+
 pub fn router(state: AppState) -> Router {
     let block_limit = ferry_shared::block::MAX_BLOCK_SIZE + 64 * 1024;
+    let small = 64 << 10;
     Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/logout", post(auth::logout))
-        .route("/blocks/missing", post(blocks::missing).layer(DefaultBodyLimit::max(4 << 20)))
-        .route(
-            "/blocks/batch",
-            post(blocks::batch).layer(DefaultBodyLimit::max(ferry_shared::block::MAX_BATCH_BYTES + 4096 * 64)),
-        )
-        .route("/blocks/fetch", post(blocks::fetch).layer(DefaultBodyLimit::max(4 << 20)))
-        .route("/blocks/{id}", put(blocks::put_block).get(blocks::get_block).layer(DefaultBodyLimit::max(block_limit)))
-        .route("/commit", post(commit::commit).layer(DefaultBodyLimit::max(64 << 20)))
+        .route("/auth/login", limited(post(auth::login), small))
+        .route("/auth/logout", limited(post(auth::logout), small))
+        .route("/blocks/missing", limited(post(blocks::missing), 4 << 20))
+        .route("/blocks/batch", limited(post(blocks::batch), ferry_shared::block::MAX_BATCH_BYTES + 4096 * 64))
+        .route("/blocks/fetch", limited(post(blocks::fetch), 4 << 20))
+        .route("/blocks/{id}", limited(put(blocks::put_block).get(blocks::get_block), block_limit))
+        .route("/commit", limited(post(commit::commit), 64 << 20))
         .route("/changes", get(changes::changes))
         .route("/changes/poll", get(changes::poll))
+        // Uploads stream their bodies and check sizes themselves (up to 10 GiB).
         .route("/files/upload", post(files::upload_start).put(files::upload_put))
         .route("/files/download", get(files::download))
-        .route("/files/list_revisions", get(files::list_revisions_get).post(files::list_revisions_post))
+        .route("/files/list_revisions", limited(get(files::list_revisions_get).post(files::list_revisions_post), small))
         .route("/openapi.json", get(openapi_json))
         .route("/health", get(|| async { "ok" }))
         .fallback(not_found)

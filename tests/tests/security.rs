@@ -1,0 +1,233 @@
+//! The security suite beyond the per-endpoint auth matrix of `server_api.rs`:
+//! revoked tokens on every endpoint, another user's blocks through the batch
+//! endpoints, login throttling, bodies refused before they are read, and
+//! secrets that never reach a log. (A hostile server is `hostile.rs`.)
+
+use std::time::Duration;
+
+use anyhow::Context;
+use ferry_shared::BlockId;
+use ferry_tests::{Client, Daemon, Server, wait_until};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type TestResult = anyhow::Result<()>;
+
+/// Every endpoint that needs a token: method, path, JSON body.
+fn endpoints(block: BlockId) -> Vec<(reqwest::Method, String, Option<Value>)> {
+    use reqwest::Method;
+    vec![
+        (Method::POST, "/blocks/missing".into(), Some(json!({"ids": [block]}))),
+        (Method::PUT, format!("/blocks/{block}"), None),
+        (Method::GET, format!("/blocks/{block}"), None),
+        (Method::POST, "/blocks/batch".into(), None),
+        (Method::POST, "/blocks/fetch".into(), Some(json!({"ids": [block]}))),
+        (Method::POST, "/commit".into(), Some(json!({"ops": [{"op": "mkdir", "path": "d"}]}))),
+        (Method::GET, "/changes?cursor=0".into(), None),
+        (Method::GET, "/changes/poll?cursor=0&timeout=1".into(), None),
+        (Method::POST, "/files/upload?uploadType=media&path=x.txt".into(), None),
+        (Method::POST, "/files/upload?uploadType=resumable".into(), Some(json!({"path": "x.txt", "size": 5}))),
+        (Method::PUT, format!("/files/upload?uploadType=resumable&upload_id={}", "0".repeat(32)), None),
+        (Method::GET, "/files/download?path=x.txt".into(), None),
+        (Method::GET, "/files/list_revisions?path=x.txt".into(), None),
+        (Method::POST, "/files/list_revisions".into(), Some(json!({"path": "x.txt"}))),
+        (Method::POST, "/auth/logout".into(), None),
+    ]
+}
+
+async fn error_code(resp: reqwest::Response) -> anyhow::Result<(u16, String)> {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.context("a JSON error body")?;
+    Ok((status, body["error"]["code"].as_str().unwrap_or_default().to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_opens_nothing() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let gone = Client::user(&server, "alice", "old-phone").await?;
+    let block = alice.upload_block(b"alice's block").await?;
+    alice.put_small("x.txt", b"hello", None).await?;
+    let resp = gone.post("/auth/logout").send().await?;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for (method, path, body) in endpoints(block) {
+        let mut req = gone.http.request(method.clone(), format!("{}{path}", server.url)).bearer_auth(&gone.token);
+        req = match body {
+            Some(b) => req.json(&b),
+            None => req.body("hello"),
+        };
+        let (status, code) = error_code(req.send().await?).await.with_context(|| format!("{method} {path}"))?;
+        assert_eq!((status, code.as_str()), (401, "unauthorized"), "{method} {path}");
+    }
+    // The other device's token still works.
+    let resp = alice.get("/files/download?path=x.txt").send().await?;
+    assert_eq!(resp.bytes().await?.as_ref(), b"hello");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_endpoints_do_not_reveal_another_users_blocks() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let bob = Client::user(&server, "bob", "laptop").await?;
+    let secret = alice.upload_block(b"alice's secret block, not for bob").await?;
+    let nobodys = BlockId::of(b"a block nobody stored");
+    // A batch fetch of alice's block fails for bob exactly like one of a
+    // block that exists nowhere, and carries no bytes.
+    let mut answers = Vec::new();
+    for id in [secret, nobodys] {
+        let resp = bob.post("/blocks/fetch").json(&json!({"ids": [id]})).send().await?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        answers.push((status, body["error"].clone()));
+    }
+    assert_eq!(answers[0].0, StatusCode::NOT_FOUND);
+    assert_eq!(answers[0], answers[1], "the answers tell a stored block from a missing one");
+    // Mixed with one of his own: still nothing.
+    let own = bob.upload_block(b"bob's block").await?;
+    let resp = bob.post("/blocks/fetch").json(&json!({"ids": [own, secret]})).send().await?;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // "missing" answers from bob's own blocks only.
+    let resp = bob.post("/blocks/missing").json(&json!({"ids": [secret, nobodys, own]})).send().await?;
+    let body: Value = resp.json().await?;
+    assert_eq!(body["missing"], json!([secret, nobodys]));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled() -> TestResult {
+    let server = Server::start()?;
+    let http = reqwest::Client::new();
+    let url = server.url.clone();
+    let login = move |user: &'static str, password: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(format!("{url}/auth/login"))
+                .json(&json!({"username": user, "password": password, "device_name": "d"}))
+                .send()
+                .await
+        }
+    };
+    for _ in 0..5 {
+        let (status, code) = error_code(login("alice", "wrong").await?).await?;
+        assert_eq!((status, code.as_str()), (401, "unauthorized"));
+    }
+    // Now every attempt for alice waits, even with the right password.
+    let resp = login("alice", "password-alice").await?;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=900).contains(&retry), "Retry-After {retry}");
+    assert_eq!(error_code(resp).await?.1, "too_many_requests");
+    // A name that does not exist is throttled the same way.
+    for _ in 0..5 {
+        assert_eq!(login("nobody", "x").await?.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login("nobody", "x").await?.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Bob is not affected.
+    assert_eq!(login("bob", "password-bob").await?.status(), StatusCode::OK);
+    // After the wait, the right password works for alice again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while login("alice", "password-alice").await?.status() != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "alice still cannot log in");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// Sends request headers announcing a body far over the endpoint's limit,
+/// but no body: the answer must come anyway (the body is never read).
+async fn announce(server: &Server, token: &str, method: &str, path: &str, len: u64) -> anyhow::Result<u16> {
+    let addr = server.url.strip_prefix("http://").context("http url")?.to_owned();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    tokio::time::timeout(Duration::from_secs(30), async move {
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        s.write_all(head.as_bytes()).await?;
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await?;
+        let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
+        let status: u16 = line.split(' ').nth(1).context("a status line")?.parse()?;
+        anyhow::Ok(status)
+    })
+    .await
+    .context("the server waited for a body it should have refused")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_refused_before_they_are_read() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let block = BlockId::of(b"x");
+    let cases = [
+        ("POST", "/commit".to_owned(), 1u64 << 30),
+        ("POST", "/blocks/missing".to_owned(), 1 << 30),
+        ("POST", "/blocks/fetch".to_owned(), 1 << 30),
+        ("POST", "/blocks/batch".to_owned(), 1 << 33),
+        ("PUT", format!("/blocks/{block}"), 1 << 30),
+        ("POST", "/files/upload?uploadType=media&path=big.bin".to_owned(), 11 << 30),
+        ("POST", "/auth/login".to_owned(), 1 << 30),
+    ];
+    for (method, path, len) in cases {
+        let status = announce(&server, &alice.token, method, &path, len).await.with_context(|| path.clone())?;
+        assert_eq!(status, 413, "{method} {path} with a {len}-byte body");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_passwords_never_reach_a_log() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let forged = "f".repeat(64);
+    alice.put_small("a.txt", b"hello", None).await?;
+    for token in [alice.token.as_str(), forged.as_str()] {
+        for path in ["/changes?cursor=0", "/files/download?path=a.txt", "/no/such/endpoint"] {
+            alice.http.get(format!("{}{path}", server.url)).bearer_auth(token).send().await?;
+        }
+    }
+    // A wrong password, and a token where a query parameter is expected.
+    let _ = Client::login(&server.url, "alice", "a-wrong-password-123", "x").await;
+    alice.get(&format!("/changes?cursor=0&token={}", alice.token)).send().await?;
+    let resp = alice.post("/auth/logout").send().await?;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // A daemon logs in, syncs and logs its work at debug level.
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().to_owned();
+    let d = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
+        let server_url = server.url.clone();
+        let d = Daemon::start_at(&server_url, "alice", "desk", &home)?;
+        std::fs::write(d.path("f.txt"), "synced")?;
+        wait_until(Duration::from_secs(60), "f.txt sent", || {
+            d.status().map(|s| s["state"] == "idle" && s["files"].as_u64() >= Some(1)).unwrap_or(false)
+        })?;
+        let token = std::fs::read_dir(&d.home)?
+            .filter_map(|e| e.ok())
+            .flat_map(|e| walk(&e.path()))
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("token")))
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .context("the daemon's token file")?;
+        let logs = format!("{}\n{}", d.log(), server.log());
+        Ok((token.trim().to_owned(), logs))
+    })
+    .await??;
+    let (daemon_token, logs) = d;
+    assert!(logs.len() > 1000, "the logs are too short to prove anything:\n{logs}");
+    for secret in
+        [alice.token.as_str(), forged.as_str(), daemon_token.as_str(), "a-wrong-password-123", "password-alice"]
+    {
+        assert!(!logs.contains(secret), "a log contains a secret ({}…)", &secret[..8.min(secret.len())]);
+    }
+    Ok(())
+}
+
+fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    if p.is_dir() {
+        std::fs::read_dir(p).into_iter().flatten().filter_map(|e| e.ok()).flat_map(|e| walk(&e.path())).collect()
+    } else {
+        vec![p.to_owned()]
+    }
+}
