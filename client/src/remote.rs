@@ -288,5 +288,11 @@ mod tests {
         let paths: Vec<&str> = page.changes.iter().map(|c| c.entry.path.as_str()).collect();
         assert_eq!(paths, ["etc/passwd", "good/file.txt"]);
         assert_eq!(page.cursor, 9);
+        // A normalization twin arrives in the one form the disk is written
+        // in (NFC): it names the same file, never a second one beside it.
+        let (page, refused) =
+            parse_changes(RawChanges { changes: vec![entry("cafe\u{301}.txt")], cursor: 10, has_more: false });
+        assert!(refused.is_empty());
+        assert_eq!(page.changes[0].entry.path.as_str(), "caf\u{e9}.txt");
     }
 }

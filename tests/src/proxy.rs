@@ -12,24 +12,40 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 /// Paths a hostile server might send (each must be refused by the client).
-pub const HOSTILE_PATHS: &[&str] = &[
-    "../escape.txt",
-    "../../escape.txt",
-    "a/../../escape.txt",
-    "a\\..\\..\\escape.txt",
-    "/../escape.txt",
-    "C:/escape.txt",
-    "nul\u{0}byte.txt",
-    "CON",
-    "ctl\u{1}char",
-    "a//b.txt",
-    ".",
-    "..",
-];
+/// Paths no client may write: escapes, absolute and drive paths, NUL and
+/// control characters, empty and dot segments, Windows-reserved and
+/// Windows-invalid names, an overlong name and a path too deep.
+pub fn hostile_paths() -> Vec<String> {
+    let mut paths: Vec<String> = [
+        "../escape.txt",
+        "../../escape.txt",
+        "a/../../escape.txt",
+        "a\\..\\..\\escape.txt",
+        "/../escape.txt",
+        "C:/escape.txt",
+        "nul\u{0}byte.txt",
+        "CON",
+        "aux.txt",
+        "COM1",
+        "ctl\u{1}char",
+        "a//b.txt",
+        ".",
+        "..",
+        "trailing-dot.",
+        "trailing-space ",
+        "what?.txt",
+    ]
+    .iter()
+    .map(|p| (*p).to_owned())
+    .collect();
+    paths.push(format!("{}.txt", "overlong".repeat(40)));
+    paths.push(format!("{}deep.txt", "d/".repeat(300)));
+    paths
+}
 
 #[derive(Default)]
 pub struct Tamper {
-    /// Add a hostile record for each of [`HOSTILE_PATHS`] to every page of changes.
+    /// Add a hostile record for each of [`hostile_paths`] to every page of changes.
     pub inject_paths: AtomicBool,
     /// Flip a byte in every block the client downloads.
     pub corrupt_blocks: AtomicBool,
@@ -126,10 +142,10 @@ fn inject(page: &Bytes) -> anyhow::Result<Bytes> {
     let mut v: serde_json::Value = serde_json::from_slice(page)?;
     let Some(changes) = v["changes"].as_array_mut() else { return Ok(page.clone()) };
     let Some(first) = changes.first().cloned() else { return Ok(page.clone()) };
-    for (i, p) in HOSTILE_PATHS.iter().enumerate() {
+    for (i, p) in hostile_paths().into_iter().enumerate() {
         let mut c = first.clone();
         c["op"] = "add".into();
-        c["entry"]["path"] = (*p).into();
+        c["entry"]["path"] = p.into();
         c["entry"]["id"] = (1_000_000 + i as i64).into();
         c["entry"]["kind"] = "file".into();
         changes.push(c);
