@@ -1176,31 +1176,39 @@ async fn download<D: Disk, A: Api>(
     let expect = *expect;
     let p = path.clone();
     let mut temp = Some(disk.blocking(move |d| d.create_temp(&p)).await?);
+    // A block repeated back to back (the zeros of a disk image) is fetched once.
+    let mut runs: Vec<(BlockId, usize)> = Vec::new();
+    for b in blocks {
+        match runs.last_mut() {
+            Some((id, n)) if *id == b.id => *n += 1,
+            _ => runs.push((b.id, 1)),
+        }
+    }
     let result = async {
-        let mut blocks = futures_util::stream::iter(blocks.iter().map(|b| {
-            let local = index.get(&b.id).cloned();
-            let (id, disk) = (b.id, disk.clone());
+        let mut blocks = futures_util::stream::iter(runs.iter().map(|&(id, times)| {
+            let local = index.get(&id).cloned();
+            let disk = disk.clone();
             async move {
                 if let Some((p, off, len)) = local {
                     let got = disk.blocking(move |d| d.read_range(&p, off, len)).await;
                     if let Ok(data) = got
                         && BlockId::of(&data) == id
                     {
-                        return anyhow::Ok(data);
+                        return anyhow::Ok((data, times));
                     }
                 }
-                Ok(api.get_block(&id).await?)
+                Ok((api.get_block(&id).await?, times))
             }
         }))
         .buffered(PARALLEL_BLOCKS);
         let mut size = 0u64;
-        while let Some(data) = blocks.next().await {
-            let data = data?;
-            size += data.len() as u64;
+        while let Some(got) = blocks.next().await {
+            let (data, times) = got?;
+            size += data.len() as u64 * times as u64;
             let mut t = temp.take().expect("temp file");
             let (t, r) = disk
                 .blocking(move |d| {
-                    let r = d.write_temp(&mut t, &data);
+                    let r = (0..times).try_for_each(|_| d.write_temp(&mut t, &data));
                     (t, r)
                 })
                 .await;

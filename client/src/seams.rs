@@ -169,7 +169,13 @@ pub struct LocalTemp {
     file: std::fs::File,
     /// Bytes written since the last flush to disk.
     unsynced: u64,
+    /// The file's length so far (runs of zeros are skipped, not written).
+    len: u64,
 }
+
+/// Runs of zeros at least this long are left as holes (sparse files stay
+/// sparse, and a 10 GiB disk image with little in it takes little space).
+const HOLE_MIN: usize = 64 << 10;
 
 /// A large download is flushed to disk as it arrives, every this many bytes,
 /// so the final fsync has little left to wait for.
@@ -317,12 +323,17 @@ impl Disk for LocalDisk {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
         let file = std::fs::File::create(&path)?;
-        Ok(LocalTemp { path, file, unsynced: 0 })
+        Ok(LocalTemp { path, file, unsynced: 0, len: 0 })
     }
 
     fn write_temp(&self, temp: &mut LocalTemp, data: &[u8]) -> io::Result<()> {
-        temp.file.write_all(data)?;
-        temp.unsynced += data.len() as u64;
+        if data.len() >= HOLE_MIN && data.iter().all(|&b| b == 0) {
+            temp.file.seek(SeekFrom::Current(data.len() as i64))?;
+        } else {
+            temp.file.write_all(data)?;
+            temp.unsynced += data.len() as u64;
+        }
+        temp.len += data.len() as u64;
         if temp.unsynced >= FLUSH_EVERY {
             temp.file.sync_data()?;
             temp.unsynced = 0;
@@ -331,6 +342,8 @@ impl Disk for LocalDisk {
     }
 
     fn finish_temp(&self, temp: &mut LocalTemp, mtime_ms: i64, executable: bool) -> io::Result<()> {
+        // A file that ends in a hole gets its full length.
+        temp.file.set_len(temp.len)?;
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(mtime_ms.max(0) as u64);
         let _ = temp.file.set_modified(when);
         set_executable(&temp.path, executable)?;

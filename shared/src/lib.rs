@@ -4,6 +4,7 @@
 //!   size rule, and a streaming pipeline that chunks, hashes and compresses.
 //! - [`block`]: block ids (BLAKE3 of the plaintext) and the zstd block codec.
 //! - [`path`]: the one normalized form of a path inside a namespace.
+//! - [`range`]: the `Range` and `Content-Range` headers of the file API.
 //! - [`api`]: the serde wire types of every request and response, and the
 //!   error codes.
 //!
@@ -14,6 +15,7 @@ pub mod api;
 pub mod block;
 pub mod chunk;
 pub mod path;
+pub mod range;
 
 pub use block::BlockId;
 pub use path::{PathError, RelPath};

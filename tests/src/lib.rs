@@ -120,11 +120,7 @@ impl Server {
     /// Stops and starts again on the same data directory and returns the new URL.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop()?;
-        let next = Server::start_on(&self.data)?;
-        let mut next = std::mem::ManuallyDrop::new(next);
-        self.url = std::mem::take(&mut next.url);
-        self.child = next.child.take();
-        self.stderr_log = std::mem::take(&mut next.stderr_log);
+        self.take_over(Server::start_on(&self.data)?);
         Ok(())
     }
 
@@ -133,12 +129,29 @@ impl Server {
     pub fn restart_same_port(&mut self) -> anyhow::Result<()> {
         let addr = self.url.rsplit("://").next().context("server URL")?.to_owned();
         self.stop()?;
-        let next = Server::start_listening(&self.data, &addr, &[])?;
+        self.take_over(Server::start_listening(&self.data, &addr, &[])?);
+        Ok(())
+    }
+
+    /// `kill -9`s the server and starts it again on the same data directory
+    /// and address: only what it had made durable survives.
+    pub fn crash_and_restart(&mut self) -> anyhow::Result<()> {
+        let addr = self.url.rsplit("://").next().context("server URL")?.to_owned();
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        self.take_over(Server::start_listening(&self.data, &addr, &[])?);
+        Ok(())
+    }
+
+    /// Becomes `next` (a new process on the same data directory), keeping
+    /// this value's temporary directory.
+    fn take_over(&mut self, next: Server) {
         let mut next = std::mem::ManuallyDrop::new(next);
         self.url = std::mem::take(&mut next.url);
         self.child = next.child.take();
         self.stderr_log = std::mem::take(&mut next.stderr_log);
-        Ok(())
     }
 
     /// The server's log so far (for failure messages).
