@@ -502,7 +502,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     fn move_local(&mut self, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
-        if self.disk.stat(to)?.is_some() {
+        // On a case-insensitive disk a case-only rename finds the item itself at `to`.
+        if let Some(there) = self.disk.stat(to)?
+            && Some(there) != self.disk.stat(from)?
+        {
             bail!("cannot move {from} to {to}: {to} exists on disk");
         }
         self.disk.rename(from, to).with_context(|| format!("moving {from} to {to}"))?;

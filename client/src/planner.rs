@@ -187,18 +187,47 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
     // as a conflict copy. Nothing is moved onto or into such a name.
     let mut aside: Vec<RelPath> = Vec::new();
     let mut held: Vec<RelPath> = Vec::new();
-    let twins = twins_of_new_names(&remote, &local, &synced);
+    let new_names = local.keys().filter(|p| !remote.contains_key(*p) && !synced.contains_key(*p));
+    let twins = twins_of(new_names, &remote, &local);
     if !twins.is_empty() {
         let inodes: HashSet<u64> = local.values().map(|l| l.inode).collect();
         for (p, qs) in &twins {
-            let renamed_from =
-                |q: &RelPath| synced.get(q).zip(local.get(p)).is_some_and(|(s, l)| s.local.inode == l.inode);
-            for q in qs.iter().filter(|q| remote.contains_key(*q) && !local.contains_key(*q) && !renamed_from(q)) {
+            let l = local.get(p).expect("a name on disk");
+            for q in qs.iter().filter(|q| remote.contains_key(*q) && !local.contains_key(*q)) {
                 let s = synced.get(q);
+                let r = remote.get(q);
+                let server_unchanged = s.zip(r).is_some_and(|(s, r)| s.matches_remote(r));
+                if s.is_some_and(|s| s.local.inode == l.inode) {
+                    // A case-only rename here: sent as a move (step 2) if it can
+                    // be; if only this side changed, the old name is deleted and
+                    // the new one sent a round later; if both did, keep both.
+                    if s.is_some_and(|s| sendable_move(s, l, r)) {
+                        continue;
+                    }
+                    if server_unchanged {
+                        held.push(p.clone())
+                    } else {
+                        aside.push(p.clone())
+                    }
+                    continue;
+                }
                 let moved = s.is_some_and(|s| inodes.contains(&s.local.inode));
-                let going = !moved && s.zip(remote.get(q)).is_some_and(|(s, r)| s.matches_remote(r));
+                let going = !moved && server_unchanged && server_below_goes(q, &remote, &local, &synced);
                 if going { held.push(p.clone()) } else { aside.push(p.clone()) }
             }
+        }
+    }
+
+    // Names on the server that are not on disk but have a twin on disk (one
+    // the server no longer has): a case-insensitive disk cannot hold both.
+    // The twin gives way first: the server's name waits while the twin is
+    // being deleted, otherwise the twin moves aside.
+    let missing_here = remote.keys().filter(|p| !local.contains_key(*p));
+    for (p, qs) in twins_of(missing_here, &remote, &local) {
+        for q in qs.iter().filter(|q| local.contains_key(*q) && !remote.contains_key(*q) && synced.contains_key(*q)) {
+            let all_go = synced.get(q).zip(local.get(q)).is_some_and(|(s, l)| s.matches_local(l))
+                && disk_below_goes(q, &remote, &local, &synced);
+            if all_go { held.push(p.clone()) } else { aside.push(q.clone()) }
         }
     }
 
@@ -222,11 +251,7 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         {
             continue; // onto or into a contested name: step 3 decides
         }
-        let same = s.kind == l.kind
-            && s.local.inode == l.inode
-            && (l.kind == EntryKind::Dir || (s.local.size == l.size && s.local.mtime_ns == l.mtime_ns));
-        let remote_same = remote.get(&from).is_some_and(|r| s.matches_remote(r));
-        if !same || !remote_same {
+        if !sendable_move(s, l, remote.get(&from)) {
             continue;
         }
         ops.push(Op::MoveRemote { from: from.clone(), to: to.clone(), rev: s.rev });
@@ -310,15 +335,18 @@ fn sibling_key_folder(p: &RelPath) -> &str {
     &p.as_str()[..p.as_str().len() - name.len()]
 }
 
-/// Each name on disk that neither the server nor the synced tree knows, with
-/// the other items in its folder whose names differ from it only by case or
-/// normalization (on disk or on the server).
-fn twins_of_new_names(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> HashMap<RelPath, Vec<RelPath>> {
-    let new: Vec<&RelPath> = local.keys().filter(|p| !remote.contains_key(*p) && !synced.contains_key(*p)).collect();
-    if new.is_empty() {
+/// Each of `names` with the other items in its folder whose names differ
+/// from it only by case or normalization, on disk or on the server.
+fn twins_of<'a>(
+    names: impl Iterator<Item = &'a RelPath>,
+    remote: &RemoteTree,
+    local: &LocalTree,
+) -> HashMap<RelPath, Vec<RelPath>> {
+    let names: Vec<&RelPath> = names.collect();
+    if names.is_empty() {
         return HashMap::new();
     }
-    let folders: HashSet<&str> = new.iter().map(|p| sibling_key_folder(p)).collect();
+    let folders: HashSet<&str> = names.iter().map(|p| sibling_key_folder(p)).collect();
     let mut by_key: HashMap<(&str, Cow<str>), Vec<&RelPath>> = HashMap::new();
     for q in local.keys().chain(remote.keys()).filter(|q| folders.contains(sibling_key_folder(q))) {
         let v = by_key.entry(sibling_key(q)).or_default();
@@ -326,7 +354,8 @@ fn twins_of_new_names(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTre
             v.push(q);
         }
     }
-    new.into_iter()
+    names
+        .into_iter()
         .filter_map(|p| {
             let others: Vec<RelPath> =
                 by_key.get(&sibling_key(p))?.iter().filter(|q| **q != p).map(|q| (*q).clone()).collect();
@@ -350,15 +379,12 @@ fn kind_change(
     local: &LocalTree,
     synced: &SyncedTree,
 ) -> (Op, bool) {
-    let below = |tree_keys: Vec<RelPath>| tree_keys.into_iter().filter(|q| q != path).collect::<Vec<_>>();
     let local_same = s.is_some_and(|s| s.matches_local(l));
     let remote_same = s.is_some_and(|s| s.matches_remote(r) && s.kind == r.kind);
-    let path = path.clone();
     if local_same {
         // Changed on the server only: the local item goes, then the server's comes.
-        let all_go = below(crate::tree::subtree(local, &path)).iter().all(|q| {
-            !remote.contains_key(q) && synced.get(q).zip(local.get(q)).is_some_and(|(s, l)| s.matches_local(l))
-        });
+        let all_go = disk_below_goes(path, remote, local, synced);
+        let path = path.clone();
         return match l.kind {
             EntryKind::File => (Op::DeleteLocal { path, expect: *l }, true),
             EntryKind::Dir if all_go => (Op::DeleteLocal { path, expect: *l }, false),
@@ -367,10 +393,8 @@ fn kind_change(
     }
     if remote_same {
         // Changed here only: the server's item goes, then ours is sent.
-        let all_go = below(crate::tree::subtree(remote, &path)).iter().all(|q| {
-            !local.contains_key(q)
-                && synced.get(q).zip(remote.get(q)).is_some_and(|(s, r)| s.matches_remote(r) && s.kind == r.kind)
-        });
+        let all_go = server_below_goes(path, remote, local, synced);
+        let path = path.clone();
         return match r.kind {
             EntryKind::File => (Op::DeleteRemote { path, rev: r.rev, kind: r.kind }, true),
             EntryKind::Dir if all_go => (Op::DeleteRemote { path, rev: r.rev, kind: r.kind }, false),
@@ -378,7 +402,35 @@ fn kind_change(
         };
     }
     // Both changed: the server's item keeps the path.
-    (Op::Conflict { path, remote: r.clone(), local: *l }, true)
+    (Op::Conflict { path: path.clone(), remote: r.clone(), local: *l }, true)
+}
+
+/// The item `l` at a new path on disk is the synced item `s` moved there
+/// unchanged (same inode; a file also kept its size and mtime), and the
+/// server still has `s`'s revision (`r`): the move can be sent as a move.
+fn sendable_move(s: &SyncedNode, l: &LocalNode, r: Option<&RemoteNode>) -> bool {
+    let same = s.kind == l.kind
+        && s.local.inode == l.inode
+        && (l.kind == EntryKind::Dir || (s.local.size == l.size && s.local.mtime_ns == l.mtime_ns));
+    same && r.is_some_and(|r| s.matches_remote(r))
+}
+
+/// Everything under `p` on disk is as synced and gone from the server:
+/// deleting `p` here loses nothing.
+fn disk_below_goes(p: &RelPath, remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> bool {
+    crate::tree::subtree(local, p)
+        .iter()
+        .filter(|q| *q != p)
+        .all(|q| !remote.contains_key(q) && synced.get(q).zip(local.get(q)).is_some_and(|(s, l)| s.matches_local(l)))
+}
+
+/// Everything under `p` on the server is as synced and gone from disk:
+/// deleting `p` there loses nothing.
+fn server_below_goes(p: &RelPath, remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> bool {
+    crate::tree::subtree(remote, p).iter().filter(|q| *q != p).all(|q| {
+        !local.contains_key(q)
+            && synced.get(q).zip(remote.get(q)).is_some_and(|(s, r)| s.matches_remote(r) && s.kind == r.kind)
+    })
 }
 
 fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: Option<&SyncedNode>) -> Option<Op> {

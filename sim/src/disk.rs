@@ -20,6 +20,7 @@ use ferry_client::seams::{Disk, Hashed, hash_content};
 use ferry_client::tree::{ContentHash, LocalNode, LocalTree};
 use ferry_shared::RelPath;
 use ferry_shared::api::EntryKind;
+use ferry_shared::path::name_key;
 
 use crate::clock::SimClock;
 
@@ -73,6 +74,9 @@ pub struct Fs {
     pub full: bool,
     /// Items that cannot be read (a folder in here fails the scan).
     pub denied: BTreeSet<RelPath>,
+    /// Names that differ only by case (or normalization) are one name, as on
+    /// macOS and Windows: the spelling stored is the first one written.
+    pub case_insensitive: bool,
     next_inode: u64,
     next_temp: u64,
     /// Contents the engine made visible at a path: `(path, content)`.
@@ -107,8 +111,37 @@ impl Fs {
         match p.parent() {
             None => true,
             Some(parent) if parent.is_root() => true,
-            Some(parent) => matches!(self.nodes.get(&parent), Some(Node::Dir { .. })),
+            Some(parent) => matches!(self.get(&parent), Some(Node::Dir { .. })),
         }
+    }
+
+    /// The stored item `p` names: `p` itself or, on a case-insensitive disk,
+    /// the item whose names differ from it only by case or normalization.
+    pub fn resolve(&self, p: &RelPath) -> Option<RelPath> {
+        if p.is_root() || self.nodes.contains_key(p) {
+            return Some(p.clone());
+        }
+        if !self.case_insensitive {
+            return None;
+        }
+        let parent = self.resolve(&p.parent()?)?;
+        let key = name_key(p.name()?);
+        self.nodes
+            .keys()
+            .find(|q| q.parent().as_ref() == Some(&parent) && name_key(q.name().unwrap_or("")) == key)
+            .cloned()
+    }
+
+    /// Where a new item named `p` goes: its folders as stored, its own name as given.
+    fn place(&self, p: &RelPath) -> Option<RelPath> {
+        match p.parent() {
+            None => Some(p.clone()),
+            Some(parent) => self.resolve(&parent)?.join(p.name()?).ok(),
+        }
+    }
+
+    pub fn get(&self, p: &RelPath) -> Option<&Node> {
+        self.nodes.get(&self.resolve(p)?)
     }
 
     /// Creates `p` and its missing ancestors as folders (`mkdir -p`).
@@ -119,12 +152,13 @@ impl Fs {
         if let Some(parent) = p.parent() {
             self.mkdir_all(&parent)?;
         }
-        match self.nodes.get(p) {
+        match self.get(p) {
             Some(Node::Dir { .. }) => Ok(()),
             Some(Node::File { .. }) => Err(err(io::ErrorKind::AlreadyExists, "a file is in the way", p)),
             None => {
+                let at = self.place(p).ok_or_else(|| err(io::ErrorKind::NotFound, "no such folder", p))?;
                 let inode = self.new_inode();
-                self.nodes.insert(p.clone(), Node::Dir { inode });
+                self.nodes.insert(at, Node::Dir { inode });
                 Ok(())
             }
         }
@@ -134,43 +168,55 @@ impl Fs {
         ferry_client::tree::subtree(&self.nodes, p)
     }
 
-    /// POSIX `rename(2)` on the tree (the target's folder must exist).
+    /// POSIX `rename(2)` on the tree (the target's folder must exist). On a
+    /// case-insensitive disk, renaming an item to a twin of its own name
+    /// changes how it is spelled, and a twin spelled otherwise is replaced.
     pub fn rename(&mut self, from: &RelPath, to: &RelPath) -> io::Result<()> {
-        let Some(src) = self.nodes.get(from) else { return Err(err(io::ErrorKind::NotFound, "no such item", from)) };
-        if from == to {
-            return Ok(());
-        }
-        if to.starts_with(from) {
-            return Err(err(io::ErrorKind::InvalidInput, "cannot move a folder into itself", to));
-        }
+        let from = self.resolve(from).ok_or_else(|| err(io::ErrorKind::NotFound, "no such item", from))?;
         if !self.parent_is_dir(to) {
             return Err(err(io::ErrorKind::NotFound, "no such folder", to));
         }
-        match (src.kind(), self.nodes.get(to).map(Node::kind)) {
-            (_, None) => {}
-            (EntryKind::File, Some(EntryKind::File)) => {}
-            (EntryKind::Dir, Some(EntryKind::Dir)) if self.keys_under(to).len() == 1 => {}
-            (EntryKind::Dir, Some(EntryKind::Dir)) => {
-                return Err(err(io::ErrorKind::DirectoryNotEmpty, "folder not empty", to));
+        let dest = self.place(to).ok_or_else(|| err(io::ErrorKind::NotFound, "no such folder", to))?;
+        let existing = self.resolve(to);
+        if existing.as_ref() == Some(&from) {
+            if dest == from {
+                return Ok(());
             }
-            (EntryKind::File, Some(EntryKind::Dir)) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", to)),
-            (EntryKind::Dir, Some(EntryKind::File)) => {
-                return Err(err(io::ErrorKind::NotADirectory, "not a folder", to));
+        } else {
+            if dest.starts_with(&from) {
+                return Err(err(io::ErrorKind::InvalidInput, "cannot move a folder into itself", to));
+            }
+            let kind = self.nodes[&from].kind();
+            match (kind, existing.as_ref().map(|e| (self.nodes[e].kind(), self.keys_under(e).len()))) {
+                (_, None)
+                | (EntryKind::File, Some((EntryKind::File, _)))
+                | (EntryKind::Dir, Some((EntryKind::Dir, 1))) => {}
+                (EntryKind::Dir, Some((EntryKind::Dir, _))) => {
+                    return Err(err(io::ErrorKind::DirectoryNotEmpty, "folder not empty", to));
+                }
+                (EntryKind::File, Some((EntryKind::Dir, _))) => {
+                    return Err(err(io::ErrorKind::IsADirectory, "is a folder", to));
+                }
+                (EntryKind::Dir, Some((EntryKind::File, _))) => {
+                    return Err(err(io::ErrorKind::NotADirectory, "not a folder", to));
+                }
+            }
+            if let Some(e) = existing {
+                self.nodes.remove(&e);
             }
         }
-        self.nodes.remove(to);
         let moved: Vec<(RelPath, Node)> = self
-            .keys_under(from)
+            .keys_under(&from)
             .into_iter()
             .map(|k| {
                 let node = self.nodes.remove(&k).expect("listed key");
-                (k.rebase(from, to).expect("a path under an existing item stays valid"), node)
+                (k.rebase(&from, &dest).expect("a path under an existing item stays valid"), node)
             })
             .collect();
         // Temp files move with their folder.
         for t in self.temps.values_mut() {
-            if t.dir.starts_with(from) {
-                t.dir = t.dir.rebase(from, to).expect("valid");
+            if t.dir.starts_with(&from) {
+                t.dir = t.dir.rebase(&from, &dest).expect("valid");
             }
         }
         self.nodes.extend(moved);
@@ -179,8 +225,9 @@ impl Fs {
 
     /// Removes `p` and everything under it (`rm -r`).
     pub fn remove_all(&mut self, p: &RelPath) -> Vec<Node> {
-        let gone: Vec<Node> = self.keys_under(p).into_iter().filter_map(|k| self.nodes.remove(&k)).collect();
-        self.temps.retain(|_, t| !t.dir.starts_with(p));
+        let Some(p) = self.resolve(p) else { return Vec::new() };
+        let gone: Vec<Node> = self.keys_under(&p).into_iter().filter_map(|k| self.nodes.remove(&k)).collect();
+        self.temps.retain(|_, t| !t.dir.starts_with(&p));
         gone
     }
 
@@ -189,13 +236,18 @@ impl Fs {
         if !self.parent_is_dir(p) {
             return Err(err(io::ErrorKind::NotFound, "no such folder", p));
         }
-        let inode = match self.nodes.get(p) {
+        let at = self.resolve(p).or_else(|| self.place(p)).expect("the folder exists");
+        let inode = match self.nodes.get(&at) {
             Some(Node::File { inode, .. }) => *inode,
             Some(Node::Dir { .. }) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
             None => self.new_inode(),
         };
-        self.nodes.insert(p.clone(), Node::File { data: Arc::new(data), mtime_ns, inode, exec });
+        self.nodes.insert(at, Node::File { data: Arc::new(data), mtime_ns, inode, exec });
         Ok(())
+    }
+
+    fn is_denied(&self, p: &RelPath) -> bool {
+        self.resolve(p).is_some_and(|p| self.denied.contains(&p))
     }
 
     pub fn live_temps(&self) -> usize {
@@ -291,7 +343,7 @@ impl Disk for SimDisk {
         if !fs.mounted {
             return Ok(None);
         }
-        Ok(fs.nodes.get(p).map(Node::local))
+        Ok(fs.get(p).map(Node::local))
     }
 
     fn hash_file(&self, p: &RelPath) -> io::Result<Hashed> {
@@ -299,10 +351,10 @@ impl Disk for SimDisk {
             let mut fs = self.user();
             fs.calls += 1;
             fs.check_mounted(p)?;
-            if fs.denied.contains(p) {
+            if fs.is_denied(p) {
                 return Err(err(io::ErrorKind::PermissionDenied, "permission denied", p));
             }
-            match fs.nodes.get(p) {
+            match fs.get(p) {
                 Some(n @ Node::File { data, .. }) => (Arc::clone(data), n.local()),
                 Some(Node::Dir { .. }) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
                 None => return Err(err(io::ErrorKind::NotFound, "no such file", p)),
@@ -316,10 +368,10 @@ impl Disk for SimDisk {
         let mut fs = self.user();
         fs.calls += 1;
         fs.check_mounted(p)?;
-        if fs.denied.contains(p) {
+        if fs.is_denied(p) {
             return Err(err(io::ErrorKind::PermissionDenied, "permission denied", p));
         }
-        match fs.nodes.get(p) {
+        match fs.get(p) {
             Some(Node::File { data, .. }) => {
                 let (start, end) = (offset as usize, offset as usize + len as usize);
                 data.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| err(io::ErrorKind::UnexpectedEof, "short", p))
@@ -349,9 +401,9 @@ impl Disk for SimDisk {
         let mut fs = self.user();
         fs.calls += 1;
         fs.check_mounted(p)?;
-        match fs.nodes.get(p) {
+        match fs.get(p) {
             Some(Node::File { .. }) => {
-                fs.nodes.remove(p);
+                fs.remove_all(p);
                 Ok(())
             }
             Some(Node::Dir { .. }) => Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
@@ -363,9 +415,10 @@ impl Disk for SimDisk {
         let mut fs = self.user();
         fs.calls += 1;
         fs.check_mounted(p)?;
-        match fs.nodes.get(p) {
-            Some(Node::Dir { .. }) if fs.keys_under(p).len() == 1 && !fs.temps.values().any(|t| t.dir == *p) => {
-                fs.nodes.remove(p);
+        let at = fs.resolve(p).unwrap_or_else(|| p.clone());
+        match fs.nodes.get(&at) {
+            Some(Node::Dir { .. }) if fs.keys_under(&at).len() == 1 && !fs.temps.values().any(|t| t.dir == at) => {
+                fs.nodes.remove(&at);
                 Ok(true)
             }
             Some(Node::Dir { .. }) => Ok(false),
@@ -388,6 +441,7 @@ impl Disk for SimDisk {
         fs.check_mounted(target)?;
         let dir = target.parent().unwrap_or_else(RelPath::root);
         fs.mkdir_all(&dir)?;
+        let dir = fs.resolve(&dir).expect("just made");
         if fs.full {
             return Err(err(io::ErrorKind::StorageFull, "no space left on device", target));
         }
@@ -428,23 +482,29 @@ impl Disk for SimDisk {
         fs.calls += 1;
         let t = fs.temps.remove(&temp.0).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "temp file gone"))?;
         fs.check_mounted(target)?;
-        if fs.nodes.get(target).map(Node::local) != expect {
+        if fs.get(target).map(Node::local) != expect {
             return Ok(None);
-        }
-        if target.parent().unwrap_or_else(RelPath::root) != t.dir {
-            return Err(err(io::ErrorKind::InvalidInput, "a temp file must be renamed within its folder", target));
         }
         if !fs.parent_is_dir(target) {
             return Err(err(io::ErrorKind::NotFound, "no such folder", target));
         }
-        let inode = match fs.nodes.get(target) {
-            Some(Node::Dir { .. }) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", target)),
-            _ => fs.new_inode(),
-        };
+        let parent = fs.resolve(&target.parent().unwrap_or_else(RelPath::root)).expect("a folder");
+        if parent != t.dir {
+            return Err(err(io::ErrorKind::InvalidInput, "a temp file must be renamed within its folder", target));
+        }
+        if let Some(Node::Dir { .. }) = fs.get(target) {
+            return Err(err(io::ErrorKind::IsADirectory, "is a folder", target));
+        }
+        // rename(2) over a twin spelled otherwise replaces it.
+        if let Some(old) = fs.resolve(target) {
+            fs.nodes.remove(&old);
+        }
+        let at = fs.place(target).expect("the folder exists");
+        let inode = fs.new_inode();
         let data = Arc::new(t.data);
-        fs.placed.push((target.clone(), Arc::clone(&data)));
-        fs.nodes.insert(target.clone(), Node::File { data, mtime_ns: t.mtime_ns, inode, exec: t.exec });
-        Ok(fs.nodes.get(target).map(Node::local))
+        fs.placed.push((at.clone(), Arc::clone(&data)));
+        fs.nodes.insert(at.clone(), Node::File { data, mtime_ns: t.mtime_ns, inode, exec: t.exec });
+        Ok(fs.nodes.get(&at).map(Node::local))
     }
 
     fn discard_temp(&self, temp: SimTemp) {

@@ -52,11 +52,14 @@ pub struct Options {
     pub faults: bool,
     /// Keep the whole event trace (printed for a failing seed).
     pub trace: bool,
+    /// `Some(true)`: the first device's disk is case-insensitive, `Some(false)`:
+    /// none is; `None`: each device's is, one time in three.
+    pub case_insensitive: Option<bool>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { devices: 3, steps: 300, faults: true, trace: false }
+        Options { devices: 3, steps: 300, faults: true, trace: false, case_insensitive: None }
     }
 }
 
@@ -114,6 +117,8 @@ pub struct Scenario {
     pub there: Vec<UserOp>,
     pub here: Vec<UserOp>,
     pub lose_state: bool,
+    /// Device 0's disk folds case (see [`Options::case_insensitive`]).
+    pub case_insensitive: bool,
 }
 
 /// A run that passed.
@@ -244,9 +249,15 @@ impl World {
             .map(|(i, (name, token))| {
                 let skew = if opts.faults { rng.random_range(-120_000..120_000) } else { 0 };
                 let clock = SimClock::new(Arc::clone(&time), skew);
+                let disk = SimDisk::new(name.clone(), clock.clone());
+                // One device in three has a case-insensitive disk (macOS, Windows).
+                disk.user().case_insensitive = match opts.case_insensitive {
+                    Some(all) => all && i == 0,
+                    None => rng.random_bool(1.0 / 3.0),
+                };
                 Device {
                     name: name.clone(),
-                    disk: SimDisk::new(name.clone(), clock.clone()),
+                    disk,
                     clock,
                     api: SimApi::new(i, token.clone(), Arc::clone(&net)),
                     state_db: dir.path().join(format!("{name}.db")),

@@ -42,7 +42,13 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let opts = Options { devices: args.devices, steps: args.steps, faults: !args.no_faults, trace: args.trace };
+    let opts = Options {
+        devices: args.devices,
+        steps: args.steps,
+        faults: !args.no_faults,
+        trace: args.trace,
+        ..Options::default()
+    };
     let (start, count) = match args.seed {
         Some(s) => (s, 1),
         None => (args.start, args.seeds),

@@ -177,7 +177,7 @@ impl World {
         let done = match op {
             UserOp::Create { path: p, size } => {
                 let p = path(p)?;
-                if disk.user().nodes.contains_key(&p) {
+                if disk.user().resolve(&p).is_some() {
                     return None;
                 }
                 let data = self.content_of_size(*size);
@@ -187,12 +187,12 @@ impl World {
             }
             UserOp::Rewrite { path: p, size, replace } => {
                 let p = path(p)?;
-                let old = disk.user().nodes.get(&p).cloned();
+                let old = disk.user().get(&p).cloned();
                 let Some(Node::File { exec, .. }) = old else { return None };
                 let data = self.content_of_size(*size);
                 let mut fs = disk.user();
                 if *replace {
-                    fs.nodes.remove(&p);
+                    fs.remove_all(&p);
                 }
                 fs.write_file(&p, data.clone(), exec, mtime).ok()?;
                 drop(fs);
@@ -202,7 +202,7 @@ impl World {
             }
             UserOp::Edit { path: p, at, append } => {
                 let p = path(p)?;
-                let old = disk.user().nodes.get(&p).cloned();
+                let old = disk.user().get(&p).cloned();
                 let Some(Node::File { data: before, exec, .. }) = old.clone() else { return None };
                 let mut data = (*before).clone();
                 let n = 1 + at % 63;
@@ -231,7 +231,7 @@ impl World {
             UserOp::Mkdir { path: p } => {
                 let p = path(p)?;
                 let mut fs = disk.user();
-                if fs.nodes.contains_key(&p) || p.parent().is_some_and(|q| !q.is_root() && !fs.nodes.contains_key(&q)) {
+                if fs.resolve(&p).is_some() || p.parent().is_some_and(|q| fs.resolve(&q).is_none()) {
                     return None;
                 }
                 fs.mkdir_all(&p).ok()?;
@@ -240,7 +240,7 @@ impl World {
             UserOp::Move { from, to } => {
                 let (from, to) = (path(from)?, path(to)?);
                 let mut fs = disk.user();
-                if fs.nodes.contains_key(&to) {
+                if fs.resolve(&to).is_some_and(|t| Some(t) != fs.resolve(&from)) {
                     return None;
                 }
                 fs.rename(&from, &to).ok()?;
@@ -250,8 +250,8 @@ impl World {
                 let (a, b) = (path(a)?, path(b)?);
                 let tmp = a.parent().unwrap_or_else(RelPath::root).join("swap-tmp").ok()?;
                 let mut fs = disk.user();
-                let files = |p: &RelPath| matches!(fs.nodes.get(p), Some(Node::File { .. }));
-                if a == b || !files(&a) || !files(&b) || fs.nodes.contains_key(&tmp) {
+                let files = |p: &RelPath| matches!(fs.get(p), Some(Node::File { .. }));
+                if fs.resolve(&a) == fs.resolve(&b) || !files(&a) || !files(&b) || fs.resolve(&tmp).is_some() {
                     return None;
                 }
                 fs.rename(&a, &tmp).ok()?;
@@ -263,13 +263,14 @@ impl World {
                 // A metadata change: the mtime stays, as chmod(2) leaves it.
                 let p = path(p)?;
                 let mut fs = disk.user();
+                let p = fs.resolve(&p)?;
                 let Some(Node::File { exec, .. }) = fs.nodes.get_mut(&p) else { return None };
                 *exec = !*exec;
                 format!("chmods {p} (executable = {exec})")
             }
             UserOp::StartWrite { path: p, size } => {
                 let p = path(p)?;
-                if disk.user().nodes.contains_key(&p) {
+                if disk.user().resolve(&p).is_some() {
                     return None;
                 }
                 let full = self.content_of_size((*size).max(2));

@@ -41,12 +41,20 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec(op(), 0..8),
         prop::collection::vec(op(), 0..8),
         prop::bool::weighted(0.25),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(base, there, here, lose_state)| Scenario { base, there, here, lose_state })
+        .prop_map(|(base, there, here, lose_state, case_insensitive)| Scenario {
+            base,
+            there,
+            here,
+            lose_state,
+            case_insensitive,
+        })
 }
 
 fn run(sc: &Scenario) -> Result<(), String> {
-    let opts = Options { devices: 2, steps: 0, faults: false, trace: false };
+    let opts =
+        Options { devices: 2, steps: 0, faults: false, trace: false, case_insensitive: Some(sc.case_insensitive) };
     let world = World::new(0, opts).map_err(|e| e.to_string())?;
     world.run_scenario(sc).map(|_| ()).map_err(|v| v.to_string())
 }
@@ -73,6 +81,7 @@ fn known_histories() {
             there: vec![UserOp::Delete { path: s("a") }],
             here: vec![UserOp::Edit { path: s("a"), at: 3, append: false }],
             lose_state: false,
+            case_insensitive: false,
         },
         // Edited there, deleted here: the edit comes back.
         Scenario {
@@ -80,6 +89,7 @@ fn known_histories() {
             there: vec![UserOp::Rewrite { path: s("a"), size: 40, replace: true }],
             here: vec![UserOp::Delete { path: s("a") }],
             lose_state: false,
+            case_insensitive: false,
         },
         // A folder replaced by a file here while the server's copy gained a file.
         Scenario {
@@ -87,6 +97,7 @@ fn known_histories() {
             there: vec![UserOp::Create { path: s("d/b"), size: 20 }],
             here: vec![UserOp::Delete { path: s("d") }, UserOp::Create { path: s("d"), size: 30 }],
             lose_state: false,
+            case_insensitive: false,
         },
         // A case-only rename here, a new file under the old spelling there.
         Scenario {
@@ -94,6 +105,7 @@ fn known_histories() {
             there: vec![UserOp::Create { path: s("a/b"), size: 5 }],
             here: vec![UserOp::Move { from: s("a"), to: s("A") }],
             lose_state: false,
+            case_insensitive: false,
         },
         // A cycle of renames, and a move into a folder deleted there.
         Scenario {
@@ -110,6 +122,7 @@ fn known_histories() {
                 UserOp::Move { from: s("a"), to: s("d/a") },
             ],
             lose_state: false,
+            case_insensitive: false,
         },
         // A rebuilt state database with different content on both sides.
         Scenario {
@@ -117,6 +130,7 @@ fn known_histories() {
             there: vec![UserOp::Rewrite { path: s("a"), size: 200, replace: false }],
             here: vec![UserOp::Rewrite { path: s("a"), size: 300, replace: true }],
             lose_state: true,
+            case_insensitive: false,
         },
     ];
     for (i, sc) in cases.iter().enumerate() {
