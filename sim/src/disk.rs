@@ -81,8 +81,6 @@ pub struct Fs {
     next_temp: u64,
     /// Contents the engine made visible at a path: `(path, content)`.
     pub placed: Vec<(RelPath, Arc<Vec<u8>>)>,
-    /// Disk calls the engine made (a trace for replay checks).
-    pub calls: u64,
 }
 
 /// The device's folder: shared state plus the device clock (for mtimes).
@@ -246,8 +244,17 @@ impl Fs {
         Ok(())
     }
 
-    fn is_denied(&self, p: &RelPath) -> bool {
-        self.resolve(p).is_some_and(|p| self.denied.contains(&p))
+    /// The content of the file at `p` as a reader gets it (or the error).
+    fn readable_file(&self, p: &RelPath) -> io::Result<(Arc<Vec<u8>>, LocalNode)> {
+        self.check_mounted(p)?;
+        if self.resolve(p).is_some_and(|p| self.denied.contains(&p)) {
+            return Err(err(io::ErrorKind::PermissionDenied, "permission denied", p));
+        }
+        match self.get(p) {
+            Some(n @ Node::File { data, .. }) => Ok((Arc::clone(data), n.local())),
+            Some(Node::Dir { .. }) => Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
+            None => Err(err(io::ErrorKind::NotFound, "no such file", p)),
+        }
     }
 
     pub fn live_temps(&self) -> usize {
@@ -322,8 +329,7 @@ impl Disk for SimDisk {
     }
 
     fn scan(&self) -> Result<(LocalTree, ScanReport), ScanError> {
-        let mut fs = self.user();
-        fs.calls += 1;
+        let fs = self.user();
         let fail = |path: &RelPath, kind, what: &str| ScanError::Io {
             path: path.to_string(),
             source: io::Error::new(kind, what.to_owned()),
@@ -347,42 +353,19 @@ impl Disk for SimDisk {
     }
 
     fn hash_file(&self, p: &RelPath) -> io::Result<Hashed> {
-        let (data, local) = {
-            let mut fs = self.user();
-            fs.calls += 1;
-            fs.check_mounted(p)?;
-            if fs.is_denied(p) {
-                return Err(err(io::ErrorKind::PermissionDenied, "permission denied", p));
-            }
-            match fs.get(p) {
-                Some(n @ Node::File { data, .. }) => (Arc::clone(data), n.local()),
-                Some(Node::Dir { .. }) => return Err(err(io::ErrorKind::IsADirectory, "is a folder", p)),
-                None => return Err(err(io::ErrorKind::NotFound, "no such file", p)),
-            }
-        };
+        let (data, local) = self.user().readable_file(p)?;
         let (blocks, hash) = hash_content(&data[..], local.size)?;
         Ok(Hashed { local, blocks, hash })
     }
 
     fn read_range(&self, p: &RelPath, offset: u64, len: u32) -> io::Result<Vec<u8>> {
-        let mut fs = self.user();
-        fs.calls += 1;
-        fs.check_mounted(p)?;
-        if fs.is_denied(p) {
-            return Err(err(io::ErrorKind::PermissionDenied, "permission denied", p));
-        }
-        match fs.get(p) {
-            Some(Node::File { data, .. }) => {
-                let (start, end) = (offset as usize, offset as usize + len as usize);
-                data.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| err(io::ErrorKind::UnexpectedEof, "short", p))
-            }
-            _ => Err(err(io::ErrorKind::NotFound, "no such file", p)),
-        }
+        let (data, _) = self.user().readable_file(p)?;
+        let (start, end) = (offset as usize, offset as usize + len as usize);
+        data.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| err(io::ErrorKind::UnexpectedEof, "short", p))
     }
 
     fn rename(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
         let mut fs = self.user();
-        fs.calls += 1;
         fs.check_mounted(from)?;
         if let Some(parent) = to.parent() {
             fs.mkdir_all(&parent)?;
@@ -392,14 +375,12 @@ impl Disk for SimDisk {
 
     fn mkdir_all(&self, p: &RelPath) -> io::Result<()> {
         let mut fs = self.user();
-        fs.calls += 1;
         fs.check_mounted(p)?;
         fs.mkdir_all(p)
     }
 
     fn remove_file(&self, p: &RelPath) -> io::Result<()> {
         let mut fs = self.user();
-        fs.calls += 1;
         fs.check_mounted(p)?;
         match fs.get(p) {
             Some(Node::File { .. }) => {
@@ -413,7 +394,6 @@ impl Disk for SimDisk {
 
     fn remove_dir(&self, p: &RelPath) -> io::Result<bool> {
         let mut fs = self.user();
-        fs.calls += 1;
         fs.check_mounted(p)?;
         let at = fs.resolve(p).unwrap_or_else(|| p.clone());
         match fs.nodes.get(&at) {
@@ -437,7 +417,6 @@ impl Disk for SimDisk {
 
     fn create_temp(&self, target: &RelPath) -> io::Result<SimTemp> {
         let mut fs = self.user();
-        fs.calls += 1;
         fs.check_mounted(target)?;
         let dir = target.parent().unwrap_or_else(RelPath::root);
         fs.mkdir_all(&dir)?;
@@ -453,7 +432,6 @@ impl Disk for SimDisk {
 
     fn write_temp(&self, temp: &mut SimTemp, data: &[u8]) -> io::Result<()> {
         let mut fs = self.user();
-        fs.calls += 1;
         if fs.full && !data.is_empty() {
             return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
         }
@@ -464,7 +442,6 @@ impl Disk for SimDisk {
 
     fn finish_temp(&self, temp: &mut SimTemp, mtime_ms: i64, executable: bool) -> io::Result<()> {
         let mut fs = self.user();
-        fs.calls += 1;
         let t = fs.temps.get_mut(&temp.0).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "temp file gone"))?;
         t.mtime_ns = mtime_ms * 1_000_000;
         t.exec = executable;
@@ -479,7 +456,6 @@ impl Disk for SimDisk {
         _sync_parent: bool,
     ) -> io::Result<Option<LocalNode>> {
         let mut fs = self.user();
-        fs.calls += 1;
         let t = fs.temps.remove(&temp.0).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "temp file gone"))?;
         fs.check_mounted(target)?;
         if fs.get(target).map(Node::local) != expect {

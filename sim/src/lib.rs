@@ -646,21 +646,7 @@ impl World {
                 }
             }
         }
-        if let Ok(journal) = self.server.journal() {
-            for ch in journal {
-                report.push(format!(
-                    "  journal: {:?} {:?} {} id {} rev {} {:?} {} blocks {}",
-                    ch.op,
-                    ch.from.as_ref().map(|f| f.to_string()),
-                    ch.entry.path,
-                    ch.entry.id,
-                    ch.entry.rev,
-                    ch.entry.kind,
-                    &ch.entry.hash[..ch.entry.hash.len().min(8)],
-                    ch.blocks.as_ref().map_or(0, Vec::len)
-                ));
-            }
-        }
+        report.extend(self.journal_lines());
         Err(self.violation(format!("no quiescence after 16 passes:\n{}", report.join("\n"))))
     }
 
@@ -688,6 +674,20 @@ impl World {
             }
         }
         Err(self.violation(format!("{}'s round never ends", self.devices[d].name)))
+    }
+
+    /// The server's journal, a line a change (for violation reports).
+    fn journal_lines(&self) -> Vec<String> {
+        let Ok(journal) = self.server.journal() else { return vec!["  (journal unreadable)".into()] };
+        journal
+            .iter()
+            .map(|ch| {
+                let e = &ch.entry;
+                let from = ch.from.as_ref().map(|f| format!(" from {f}")).unwrap_or_default();
+                let hash = &e.hash[..e.hash.len().min(8)];
+                format!("  journal: {:?} {}{from} id {} rev {} {:?} {hash}", ch.op, e.path, e.id, e.rev, e.kind)
+            })
+            .collect()
     }
 
     /// The server's live tree, from its journal.
@@ -750,20 +750,7 @@ impl World {
                         diff.push(format!("  {k}: engine remote {:?} synced {:?}", e.rtree.get(k), e.stree.get(k)));
                     }
                 }
-                if let Ok(journal) = self.server.journal() {
-                    for ch in journal {
-                        diff.push(format!(
-                            "  journal: {:?} {:?} {} id {} rev {} {:?} {}",
-                            ch.op,
-                            ch.from.as_ref().map(|f| f.to_string()),
-                            ch.entry.path,
-                            ch.entry.id,
-                            ch.entry.rev,
-                            ch.entry.kind,
-                            &ch.entry.hash[..ch.entry.hash.len().min(8)]
-                        ));
-                    }
-                }
+                diff.extend(self.journal_lines());
                 return Err(self.violation(format!("{} and the server differ:\n{}", dev.name, diff.join("\n"))));
             }
             if fs.live_temps() > 0 {
