@@ -1077,38 +1077,17 @@ async fn download_group<D: Disk, A: Api>(
     index: &BlockIndex,
     group: Vec<Fetch>,
 ) -> Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> {
-    let mut ids: Vec<BlockId> = group.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).collect();
-    ids.sort();
-    ids.dedup();
-    let sources: Vec<(BlockId, (RelPath, u64, u32))> =
-        ids.iter().filter_map(|id| index.get(id).map(|src| (*id, src.clone()))).collect();
-    // A local copy that cannot be read or no longer matches is fetched instead.
-    let mut blocks: HashMap<BlockId, Vec<u8>> = if sources.is_empty() {
-        HashMap::new()
-    } else {
-        disk.blocking(move |d| {
-            sources
+    let ids: Vec<BlockId> = group.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).collect();
+    let blocks = match gather(api, disk, index, ids).await {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = format!("{e}");
+            return group
                 .into_iter()
-                .filter_map(|(id, (p, off, len))| {
-                    d.read_range(&p, off, len).ok().filter(|data| BlockId::of(data) == id).map(|data| (id, data))
-                })
-                .collect()
-        })
-        .await
-    };
-    let need: Vec<BlockId> = ids.into_iter().filter(|id| !blocks.contains_key(id)).collect();
-    if !need.is_empty() {
-        match api.fetch(&need).await {
-            Ok(v) => blocks.extend(v),
-            Err(e) => {
-                let msg = format!("{e}");
-                return group
-                    .into_iter()
-                    .map(|f| (f.path, f.remote, Err(anyhow::anyhow!("fetching blocks: {msg}"))))
-                    .collect();
-            }
+                .map(|f| (f.path, f.remote, Err(anyhow::anyhow!("fetching blocks: {msg}"))))
+                .collect();
         }
-    }
+    };
     disk.blocking(move |disk| {
         // Write every temp file, make them durable together, then rename each.
         let mut out = Vec::new();
@@ -1165,6 +1144,39 @@ fn write_small<D: Disk>(
     Ok(temp)
 }
 
+/// The plaintext of the blocks `ids`: verified copies from local files where
+/// the index knows one, the rest from the server in one batch fetch (a local
+/// copy that cannot be read or no longer matches is fetched instead).
+async fn gather<D: Disk, A: Api>(
+    api: &A,
+    disk: &D,
+    index: &BlockIndex,
+    mut ids: Vec<BlockId>,
+) -> anyhow::Result<HashMap<BlockId, Vec<u8>>> {
+    ids.sort();
+    ids.dedup();
+    let sources: Vec<(BlockId, (RelPath, u64, u32))> =
+        ids.iter().filter_map(|id| index.get(id).map(|src| (*id, src.clone()))).collect();
+    let mut blocks: HashMap<BlockId, Vec<u8>> = if sources.is_empty() {
+        HashMap::new()
+    } else {
+        disk.blocking(move |d| {
+            sources
+                .into_iter()
+                .filter_map(|(id, (p, off, len))| {
+                    d.read_range(&p, off, len).ok().filter(|data| BlockId::of(data) == id).map(|data| (id, data))
+                })
+                .collect()
+        })
+        .await
+    };
+    let need: Vec<BlockId> = ids.into_iter().filter(|id| !blocks.contains_key(id)).collect();
+    if !need.is_empty() {
+        blocks.extend(api.fetch(&need).await?);
+    }
+    Ok(blocks)
+}
+
 /// Writes the server's version of a file: a temp file in the same folder,
 /// blocks from local files where possible (verified) and from the server
 /// otherwise (verified), fsync, then an atomic rename, but only if the target
@@ -1188,6 +1200,8 @@ async fn download<D: Disk, A: Api>(
         }
     }
     let result = async {
+        // Block by block, several in flight: each is written as soon as it
+        // and those before it are in (a batch would wait for its slowest).
         let mut blocks = futures_util::stream::iter(runs.iter().map(|&(id, times)| {
             let local = index.get(&id).cloned();
             let disk = disk.clone();
