@@ -100,8 +100,37 @@ struct ReaderPool {
     open: usize,
 }
 
+/// Statements through the connection's prepared-statement cache: commits run
+/// the same few statements for every operation, and parsing SQL again each
+/// time was most of the database writer's work.
+trait Cached {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    conn.set_prepared_statement_cache_capacity(128);
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
     Ok(conn)
@@ -189,7 +218,7 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version: i64 = conn.row("PRAGMA user_version", [], |r| r.get(0))?;
     let version = version as usize;
     if version > SCHEMA.len() {
         return Err(anyhow::anyhow!(
@@ -299,7 +328,7 @@ fn node_row(r: &rusqlite::Row) -> rusqlite::Result<Node> {
 }
 
 fn version(conn: &Connection, rev: i64) -> Result<Version> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT v.size, v.mtime, v.executable, v.hash, v.blocks, v.deleted, v.created, COALESCE(d.name, '')
          FROM file_versions v LEFT JOIN devices d ON d.id = v.device WHERE v.id = ?1",
         [rev],
@@ -357,7 +386,7 @@ fn canonical(conn: &Connection, ns: i64, path: &RelPath, keep_last: bool) -> Res
             _ => None,
         };
         let name = match &found {
-            Some(n) => conn.query_row("SELECT name FROM files WHERE id = ?1", [n.id], |r| r.get::<_, String>(0))?,
+            Some(n) => conn.row("SELECT name FROM files WHERE id = ?1", [n.id], |r| r.get::<_, String>(0))?,
             None => (*seg).to_owned(),
         };
         parent = found.filter(|n| n.kind == EntryKind::Dir).map(|n| n.id);
@@ -390,7 +419,7 @@ fn stored_path(conn: &Connection, id: i64) -> Result<Option<RelPath>> {
 fn child(conn: &Connection, ns: i64, parent: i64, name: &str, live_only: bool) -> Result<Option<Node>> {
     let key = name_key(name);
     let live = conn
-        .query_row(
+        .row(
             &format!("SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3 AND deleted = 0"),
             params![ns, parent, key],
             node_row,
@@ -400,7 +429,7 @@ fn child(conn: &Connection, ns: i64, parent: i64, name: &str, live_only: bool) -
         return Ok(live);
     }
     Ok(conn
-        .query_row(
+        .row(
             &format!(
                 "SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3
                  ORDER BY id DESC LIMIT 1"
@@ -434,9 +463,7 @@ fn resolve(conn: &Connection, ns: i64, path: &RelPath, live_only: bool) -> Resul
 
 fn has_live_children(conn: &Connection, ns: i64, id: i64) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 LIMIT 1", params![ns, id], |_| {
-            Ok(())
-        })
+        .row("SELECT 1 FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 LIMIT 1", params![ns, id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -464,7 +491,7 @@ struct NewVersion<'a> {
 
 impl Ctx<'_> {
     fn insert_version(&self, v: NewVersion<'_>) -> Result<i64> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO file_versions(file, path, size, mtime, executable, hash, blocks, deleted, created, device)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -484,12 +511,12 @@ impl Ctx<'_> {
     }
 
     fn journal(&mut self, op: ChangeOp, file: i64, rev: i64, path: &RelPath, from: Option<&RelPath>) -> Result<()> {
-        self.seq = self.conn.query_row(
+        self.seq = self.conn.row(
             "UPDATE namespaces SET seq = seq + 1 WHERE id = ?1 RETURNING seq",
             [self.caller.ns],
             |r| r.get(0),
         )?;
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO journal(ns, seq, op, file, rev, path, from_path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![self.caller.ns, self.seq, op_num(op), file, rev, path.as_str(), from.map(|p| p.as_str())],
         )?;
@@ -498,10 +525,8 @@ impl Ctx<'_> {
 
     fn adjust_used(&self, delta: i64) -> Result<()> {
         if delta != 0 {
-            self.conn.execute(
-                "UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2",
-                params![delta, self.caller.user_id],
-            )?;
+            self.conn
+                .exec("UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2", params![delta, self.caller.user_id])?;
         }
         Ok(())
     }
@@ -511,7 +536,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         let (quota, used): (i64, i64) =
-            self.conn.query_row("SELECT quota, used FROM users WHERE id = ?1", [self.caller.user_id], |r| {
+            self.conn.row("SELECT quota, used FROM users WHERE id = ?1", [self.caller.user_id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?;
         if used + delta > quota {
@@ -545,7 +570,7 @@ impl Ctx<'_> {
 
     /// Creates a folder row, or a file row to be given a version by the caller.
     fn create_node(&mut self, parent: i64, name: &str, kind: EntryKind, path: &RelPath) -> Result<(i64, i64)> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
             params![self.caller.ns, parent, name, name_key(name), kind_num(kind)],
         )?;
@@ -561,7 +586,7 @@ impl Ctx<'_> {
                 blocks: &[],
                 deleted: false,
             })?;
-            self.conn.execute("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+            self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
             self.journal(ChangeOp::Mkdir, id, rev, path, None)?;
             rev
         } else {
@@ -748,7 +773,7 @@ impl Ctx<'_> {
             Some(n) => {
                 // Revive the deleted row: the history continues.
                 let parent_id = self.ensure_dir(&parent_path)?;
-                self.conn.execute(
+                self.conn.exec(
                     "UPDATE files SET deleted = 0, parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
                     params![parent_id, name, name_key(name), n.id],
                 )?;
@@ -769,7 +794,7 @@ impl Ctx<'_> {
             blocks: &blocks,
             deleted: false,
         })?;
-        self.conn.execute("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
         self.adjust_used(size as i64 - old_size as i64)?;
         self.journal(op, id, rev, path, None)?;
         self.entry(id, EntryKind::File, path, rev)
@@ -801,7 +826,7 @@ impl Ctx<'_> {
             blocks: &[],
             deleted: true,
         })?;
-        self.conn.execute("UPDATE files SET head = ?1, deleted = 1 WHERE id = ?2", params![rev, node.id])?;
+        self.conn.exec("UPDATE files SET head = ?1, deleted = 1 WHERE id = ?2", params![rev, node.id])?;
         self.adjust_used(-(old.size as i64))?;
         let op = if kind == EntryKind::Dir { ChangeOp::Rmdir } else { ChangeOp::Delete };
         self.journal(op, node.id, rev, path, None)?;
@@ -831,7 +856,7 @@ impl Ctx<'_> {
         }
         let parent_id = self.ensure_dir(&to.parent().expect("not root"))?;
         let name = to.name().expect("not root");
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
             params![parent_id, name, name_key(name), node.id],
         )?;
@@ -846,7 +871,7 @@ impl Ctx<'_> {
             blocks: &old.blocks,
             deleted: false,
         })?;
-        self.conn.execute("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, node.id])?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, node.id])?;
         self.journal(ChangeOp::Move, node.id, rev, to, Some(from))?;
         self.entry(node.id, node.kind, to, rev)
     }
@@ -855,7 +880,7 @@ impl Ctx<'_> {
         let node = resolve(self.conn, self.caller.ns, path, false)?
             .ok_or_else(|| Error::not_found(format!("'{path}' has no history")))?;
         let owner: Option<i64> =
-            self.conn.query_row("SELECT file FROM file_versions WHERE id = ?1", [rev], |r| r.get(0)).optional()?;
+            self.conn.row("SELECT file FROM file_versions WHERE id = ?1", [rev], |r| r.get(0)).optional()?;
         if owner != Some(node.id) {
             return Err(Error::not_found(format!("revision {rev} is not a revision of '{path}'")));
         }
@@ -876,7 +901,7 @@ impl Ctx<'_> {
                 let head = node_entry(self.conn, &other, path)?;
                 return Err(Error::conflict(format!("'{path}' is taken by another item"), Some(head)));
             }
-            self.conn.execute(
+            self.conn.exec(
                 "UPDATE files SET deleted = 0, parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
                 params![parent_id, name, name_key(name), node.id],
             )?;
@@ -894,7 +919,7 @@ impl Ctx<'_> {
             blocks: &old.blocks,
             deleted: false,
         })?;
-        self.conn.execute("UPDATE files SET head = ?1 WHERE id = ?2", params![new_rev, node.id])?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![new_rev, node.id])?;
         self.adjust_used(old.size as i64 - current_size as i64)?;
         self.journal(op, node.id, new_rev, path, None)?;
         self.entry(node.id, EntryKind::File, path, new_rev)
@@ -945,16 +970,16 @@ impl MetaStore for SqliteStore {
     fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
         self.write(move |c| {
-            let exists = c.query_row("SELECT 1 FROM users WHERE name = ?1", [&name], |_| Ok(())).optional()?;
+            let exists = c.row("SELECT 1 FROM users WHERE name = ?1", [&name], |_| Ok(())).optional()?;
             if exists.is_some() {
                 return Err(Error::conflict(format!("user '{name}' already exists"), None));
             }
-            c.execute(
+            c.exec(
                 "INSERT INTO users(name, pw_hash, quota, created) VALUES (?1, ?2, ?3, ?4)",
                 params![name, hash, quota as i64, now_ms()],
             )?;
             let id = c.last_insert_rowid();
-            c.execute("INSERT INTO namespaces(owner) VALUES (?1)", [id])?;
+            c.exec("INSERT INTO namespaces(owner) VALUES (?1)", [id])?;
             Ok(id)
         })
     }
@@ -976,7 +1001,7 @@ impl MetaStore for SqliteStore {
 
     fn user_info(&self, user_id: i64) -> Result<UserInfo> {
         self.read(|c| {
-            Ok(c.query_row("SELECT id, name, quota, used FROM users WHERE id = ?1", [user_id], |r| {
+            Ok(c.row("SELECT id, name, quota, used FROM users WHERE id = ?1", [user_id], |r| {
                 Ok(UserInfo {
                     id: r.get(0)?,
                     name: r.get(1)?,
@@ -990,12 +1015,12 @@ impl MetaStore for SqliteStore {
     fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
         self.write(move |c| {
-            let n = c.execute("UPDATE users SET pw_hash = ?1 WHERE name = ?2", params![hash, name])?;
+            let n = c.exec("UPDATE users SET pw_hash = ?1 WHERE name = ?2", params![hash, name])?;
             if n == 0 {
                 return Err(Error::not_found(format!("no user '{name}'")));
             }
             // A new password signs every device out.
-            c.execute("DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [&name])?;
+            c.exec("DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [&name])?;
             Ok(())
         })
     }
@@ -1003,7 +1028,7 @@ impl MetaStore for SqliteStore {
     fn set_quota(&self, name: &str, quota: u64) -> Result<()> {
         let name = name.to_owned();
         self.write(move |c| {
-            let n = c.execute("UPDATE users SET quota = ?1 WHERE name = ?2", params![quota as i64, name])?;
+            let n = c.exec("UPDATE users SET quota = ?1 WHERE name = ?2", params![quota as i64, name])?;
             if n == 0 {
                 return Err(Error::not_found(format!("no user '{name}'")));
             }
@@ -1035,7 +1060,7 @@ impl MetaStore for SqliteStore {
 
     fn password_hash(&self, name: &str) -> Result<Option<(i64, String)>> {
         self.read(|c| {
-            Ok(c.query_row("SELECT id, pw_hash FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+            Ok(c.row("SELECT id, pw_hash FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?)
         })
     }
@@ -1043,16 +1068,15 @@ impl MetaStore for SqliteStore {
     fn create_token(&self, user_id: i64, device_name: &str, token_hash: [u8; 32]) -> Result<i64> {
         let device_name = device_name.to_owned();
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "INSERT OR IGNORE INTO devices(user_id, name, created) VALUES (?1, ?2, ?3)",
                 params![user_id, device_name, now_ms()],
             )?;
-            let device: i64 = c.query_row(
-                "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2",
-                params![user_id, device_name],
-                |r| r.get(0),
-            )?;
-            c.execute(
+            let device: i64 =
+                c.row("SELECT id FROM devices WHERE user_id = ?1 AND name = ?2", params![user_id, device_name], |r| {
+                    r.get(0)
+                })?;
+            c.exec(
                 "INSERT INTO tokens(hash, user_id, device_id, created) VALUES (?1, ?2, ?3, ?4)",
                 params![&token_hash[..], user_id, device, now_ms()],
             )?;
@@ -1072,7 +1096,7 @@ impl MetaStore for SqliteStore {
 
     fn revoke_token(&self, token_hash: [u8; 32]) -> Result<()> {
         self.write(move |c| {
-            c.execute("DELETE FROM tokens WHERE hash = ?1", [&token_hash[..]])?;
+            c.exec("DELETE FROM tokens WHERE hash = ?1", [&token_hash[..]])?;
             Ok(())
         })
     }
@@ -1118,15 +1142,15 @@ impl MetaStore for SqliteStore {
         self.write(move |conn| {
             let now = now_ms();
             insert_blocks(conn, caller.user_id, &new_blocks, now)?;
-            let seq = conn.query_row("SELECT seq FROM namespaces WHERE id = ?1", [caller.ns], |r| r.get(0))?;
+            let seq = conn.row("SELECT seq FROM namespaces WHERE id = ?1", [caller.ns], |r| r.get(0))?;
             let mut ctx = Ctx { conn, caller: &caller, now, seq };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
-                conn.execute_batch("SAVEPOINT op")?;
+                conn.exec("SAVEPOINT op", [])?;
                 let seq_before = ctx.seq;
                 let r = ctx.apply(op);
                 if r.is_ok() {
-                    conn.execute_batch("RELEASE op")?;
+                    conn.exec("RELEASE op", [])?;
                 } else {
                     conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
                     ctx.seq = seq_before;
@@ -1138,13 +1162,13 @@ impl MetaStore for SqliteStore {
     }
 
     fn cursor(&self, ns: i64) -> Result<i64> {
-        self.read(|c| Ok(c.query_row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
+        self.read(|c| Ok(c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
     }
 
     fn changes(&self, ns: i64, cursor: i64, limit: u32) -> Result<ChangesResponse> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
-            let head: i64 = tx.query_row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
+            let head: i64 = tx.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
             let mut s = tx.prepare_cached(
                 "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind FROM journal j
                  JOIN files f ON f.id = j.file WHERE j.ns = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3",
@@ -1197,9 +1221,8 @@ impl MetaStore for SqliteStore {
             let rev = match rev {
                 None => node.head,
                 Some(r) => {
-                    let owner: Option<i64> = c
-                        .query_row("SELECT file FROM file_versions WHERE id = ?1", [r], |row| row.get(0))
-                        .optional()?;
+                    let owner: Option<i64> =
+                        c.row("SELECT file FROM file_versions WHERE id = ?1", [r], |row| row.get(0)).optional()?;
                     if owner != Some(node.id) {
                         return Err(Error::not_found(format!("revision {r} is not a revision of '{path}'")));
                     }
@@ -1241,7 +1264,7 @@ impl MetaStore for SqliteStore {
     fn create_upload(&self, u: &UploadSession) -> Result<()> {
         let u = u.clone();
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "INSERT INTO upload_sessions(id, user_id, device_id, path, size, received, mtime, parent_rev, expires)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -1262,7 +1285,7 @@ impl MetaStore for SqliteStore {
 
     fn upload(&self, id: &str) -> Result<Option<UploadSession>> {
         self.read(|c| {
-            Ok(c.query_row(
+            Ok(c.row(
                 "SELECT id, user_id, device_id, path, size, received, mtime, parent_rev, expires FROM upload_sessions WHERE id = ?1",
                 [id],
                 upload_row,
@@ -1274,7 +1297,7 @@ impl MetaStore for SqliteStore {
     fn set_upload_received(&self, id: &str, received: u64) -> Result<()> {
         let id = id.to_owned();
         self.write(move |c| {
-            c.execute("UPDATE upload_sessions SET received = ?1 WHERE id = ?2", params![received as i64, id])?;
+            c.exec("UPDATE upload_sessions SET received = ?1 WHERE id = ?2", params![received as i64, id])?;
             Ok(())
         })
     }
@@ -1282,7 +1305,7 @@ impl MetaStore for SqliteStore {
     fn delete_upload(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |c| {
-            c.execute("DELETE FROM upload_sessions WHERE id = ?1", [id])?;
+            c.exec("DELETE FROM upload_sessions WHERE id = ?1", [id])?;
             Ok(())
         })
     }
