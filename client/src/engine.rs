@@ -363,7 +363,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             for s in report.skipped {
                 tracing::debug!(skipped = %s, "not synced");
             }
+            tracing::debug!(entries = local.len(), "scanned");
             let plan = planner::plan(&self.rtree, &local, &self.stree);
+            tracing::debug!(ops = plan.ops.len(), "planned");
             if plan.is_empty() {
                 break;
             }
@@ -722,27 +724,31 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     async fn uploads(&mut self, mut items: Vec<(RelPath, Option<RevId>, u64)>) -> usize {
         let mut errors = 0;
         items.sort_by_key(|(_, _, size)| *size > SMALL_FILE);
-        let mut rest: std::collections::VecDeque<(RelPath, Option<RevId>, u64)> = items.into();
-        while !rest.is_empty() {
-            // Hash files (blocking, off the async threads) until the group is full.
-            let (left, group) = self
-                .on_disk(move |d| {
-                    let mut group = Vec::new();
-                    let mut bytes = 0u64;
-                    while let Some((path, rev, size)) = rest.pop_front() {
-                        if !group.is_empty() && (group.len() >= COMMIT_BATCH || bytes + size > UPLOAD_GROUP_BYTES) {
-                            rest.push_front((path, rev, size));
-                            break;
-                        }
-                        let h = d.hash_file(&path);
-                        bytes += h.as_ref().map_or(size, |h| h.local.size);
-                        group.push(((path, rev), h));
+        // Hashes files (blocking, off the async threads) until a group is full.
+        let disk = self.disk.clone();
+        let hash_group = |mut rest: std::collections::VecDeque<(RelPath, Option<RevId>, u64)>| {
+            disk.blocking(move |d| {
+                let mut group = Vec::new();
+                let mut bytes = 0u64;
+                while let Some((path, rev, size)) = rest.pop_front() {
+                    if !group.is_empty() && (group.len() >= COMMIT_BATCH || bytes + size > UPLOAD_GROUP_BYTES) {
+                        rest.push_front((path, rev, size));
+                        break;
                     }
-                    (rest, group)
-                })
-                .await;
-            rest = left;
-            errors += self.upload_group(group).await;
+                    let h = d.hash_file(&path);
+                    bytes += h.as_ref().map_or(size, |h| h.local.size);
+                    group.push(((path, rev), h));
+                }
+                (rest, group)
+            })
+        };
+        let (mut rest, mut group) = hash_group(items.into()).await;
+        while !group.is_empty() {
+            // The next group is hashed while this one is sent and committed.
+            let next = async { if rest.is_empty() { (rest, Vec::new()) } else { hash_group(rest).await } };
+            let (sent, (left, hashed)) = futures_util::future::join(self.upload_group(group), next).await;
+            errors += sent;
+            (rest, group) = (left, hashed);
         }
         errors
     }
