@@ -10,6 +10,12 @@
 //! conflict (the server's version keeps the path, the local one is kept beside
 //! it as a conflict copy). Moves are recognised before that: on the server by
 //! file id, on disk by inode, and applied as moves, never as delete + upload.
+//! Names that differ only by case or normalization (which the server and
+//! case-insensitive disks cannot hold side by side) and file/folder type
+//! changes are settled before the per-path rules: one side gives way when
+//! that loses nothing, otherwise the local item moves aside as a conflict
+//! copy; what lies under an item that moves aside or waits is planned in the
+//! next round.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -180,56 +186,9 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         move_subtree(local.to_mut(), &from, &to);
     }
 
-    // New names on disk whose twin (same folder, same name but for case or
-    // normalization) is on the server and not on disk: the server cannot
-    // hold both. The new name waits a round when the twin is about to be
-    // deleted (a rename done as delete + create); otherwise it moves aside
-    // as a conflict copy. Nothing is moved onto or into such a name.
-    let mut aside: Vec<RelPath> = Vec::new();
-    let mut held: Vec<RelPath> = Vec::new();
-    let new_names = local.keys().filter(|p| !remote.contains_key(*p) && !synced.contains_key(*p));
-    let twins = twins_of(new_names, &remote, &local);
-    if !twins.is_empty() {
-        let inodes: HashSet<u64> = local.values().map(|l| l.inode).collect();
-        for (p, qs) in &twins {
-            let l = local.get(p).expect("a name on disk");
-            for q in qs.iter().filter(|q| remote.contains_key(*q) && !local.contains_key(*q)) {
-                let s = synced.get(q);
-                let r = remote.get(q);
-                let server_unchanged = s.zip(r).is_some_and(|(s, r)| s.matches_remote(r));
-                if s.is_some_and(|s| s.local.inode == l.inode) {
-                    // A case-only rename here: sent as a move (step 2) if it can
-                    // be; if only this side changed, the old name is deleted and
-                    // the new one sent a round later; if both did, keep both.
-                    if s.is_some_and(|s| sendable_move(s, l, r)) {
-                        continue;
-                    }
-                    if server_unchanged {
-                        held.push(p.clone())
-                    } else {
-                        aside.push(p.clone())
-                    }
-                    continue;
-                }
-                let moved = s.is_some_and(|s| inodes.contains(&s.local.inode));
-                let going = !moved && server_unchanged && server_below_goes(q, &remote, &local, &synced);
-                if going { held.push(p.clone()) } else { aside.push(p.clone()) }
-            }
-        }
-    }
-
-    // Names on the server that are not on disk but have a twin on disk (one
-    // the server no longer has): a case-insensitive disk cannot hold both.
-    // The twin gives way first: the server's name waits while the twin is
-    // being deleted, otherwise the twin moves aside.
-    let missing_here = remote.keys().filter(|p| !local.contains_key(*p));
-    for (p, qs) in twins_of(missing_here, &remote, &local) {
-        for q in qs.iter().filter(|q| local.contains_key(*q) && !remote.contains_key(*q) && synced.contains_key(*q)) {
-            let all_go = synced.get(q).zip(local.get(q)).is_some_and(|(s, l)| s.matches_local(l))
-                && disk_below_goes(q, &remote, &local, &synced);
-            if all_go { held.push(p.clone()) } else { aside.push(q.clone()) }
-        }
-    }
+    // Names that differ only by case or normalization between disk and
+    // server: what gives way, what waits (see `contested_names`).
+    let Contested { twins, mut aside, mut held } = contested_names(&remote, &local, &synced);
 
     // 2. Moves on disk: the same inode at a new path, its old path gone.
     let by_inode: HashMap<u64, &RelPath> =
@@ -323,6 +282,60 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
     });
     let remote_deletes = ops.iter().filter(|o| matches!(o, Op::DeleteRemote { .. })).count();
     Plan { ops, remote_deletes }
+}
+
+/// Twins across disk and server: names in one folder that differ only by
+/// case or normalization, one on disk and one on the server, which the
+/// server (and a case-insensitive disk) cannot hold both of.
+struct Contested {
+    /// Each new name on disk with its twins.
+    twins: HashMap<RelPath, Vec<RelPath>>,
+    /// Local items to move aside as conflict copies.
+    aside: Vec<RelPath>,
+    /// Paths whose planning waits a round (a twin is being deleted first).
+    held: Vec<RelPath>,
+}
+
+fn contested_names(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Contested {
+    let mut aside: Vec<RelPath> = Vec::new();
+    let mut held: Vec<RelPath> = Vec::new();
+    // A new name on disk whose twin is on the server and not on disk waits a
+    // round when the twin is about to be deleted (a rename done as delete +
+    // create); otherwise it moves aside. A case-only rename is sent as a
+    // move when it can be (step 2), waits while the old name is deleted when
+    // only this side changed, and keeps both when both sides did.
+    let new_names = local.keys().filter(|p| !remote.contains_key(*p) && !synced.contains_key(*p));
+    let twins = twins_of(new_names, remote, local);
+    if !twins.is_empty() {
+        let inodes: HashSet<u64> = local.values().map(|l| l.inode).collect();
+        for (p, qs) in &twins {
+            let l = local.get(p).expect("a name on disk");
+            for q in qs.iter().filter(|q| remote.contains_key(*q) && !local.contains_key(*q)) {
+                let s = synced.get(q);
+                let r = remote.get(q);
+                let server_unchanged = s.zip(r).is_some_and(|(s, r)| s.matches_remote(r));
+                let renamed_here = s.is_some_and(|s| s.local.inode == l.inode);
+                if renamed_here && s.is_some_and(|s| sendable_move(s, l, r)) {
+                    continue;
+                }
+                let moved_elsewhere = !renamed_here && s.is_some_and(|s| inodes.contains(&s.local.inode));
+                let going = server_unchanged && server_below_goes(q, remote, local, synced);
+                if going && !moved_elsewhere { held.push(p.clone()) } else { aside.push(p.clone()) }
+            }
+        }
+    }
+    // A name on the server that is not on disk but has a twin there (one the
+    // server no longer has): the twin gives way first. The server's name
+    // waits while the twin is being deleted; otherwise the twin moves aside.
+    let missing_here = remote.keys().filter(|p| !local.contains_key(*p));
+    for (p, qs) in twins_of(missing_here, remote, local) {
+        for q in qs.iter().filter(|q| local.contains_key(*q) && !remote.contains_key(*q) && synced.contains_key(*q)) {
+            let all_go = synced.get(q).zip(local.get(q)).is_some_and(|(s, l)| s.matches_local(l))
+                && disk_below_goes(q, remote, local, synced);
+            if all_go { held.push(p.clone()) } else { aside.push(q.clone()) }
+        }
+    }
+    Contested { twins, aside, held }
 }
 
 /// `(folder, name key)` of a path: equal for twins in one folder.
@@ -700,6 +713,55 @@ mod tests {
         assert!(ops.contains(&Op::Upload { path: p("DOCS/x"), parent_rev: None, size: 1 }));
         // Nothing else happens to what moves aside this round.
         assert!(!ops.iter().any(|o| o.path() == &p("Readme.md") && !matches!(o, Op::MoveAside { .. })));
+    }
+
+    #[test]
+    fn type_changes_let_the_unchanged_side_give_way() {
+        // A file replaced by a folder here: the server's file goes first; the
+        // folder's content waits for the next round.
+        let mut c = Case::new().both("f", file_r(1, 1, "h"), file_l(10, 1, 5));
+        c.local.insert(p("f"), dir_l(11));
+        c.local.insert(p("f/x"), file_l(12, 1, 1));
+        assert_eq!(c.plan().ops, vec![Op::DeleteRemote { path: p("f"), rev: 1, kind: EntryKind::File }]);
+        // A folder replaced by a file there: the unchanged local folder and
+        // everything in it go; the file comes next round.
+        let mut c = Case::new().both("d", dir_r(1, 1), dir_l(10)).both("d/x", file_r(2, 2, "h"), file_l(11, 1, 5));
+        c.remote.clear();
+        c.remote.insert(p("d"), file_r(3, 3, "new"));
+        let ops = c.plan().ops;
+        assert_eq!(ops[0], Op::DeleteLocal { path: p("d/x"), expect: file_l(11, 1, 5) });
+        assert_eq!(ops[1], Op::DeleteLocal { path: p("d"), expect: dir_l(10) });
+        assert_eq!(ops.len(), 2, "{ops:?}");
+        // ...unless something new is in the local folder: then it moves aside.
+        c.local.insert(p("d/new"), file_l(12, 1, 1));
+        assert_eq!(c.plan().ops, vec![Op::MoveAside { path: p("d") }]);
+    }
+
+    #[test]
+    fn twins_across_disk_and_server() {
+        // A new name here whose twin the server got from elsewhere moves aside.
+        let mut c = Case::new();
+        c.remote.insert(p("Notes.txt"), file_r(1, 1, "there"));
+        c.local.insert(p("notes.txt"), file_l(10, 1, 1));
+        let ops = c.plan().ops;
+        assert_eq!(ops[0], Op::MoveAside { path: p("notes.txt") });
+        assert!(matches!(&ops[1], Op::Download { path, .. } if path == &p("Notes.txt")), "{ops:?}");
+        // A rename done as delete + create of a twin name waits for the delete.
+        let mut c = Case::new().both("a", file_r(1, 1, "h"), file_l(10, 1, 5));
+        c.local.clear();
+        c.local.insert(p("A"), file_l(11, 2, 6));
+        assert_eq!(c.plan().ops, vec![Op::DeleteRemote { path: p("a"), rev: 1, kind: EntryKind::File }]);
+        // A case-only rename here is a move.
+        let mut c = Case::new().both("a", file_r(1, 1, "h"), file_l(10, 1, 5));
+        c.local.clear();
+        c.local.insert(p("A"), file_l(10, 1, 5));
+        assert_eq!(c.plan().ops, vec![Op::MoveRemote { from: p("a"), to: p("A"), rev: 1 }]);
+        // A server name whose twin on disk the server deleted: the twin is
+        // deleted first (a case-insensitive disk cannot hold both).
+        let mut c = Case::new().both("a", file_r(1, 1, "h"), file_l(10, 1, 5));
+        c.remote.clear();
+        c.remote.insert(p("A"), file_r(2, 2, "new"));
+        assert_eq!(c.plan().ops, vec![Op::DeleteLocal { path: p("a"), expect: file_l(10, 1, 5) }]);
     }
 
     #[test]
