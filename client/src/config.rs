@@ -106,7 +106,10 @@ impl Dirs {
 /// Writes a file atomically (temp + fsync + rename), private if asked.
 pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    // Named like a partial download: in the sync folder (the marker) a temp
+    // file left by a crash is never synced and is cleaned up at start.
+    let name = path.file_name().context("a file name")?.to_string_lossy();
+    let tmp = path.with_file_name(format!("{}{name}", crate::scan::TEMP_PREFIX));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -104,6 +104,14 @@ fn fifty_rounds_of_kill_9_lose_nothing() {
         }
     }
     eprintln!("kill -9: A {} times, B {} times, the server {} times", kills[0], kills[1], kills[2]);
+    // Nothing was written beside the two devices' homes and folders.
+    let mut beside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    beside.sort();
+    assert_eq!(beside, ["folder-A", "folder-B", "home-A", "home-B"]);
     let [a, b] = &devices;
     let want = expected;
     let files = |d: &Daemon| -> BTreeMap<String, Vec<u8>> {
