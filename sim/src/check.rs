@@ -1,0 +1,113 @@
+//! The invariants checked after quiescence ([`World::check`]), and what a
+//! violation report shows of the server's journal.
+
+use std::collections::HashSet;
+
+use ferry_client::tree::ContentHash;
+use ferry_shared::RelPath;
+use ferry_shared::api::{ChangeOp, EntryKind};
+
+use crate::disk::{self, Digest, digest_tree};
+use crate::{Violation, World};
+
+impl World {
+    /// The server's journal, a line a change (for violation reports).
+    pub(crate) fn journal_lines(&self) -> Vec<String> {
+        let Ok(journal) = self.server.journal() else { return vec!["  (journal unreadable)".into()] };
+        journal
+            .iter()
+            .map(|ch| {
+                let e = &ch.entry;
+                let from = ch.from.as_ref().map(|f| format!(" from {f}")).unwrap_or_default();
+                let hash = &e.hash[..e.hash.len().min(8)];
+                format!("  journal: {:?} {}{from} id {} rev {} {:?} {hash}", ch.op, e.path, e.id, e.rev, e.kind)
+            })
+            .collect()
+    }
+
+    /// The server's live tree, from its journal.
+    /// Returns it with every file content the journal ever named.
+    fn server_tree(&self) -> anyhow::Result<(Digest, HashSet<ContentHash>)> {
+        let mut tree = Digest::new();
+        let mut history = HashSet::new();
+        for ch in self.server.journal()? {
+            let e = &ch.entry;
+            let hash = ContentHash::parse(&e.hash).unwrap_or(ContentHash([0xff; 32]));
+            if e.kind == EntryKind::File {
+                history.insert(hash);
+            }
+            match ch.op {
+                ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
+                    tree.insert(e.path.clone(), (e.kind, hash, e.executable));
+                }
+                ChangeOp::Delete | ChangeOp::Rmdir => {
+                    for k in ferry_client::tree::subtree(&tree, &e.path) {
+                        tree.remove(&k);
+                    }
+                }
+                ChangeOp::Move => {
+                    if let Some(from) = &ch.from {
+                        for k in ferry_client::tree::subtree(&tree, from) {
+                            let v = tree.remove(&k).expect("listed");
+                            tree.insert(k.rebase(from, &e.path)?, v);
+                        }
+                    }
+                    tree.insert(e.path.clone(), (e.kind, hash, e.executable));
+                }
+            }
+        }
+        tree.remove(&RelPath::root());
+        Ok((tree, history))
+    }
+
+    /// The invariants, after quiescence.
+    pub(crate) fn check(&mut self) -> Result<(), Violation> {
+        let (server, history) = self.server_tree().map_err(|e| self.violation(format!("reading the server: {e:#}")))?;
+        for dev in &self.devices {
+            let fs = dev.disk.user();
+            let local = digest_tree(&fs);
+            if local != server {
+                let mut diff = Vec::new();
+                for (p, v) in &server {
+                    match local.get(p) {
+                        None => diff.push(format!("  only on the server: {p} {v:?}")),
+                        Some(l) if l != v => diff.push(format!("  differs: {p} server {v:?} device {l:?}")),
+                        _ => {}
+                    }
+                }
+                diff.extend(
+                    local.keys().filter(|p| !server.contains_key(*p)).map(|p| format!("  only on the device: {p}")),
+                );
+                if let Some(e) = dev.engine.as_ref() {
+                    let keys: std::collections::BTreeSet<&RelPath> =
+                        server.keys().chain(local.keys()).filter(|p| server.get(*p) != local.get(*p)).collect();
+                    for k in keys {
+                        diff.push(format!("  {k}: engine remote {:?} synced {:?}", e.rtree.get(k), e.stree.get(k)));
+                    }
+                }
+                diff.extend(self.journal_lines());
+                return Err(self.violation(format!("{} and the server differ:\n{}", dev.name, diff.join("\n"))));
+            }
+            if fs.live_temps() > 0 {
+                return Err(self.violation(format!("{} has {} partial downloads left", dev.name, fs.live_temps())));
+            }
+            for (path, data) in &fs.placed {
+                if !data.is_empty() && !self.ledger.written.contains(&disk::content_hash(data)) {
+                    return Err(self.violation(format!(
+                        "{} showed a file at {path} that no user wrote ({} bytes): partial or corrupt",
+                        dev.name,
+                        data.len()
+                    )));
+                }
+            }
+        }
+        let on_server: HashSet<ContentHash> = server.values().map(|v| v.1).chain(history).collect();
+        let mut lost: Vec<&String> =
+            self.ledger.must_survive.iter().filter(|(h, _)| !on_server.contains(*h)).map(|(_, what)| what).collect();
+        if !lost.is_empty() {
+            lost.sort();
+            return Err(self.violation(format!("lost what users wrote: {lost:?}")));
+        }
+        Ok(())
+    }
+}
