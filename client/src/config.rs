@@ -61,8 +61,10 @@ pub struct Dirs {
 
 impl Dirs {
     pub fn locate() -> anyhow::Result<Dirs> {
-        if let Some(home) = std::env::var_os("FERRY_HOME") {
-            let home = PathBuf::from(home);
+        // Empty counts as unset; a relative one is made absolute, so messages
+        // name the real place.
+        if let Some(home) = std::env::var_os("FERRY_HOME").filter(|h| !h.is_empty()) {
+            let home = std::path::absolute(&home).with_context(|| format!("FERRY_HOME={}", home.display()))?;
             return Ok(Dirs { config: home.clone(), state: home.join("state") });
         }
         let pd = directories::ProjectDirs::from("org", "Ferry", "ferry")

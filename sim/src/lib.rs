@@ -66,6 +66,24 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The `ferry-sim` flags that give these options (those not the default).
+    pub fn flags(&self) -> String {
+        let d = Options::default();
+        let mut f = String::new();
+        if self.devices != d.devices {
+            f += &format!(" --devices {}", self.devices);
+        }
+        if self.steps != d.steps {
+            f += &format!(" --steps {}", self.steps);
+        }
+        if !self.faults {
+            f += " --no-faults";
+        }
+        f
+    }
+}
+
 /// Faults injected in one run, by kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Faults {
@@ -139,6 +157,8 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct Violation {
     pub seed: u64,
+    /// The options that are not the defaults, as `ferry-sim` flags.
+    pub flags: String,
     pub what: String,
     /// The last events before it.
     pub trace: Vec<String>,
@@ -147,7 +167,7 @@ pub struct Violation {
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "seed {}: {}", self.seed, self.what)?;
-        writeln!(f, "replay: cargo run -p ferry-sim -- --seed {} --trace", self.seed)?;
+        writeln!(f, "replay: cargo run -p ferry-sim -- --seed {}{} --trace", self.seed, self.flags)?;
         for line in &self.trace {
             writeln!(f, "  {line}")?;
         }
@@ -179,6 +199,9 @@ struct Device {
     round: Option<Round>,
     /// The next round starts like a daemon does (folder check, stale temp files).
     fresh: bool,
+    /// The running round started so: if it fails, the next one does again
+    /// (a daemon whose start-up fails exits, and starts afresh).
+    round_fresh: bool,
     /// Set when the daemon stopped on its own (its folder vanished).
     stopped: Option<String>,
     /// The user answered a mass-deletion pause with `--confirm-deletes`.
@@ -267,6 +290,7 @@ impl World {
                     engine: None,
                     round: None,
                     fresh: true,
+                    round_fresh: false,
                     stopped: None,
                     confirm: false,
                     woken: Arc::default(),
@@ -306,7 +330,12 @@ impl World {
     fn violation(&self, what: impl Into<String>) -> Violation {
         let n = self.trace.len();
         let keep = if self.opts.trace { n } else { 60 };
-        Violation { seed: self.seed, what: what.into(), trace: self.trace[n.saturating_sub(keep)..].to_vec() }
+        Violation {
+            seed: self.seed,
+            flags: self.opts.flags(),
+            what: what.into(),
+            trace: self.trace[n.saturating_sub(keep)..].to_vec(),
+        }
     }
 
     /// Runs the chaos phase, quiescence and the checks.
@@ -376,6 +405,7 @@ impl World {
         };
         let dev = &mut self.devices[d];
         let fresh = std::mem::take(&mut dev.fresh);
+        dev.round_fresh = fresh;
         let confirm = std::mem::take(&mut dev.confirm);
         dev.round = Some(Box::pin(async move {
             let mut engine = engine;
@@ -418,6 +448,7 @@ impl World {
             Err(e) => {
                 dev.engine = Some(engine);
                 dev.last = None;
+                dev.fresh |= dev.round_fresh;
                 self.log(format!("{name} round failed: {e:#}"));
             }
         }
@@ -688,6 +719,7 @@ impl Device {
 pub fn run_seed(seed: u64, opts: &Options) -> Result<Outcome, Violation> {
     let world = World::new(seed, opts.clone()).map_err(|e| Violation {
         seed,
+        flags: opts.flags(),
         what: format!("setting up: {e:#}"),
         trace: Vec::new(),
     })?;

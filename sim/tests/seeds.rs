@@ -60,3 +60,17 @@ fn a_seed_replays_exactly() {
         assert!(a.faults.total() > 0 && a.user_ops > 0);
     }
 }
+
+/// Seeds that once failed outside the default 10,000, with the options they
+/// failed under.
+#[test]
+fn seeds_that_once_failed_pass() {
+    // A crash left a partial download; the restart's clean-up round failed on
+    // an unmounted folder, and the next round did not clean up again.
+    let five = Options { devices: 5, ..Options::default() };
+    for (seed, opts) in [(44_800, &five)] {
+        if let Err(v) = run_seed(seed, opts) {
+            panic!("{v}");
+        }
+    }
+}
