@@ -197,11 +197,10 @@ struct Device {
     /// The engine between rounds (`None` after a crash, or while a round runs).
     engine: Option<SimEngine>,
     round: Option<Round>,
-    /// The next round starts like a daemon does (folder check, stale temp files).
+    /// The next round starts like a daemon does (folder check, stale temp
+    /// files). Cleared once a round gets past that: a round that fails leaves
+    /// it set (a daemon whose start-up fails exits, and starts afresh).
     fresh: bool,
-    /// The running round started so: if it fails, the next one does again
-    /// (a daemon whose start-up fails exits, and starts afresh).
-    round_fresh: bool,
     /// Set when the daemon stopped on its own (its folder vanished).
     stopped: Option<String>,
     /// The user answered a mass-deletion pause with `--confirm-deletes`.
@@ -290,7 +289,6 @@ impl World {
                     engine: None,
                     round: None,
                     fresh: true,
-                    round_fresh: false,
                     stopped: None,
                     confirm: false,
                     woken: Arc::default(),
@@ -404,8 +402,7 @@ impl World {
             None => self.open_engine(d)?,
         };
         let dev = &mut self.devices[d];
-        let fresh = std::mem::take(&mut dev.fresh);
-        dev.round_fresh = fresh;
+        let fresh = dev.fresh;
         let confirm = std::mem::take(&mut dev.confirm);
         dev.round = Some(Box::pin(async move {
             let mut engine = engine;
@@ -430,11 +427,13 @@ impl World {
         match result {
             Ok(stats) => {
                 dev.engine = Some(engine);
+                dev.fresh = false;
                 dev.last = Some(stats);
                 self.log(format!("{name} round done: {stats:?}"));
             }
             Err(e) if e.downcast_ref::<MassDelete>().is_some() => {
                 dev.engine = Some(engine);
+                dev.fresh = false; // the pause comes after start-up
                 dev.confirm = true;
                 dev.last = None;
                 self.log(format!("{name} paused ({e}); the user confirms"));
@@ -448,7 +447,6 @@ impl World {
             Err(e) => {
                 dev.engine = Some(engine);
                 dev.last = None;
-                dev.fresh |= dev.round_fresh;
                 self.log(format!("{name} round failed: {e:#}"));
             }
         }
