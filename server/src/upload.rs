@@ -64,8 +64,3 @@ pub fn store_stream(
     }
     Ok((ids, new_blocks))
 }
-
-/// Runs blocking work off the async threads.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(anyhow::anyhow!("worker failed: {e}")))?
-}

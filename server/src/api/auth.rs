@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use ferry_shared::api::{LoginRequest, LoginResponse};
 
 use super::AppState;
+use super::blocking;
 use crate::error::{Error, Result};
 use crate::passwords;
-use crate::upload::blocking;
 
 /// Log in: returns a bearer token for this device.
 #[utoipa::path(post, path = "/auth/login", request_body = LoginRequest,

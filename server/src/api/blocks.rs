@@ -15,11 +15,11 @@ use ferry_shared::BlockId;
 use ferry_shared::api::{ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, MissingBlocksResponse};
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 
+use super::blocking;
 use super::{AppState, Auth};
 use crate::blockstore::BlockLoc;
 use crate::error::{Error, Result};
 use crate::store::NewBlock;
-use crate::upload::blocking;
 
 fn parse_id(s: &str) -> Result<BlockId> {
     s.parse().map_err(|_| Error::bad_request("block id must be 64 hex digits"))

@@ -8,9 +8,9 @@ use axum::extract::{Query, State};
 use ferry_shared::api::{ChangesResponse, POLL_DEFAULT_SECS, POLL_MAX_SECS, PollResponse};
 use serde::Deserialize;
 
+use super::blocking;
 use super::{AppState, Auth};
 use crate::error::Result;
-use crate::upload::blocking;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ChangesQuery {

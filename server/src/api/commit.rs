@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::State;
 use ferry_shared::api::{CommitRequest, CommitResponse, MAX_COMMIT_OPS, OpResult};
 
+use super::blocking;
 use super::{AppState, Auth};
 use crate::error::{Error, Result};
-use crate::upload::blocking;
 
 /// Apply a batch of operations (put, delete, move, mkdir, rmdir, restore).
 #[utoipa::path(post, path = "/commit", request_body = CommitRequest,

@@ -20,10 +20,11 @@ use ferry_shared::{BlockId, MAX_FILE_SIZE};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
+use super::blocking;
 use super::{AppState, Auth};
 use crate::error::{Error, Result};
 use crate::store::{Caller, NewBlock, UploadSession, now_ms};
-use crate::upload::{blocking, store_stream};
+use crate::upload::store_stream;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct UploadQuery {

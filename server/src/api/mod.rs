@@ -16,7 +16,6 @@ use crate::crypto::Vault;
 use crate::error::Error;
 use crate::notify::Notifier;
 use crate::store::{Caller, MetaStore};
-use crate::upload::blocking;
 
 pub mod auth;
 pub mod blocks;
@@ -46,6 +45,12 @@ pub struct Inner {
 }
 
 pub type AppState = Arc<Inner>;
+
+/// Runs blocking work (the metadata store, the block store, chunking) off
+/// the async threads; every handler reaches the stores through it.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(anyhow::anyhow!("worker failed: {e}")))?
+}
 
 /// The authenticated caller of a request (`Authorization: Bearer TOKEN`).
 pub struct Auth(pub Caller);

@@ -1,0 +1,294 @@
+//! The executor: runs a plan's operations, batching what goes to the server
+//! (folders, contents, deletions), and the operations on names: moves,
+//! folders, deletions and conflict copies, each re-checking its
+//! precondition on disk right before it acts.
+
+use anyhow::{Context, bail};
+use ferry_shared::RelPath;
+use ferry_shared::api::{CommitOp, EntryKind, RevId};
+
+use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, op_entry, stored_elsewhere};
+use crate::planner::{Op, Plan};
+use crate::seams::{Api, Clock, Disk};
+use crate::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
+
+impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
+    /// Executes a plan; per-operation failures are recorded and retried later.
+    pub async fn execute(&mut self, plan: Plan) -> anyhow::Result<RoundStats> {
+        let mut stats = RoundStats { ops: plan.ops.len(), ..RoundStats::default() };
+        self.deferred = 0;
+        let mut uploads = Vec::new();
+        let mut downloads = Vec::new();
+        let mut remote_deletes = Vec::new();
+        let mut mkdirs_remote = Vec::new();
+        for op in plan.ops {
+            let result = match op {
+                Op::MoveLocal { from, to } => self.move_local(&from, &to),
+                Op::MoveRemote { from, to, rev } => self.move_remote(&from, &to, rev).await,
+                Op::MoveAside { path } => self.move_aside(&path).map(|_| ()),
+                Op::MkdirLocal { path, remote } => self.mkdir_local(&path, remote),
+                Op::MkdirRemote { path } => {
+                    mkdirs_remote.push(path);
+                    Ok(())
+                }
+                Op::Upload { path, parent_rev, size } => {
+                    uploads.push((path, parent_rev, size));
+                    Ok(())
+                }
+                Op::Download { path, remote, expect } => {
+                    downloads.push((path, remote, expect));
+                    Ok(())
+                }
+                Op::Conflict { path, remote, local } => match self.conflict(&path, remote, local).await {
+                    Ok(Some(download)) => {
+                        downloads.push(download);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                Op::Agree { path, remote, local } => {
+                    let mut w = Vec::new();
+                    let node =
+                        SyncedNode { id: remote.id, rev: remote.rev, kind: remote.kind, local, hash: remote.hash };
+                    self.set_synced(&mut w, &path, Some(node));
+                    self.write(w)
+                }
+                Op::Forget { path } => {
+                    let mut w = Vec::new();
+                    self.set_synced(&mut w, &path, None);
+                    self.write(w)
+                }
+                Op::DeleteLocal { path, expect } => self.delete_local(&path, expect),
+                Op::DeleteRemote { path, rev, kind } => {
+                    remote_deletes.push((path, rev, kind));
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                stats.errors += 1;
+                self.record_error(format!("{e:#}"));
+            }
+        }
+        // Batched work, in phase order: folders, contents, deletions.
+        stats.errors += self.mkdirs_remote(mkdirs_remote).await;
+        stats.errors += self.uploads(uploads).await;
+        stats.errors += self.downloads(downloads).await;
+        stats.errors += self.deletes_remote(remote_deletes).await;
+        stats.deferred = self.deferred;
+        Ok(stats)
+    }
+
+    fn move_local(&mut self, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        // On a case-insensitive disk a case-only rename finds the item itself at `to`.
+        if let Some(there) = self.disk.stat(to)?
+            && Some(there) != self.disk.stat(from)?
+        {
+            bail!("cannot move {from} to {to}: {to} exists on disk");
+        }
+        self.disk.rename(from, to).with_context(|| format!("moving {from} to {to}"))?;
+        let mut w = Vec::new();
+        self.rename_synced(&mut w, from, to)?;
+        self.write(w)
+    }
+
+    async fn move_remote(&mut self, from: &RelPath, to: &RelPath, rev: RevId) -> anyhow::Result<()> {
+        let resp =
+            self.api.commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }]).await?;
+        let entry = op_entry(resp.results.into_iter().next())?;
+        if entry.path != *to {
+            bail!(stored_elsewhere(to, &entry));
+        }
+        let mut w = Vec::new();
+        self.rename_synced(&mut w, from, to)?;
+        if let Some(top) = self.stree.get(to).cloned() {
+            self.set_synced(&mut w, to, Some(SyncedNode { rev: entry.rev, ..top }));
+        }
+        self.write(w)
+    }
+
+    fn mkdir_local(&mut self, path: &RelPath, remote: RemoteNode) -> anyhow::Result<()> {
+        match self.disk.stat(path)? {
+            Some(l) if l.kind == EntryKind::Dir => {}
+            Some(_) => bail!("cannot create folder {path}: a file is in the way"),
+            None => self.disk.mkdir_all(path).with_context(|| format!("creating folder {path}"))?,
+        }
+        let local = self.disk.stat(path)?.with_context(|| format!("folder {path} vanished"))?;
+        let mut w = Vec::new();
+        let node = SyncedNode { id: remote.id, rev: remote.rev, kind: EntryKind::Dir, local, hash: ContentHash::NONE };
+        self.set_synced(&mut w, path, Some(node));
+        self.write(w)
+    }
+
+    async fn mkdirs_remote(&mut self, paths: Vec<RelPath>) -> usize {
+        if paths.is_empty() {
+            return 0;
+        }
+        let ops = paths.iter().map(|p| CommitOp::Mkdir { path: p.clone() }).collect();
+        let results = match self.api.commit(ops).await {
+            Ok(r) => r.results,
+            Err(e) => {
+                self.record_error(format!("creating folders on the server: {e}"));
+                return paths.len();
+            }
+        };
+        let mut errors = 0;
+        let mut w = Vec::new();
+        for (path, r) in paths.iter().zip(results) {
+            match (r.entry, r.error) {
+                (Some(entry), _) if entry.path != *path => {
+                    errors += 1;
+                    self.record_error(stored_elsewhere(path, &entry));
+                }
+                (Some(entry), _) => {
+                    let Ok(Some(local)) = self.disk.stat(path) else { continue };
+                    let node = SyncedNode {
+                        id: entry.id,
+                        rev: entry.rev,
+                        kind: EntryKind::Dir,
+                        local,
+                        hash: ContentHash::NONE,
+                    };
+                    self.set_synced(&mut w, path, Some(node));
+                }
+                (None, e) => {
+                    errors += 1;
+                    self.record_error(format!(
+                        "creating folder {path} on the server: {}",
+                        e.map(|e| e.message).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if let Err(e) = self.write(w) {
+            self.record_error(e);
+        }
+        errors
+    }
+
+    fn delete_local(&mut self, path: &RelPath, expect: LocalNode) -> anyhow::Result<()> {
+        let Some(now) = self.disk.stat(path)? else {
+            let mut w = Vec::new();
+            self.set_synced(&mut w, path, None);
+            return self.write(w);
+        };
+        let same = match expect.kind {
+            EntryKind::Dir => now.kind == EntryKind::Dir,
+            EntryKind::File => now == expect,
+        };
+        if !same {
+            return Ok(()); // changed since the plan: the next round decides again
+        }
+        match expect.kind {
+            EntryKind::File => self.disk.remove_file(path)?,
+            EntryKind::Dir => {
+                if !self.disk.remove_dir(path)? {
+                    // Not empty: it holds something new that will be uploaded; keep it.
+                    return Ok(());
+                }
+            }
+        }
+        let mut w = Vec::new();
+        self.set_synced(&mut w, path, None);
+        self.write(w)
+    }
+
+    async fn deletes_remote(&mut self, items: Vec<(RelPath, RevId, EntryKind)>) -> usize {
+        let mut errors = 0;
+        for batch in items.chunks(COMMIT_BATCH) {
+            let ops = batch
+                .iter()
+                .map(|(path, rev, kind)| match kind {
+                    EntryKind::File => CommitOp::Delete { path: path.clone(), parent_rev: Some(*rev) },
+                    EntryKind::Dir => CommitOp::Rmdir { path: path.clone(), parent_rev: Some(*rev) },
+                })
+                .collect();
+            let results = match self.api.commit(ops).await {
+                Ok(r) => r.results,
+                Err(e) => {
+                    self.record_error(format!("deleting on the server: {e}"));
+                    errors += batch.len();
+                    continue;
+                }
+            };
+            let mut w = Vec::new();
+            for ((path, _, _), r) in batch.iter().zip(results) {
+                if r.entry.is_some() || r.status == 404 {
+                    self.set_synced(&mut w, path, None);
+                } else {
+                    // 409: changed on the server meanwhile; the next round sees it.
+                    errors += 1;
+                    self.record_error(format!("deleting {path}: {}", r.error.map(|e| e.message).unwrap_or_default()));
+                }
+            }
+            if let Err(e) = self.write(w) {
+                self.record_error(e);
+            }
+        }
+        errors
+    }
+
+    /// Both sides changed `path`. Equal content: agree. Otherwise the local
+    /// version moves aside to a conflict copy and the server's takes the path.
+    async fn conflict(
+        &mut self,
+        path: &RelPath,
+        remote: RemoteNode,
+        local: LocalNode,
+    ) -> anyhow::Result<Option<(RelPath, RemoteNode, Option<LocalNode>)>> {
+        if local.kind == EntryKind::File && remote.kind == EntryKind::File {
+            let p = path.clone();
+            let hashed = self.on_disk(move |d| d.hash_file(&p)).await?;
+            if hashed.hash == remote.hash {
+                // Same content: agree. A different mode is this device's (a
+                // lost commit answer, a rebuilt state): recorded as the
+                // server's, so the next round sends the local one.
+                let mut w = Vec::new();
+                let node = SyncedNode {
+                    id: remote.id,
+                    rev: remote.rev,
+                    kind: EntryKind::File,
+                    local: LocalNode { executable: remote.executable, ..hashed.local },
+                    hash: remote.hash,
+                };
+                self.set_synced(&mut w, path, Some(node));
+                self.write(w)?;
+                return Ok(None);
+            }
+        }
+        // Only if the disk still shows what the plan saw.
+        let Some(now) = self.disk.stat(path)? else { return Ok(None) };
+        if now.kind != local.kind || (now.kind == EntryKind::File && now != local) {
+            return Ok(None);
+        }
+        self.move_aside(path)?;
+        if remote.kind == EntryKind::Dir {
+            self.mkdir_local(path, remote)?;
+            return Ok(None);
+        }
+        Ok(Some((path.clone(), remote, None)))
+    }
+
+    /// Renames a local item to a free conflict-copy name beside it and forgets
+    /// its synced record; the copy is uploaded as a new item next round.
+    fn move_aside(&mut self, path: &RelPath) -> anyhow::Result<RelPath> {
+        let name = path.name().expect("not root");
+        let parent = path.parent().expect("not root");
+        let now_ms = self.clock.now_ms();
+        let mut copy = parent.join(&conflict_name(name, &self.device, now_ms))?;
+        let mut n = 2;
+        while self.disk.stat(&copy)?.is_some() {
+            copy = parent.join(&format!("{} {n}", conflict_name(name, &self.device, now_ms)))?;
+            n += 1;
+        }
+        self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
+        tracing::info!(%path, %copy, "kept the local version as a conflict copy");
+        if let Ok(mut s) = self.status.lock() {
+            s.conflicts.push(copy.to_string());
+        }
+        let mut w = Vec::new();
+        self.set_synced(&mut w, path, None);
+        self.write(w)?;
+        Ok(copy)
+    }
+}

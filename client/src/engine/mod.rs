@@ -1,0 +1,460 @@
+//! The engine: keeps the three trees, pulls the server's journal into the
+//! remote tree, scans the disk, asks the planner, and executes the plan.
+//!
+//! - `mod.rs` (here): the trees, the journal, the round loop (scan, plan,
+//!   execute until nothing is left to do) and the mass-deletion guard;
+//! - [`execute`]: the executor's dispatch and the operations on names
+//!   (moves, folders, deletions, conflict copies);
+//! - [`upload`]: sending files (hash, ask what is missing, send, commit);
+//! - [`download`]: bringing files down (local blocks first, then the server;
+//!   temp file, fsync, checked rename).
+//!
+//! The executor re-checks each operation's precondition right before acting
+//! (a download replaces a file only if the disk still shows what the plan
+//! saw), so a plan made a moment ago can never overwrite a newer local edit.
+//! Errors are "try again later", never "deleted".
+//!
+//! The engine reaches the disk, the server and the clock only through the
+//! traits in [`crate::seams`] (a test checks these files for direct I/O), so
+//! the same engine runs on a real folder and HTTP, or inside a simulation.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use ferry_shared::RelPath;
+use ferry_shared::api::{ChangeOp, EntryKind, OpResult};
+
+use crate::planner::{self, Op, Plan};
+use crate::seams::{Api, Clock, Disk};
+use crate::state::{State, Write};
+use crate::status::Status;
+use crate::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedTree, subtree};
+
+mod download;
+mod execute;
+mod upload;
+
+pub use upload::block_list_for;
+
+/// Blocks of one large file fetched at once.
+const PARALLEL_BLOCKS: usize = 8;
+/// Raw bytes of blocks per batch request (upload and download).
+const BATCH_BYTES: usize = 4 << 20;
+/// Batch requests in flight.
+const PARALLEL_BATCHES: usize = 4;
+/// Files up to this size are downloaded in groups with one batch fetch each.
+const SMALL_FILE: u64 = 1 << 20;
+/// Large files downloaded at once (memory: this × PARALLEL_BLOCKS blocks).
+const PARALLEL_FILES: usize = 2;
+/// A file modified less than this long ago is not sent yet.
+const STABLE_MS: i64 = 50;
+/// Operations per commit request.
+const COMMIT_BATCH: usize = 1000;
+/// Tree entries changed before the trees are rebuilt compactly.
+const COMPACT_AFTER: usize = 10_000;
+/// Files downloaded as one chunk.
+const DOWNLOAD_CHUNK: usize = 4096;
+/// Bytes of files hashed, sent and committed as one group.
+const UPLOAD_GROUP_BYTES: u64 = 64 << 20;
+
+pub struct Engine<D: Disk, A: Api, C: Clock> {
+    pub disk: D,
+    pub api: A,
+    pub clock: C,
+    pub device: String,
+    state: State,
+    pub rtree: RemoteTree,
+    pub stree: SyncedTree,
+    pub cursor: i64,
+    pub max_deletes: usize,
+    pub max_delete_share: f64,
+    /// Set by `ferry resume --confirm-deletes` for the next round.
+    pub deletes_confirmed: bool,
+    pub status: Arc<Mutex<Status>>,
+    /// Tree entries changed since the trees were last rebuilt in one piece.
+    churn: usize,
+    /// Files deferred in this execution (still being written).
+    deferred: usize,
+}
+
+/// What one sync round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundStats {
+    pub ops: usize,
+    pub errors: usize,
+    /// Files left for a moment because they were still being written.
+    pub deferred: usize,
+}
+
+/// A mass deletion waiting for confirmation.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{count} items would be deleted on the server at once; check the folder, then run `ferry resume --confirm-deletes`"
+)]
+pub struct MassDelete {
+    pub count: usize,
+}
+
+/// `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`, in UTC.
+pub fn conflict_name(name: &str, device: &str, now_ms: i64) -> String {
+    let secs = now_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let stamp = format!("{y:04}-{m:02}-{d:02} {:02}{:02}{:02}", tod / 3600, tod % 3600 / 60, tod % 60);
+    let device: String =
+        device.chars().filter(|c| !matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')).collect();
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    format!("{stem} (conflicted copy from {device} {stamp}){ext}")
+}
+
+fn remote_node(e: &ferry_shared::api::Entry) -> RemoteNode {
+    RemoteNode {
+        id: e.id,
+        rev: e.rev,
+        kind: e.kind,
+        size: e.size,
+        mtime: e.mtime,
+        executable: e.executable,
+        // Checked when the change arrived (`remote::parse_changes`); a commit
+        // answer with a broken hash reads as "unknown content".
+        hash: ContentHash::parse(&e.hash).unwrap_or(ContentHash([0xff; 32])),
+    }
+}
+
+impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
+    pub fn open(
+        (disk, api, clock): (D, A, C),
+        device: String,
+        state_db: &Path,
+        (max_deletes, max_delete_share): (usize, f64),
+        status: Arc<Mutex<Status>>,
+    ) -> anyhow::Result<Self> {
+        let state = State::open(state_db)?;
+        let rtree = state.load_remote()?;
+        let stree = state.load_synced()?;
+        let cursor = state.cursor()?;
+        Ok(Engine {
+            disk,
+            api,
+            clock,
+            device,
+            state,
+            rtree,
+            stree,
+            cursor,
+            max_deletes,
+            max_delete_share,
+            deletes_confirmed: false,
+            status,
+            churn: 0,
+            deferred: 0,
+        })
+    }
+
+    /// Runs blocking disk work off the async threads.
+    async fn on_disk<T: Send + 'static>(&self, f: impl FnOnce(&D) -> T + Send + 'static) -> T {
+        self.disk.blocking(f).await
+    }
+
+    /// Checks that the folder is the synced one (its marker is there), and
+    /// creates the marker on first use. An unmounted or replaced folder stops
+    /// the daemon instead of reading as "everything was deleted".
+    pub fn check_root(&mut self) -> anyhow::Result<()> {
+        let expected = self.state.get("folder_id")?;
+        match (self.disk.read_marker(), expected) {
+            (Ok(Some(found)), Some(exp)) if found == exp => Ok(()),
+            (Ok(Some(found)), Some(_)) => bail!(
+                "{} belongs to another Ferry folder ({found}); stopping so nothing is deleted",
+                self.disk.describe()
+            ),
+            (_, Some(_)) => bail!(
+                "{} is missing or has lost its {} marker (an unmounted disk?); stopping so nothing is deleted",
+                self.disk.describe(),
+                crate::scan::MARKER
+            ),
+            (found, None) => {
+                let id = match found {
+                    Ok(Some(existing)) => existing,
+                    _ => {
+                        let id = hex::encode(rand::random::<[u8; 16]>());
+                        self.disk
+                            .init_marker(&id)
+                            .with_context(|| format!("creating the sync folder {}", self.disk.describe()))?;
+                        id
+                    }
+                };
+                self.state.set("folder_id", &id)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn write(&mut self, writes: Vec<Write>) -> anyhow::Result<()> {
+        self.churn += writes.len();
+        self.state.apply(&writes)
+    }
+
+    /// After many changes, rebuilds both trees from the state database in one
+    /// piece: trees grown entry by entry have half-empty nodes and their keys
+    /// are scattered among freed memory; rebuilt, they take about half as much.
+    fn compact_if_churned(&mut self) -> anyhow::Result<()> {
+        if self.churn < COMPACT_AFTER {
+            return Ok(());
+        }
+        self.churn = 0;
+        // Free the old trees first so the new ones fill the same memory.
+        self.rtree = RemoteTree::new();
+        self.stree = SyncedTree::new();
+        self.rtree = self.state.load_remote()?;
+        self.stree = self.state.load_synced()?;
+        Ok(())
+    }
+
+    fn set_synced(&mut self, writes: &mut Vec<Write>, path: &RelPath, node: Option<SyncedNode>) {
+        match &node {
+            Some(n) => {
+                self.stree.insert(path.clone(), n.clone());
+            }
+            None => {
+                self.stree.remove(path);
+            }
+        }
+        writes.push(Write::Synced(path.clone(), node));
+    }
+
+    fn set_remote(&mut self, writes: &mut Vec<Write>, path: &RelPath, node: Option<RemoteNode>) {
+        match &node {
+            Some(n) => {
+                self.rtree.insert(path.clone(), n.clone());
+            }
+            None => {
+                self.rtree.remove(path);
+            }
+        }
+        writes.push(Write::Remote(path.clone(), node));
+    }
+
+    /// Moves the remote record at `from` (and everything under it) to `to`,
+    /// block lists included.
+    fn rename_remote(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        if from == to {
+            return Ok(());
+        }
+        for k in subtree(&self.rtree, from) {
+            let new = k.rebase(from, to)?;
+            if let Some(node) = self.rtree.remove(&k) {
+                self.rtree.insert(new.clone(), node);
+            }
+            writes.push(Write::RenameRemote(k, new));
+        }
+        Ok(())
+    }
+
+    /// Moves the synced records at and under `from` to `to`.
+    fn rename_synced(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        for k in subtree(&self.stree, from) {
+            let node = self.stree.get(&k).cloned();
+            self.set_synced(writes, &k, None);
+            let new = k.rebase(from, to)?;
+            self.set_synced(writes, &new, node);
+        }
+        Ok(())
+    }
+
+    /// Pulls the journal since our cursor into the remote tree.
+    pub async fn refresh_remote(&mut self) -> Result<bool, anyhow::Error> {
+        let mut changed = false;
+        loop {
+            let (page, refused) = self.api.changes(self.cursor, 1000).await?;
+            for r in refused {
+                self.record_error(r);
+            }
+            let mut writes = Vec::new();
+            for ch in &page.changes {
+                let path = &ch.entry.path;
+                if path.is_root() {
+                    continue;
+                }
+                match ch.op {
+                    ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
+                        self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
+                        if ch.entry.kind == EntryKind::File {
+                            writes.push(Write::Blocks(path.clone(), ch.blocks.clone().unwrap_or_default()));
+                        }
+                    }
+                    ChangeOp::Delete | ChangeOp::Rmdir => {
+                        for k in subtree(&self.rtree, path) {
+                            self.set_remote(&mut writes, &k, None);
+                        }
+                    }
+                    ChangeOp::Move => {
+                        let Some(from) = &ch.from else { continue };
+                        self.rename_remote(&mut writes, from, path)?;
+                        self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
+                    }
+                }
+                changed = true;
+            }
+            self.cursor = page.cursor;
+            writes.push(Write::Cursor(page.cursor));
+            self.write(writes)?;
+            if !page.has_more {
+                break;
+            }
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.cursor = self.cursor;
+        }
+        Ok(changed)
+    }
+
+    /// Removes partial downloads a crash left behind (call before any round).
+    pub async fn remove_stale_temp_files(&self) -> anyhow::Result<usize> {
+        Ok(self.on_disk(|d| d.remove_temp_files()).await?)
+    }
+
+    /// Scans, plans and executes until nothing is left to do (or a limit).
+    pub async fn sync_round(&mut self) -> anyhow::Result<RoundStats> {
+        let mut stats = RoundStats::default();
+        for _ in 0..8 {
+            self.check_root()?;
+            let (local, report) = self.on_disk(|d| d.scan()).await?;
+            for s in report.skipped {
+                tracing::debug!(skipped = %s, "not synced");
+            }
+            tracing::debug!(entries = local.len(), "scanned");
+            let plan = planner::plan(&self.rtree, &local, &self.stree);
+            tracing::debug!(ops = plan.ops.len(), "planned");
+            if plan.is_empty() {
+                break;
+            }
+            let share = plan.remote_deletes as f64 / self.stree.len().max(1) as f64;
+            let mass =
+                plan.remote_deletes > self.max_deletes || (plan.remote_deletes > 50 && share > self.max_delete_share);
+            if mass && !self.deletes_confirmed {
+                return Err(MassDelete { count: plan.remote_deletes }.into());
+            }
+            self.deletes_confirmed = false;
+            self.update_pending(&plan);
+            let r = self.execute(plan).await?;
+            stats.ops += r.ops;
+            stats.errors += r.errors;
+            stats.deferred += r.deferred;
+            if r.errors + r.deferred >= r.ops {
+                break; // nothing succeeded: wait for the next event or retry
+            }
+            // Our own commits moved the journal: take them in before re-planning.
+            self.refresh_remote().await?;
+        }
+        self.compact_if_churned()?;
+        if let Ok(mut s) = self.status.lock() {
+            s.pending_uploads = 0;
+            s.pending_downloads = 0;
+            s.pending_upload_bytes = 0;
+            s.pending_download_bytes = 0;
+            s.last_sync = Some(self.clock.now_ms());
+            s.files = self.stree.len();
+            s.bytes_sent = self.api.bytes_sent();
+        }
+        Ok(stats)
+    }
+
+    fn update_pending(&self, plan: &Plan) {
+        let Ok(mut s) = self.status.lock() else { return };
+        s.pending_uploads = 0;
+        s.pending_downloads = 0;
+        s.pending_upload_bytes = 0;
+        s.pending_download_bytes = 0;
+        for op in &plan.ops {
+            match op {
+                Op::Upload { size, .. } => {
+                    s.pending_uploads += 1;
+                    s.pending_upload_bytes += size;
+                }
+                Op::Download { remote, .. } | Op::Conflict { remote, .. } => {
+                    s.pending_downloads += 1;
+                    s.pending_download_bytes += remote.size;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Counts finished work off the pending totals (`ferry wait` shows them).
+    fn progress(&self, uploads: &[u64], downloads: &[u64]) {
+        let Ok(mut s) = self.status.lock() else { return };
+        s.pending_uploads = s.pending_uploads.saturating_sub(uploads.len());
+        s.pending_upload_bytes = s.pending_upload_bytes.saturating_sub(uploads.iter().sum());
+        s.pending_downloads = s.pending_downloads.saturating_sub(downloads.len());
+        s.pending_download_bytes = s.pending_download_bytes.saturating_sub(downloads.iter().sum());
+        s.bytes_sent = self.api.bytes_sent();
+    }
+
+    fn record_error(&self, e: impl std::fmt::Display) {
+        if let Ok(mut s) = self.status.lock() {
+            s.error(e);
+        }
+    }
+}
+
+/// The server keeps one spelling per name (case and normalization folded):
+/// it wrote `path` under the spelling it already had. Nothing is recorded;
+/// the next round sees the server's spelling and settles the twins.
+fn stored_elsewhere(path: &RelPath, entry: &ferry_shared::api::Entry) -> String {
+    format!("the server stored {path} as {}, a name it already had; syncing it again", entry.path)
+}
+
+fn op_entry(r: Option<OpResult>) -> anyhow::Result<ferry_shared::api::Entry> {
+    match r {
+        Some(OpResult { entry: Some(e), .. }) => Ok(e),
+        Some(OpResult { error: Some(e), status, .. }) => bail!("the server refused ({status}): {}", e.message),
+        _ => bail!("the server gave no result"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_reaches_the_world_only_through_its_seams() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("execute.rs", include_str!("execute.rs")),
+            ("upload.rs", include_str!("upload.rs")),
+            ("download.rs", include_str!("download.rs")),
+        ];
+        for (name, src) in files {
+            let code = src.find("#[cfg(test)]").map_or(src, |i| &src[..i]);
+            for banned in ["std::fs", "reqwest", "SystemTime", "Instant::now", "crate::remote", "tokio::"] {
+                assert!(!code.contains(banned), "engine/{name} must not use {banned}; go through crate::seams");
+            }
+        }
+    }
+
+    #[test]
+    fn conflict_names() {
+        // 2024-03-05 06:07:08 UTC
+        let ms = 1_709_618_828_000;
+        assert_eq!(
+            conflict_name("report.txt", "laptop", ms),
+            "report (conflicted copy from laptop 2024-03-05 060708).txt"
+        );
+        assert_eq!(conflict_name("Makefile", "pc", ms), "Makefile (conflicted copy from pc 2024-03-05 060708)");
+        assert_eq!(conflict_name(".bashrc", "pc", ms), ".bashrc (conflicted copy from pc 2024-03-05 060708)");
+    }
+}
