@@ -106,8 +106,26 @@ pub struct Remote {
     http: reqwest::Client,
     base: String,
     token: String,
-    /// Request bytes sent (bodies plus an estimate of 200 bytes of headers each).
-    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    traffic: std::sync::Arc<Counters>,
+}
+
+/// Bytes this client moved, counted at the HTTP layer: bodies plus an
+/// estimate of [`HEADER_BYTES`] of headers per request and per answer.
+#[derive(Debug, Default)]
+struct Counters {
+    sent: std::sync::atomic::AtomicU64,
+    received: std::sync::atomic::AtomicU64,
+    /// Of `received`: block bodies (as they travel, compressed or not).
+    blocks: std::sync::atomic::AtomicU64,
+}
+
+/// What a client has sent and received so far (see [`Remote::traffic`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: u64,
+    pub received: u64,
+    /// Block data received (part of `received`).
+    pub block_bytes_received: u64,
 }
 
 /// What a request's headers cost on the wire, roughly.
@@ -136,7 +154,7 @@ impl Remote {
             http: client(),
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
-            sent: Default::default(),
+            traffic: Default::default(),
         }
     }
 
@@ -149,13 +167,36 @@ impl Remote {
         Ok(check(resp).await?.json().await?)
     }
 
-    /// Bytes this client has sent to the server so far.
-    pub fn bytes_sent(&self) -> u64 {
-        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    /// Bytes this client has sent to and received from the server so far.
+    pub fn traffic(&self) -> Traffic {
+        use std::sync::atomic::Ordering::Relaxed;
+        Traffic {
+            sent: self.traffic.sent.load(Relaxed),
+            received: self.traffic.received.load(Relaxed),
+            block_bytes_received: self.traffic.blocks.load(Relaxed),
+        }
     }
 
+    /// Counts a request body as sent (its headers are counted by `req`).
     fn count(&self, body: usize) {
-        self.sent.fetch_add(body as u64 + HEADER_BYTES, std::sync::atomic::Ordering::Relaxed);
+        self.traffic.sent.fetch_add(body as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads an answer's body, counting it.
+    async fn body(&self, resp: reqwest::Response) -> Result<bytes::Bytes> {
+        let body = check(resp).await?.bytes().await?;
+        self.traffic.received.fetch_add(body.len() as u64 + HEADER_BYTES, std::sync::atomic::Ordering::Relaxed);
+        Ok(body)
+    }
+
+    /// Reads an answer's JSON body, counting it.
+    async fn json_body<T: serde::de::DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T> {
+        let body = self.body(resp).await?;
+        serde_json::from_slice(&body).map_err(|e| RemoteError::Http {
+            status: 502,
+            code: None,
+            message: format!("the server's answer is not what was expected: {e}"),
+        })
     }
 
     /// A request with a JSON body, counted.
@@ -166,6 +207,7 @@ impl Remote {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.count(HEADER_BYTES as usize);
         self.http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
@@ -181,9 +223,13 @@ impl Remote {
     /// outside the shared path rules: `..`, absolute, NUL, overlong, ...) is
     /// left out and returned in `refused`, so one bad record cannot stop the
     /// rest from syncing and can never reach the disk.
-    pub async fn changes(&self, cursor: i64, limit: u32) -> Result<(ChangesResponse, Vec<String>)> {
-        let resp = self.req(reqwest::Method::GET, &format!("/changes?cursor={cursor}&limit={limit}")).send().await?;
-        let raw: RawChanges = check(resp).await?.json().await?;
+    pub async fn changes(&self, cursor: i64, limit: u32, edits: bool) -> Result<(ChangesResponse, Vec<String>)> {
+        let mode = if edits { "edit" } else { "full" };
+        let resp = self
+            .req(reqwest::Method::GET, &format!("/changes?cursor={cursor}&limit={limit}&blocks={mode}"))
+            .send()
+            .await?;
+        let raw: RawChanges = self.json_body(resp).await?;
         Ok(parse_changes(raw))
     }
 
@@ -195,7 +241,7 @@ impl Remote {
             .timeout(timeout + Duration::from_secs(30))
             .send()
             .await?;
-        Ok(check(resp).await?.json().await?)
+        self.json_body(resp).await
     }
 
     pub async fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>> {
@@ -208,7 +254,7 @@ impl Remote {
                 .json(reqwest::Method::POST, "/blocks/missing", &MissingBlocksRequest { ids: chunk.to_vec() })
                 .send()
                 .await?;
-            missing.extend(check(resp).await?.json::<MissingBlocksResponse>().await?.missing);
+            missing.extend(self.json_body::<MissingBlocksResponse>(resp).await?.missing);
         }
         Ok(missing)
     }
@@ -232,21 +278,23 @@ impl Remote {
             .json(reqwest::Method::POST, "/blocks/fetch", &MissingBlocksRequest { ids: ids.to_vec() })
             .send()
             .await?;
-        let body = check(resp).await?.bytes().await?;
+        let body = self.body(resp).await?;
+        self.traffic.blocks.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let want = ids.to_vec();
         tokio::task::spawn_blocking(move || decode_fetched(&body, &want)).await.expect("decode task")
     }
 
     /// Downloads a block and checks its content against its id.
     pub async fn get_block(&self, id: &BlockId) -> Result<Vec<u8>> {
-        let resp = check(self.req(reqwest::Method::GET, &format!("/blocks/{id}")).send().await?).await?;
+        let resp = self.req(reqwest::Method::GET, &format!("/blocks/{id}")).send().await?;
         let encoding = resp
             .headers()
             .get(ENCODING_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(BlockEncoding::parse)
             .unwrap_or(BlockEncoding::Zstd);
-        let bytes = resp.bytes().await?;
+        let bytes = self.body(resp).await?;
+        self.traffic.blocks.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let id = *id;
         let plain =
             tokio::task::spawn_blocking(move || block::decode(&id, encoding, &bytes)).await.expect("decode task")?;
@@ -255,7 +303,7 @@ impl Remote {
 
     pub async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse> {
         let resp = self.json(reqwest::Method::POST, "/commit", &CommitRequest { ops }).send().await?;
-        Ok(check(resp).await?.json().await?)
+        self.json_body(resp).await
     }
 
     pub async fn revisions(&self, path: &ferry_shared::RelPath, limit: u32) -> Result<ListRevisionsResponse> {

@@ -13,7 +13,7 @@ use ferry_shared::api::{ChangesResponse, CommitOp, CommitResponse};
 use ferry_shared::chunk::{ChunkParams, Chunker};
 use ferry_shared::{BlockId, RelPath};
 
-use crate::remote::{Remote, RemoteError};
+use crate::remote::{Remote, RemoteError, Traffic};
 use crate::scan::{self, ScanError, ScanReport, TEMP_PREFIX};
 use crate::tree::{ContentHash, LocalNode, LocalTree};
 
@@ -34,23 +34,31 @@ impl Clock for SystemClock {
 
 /// The server, as the engine uses it.
 pub trait Api: Clone + Send + Sync + 'static {
+    /// Journal records after `cursor`; with `edits`, file modifications may
+    /// carry their block lists as edits (`Change::blocks_edit`).
     fn changes(
         &self,
         cursor: i64,
         limit: u32,
+        edits: bool,
     ) -> impl Future<Output = Result<(ChangesResponse, Vec<String>), RemoteError>> + Send;
     fn missing(&self, ids: &[BlockId]) -> impl Future<Output = Result<Vec<BlockId>, RemoteError>> + Send;
     fn put_batch(&self, body: Vec<u8>) -> impl Future<Output = Result<(), RemoteError>> + Send;
     fn fetch(&self, ids: &[BlockId]) -> impl Future<Output = Result<Vec<(BlockId, Vec<u8>)>, RemoteError>> + Send;
     fn get_block(&self, id: &BlockId) -> impl Future<Output = Result<Vec<u8>, RemoteError>> + Send;
     fn commit(&self, ops: Vec<CommitOp>) -> impl Future<Output = Result<CommitResponse, RemoteError>> + Send;
-    /// Bytes sent to the server so far.
-    fn bytes_sent(&self) -> u64;
+    /// Bytes sent to and received from the server so far.
+    fn traffic(&self) -> Traffic;
 }
 
 impl Api for Remote {
-    async fn changes(&self, cursor: i64, limit: u32) -> Result<(ChangesResponse, Vec<String>), RemoteError> {
-        Remote::changes(self, cursor, limit).await
+    async fn changes(
+        &self,
+        cursor: i64,
+        limit: u32,
+        edits: bool,
+    ) -> Result<(ChangesResponse, Vec<String>), RemoteError> {
+        Remote::changes(self, cursor, limit, edits).await
     }
     async fn missing(&self, ids: &[BlockId]) -> Result<Vec<BlockId>, RemoteError> {
         Remote::missing(self, ids).await
@@ -67,8 +75,8 @@ impl Api for Remote {
     async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse, RemoteError> {
         Remote::commit(self, ops).await
     }
-    fn bytes_sent(&self) -> u64 {
-        Remote::bytes_sent(self)
+    fn traffic(&self) -> Traffic {
+        Remote::traffic(self)
     }
 }
 

@@ -17,17 +17,25 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::tree::{ContentHash, LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS remote(
-    path TEXT PRIMARY KEY, id INTEGER NOT NULL, rev INTEGER NOT NULL, kind INTEGER NOT NULL,
-    size INTEGER NOT NULL, mtime INTEGER NOT NULL, executable INTEGER NOT NULL, hash TEXT NOT NULL,
-    blocks BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS synced(
-    path TEXT PRIMARY KEY, id INTEGER NOT NULL, rev INTEGER NOT NULL, kind INTEGER NOT NULL,
-    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, executable INTEGER NOT NULL,
-    hash TEXT NOT NULL);
-"#;
+/// Migrations, append-only: index = schema version - 1.
+const SCHEMA: &[&str] = &[
+    r#"
+    CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS remote(
+        path TEXT PRIMARY KEY, id INTEGER NOT NULL, rev INTEGER NOT NULL, kind INTEGER NOT NULL,
+        size INTEGER NOT NULL, mtime INTEGER NOT NULL, executable INTEGER NOT NULL, hash TEXT NOT NULL,
+        blocks BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS synced(
+        path TEXT PRIMARY KEY, id INTEGER NOT NULL, rev INTEGER NOT NULL, kind INTEGER NOT NULL,
+        size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, executable INTEGER NOT NULL,
+        hash TEXT NOT NULL);
+    "#,
+    // 2: the block list of each synced file: what is on disk now, the local
+    // block index of delta downloads.
+    r#"
+    ALTER TABLE synced ADD COLUMN blocks BLOB NOT NULL DEFAULT x'';
+    "#,
+];
 
 pub struct State {
     conn: Connection,
@@ -67,7 +75,15 @@ pub enum Write {
     Blocks(RelPath, Vec<BlockRef>),
     /// A remote record moves to another path, block list and all.
     RenameRemote(RelPath, RelPath),
+    /// A synced item's record, or its removal. A file's block list is kept
+    /// while its content hash stays; a new hash takes the remote file's list
+    /// at the same path when that has the same hash (a download, an
+    /// agreement), and is otherwise unknown until a `SyncedBlocks`.
     Synced(RelPath, Option<SyncedNode>),
+    /// The block list of the synced file at a path (what an upload sent).
+    SyncedBlocks(RelPath, Vec<BlockRef>),
+    /// A synced record moves to another path, block list and all.
+    RenameSynced(RelPath, RelPath),
     Cursor(i64),
 }
 
@@ -76,10 +92,23 @@ impl State {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
-        conn.execute_batch(SCHEMA)?;
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version > SCHEMA.len() {
+            anyhow::bail!(
+                "{} was written by a newer ferry (schema {version}, this one knows {}); upgrade ferry",
+                path.display(),
+                SCHEMA.len()
+            );
+        }
+        for (i, sql) in SCHEMA.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+            tx.commit()?;
+        }
         Ok(State { conn })
     }
 
@@ -164,15 +193,16 @@ impl State {
         Ok(blob.map(|b| decode_blocks(&b)).unwrap_or_default())
     }
 
-    /// Where the `wanted` blocks occur in remote files: `(block, path,
-    /// offset, length)`, every occurrence (the caller checks which files on
-    /// disk still hold them). Streams the table; memory stays with the answer.
+    /// Where the `wanted` blocks occur in synced files, that is on disk as
+    /// far as the last sync knows: `(block, path, offset, length)`, every
+    /// occurrence (the caller verifies what it reads). Streams the table;
+    /// memory stays with the answer.
     pub fn block_sources(&self, wanted: &HashSet<BlockId>) -> anyhow::Result<Vec<(BlockId, RelPath, u64, u32)>> {
         let mut out = Vec::new();
         if wanted.is_empty() {
             return Ok(out);
         }
-        let mut s = self.conn.prepare("SELECT path, blocks FROM remote WHERE kind = 0 AND length(blocks) > 0")?;
+        let mut s = self.conn.prepare("SELECT path, blocks FROM synced WHERE kind = 0 AND length(blocks) > 0")?;
         let mut rows = s.query([])?;
         while let Some(row) = rows.next()? {
             let blob = row.get_ref(1)?.as_blob()?;
@@ -193,6 +223,13 @@ impl State {
         Ok(out)
     }
 
+    /// The block list recorded for the synced file at `path` (empty when unknown).
+    pub fn synced_blocks(&self, path: &RelPath) -> anyhow::Result<Vec<BlockRef>> {
+        let mut s = self.conn.prepare_cached("SELECT blocks FROM synced WHERE path = ?1")?;
+        let blob: Option<Vec<u8>> = s.query_row([path.as_str()], |r| r.get(0)).optional()?;
+        Ok(blob.map(|b| decode_blocks(&b)).unwrap_or_default())
+    }
+
     /// Applies writes in one transaction.
     pub fn apply(&mut self, writes: &[Write]) -> anyhow::Result<()> {
         if writes.is_empty() {
@@ -211,10 +248,18 @@ impl State {
             let mut del_remote = tx.prepare_cached("DELETE FROM remote WHERE path = ?1")?;
             let mut rename_remote = tx.prepare_cached("UPDATE remote SET path = ?2 WHERE path = ?1")?;
             let mut put_synced = tx.prepare_cached(
-                "INSERT OR REPLACE INTO synced(path, id, rev, kind, size, mtime_ns, inode, executable, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO synced(path, id, rev, kind, size, mtime_ns, inode, executable, hash, blocks)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                   COALESCE((SELECT blocks FROM remote WHERE path = ?1 AND hash = ?9 AND kind = 0), x''))
+                 ON CONFLICT(path) DO UPDATE SET id = excluded.id, rev = excluded.rev, kind = excluded.kind,
+                   size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode,
+                   executable = excluded.executable, hash = excluded.hash,
+                   blocks = CASE WHEN synced.hash = excluded.hash AND length(synced.blocks) > 0
+                     THEN synced.blocks ELSE excluded.blocks END",
             )?;
             let mut del_synced = tx.prepare_cached("DELETE FROM synced WHERE path = ?1")?;
+            let mut put_synced_blocks = tx.prepare_cached("UPDATE synced SET blocks = ?2 WHERE path = ?1")?;
+            let mut rename_synced = tx.prepare_cached("UPDATE synced SET path = ?2 WHERE path = ?1")?;
             for w in writes {
                 match w {
                     Write::Remote(p, Some(n)) => {
@@ -256,6 +301,14 @@ impl State {
                     Write::Synced(p, None) => {
                         del_synced.execute([p.as_str()])?;
                     }
+                    Write::SyncedBlocks(p, blocks) => {
+                        put_synced_blocks.execute(params![p.as_str(), encode_blocks(blocks)])?;
+                    }
+                    Write::RenameSynced(from, to) if from == to => {}
+                    Write::RenameSynced(from, to) => {
+                        del_synced.execute([to.as_str()])?;
+                        rename_synced.execute([from.as_str(), to.as_str()])?;
+                    }
                     Write::Cursor(c) => {
                         tx.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('cursor', ?1)", [c.to_string()])?;
                     }
@@ -291,9 +344,62 @@ mod tests {
         assert_eq!(st.remote_blocks(&p("b/g")).unwrap(), list);
         assert!(st.remote_blocks(&p("a/f")).unwrap().is_empty());
         assert_eq!(st.load_remote().unwrap()[&p("b/g")], file(1, 2));
-        let wanted: HashSet<BlockId> = [y].into();
-        assert_eq!(st.block_sources(&wanted).unwrap(), vec![(y, p("b/g"), 1, 2)]);
         st.apply(&[Write::Remote(p("b/g"), None)]).unwrap();
+        assert!(st.remote_blocks(&p("b/g")).unwrap().is_empty());
+    }
+
+    fn synced(rev: i64, hash: u8) -> SyncedNode {
+        let local = LocalNode { kind: EntryKind::File, size: 3, mtime_ns: 0, inode: 9, executable: false };
+        SyncedNode { id: 1, rev, kind: EntryKind::File, local, hash: ContentHash([hash; 32]) }
+    }
+
+    #[test]
+    fn synced_block_lists_describe_what_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = State::open(&dir.path().join("state.db")).unwrap();
+        let (x, y, z) = (BlockId::of(b"x"), BlockId::of(b"yy"), BlockId::of(b"z"));
+        let old = vec![BlockRef { id: x, size: 1 }, BlockRef { id: y, size: 2 }];
+        // A download: the synced record takes the remote list of the same content.
+        st.apply(&[
+            Write::Remote(p("f"), Some(file(1, 1))),
+            Write::Blocks(p("f"), old.clone()),
+            Write::Synced(p("f"), Some(synced(1, 1))),
+        ])
+        .unwrap();
+        assert_eq!(st.synced_blocks(&p("f")).unwrap(), old);
+        // The server moves on: the remote list changes, the disk (synced) does not.
+        let new = vec![BlockRef { id: z, size: 1 }, BlockRef { id: y, size: 2 }];
+        let remote2 = RemoteNode { rev: 2, hash: ContentHash([2; 32]), ..file(1, 2) };
+        st.apply(&[Write::Remote(p("f"), Some(remote2)), Write::Blocks(p("f"), new.clone())]).unwrap();
+        let wanted: HashSet<BlockId> = [y].into();
+        assert_eq!(st.block_sources(&wanted).unwrap(), vec![(y, p("f"), 1, 2)]);
+        // The same content under a new revision keeps the list; a rename carries it.
+        st.apply(&[Write::Synced(p("f"), Some(synced(3, 1))), Write::RenameSynced(p("f"), p("g"))]).unwrap();
+        assert_eq!(st.synced_blocks(&p("g")).unwrap(), old);
+        // An upload of other content: unknown until the upload says it.
+        st.apply(&[Write::Synced(p("g"), Some(synced(4, 5)))]).unwrap();
+        assert!(st.synced_blocks(&p("g")).unwrap().is_empty());
+        st.apply(&[Write::SyncedBlocks(p("g"), new.clone())]).unwrap();
+        assert_eq!(st.synced_blocks(&p("g")).unwrap(), new);
+        st.apply(&[Write::Synced(p("g"), None)]).unwrap();
         assert!(st.block_sources(&wanted).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_older_state_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO synced VALUES ('f', 1, 1, 0, 3, 0, 9, 0, '');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let st = State::open(&path).unwrap();
+        assert_eq!(st.load_synced().unwrap().len(), 1);
+        assert!(st.synced_blocks(&p("f")).unwrap().is_empty());
     }
 }

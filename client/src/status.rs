@@ -34,6 +34,13 @@ pub struct Status {
     /// Bytes sent to the server since the daemon started (bodies plus ~200
     /// bytes of headers per request).
     pub bytes_sent: u64,
+    /// Bytes received from the server since the daemon started (bodies plus
+    /// ~200 bytes of headers per answer).
+    #[serde(default)]
+    pub bytes_received: u64,
+    /// Of `bytes_received`: block data (what downloads fetched).
+    #[serde(default)]
+    pub block_bytes_received: u64,
 }
 
 impl Status {
@@ -53,7 +60,16 @@ impl Status {
             cursor: 0,
             files: 0,
             bytes_sent: 0,
+            bytes_received: 0,
+            block_bytes_received: 0,
         }
+    }
+
+    /// Takes in what the client has moved so far.
+    pub fn set_traffic(&mut self, t: crate::remote::Traffic) {
+        self.bytes_sent = t.sent;
+        self.bytes_received = t.received;
+        self.block_bytes_received = t.block_bytes_received;
     }
 
     pub fn error(&mut self, e: impl std::fmt::Display) {

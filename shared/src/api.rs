@@ -210,9 +210,30 @@ wire! {
         /// For `move`: where it was before.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub from: Option<RelPath>,
-        /// For file `add`/`modify`: the revision's blocks, in order, with sizes.
+        /// For file `add`/`modify`: the revision's blocks, in order, with sizes
+        /// (unless `blocks_edit` says them more briefly).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub blocks: Option<Vec<BlockRef>>,
+        /// For file `modify`, when asked for with `blocks=edit`: the block list
+        /// as an edit of the file's previous revision's list (a one-byte change
+        /// of a 10 GiB file stays a few hundred bytes). A client that does not
+        /// hold `base_rev`'s list asks again without `blocks=edit`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub blocks_edit: Option<BlocksEdit>,
+    }
+
+    /// A block list as an edit of the list of revision `base_rev`.
+    pub struct BlocksEdit {
+        pub base_rev: RevId,
+        pub edits: Vec<BlockRefEdit>,
+    }
+
+    #[serde(rename_all = "snake_case")]
+    pub enum BlockRefEdit {
+        /// Blocks `[start, start + count)` of the base list.
+        Copy { start: u32, count: u32 },
+        /// New blocks, in order.
+        Add(Vec<BlockRef>),
     }
 
     pub struct BlockRef {
@@ -292,6 +313,79 @@ pub enum ChangeOp {
     Rmdir,
 }
 
+/// Lengths of the common prefix and suffix of two lists (never overlapping:
+/// together at most the shorter list's length).
+pub fn common_ends<T, U>(a: &[T], b: &[U], eq: impl Fn(&T, &U) -> bool) -> (usize, usize) {
+    let pre = a.iter().zip(b).take_while(|(x, y)| eq(x, y)).count();
+    let max_suf = a.len().min(b.len()) - pre;
+    let suf = a.iter().rev().zip(b.iter().rev()).take(max_suf).take_while(|(x, y)| eq(x, y)).count();
+    (pre, suf)
+}
+
+impl BlockList {
+    /// The smallest edit of `parent` that gives `new` (common prefix and
+    /// suffix copied, the middle sent), or the full list when they share
+    /// neither end or there is no parent.
+    pub fn between(parent: Option<&[BlockId]>, new: &[BlockId]) -> BlockList {
+        let Some(parent) = parent else { return BlockList::Full(new.to_vec()) };
+        let (pre, suf) = common_ends(parent, new, |a, b| a == b);
+        if pre + suf == 0 {
+            return BlockList::Full(new.to_vec());
+        }
+        let mut edits = Vec::new();
+        if pre > 0 {
+            edits.push(BlockEdit::Copy { start: 0, count: pre as u32 });
+        }
+        let mid = &new[pre..new.len() - suf];
+        if !mid.is_empty() {
+            edits.push(BlockEdit::Add(mid.to_vec()));
+        }
+        if suf > 0 {
+            edits.push(BlockEdit::Copy { start: (parent.len() - suf) as u32, count: suf as u32 });
+        }
+        BlockList::Edit(edits)
+    }
+}
+
+impl BlocksEdit {
+    /// `new` as an edit of `base` (revision `base_rev`), or `None` when they
+    /// share neither end (the full list is no longer).
+    pub fn between(base_rev: RevId, base: &[BlockRef], new: &[BlockRef]) -> Option<BlocksEdit> {
+        let (pre, suf) = common_ends(base, new, |a, b| a == b);
+        if pre + suf == 0 {
+            return None;
+        }
+        let mut edits = Vec::new();
+        if pre > 0 {
+            edits.push(BlockRefEdit::Copy { start: 0, count: pre as u32 });
+        }
+        let mid = &new[pre..new.len() - suf];
+        if !mid.is_empty() {
+            edits.push(BlockRefEdit::Add(mid.to_vec()));
+        }
+        if suf > 0 {
+            edits.push(BlockRefEdit::Copy { start: (base.len() - suf) as u32, count: suf as u32 });
+        }
+        Some(BlocksEdit { base_rev, edits })
+    }
+
+    /// The list this edit makes of `base`, or `None` when it copies blocks
+    /// `base` does not have.
+    pub fn apply(&self, base: &[BlockRef]) -> Option<Vec<BlockRef>> {
+        let mut out = Vec::new();
+        for e in &self.edits {
+            match e {
+                BlockRefEdit::Copy { start, count } => {
+                    let (s, c) = (*start as usize, *count as usize);
+                    out.extend_from_slice(base.get(s..s.checked_add(c)?)?);
+                }
+                BlockRefEdit::Add(blocks) => out.extend_from_slice(blocks),
+            }
+        }
+        Some(out)
+    }
+}
+
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ErrorBody { error: ErrorDetail { code, message: message.into(), head: None, missing: Vec::new() } }
@@ -321,6 +415,31 @@ mod tests {
         let edit = BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: 2 }, BlockEdit::Add(vec![])]);
         assert_eq!(serde_json::to_string(&edit).unwrap(), r#"{"edit":[{"copy":{"start":0,"count":2}},{"add":[]}]}"#);
         assert!(serde_json::from_str::<CommitOp>(r#"{"op":"delete","path":"../x","parent_rev":1}"#).is_err());
+    }
+
+    #[test]
+    fn list_edits_round_trip() {
+        let r = |i: u8| BlockRef { id: BlockId::of(&[i]), size: u32::from(i) + 1 };
+        let base: Vec<BlockRef> = (0..6).map(r).collect();
+        let cases: Vec<Vec<BlockRef>> = vec![
+            vec![r(9), r(1), r(2), r(3), r(4), r(5)],       // first block changed
+            vec![r(9), r(0), r(1), r(2), r(3), r(4), r(5)], // one inserted at the start
+            vec![r(0), r(1), r(2), r(9), r(4), r(5)],       // one in the middle
+            (0..6).map(r).chain([r(9)]).collect(),          // appended
+            vec![r(0), r(5)],                               // middle removed
+            base.clone(),                                   // unchanged
+        ];
+        for new in cases {
+            let e = BlocksEdit::between(7, &base, &new).expect("shares an end");
+            assert_eq!(e.apply(&base).as_deref(), Some(&new[..]), "{e:?}");
+            let ids = |l: &[BlockRef]| l.iter().map(|b| b.id).collect::<Vec<_>>();
+            assert!(matches!(BlockList::between(Some(&ids(&base)), &ids(&new)), BlockList::Edit(_)));
+        }
+        assert_eq!(BlocksEdit::between(7, &base, &[r(9)]), None);
+        let bad = BlocksEdit { base_rev: 1, edits: vec![BlockRefEdit::Copy { start: 5, count: 2 }] };
+        assert_eq!(bad.apply(&base), None);
+        let huge = BlocksEdit { base_rev: 1, edits: vec![BlockRefEdit::Copy { start: u32::MAX, count: u32::MAX }] };
+        assert_eq!(huge.apply(&base), None);
     }
 
     #[test]

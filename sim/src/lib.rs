@@ -97,6 +97,8 @@ pub struct Faults {
     pub permission_denied: u32,
     pub unmounts: u32,
     pub clock_jumps: u32,
+    /// Journal pages whose block-list edits name a base the device does not hold.
+    pub stale_edits: u32,
 }
 
 impl Faults {
@@ -111,6 +113,7 @@ impl Faults {
             + self.permission_denied
             + self.unmounts
             + self.clock_jumps
+            + self.stale_edits
     }
 
     pub fn add(&mut self, o: &Faults) {
@@ -124,6 +127,7 @@ impl Faults {
         self.permission_denied += o.permission_denied;
         self.unmounts += o.unmounts;
         self.clock_jumps += o.clock_jumps;
+        self.stale_edits += o.stale_edits;
     }
 }
 
@@ -495,6 +499,15 @@ impl World {
             resp.body[at] ^= 0x55;
             self.log(format!("{what}: block bytes damaged"));
         }
+        if roll < 0.14 && inflight.req.uri.starts_with("/changes?") && resp.status == 200 {
+            // Block-list edits against a base the device never held: it must
+            // ask again for full lists, never apply them.
+            if let Some(body) = stale_edits(&resp.body) {
+                self.faults.stale_edits += 1;
+                resp.body = body;
+                self.log(format!("{what}: block-list edits made stale"));
+            }
+        }
         inflight.complete(Ok(resp));
     }
 
@@ -705,6 +718,20 @@ impl World {
         }
         Err(self.violation(format!("{}'s round never ends", self.devices[d].name)))
     }
+}
+
+/// A changes page whose block-list edits name another base revision, or
+/// `None` when it has none.
+fn stale_edits(body: &[u8]) -> Option<Vec<u8>> {
+    let mut page: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut any = false;
+    for ch in page["changes"].as_array_mut()? {
+        if let Some(rev) = ch["blocks_edit"]["base_rev"].as_i64() {
+            ch["blocks_edit"]["base_rev"] = (rev - 1).into();
+            any = true;
+        }
+    }
+    any.then(|| serde_json::to_vec(&page).expect("serializable"))
 }
 
 impl Device {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use ferry_client::remote::{self, RawChanges, RemoteError};
+use ferry_client::remote::{self, RawChanges, RemoteError, Traffic};
 use ferry_client::seams::Api;
 use ferry_server::api::AppState;
 use ferry_server::serve::ServeOptions;
@@ -141,8 +141,15 @@ fn json<T: serde::de::DeserializeOwned>(resp: &Resp) -> Result<T, RemoteError> {
 }
 
 impl Api for SimApi {
-    async fn changes(&self, cursor: i64, limit: u32) -> Result<(ChangesResponse, Vec<String>), RemoteError> {
-        let resp = self.call(Method::GET, format!("/changes?cursor={cursor}&limit={limit}"), false, Vec::new()).await?;
+    async fn changes(
+        &self,
+        cursor: i64,
+        limit: u32,
+        edits: bool,
+    ) -> Result<(ChangesResponse, Vec<String>), RemoteError> {
+        let mode = if edits { "edit" } else { "full" };
+        let uri = format!("/changes?cursor={cursor}&limit={limit}&blocks={mode}");
+        let resp = self.call(Method::GET, uri, false, Vec::new()).await?;
         Ok(remote::parse_changes(json::<RawChanges>(&resp)?))
     }
 
@@ -177,8 +184,8 @@ impl Api for SimApi {
         json(&resp)
     }
 
-    fn bytes_sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+    fn traffic(&self) -> Traffic {
+        Traffic { sent: self.sent.load(Ordering::Relaxed), ..Traffic::default() }
     }
 }
 
@@ -261,7 +268,7 @@ impl SimServer {
         let mut out = Vec::new();
         let mut cursor = 0;
         loop {
-            let page = meta.changes(self.caller.ns, cursor, 5000)?;
+            let page = meta.changes(self.caller.ns, cursor, 5000, false)?;
             out.extend(page.changes);
             cursor = page.cursor;
             if !page.has_more {

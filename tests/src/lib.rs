@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ferry_shared::api::{CommitOp, CommitRequest, CommitResponse, LoginResponse};
 
+pub mod counting;
 pub mod proxy;
 
 /// Path of a workspace binary (`ferry-server`, later `ferry`).

@@ -29,8 +29,11 @@ struct Fetch {
 }
 
 impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
-    /// Where the `wanted` blocks sit in files already synced (delta
-    /// download): only files whose disk content is the synced revision count.
+    /// Where the `wanted` blocks sit in files on disk (delta download): the
+    /// block lists of the synced revisions, which is what the disk holds
+    /// unless a file changed since (every block read is verified, and one
+    /// that no longer matches is fetched instead). A file being replaced by
+    /// its own new version lends its unchanged blocks to it.
     fn local_blocks(&self, wanted: &HashSet<BlockId>) -> BlockIndex {
         let sources = match self.state.block_sources(wanted) {
             Ok(s) => s,
@@ -41,8 +44,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         };
         let mut index = HashMap::new();
         for (id, path, off, len) in sources {
-            let (Some(s), Some(r)) = (self.stree.get(&path), self.rtree.get(&path)) else { continue };
-            if s.kind == EntryKind::File && s.hash == r.hash {
+            if self.stree.get(&path).is_some_and(|s| s.kind == EntryKind::File) {
                 index.entry(id).or_insert((path, off, len));
             }
         }

@@ -18,12 +18,13 @@
 //! traits in [`crate::seams`] (a test checks these files for direct I/O), so
 //! the same engine runs on a real folder and HTTP, or inside a simulation.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
-use ferry_shared::RelPath;
-use ferry_shared::api::{ChangeOp, EntryKind, OpResult};
+use ferry_shared::api::{BlockRef, Change, ChangeOp, EntryKind, OpResult};
+use ferry_shared::{BlockId, RelPath};
 
 use crate::planner::{self, Op, Plan};
 use crate::seams::{Api, Clock, Disk};
@@ -34,8 +35,6 @@ use crate::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedTree, s
 mod download;
 mod execute;
 mod upload;
-
-pub use upload::block_list_for;
 
 /// Blocks of one large file fetched at once.
 const PARALLEL_BLOCKS: usize = 8;
@@ -266,53 +265,93 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     /// Moves the synced records at and under `from` to `to`.
     fn rename_synced(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        if from == to {
+            return Ok(());
+        }
         for k in subtree(&self.stree, from) {
-            let node = self.stree.get(&k).cloned();
-            self.set_synced(writes, &k, None);
             let new = k.rebase(from, to)?;
-            self.set_synced(writes, &new, node);
+            if let Some(node) = self.stree.remove(&k) {
+                self.stree.insert(new.clone(), node);
+            }
+            writes.push(Write::RenameSynced(k, new));
         }
         Ok(())
     }
 
-    /// Pulls the journal since our cursor into the remote tree.
+    /// Pulls the journal since our cursor into the remote tree. File
+    /// modifications come with their block lists as edits of the previous
+    /// revision's list; one that cannot be applied here (its base is not the
+    /// list this device holds) stops the page there, and the rest is asked
+    /// for again with full lists.
     pub async fn refresh_remote(&mut self) -> Result<bool, anyhow::Error> {
         let mut changed = false;
+        let mut edits = true;
         loop {
-            let (page, refused) = self.api.changes(self.cursor, 1000).await?;
+            let (page, refused) = self.api.changes(self.cursor, 1000, edits).await?;
+            edits = true;
             for r in refused {
                 self.record_error(r);
             }
             let mut writes = Vec::new();
+            // Block lists set by this page, not yet in the database.
+            let mut lists: HashMap<RelPath, Vec<BlockRef>> = HashMap::new();
+            let mut stopped_after = None;
+            let mut last_seq = self.cursor;
             for ch in &page.changes {
                 let path = &ch.entry.path;
                 if path.is_root() {
+                    last_seq = ch.seq;
                     continue;
                 }
                 match ch.op {
                     ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
-                        self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
                         if ch.entry.kind == EntryKind::File {
-                            writes.push(Write::Blocks(path.clone(), ch.blocks.clone().unwrap_or_default()));
+                            let Some(blocks) = self.block_list_of(ch, &lists) else {
+                                stopped_after = Some(last_seq);
+                                break;
+                            };
+                            lists.insert(path.clone(), blocks.clone());
+                            self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
+                            writes.push(Write::Blocks(path.clone(), blocks));
+                        } else {
+                            self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
                         }
                     }
                     ChangeOp::Delete | ChangeOp::Rmdir => {
                         for k in subtree(&self.rtree, path) {
+                            lists.remove(&k);
                             self.set_remote(&mut writes, &k, None);
                         }
                     }
                     ChangeOp::Move => {
-                        let Some(from) = &ch.from else { continue };
+                        let Some(from) = &ch.from else {
+                            last_seq = ch.seq;
+                            continue;
+                        };
+                        for k in subtree(&self.rtree, from) {
+                            if let Some(l) = lists.remove(&k) {
+                                lists.insert(k.rebase(from, path)?, l);
+                            }
+                        }
                         self.rename_remote(&mut writes, from, path)?;
                         self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
                     }
                 }
+                last_seq = ch.seq;
                 changed = true;
             }
-            self.cursor = page.cursor;
-            writes.push(Write::Cursor(page.cursor));
+            let cursor = match stopped_after {
+                Some(seq) => {
+                    tracing::debug!(cursor = seq, "a block-list edit did not apply; asking for full lists");
+                    edits = false;
+                    seq
+                }
+                None => page.cursor,
+            };
+            self.cursor = cursor;
+            writes.push(Write::Cursor(cursor));
             self.write(writes)?;
-            if !page.has_more {
+            if !page.has_more && stopped_after.is_none() {
                 break;
             }
         }
@@ -320,6 +359,28 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             s.cursor = self.cursor;
         }
         Ok(changed)
+    }
+
+    /// The block list a journal record gives its file: in full, or as an
+    /// edit of the list of the revision this device holds at that path
+    /// (`lists` first: records earlier in the same page). `None` when the
+    /// edit's base is not what this device holds or the result does not
+    /// match the content hash.
+    fn block_list_of(&self, ch: &Change, lists: &HashMap<RelPath, Vec<BlockRef>>) -> Option<Vec<BlockRef>> {
+        let Some(edit) = &ch.blocks_edit else { return Some(ch.blocks.clone().unwrap_or_default()) };
+        let path = &ch.entry.path;
+        let held = self.rtree.get(path)?;
+        if held.kind != EntryKind::File || held.rev != edit.base_rev {
+            return None;
+        }
+        let base = match lists.get(path) {
+            Some(l) => l.clone(),
+            None => self.state.remote_blocks(path).ok()?,
+        };
+        let list = edit.apply(&base)?;
+        let ids: Vec<BlockId> = list.iter().map(|b| b.id).collect();
+        let digest = ContentHash(ferry_shared::block::content_digest(ch.entry.size, &ids));
+        (Some(digest) == ContentHash::parse(&ch.entry.hash)).then_some(list)
     }
 
     /// Removes partial downloads a crash left behind (call before any round).
@@ -368,7 +429,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             s.pending_download_bytes = 0;
             s.last_sync = Some(self.clock.now_ms());
             s.files = self.stree.len();
-            s.bytes_sent = self.api.bytes_sent();
+            s.set_traffic(self.api.traffic());
         }
         Ok(stats)
     }
@@ -401,7 +462,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         s.pending_upload_bytes = s.pending_upload_bytes.saturating_sub(uploads.iter().sum());
         s.pending_downloads = s.pending_downloads.saturating_sub(downloads.len());
         s.pending_download_bytes = s.pending_download_bytes.saturating_sub(downloads.iter().sum());
-        s.bytes_sent = self.api.bytes_sent();
+        s.set_traffic(self.api.traffic());
     }
 
     fn record_error(&self, e: impl std::fmt::Display) {

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ferry_shared::api::{BlockEdit, BlockList, BlockRef, CommitOp, EntryKind, OpResult, RevId};
+use ferry_shared::api::{BlockList, BlockRef, CommitOp, EntryKind, OpResult, RevId};
 use ferry_shared::{BlockId, RelPath};
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -14,30 +14,14 @@ use super::{
     stored_elsewhere,
 };
 use crate::seams::{Api, Clock, Disk, Hashed};
+use crate::state::Write;
 use crate::tree::SyncedNode;
 
-/// The smallest block-list edit from `parent` to `new`: common prefix and
-/// suffix are copied, the middle is sent.
-pub fn block_list_for(parent: Option<&[BlockRef]>, new: &[BlockId]) -> BlockList {
-    let Some(parent) = parent else { return BlockList::Full(new.to_vec()) };
-    let pre = parent.iter().zip(new).take_while(|(a, b)| a.id == **b).count();
-    let max_suf = parent.len().min(new.len()) - pre;
-    let suf = parent.iter().rev().zip(new.iter().rev()).take(max_suf).take_while(|(a, b)| a.id == **b).count();
-    if pre + suf == 0 {
-        return BlockList::Full(new.to_vec());
-    }
-    let mut edits = Vec::new();
-    if pre > 0 {
-        edits.push(BlockEdit::Copy { start: 0, count: pre as u32 });
-    }
-    let mid = &new[pre..new.len() - suf];
-    if !mid.is_empty() {
-        edits.push(BlockEdit::Add(mid.to_vec()));
-    }
-    if suf > 0 {
-        edits.push(BlockEdit::Copy { start: (parent.len() - suf) as u32, count: suf as u32 });
-    }
-    BlockList::Edit(edits)
+/// The block list of a commit: an edit of the parent revision's list
+/// (common prefix and suffix copied) when there is one.
+fn block_list_for(parent: Option<&[BlockRef]>, new: &[BlockId]) -> BlockList {
+    let parent: Option<Vec<BlockId>> = parent.map(|p| p.iter().map(|b| b.id).collect());
+    BlockList::between(parent.as_deref(), new)
 }
 
 /// A file to send and the head revision it replaces, if any.
@@ -245,6 +229,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                             hash: remote_node(&entry).hash,
                         };
                         self.set_synced(&mut w, path, Some(node));
+                        let list = h.blocks.iter().map(|&(id, _, size)| BlockRef { id, size }).collect();
+                        w.push(Write::SyncedBlocks(path.clone(), list));
                     }
                     OpResult { error, status, .. } => {
                         // 409: the server moved on; after the next refresh the
@@ -267,6 +253,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_shared::api::BlockEdit;
 
     #[test]
     fn block_list_edits() {

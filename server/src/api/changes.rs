@@ -19,6 +19,17 @@ pub struct ChangesQuery {
     pub cursor: i64,
     /// Page size (default 1000, at most 5000).
     pub limit: Option<u32>,
+    /// `edit`: send a file modification's block list as an edit of its
+    /// previous revision's list where that is shorter (`blocks_edit`);
+    /// `full` (the default): every list in full.
+    pub blocks: Option<BlocksMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BlocksMode {
+    Full,
+    Edit,
 }
 
 /// Changes since `cursor`, oldest first, paged.
@@ -31,7 +42,8 @@ pub async fn changes(
 ) -> Result<Json<ChangesResponse>> {
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
     let meta = Arc::clone(&state.meta);
-    Ok(Json(blocking(move || meta.changes(caller.ns, q.cursor, limit)).await?))
+    let edits = q.blocks == Some(BlocksMode::Edit);
+    Ok(Json(blocking(move || meta.changes(caller.ns, q.cursor, limit, edits)).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -109,7 +109,10 @@ pub trait MetaStore: Send + Sync + 'static {
     // Commits and reads.
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome>;
     fn cursor(&self, ns: i64) -> Result<i64>;
-    fn changes(&self, ns: i64, cursor: i64, limit: u32) -> Result<ChangesResponse>;
+    /// Journal records after `cursor`, oldest first. With `edits`, a file
+    /// modification's block list comes as an edit of its previous revision's
+    /// list where that is shorter (see `ferry_shared::api::Change::blocks_edit`).
+    fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse>;
     /// The live file at `path` (or, with `rev`, that revision of the file that
     /// is or was at `path`).
     fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;

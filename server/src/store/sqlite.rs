@@ -25,8 +25,8 @@ use std::sync::{Condvar, Mutex, mpsc};
 use anyhow::Context;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
-    BlockEdit, BlockList, BlockRef, Change, ChangeOp, ChangesResponse, CommitOp, Entry, EntryKind, ErrorCode, RevId,
-    Revision,
+    BlockEdit, BlockList, BlockRef, BlocksEdit, Change, ChangeOp, ChangesResponse, CommitOp, Entry, EntryKind,
+    ErrorCode, RevId, Revision,
 };
 use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -1165,7 +1165,7 @@ impl MetaStore for SqliteStore {
         self.read(|c| Ok(c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
     }
 
-    fn changes(&self, ns: i64, cursor: i64, limit: u32) -> Result<ChangesResponse> {
+    fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
             let head: i64 = tx.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
@@ -1203,9 +1203,39 @@ impl MetaStore for SqliteStore {
                 let v = version(&tx, rev)?;
                 let path = RelPath::parse(&path).map_err(|e| anyhow::anyhow!("journal path {path:?}: {e}"))?;
                 let from = from.map(|f| RelPath::parse(&f)).transpose().map_err(|e| anyhow::anyhow!("{e}"))?;
-                let blocks = (kind == EntryKind::File && matches!(op, ChangeOp::Add | ChangeOp::Modify))
-                    .then(|| v.blocks.iter().map(|(id, size)| BlockRef { id: *id, size: *size }).collect());
-                changes.push(Change { seq, op, entry: entry_of(file, kind, &path, rev, &v), from, blocks });
+                let refs = |l: &[(BlockId, u32)]| -> Vec<BlockRef> {
+                    l.iter().map(|(id, size)| BlockRef { id: *id, size: *size }).collect()
+                };
+                let mut blocks = (kind == EntryKind::File && matches!(op, ChangeOp::Add | ChangeOp::Modify))
+                    .then(|| refs(&v.blocks));
+                let mut blocks_edit = None;
+                if edits && kind == EntryKind::File && op == ChangeOp::Modify {
+                    // The file's previous revision is the one its previous
+                    // journal record named: a client that followed the journal holds its list.
+                    let prev: Option<(i64, Vec<u8>, bool)> = tx
+                        .row(
+                            "SELECT id, blocks, deleted FROM file_versions WHERE file = ?1 AND id < ?2
+                             ORDER BY id DESC LIMIT 1",
+                            params![file, rev],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?;
+                    if let (Some((prev_rev, prev_blocks, false)), Some(new)) = (prev, &blocks) {
+                        let base = refs(&ferry_shared::block::decode_list(&prev_blocks));
+                        blocks_edit = BlocksEdit::between(prev_rev, &base, new);
+                        if blocks_edit.is_some() {
+                            blocks = None;
+                        }
+                    }
+                }
+                changes.push(Change {
+                    seq,
+                    op,
+                    entry: entry_of(file, kind, &path, rev, &v),
+                    from,
+                    blocks,
+                    blocks_edit,
+                });
                 last = seq;
             }
             let cursor = if changes.len() < limit as usize { head.max(last) } else { last };

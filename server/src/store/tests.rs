@@ -62,7 +62,7 @@ fn concurrent_commits_form_one_journal(store: Arc<dyn MetaStore>) {
     let mut seen = Vec::new();
     let mut cursor = 0;
     loop {
-        let page = store.changes(c.ns, cursor, 100).unwrap();
+        let page = store.changes(c.ns, cursor, 100, false).unwrap();
         seen.extend(page.changes.iter().map(|ch| ch.seq));
         cursor = page.cursor;
         if !page.has_more {
@@ -114,6 +114,72 @@ fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
     assert!(matches!(&r.results[0], Err(e) if e.code() == ErrorCode::QuotaExceeded), "{:?}", r.results[0]);
 }
 
+/// With `edits`, a modification's block list comes as an edit of the
+/// previous revision's (a move's revision counts: it has the same list), and
+/// applying it to that list gives the full list; additions, revivals and a
+/// list sharing nothing with its base come in full.
+fn journal_block_lists_as_edits(store: Arc<dyn MetaStore>) {
+    let c = caller(&*store, "frank", "a");
+    let blocks: Vec<NewBlock> = (0..6u8).map(|i| block(&[i; 3])).collect();
+    store.add_blocks(c.user_id, &blocks).unwrap();
+    let list = |idx: &[usize]| -> CommitOp {
+        CommitOp::Put {
+            path: RelPath::parse("f").unwrap(),
+            parent_rev: None,
+            size: 3 * idx.len() as u64,
+            mtime: 0,
+            executable: false,
+            blocks: BlockList::Full(idx.iter().map(|&i| blocks[i].id).collect()),
+        }
+    };
+    let with_parent = |op: CommitOp, rev: i64| match op {
+        CommitOp::Put { path, size, mtime, executable, blocks, .. } => {
+            CommitOp::Put { path, parent_rev: Some(rev), size, mtime, executable, blocks }
+        }
+        other => other,
+    };
+    let commit = |op: CommitOp| store.commit(&c, vec![op], Vec::new()).unwrap().results.remove(0).unwrap();
+    let v1 = commit(list(&[0, 1, 2, 3]));
+    let v2 = commit(with_parent(list(&[0, 1, 4, 3]), v1.rev));
+    let moved = commit(CommitOp::Move {
+        from: RelPath::parse("f").unwrap(),
+        to: RelPath::parse("g").unwrap(),
+        parent_rev: Some(v2.rev),
+    });
+    let g = |op: CommitOp| match op {
+        CommitOp::Put { size, mtime, executable, blocks, parent_rev, .. } => {
+            CommitOp::Put { path: RelPath::parse("g").unwrap(), parent_rev, size, mtime, executable, blocks }
+        }
+        other => other,
+    };
+    let v3 = commit(g(with_parent(list(&[5, 0, 1, 4, 3]), moved.rev)));
+    let v4 = commit(g(with_parent(list(&[2]), v3.rev)));
+    let full = store.changes(c.ns, 0, 100, false).unwrap().changes;
+    let edited = store.changes(c.ns, 0, 100, true).unwrap().changes;
+    assert_eq!(full.len(), edited.len());
+    let mut held: Option<Vec<ferry_shared::api::BlockRef>> = None;
+    for (f, e) in full.iter().zip(&edited) {
+        assert_eq!(f.entry, e.entry);
+        match (&e.blocks, &e.blocks_edit) {
+            (Some(b), None) => assert_eq!(Some(b), f.blocks.as_ref()),
+            (None, Some(edit)) => {
+                let base_rev = if e.entry.rev == v2.rev { v1.rev } else { moved.rev };
+                assert_eq!(edit.base_rev, base_rev, "{e:?}");
+                assert_eq!(edit.apply(held.as_deref().unwrap()).as_ref(), f.blocks.as_ref());
+            }
+            (None, None) => assert!(f.blocks.is_none()),
+            both => panic!("both forms: {both:?}"),
+        }
+        if f.blocks.is_some() {
+            held = f.blocks.clone();
+        }
+    }
+    let rev_of = |rev: i64| edited.iter().find(|ch| ch.entry.rev == rev).unwrap();
+    assert!(rev_of(v1.rev).blocks.is_some(), "an addition comes in full");
+    assert!(rev_of(v2.rev).blocks_edit.is_some() && rev_of(v3.rev).blocks_edit.is_some());
+    assert!(rev_of(v4.rev).blocks.is_some(), "nothing shared: in full");
+}
+
 fn sqlite() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("ferry.db")).unwrap();
@@ -133,6 +199,11 @@ fn sqlite_same_head_one_winner() {
 #[test]
 fn sqlite_blocks_are_per_account() {
     blocks_are_per_account(sqlite().1);
+}
+
+#[test]
+fn sqlite_journal_block_lists_as_edits() {
+    journal_block_lists_as_edits(sqlite().1);
 }
 
 #[test]
