@@ -4,7 +4,10 @@
 //! watcher (something changed on disk; a hint, the scan is the truth), a
 //! periodic rescan, and the control socket. Each wake-up runs a sync round.
 //! Network loss means "offline" and a retry with backoff and jitter from the
-//! saved cursor, never a deletion.
+//! saved cursor, never a deletion. A sync folder that vanishes (an unplugged
+//! disk, a renamed folder) or cannot be read means state `error` with the
+//! reason: the daemon stays up, looks again every few seconds, and resumes
+//! by itself when the folder and its marker are back.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Dirs};
-use crate::engine::{Engine, MassDelete};
+use crate::engine::{Engine, FolderUnavailable, MassDelete};
 use crate::remote::Remote;
 use crate::seams::{LocalDisk, SystemClock};
 use crate::status::{Status, SyncState};
@@ -39,6 +42,8 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 const DEFERRED_RETRY: Duration = Duration::from_millis(100);
 /// Full rescan even without events (missed watcher events, clock games).
 const RESCAN: Duration = Duration::from_secs(300);
+/// How often a missing sync folder is looked for (one read of its marker).
+const FOLDER_RETRY: Duration = Duration::from_secs(2);
 
 fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(500) * 2u32.saturating_pow(attempt.min(7));
@@ -65,25 +70,48 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         (config.max_deletes, config.max_delete_share),
         Arc::clone(&status),
     )?;
-    engine.check_root()?;
-    let stale = engine.remove_stale_temp_files().await?;
-    if stale > 0 {
-        tracing::info!(stale, "removed partial downloads left by an earlier run");
-    }
     tracing::info!(folder = %config.folder.display(), server = %config.server, "syncing");
 
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let (cursor_tx, cursor_rx) = watch::channel(engine.cursor);
     tokio::spawn(poller(remote.clone(), cursor_rx, tx.clone(), Arc::clone(&status)));
-    let _watcher = crate::watch::start(&config.folder, tx.clone())?;
     #[cfg(unix)]
     tokio::spawn(crate::control::serve(dirs.control_socket(), Arc::clone(&status), tx.clone()));
+    // Set up once the folder is there (and again each time it comes back).
+    let mut _watcher: Option<notify::RecommendedWatcher> = None;
+    let mut folder_ok = false;
 
     let mut paused = false;
     let mut failures = 0u32;
     let mut deferred = false;
     loop {
-        if !paused {
+        if !paused && !folder_ok {
+            // Start-up, or the folder was gone: only a look at its marker
+            // until it is back, then a fresh start (partial downloads a
+            // vanished folder kept are removed, the watcher set up again).
+            match engine.check_root() {
+                Ok(()) => {
+                    let stale = engine.remove_stale_temp_files().await.unwrap_or(0);
+                    if stale > 0 {
+                        tracing::info!(stale, "removed partial downloads left by an earlier run");
+                    }
+                    _watcher = match crate::watch::start(&config.folder, tx.clone()) {
+                        Ok(w) => Some(w),
+                        Err(e) => {
+                            tracing::warn!(error = format!("{e:#}"), "cannot watch the folder; rescanning instead");
+                            None
+                        }
+                    };
+                    folder_ok = true;
+                }
+                Err(e) if e.downcast_ref::<FolderUnavailable>().is_some() => {
+                    tracing::warn!(error = format!("{e:#}"), "the sync folder is unavailable");
+                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !paused && folder_ok {
             deferred = false;
             set_state(&status, SyncState::Syncing, None);
             let round = async {
@@ -108,6 +136,17 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                         failures = 0;
                     }
                 }
+                Err(e) if matches!(e.downcast_ref::<FolderUnavailable>(), Some(FolderUnavailable::Missing(_))) => {
+                    tracing::warn!(error = format!("{e:#}"), "the sync folder is unavailable");
+                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                    folder_ok = false;
+                    _watcher = None;
+                }
+                Err(e) if e.downcast_ref::<FolderUnavailable>().is_some() => {
+                    failures += 1;
+                    tracing::warn!(error = format!("{e:#}"), "cannot read the sync folder; retrying");
+                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                }
                 Err(e) if e.downcast_ref::<MassDelete>().is_some() => {
                     tracing::warn!(error = %e, "paused");
                     paused = true;
@@ -130,6 +169,8 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         // Wait for a reason to run again.
         let retry = if paused {
             None
+        } else if !folder_ok {
+            Some(FOLDER_RETRY)
         } else if deferred {
             Some(DEFERRED_RETRY)
         } else {
@@ -171,12 +212,8 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
     }
 }
 
-/// Errors that stop the daemon: the folder is gone or foreign, or the token was revoked.
+/// Errors that stop the daemon: the token was revoked (log in again).
 pub fn is_fatal(e: &anyhow::Error) -> bool {
-    let msg = format!("{e:#}");
-    if msg.contains("stopping so nothing is deleted") {
-        return true;
-    }
     e.chain().any(|c| c.downcast_ref::<crate::remote::RemoteError>().is_some_and(|r| r.is_unauthorized()))
 }
 

@@ -7,6 +7,7 @@
 //! - [`seams`]: the traits through which the engine reaches disk, server and
 //!   clock, and their production implementations.
 //! - [`scan`], [`watch`]: the local tree and the watcher that hints at changes.
+//! - [`names`]: which names the local disk can hold.
 //! - [`state`]: the persisted trees and cursor (SQLite).
 //! - [`remote`]: the HTTP API client.
 //! - [`daemon`], [`control`], [`status`]: the running daemon and its socket;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod names;
 pub mod planner;
 pub mod remote;
 pub mod scan;

@@ -268,6 +268,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     v["pending_download_bytes"]
                 );
                 println!("files synced: {}", v["files"]);
+                for (key, title) in [
+                    ("kept_off_disk", "on the server but kept off this disk (it cannot hold the name):"),
+                    ("not_synced", "in the folder but not synced:"),
+                ] {
+                    if let Some(items) = v[key].as_array().filter(|e| !e.is_empty()) {
+                        println!("{title}");
+                        for e in items {
+                            println!("  {}", e.as_str().unwrap_or(""));
+                        }
+                    }
+                }
                 if let Some(errs) = v["recent_errors"].as_array().filter(|e| !e.is_empty()) {
                     println!("recent errors:");
                     for e in errs.iter().rev().take(5) {

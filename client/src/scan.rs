@@ -2,10 +2,16 @@
 //! identity (size, mtime, inode, executable bit) without reading content.
 //!
 //! Symlinks are never followed (they are skipped and reported); names Ferry
-//! cannot sync (invalid by the shared path rules) are skipped and reported;
+//! cannot sync (not UTF-8, control characters) are skipped and reported;
 //! temporary and system files are ignored. Unreadable folders make the scan
 //! fail as a whole: a folder that cannot be read is never taken as empty,
 //! which would read as "everything in it was deleted".
+//!
+//! Names are keyed by their NFC form (the server's); a name spelled
+//! otherwise on disk (NFD) is recorded in [`ScanReport::spellings`] so the
+//! disk layer finds it. Two names in one folder with the same NFC form are
+//! twins: the one spelled in NFC (else the first in byte order) is scanned,
+//! the others are reported in [`ScanReport::twins`] to be moved aside.
 
 use std::path::Path;
 
@@ -50,6 +56,21 @@ pub struct ScanReport {
     pub skipped: Vec<String>,
     /// Ferry's own temporary files (partial downloads), absolute paths.
     pub temp_files: Vec<std::path::PathBuf>,
+    /// Names on disk that are not in NFC: the path scanned (NFC) → the name
+    /// of its last segment as spelled on disk.
+    pub spellings: std::collections::HashMap<RelPath, String>,
+    /// Names left out because a twin with the same NFC form was scanned.
+    pub twins: Vec<Twin>,
+}
+
+/// A name on disk whose NFC form another name in its folder has: it is not
+/// scanned, and the engine moves it aside under a name of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Twin {
+    /// The path both names stand for (NFC); the scanned twin is there.
+    pub path: RelPath,
+    /// This one's name as spelled on disk.
+    pub spelling: String,
 }
 
 pub fn local_node(meta: &std::fs::Metadata) -> LocalNode {
@@ -91,11 +112,13 @@ pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
     let mut found = Vec::new();
     let mut report = ScanReport::default();
     let rules = user_ignores(root, &mut report);
-    let mut stack = vec![RelPath::root()];
-    while let Some(dir) = stack.pop() {
-        let abs = root.join(dir.as_str());
+    // (path as scanned, where it is on disk)
+    let mut stack = vec![(RelPath::root(), root.to_path_buf())];
+    while let Some((dir, abs)) = stack.pop() {
         let entries =
             std::fs::read_dir(&abs).map_err(|source| ScanError::Io { path: abs.display().to_string(), source })?;
+        // Entries by their NFC name: (spelling on disk, metadata).
+        let mut by_name: std::collections::BTreeMap<RelPath, Vec<(String, std::fs::Metadata)>> = Default::default();
         for entry in entries {
             let entry = entry.map_err(|source| ScanError::Io { path: abs.display().to_string(), source })?;
             let name = entry.file_name();
@@ -129,17 +152,24 @@ pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
                     continue;
                 }
             };
-            if path.name() != Some(name) {
-                // The name is not in NFC: Ferry would write it back differently.
-                report.skipped.push(format!("{}: name is not in Unicode NFC", entry.path().display()));
-                continue;
-            }
+            by_name.entry(path).or_default().push((name.to_owned(), meta));
+        }
+        for (path, mut spelled) in by_name {
+            let nfc = path.name().unwrap_or_default().to_owned();
+            // The NFC spelling keeps the name, else the first in byte order.
+            spelled.sort_by(|a, b| (a.0 != nfc).cmp(&(b.0 != nfc)).then_with(|| a.0.cmp(&b.0)));
+            let mut spelled = spelled.into_iter();
+            let (name, meta) = spelled.next().expect("a name");
+            report.twins.extend(spelled.map(|(spelling, _)| Twin { path: path.clone(), spelling }));
             if rules.matched(path.as_str(), meta.is_dir()).is_ignore() {
                 continue;
             }
             let node = local_node(&meta);
             if node.kind == EntryKind::Dir {
-                stack.push(path.clone());
+                stack.push((path.clone(), abs.join(&name)));
+            }
+            if name != nfc {
+                report.spellings.insert(path.clone(), name);
             }
             found.push((path, node));
         }
@@ -170,6 +200,26 @@ mod tests {
         assert_eq!(tree[&RelPath::parse("top").unwrap()].size, 2);
         #[cfg(unix)]
         assert!(report.skipped.iter().any(|s| s.contains("symbolic")));
+    }
+
+    #[test]
+    fn names_in_nfd_are_scanned_under_their_nfc_form_and_twins_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (nfc, nfd) = ("caf\u{e9}", "cafe\u{301}");
+        std::fs::create_dir(root.join(format!("{nfd} dir"))).unwrap();
+        std::fs::write(root.join(format!("{nfd} dir/{nfd}.txt")), "x").unwrap();
+        std::fs::write(root.join(format!("{nfc}.md")), "nfc").unwrap();
+        std::fs::write(root.join(format!("{nfd}.md")), "nfd").unwrap();
+        std::fs::write(root.join("What?.txt"), "?").unwrap();
+        let (tree, report) = scan(root).unwrap();
+        let paths: Vec<&str> = tree.keys().map(|p| p.as_str()).collect();
+        let (d, f, md) = (format!("{nfc} dir"), format!("{nfc} dir/{nfc}.txt"), format!("{nfc}.md"));
+        assert_eq!(paths, ["What?.txt", d.as_str(), f.as_str(), md.as_str()]);
+        assert_eq!(report.spellings[&RelPath::parse(&d).unwrap()], format!("{nfd} dir"));
+        assert_eq!(report.spellings[&RelPath::parse(&f).unwrap()], format!("{nfd}.txt"));
+        assert_eq!(report.spellings.len(), 2);
+        assert_eq!(report.twins, vec![Twin { path: RelPath::parse(&md).unwrap(), spelling: format!("{nfd}.md") }]);
     }
 
     #[test]

@@ -13,8 +13,9 @@ use ferry_shared::api::{ChangesResponse, CommitOp, CommitResponse};
 use ferry_shared::chunk::{ChunkParams, Chunker};
 use ferry_shared::{BlockId, RelPath};
 
+use crate::names::NameRules;
 use crate::remote::{Remote, RemoteError, Traffic};
-use crate::scan::{self, ScanError, ScanReport, TEMP_PREFIX};
+use crate::scan::{self, ScanError, ScanReport, TEMP_PREFIX, Twin};
 use crate::tree::{ContentHash, LocalNode, LocalTree};
 
 /// The time, for names of conflict copies and status.
@@ -124,11 +125,20 @@ pub trait Disk: Clone + Send + Sync + 'static {
 
     /// How to name the folder in messages.
     fn describe(&self) -> String;
+    /// Which names this disk can hold (see [`crate::names`]).
+    fn name_rules(&self) -> NameRules {
+        NameRules::Posix
+    }
     /// The folder marker's content; `None` when the folder or marker is missing.
     fn read_marker(&self) -> io::Result<Option<String>>;
     /// Creates the folder (if needed) and its marker.
     fn init_marker(&self, id: &str) -> io::Result<()>;
+    /// The local tree, keyed by NFC names (names spelled otherwise on disk
+    /// are found under their NFC form by every other method).
     fn scan(&self) -> Result<(LocalTree, ScanReport), ScanError>;
+    /// Renames a twin the scan reported (a name with the same NFC form as
+    /// the scanned one at `twin.path`) to `to`, in the same folder.
+    fn move_twin_aside(&self, twin: &Twin, to: &RelPath) -> io::Result<()>;
     fn stat(&self, p: &RelPath) -> io::Result<Option<LocalNode>>;
     /// Chunks and hashes a file; fails if it changes while being read.
     fn hash_file(&self, p: &RelPath) -> io::Result<Hashed>;
@@ -169,6 +179,13 @@ pub trait Disk: Clone + Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct LocalDisk {
     root: PathBuf,
+    rules: NameRules,
+    /// Names spelled on disk other than in NFC, from the last scan (NFC path
+    /// → spelling of its last segment), kept up to date by this disk's own
+    /// renames and removals. Usually empty. A stale entry (the user renamed
+    /// such a file since) only makes a lookup miss, which every caller
+    /// treats as "changed meanwhile": nothing is overwritten or deleted.
+    spellings: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<RelPath, String>>>,
 }
 
 /// A temp file of [`LocalDisk`].
@@ -190,12 +207,59 @@ const HOLE_MIN: usize = 64 << 10;
 const FLUSH_EVERY: u64 = 32 << 20;
 
 impl LocalDisk {
+    /// The folder at `root`, with the name rules of its file system.
     pub fn new(root: PathBuf) -> Self {
-        LocalDisk { root }
+        let rules = NameRules::detect(&root);
+        LocalDisk { root, rules, spellings: Default::default() }
     }
 
+    fn spellings(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<RelPath, String>> {
+        self.spellings.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where `p` is on disk: each segment as spelled there.
     fn abs(&self, p: &RelPath) -> PathBuf {
-        self.root.join(p.as_str())
+        let spellings = self.spellings();
+        if spellings.is_empty() {
+            return self.root.join(p.as_str());
+        }
+        let mut abs = self.root.clone();
+        let mut at = RelPath::root();
+        for seg in p.segments() {
+            at = at.join(seg).expect("a segment of a valid path");
+            abs.push(spellings.get(&at).map_or(seg, String::as_str));
+        }
+        abs
+    }
+
+    /// After `from` moved to `to`: what was under it keeps its spellings
+    /// under the new place; `to` itself is spelled as given (NFC).
+    fn moved(&self, from: &RelPath, to: &RelPath) {
+        let mut spellings = self.spellings();
+        if spellings.is_empty() {
+            return;
+        }
+        let under: Vec<RelPath> =
+            spellings.keys().filter(|k| k.starts_with(from) || k.starts_with(to)).cloned().collect();
+        let mut moved = Vec::new();
+        for k in under {
+            let v = spellings.remove(&k).expect("listed");
+            if k.starts_with(from)
+                && k != *from
+                && let Ok(new) = k.rebase(from, to)
+            {
+                moved.push((new, v));
+            }
+        }
+        spellings.extend(moved);
+    }
+
+    /// After `p` was removed: nothing is spelled under it any more.
+    fn removed(&self, p: &RelPath) {
+        let mut spellings = self.spellings();
+        if !spellings.is_empty() {
+            spellings.retain(|k, _| !k.starts_with(p));
+        }
     }
 }
 
@@ -240,6 +304,10 @@ impl Disk for LocalDisk {
         self.root.display().to_string()
     }
 
+    fn name_rules(&self) -> NameRules {
+        self.rules
+    }
+
     fn read_marker(&self) -> io::Result<Option<String>> {
         match std::fs::read_to_string(self.root.join(scan::MARKER)) {
             Ok(s) => Ok(Some(s.trim().to_owned())),
@@ -254,7 +322,20 @@ impl Disk for LocalDisk {
     }
 
     fn scan(&self) -> Result<(LocalTree, ScanReport), ScanError> {
-        scan::scan(&self.root)
+        let (tree, mut report) = scan::scan(&self.root)?;
+        *self.spellings() = std::mem::take(&mut report.spellings);
+        Ok((tree, report))
+    }
+
+    fn move_twin_aside(&self, twin: &Twin, to: &RelPath) -> io::Result<()> {
+        let folder = twin.path.parent().unwrap_or_else(RelPath::root);
+        let (dir, dst) = (self.abs(&folder), self.abs(to));
+        if stat_abs(&dst)?.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{to} exists")));
+        }
+        std::fs::rename(dir.join(&twin.spelling), &dst)?;
+        sync_dir(&dir);
+        Ok(())
     }
 
     fn stat(&self, p: &RelPath) -> io::Result<Option<LocalNode>> {
@@ -288,6 +369,7 @@ impl Disk for LocalDisk {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::rename(&src, &dst)?;
+        self.moved(from, to);
         sync_dir(dst.parent().unwrap_or(&self.root));
         if src.parent() != dst.parent() {
             sync_dir(src.parent().unwrap_or(&self.root));
@@ -302,6 +384,7 @@ impl Disk for LocalDisk {
     fn remove_file(&self, p: &RelPath) -> io::Result<()> {
         let abs = self.abs(p);
         std::fs::remove_file(&abs)?;
+        self.removed(p);
         sync_dir(abs.parent().unwrap_or(&self.root));
         Ok(())
     }
@@ -310,6 +393,7 @@ impl Disk for LocalDisk {
         let abs = self.abs(p);
         match std::fs::remove_dir(&abs) {
             Ok(()) => {
+                self.removed(p);
                 sync_dir(abs.parent().unwrap_or(&self.root));
                 Ok(true)
             }

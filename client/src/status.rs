@@ -27,6 +27,14 @@ pub struct Status {
     pub conflicts: Vec<String>,
     /// The most recent errors, newest last.
     pub recent_errors: Vec<String>,
+    /// Items on the server this disk cannot hold (`path: reason`); they stay
+    /// on the server and on other devices.
+    #[serde(default)]
+    pub kept_off_disk: Vec<String>,
+    /// Items in the folder that are not synced (symbolic links, names that
+    /// are not UTF-8 or hold control characters), with the reason.
+    #[serde(default)]
+    pub not_synced: Vec<String>,
     pub folder: String,
     pub server: String,
     pub cursor: i64,
@@ -55,6 +63,8 @@ impl Status {
             last_sync: None,
             conflicts: Vec::new(),
             recent_errors: Vec::new(),
+            kept_off_disk: Vec::new(),
+            not_synced: Vec::new(),
             folder,
             server,
             cursor: 0,

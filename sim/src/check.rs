@@ -66,6 +66,10 @@ impl World {
         for dev in &self.devices {
             let fs = dev.disk.user();
             let local = digest_tree(&fs);
+            // What this disk cannot hold stays on the server only.
+            let rules = fs.rules();
+            let server: Digest =
+                server.iter().filter(|(p, _)| rules.refuses_path(p).is_none()).map(|(p, v)| (p.clone(), *v)).collect();
             if local != server {
                 let mut diff = Vec::new();
                 for (p, v) in &server {

@@ -32,16 +32,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use ferry_client::engine::{Engine, MassDelete, RoundStats};
+use ferry_client::engine::{Engine, FolderUnavailable, MassDelete, RoundStats};
 use ferry_client::status::Status;
 use ferry_client::tree::ContentHash;
-use ferry_shared::RelPath;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::clock::{SimClock, WorldTime};
-use crate::disk::SimDisk;
+use crate::disk::{DiskPath, SimDisk};
 use crate::net::{InFlight, Net, SharedNet, SimApi, SimServer};
 pub use crate::user::UserOp;
 
@@ -205,8 +204,6 @@ struct Device {
     /// files). Cleared once a round gets past that: a round that fails leaves
     /// it set (a daemon whose start-up fails exits, and starts afresh).
     fresh: bool,
-    /// Set when the daemon stopped on its own (its folder vanished).
-    stopped: Option<String>,
     /// The user answered a mass-deletion pause with `--confirm-deletes`.
     confirm: bool,
     woken: Arc<Flag>,
@@ -231,7 +228,7 @@ pub struct World {
     devices: Vec<Device>,
     ledger: Ledger,
     /// Files a user is still writing: `(device, path, full content)`.
-    pending_writes: Vec<(usize, RelPath, Vec<u8>)>,
+    pending_writes: Vec<(usize, DiskPath, Vec<u8>)>,
     faults: Faults,
     user_ops: u32,
     /// Contents written so far (each is stamped with its number).
@@ -279,11 +276,19 @@ impl World {
                 let skew = if opts.faults { rng.random_range(-120_000..120_000) } else { 0 };
                 let clock = SimClock::new(Arc::clone(&time), skew);
                 let disk = SimDisk::new(name.clone(), clock.clone());
-                // One device in three has a case-insensitive disk (macOS, Windows).
-                disk.user().case_insensitive = match opts.case_insensitive {
-                    Some(all) => all && i == 0,
-                    None => rng.random_bool(1.0 / 3.0),
+                // A third of the disks fold case and normalization (macOS), a
+                // sixth also refuse the names Windows cannot store (Windows,
+                // a FAT or exFAT disk); the rest are Linux disks.
+                let (folds, windows) = match opts.case_insensitive {
+                    Some(all) => (all && i == 0, false),
+                    None => match rng.random_range(0..6) {
+                        0 | 1 => (true, false),
+                        2 => (true, true),
+                        _ => (false, false),
+                    },
                 };
+                disk.user().case_insensitive = folds;
+                disk.user().windows = windows;
                 Device {
                     name: name.clone(),
                     disk,
@@ -293,7 +298,6 @@ impl World {
                     engine: None,
                     round: None,
                     fresh: true,
-                    stopped: None,
                     confirm: false,
                     woken: Arc::default(),
                     last: None,
@@ -442,11 +446,12 @@ impl World {
                 dev.last = None;
                 self.log(format!("{name} paused ({e}); the user confirms"));
             }
-            Err(e) if ferry_client::daemon::is_fatal(&e) => {
-                dev.stopped = Some(format!("{e:#}"));
+            Err(e) if matches!(e.downcast_ref::<FolderUnavailable>(), Some(FolderUnavailable::Missing(_))) => {
+                // The daemon stays up and starts afresh once the folder is back.
+                dev.engine = Some(engine);
                 dev.fresh = true;
                 dev.last = None;
-                self.log(format!("{name} daemon stopped: {e:#}"));
+                self.log(format!("{name} waits for its folder: {e:#}"));
             }
             Err(e) => {
                 dev.engine = Some(engine);
@@ -552,7 +557,7 @@ impl World {
             }
             78..88 => {
                 let dev = &self.devices[d];
-                if dev.round.is_none() && dev.stopped.is_none() {
+                if dev.round.is_none() {
                     self.start_round(d)?;
                 }
             }
@@ -587,7 +592,7 @@ impl World {
             4 | 5 => {
                 let picked = {
                     let fs = self.devices[d].disk.user();
-                    let keys: Vec<&RelPath> = fs.nodes.keys().collect();
+                    let keys: Vec<&DiskPath> = fs.nodes.keys().collect();
                     (!keys.is_empty()).then(|| keys[self.rng.random_range(0..keys.len())].clone())
                 };
                 if let Some(p) = picked {
@@ -612,8 +617,6 @@ impl World {
                 drop(fs);
                 if !mounted {
                     self.faults.unmounts += 1;
-                } else if self.devices[d].stopped.take().is_some() {
-                    self.log(format!("{}: daemon started again", self.devices[d].name));
                 }
                 self.log(format!("{}: folder mounted = {mounted}", self.devices[d].name));
             }
@@ -648,7 +651,6 @@ impl World {
             fs.full = false;
             fs.denied.clear();
             drop(fs);
-            self.devices[d].stopped = None;
         }
         // Requests still in flight (some from crashed rounds) arrive now.
         while self.in_flight() > 0 {

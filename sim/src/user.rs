@@ -2,20 +2,36 @@
 //! create and rewrite files (in place or by atomic replace), small edits,
 //! deletes, folders made and removed, moves and renames (case-only renames
 //! and swaps too), the executable bit, and files written in two steps.
-//! Every content written is recorded in the ledger; content a user destroys
-//! (overwrites or deletes) no longer has to survive.
+//! Names include a case twin, one spelled in NFD (as a Mac writes it, a twin
+//! of its NFC spelling on a case-sensitive disk) and one Windows cannot
+//! store. Every content written is recorded in the ledger; content a user
+//! destroys (overwrites or deletes) no longer has to survive.
 
 use std::sync::Arc;
 
-use ferry_shared::RelPath;
 use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::World;
-use crate::disk::{Fs, Node, content_hash};
+use crate::disk::{DiskPath, Fs, Node, content_hash};
 
-/// Names users pick: case twins, an extension or none, a non-ASCII one.
-pub const NAMES: [&str; 10] = ["a", "A", "b", "notes.txt", "Notes.txt", "c.bin", "dir", "Dir", "ü.md", "Photos"];
+/// Names users pick: case twins, an extension or none, a non-ASCII one in
+/// NFC and in NFD (`u` + combining diaeresis), names Windows cannot store.
+pub const NAMES: [&str; 13] = [
+    "a",
+    "A",
+    "b",
+    "notes.txt",
+    "Notes.txt",
+    "c.bin",
+    "dir",
+    "Dir",
+    "\u{fc}.md",
+    "u\u{308}.md",
+    "Photos",
+    "What?.txt",
+    "a: b.",
+];
 
 /// One thing a user does. An operation that does not fit the folder (its
 /// source is gone, its target taken) does nothing.
@@ -75,13 +91,13 @@ pub fn random_size(rng: &mut StdRng) -> usize {
     }
 }
 
-fn pick(rng: &mut StdRng, items: &[RelPath]) -> Option<String> {
+fn pick(rng: &mut StdRng, items: &[DiskPath]) -> Option<String> {
     (!items.is_empty()).then(|| items[rng.random_range(0..items.len())].to_string())
 }
 
 /// A random place for a new item: an existing folder (or the root) and a name.
 fn new_place(rng: &mut StdRng, fs: &Fs) -> String {
-    let dirs: Vec<&RelPath> = fs
+    let dirs: Vec<&DiskPath> = fs
         .nodes
         .iter()
         .filter(|(p, n)| matches!(n, Node::Dir { .. }) && p.segments().count() < 4)
@@ -96,9 +112,9 @@ fn new_place(rng: &mut StdRng, fs: &Fs) -> String {
 
 /// A random operation that fits the folder as it is.
 pub fn random_op(rng: &mut StdRng, fs: &Fs) -> Option<UserOp> {
-    let files: Vec<RelPath> =
+    let files: Vec<DiskPath> =
         fs.nodes.iter().filter(|(_, n)| matches!(n, Node::File { .. })).map(|(p, _)| p.clone()).collect();
-    let dirs: Vec<RelPath> =
+    let dirs: Vec<DiskPath> =
         fs.nodes.iter().filter(|(_, n)| matches!(n, Node::Dir { .. })).map(|(p, _)| p.clone()).collect();
     Some(match rng.random_range(0..100) {
         0..25 => UserOp::Create { path: new_place(rng, fs), size: random_size(rng) },
@@ -110,7 +126,7 @@ pub fn random_op(rng: &mut StdRng, fs: &Fs) -> Option<UserOp> {
         60..68 => UserOp::Mkdir { path: new_place(rng, fs) },
         68..73 => UserOp::Delete { path: pick(rng, &dirs)? },
         73..88 => {
-            let all: Vec<RelPath> = files.into_iter().chain(dirs).collect();
+            let all: Vec<DiskPath> = files.into_iter().chain(dirs).collect();
             let from = pick(rng, &all)?;
             let to = if rng.random_bool(0.25) { flip_case(&from) } else { new_place(rng, fs) };
             UserOp::Move { from, to }
@@ -151,7 +167,7 @@ impl World {
         data
     }
 
-    fn remember(&mut self, d: usize, path: &RelPath, data: &[u8]) {
+    fn remember(&mut self, d: usize, path: &DiskPath, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -173,7 +189,7 @@ impl World {
     pub(crate) fn apply_op(&mut self, d: usize, op: &UserOp) -> Option<String> {
         let disk = self.devices[d].disk.clone();
         let mtime = disk.mtime_now();
-        let path = |s: &str| RelPath::parse_non_root(s).ok();
+        let path = DiskPath::parse;
         let done = match op {
             UserOp::Create { path: p, size } => {
                 let p = path(p)?;
@@ -248,9 +264,9 @@ impl World {
             }
             UserOp::Swap { a, b } => {
                 let (a, b) = (path(a)?, path(b)?);
-                let tmp = a.parent().unwrap_or_else(RelPath::root).join("swap-tmp").ok()?;
+                let tmp = a.parent().unwrap_or_else(DiskPath::root).join("swap-tmp");
                 let mut fs = disk.user();
-                let files = |p: &RelPath| matches!(fs.get(p), Some(Node::File { .. }));
+                let files = |p: &DiskPath| matches!(fs.get(p), Some(Node::File { .. }));
                 if fs.resolve(&a) == fs.resolve(&b) || !files(&a) || !files(&b) || fs.resolve(&tmp).is_some() {
                     return None;
                 }

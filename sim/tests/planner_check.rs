@@ -1,8 +1,9 @@
 //! The planner check: random histories that leave one device's three trees
 //! (remote, local, synced) differing in every way edits can make them differ
 //! — edits on both sides, deletes, moves into folders deleted elsewhere,
-//! swaps and cycles of renames, case-only renames, case twins, file/folder
-//! type changes, a lost state database — then the real planner, engine and
+//! swaps and cycles of renames, case-only renames, case twins, names spelled
+//! in NFD and their NFC twins, file/folder type changes, a lost state
+//! database — then the real planner, engine and
 //! server run to a fixpoint, and the checks of the simulation hold: both
 //! sides converge, nothing only one side had is lost, no partial file shows,
 //! and the last pass plans nothing. proptest shrinks a failure to a minimal
@@ -13,8 +14,24 @@ use proptest::prelude::*;
 
 fn path() -> impl Strategy<Value = String> {
     // Few paths, so that edits on both sides meet: case twins ("a"/"A"), a
-    // non-ASCII name, and a folder to move into, delete or replace.
-    prop::sample::select(vec!["a", "A", "b", "ü.md", "d", "D", "d/a", "d/A", "d/b", "d/d"]).prop_map(String::from)
+    // non-ASCII name in NFC and in NFD (twins on a case-sensitive disk, one
+    // name on a case-insensitive one), and a folder to move into, delete or
+    // replace.
+    prop::sample::select(vec![
+        "a",
+        "A",
+        "b",
+        "\u{fc}.md",
+        "u\u{308}.md",
+        "d",
+        "D",
+        "d/a",
+        "d/A",
+        "d/b",
+        "d/d",
+        "d/u\u{308}.md",
+    ])
+    .prop_map(String::from)
 }
 
 fn size() -> impl Strategy<Value = usize> {
@@ -70,6 +87,9 @@ proptest! {
     }
 }
 
+/// `ü.md` spelled in NFD (`u` and a combining diaeresis), as a Mac writes it.
+const NFD: &str = "u\u{308}.md";
+
 /// Histories found by hand or by earlier failures, kept as plain tests.
 #[test]
 fn known_histories() {
@@ -123,6 +143,36 @@ fn known_histories() {
             ],
             lose_state: false,
             case_insensitive: false,
+        },
+        // A name in NFD beside the same name in NFC on a Linux disk: the
+        // server keeps one name; the other spelling moves aside, both sync.
+        Scenario {
+            here: vec![UserOp::Create { path: s("\u{fc}.md"), size: 10 }, UserOp::Create { path: s(NFD), size: 20 }],
+            ..Scenario::default()
+        },
+        // A file in NFD here, the same name in NFC there: a conflict, both kept.
+        Scenario {
+            there: vec![UserOp::Create { path: s("\u{fc}.md"), size: 10 }],
+            here: vec![UserOp::Create { path: s(NFD), size: 20 }],
+            ..Scenario::default()
+        },
+        // A file synced from its NFD spelling is edited, renamed and deleted
+        // elsewhere (under its NFC name): each reaches the NFD file here.
+        Scenario {
+            base: vec![UserOp::Create { path: s(NFD), size: 100 }],
+            there: vec![UserOp::Rewrite { path: s("\u{fc}.md"), size: 50, replace: false }],
+            ..Scenario::default()
+        },
+        Scenario {
+            base: vec![UserOp::Mkdir { path: s("d") }, UserOp::Create { path: format!("d/{NFD}"), size: 100 }],
+            there: vec![UserOp::Move { from: s("d/\u{fc}.md"), to: s("b") }],
+            here: vec![UserOp::Edit { path: format!("d/{NFD}"), at: 3, append: true }],
+            ..Scenario::default()
+        },
+        Scenario {
+            base: vec![UserOp::Create { path: s(NFD), size: 100 }],
+            there: vec![UserOp::Delete { path: s("\u{fc}.md") }],
+            ..Scenario::default()
         },
         // A rebuilt state database with different content on both sides.
         Scenario {

@@ -297,6 +297,8 @@ pub struct Daemon {
     pub home: PathBuf,
     pub folder: PathBuf,
     pub device: String,
+    /// Extra environment of the daemon process.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -310,6 +312,17 @@ impl Daemon {
 
     /// [`Daemon::start`] with the server at `url` (say, a [`proxy::Proxy`] in front of one).
     pub fn start_at(url: &str, user: &str, device: &str, dir: &Path) -> anyhow::Result<Daemon> {
+        Daemon::start_with_env(url, user, device, dir, &[])
+    }
+
+    /// [`Daemon::start_at`] with extra environment for the daemon process.
+    pub fn start_with_env(
+        url: &str,
+        user: &str,
+        device: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
         use std::io::Write;
         let home = dir.join(format!("home-{device}"));
         let folder = dir.join(format!("folder-{device}"));
@@ -327,7 +340,8 @@ impl Daemon {
             bail!("ferry login failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         let folder = std::fs::canonicalize(&folder)?;
-        let mut d = Daemon { home, folder, device: device.to_owned(), child: None, log: PathBuf::new() };
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut d = Daemon { home, folder, device: device.to_owned(), env, child: None, log: PathBuf::new() };
         d.restart()?;
         Ok(d)
     }
@@ -339,6 +353,7 @@ impl Daemon {
             .arg("daemon")
             .env("FERRY_HOME", &self.home)
             .env("RUST_LOG", std::env::var("FERRY_TEST_LOG").unwrap_or_else(|_| "info,ferry_client=debug".into()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&self.log)?)
             .spawn()

@@ -940,7 +940,7 @@ async fn invalid_paths_are_rejected() -> TestResult {
     let alice = Client::user(&server, "alice", "dev1").await?;
     let id = alice.upload_block(b"payload").await?;
     let long = "x".repeat(300);
-    let bad_paths = ["../x", "a//b", "a/./b", "con", "a\u{0}b", long.as_str(), "a/../../etc/passwd", "a\\b", "dir/"];
+    let bad_paths = ["../x", "a//b", "a/./b", "a\u{0}b", "a\u{1b}b", long.as_str(), "a/../../etc/passwd", "dir/"];
     for p in bad_paths {
         let ops = [
             json!({"op": "put", "path": p, "parent_rev": null, "size": 7, "mtime": MTIME, "blocks": {"full": [id]}}),
@@ -980,6 +980,17 @@ async fn invalid_paths_are_rejected() -> TestResult {
     // A valid path still works (the rejections are about the paths).
     put_file(&alice, "ok.txt", b"payload", None).await?;
     assert_eq!(cursor_of(&alice).await?, 1);
+    // The namespace is platform-neutral: names Windows cannot store are
+    // ordinary names (a client whose disk cannot hold one keeps it off).
+    let foreign =
+        ["What?.txt", "Meeting: notes.md", "say \"hi\".txt", "CON", "aux.txt", "dot.", "space ", "a\\b", "<|*>"];
+    for name in foreign {
+        put_file(&alice, name, b"payload", None).await?;
+        assert_eq!(download_ok(&alice, name).await?, b"payload", "{name}");
+    }
+    let all = changes(&alice, 1, 1000).await?;
+    let names: Vec<&str> = all.changes.iter().map(|c| c.entry.path.as_str()).collect();
+    assert_eq!(names, foreign);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ferry_tests::counting::{CountingProxy, Counts};
-use ferry_tests::{Daemon, Server, pseudo_random, wait_until};
+use ferry_tests::{Daemon, Server, pseudo_random, snapshot, wait_until};
 
 const T: Duration = Duration::from_secs(60);
 const MIB: usize = 1 << 20;
@@ -120,4 +120,165 @@ fn a_one_byte_edit_of_a_large_file_moves_little_both_ways() {
         assert!(b.total() <= MIB as u64, "{what}: B moved {b:?} on the wire{}", p.logs());
         assert!(a.total() <= MIB as u64, "{what}: A moved {a:?} on the wire{}", p.logs());
     }
+}
+
+/// The names in `dir` as spelled on disk (sorted).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n != ".ferry-root" && !n.starts_with(".ferry-tmp-"));
+    names.sort();
+    names
+}
+
+/// A name in NFD (as a Mac writes it) and names Windows cannot store sync
+/// like any other between Linux devices, both ways, through edits, renames
+/// and deletes; the NFD file keeps its spelling on the disk that has it. A
+/// device whose disk has Windows' rules keeps those names off its disk,
+/// says so in its status, and deletes nothing.
+#[test]
+fn names_legal_on_the_disk_sync_both_ways() {
+    let p = Pair::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pc = CountingProxy::start(&p.server.url).unwrap();
+    let c = Daemon::start_with_env(&pc.url, "alice", "C", dir.path(), &[("FERRY_NAME_RULES", "windows")]).unwrap();
+    let (nfc, nfd) = ("caf\u{e9}.txt", "cafe\u{301}.txt");
+    let (folder_nfc, folder_nfd) = ("R\u{e9}sum\u{e9}", "Re\u{301}sume\u{301}");
+    let foreign = ["What?.txt", "Meeting: notes.md", "say \"hi\".txt"];
+    std::fs::write(p.a.path(nfd), "written on a Mac").unwrap();
+    std::fs::create_dir(p.a.path(folder_nfd)).unwrap();
+    std::fs::write(p.a.path(&format!("{folder_nfd}/{nfd}")), "inside").unwrap();
+    for name in foreign {
+        std::fs::write(p.a.path(name), name).unwrap();
+    }
+    let inner_nfc = format!("{folder_nfc}/{nfc}");
+    p.wait("everything on B under its NFC name", || {
+        std::fs::read(p.b.path(nfc)).is_ok_and(|d| d == b"written on a Mac")
+            && std::fs::read(p.b.path(&inner_nfc)).is_ok_and(|d| d == b"inside")
+            && foreign.iter().all(|n| std::fs::read(p.b.path(n)).is_ok_and(|d| d == n.as_bytes()))
+    });
+    let on_b = names_in(&p.b.folder);
+    p.wait("the NFC names on C, the others kept off with a reason", || {
+        std::fs::read(c.path(nfc)).is_ok_and(|d| d == b"written on a Mac")
+            && std::fs::read(c.path(&inner_nfc)).is_ok_and(|d| d == b"inside")
+            && c.status().is_ok_and(|s| {
+                let kept = s["kept_off_disk"].to_string();
+                foreign.iter().all(|n| kept.contains(&n.replace('"', "\\\""))) && s["state"] == "idle"
+            })
+    });
+    assert!(foreign.iter().all(|n| !c.path(n).exists()));
+    // A keeps the Mac spelling: no second file under the NFC name.
+    assert_eq!(names_in(&p.a.folder), {
+        let mut v: Vec<String> = [nfd, folder_nfd].iter().chain(&foreign).map(|s| (*s).to_owned()).collect();
+        v.sort();
+        v
+    });
+
+    // An edit on B reaches A's NFD file in place; one on A reaches B.
+    std::fs::write(p.b.path(nfc), "edited on B").unwrap();
+    p.wait("B's edit in A's NFD file", || std::fs::read(p.a.path(nfd)).is_ok_and(|d| d == b"edited on B"));
+    assert!(!names_in(&p.a.folder).contains(&nfc.to_owned()), "{:?}", names_in(&p.a.folder));
+    p.idle();
+    std::fs::write(p.a.path(nfd), "edited on A").unwrap();
+    p.wait("A's edit on B", || std::fs::read(p.b.path(nfc)).is_ok_and(|d| d == b"edited on A"));
+    p.idle();
+    // A rename on B moves A's file; a rename on A (of the NFD folder) moves B's.
+    std::fs::rename(p.b.path(nfc), p.b.path("renamed.txt")).unwrap();
+    p.wait("the rename on A", || !p.a.path(nfd).exists() && p.a.path("renamed.txt").exists());
+    std::fs::rename(p.a.path(folder_nfd), p.a.path("moved")).unwrap();
+    p.wait("the folder move on B", || {
+        !p.b.path(folder_nfc).exists() && std::fs::read(p.b.path(&format!("moved/{nfc}"))).is_ok()
+    });
+    // Deletions both ways, of names C never had.
+    std::fs::remove_file(p.a.path(foreign[0])).unwrap();
+    std::fs::remove_file(p.b.path(foreign[1])).unwrap();
+    p.wait("the deletions on both", || !p.a.path(foreign[1]).exists() && !p.b.path(foreign[0]).exists());
+    p.idle();
+    p.wait("C to settle", || c.status().is_ok_and(|s| s["state"] == "idle" && s["pending_downloads"] == 0));
+    assert!(p.b.path(foreign[2]).exists() && p.a.path(foreign[2]).exists(), "C deleted nothing");
+    let (sa, sb) = (names_in(&p.a.folder), names_in(&p.b.folder));
+    assert_eq!(sa, sb, "B had {on_b:?}");
+    assert!(!sa.iter().any(|n| n.contains("conflicted copy")), "{sa:?}");
+
+    // Two spellings of one name side by side (a Linux disk holds both):
+    // one moves aside as a conflict copy, and both sync.
+    std::fs::write(p.a.path("ni\u{f1}o.txt"), "nfc").unwrap();
+    std::fs::write(p.a.path("nin\u{303}o.txt"), "nfd").unwrap();
+    p.wait("both spellings' contents on B", || {
+        let names = names_in(&p.b.folder);
+        names.contains(&"ni\u{f1}o.txt".to_owned())
+            && names.iter().any(|n| n.starts_with("ni\u{f1}o (conflicted copy from A"))
+    });
+    p.idle();
+    let contents: Vec<Vec<u8>> = names_in(&p.b.folder)
+        .iter()
+        .filter(|n| n.starts_with("ni\u{f1}o"))
+        .map(|n| std::fs::read(p.b.path(n)).unwrap())
+        .collect();
+    assert_eq!(contents.len(), 2);
+    assert!(contents.contains(&b"nfc".to_vec()) && contents.contains(&b"nfd".to_vec()));
+}
+
+fn state_of(d: &Daemon) -> (String, String) {
+    d.status()
+        .map(|s| (s["state"].as_str().unwrap_or("").to_owned(), s["reason"].as_str().unwrap_or("").to_owned()))
+        .unwrap_or_default()
+}
+
+/// A sync folder that vanishes (an unplugged disk, a renamed folder) or is
+/// replaced by an empty one (a mount point without its disk) puts the
+/// daemon in state `error` with the reason; it stays up, deletes nothing on
+/// either side, and resumes by itself when the folder is back.
+#[test]
+fn a_folder_that_vanishes_and_comes_back_resumes_syncing() {
+    let p = Pair::start();
+    for i in 0..5 {
+        std::fs::write(p.a.path(&format!("f{i}.txt")), format!("file {i}")).unwrap();
+    }
+    p.wait("the files on B", || (0..5).all(|i| p.b.path(&format!("f{i}.txt")).exists()));
+    p.idle();
+    let away = p.a.folder.with_file_name("folder-A-unplugged");
+
+    for how in ["renamed away", "replaced by an empty folder"] {
+        std::fs::rename(&p.a.folder, &away).unwrap();
+        if how == "replaced by an empty folder" {
+            std::fs::create_dir(&p.a.folder).unwrap();
+        }
+        p.wait("A in state error, saying why", || {
+            let (state, reason) = state_of(&p.a);
+            state == "error" && reason.contains("missing") && reason.contains("nothing is deleted")
+        });
+        // Meanwhile B goes on: a new file, an edit, a deletion.
+        std::fs::write(p.b.path(&format!("new while {how}.txt")), how).unwrap();
+        std::fs::write(p.b.path("f1.txt"), format!("edited while {how}")).unwrap();
+        std::fs::remove_file(p.b.path("f2.txt")).unwrap();
+        p.wait("B idle", || state_of(&p.b).0 == "idle");
+        // A's files are all still on the server: B has everything but its own deletion.
+        for i in [0, 3, 4] {
+            assert!(p.b.path(&format!("f{i}.txt")).exists(), "f{i}.txt deleted while A's folder was {how}");
+        }
+        assert_eq!(state_of(&p.a).0, "error", "{}", p.logs());
+        // Back: A resumes without a restart and takes in what B did.
+        if how == "replaced by an empty folder" {
+            std::fs::remove_dir(&p.a.folder).unwrap();
+        }
+        std::fs::rename(&away, &p.a.folder).unwrap();
+        p.wait("A to resume and catch up", || {
+            std::fs::read(p.a.path(&format!("new while {how}.txt"))).is_ok_and(|d| d == how.as_bytes())
+                && std::fs::read(p.a.path("f1.txt")).is_ok_and(|d| d == format!("edited while {how}").as_bytes())
+                && !p.a.path("f2.txt").exists()
+        });
+        p.idle();
+        // And A's own changes flow again (the watcher is back too).
+        let name = format!("after {how}.txt");
+        std::fs::write(p.a.path(&name), "back").unwrap();
+        p.wait("A's new file on B", || p.b.path(&name).exists());
+        std::fs::write(p.a.path("f2.txt"), "again").unwrap();
+        p.wait("f2.txt on B again", || p.b.path("f2.txt").exists());
+        p.idle();
+    }
+    p.idle();
+    assert_eq!(snapshot(&p.a.folder), snapshot(&p.b.folder));
+    assert!(!p.a.log().contains("stopping"), "the daemon never stopped");
 }

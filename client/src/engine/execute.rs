@@ -9,6 +9,7 @@ use ferry_shared::api::{CommitOp, EntryKind, RevId};
 
 use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, op_entry, stored_elsewhere};
 use crate::planner::{Op, Plan};
+use crate::scan::Twin;
 use crate::seams::{Api, Clock, Disk};
 use crate::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
 
@@ -269,9 +270,39 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         Ok(Some((path.clone(), remote, None)))
     }
 
-    /// Renames a local item to a free conflict-copy name beside it and forgets
-    /// its synced record; the copy is uploaded as a new item next round.
-    fn move_aside(&mut self, path: &RelPath) -> anyhow::Result<RelPath> {
+    /// Moves each name the scan left out because a twin with the same NFC
+    /// form is in its folder (`café` spelled twice, once in NFD) to a
+    /// conflict-copy name of its own; both then sync. Returns how many moved
+    /// and how many failed.
+    pub(super) async fn move_twins_aside(&mut self, twins: Vec<Twin>) -> (usize, usize) {
+        let (mut moved, mut failed) = (0, 0);
+        for twin in twins {
+            let r = match self.free_conflict_name(&twin.path) {
+                Ok(copy) => {
+                    let (t, c) = (twin.clone(), copy.clone());
+                    self.on_disk(move |d| d.move_twin_aside(&t, &c)).await.map(|()| copy).map_err(anyhow::Error::from)
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(copy) => {
+                    moved += 1;
+                    tracing::info!(path = %twin.path, %copy, "a twin spelled in another Unicode form moved aside");
+                    if let Ok(mut s) = self.status.lock() {
+                        s.conflicts.push(copy.to_string());
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    self.record_error(format!("moving aside the other spelling of {}: {e:#}", twin.path));
+                }
+            }
+        }
+        (moved, failed)
+    }
+
+    /// A conflict-copy name beside `path` that nothing on disk has.
+    fn free_conflict_name(&self, path: &RelPath) -> anyhow::Result<RelPath> {
         let name = path.name().expect("not root");
         let parent = path.parent().expect("not root");
         let now_ms = self.clock.now_ms();
@@ -281,6 +312,13 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             copy = parent.join(&format!("{} {n}", conflict_name(name, &self.device, now_ms)))?;
             n += 1;
         }
+        Ok(copy)
+    }
+
+    /// Renames a local item to a free conflict-copy name beside it and forgets
+    /// its synced record; the copy is uploaded as a new item next round.
+    fn move_aside(&mut self, path: &RelPath) -> anyhow::Result<RelPath> {
+        let copy = self.free_conflict_name(path)?;
         self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
         tracing::info!(%path, %copy, "kept the local version as a conflict copy");
         if let Ok(mut s) = self.status.lock() {

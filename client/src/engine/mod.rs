@@ -18,7 +18,8 @@
 //! traits in [`crate::seams`] (a test checks these files for direct I/O), so
 //! the same engine runs on a real folder and HTTP, or inside a simulation.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -26,6 +27,7 @@ use anyhow::{Context, bail};
 use ferry_shared::api::{BlockRef, Change, ChangeOp, EntryKind, OpResult};
 use ferry_shared::{BlockId, RelPath};
 
+use crate::names::NameRules;
 use crate::planner::{self, Op, Plan};
 use crate::seams::{Api, Clock, Disk};
 use crate::state::{State, Write};
@@ -54,6 +56,8 @@ const COMMIT_BATCH: usize = 1000;
 const COMPACT_AFTER: usize = 10_000;
 /// Files downloaded as one chunk.
 const DOWNLOAD_CHUNK: usize = 4096;
+/// Entries of each list in the status (what is not synced, and why).
+const STATUS_LIST: usize = 100;
 /// Bytes of files hashed, sent and committed as one group.
 const UPLOAD_GROUP_BYTES: u64 = 64 << 20;
 
@@ -84,6 +88,19 @@ pub struct RoundStats {
     pub errors: usize,
     /// Files left for a moment because they were still being written.
     pub deferred: usize,
+}
+
+/// The sync folder cannot be synced right now; the daemon stays up, says so
+/// in its status, and tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderUnavailable {
+    /// Missing, without its marker, unreadable at the top, or another
+    /// folder: checked again every few seconds (a cheap look at the marker).
+    #[error("{0}")]
+    Missing(String),
+    /// Present, but a scan could not read all of it: retried with a backoff.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 /// A mass deletion waiting for confirmation.
@@ -170,21 +187,29 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     /// Checks that the folder is the synced one (its marker is there), and
-    /// creates the marker on first use. An unmounted or replaced folder stops
-    /// the daemon instead of reading as "everything was deleted".
+    /// creates the marker on first use. A folder that is missing (an
+    /// unmounted disk, a renamed folder), unreadable or another Ferry folder
+    /// is a [`FolderUnavailable`] error, never "everything was deleted"; the
+    /// daemon waits for it to come back.
     pub fn check_root(&mut self) -> anyhow::Result<()> {
         let expected = self.state.get("folder_id")?;
+        let unavailable = |message: String| -> anyhow::Result<()> { Err(FolderUnavailable::Missing(message).into()) };
         match (self.disk.read_marker(), expected) {
             (Ok(Some(found)), Some(exp)) if found == exp => Ok(()),
-            (Ok(Some(found)), Some(_)) => bail!(
-                "{} belongs to another Ferry folder ({found}); stopping so nothing is deleted",
+            (Ok(Some(found)), Some(_)) => unavailable(format!(
+                "{} belongs to another Ferry folder ({found}); waiting for the right one, nothing is deleted",
                 self.disk.describe()
-            ),
-            (_, Some(_)) => bail!(
-                "{} is missing or has lost its {} marker (an unmounted disk?); stopping so nothing is deleted",
+            )),
+            (Err(e), Some(_)) => unavailable(format!(
+                "cannot read {} ({e}); waiting until it can be read, nothing is deleted",
+                self.disk.describe()
+            )),
+            (Ok(None), Some(_)) => unavailable(format!(
+                "{} is missing or has lost its {} marker (an unmounted disk? a renamed folder?); \
+                 waiting for it to come back, nothing is deleted",
                 self.disk.describe(),
                 crate::scan::MARKER
-            ),
+            )),
             (found, None) => {
                 let id = match found {
                     Ok(Some(existing)) => existing,
@@ -393,12 +418,30 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut stats = RoundStats::default();
         for _ in 0..8 {
             self.check_root()?;
-            let (local, report) = self.on_disk(|d| d.scan()).await?;
-            for s in report.skipped {
+            let (local, report) = self.on_disk(|d| d.scan()).await.map_err(|e| {
+                FolderUnavailable::Unreadable(format!("{e}; retrying, nothing is read as deleted meanwhile"))
+            })?;
+            for s in &report.skipped {
                 tracing::debug!(skipped = %s, "not synced");
             }
+            if let Ok(mut s) = self.status.lock() {
+                s.not_synced = report.skipped.into_iter().take(STATUS_LIST).collect();
+            }
             tracing::debug!(entries = local.len(), "scanned");
-            let plan = planner::plan(&self.rtree, &local, &self.stree);
+            if !report.twins.is_empty() {
+                let (moved, failed) = self.move_twins_aside(report.twins).await;
+                stats.ops += moved + failed;
+                stats.errors += failed;
+                if moved > 0 {
+                    continue; // scan again with the twins under their new names
+                }
+            }
+            let (remote, holding) = self.storable_remote();
+            let mut plan = planner::plan(&remote, &local, &self.stree);
+            drop(remote);
+            if !holding.is_empty() {
+                keep_folders_holding_what_is_kept_off(&mut plan, &holding);
+            }
             tracing::debug!(ops = plan.ops.len(), "planned");
             if plan.is_empty() {
                 break;
@@ -432,6 +475,49 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             s.set_traffic(self.api.traffic());
         }
         Ok(stats)
+    }
+
+    /// The remote tree without what this disk cannot hold (see
+    /// [`crate::names`]): those entries, and everything under them, are kept
+    /// off this disk and listed in the status; the planner never sees them,
+    /// so their absence here is never taken for a deletion. Also returns the
+    /// folders that hold such entries.
+    fn storable_remote(&self) -> (Cow<'_, RemoteTree>, HashSet<RelPath>) {
+        let rules = self.disk.name_rules();
+        let mut off = Vec::new();
+        let mut listed = Vec::new();
+        if rules != NameRules::Posix {
+            for p in self.rtree.keys() {
+                if let Some(why) = rules.refuses_path(p) {
+                    if let Some(own) = p.name().and_then(|n| rules.refuses(n))
+                        && listed.len() < STATUS_LIST
+                    {
+                        listed.push(format!("{p}: {own}"));
+                    }
+                    tracing::debug!(path = %p, why, "kept off this disk");
+                    off.push(p.clone());
+                }
+            }
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.kept_off_disk = listed;
+        }
+        if off.is_empty() {
+            return (Cow::Borrowed(&self.rtree), HashSet::new());
+        }
+        let mut tree = self.rtree.clone();
+        let mut holding = HashSet::new();
+        for p in off {
+            tree.remove(&p);
+            let mut up = p.parent();
+            while let Some(folder) = up.filter(|f| !f.is_root()) {
+                up = folder.parent();
+                if !holding.insert(folder) {
+                    break;
+                }
+            }
+        }
+        (Cow::Owned(tree), holding)
     }
 
     fn update_pending(&self, plan: &Plan) {
@@ -468,6 +554,22 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     fn record_error(&self, e: impl std::fmt::Display) {
         if let Ok(mut s) = self.status.lock() {
             s.error(e);
+        }
+    }
+}
+
+/// A folder deleted here that holds entries this disk cannot show is not
+/// deleted on the server (what is in it here is): those entries were never
+/// seen here, so nobody here chose to delete them. Its record is dropped
+/// instead, and the next round brings the folder back.
+fn keep_folders_holding_what_is_kept_off(plan: &mut Plan, holding: &HashSet<RelPath>) {
+    for op in &mut plan.ops {
+        if let Op::DeleteRemote { path, kind: EntryKind::Dir, .. } = op
+            && holding.contains(path)
+        {
+            tracing::info!(%path, "keeping the folder on the server: it holds what this disk cannot");
+            *op = Op::Forget { path: path.clone() };
+            plan.remote_deletes -= 1;
         }
     }
 }
