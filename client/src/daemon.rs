@@ -15,9 +15,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Dirs};
-use crate::engine::{Engine, FolderUnavailable, MassDelete};
+use crate::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, prefetch_round};
 use crate::remote::Remote;
 use crate::seams::{LocalDisk, SystemClock};
+use crate::state::State;
 use crate::status::{Status, SyncState};
 
 #[derive(Debug)]
@@ -74,7 +75,16 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
 
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let (cursor_tx, cursor_rx) = watch::channel(engine.cursor);
-    tokio::spawn(poller(remote.clone(), cursor_rx, tx.clone(), Arc::clone(&status)));
+    let (pending_tx, pending_rx) = watch::channel(0i64);
+    tokio::spawn(poller(remote.clone(), cursor_rx, pending_tx, tx.clone(), Arc::clone(&status)));
+    let prefetch = Prefetcher {
+        prefetches: engine.prefetches.clone(),
+        disk: engine.disk.clone(),
+        remote: remote.clone(),
+        state: Mutex::new(State::open(&dirs.state_db())?),
+        device: config.device.clone(),
+    };
+    tokio::spawn(prefetch.run(pending_rx, tx.clone()));
     #[cfg(unix)]
     tokio::spawn(crate::control::serve(dirs.control_socket(), Arc::clone(&status), tx.clone()));
     // Set up once the folder is there (and again each time it comes back).
@@ -94,6 +104,9 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                     let stale = engine.remove_stale_temp_files().await.unwrap_or(0);
                     if stale > 0 {
                         tracing::info!(stale, "removed partial downloads left by an earlier run");
+                    }
+                    if let Err(e) = engine.drop_stale_announcements().await {
+                        tracing::debug!(error = format!("{e:#}"), "dropping an earlier run's announcements; later");
                     }
                     _watcher = match crate::watch::start(&config.folder, tx.clone()) {
                         Ok(w) => Some(w),
@@ -217,23 +230,35 @@ pub fn is_fatal(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<crate::remote::RemoteError>().is_some_and(|r| r.is_unauthorized()))
 }
 
-/// Holds one long poll at a time; wakes the loop when the journal moves.
-async fn poller(remote: Remote, mut cursor: watch::Receiver<i64>, tx: mpsc::Sender<Event>, status: Arc<Mutex<Status>>) {
+/// Holds one long poll at a time; wakes the loop when the journal moves,
+/// and the prefetcher when uploads are announced or dropped.
+async fn poller(
+    remote: Remote,
+    mut cursor: watch::Receiver<i64>,
+    pending: watch::Sender<i64>,
+    tx: mpsc::Sender<Event>,
+    status: Arc<Mutex<Status>>,
+) {
     let mut failures = 0u32;
     loop {
         let at = *cursor.borrow_and_update();
-        match remote.poll(at, Duration::from_secs(60)).await {
-            Ok(p) if p.changes => {
+        let seen = *pending.borrow();
+        match remote.poll(at, seen, Duration::from_secs(60)).await {
+            Ok(p) => {
                 failures = 0;
-                if tx.send(Event::Remote).await.is_err() {
-                    return;
+                if p.pending != seen {
+                    pending.send_replace(p.pending);
                 }
-                // Wait until the loop has taken the changes in.
-                if cursor.changed().await.is_err() {
-                    return;
+                if p.changes {
+                    if tx.send(Event::Remote).await.is_err() {
+                        return;
+                    }
+                    // Wait until the loop has taken the changes in.
+                    if cursor.changed().await.is_err() {
+                        return;
+                    }
                 }
             }
-            Ok(_) => failures = 0,
             Err(e) => {
                 failures += 1;
                 tracing::debug!(error = %e, "long poll failed");
@@ -241,6 +266,54 @@ async fn poller(remote: Remote, mut cursor: watch::Receiver<i64>, tx: mpsc::Send
                 tokio::time::sleep(backoff(failures)).await;
                 // Back online? Let the loop try a round.
                 let _ = tx.send(Event::Remote).await;
+            }
+        }
+    }
+}
+
+/// Fetches files other devices are still uploading (streaming sync), beside
+/// the loop: announcements wake it through the long poll.
+struct Prefetcher {
+    prefetches: Prefetches<LocalDisk>,
+    disk: LocalDisk,
+    remote: Remote,
+    /// Its own connection to the state database (for local copies of blocks).
+    state: Mutex<State>,
+    device: String,
+}
+
+/// How long the server holds a request for a block still being uploaded.
+const BLOCK_WAIT_SECS: u64 = 30;
+
+impl Prefetcher {
+    async fn run(self, mut pending: watch::Receiver<i64>, tx: mpsc::Sender<Event>) {
+        let mut failures = 0u32;
+        loop {
+            let started = tokio::time::Instant::now();
+            let r =
+                prefetch_round(&self.prefetches, &self.disk, &self.remote, &self.state, &self.device, BLOCK_WAIT_SECS)
+                    .await;
+            if self.prefetches.has_orphans() {
+                // A round that finds nothing to do drops them.
+                let _ = tx.try_send(Event::Remote);
+            }
+            match r {
+                // Blocks not there yet: look again (the wait was the server's).
+                Ok(true) => {
+                    failures = 0;
+                    tokio::time::sleep_until(started + Duration::from_secs(1)).await;
+                }
+                Ok(false) => {
+                    failures = 0;
+                    if pending.changed().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(error = format!("{e:#}"), "prefetching; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
             }
         }
     }

@@ -7,7 +7,8 @@ use crate::tree::ContentHash;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ListRevisionsRequest, ListRevisionsResponse,
-    LoginResponse, MissingBlocksRequest, MissingBlocksResponse, PollResponse,
+    LoginResponse, MissingBlocksRequest, MissingBlocksResponse, PendingAnnounce, PendingAnnounced, PendingList,
+    PollResponse,
 };
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 
@@ -233,11 +234,12 @@ impl Remote {
         Ok(parse_changes(raw))
     }
 
-    /// Long poll: returns when the journal passes `cursor` or after `timeout`.
-    pub async fn poll(&self, cursor: i64, timeout: Duration) -> Result<PollResponse> {
+    /// Long poll: returns when the journal passes `cursor` or the
+    /// pending-upload sequence passes `pending`, or after `timeout`.
+    pub async fn poll(&self, cursor: i64, pending: i64, timeout: Duration) -> Result<PollResponse> {
         let secs = timeout.as_secs();
         let resp = self
-            .req(reqwest::Method::GET, &format!("/changes/poll?cursor={cursor}&timeout={secs}"))
+            .req(reqwest::Method::GET, &format!("/changes/poll?cursor={cursor}&pending={pending}&timeout={secs}"))
             .timeout(timeout + Duration::from_secs(30))
             .send()
             .await?;
@@ -286,7 +288,22 @@ impl Remote {
 
     /// Downloads a block and checks its content against its id.
     pub async fn get_block(&self, id: &BlockId) -> Result<Vec<u8>> {
-        let resp = self.req(reqwest::Method::GET, &format!("/blocks/{id}")).send().await?;
+        self.get_block_waiting(id, 0).await
+    }
+
+    /// Downloads a block, waiting up to `wait_secs` for it to be uploaded
+    /// (a pending upload is sending it); `None` when it did not come.
+    pub async fn wait_block(&self, id: &BlockId, wait_secs: u64) -> Result<Option<Vec<u8>>> {
+        match self.get_block_waiting(id, wait_secs).await {
+            Ok(b) => Ok(Some(b)),
+            Err(RemoteError::Http { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_block_waiting(&self, id: &BlockId, wait_secs: u64) -> Result<Vec<u8>> {
+        let path = if wait_secs > 0 { format!("/blocks/{id}?wait={wait_secs}") } else { format!("/blocks/{id}") };
+        let resp = self.req(reqwest::Method::GET, &path).send().await?;
         let encoding = resp
             .headers()
             .get(ENCODING_HEADER)
@@ -299,6 +316,27 @@ impl Remote {
         let plain =
             tokio::task::spawn_blocking(move || block::decode(&id, encoding, &bytes)).await.expect("decode task")?;
         Ok(plain)
+    }
+
+    /// Announces a file whose blocks are being sent (see `PendingAnnounce`).
+    pub async fn announce(&self, a: &PendingAnnounce) -> Result<PendingAnnounced> {
+        let resp = self.json(reqwest::Method::POST, "/uploads/pending", a).send().await?;
+        self.json_body(resp).await
+    }
+
+    /// Drops this device's announcement `id`, or all of them.
+    pub async fn drop_pending(&self, id: Option<i64>) -> Result<()> {
+        let path = id.map_or_else(|| "/uploads/pending".to_owned(), |id| format!("/uploads/pending/{id}"));
+        match self.body(self.req(reqwest::Method::DELETE, &path).send().await?).await {
+            Ok(_) | Err(RemoteError::Http { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The uploads being announced in this namespace.
+    pub async fn pending(&self) -> Result<PendingList> {
+        let resp = self.req(reqwest::Method::GET, "/uploads/pending").send().await?;
+        self.json_body(resp).await
     }
 
     pub async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse> {

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use ferry_shared::api::{ChangesResponse, CommitOp, CommitResponse};
+use ferry_shared::api::{ChangesResponse, CommitOp, CommitResponse, PendingAnnounce, PendingAnnounced, PendingList};
 use ferry_shared::chunk::{ChunkParams, Chunker};
 use ferry_shared::{BlockId, RelPath};
 
@@ -48,6 +48,19 @@ pub trait Api: Clone + Send + Sync + 'static {
     fn fetch(&self, ids: &[BlockId]) -> impl Future<Output = Result<Vec<(BlockId, Vec<u8>)>, RemoteError>> + Send;
     fn get_block(&self, id: &BlockId) -> impl Future<Output = Result<Vec<u8>, RemoteError>> + Send;
     fn commit(&self, ops: Vec<CommitOp>) -> impl Future<Output = Result<CommitResponse, RemoteError>> + Send;
+    /// Downloads a block, waiting up to `wait_secs` for a pending upload to
+    /// send it; `None` when it is not there (yet).
+    fn wait_block(
+        &self,
+        id: &BlockId,
+        wait_secs: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, RemoteError>> + Send;
+    /// Announces a file whose blocks are being sent.
+    fn announce(&self, a: &PendingAnnounce) -> impl Future<Output = Result<PendingAnnounced, RemoteError>> + Send;
+    /// Drops this device's announcement `id`, or all of them.
+    fn drop_pending(&self, id: Option<i64>) -> impl Future<Output = Result<(), RemoteError>> + Send;
+    /// The uploads being announced in the namespace.
+    fn pending(&self) -> impl Future<Output = Result<PendingList, RemoteError>> + Send;
     /// Bytes sent to and received from the server so far.
     fn traffic(&self) -> Traffic;
 }
@@ -75,6 +88,18 @@ impl Api for Remote {
     }
     async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse, RemoteError> {
         Remote::commit(self, ops).await
+    }
+    async fn wait_block(&self, id: &BlockId, wait_secs: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+        Remote::wait_block(self, id, wait_secs).await
+    }
+    async fn announce(&self, a: &PendingAnnounce) -> Result<PendingAnnounced, RemoteError> {
+        Remote::announce(self, a).await
+    }
+    async fn drop_pending(&self, id: Option<i64>) -> Result<(), RemoteError> {
+        Remote::drop_pending(self, id).await
+    }
+    async fn pending(&self) -> Result<PendingList, RemoteError> {
+        Remote::pending(self).await
     }
     fn traffic(&self) -> Traffic {
         Remote::traffic(self)
@@ -153,6 +178,10 @@ pub trait Disk: Clone + Send + Sync + 'static {
     fn remove_temp_files(&self) -> io::Result<usize>;
     /// Starts a temp file in the folder of `target` (creating it if needed).
     fn create_temp(&self, target: &RelPath) -> io::Result<Self::Temp>;
+    /// Starts a temp file at the top of the folder, for a file whose own
+    /// folder may not exist yet (a prefetch); [`Disk::commit_temp`] renames
+    /// it to any target in the folder.
+    fn create_spare_temp(&self) -> io::Result<Self::Temp>;
     fn write_temp(&self, temp: &mut Self::Temp, data: &[u8]) -> io::Result<()>;
     /// Sets the temp file's mtime and executable bit, then makes it durable (fsync).
     fn finish_temp(&self, temp: &mut Self::Temp, mtime_ms: i64, executable: bool) -> io::Result<()>;
@@ -414,6 +443,12 @@ impl Disk for LocalDisk {
         let dir = self.abs(target).parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
+        let file = std::fs::File::create(&path)?;
+        Ok(LocalTemp { path, file, unsynced: 0, len: 0 })
+    }
+
+    fn create_spare_temp(&self) -> io::Result<LocalTemp> {
+        let path = self.root.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
         let file = std::fs::File::create(&path)?;
         Ok(LocalTemp { path, file, unsynced: 0, len: 0 })
     }

@@ -87,9 +87,24 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let sweeper = {
         let state = Arc::clone(&state);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
+            // Pending uploads each minute (their watchers learn at once),
+            // resumable-upload sessions each hour.
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            for n in 0u64.. {
                 tick.tick().await;
+                let st = Arc::clone(&state);
+                match tokio::task::spawn_blocking(move || st.meta.sweep_pending(now_ms())).await {
+                    Ok(Ok(changed)) => {
+                        for (ns, seq) in changed {
+                            state.notifier.publish_pending(ns, seq);
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "sweeping pending uploads"),
+                    Err(_) => {}
+                }
+                if n % 60 != 0 {
+                    continue;
+                }
                 let st = Arc::clone(&state);
                 match tokio::task::spawn_blocking(move || sweep_uploads(&st)).await {
                     Ok(Ok(n)) if n > 0 => tracing::info!(n, "removed expired upload sessions"),

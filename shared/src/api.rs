@@ -253,6 +253,50 @@ wire! {
         /// `true` when the journal is past the given cursor.
         pub changes: bool,
         pub cursor: Cursor,
+        /// The namespace's pending-upload sequence: it moves whenever an
+        /// upload is announced or dropped (see [`PendingUpload`]).
+        #[serde(default)]
+        pub pending: i64,
+    }
+
+    /// Announces a file whose blocks are being uploaded, before the commit:
+    /// other devices may fetch its blocks as they land. Never a head: it
+    /// shows at its path only once committed. Announcing again for the same
+    /// path replaces it; the commit of any change at the path drops it.
+    pub struct PendingAnnounce {
+        pub path: RelPath,
+        #[serde(default)]
+        pub parent_rev: Option<RevId>,
+        pub size: u64,
+        /// The file's blocks, in order (their sizes add up to `size`).
+        pub blocks: Vec<BlockRef>,
+    }
+
+    pub struct PendingAnnounced {
+        pub id: i64,
+        /// Unix milliseconds after which the announcement is dropped.
+        pub expires: i64,
+    }
+
+    /// An upload in progress, as other devices see it.
+    pub struct PendingUpload {
+        pub id: i64,
+        pub path: RelPath,
+        #[serde(default)]
+        pub parent_rev: Option<RevId>,
+        pub size: u64,
+        /// The content hash the file will have (see `Entry::hash`).
+        pub hash: String,
+        pub blocks: Vec<BlockRef>,
+        /// The uploading device.
+        pub device: String,
+        pub expires: i64,
+    }
+
+    pub struct PendingList {
+        pub pending: Vec<PendingUpload>,
+        /// The pending-upload sequence this list is at (see `PollResponse::pending`).
+        pub seq: i64,
     }
 
     pub struct ListRevisionsRequest {
@@ -400,6 +444,10 @@ pub const POLL_MAX_SECS: u64 = 300;
 pub const MAX_COMMIT_OPS: usize = 10_000;
 /// Most block ids in one missing-blocks request.
 pub const MAX_MISSING_QUERY: usize = 10_000;
+/// Longest wait for a block that is being uploaded, in seconds.
+pub const BLOCK_WAIT_MAX_SECS: u64 = 60;
+/// Most blocks in one pending-upload announcement (10 GiB in 16 KiB blocks).
+pub const MAX_PENDING_BLOCKS: usize = 655_360;
 
 #[cfg(test)]
 mod tests {

@@ -96,9 +96,21 @@ impl World {
                 return Err(self.violation(format!("{} has {} partial downloads left", dev.name, fs.live_temps())));
             }
             for (path, data) in &fs.placed {
-                if !data.is_empty() && !self.ledger.written.contains(&disk::content_hash(data)) {
+                if data.is_empty() {
+                    continue;
+                }
+                let h = disk::content_hash(data);
+                if !self.ledger.written.contains(&h) {
                     return Err(self.violation(format!(
                         "{} showed a file at {path} that no user wrote ({} bytes): partial or corrupt",
+                        dev.name,
+                        data.len()
+                    )));
+                }
+                // Only committed content is placed (a pending upload never shows).
+                if !history.contains(&h) {
+                    return Err(self.violation(format!(
+                        "{} showed a file at {path} that was never committed ({} bytes)",
                         dev.name,
                         data.len()
                     )));

@@ -168,6 +168,8 @@ struct TempFile {
     data: Vec<u8>,
     mtime_ns: i64,
     exec: bool,
+    /// Made at the top of the folder for a prefetch: renamed to any folder.
+    spare: bool,
 }
 
 #[derive(Debug, Default)]
@@ -683,7 +685,20 @@ impl Disk for SimDisk {
         }
         fs.next_temp += 1;
         let id = fs.next_temp;
-        fs.temps.insert(id, TempFile { dir, data: Vec::new(), mtime_ns: 0, exec: false });
+        fs.temps.insert(id, TempFile { dir, data: Vec::new(), mtime_ns: 0, exec: false, spare: false });
+        Ok(SimTemp(id))
+    }
+
+    fn create_spare_temp(&self) -> io::Result<SimTemp> {
+        let mut fs = self.user();
+        fs.check_mounted("the folder")?;
+        if fs.full {
+            return Err(err(io::ErrorKind::StorageFull, "no space left on device", "the folder"));
+        }
+        fs.next_temp += 1;
+        let id = fs.next_temp;
+        fs.temps
+            .insert(id, TempFile { dir: DiskPath::root(), data: Vec::new(), mtime_ns: 0, exec: false, spare: true });
         Ok(SimTemp(id))
     }
 
@@ -725,7 +740,7 @@ impl Disk for SimDisk {
         if !matches!(fs.nodes.get(&parent), Some(Node::Dir { .. })) && !parent.is_root() {
             return Err(err(io::ErrorKind::NotFound, "no such folder", target));
         }
-        if parent != t.dir {
+        if parent != t.dir && !t.spare {
             return Err(err(io::ErrorKind::InvalidInput, "a temp file must be renamed within its folder", target));
         }
         if let Some(Node::Dir { .. }) = existing.as_ref().and_then(|at| fs.nodes.get(at)) {

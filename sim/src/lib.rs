@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use ferry_client::engine::{Engine, FolderUnavailable, MassDelete, RoundStats};
+use ferry_client::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, RoundStats, prefetch_round};
 use ferry_client::status::Status;
 use ferry_client::tree::ContentHash;
 
@@ -208,7 +208,19 @@ struct Device {
     confirm: bool,
     woken: Arc<Flag>,
     last: Option<RoundStats>,
+    /// The engine's prefetches (streaming sync), kept while a round runs.
+    prefetches: Option<Prefetches<SimDisk>>,
+    /// A look at the pending uploads and the fills it started.
+    prefetch: Option<Task>,
+    prefetch_woken: Arc<Flag>,
 }
+
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Files at least this large are announced before they are sent, and files
+/// larger are downloaded block by block (smaller than a real device's, so
+/// that histories stream often).
+const SIM_STREAM_MIN: u64 = 48 << 10;
 
 /// Contents users wrote, and which of them must never be lost.
 #[derive(Default)]
@@ -254,6 +266,7 @@ async fn round(engine: &mut SimEngine, fresh: bool, confirm: bool) -> anyhow::Re
     if fresh {
         engine.check_root()?;
         engine.remove_stale_temp_files().await?;
+        engine.drop_stale_announcements().await?;
     }
     engine.deletes_confirmed |= confirm;
     engine.refresh_remote().await?;
@@ -301,6 +314,9 @@ impl World {
                     confirm: false,
                     woken: Arc::default(),
                     last: None,
+                    prefetches: None,
+                    prefetch: None,
+                    prefetch_woken: Arc::default(),
                 }
             })
             .collect();
@@ -395,19 +411,26 @@ impl World {
     fn open_engine(&self, d: usize) -> anyhow::Result<SimEngine> {
         let dev = &self.devices[d];
         let status = Arc::new(Mutex::new(Status::new(dev.disk_name(), "sim".into())));
-        Engine::open(
+        let mut engine = Engine::open(
             (dev.disk.clone(), dev.api.clone(), dev.clock.clone()),
             dev.name.clone(),
             &dev.state_db,
             (1000, 0.5),
             status,
-        )
+        )?;
+        engine.stream_min = SIM_STREAM_MIN;
+        engine.small_file = SIM_STREAM_MIN;
+        Ok(engine)
     }
 
     fn start_round(&mut self, d: usize) -> anyhow::Result<()> {
         let engine = match self.devices[d].engine.take() {
             Some(e) => e,
-            None => self.open_engine(d)?,
+            None => {
+                let e = self.open_engine(d)?;
+                self.devices[d].prefetches = Some(e.prefetches.clone());
+                e
+            }
         };
         let dev = &mut self.devices[d];
         let fresh = dev.fresh;
@@ -461,10 +484,61 @@ impl World {
         }
     }
 
+    /// Starts a look at the pending uploads (as the daemon's prefetcher does
+    /// when the long poll says they changed): new ones get a prefetch, and
+    /// each is filled as far as the server has its blocks.
+    fn start_prefetch(&mut self, d: usize) -> anyhow::Result<()> {
+        let dev = &mut self.devices[d];
+        let Some(prefetches) = dev.prefetches.clone() else { return Ok(()) };
+        let state = Mutex::new(ferry_client::state::State::open(&dev.state_db)?);
+        let (disk, api, name) = (dev.disk.clone(), dev.api.clone(), dev.name.clone());
+        dev.prefetch = Some(Box::pin(async move {
+            let _ = prefetch_round(&prefetches, &disk, &api, &state, &name, 0).await;
+        }));
+        dev.prefetch_woken.0.store(true, Ordering::Relaxed);
+        self.log(format!("{} looks at pending uploads", self.devices[d].name));
+        Ok(())
+    }
+
+    /// Polls a woken prefetch once.
+    fn poll_prefetch(&mut self, d: usize) {
+        let dev = &mut self.devices[d];
+        dev.prefetch_woken.0.store(false, Ordering::Relaxed);
+        let waker = Waker::from(Arc::clone(&dev.prefetch_woken));
+        let mut cx = Context::from_waker(&waker);
+        let Some(fut) = dev.prefetch.as_mut() else { return };
+        if fut.as_mut().poll(&mut cx).is_ready() {
+            dev.prefetch = None;
+            let name = dev.name.clone();
+            self.log(format!("{name} prefetch done"));
+        }
+    }
+
+    /// Runs device `d`'s prefetch (if one runs) with a reliable network until it ends.
+    fn run_prefetch_to_end(&mut self, d: usize) -> Result<(), Violation> {
+        for _ in 0..1_000_000 {
+            if self.devices[d].prefetch.is_none() {
+                return Ok(());
+            }
+            if self.devices[d].prefetch_woken.0.load(Ordering::Relaxed) {
+                self.poll_prefetch(d);
+                continue;
+            }
+            let mine = self.net.lock().expect("net").queue.iter().position(|r| r.device == d);
+            match mine {
+                Some(i) => self.deliver(i, false),
+                None => return Err(self.violation(format!("{}'s prefetch is stuck", self.devices[d].name))),
+            }
+        }
+        Err(self.violation(format!("{}'s prefetch never ends", self.devices[d].name)))
+    }
+
     fn crash(&mut self, d: usize) {
         let dev = &mut self.devices[d];
         dev.round = None;
         dev.engine = None;
+        dev.prefetch = None;
+        dev.prefetches = None;
         dev.fresh = true;
         dev.last = None;
         self.faults.device_crashes += 1;
@@ -540,12 +614,24 @@ impl World {
                 }
             }
             30..55 => {
-                let woken: Vec<usize> = (0..n)
+                // A woken round or prefetch: (device, is a prefetch).
+                let mut woken: Vec<(usize, bool)> = (0..n)
                     .filter(|&i| self.devices[i].round.is_some() && self.devices[i].woken.0.load(Ordering::Relaxed))
+                    .map(|i| (i, false))
                     .collect();
+                woken.extend(
+                    (0..n)
+                        .filter(|&i| {
+                            self.devices[i].prefetch.is_some()
+                                && self.devices[i].prefetch_woken.0.load(Ordering::Relaxed)
+                        })
+                        .map(|i| (i, true)),
+                );
                 if !woken.is_empty() {
-                    let i = woken[self.rng.random_range(0..woken.len())];
-                    self.poll(i);
+                    match woken[self.rng.random_range(0..woken.len())] {
+                        (i, false) => self.poll(i),
+                        (i, true) => self.poll_prefetch(i),
+                    }
                 }
             }
             55..78 => {
@@ -555,10 +641,17 @@ impl World {
                     self.deliver(i, faults);
                 }
             }
-            78..88 => {
+            78..85 => {
                 let dev = &self.devices[d];
                 if dev.round.is_none() {
                     self.start_round(d)?;
+                }
+            }
+            85..88 => {
+                // Past start-up only: a start-up removes stale temp files.
+                let dev = &self.devices[d];
+                if dev.prefetch.is_none() && !dev.fresh {
+                    self.start_prefetch(d)?;
                 }
             }
             88..95 => {
@@ -660,6 +753,12 @@ impl World {
             self.time.advance(1_000);
             let mut busy = false;
             for d in 0..self.devices.len() {
+                // A prefetch holds what a round may take over: it ends first.
+                self.run_prefetch_to_end(d)?;
+                if !self.devices[d].fresh && self.devices[d].prefetches.is_some() {
+                    self.start_prefetch(d).map_err(|e| self.violation(format!("prefetch: {e:#}")))?;
+                    self.run_prefetch_to_end(d)?;
+                }
                 let stats = self.run_round_to_end(d)?;
                 busy |= stats.is_none_or(|s| s.ops > 0 || s.errors > 0 || s.deferred > 0);
             }

@@ -24,7 +24,7 @@ use ferry_server::store::Caller;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     ChangesResponse, CommitOp, CommitRequest, CommitResponse, MAX_MISSING_QUERY, MissingBlocksRequest,
-    MissingBlocksResponse,
+    MissingBlocksResponse, PendingAnnounce, PendingAnnounced, PendingList,
 };
 use ferry_shared::block::{BlockEncoding, ENCODING_HEADER};
 use tower::ServiceExt;
@@ -182,6 +182,32 @@ impl Api for SimApi {
     async fn commit(&self, ops: Vec<CommitOp>) -> Result<CommitResponse, RemoteError> {
         let resp = self.call_json(Method::POST, "/commit", &CommitRequest { ops }).await?;
         json(&resp)
+    }
+
+    async fn wait_block(&self, id: &BlockId, _wait_secs: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+        // Never waits: the server runs inside the scheduler, one request at
+        // a time. A block not there yet ends the prefetch for now.
+        match self.get_block(id).await {
+            Ok(b) => Ok(Some(b)),
+            Err(RemoteError::Http { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn announce(&self, a: &PendingAnnounce) -> Result<PendingAnnounced, RemoteError> {
+        json(&self.call_json(Method::POST, "/uploads/pending", a).await?)
+    }
+
+    async fn drop_pending(&self, id: Option<i64>) -> Result<(), RemoteError> {
+        let uri = id.map_or_else(|| "/uploads/pending".to_owned(), |id| format!("/uploads/pending/{id}"));
+        match self.call(Method::DELETE, uri, false, Vec::new()).await {
+            Ok(_) | Err(RemoteError::Http { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn pending(&self) -> Result<PendingList, RemoteError> {
+        json(&self.call(Method::GET, "/uploads/pending".into(), false, Vec::new()).await?)
     }
 
     fn traffic(&self) -> Traffic {

@@ -234,6 +234,9 @@ impl Client {
     pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.put(format!("{}{path}", self.url)).bearer_auth(&self.token)
     }
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(format!("{}{path}", self.url)).bearer_auth(&self.token)
+    }
 
     /// Uploads one plaintext block (zstd-encoded as the protocol wants).
     pub async fn upload_block(&self, data: &[u8]) -> anyhow::Result<ferry_shared::BlockId> {

@@ -1058,19 +1058,19 @@ async fn long_poll_times_out_wakes_up_and_answers_old_cursors() -> TestResult {
     // Nothing new: {"changes": false} once the 1 s timeout ends.
     let t0 = Instant::now();
     let p = tokio::time::timeout(DEADLINE, poll(&dev_a, cursor, 1)).await??;
-    assert_eq!(p, PollResponse { changes: false, cursor });
+    assert_eq!(p, PollResponse { changes: false, cursor, pending: 0 });
     assert!(t0.elapsed() >= Duration::from_millis(950), "answered before its timeout: {:?}", t0.elapsed());
 
     // An old cursor answers at once (well before its 30 s timeout).
     let p = tokio::time::timeout(DEADLINE, poll(&dev_a, 0, 30)).await.context("poll with an old cursor waited")??;
-    assert_eq!(p, PollResponse { changes: true, cursor });
+    assert_eq!(p, PollResponse { changes: true, cursor, pending: 0 });
 
     // Another user's commit does not wake alice.
     let a = dev_a.clone();
     let quiet = tokio::spawn(async move { poll(&a, cursor, 2).await });
     put_file(&bob, "bobs.txt", b"bob", None).await?;
     let p = tokio::time::timeout(DEADLINE, quiet).await???;
-    assert_eq!(p, PollResponse { changes: false, cursor });
+    assert_eq!(p, PollResponse { changes: false, cursor, pending: 0 });
 
     // A poll held by device A is woken by a commit from device B.
     let a = dev_a.clone();
@@ -1084,7 +1084,7 @@ async fn long_poll_times_out_wakes_up_and_answers_old_cursors() -> TestResult {
     let p = tokio::time::timeout(DEADLINE, held)
         .await
         .context("the poll was not woken by the commit (it would only end at its 30 s timeout)")???;
-    assert_eq!(p, PollResponse { changes: true, cursor: cursor + 1 });
+    assert_eq!(p, PollResponse { changes: true, cursor: cursor + 1, pending: 0 });
     let page = changes(&dev_a, cursor, 1000).await?;
     assert_eq!(page.changes.len(), 1);
     assert_eq!(page.changes[0].entry, e);
@@ -1434,7 +1434,7 @@ async fn state_survives_a_restart() -> TestResult {
     assert_eq!(resp.bytes().await?.to_vec(), small);
     // The cursor is unchanged: a poll with it has nothing to report.
     let p = tokio::time::timeout(DEADLINE, poll(&alice, before.cursor, 1)).await??;
-    assert_eq!(p, PollResponse { changes: false, cursor: before.cursor });
+    assert_eq!(p, PollResponse { changes: false, cursor: before.cursor, pending: 0 });
     // The journal continues where it was.
     put_file(&alice, "after.txt", b"after the restart", None).await?;
     let tail = changes(&alice, before.cursor, 5000).await?;
@@ -1505,5 +1505,88 @@ async fn openapi_document_lists_the_api() -> TestResult {
         .collect();
     assert!(params.contains(&"uploadType") && params.contains(&"upload_id"), "{params:?}");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Pending uploads (streaming sync)
+
+/// An upload announced before its blocks are up: other devices see it in
+/// the list and their long polls wake; a block still being uploaded can be
+/// waited for; it never shows in the journal or at its path; the commit at
+/// its path drops it; only its own device may drop it; a block list that
+/// does not add up is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_uploads_are_announced_waited_for_and_dropped() -> TestResult {
+    let server = Server::start()?;
+    let dev_a = Client::user(&server, "alice", "devA").await?;
+    let dev_b = Client::user(&server, "alice", "devB").await?;
+    let bob = Client::user(&server, "bob", "dev1").await?;
+    let data = pseudo_random(3000, 9);
+    let b = block::encode(&data);
+    let announce = json!({"path": "big.bin", "parent_rev": null, "size": 3000, "blocks": [{"id": b.id, "size": 3000}]});
+
+    // B holds a poll that watches pending uploads too.
+    let list: Value = expect_json(dev_b.get("/uploads/pending").send().await?, 200).await?;
+    assert_eq!((list["pending"].as_array().map(Vec::len), list["seq"].as_i64()), (Some(0), Some(0)));
+    let cursor = cursor_of(&dev_b).await?;
+    let held = {
+        let b = dev_b.clone();
+        tokio::spawn(async move {
+            let resp = b.get(&format!("/changes/poll?cursor={cursor}&pending=0&timeout=30")).send().await?;
+            expect_json::<PollResponse>(resp, 200).await
+        })
+    };
+    let a: Value = expect_json(dev_a.post("/uploads/pending").json(&announce).send().await?, 200).await?;
+    let id = a["id"].as_i64().context("an id")?;
+    let woke = tokio::time::timeout(DEADLINE, held).await.context("the announcement did not wake the poll")???;
+    assert_eq!(woke, PollResponse { changes: false, cursor, pending: 1 });
+    let list: Value = expect_json(dev_b.get("/uploads/pending").send().await?, 200).await?;
+    let p = &list["pending"][0];
+    assert_eq!((p["id"].as_i64(), p["path"].as_str(), p["device"].as_str()), (Some(id), Some("big.bin"), Some("devA")));
+    assert_eq!(p["hash"].as_str(), Some(block::content_hash(3000, [&b.id]).as_str()));
+    // Another user sees nothing; the journal has nothing; nothing is at the path.
+    let theirs: Value = expect_json(bob.get("/uploads/pending").send().await?, 200).await?;
+    assert_eq!(theirs["pending"].as_array().map(Vec::len), Some(0));
+    assert_eq!(cursor_of(&dev_b).await?, cursor);
+    expect_error(download(&dev_b, "big.bin").await?, 404, "not_found").await?;
+
+    // B waits for the block; it arrives when A uploads it.
+    let waiting = {
+        let (client, bid) = (dev_b.clone(), b.id);
+        tokio::spawn(async move { client.get(&format!("/blocks/{bid}?wait=30")).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the wait answered before the block was there");
+    dev_a.upload_block(&data).await?;
+    let resp = tokio::time::timeout(DEADLINE, waiting).await.context("the waiting fetch was not woken")???;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let enc = resp.headers().get(ENCODING_HEADER).and_then(|v| v.to_str().ok()).and_then(BlockEncoding::parse);
+    assert_eq!(block::decode(&b.id, enc.context("an encoding")?, &resp.bytes().await?)?, data);
+    // Without a wait, a block the account lacks is 404 at once.
+    let other = BlockId::of(b"not uploaded");
+    expect_error(dev_b.get(&format!("/blocks/{other}?wait=0")).send().await?, 404, "not_found").await?;
+
+    // Only its own device drops it; the commit at its path drops it too.
+    expect_error(dev_b.delete(&format!("/uploads/pending/{id}")).send().await?, 404, "not_found").await?;
+    let r = dev_a.commit(vec![put_op("big.bin", None, 3000, vec![b.id])]).await?;
+    ok_entry(&r.results[0]);
+    let list: Value = expect_json(dev_b.get("/uploads/pending").send().await?, 200).await?;
+    assert_eq!(list["pending"].as_array().map(Vec::len), Some(0));
+    assert_eq!(list["seq"].as_i64(), Some(2));
+    // Announce again, then drop all of A's.
+    expect_json::<Value>(dev_a.post("/uploads/pending").json(&announce).send().await?, 200).await?;
+    let resp = dev_a.delete("/uploads/pending").send().await?;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let list: Value = expect_json(dev_b.get("/uploads/pending").send().await?, 200).await?;
+    assert_eq!((list["pending"].as_array().map(Vec::len), list["seq"].as_i64()), (Some(0), Some(4)));
+
+    // Refused: sizes that do not add up, the root, no token.
+    let bad = json!({"path": "x", "size": 10, "blocks": [{"id": b.id, "size": 3000}]});
+    expect_error(dev_a.post("/uploads/pending").json(&bad).send().await?, 400, "bad_request").await?;
+    let root = json!({"path": "", "size": 3000, "blocks": [{"id": b.id, "size": 3000}]});
+    expect_error(dev_a.post("/uploads/pending").json(&root).send().await?, 400, "bad_request").await?;
+    let anon = reqwest::Client::new().get(format!("{}/uploads/pending", server.url)).send().await?;
+    expect_error(anon, 401, "unauthorized").await?;
     Ok(())
 }

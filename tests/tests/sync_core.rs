@@ -282,3 +282,45 @@ fn a_folder_that_vanishes_and_comes_back_resumes_syncing() {
     assert_eq!(snapshot(&p.a.folder), snapshot(&p.b.folder));
     assert!(!p.a.log().contains("stopping"), "the daemon never stopped");
 }
+
+/// Streaming sync: while A sends a large file over a slow uplink, B fetches
+/// its blocks as they land (into a temp file nobody sees) and takes that
+/// over at the commit; the file shows on B only once committed, intact.
+#[test]
+fn a_large_file_streams_to_the_other_device_while_it_uploads() {
+    let server = Server::start().expect("server");
+    let dir = tempfile::tempdir().unwrap();
+    // 24 MB/s up for A: a 48 MiB file takes about two seconds to send.
+    let pa = CountingProxy::start_limited(&server.url, Some(24_000_000)).unwrap();
+    let a = Daemon::start_at(&pa.url, "alice", "A", dir.path()).unwrap();
+    let b = Daemon::start(&server, "alice", "B", dir.path()).unwrap();
+    let size = 48 * MIB;
+    let data = pseudo_random(size, 77);
+    let staged = dir.path().join("big.bin");
+    std::fs::write(&staged, &data).unwrap();
+    std::fs::rename(&staged, a.path("big.bin")).unwrap();
+    let target = b.path("big.bin");
+    let logs = || format!("\n--- A ---\n{}\n--- B ---\n{}", a.log(), b.log());
+    // Before the commit, B's prefetch is under way and the file is not shown.
+    wait_until(T, "B to prefetch", || b.log().contains("prefetching a file being uploaded elsewhere"))
+        .unwrap_or_else(|e| panic!("{e}{}", logs()));
+    let temps_with_data = || {
+        std::fs::read_dir(&b.folder)
+            .map(|d| {
+                d.flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with(".ferry-tmp-")
+                        && e.metadata().is_ok_and(|m| m.len() > 0)
+                })
+            })
+            .unwrap_or(false)
+    };
+    wait_until(T, "prefetched blocks in B's temp file", || temps_with_data() || target.exists())
+        .unwrap_or_else(|e| panic!("{e}{}", logs()));
+    wait_until(T, "the file on B", || std::fs::metadata(&target).is_ok_and(|m| m.len() == size as u64))
+        .unwrap_or_else(|e| panic!("{e}{}", logs()));
+    assert_eq!(blake3::hash(&std::fs::read(&target).unwrap()), blake3::hash(&data));
+    assert!(b.log().contains("taking over a prefetch"), "{}", logs());
+    // Nothing is left behind: the prefetch became the file.
+    wait_until(T, "no temp files on B", || !temps_with_data()).unwrap_or_else(|e| panic!("{e}{}", logs()));
+    drop(server);
+}

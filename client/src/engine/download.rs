@@ -12,8 +12,10 @@ use ferry_shared::api::{BlockRef, EntryKind};
 use ferry_shared::{BlockId, RelPath};
 use futures_util::StreamExt;
 
-use super::{BATCH_BYTES, DOWNLOAD_CHUNK, Engine, PARALLEL_BATCHES, PARALLEL_BLOCKS, PARALLEL_FILES, SMALL_FILE};
+use super::prefetch::Prefetches;
+use super::{BATCH_BYTES, DOWNLOAD_CHUNK, Engine, PARALLEL_BATCHES, PARALLEL_BLOCKS, PARALLEL_FILES};
 use crate::seams::{Api, Clock, Disk};
+use crate::state::State;
 use crate::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
 
 /// Where the blocks of files already synced sit on disk (delta download).
@@ -35,27 +37,15 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// that no longer matches is fetched instead). A file being replaced by
     /// its own new version lends its unchanged blocks to it.
     fn local_blocks(&self, wanted: &HashSet<BlockId>) -> BlockIndex {
-        let sources = match self.state.block_sources(wanted) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "cannot look up local copies of blocks; fetching them");
-                return HashMap::new();
-            }
-        };
-        let mut index = HashMap::new();
-        for (id, path, off, len) in sources {
-            if self.stree.get(&path).is_some_and(|s| s.kind == EntryKind::File) {
-                index.entry(id).or_insert((path, off, len));
-            }
-        }
-        index
+        block_index(&self.state, wanted, |path| self.stree.get(path).is_some_and(|s| s.kind == EntryKind::File))
     }
 
     /// Brings files down in chunks of [`DOWNLOAD_CHUNK`], small files first:
     /// memory stays bounded however many there are, and files land as they
     /// arrive rather than all at the end.
     pub(super) async fn downloads(&mut self, mut items: Vec<(RelPath, RemoteNode, Option<LocalNode>)>) -> usize {
-        items.sort_by_key(|(_, r, _)| r.size > SMALL_FILE);
+        let small_file = self.small_file;
+        items.sort_by_key(|(_, r, _)| r.size > small_file);
         let mut errors = 0;
         let mut items = items.into_iter();
         loop {
@@ -92,7 +82,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let index = Arc::new(self.local_blocks(&wanted));
         drop(wanted);
         tracing::debug!(files = fetches.len(), "downloading");
-        let (small, large): (Vec<_>, Vec<_>) = fetches.into_iter().partition(|f| f.remote.size <= SMALL_FILE);
+        let (small, large): (Vec<_>, Vec<_>) = fetches.into_iter().partition(|f| f.remote.size <= self.small_file);
         // Small files in groups: one batch fetch and few fsync waits per group.
         let mut groups: Vec<Vec<Fetch>> = Vec::new();
         let mut size = 0u64;
@@ -119,8 +109,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let large_results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
             futures_util::stream::iter(large.into_iter().map(|f| {
                 let (api, disk, index) = (self.api.clone(), self.disk.clone(), Arc::clone(&index));
+                let prefetches = self.prefetches.clone();
                 async move {
-                    let r = download(&api, &disk, &index, &f).await;
+                    let r = download(&api, &disk, &index, &prefetches, &f).await;
                     (f.path, f.remote, r)
                 }
             }))
@@ -152,6 +143,26 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         self.progress(&[], &done);
         errors
     }
+}
+
+/// Where the `wanted` blocks sit in synced files (see
+/// [`Engine::local_blocks`]), among the paths `keep` accepts; empty when the
+/// state database cannot say (the blocks are fetched instead).
+pub(super) fn block_index(state: &State, wanted: &HashSet<BlockId>, keep: impl Fn(&RelPath) -> bool) -> BlockIndex {
+    let sources = match state.block_sources(wanted) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "cannot look up local copies of blocks; fetching them");
+            return HashMap::new();
+        }
+    };
+    let mut index = HashMap::new();
+    for (id, path, off, len) in sources {
+        if keep(&path) {
+            index.entry(id).or_insert((path, off, len));
+        }
+    }
+    index
 }
 
 /// Downloads a group of small files: blocks from local files where possible
@@ -264,7 +275,8 @@ async fn gather<D: Disk, A: Api>(
     Ok(blocks)
 }
 
-/// Writes the server's version of a file: a temp file in the same folder,
+/// Writes the server's version of a file: a temp file in the same folder
+/// (or the temp file of a prefetch that already holds its first blocks),
 /// blocks from local files where possible (verified) and from the server
 /// otherwise (verified), fsync, then an atomic rename, but only if the target
 /// still shows `expect`. Returns the new file's identity, or `None` when the
@@ -273,14 +285,20 @@ async fn download<D: Disk, A: Api>(
     api: &A,
     disk: &D,
     index: &BlockIndex,
+    prefetches: &Prefetches<D>,
     Fetch { path, remote: rnode, blocks, expect }: &Fetch,
 ) -> anyhow::Result<Option<LocalNode>> {
     let expect = *expect;
-    let p = path.clone();
-    let mut temp = Some(disk.blocking(move |d| d.create_temp(&p)).await?);
+    let (mut temp, done, mut size) = match prefetches.claim(disk, path, blocks).await {
+        Some((t, done, bytes)) => (Some(t), done, bytes),
+        None => {
+            let p = path.clone();
+            (Some(disk.blocking(move |d| d.create_temp(&p)).await?), 0, 0)
+        }
+    };
     // A block repeated back to back (the zeros of a disk image) is fetched once.
     let mut runs: Vec<(BlockId, usize)> = Vec::new();
-    for b in blocks {
+    for b in &blocks[done..] {
         match runs.last_mut() {
             Some((id, n)) if *id == b.id => *n += 1,
             _ => runs.push((b.id, 1)),
@@ -305,7 +323,6 @@ async fn download<D: Disk, A: Api>(
             }
         }))
         .buffered(PARALLEL_BLOCKS);
-        let mut size = 0u64;
         while let Some(got) = blocks.next().await {
             let (data, times) = got?;
             size += data.len() as u64 * times as u64;

@@ -36,7 +36,10 @@ use crate::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedTree, s
 
 mod download;
 mod execute;
+pub mod prefetch;
 mod upload;
+
+pub use prefetch::{FillEnd, Prefetches, prefetch_round};
 
 /// Blocks of one large file fetched at once.
 const PARALLEL_BLOCKS: usize = 8;
@@ -44,8 +47,9 @@ const PARALLEL_BLOCKS: usize = 8;
 const BATCH_BYTES: usize = 4 << 20;
 /// Batch requests in flight.
 const PARALLEL_BATCHES: usize = 4;
-/// Files up to this size are downloaded in groups with one batch fetch each.
-const SMALL_FILE: u64 = 1 << 20;
+/// Files up to this size are downloaded in groups with one batch fetch each
+/// (the default of `Engine::small_file`).
+pub const SMALL_FILE: u64 = 1 << 20;
 /// Large files downloaded at once (memory: this × PARALLEL_BLOCKS blocks).
 const PARALLEL_FILES: usize = 2;
 /// A file modified less than this long ago is not sent yet.
@@ -79,6 +83,17 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
     churn: usize,
     /// Files deferred in this execution (still being written).
     deferred: usize,
+    /// Files other devices are still uploading, being fetched (streaming sync).
+    pub prefetches: Prefetches<D>,
+    /// Paths this device announced (or tried to: the server may have acted
+    /// on a request whose answer was lost) and has not committed since.
+    announced: HashSet<RelPath>,
+    /// Files at least this large are announced before they are sent, so
+    /// other devices fetch them while they upload ([`prefetch::STREAM_MIN`]).
+    pub stream_min: u64,
+    /// Files up to this size are sent first and downloaded in groups, with
+    /// one batch fetch each; larger ones block by block ([`SMALL_FILE`]).
+    pub small_file: u64,
 }
 
 /// What one sync round did.
@@ -178,6 +193,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             status,
             churn: 0,
             deferred: 0,
+            prefetches: Prefetches::default(),
+            announced: HashSet::new(),
+            stream_min: prefetch::STREAM_MIN,
+            small_file: SMALL_FILE,
         })
     }
 
@@ -413,9 +432,18 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         Ok(self.on_disk(|d| d.remove_temp_files()).await?)
     }
 
+    /// Drops the announcements an earlier run of this device left (their
+    /// uploads died with it). Part of start-up, like removing temp files.
+    pub async fn drop_stale_announcements(&mut self) -> anyhow::Result<()> {
+        self.api.drop_pending(None).await?;
+        self.announced.clear();
+        Ok(())
+    }
+
     /// Scans, plans and executes until nothing is left to do (or a limit).
     pub async fn sync_round(&mut self) -> anyhow::Result<RoundStats> {
         let mut stats = RoundStats::default();
+        let mut quiet = false;
         for _ in 0..8 {
             self.check_root()?;
             let (local, report) = self.on_disk(|d| d.scan()).await.map_err(|e| {
@@ -444,6 +472,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             }
             tracing::debug!(ops = plan.ops.len(), "planned");
             if plan.is_empty() {
+                quiet = true;
                 break;
             }
             let share = plan.remote_deletes as f64 / self.stree.len().max(1) as f64;
@@ -463,6 +492,18 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             }
             // Our own commits moved the journal: take them in before re-planning.
             self.refresh_remote().await?;
+        }
+        if quiet {
+            // Everything the journal said is on disk: a prefetch not taken
+            // over by now belongs to an upload that is gone.
+            stats.ops += self.prefetches.drop_orphans(&self.disk).await;
+            // Announcements of uploads that did not end in a commit.
+            if !self.announced.is_empty() {
+                match self.api.drop_pending(None).await {
+                    Ok(()) => self.announced.clear(),
+                    Err(e) => tracing::debug!(error = %e, "dropping announcements; later"),
+                }
+            }
         }
         self.compact_if_churned()?;
         if let Ok(mut s) = self.status.lock() {
@@ -600,6 +641,7 @@ mod tests {
             ("execute.rs", include_str!("execute.rs")),
             ("upload.rs", include_str!("upload.rs")),
             ("download.rs", include_str!("download.rs")),
+            ("prefetch.rs", include_str!("prefetch.rs")),
         ];
         for (name, src) in files {
             let code = src.find("#[cfg(test)]").map_or(src, |i| &src[..i]);

@@ -4,14 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ferry_shared::api::{BlockList, BlockRef, CommitOp, EntryKind, OpResult, RevId};
+use ferry_shared::api::{BlockList, BlockRef, CommitOp, EntryKind, OpResult, PendingAnnounce, RevId};
 use ferry_shared::{BlockId, RelPath};
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::download::BlockIndex;
 use super::{
-    BATCH_BYTES, COMMIT_BATCH, Engine, PARALLEL_BATCHES, SMALL_FILE, STABLE_MS, UPLOAD_GROUP_BYTES, remote_node,
-    stored_elsewhere,
+    BATCH_BYTES, COMMIT_BATCH, Engine, PARALLEL_BATCHES, STABLE_MS, UPLOAD_GROUP_BYTES, remote_node, stored_elsewhere,
 };
 use crate::seams::{Api, Clock, Disk, Hashed};
 use crate::state::Write;
@@ -35,7 +34,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// show on other devices, which fetch them while a big one is still sent.
     pub(super) async fn uploads(&mut self, mut items: Vec<(RelPath, Option<RevId>, u64)>) -> usize {
         let mut errors = 0;
-        items.sort_by_key(|(_, _, size)| *size > SMALL_FILE);
+        let small_file = self.small_file;
+        items.sort_by_key(|(_, _, size)| *size > small_file);
         // Hashes files (blocking, off the async threads) until a group is full.
         let disk = self.disk.clone();
         let hash_group = |mut rest: std::collections::VecDeque<(RelPath, Option<RevId>, u64)>| {
@@ -107,6 +107,16 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         }
         if ready.is_empty() {
             return errors;
+        }
+        // Large files are announced first: other devices fetch their blocks
+        // as they land (streaming sync), and have little left at the commit.
+        for (path, parent_rev, h) in ready.iter().filter(|(_, _, h)| h.local.size >= self.stream_min) {
+            let blocks = h.blocks.iter().map(|&(id, _, size)| BlockRef { id, size }).collect();
+            let a = PendingAnnounce { path: path.clone(), parent_rev: *parent_rev, size: h.local.size, blocks };
+            self.announced.insert(path.clone());
+            if let Err(e) = self.api.announce(&a).await {
+                tracing::debug!(%path, error = %e, "announcing the upload; sending it anyway");
+            }
         }
         // 2. Which blocks does the server lack? Blocks of the revisions being
         // replaced are the account's already (a commit needed them); ask only
@@ -231,6 +241,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                         self.set_synced(&mut w, path, Some(node));
                         let list = h.blocks.iter().map(|&(id, _, size)| BlockRef { id, size }).collect();
                         w.push(Write::SyncedBlocks(path.clone(), list));
+                        // The commit dropped the announcement on the server.
+                        self.announced.remove(path);
                     }
                     OpResult { error, status, .. } => {
                         // 409: the server moved on; after the next refresh the

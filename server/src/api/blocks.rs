@@ -8,11 +8,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_shared::BlockId;
-use ferry_shared::api::{ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, MissingBlocksResponse};
+use ferry_shared::api::{
+    BLOCK_WAIT_MAX_SECS, ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, MissingBlocksResponse,
+};
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 
 use super::blocking;
@@ -75,21 +79,54 @@ pub async fn put_block(
             }
         };
         let nb = NewBlock { id, size: plain.len() as u32, stored_size: body.len() as u32, loc };
-        state.meta.add_blocks(caller.user_id, &[nb])
+        state.meta.add_blocks(caller.user_id, &[nb])?;
+        state.notifier.blocks_stored(caller.user_id);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::CREATED)
 }
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct GetBlockQuery {
+    /// Seconds to wait for a block the account does not have yet (one a
+    /// pending upload is sending; at most 60). Without it, 404 at once.
+    pub wait: Option<u64>,
+}
+
 /// Download one block the account owns, as stored (see `ferry-block-encoding`).
-#[utoipa::path(get, path = "/blocks/{id}", params(("id" = String, Path, description = "block id (hex)")),
+#[utoipa::path(get, path = "/blocks/{id}", params(("id" = String, Path, description = "block id (hex)"), GetBlockQuery),
     responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ferry_shared::api::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn get_block(State(state): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Response> {
+pub async fn get_block(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<GetBlockQuery>,
+) -> Result<Response> {
     let id = parse_id(&id)?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(BLOCK_WAIT_MAX_SECS));
+    // Subscribe before looking, so a block stored in between wakes us.
+    let mut stored = state.notifier.subscribe_blocks(caller.user_id);
+    let mut shutdown = state.notifier.shutdown_signal();
+    let find = || {
+        let st = Arc::clone(&state);
+        blocking(move || st.meta.owned_block_location(caller.user_id, &id))
+    };
+    let mut loc = find().await?;
+    if loc.is_none() && !wait.is_zero() {
+        let deadline = tokio::time::Instant::now() + wait;
+        while loc.is_none() {
+            tokio::select! {
+                r = stored.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            loc = find().await?;
+        }
+    }
+    let loc = loc.ok_or_else(|| Error::not_found("no such block"))?;
     let (encoding, bytes) = blocking(move || {
-        let loc =
-            state.meta.owned_block_location(caller.user_id, &id)?.ok_or_else(|| Error::not_found("no such block"))?;
         let sealed =
             state.blocks.get(&id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
         Ok(state.vault.open(&id, &sealed)?)
@@ -136,7 +173,9 @@ pub async fn batch(State(state): State<AppState>, Auth(caller): Auth, body: Byte
             let locs = state.blocks.put_pack(&sealed)?;
             new_blocks.extend(to_store.into_iter().zip(locs).map(|(nb, loc)| NewBlock { loc, ..nb }));
         }
-        state.meta.add_blocks(caller.user_id, &new_blocks)
+        state.meta.add_blocks(caller.user_id, &new_blocks)?;
+        state.notifier.blocks_stored(caller.user_id);
+        Ok(())
     })
     .await?;
     Ok(StatusCode::CREATED)

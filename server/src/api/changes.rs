@@ -53,10 +53,14 @@ pub struct PollQuery {
     pub cursor: i64,
     /// Seconds to wait (default 60, at most 300).
     pub timeout: Option<u64>,
+    /// The pending-upload sequence already seen: given, the poll also
+    /// answers when uploads are announced or dropped.
+    pub pending: Option<i64>,
 }
 
-/// Long poll: answers at once when the journal is past `cursor`, else when a
-/// change arrives or the timeout ends (`{"changes": false}`).
+/// Long poll: answers at once when the journal is past `cursor` (or the
+/// pending-upload sequence past `pending`), else when such a change arrives
+/// or the timeout ends (`{"changes": false}`).
 #[utoipa::path(get, path = "/changes/poll", params(PollQuery), responses((status = 200, body = PollResponse)),
     security(("bearer" = [])))]
 pub async fn poll(
@@ -70,9 +74,11 @@ pub async fn poll(
     let mut shutdown = state.notifier.shutdown_signal();
     let meta = Arc::clone(&state.meta);
     let ns = caller.ns;
-    let current = blocking(move || meta.cursor(ns)).await?;
-    if current > q.cursor {
-        return Ok(Json(PollResponse { changes: true, cursor: current }));
+    let (seq, pending) = blocking(move || meta.poll_state(ns)).await?;
+    let news = |(seq, pending): (i64, i64)| seq > q.cursor || q.pending.is_some_and(|p| pending > p);
+    if news((seq, pending)) {
+        let changes = seq > q.cursor;
+        return Ok(Json(PollResponse { changes, cursor: if changes { seq } else { q.cursor }, pending }));
     }
     tracing::debug!(ns, cursor = q.cursor, "long poll waiting");
     let wait = async {
@@ -80,9 +86,9 @@ pub async fn poll(
             if rx.changed().await.is_err() {
                 return None;
             }
-            let seq = *rx.borrow_and_update();
-            if seq > q.cursor {
-                return Some(seq);
+            let now = *rx.borrow_and_update();
+            if news(now) {
+                return Some(now);
             }
         }
     };
@@ -91,7 +97,10 @@ pub async fn poll(
         _ = shutdown.wait_for(|s| *s) => None,
     };
     Ok(Json(match woke {
-        Some(seq) => PollResponse { changes: true, cursor: seq },
-        None => PollResponse { changes: false, cursor: q.cursor },
+        Some((s, p)) => {
+            let changes = s > q.cursor;
+            PollResponse { changes, cursor: if changes { s } else { q.cursor }, pending: p.max(pending) }
+        }
+        None => PollResponse { changes: false, cursor: q.cursor, pending },
     }))
 }

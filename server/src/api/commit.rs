@@ -26,6 +26,9 @@ pub async fn commit(
     let ns = caller.ns;
     let outcome = blocking(move || meta.commit(&caller, req.ops, Vec::new())).await?;
     state.notifier.publish(ns, outcome.seq);
+    if let Some(p) = outcome.pending {
+        state.notifier.publish_pending(ns, p);
+    }
     let results = outcome
         .results
         .into_iter()

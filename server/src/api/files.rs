@@ -86,6 +86,9 @@ fn commit_file(
     };
     let outcome = state.meta.commit(caller, vec![op], new_blocks)?;
     state.notifier.publish(caller.ns, outcome.seq);
+    if let Some(p) = outcome.pending {
+        state.notifier.publish_pending(caller.ns, p);
+    }
     let entry = outcome.results.into_iter().next().expect("one result")?;
     Ok((entry, parent_rev.is_none()))
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
@@ -22,6 +22,7 @@ pub mod blocks;
 pub mod changes;
 pub mod commit;
 pub mod files;
+pub mod pending;
 
 /// Settings the handlers need.
 #[derive(Debug, Clone)]
@@ -82,6 +83,7 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         commit::commit,
         changes::changes, changes::poll,
         files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
+        pending::announce, pending::list, pending::drop_one, pending::drop_all,
     ),
     components(schemas(ferry_shared::api::ErrorBody)),
     modifiers(&BearerAuth),
@@ -186,6 +188,11 @@ pub fn router(state: AppState) -> Router {
         .route("/commit", limited(post(commit::commit), 64 << 20))
         .route("/changes", get(changes::changes))
         .route("/changes/poll", get(changes::poll))
+        .route(
+            "/uploads/pending",
+            limited(post(pending::announce).get(pending::list).delete(pending::drop_all), 64 << 20),
+        )
+        .route("/uploads/pending/{id}", limited(delete(pending::drop_one), small))
         // Uploads stream their bodies and check sizes themselves (up to 10 GiB).
         .route("/files/upload", post(files::upload_start).put(files::upload_put))
         .route("/files/download", get(files::download))

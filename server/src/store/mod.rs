@@ -7,7 +7,7 @@
 //! writes share one fsync (group commit, see `sqlite`).
 
 use ferry_shared::BlockId;
-use ferry_shared::api::{ChangesResponse, CommitOp, Entry, RevId, Revision};
+use ferry_shared::api::{ChangesResponse, CommitOp, Entry, PendingAnnounce, PendingList, RevId, Revision};
 use ferry_shared::path::RelPath;
 
 use crate::blockstore::BlockLoc;
@@ -70,6 +70,9 @@ pub struct UploadSession {
 pub struct CommitOutcome {
     pub results: Vec<Result<Entry>>,
     pub seq: i64,
+    /// The namespace's pending-upload sequence, when the commit dropped
+    /// pending uploads at the paths it changed.
+    pub pending: Option<i64>,
 }
 
 pub trait MetaStore: Send + Sync + 'static {
@@ -109,6 +112,8 @@ pub trait MetaStore: Send + Sync + 'static {
     // Commits and reads.
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome>;
     fn cursor(&self, ns: i64) -> Result<i64>;
+    /// `(journal sequence, pending-upload sequence)` of a namespace, read together.
+    fn poll_state(&self, ns: i64) -> Result<(i64, i64)>;
     /// Journal records after `cursor`, oldest first. With `edits`, a file
     /// modification's block list comes as an edit of its previous revision's
     /// list where that is shorter (see `ferry_shared::api::Change::blocks_edit`).
@@ -118,6 +123,19 @@ pub trait MetaStore: Send + Sync + 'static {
     fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;
     fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
     fn user_info(&self, user_id: i64) -> Result<UserInfo>;
+
+    // Pending uploads (`ferry_shared::api::PendingAnnounce`): files whose
+    // blocks are being sent, which other devices may fetch meanwhile.
+    /// Records (or replaces, by device and path) an announcement; returns its
+    /// id and the namespace's new pending-upload sequence.
+    fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)>;
+    /// Drops the caller device's announcement `id` (not found: 404), or all
+    /// of them; returns the new pending-upload sequence if any went.
+    fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>>;
+    /// The announcements of a namespace that have not expired at `now`.
+    fn pending_uploads(&self, ns: i64, now: i64) -> Result<PendingList>;
+    /// Removes expired announcements; returns `(namespace, new sequence)` of each changed one.
+    fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>>;
 
     // Resumable uploads.
     fn create_upload(&self, session: &UploadSession) -> Result<()>;

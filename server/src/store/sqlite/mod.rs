@@ -26,7 +26,7 @@ use anyhow::Context;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     BlockEdit, BlockList, BlockRef, BlocksEdit, Change, ChangeOp, ChangesResponse, CommitOp, Entry, EntryKind,
-    ErrorCode, RevId, Revision,
+    ErrorCode, PendingAnnounce, PendingList, RevId, Revision,
 };
 use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -77,7 +77,19 @@ const SCHEMA: &[&str] = &[
     ALTER TABLE blocks ADD COLUMN pack_offset INTEGER;
     ALTER TABLE blocks ADD COLUMN pack_len INTEGER;
     "#,
+    // 3: pending uploads (see `pending`).
+    r#"
+    CREATE TABLE pending_uploads(
+        id INTEGER PRIMARY KEY, ns INTEGER NOT NULL, user_id INTEGER NOT NULL, device_id INTEGER NOT NULL,
+        path TEXT NOT NULL, parent_rev INTEGER, size INTEGER NOT NULL, hash TEXT NOT NULL, blocks BLOB NOT NULL,
+        created INTEGER NOT NULL, expires INTEGER NOT NULL);
+    CREATE INDEX pending_uploads_path ON pending_uploads(ns, path);
+    CREATE INDEX pending_uploads_expires ON pending_uploads(expires);
+    ALTER TABLE namespaces ADD COLUMN pending_seq INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
+
+mod pending;
 
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
@@ -476,6 +488,10 @@ struct Ctx<'a> {
     caller: &'a Caller,
     now: i64,
     seq: i64,
+    /// The namespace has pending uploads (each op drops those at its paths).
+    has_pending: bool,
+    /// Pending uploads dropped by this commit.
+    pending_dropped: usize,
 }
 
 struct NewVersion<'a> {
@@ -612,6 +628,16 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// A change at these paths makes pending uploads there stale.
+    fn drop_pending_at(&mut self, paths: &[&RelPath]) -> Result<()> {
+        if self.has_pending {
+            for p in paths {
+                self.pending_dropped += pending::drop_at(self.conn, self.caller.ns, p)?;
+            }
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, op: CommitOp) -> Result<Entry> {
         let (conn, ns) = (self.conn, self.caller.ns);
         let op = match op {
@@ -634,11 +660,21 @@ impl Ctx<'_> {
         };
         match op {
             CommitOp::Put { path, parent_rev, size, mtime, executable, blocks } => {
-                self.put(&path, parent_rev, size, mtime, executable, blocks)
+                let entry = self.put(&path, parent_rev, size, mtime, executable, blocks)?;
+                self.drop_pending_at(&[&path, &entry.path])?;
+                Ok(entry)
             }
-            CommitOp::Delete { path, parent_rev } => self.delete(&path, parent_rev, EntryKind::File),
+            CommitOp::Delete { path, parent_rev } => {
+                let entry = self.delete(&path, parent_rev, EntryKind::File)?;
+                self.drop_pending_at(&[&path])?;
+                Ok(entry)
+            }
             CommitOp::Rmdir { path, parent_rev } => self.delete(&path, parent_rev, EntryKind::Dir),
-            CommitOp::Move { from, to, parent_rev } => self.move_node(&from, &to, parent_rev),
+            CommitOp::Move { from, to, parent_rev } => {
+                let entry = self.move_node(&from, &to, parent_rev)?;
+                self.drop_pending_at(&[&from, &to])?;
+                Ok(entry)
+            }
             CommitOp::Mkdir { path } => {
                 if path.is_root() {
                     return Err(Error::bad_request("the root folder always exists"));
@@ -656,7 +692,11 @@ impl Ctx<'_> {
                 let (id, rev) = self.create_node(parent_id, name, EntryKind::Dir, &path)?;
                 self.entry(id, EntryKind::Dir, &path, rev)
             }
-            CommitOp::Restore { path, rev } => self.restore(&path, rev),
+            CommitOp::Restore { path, rev } => {
+                let entry = self.restore(&path, rev)?;
+                self.drop_pending_at(&[&path])?;
+                Ok(entry)
+            }
         }
     }
 
@@ -1143,26 +1183,82 @@ impl MetaStore for SqliteStore {
             let now = now_ms();
             insert_blocks(conn, caller.user_id, &new_blocks, now)?;
             let seq = conn.row("SELECT seq FROM namespaces WHERE id = ?1", [caller.ns], |r| r.get(0))?;
-            let mut ctx = Ctx { conn, caller: &caller, now, seq };
+            let has_pending = pending::any(conn, caller.ns)?;
+            let mut ctx = Ctx { conn, caller: &caller, now, seq, has_pending, pending_dropped: 0 };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 conn.exec("SAVEPOINT op", [])?;
-                let seq_before = ctx.seq;
+                let (seq_before, dropped_before) = (ctx.seq, ctx.pending_dropped);
                 let r = ctx.apply(op);
                 if r.is_ok() {
                     conn.exec("RELEASE op", [])?;
                 } else {
                     conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
                     ctx.seq = seq_before;
+                    ctx.pending_dropped = dropped_before;
                 }
                 results.push(r);
             }
-            Ok(CommitOutcome { results, seq: ctx.seq })
+            let pending = if ctx.pending_dropped > 0 { Some(pending::bump(conn, caller.ns)?) } else { None };
+            Ok(CommitOutcome { results, seq: ctx.seq, pending })
         })
     }
 
     fn cursor(&self, ns: i64) -> Result<i64> {
         self.read(|c| Ok(c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
+    }
+
+    fn poll_state(&self, ns: i64) -> Result<(i64, i64)> {
+        self.read(|c| {
+            Ok(c.row("SELECT seq, pending_seq FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })
+    }
+
+    fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)> {
+        let caller = caller.clone();
+        self.write(move |conn| {
+            let ids: Vec<BlockId> = a.blocks.iter().map(|b| b.id).collect();
+            let hash = ferry_shared::block::content_hash(a.size, &ids);
+            let id = pending::announce(conn, &caller, &a, &hash, now_ms(), expires)?;
+            Ok((id, pending::bump(conn, caller.ns)?))
+        })
+    }
+
+    fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>> {
+        let caller = caller.clone();
+        self.write(move |conn| {
+            let n = pending::drop_own(conn, &caller, id)?;
+            if n == 0 && id.is_some() {
+                return Err(Error::not_found("no such pending upload of this device"));
+            }
+            Ok(if n > 0 { Some(pending::bump(conn, caller.ns)?) } else { None })
+        })
+    }
+
+    fn pending_uploads(&self, ns: i64, now: i64) -> Result<PendingList> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let seq = tx.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
+            Ok(PendingList { pending: pending::list(&tx, ns, now)?, seq })
+        })
+    }
+
+    fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>> {
+        let expired = |c: &Connection| -> Result<bool> {
+            Ok(c.row("SELECT 1 FROM pending_uploads WHERE expires <= ?1 LIMIT 1", [now], |_| Ok(()))
+                .optional()?
+                .is_some())
+        };
+        if !self.read(expired)? {
+            return Ok(Vec::new());
+        }
+        self.write(move |conn| {
+            let mut out = Vec::new();
+            for ns in pending::sweep(conn, now)? {
+                out.push((ns, pending::bump(conn, ns)?));
+            }
+            Ok(out)
+        })
     }
 
     fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse> {

@@ -1,0 +1,292 @@
+//! Streaming sync: files other devices are still uploading are fetched as
+//! their blocks land, into temp files, so that at the commit only the rest
+//! is left to fetch.
+//!
+//! An uploader announces a large file's block list before sending it (see
+//! `ferry_shared::api::PendingAnnounce`); the long poll wakes on that, and
+//! [`prefetch_round`] gives each announcement from another device a slot: a
+//! temp file at the top of the folder, filled block by block in order (from
+//! local copies where the disk has them, verified, else from the server,
+//! which holds a request until the block is stored). Nothing shows at a
+//! path: when the commit arrives through the journal, the download of that
+//! file [`Prefetches::claim`]s the slot whose blocks so far match its list,
+//! fetches the rest, verifies, fsyncs and renames as any download does. A
+//! slot whose announcement is gone (committed, dropped, expired) and was
+//! not claimed is dropped after a quiet round; one whose list turns out
+//! different is dropped when claimed.
+//!
+//! Like the rest of the engine this reaches disk and server only through
+//! the seams, so the simulation runs it (and crashes it mid-stream).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ferry_shared::api::{BlockRef, PendingList, PendingUpload};
+use ferry_shared::{BlockId, RelPath};
+use futures_util::StreamExt;
+
+use super::PARALLEL_BLOCKS;
+use super::download::BlockIndex;
+use crate::names::NameRules;
+use crate::seams::{Api, Disk};
+use crate::state::State;
+
+/// Files at least this large are announced before they are sent (the
+/// default of `Engine::stream_min`).
+pub const STREAM_MIN: u64 = 8 << 20;
+
+/// The prefetches of one device, shared by the task that fills them and the
+/// engine that takes them over.
+pub struct Prefetches<D: Disk> {
+    slots: Arc<Mutex<HashMap<i64, Arc<Slot<D>>>>>,
+    /// Announcement ids in the last list seen (`None` before the first).
+    listed: Arc<Mutex<Option<HashSet<i64>>>>,
+}
+
+impl<D: Disk> Clone for Prefetches<D> {
+    fn clone(&self) -> Self {
+        Prefetches { slots: Arc::clone(&self.slots), listed: Arc::clone(&self.listed) }
+    }
+}
+
+impl<D: Disk> Default for Prefetches<D> {
+    fn default() -> Self {
+        Prefetches { slots: Default::default(), listed: Default::default() }
+    }
+}
+
+struct Slot<D: Disk> {
+    pending: PendingUpload,
+    fill: futures_util::lock::Mutex<Fill<D>>,
+    /// Taken over or dropped: a running fill stops at its next block.
+    closed: AtomicBool,
+}
+
+/// What a slot holds so far: its temp file and how many blocks are in it.
+struct Fill<D: Disk> {
+    temp: Option<D::Temp>,
+    blocks: usize,
+    bytes: u64,
+    /// A write failed: the temp file is not to be trusted.
+    failed: bool,
+}
+
+/// How a fill ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillEnd {
+    /// Every block is in.
+    Done,
+    /// A block is not on the server yet (or the server could not be
+    /// reached): try again later.
+    NotYet,
+    /// The slot was taken over, dropped, or its temp file failed.
+    Stopped,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<D: Disk> Prefetches<D> {
+    /// Takes in the server's list of announcements: each from another
+    /// device, of a file this disk can hold, gets a slot. Returns the ids of
+    /// slots that are listed and not finished.
+    pub fn update(&self, list: &PendingList, me: &str, rules: NameRules) -> Vec<i64> {
+        let ids: HashSet<i64> = list.pending.iter().map(|p| p.id).collect();
+        *lock(&self.listed) = Some(ids);
+        let mut slots = lock(&self.slots);
+        for p in &list.pending {
+            if p.device == me || rules.refuses_path(&p.path).is_some() {
+                continue;
+            }
+            slots.entry(p.id).or_insert_with(|| {
+                tracing::debug!(path = %p.path, size = p.size, "prefetching a file being uploaded elsewhere");
+                Arc::new(Slot {
+                    pending: p.clone(),
+                    fill: futures_util::lock::Mutex::new(Fill { temp: None, blocks: 0, bytes: 0, failed: false }),
+                    closed: AtomicBool::new(false),
+                })
+            });
+        }
+        let mut ids: Vec<i64> = slots.keys().copied().filter(|id| list.pending.iter().any(|p| p.id == *id)).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The blocks the listed slots still need (to look for local copies).
+    pub fn wanted(&self) -> HashSet<BlockId> {
+        lock(&self.slots).values().flat_map(|s| s.pending.blocks.iter().map(|b| b.id)).collect()
+    }
+
+    fn slot(&self, id: i64) -> Option<Arc<Slot<D>>> {
+        lock(&self.slots).get(&id).cloned()
+    }
+
+    /// Fills slot `id` in order until its blocks are all in, one is not on
+    /// the server yet (waiting up to `wait_secs` for each), or the slot
+    /// closes. Local copies of blocks (`index`) are used when they verify.
+    pub async fn fill<A: Api>(&self, id: i64, disk: &D, api: &A, index: &BlockIndex, wait_secs: u64) -> FillEnd {
+        let Some(slot) = self.slot(id) else { return FillEnd::Stopped };
+        let start = {
+            let f = slot.fill.lock().await;
+            if f.failed || slot.closed.load(Ordering::SeqCst) {
+                return FillEnd::Stopped;
+            }
+            f.blocks
+        };
+        // A block repeated back to back (the zeros of a disk image) is fetched once.
+        let mut runs: Vec<(BlockId, usize)> = Vec::new();
+        for b in &slot.pending.blocks[start..] {
+            match runs.last_mut() {
+                Some((id, n)) if *id == b.id => *n += 1,
+                _ => runs.push((b.id, 1)),
+            }
+        }
+        let mut blocks = futures_util::stream::iter(runs.into_iter().map(|(id, times)| {
+            let (disk, local) = (disk.clone(), index.get(&id).cloned());
+            async move {
+                if let Some((p, off, len)) = local {
+                    let got = disk.blocking(move |d| d.read_range(&p, off, len)).await;
+                    if let Ok(data) = got
+                        && BlockId::of(&data) == id
+                    {
+                        return Ok(Some((data, times)));
+                    }
+                }
+                api.wait_block(&id, wait_secs).await.map(|got| got.map(|data| (data, times)))
+            }
+        }))
+        .buffered(PARALLEL_BLOCKS);
+        while let Some(got) = blocks.next().await {
+            if slot.closed.load(Ordering::SeqCst) {
+                return FillEnd::Stopped;
+            }
+            let (data, times) = match got {
+                Ok(Some(got)) => got,
+                Ok(None) => return FillEnd::NotYet,
+                Err(e) => {
+                    tracing::debug!(error = %e, "prefetch: the server could not be reached");
+                    return FillEnd::NotYet;
+                }
+            };
+            let mut f = slot.fill.lock().await;
+            if slot.closed.load(Ordering::SeqCst) || f.failed {
+                return FillEnd::Stopped;
+            }
+            let temp = match f.temp.take() {
+                Some(t) => Ok(t),
+                None => disk.blocking(|d| d.create_spare_temp()).await,
+            };
+            let mut temp = match temp {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(error = %e, "prefetch: cannot create a temp file");
+                    f.failed = true;
+                    return FillEnd::Stopped;
+                }
+            };
+            let len = data.len() as u64 * times as u64;
+            let (temp, r) = disk
+                .blocking(move |d| {
+                    let r = (0..times).try_for_each(|_| d.write_temp(&mut temp, &data));
+                    (temp, r)
+                })
+                .await;
+            f.temp = Some(temp);
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "prefetch: writing failed");
+                f.failed = true;
+                return FillEnd::Stopped;
+            }
+            f.blocks += times;
+            f.bytes += len;
+        }
+        FillEnd::Done
+    }
+
+    /// Takes over a prefetch of `path` whose blocks so far are the first of
+    /// `blocks`: its temp file, how many blocks are in it and their bytes.
+    /// A prefetch of `path` that does not match is dropped.
+    pub async fn claim(&self, disk: &D, path: &RelPath, blocks: &[BlockRef]) -> Option<(D::Temp, usize, u64)> {
+        let candidates: Vec<(i64, Arc<Slot<D>>)> = {
+            let mut slots = lock(&self.slots);
+            let ids: Vec<i64> = slots.iter().filter(|(_, s)| s.pending.path == *path).map(|(id, _)| *id).collect();
+            ids.into_iter().filter_map(|id| slots.remove(&id).map(|s| (id, s))).collect()
+        };
+        let mut claimed = None;
+        for (_, slot) in candidates {
+            slot.closed.store(true, Ordering::SeqCst);
+            let mut f = slot.fill.lock().await;
+            let temp = f.temp.take();
+            let matches = !f.failed
+                && f.blocks <= blocks.len()
+                && slot.pending.blocks.get(..f.blocks) == Some(&blocks[..f.blocks]);
+            match temp {
+                Some(t) if matches && claimed.is_none() => {
+                    tracing::debug!(%path, blocks = f.blocks, bytes = f.bytes, "taking over a prefetch");
+                    claimed = Some((t, f.blocks, f.bytes));
+                }
+                Some(t) => disk.blocking(move |d| d.discard_temp(t)).await,
+                None => {}
+            }
+        }
+        claimed
+    }
+
+    /// True when some prefetch's announcement is no longer listed (a round
+    /// that leaves nothing to do will drop it).
+    pub fn has_orphans(&self) -> bool {
+        let listed = lock(&self.listed);
+        let Some(listed) = listed.as_ref() else { return false };
+        lock(&self.slots).keys().any(|id| !listed.contains(id))
+    }
+
+    /// Drops the prefetches whose announcements are no longer listed (call
+    /// after a round that left nothing to do: a committed one would have
+    /// been claimed). Returns how many went.
+    pub async fn drop_orphans(&self, disk: &D) -> usize {
+        let orphans: Vec<Arc<Slot<D>>> = {
+            let listed = lock(&self.listed);
+            let Some(listed) = listed.as_ref() else { return 0 };
+            let mut slots = lock(&self.slots);
+            let ids: Vec<i64> = slots.keys().copied().filter(|id| !listed.contains(id)).collect();
+            ids.into_iter().filter_map(|id| slots.remove(&id)).collect()
+        };
+        let n = orphans.len();
+        for slot in orphans {
+            slot.closed.store(true, Ordering::SeqCst);
+            if let Some(t) = slot.fill.lock().await.temp.take() {
+                disk.blocking(move |d| d.discard_temp(t)).await;
+            }
+        }
+        if n > 0 {
+            tracing::debug!(n, "dropped prefetches of uploads that are gone");
+        }
+        n
+    }
+}
+
+/// One look at the announcements: updates the slots and fills each listed
+/// one as far as it goes. Returns `true` when some fill is waiting for
+/// blocks (look again soon).
+pub async fn prefetch_round<D: Disk, A: Api>(
+    prefetches: &Prefetches<D>,
+    disk: &D,
+    api: &A,
+    state: &Mutex<State>,
+    me: &str,
+    wait_secs: u64,
+) -> anyhow::Result<bool> {
+    let list = api.pending().await?;
+    let ids = prefetches.update(&list, me, disk.name_rules());
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    let index = super::download::block_index(&lock(state), &prefetches.wanted(), |_| true);
+    let mut waiting = false;
+    for id in ids {
+        waiting |= prefetches.fill(id, disk, api, &index, wait_secs).await == FillEnd::NotYet;
+    }
+    Ok(waiting)
+}

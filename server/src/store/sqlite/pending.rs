@@ -1,0 +1,121 @@
+//! Pending uploads: files a device announces while their blocks are still
+//! being sent, so that other devices fetch the blocks as they land. A
+//! pending upload is never a head and never in the journal; announcing
+//! again for the same path replaces it, any commit at its path drops it,
+//! and it expires. Every change bumps the namespace's `pending_seq`, which
+//! long polls watch beside the journal's sequence.
+
+use ferry_shared::api::{BlockRef, PendingAnnounce, PendingUpload};
+use ferry_shared::path::RelPath;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::Cached;
+use crate::error::Result;
+use crate::store::Caller;
+
+/// Records (or replaces) the caller device's announcement for `a.path`.
+pub(super) fn announce(
+    conn: &Connection,
+    caller: &Caller,
+    a: &PendingAnnounce,
+    hash: &str,
+    now: i64,
+    expires: i64,
+) -> Result<i64> {
+    let blocks = ferry_shared::block::encode_list(a.blocks.iter().map(|b| (b.id, b.size)));
+    conn.exec(
+        "DELETE FROM pending_uploads WHERE ns = ?1 AND device_id = ?2 AND path = ?3",
+        params![caller.ns, caller.device_id, a.path.as_str()],
+    )?;
+    conn.exec(
+        "INSERT INTO pending_uploads(ns, user_id, device_id, path, parent_rev, size, hash, blocks, created, expires)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            caller.ns,
+            caller.user_id,
+            caller.device_id,
+            a.path.as_str(),
+            a.parent_rev,
+            a.size as i64,
+            hash,
+            blocks,
+            now,
+            expires
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Drops the caller device's announcement `id`, or all of them; returns how
+/// many went (0 when `id` is not one of the caller device's).
+pub(super) fn drop_own(conn: &Connection, caller: &Caller, id: Option<i64>) -> Result<usize> {
+    Ok(match id {
+        Some(id) => conn.exec(
+            "DELETE FROM pending_uploads WHERE id = ?1 AND ns = ?2 AND device_id = ?3",
+            params![id, caller.ns, caller.device_id],
+        )?,
+        None => conn.exec(
+            "DELETE FROM pending_uploads WHERE ns = ?1 AND device_id = ?2",
+            params![caller.ns, caller.device_id],
+        )?,
+    })
+}
+
+/// Drops every announcement at `path` (a commit changed what is there).
+pub(super) fn drop_at(conn: &Connection, ns: i64, path: &RelPath) -> Result<usize> {
+    Ok(conn.exec("DELETE FROM pending_uploads WHERE ns = ?1 AND path = ?2", params![ns, path.as_str()])?)
+}
+
+/// True when the namespace has any announcement (commits skip the per-path
+/// clean-up otherwise).
+pub(super) fn any(conn: &Connection, ns: i64) -> Result<bool> {
+    Ok(conn.row("SELECT 1 FROM pending_uploads WHERE ns = ?1 LIMIT 1", [ns], |_| Ok(())).optional()?.is_some())
+}
+
+/// Moves the namespace's pending sequence on; returns the new value.
+pub(super) fn bump(conn: &Connection, ns: i64) -> Result<i64> {
+    Ok(conn.row(
+        "UPDATE namespaces SET pending_seq = pending_seq + 1 WHERE id = ?1 RETURNING pending_seq",
+        [ns],
+        |r| r.get(0),
+    )?)
+}
+
+/// The announcements of a namespace that have not expired, oldest first.
+pub(super) fn list(conn: &Connection, ns: i64, now: i64) -> Result<Vec<PendingUpload>> {
+    let mut s = conn.prepare_cached(
+        "SELECT p.id, p.path, p.parent_rev, p.size, p.hash, p.blocks, COALESCE(d.name, ''), p.expires
+         FROM pending_uploads p LEFT JOIN devices d ON d.id = p.device_id
+         WHERE p.ns = ?1 AND p.expires > ?2 ORDER BY p.id",
+    )?;
+    let rows = s.query_map(params![ns, now], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Vec<u8>>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, i64>(7)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, path, parent_rev, size, hash, blocks, device, expires) = row?;
+        let Ok(path) = RelPath::parse_non_root(&path) else { continue };
+        let blocks =
+            ferry_shared::block::decode_list(&blocks).into_iter().map(|(id, size)| BlockRef { id, size }).collect();
+        out.push(PendingUpload { id, path, parent_rev, size: size as u64, hash, blocks, device, expires });
+    }
+    Ok(out)
+}
+
+/// Removes expired announcements; returns the namespaces that had some.
+pub(super) fn sweep(conn: &Connection, now: i64) -> Result<Vec<i64>> {
+    let mut s = conn.prepare("DELETE FROM pending_uploads WHERE expires <= ?1 RETURNING ns")?;
+    let mut ns: Vec<i64> = s.query_map([now], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    ns.sort_unstable();
+    ns.dedup();
+    Ok(ns)
+}
