@@ -1,11 +1,19 @@
 //! End-to-end sync figures: the real server and two real daemons on loopback
 //! (release binaries next to this one), the workloads Syncthing was measured on.
+//! Each daemon talks to the server through its own byte-counting TCP proxy, so
+//! the delta rows report what crossed the wire for the whole system (every
+//! device, both directions, HTTP headers and long polls included), not one
+//! side's own counter. The drop is measured against this disk's limit: every
+//! byte is written durably twice (by the server and by B), so the fsynced
+//! write rate, measured first in the same run, halved, is the most any sync
+//! could do here.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ferry_tests::counting::{CountingProxy, Counts};
 use ferry_tests::{Daemon, Server, pseudo_random, wait_until};
 
 fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
@@ -15,23 +23,23 @@ fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Bytes the process wrote through write syscalls (sockets included).
-fn wchar(pid: u32) -> u64 {
-    proc_field(pid, "io", "wchar:")
-}
-
 fn rss_mib(pid: u32) -> f64 {
     proc_field(pid, "status", "VmRSS:") as f64 / 1024.0
 }
 
 /// User + system CPU seconds of a process.
 fn cpu_secs(pid: u32) -> f64 {
+    let (user, sys) = cpu_split(pid);
+    user + sys
+}
+
+/// User and system CPU seconds of a process.
+fn cpu_split(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (field(11), field(12))
 }
 
 fn size_of(p: &Path) -> Option<u64> {
@@ -45,8 +53,34 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 
 fn wait_idle(d: &Daemon) -> anyhow::Result<()> {
     wait_until(Duration::from_secs(600), "daemon idle", || {
-        d.status().map(|s| s["state"] == "idle" && s["pending_uploads"] == 0).unwrap_or(false)
+        d.status()
+            .map(|s| s["state"] == "idle" && s["pending_uploads"] == 0 && s["pending_downloads"] == 0)
+            .unwrap_or(false)
     })
+}
+
+/// Sequential writes with an fsync at the end, as `dd bs=4M count=256
+/// conv=fsync` does, in `dir` (the disk the run uses): MB/s.
+fn fsynced_write_rate(dir: &Path) -> anyhow::Result<f64> {
+    let path = dir.join("disk-rate.bin");
+    let chunk = pseudo_random(4 << 20, 1);
+    let mut best = 0f64;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let mut f = std::fs::File::create(&path)?;
+        for _ in 0..256 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()?;
+        best = best.max((256u64 << 22) as f64 / 1e6 / t.elapsed().as_secs_f64());
+        drop(f);
+        std::fs::remove_file(&path)?;
+    }
+    Ok(best)
+}
+
+fn kib(n: u64) -> String {
+    format!("{:.1} KiB", n as f64 / 1024.0)
 }
 
 /// The parts `ferry-bench sync` runs by default.
@@ -69,8 +103,14 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
         eprintln!("keeping {}", tmp.path().display());
     }
     let server = Server::start()?;
-    let a = Daemon::start(&server, "alice", "A", tmp.path())?;
-    let b = Daemon::start(&server, "alice", "B", tmp.path())?;
+    let proxy_a = CountingProxy::start(&server.url)?;
+    let proxy_b = CountingProxy::start(&server.url)?;
+    let direct = std::env::var_os("FERRY_BENCH_DIRECT").is_some();
+    let (url_a, url_b) =
+        if direct { (server.url.clone(), server.url.clone()) } else { (proxy_a.url.clone(), proxy_b.url.clone()) };
+    let a = Daemon::start_at(&url_a, "alice", "A", tmp.path())?;
+    let b = Daemon::start_at(&url_b, "alice", "B", tmp.path())?;
+    let wire = || (proxy_a.counts(), proxy_b.counts());
     let (pa, pb) = (a.pid().context("pid")?, b.pid().context("pid")?);
     wait_idle(&a)?;
     wait_idle(&b)?;
@@ -95,7 +135,8 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
         println!("new 1 KiB file A → B: p50 {p50:.0} ms, p99 {p99:.0} ms (50 isolated edits)");
     }
 
-    // 2. Bytes sent by A for small edits of a synced 64 MiB file.
+    // 2. Bytes on the wire, both ways for both devices, for small edits of a
+    // synced 64 MiB file.
     if part("delta") {
         let big = a.path("delta.bin");
         std::fs::write(&big, pseudo_random(64 << 20, 7))?;
@@ -103,23 +144,29 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
         wait_until(Duration::from_secs(120), "64 MiB on B", || size_of(&big_b) == Some(64 << 20))?;
         wait_idle(&a)?;
         wait_idle(&b)?;
-        let sent = |d: &Daemon| d.status().map(|s| s["bytes_sent"].as_u64().unwrap_or(0)).unwrap_or(0);
-        let measure = |label: &str,
-                       edit: &dyn Fn() -> anyhow::Result<()>,
-                       done: &dyn Fn() -> bool|
-         -> anyhow::Result<()> {
-            wait_idle(&a)?;
-            let (before, before_w) = (sent(&a), wchar(pa));
-            edit()?;
-            wait_until(Duration::from_secs(120), label, done)?;
-            wait_idle(&a)?;
-            println!(
-                "{label}: A sent {:.1} KiB to the server (all of A's write syscalls, incl. its state DB: {:.1} KiB)",
-                (sent(&a) - before) as f64 / 1024.0,
-                (wchar(pa) - before_w) as f64 / 1024.0
-            );
-            Ok(())
-        };
+        let fetched = |d: &Daemon| d.status().map(|s| s["block_bytes_received"].as_u64().unwrap_or(0)).unwrap_or(0);
+        let measure =
+            |label: &str, edit: &dyn Fn() -> anyhow::Result<()>, done: &dyn Fn() -> bool| -> anyhow::Result<()> {
+                wait_idle(&a)?;
+                wait_idle(&b)?;
+                let ((a0, b0), f0) = (wire(), fetched(&b));
+                edit()?;
+                wait_until(Duration::from_secs(120), label, done)?;
+                wait_idle(&a)?;
+                wait_idle(&b)?;
+                let (wa, wb) = wire();
+                let (da, db): (Counts, Counts) = (wa - a0, wb - b0);
+                println!(
+                    "{label}: {} on the wire in all (A up {}, down {}; B up {}, down {}); B fetched {} of block data",
+                    kib(da.total() + db.total()),
+                    kib(da.up),
+                    kib(da.down),
+                    kib(db.up),
+                    kib(db.down),
+                    kib(fetched(&b) - f0),
+                );
+                Ok(())
+            };
         let mid = 32u64 << 20;
         let byte_at = |p: &Path, off: u64| -> Option<u8> {
             use std::io::Read;
@@ -163,6 +210,11 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
 
     // 3. One drop of 1,000 × 100 KiB files and one 512 MiB file.
     if part("drop") {
+        let disk_rate = fsynced_write_rate(tmp.path())?;
+        println!(
+            "disk: fsynced sequential writes {disk_rate:.0} MB/s; two-copy limit (server and B each write every byte) {:.0} MB/s",
+            disk_rate / 2.0
+        );
         let stage = tmp.path().join("stage-drop");
         std::fs::create_dir_all(stage.join("small"))?;
         for i in 0..1000 {
@@ -176,6 +228,8 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
         }
         let total = 1000 * (100u64 << 10) + (512u64 << 20);
         wait_idle(&a)?;
+        let ps = server.pid().context("server pid")?;
+        let cpu0 = [cpu_split(pa), cpu_split(ps), cpu_split(pb)];
         let t = Instant::now();
         std::fs::rename(&stage, a.path("drop"))?;
         let last_small = b.path("drop/small/999.bin");
@@ -187,11 +241,27 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
             std::fs::read_dir(b.path("drop/small")).map(|d| d.count()).unwrap_or(0) == 1000
         })?;
         let took = t.elapsed();
+        let rate = total as f64 / 1e6 / took.as_secs_f64();
         println!(
-            "drop of 1,000 × 100 KiB + 512 MiB ({:.0} MB) A → B: {:.1} s, {:.0} MB/s",
+            "drop of 1,000 × 100 KiB + 512 MiB ({:.0} MB) A → B: {:.1} s, {rate:.0} MB/s = {:.0} % of the two-copy limit",
             total as f64 / 1e6,
             took.as_secs_f64(),
-            total as f64 / 1e6 / took.as_secs_f64()
+            100.0 * rate / (disk_rate / 2.0)
+        );
+        let cpu: Vec<String> = [pa, ps, pb]
+            .iter()
+            .zip(cpu0)
+            .map(|(&pid, (u0, s0))| {
+                let (u, s) = cpu_split(pid);
+                format!("{:.2} s ({:.2} user + {:.2} system)", u - u0 + s - s0, u - u0, s - s0)
+            })
+            .collect();
+        println!(
+            "  CPU during the drop: A {}, server {}, B {} (of {:.1} s × 2 cores)",
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            took.as_secs_f64()
         );
         std::fs::remove_dir_all(a.path("drop"))?;
         // Over a thousand deletions at once: the daemon pauses for confirmation.

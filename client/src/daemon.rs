@@ -71,6 +71,9 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         (config.max_deletes, config.max_delete_share),
         Arc::clone(&status),
     )?;
+    if let Some(n) = std::env::var("FERRY_STREAM_MIN").ok().and_then(|v| v.parse().ok()) {
+        engine.stream_min = n;
+    }
     tracing::info!(folder = %config.folder.display(), server = %config.server, "syncing");
 
     let (tx, mut rx) = mpsc::channel::<Event>(1024);

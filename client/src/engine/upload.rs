@@ -108,16 +108,6 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         if ready.is_empty() {
             return errors;
         }
-        // Large files are announced first: other devices fetch their blocks
-        // as they land (streaming sync), and have little left at the commit.
-        for (path, parent_rev, h) in ready.iter().filter(|(_, _, h)| h.local.size >= self.stream_min) {
-            let blocks = h.blocks.iter().map(|&(id, _, size)| BlockRef { id, size }).collect();
-            let a = PendingAnnounce { path: path.clone(), parent_rev: *parent_rev, size: h.local.size, blocks };
-            self.announced.insert(path.clone());
-            if let Err(e) = self.api.announce(&a).await {
-                tracing::debug!(%path, error = %e, "announcing the upload; sending it anyway");
-            }
-        }
         // 2. Which blocks does the server lack? Blocks of the revisions being
         // replaced are the account's already (a commit needed them); ask only
         // about the others, then send those, several at once.
@@ -144,6 +134,28 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 return errors + ready.len();
             }
         };
+        // Files with much to send are announced first: other devices fetch
+        // their blocks as they land (streaming sync), and have little left
+        // at the commit. (A small edit of a big file is sent at once: its
+        // block list would cost more than the wait it saves.)
+        for (path, parent_rev, h) in &ready {
+            let mut seen = HashSet::new();
+            let to_send: u64 = h
+                .blocks
+                .iter()
+                .filter(|(id, _, _)| missing.contains(id) && seen.insert(*id))
+                .map(|&(_, _, len)| u64::from(len))
+                .sum();
+            if to_send < self.stream_min {
+                continue;
+            }
+            let blocks = h.blocks.iter().map(|&(id, _, size)| BlockRef { id, size }).collect();
+            let a = PendingAnnounce { path: path.clone(), parent_rev: *parent_rev, size: h.local.size, blocks };
+            self.announced.insert(path.clone());
+            if let Err(e) = self.api.announce(&a).await {
+                tracing::debug!(%path, error = %e, "announcing the upload; sending it anyway");
+            }
+        }
         let mut sources: BlockIndex = HashMap::new();
         for (path, _, h) in &ready {
             for (id, off, len) in &h.blocks {

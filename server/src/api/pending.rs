@@ -54,11 +54,11 @@ pub async fn announce(
     Ok(Json(PendingAnnounced { id, expires }))
 }
 
-/// The uploads other devices (and this one) are announcing.
+/// The uploads other devices are announcing (the caller's own are left out).
 #[utoipa::path(get, path = "/uploads/pending", responses((status = 200, body = PendingList)), security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(caller): Auth) -> Result<Json<PendingList>> {
     let meta = Arc::clone(&state.meta);
-    Ok(Json(blocking(move || meta.pending_uploads(caller.ns, now_ms())).await?))
+    Ok(Json(blocking(move || meta.pending_uploads(caller.ns, caller.device_id, now_ms())).await?))
 }
 
 /// Drop one of this device's announcements (the upload failed or the file

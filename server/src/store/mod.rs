@@ -132,8 +132,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Drops the caller device's announcement `id` (not found: 404), or all
     /// of them; returns the new pending-upload sequence if any went.
     fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>>;
-    /// The announcements of a namespace that have not expired at `now`.
-    fn pending_uploads(&self, ns: i64, now: i64) -> Result<PendingList>;
+    /// The announcements of a namespace that have not expired at `now`,
+    /// but those of device `except`.
+    fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList>;
     /// Removes expired announcements; returns `(namespace, new sequence)` of each changed one.
     fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>>;
 

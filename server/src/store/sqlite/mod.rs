@@ -1235,11 +1235,11 @@ impl MetaStore for SqliteStore {
         })
     }
 
-    fn pending_uploads(&self, ns: i64, now: i64) -> Result<PendingList> {
+    fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
             let seq = tx.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
-            Ok(PendingList { pending: pending::list(&tx, ns, now)?, seq })
+            Ok(PendingList { pending: pending::list(&tx, ns, except, now)?, seq })
         })
     }
 

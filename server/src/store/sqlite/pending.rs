@@ -81,14 +81,15 @@ pub(super) fn bump(conn: &Connection, ns: i64) -> Result<i64> {
     )?)
 }
 
-/// The announcements of a namespace that have not expired, oldest first.
-pub(super) fn list(conn: &Connection, ns: i64, now: i64) -> Result<Vec<PendingUpload>> {
+/// The announcements of a namespace that have not expired, oldest first,
+/// but those of device `except`.
+pub(super) fn list(conn: &Connection, ns: i64, except: i64, now: i64) -> Result<Vec<PendingUpload>> {
     let mut s = conn.prepare_cached(
         "SELECT p.id, p.path, p.parent_rev, p.size, p.hash, p.blocks, COALESCE(d.name, ''), p.expires
          FROM pending_uploads p LEFT JOIN devices d ON d.id = p.device_id
-         WHERE p.ns = ?1 AND p.expires > ?2 ORDER BY p.id",
+         WHERE p.ns = ?1 AND p.expires > ?2 AND p.device_id != ?3 ORDER BY p.id",
     )?;
-    let rows = s.query_map(params![ns, now], |r| {
+    let rows = s.query_map(params![ns, now, except], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
