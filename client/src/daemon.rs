@@ -80,14 +80,15 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
     let (cursor_tx, cursor_rx) = watch::channel(engine.cursor);
     let (pending_tx, pending_rx) = watch::channel(0i64);
     tokio::spawn(poller(remote.clone(), cursor_rx, pending_tx, tx.clone(), Arc::clone(&status)));
-    let prefetch = Prefetcher {
+    // Started once the folder is there: a start-up removes stale temp files.
+    let mut prefetch = Some(Prefetcher {
         prefetches: engine.prefetches.clone(),
         disk: engine.disk.clone(),
         remote: remote.clone(),
         state: Mutex::new(State::open(&dirs.state_db())?),
         device: config.device.clone(),
-    };
-    tokio::spawn(prefetch.run(pending_rx, tx.clone()));
+    });
+    let mut pending_rx = Some(pending_rx);
     #[cfg(unix)]
     tokio::spawn(crate::control::serve(dirs.control_socket(), Arc::clone(&status), tx.clone()));
     // Set up once the folder is there (and again each time it comes back).
@@ -104,6 +105,10 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
             // vanished folder kept are removed, the watcher set up again).
             match engine.check_root() {
                 Ok(()) => {
+                    // Another disk may be mounted there now: its own name rules.
+                    engine.disk.detect_rules();
+                    // Prefetches of a folder that was gone are not to be trusted.
+                    engine.prefetches.drop_all(&engine.disk).await;
                     let stale = engine.remove_stale_temp_files().await.unwrap_or(0);
                     if stale > 0 {
                         tracing::info!(stale, "removed partial downloads left by an earlier run");
@@ -119,6 +124,9 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                         }
                     };
                     folder_ok = true;
+                    if let (Some(p), Some(rx)) = (prefetch.take(), pending_rx.take()) {
+                        tokio::spawn(p.run(rx, tx.clone()));
+                    }
                 }
                 Err(e) if e.downcast_ref::<FolderUnavailable>().is_some() => {
                     tracing::warn!(error = format!("{e:#}"), "the sync folder is unavailable");

@@ -48,10 +48,14 @@ impl NameRules {
         path.segments().find_map(|s| self.refuses(s))
     }
 
-    /// The rules for a sync folder: [`RULES_ENV`] if set, else Windows on
-    /// Windows, else those of the file system the folder (or its nearest
-    /// existing parent) is on.
+    /// The rules for a sync folder: Windows' on Windows; elsewhere
+    /// [`RULES_ENV`] if set, else those of the file system the folder (or
+    /// its nearest existing parent) is on.
     pub fn detect(folder: &Path) -> NameRules {
+        // On Windows `\` and `:` separate paths: nothing may lift its rules.
+        if cfg!(windows) {
+            return NameRules::Windows;
+        }
         match std::env::var(RULES_ENV).ok().as_deref().map(str::trim) {
             Some("windows") => return NameRules::Windows,
             Some("posix") => return NameRules::Posix,
@@ -59,9 +63,6 @@ impl NameRules {
                 tracing::warn!(value = other, "{RULES_ENV} is neither 'windows' nor 'posix'; detecting the rules");
             }
             _ => {}
-        }
-        if cfg!(windows) {
-            return NameRules::Windows;
         }
         match os::fs_type(folder) {
             Some(t) if WINDOWS_FILE_SYSTEMS.contains(&t.as_str()) => NameRules::Windows,

@@ -366,13 +366,17 @@ mod tests {
                 "blocks": []})
         };
         let long = "x".repeat(300);
-        let bad = ["../escape", "/etc/passwd", "a/../../b", "a\u{0}b", long.as_str(), "CON", "a//b", "C:/x"];
+        let bad = ["../escape", "/etc/passwd", "a/../../b", "a\u{0}b", long.as_str(), "a//b"];
         let mut changes: Vec<serde_json::Value> = bad.iter().map(|p| entry(p)).collect();
+        // Names only Windows cannot store are ordinary names of the namespace
+        // (a client whose disk cannot hold them keeps them off it).
+        changes.push(entry("CON"));
+        changes.push(entry("C:/x"));
         changes.push(entry("good/file.txt"));
         let (page, refused) = parse_changes(RawChanges { changes, cursor: 9, has_more: false });
         assert_eq!(refused.len(), bad.len() - 1, "{refused:?}"); // "/etc/passwd" is the relative "etc/passwd"
         let paths: Vec<&str> = page.changes.iter().map(|c| c.entry.path.as_str()).collect();
-        assert_eq!(paths, ["etc/passwd", "good/file.txt"]);
+        assert_eq!(paths, ["etc/passwd", "CON", "C:/x", "good/file.txt"]);
         assert_eq!(page.cursor, 9);
         // A normalization twin arrives in the one form the disk is written
         // in (NFC): it names the same file, never a second one beside it.

@@ -48,6 +48,10 @@ pub fn is_ignored(name: &str) -> bool {
 pub enum ScanError {
     #[error("cannot read {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// The folder has no marker (say a disk was unmounted since it was
+    /// checked, leaving its empty mount point): never read as "all deleted".
+    #[error("{0} has no {MARKER} marker (an unmounted disk? a renamed folder?)")]
+    NoMarker(String),
 }
 
 /// What a scan found besides the tree.
@@ -114,6 +118,7 @@ pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
     let rules = user_ignores(root, &mut report);
     // (path as scanned, where it is on disk)
     let mut stack = vec![(RelPath::root(), root.to_path_buf())];
+    let mut marker = false;
     while let Some((dir, abs)) = stack.pop() {
         let entries =
             std::fs::read_dir(&abs).map_err(|source| ScanError::Io { path: abs.display().to_string(), source })?;
@@ -130,6 +135,7 @@ pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
                 if name.starts_with(TEMP_PREFIX) {
                     report.temp_files.push(entry.path());
                 }
+                marker |= dir.is_root() && name == MARKER;
                 continue;
             }
             let meta = match entry.metadata() {
@@ -174,6 +180,9 @@ pub fn scan(root: &Path) -> Result<(LocalTree, ScanReport), ScanError> {
             found.push((path, node));
         }
     }
+    if !marker {
+        return Err(ScanError::NoMarker(root.display().to_string()));
+    }
     // Bulk-built: full nodes, about half the memory of a map grown by inserts.
     Ok((found.into_iter().collect(), report))
 }
@@ -212,6 +221,7 @@ mod tests {
         std::fs::write(root.join(format!("{nfc}.md")), "nfc").unwrap();
         std::fs::write(root.join(format!("{nfd}.md")), "nfd").unwrap();
         std::fs::write(root.join("What?.txt"), "?").unwrap();
+        std::fs::write(root.join(MARKER), "id").unwrap();
         let (tree, report) = scan(root).unwrap();
         let paths: Vec<&str> = tree.keys().map(|p| p.as_str()).collect();
         let (d, f, md) = (format!("{nfc} dir"), format!("{nfc} dir/{nfc}.txt"), format!("{nfc}.md"));
@@ -233,7 +243,10 @@ mod tests {
         std::fs::write(root.join("src/notes.log"), "log").unwrap();
         std::fs::write(root.join("keep.log"), "log").unwrap();
         std::fs::write(root.join(IGNORE_FILE), "build/\n*.log\n!keep.log\n").unwrap();
+        std::fs::write(root.join(MARKER), "id").unwrap();
         let (tree, _) = scan(root).unwrap();
+        std::fs::remove_file(root.join(MARKER)).unwrap();
+        assert!(matches!(scan(root), Err(ScanError::NoMarker(_))), "an empty mount point is never an empty folder");
         let paths: Vec<&str> = tree.keys().map(|p| p.as_str()).collect();
         assert_eq!(paths, [".ferryignore", "keep.log", "src", "src/main.rs"]);
     }

@@ -208,7 +208,9 @@ pub trait Disk: Clone + Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct LocalDisk {
     root: PathBuf,
-    rules: NameRules,
+    /// Detected again each time the folder comes back (another disk may be
+    /// mounted there now).
+    rules: std::sync::Arc<std::sync::Mutex<NameRules>>,
     /// Names spelled on disk other than in NFC, from the last scan (NFC path
     /// → spelling of its last segment), kept up to date by this disk's own
     /// renames and removals. Usually empty. A stale entry (the user renamed
@@ -238,8 +240,14 @@ const FLUSH_EVERY: u64 = 32 << 20;
 impl LocalDisk {
     /// The folder at `root`, with the name rules of its file system.
     pub fn new(root: PathBuf) -> Self {
-        let rules = NameRules::detect(&root);
+        let rules = std::sync::Arc::new(std::sync::Mutex::new(NameRules::detect(&root)));
         LocalDisk { root, rules, spellings: Default::default() }
+    }
+
+    /// Detects the name rules of the folder's file system again.
+    pub fn detect_rules(&self) {
+        let rules = NameRules::detect(&self.root);
+        *self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = rules;
     }
 
     fn spellings(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<RelPath, String>> {
@@ -334,7 +342,7 @@ impl Disk for LocalDisk {
     }
 
     fn name_rules(&self) -> NameRules {
-        self.rules
+        *self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read_marker(&self) -> io::Result<Option<String>> {
@@ -448,6 +456,10 @@ impl Disk for LocalDisk {
     }
 
     fn create_spare_temp(&self) -> io::Result<LocalTemp> {
+        // Never into an empty mount point (a folder whose disk is gone).
+        if !self.root.join(scan::MARKER).is_file() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} has no marker", self.root.display())));
+        }
         let path = self.root.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 8]>())));
         let file = std::fs::File::create(&path)?;
         Ok(LocalTemp { path, file, unsynced: 0, len: 0 })

@@ -34,6 +34,9 @@ const SCHEMA: &[&str] = &[
     // block index of delta downloads.
     r#"
     ALTER TABLE synced ADD COLUMN blocks BLOB NOT NULL DEFAULT x'';
+    UPDATE synced SET blocks = COALESCE(
+        (SELECT r.blocks FROM remote r WHERE r.path = synced.path AND r.hash = synced.hash AND r.kind = 0), x'')
+    WHERE kind = 0;
     "#,
 ];
 
@@ -392,14 +395,22 @@ mod tests {
         {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(SCHEMA[0]).unwrap();
+            let list = encode_blocks(&[BlockRef { id: BlockId::of(b"x"), size: 1 }]);
+            conn.execute(
+                "INSERT INTO remote VALUES ('f', 1, 1, 0, 3, 0, 0, 'ab', ?1), ('g', 2, 2, 0, 3, 0, 0, 'cd', ?1)",
+                [list],
+            )
+            .unwrap();
             conn.execute_batch(
-                "INSERT INTO synced VALUES ('f', 1, 1, 0, 3, 0, 9, 0, '');
+                "INSERT INTO synced VALUES ('f', 1, 1, 0, 3, 0, 9, 0, 'ab'), ('g', 2, 1, 0, 3, 0, 9, 0, 'old');
                  PRAGMA user_version = 1;",
             )
             .unwrap();
         }
         let st = State::open(&path).unwrap();
-        assert_eq!(st.load_synced().unwrap().len(), 1);
-        assert!(st.synced_blocks(&p("f")).unwrap().is_empty());
+        assert_eq!(st.load_synced().unwrap().len(), 2);
+        // The list of a file the server still has as synced is taken over.
+        assert_eq!(st.synced_blocks(&p("f")).unwrap(), vec![BlockRef { id: BlockId::of(b"x"), size: 1 }]);
+        assert!(st.synced_blocks(&p("g")).unwrap().is_empty());
     }
 }

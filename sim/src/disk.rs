@@ -11,8 +11,9 @@
 //! in NFC and in NFD are two names, as on Linux; a case-insensitive disk
 //! folds case and normalization, as macOS and Windows do; a Windows-like
 //! disk also refuses the names Windows cannot store. The engine names items
-//! by their NFC form; [`Fs::locate`] finds them as [`LocalDisk`] does
-//! (`ferry_client::seams::LocalDisk`).
+//! by their NFC form; [`Fs::locate`] finds them by that form, looking at
+//! the folder as it is now (`ferry_client::seams::LocalDisk` uses the
+//! spellings its last scan saw).
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -574,7 +575,8 @@ impl Disk for SimDisk {
             source: io::Error::new(kind, what.to_owned()),
         };
         if !fs.mounted {
-            return Err(fail(&"the folder", io::ErrorKind::NotFound, "the folder is not mounted"));
+            // What a real scan of an empty mount point finds: no marker.
+            return Err(ScanError::NoMarker(self.describe()));
         }
         if let Some(d) = fs.denied.iter().find(|d| matches!(fs.nodes.get(*d), Some(Node::Dir { .. }))) {
             return Err(fail(d, io::ErrorKind::PermissionDenied, "permission denied"));

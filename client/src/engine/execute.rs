@@ -196,6 +196,16 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     async fn deletes_remote(&mut self, items: Vec<(RelPath, RevId, EntryKind)>) -> usize {
         let mut errors = 0;
+        if items.is_empty() {
+            return 0;
+        }
+        // The last look before anything is deleted on the server: the folder
+        // must still be the synced one (not a mount point whose disk went away
+        // since the scan).
+        if let Err(e) = self.check_root() {
+            self.record_error(format!("not deleting on the server: {e:#}"));
+            return items.len();
+        }
         for batch in items.chunks(COMMIT_BATCH) {
             let ops = batch
                 .iter()

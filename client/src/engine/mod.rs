@@ -29,6 +29,7 @@ use ferry_shared::{BlockId, RelPath};
 
 use crate::names::NameRules;
 use crate::planner::{self, Op, Plan};
+use crate::scan::ScanError;
 use crate::seams::{Api, Clock, Disk};
 use crate::state::{State, Write};
 use crate::status::Status;
@@ -337,8 +338,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 self.record_error(r);
             }
             let mut writes = Vec::new();
-            // Block lists set by this page, not yet in the database.
+            // Block lists set by this page, not yet in the database, and where
+            // items this page moved are in the database.
             let mut lists: HashMap<RelPath, Vec<BlockRef>> = HashMap::new();
+            let mut renamed: HashMap<RelPath, RelPath> = HashMap::new();
             let mut stopped_after = None;
             let mut last_seq = self.cursor;
             for ch in &page.changes {
@@ -350,7 +353,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 match ch.op {
                     ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
                         if ch.entry.kind == EntryKind::File {
-                            let Some(blocks) = self.block_list_of(ch, &lists) else {
+                            let Some(blocks) = self.block_list_of(ch, &lists, &renamed) else {
                                 stopped_after = Some(last_seq);
                                 break;
                             };
@@ -364,6 +367,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                     ChangeOp::Delete | ChangeOp::Rmdir => {
                         for k in subtree(&self.rtree, path) {
                             lists.remove(&k);
+                            renamed.remove(&k);
                             self.set_remote(&mut writes, &k, None);
                         }
                     }
@@ -373,9 +377,12 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                             continue;
                         };
                         for k in subtree(&self.rtree, from) {
+                            let new = k.rebase(from, path)?;
                             if let Some(l) = lists.remove(&k) {
-                                lists.insert(k.rebase(from, path)?, l);
+                                lists.insert(new.clone(), l);
                             }
+                            let stored = renamed.remove(&k).unwrap_or_else(|| k.clone());
+                            renamed.insert(new, stored);
                         }
                         self.rename_remote(&mut writes, from, path)?;
                         self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
@@ -407,10 +414,16 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     /// The block list a journal record gives its file: in full, or as an
     /// edit of the list of the revision this device holds at that path
-    /// (`lists` first: records earlier in the same page). `None` when the
+    /// (`lists` first: records earlier in the same page; an item the page
+    /// moved is in the database where `renamed` says). `None` when the
     /// edit's base is not what this device holds or the result does not
     /// match the content hash.
-    fn block_list_of(&self, ch: &Change, lists: &HashMap<RelPath, Vec<BlockRef>>) -> Option<Vec<BlockRef>> {
+    fn block_list_of(
+        &self,
+        ch: &Change,
+        lists: &HashMap<RelPath, Vec<BlockRef>>,
+        renamed: &HashMap<RelPath, RelPath>,
+    ) -> Option<Vec<BlockRef>> {
         let Some(edit) = &ch.blocks_edit else { return Some(ch.blocks.clone().unwrap_or_default()) };
         let path = &ch.entry.path;
         let held = self.rtree.get(path)?;
@@ -419,7 +432,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         }
         let base = match lists.get(path) {
             Some(l) => l.clone(),
-            None => self.state.remote_blocks(path).ok()?,
+            None => self.state.remote_blocks(renamed.get(path).unwrap_or(path)).ok()?,
         };
         let list = edit.apply(&base)?;
         let ids: Vec<BlockId> = list.iter().map(|b| b.id).collect();
@@ -446,8 +459,13 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut quiet = false;
         for _ in 0..8 {
             self.check_root()?;
-            let (local, report) = self.on_disk(|d| d.scan()).await.map_err(|e| {
-                FolderUnavailable::Unreadable(format!("{e}; retrying, nothing is read as deleted meanwhile"))
+            let (local, report) = self.on_disk(|d| d.scan()).await.map_err(|e| match e {
+                ScanError::NoMarker(_) => {
+                    FolderUnavailable::Missing(format!("{e}; waiting for it to come back, nothing is deleted"))
+                }
+                ScanError::Io { .. } => {
+                    FolderUnavailable::Unreadable(format!("{e}; retrying, nothing is read as deleted meanwhile"))
+                }
             })?;
             for s in &report.skipped {
                 tracing::debug!(skipped = %s, "not synced");

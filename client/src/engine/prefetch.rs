@@ -58,6 +58,8 @@ impl<D: Disk> Default for Prefetches<D> {
 
 struct Slot<D: Disk> {
     pending: PendingUpload,
+    /// Where its blocks sit on disk already (looked up once).
+    index: std::sync::OnceLock<BlockIndex>,
     fill: futures_util::lock::Mutex<Fill<D>>,
     /// Taken over or dropped: a running fill stops at its next block.
     closed: AtomicBool,
@@ -104,6 +106,7 @@ impl<D: Disk> Prefetches<D> {
                 tracing::debug!(path = %p.path, size = p.size, "prefetching a file being uploaded elsewhere");
                 Arc::new(Slot {
                     pending: p.clone(),
+                    index: std::sync::OnceLock::new(),
                     fill: futures_util::lock::Mutex::new(Fill { temp: None, blocks: 0, bytes: 0, failed: false }),
                     closed: AtomicBool::new(false),
                 })
@@ -114,9 +117,20 @@ impl<D: Disk> Prefetches<D> {
         ids
     }
 
-    /// The blocks the listed slots still need (to look for local copies).
-    pub fn wanted(&self) -> HashSet<BlockId> {
-        lock(&self.slots).values().flat_map(|s| s.pending.blocks.iter().map(|b| b.id)).collect()
+    /// Gives each slot without one the index of its blocks on disk, which
+    /// `index_of` looks up (once a slot: it reads the whole state database).
+    pub fn index_new(&self, index_of: impl Fn(&HashSet<BlockId>) -> BlockIndex) {
+        let new: Vec<Arc<Slot<D>>> = lock(&self.slots).values().filter(|s| s.index.get().is_none()).cloned().collect();
+        if new.is_empty() {
+            return;
+        }
+        let wanted: HashSet<BlockId> = new.iter().flat_map(|s| s.pending.blocks.iter().map(|b| b.id)).collect();
+        let index = index_of(&wanted);
+        for slot in new {
+            let mine: BlockIndex =
+                slot.pending.blocks.iter().filter_map(|b| index.get(&b.id).map(|at| (b.id, at.clone()))).collect();
+            let _ = slot.index.set(mine);
+        }
     }
 
     fn slot(&self, id: i64) -> Option<Arc<Slot<D>>> {
@@ -125,9 +139,12 @@ impl<D: Disk> Prefetches<D> {
 
     /// Fills slot `id` in order until its blocks are all in, one is not on
     /// the server yet (waiting up to `wait_secs` for each), or the slot
-    /// closes. Local copies of blocks (`index`) are used when they verify.
-    pub async fn fill<A: Api>(&self, id: i64, disk: &D, api: &A, index: &BlockIndex, wait_secs: u64) -> FillEnd {
+    /// closes. Local copies of blocks (see [`Prefetches::index_new`]) are
+    /// used when they verify.
+    pub async fn fill<A: Api>(&self, id: i64, disk: &D, api: &A, wait_secs: u64) -> FillEnd {
         let Some(slot) = self.slot(id) else { return FillEnd::Stopped };
+        let empty = BlockIndex::new();
+        let index = slot.index.get().unwrap_or(&empty);
         let start = {
             let f = slot.fill.lock().await;
             if f.failed || slot.closed.load(Ordering::SeqCst) {
@@ -176,7 +193,12 @@ impl<D: Disk> Prefetches<D> {
             }
             let temp = match f.temp.take() {
                 Some(t) => Ok(t),
-                None => disk.blocking(|d| d.create_spare_temp()).await,
+                None if f.blocks == 0 => disk.blocking(|d| d.create_spare_temp()).await,
+                // Blocks counted but no file to hold them: never trusted.
+                None => {
+                    f.failed = true;
+                    return FillEnd::Stopped;
+                }
             };
             let mut temp = match temp {
                 Ok(t) => t,
@@ -234,6 +256,17 @@ impl<D: Disk> Prefetches<D> {
         claimed
     }
 
+    /// Drops every prefetch (the folder went away and came back).
+    pub async fn drop_all(&self, disk: &D) {
+        let all: Vec<Arc<Slot<D>>> = lock(&self.slots).drain().map(|(_, s)| s).collect();
+        for slot in all {
+            slot.closed.store(true, Ordering::SeqCst);
+            if let Some(t) = slot.fill.lock().await.temp.take() {
+                disk.blocking(move |d| d.discard_temp(t)).await;
+            }
+        }
+    }
+
     /// True when some prefetch's announcement is no longer listed (a round
     /// that leaves nothing to do will drop it).
     pub fn has_orphans(&self) -> bool {
@@ -283,10 +316,10 @@ pub async fn prefetch_round<D: Disk, A: Api>(
     if ids.is_empty() {
         return Ok(false);
     }
-    let index = super::download::block_index(&lock(state), &prefetches.wanted(), |_| true);
+    prefetches.index_new(|wanted| super::download::block_index(&lock(state), wanted, |_| true));
     let mut waiting = false;
     for id in ids {
-        waiting |= prefetches.fill(id, disk, api, &index, wait_secs).await == FillEnd::NotYet;
+        waiting |= prefetches.fill(id, disk, api, wait_secs).await == FillEnd::NotYet;
     }
     Ok(waiting)
 }

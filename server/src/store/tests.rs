@@ -180,6 +180,75 @@ fn journal_block_lists_as_edits(store: Arc<dyn MetaStore>) {
     assert!(rev_of(v4.rev).blocks.is_some(), "nothing shared: in full");
 }
 
+/// Announcements: listed for the other devices only, replaced by path,
+/// dropped by a commit at or above their path, by their device, on expiry,
+/// and with their account; a device holds a bounded number.
+fn pending_uploads_follow_commits(store: Arc<dyn MetaStore>) {
+    use ferry_shared::api::{BlockRef, PendingAnnounce};
+    let a = caller(&*store, "gina", "a");
+    let b = caller(&*store, "gina", "b");
+    let blk = block(b"pending");
+    store.add_blocks(a.user_id, std::slice::from_ref(&blk)).unwrap();
+    let announce = |path: &str| PendingAnnounce {
+        path: RelPath::parse(path).unwrap(),
+        parent_rev: None,
+        size: 7,
+        blocks: vec![BlockRef { id: blk.id, size: 7 }],
+    };
+    let far = super::now_ms() + 600_000;
+    let listed = |c: &Caller| -> Vec<String> {
+        store
+            .pending_uploads(c.ns, c.device_id, super::now_ms())
+            .unwrap()
+            .pending
+            .iter()
+            .map(|p| p.path.to_string())
+            .collect()
+    };
+    let (_, s1) = store.announce_pending(&a, announce("d/x"), far).unwrap();
+    let (_, s2) = store.announce_pending(&a, announce("d/x"), far).unwrap();
+    assert!(s2 > s1);
+    store.announce_pending(&a, announce("d/sub/y"), far).unwrap();
+    store.announce_pending(&a, announce("top"), far).unwrap();
+    assert_eq!(listed(&b), ["d/x", "d/sub/y", "top"]);
+    assert!(listed(&a).is_empty(), "a device's own are left out");
+    // A commit at a path drops what was announced there; a folder's move drops what is under it.
+    let out = store.commit(&b, vec![put("top", None, &blk)], vec![blk.clone()]).unwrap();
+    assert!(out.pending.is_some());
+    assert_eq!(listed(&b), ["d/x", "d/sub/y"]);
+    store.commit(&b, vec![CommitOp::Mkdir { path: RelPath::parse("d").unwrap() }], Vec::new()).unwrap();
+    let out = store
+        .commit(
+            &b,
+            vec![CommitOp::Move {
+                from: RelPath::parse("d").unwrap(),
+                to: RelPath::parse("e").unwrap(),
+                parent_rev: None,
+            }],
+            Vec::new(),
+        )
+        .unwrap();
+    assert!(out.results[0].is_ok() && out.pending.is_some());
+    assert!(listed(&b).is_empty());
+    // Only its device drops one; expired ones are not listed and are swept.
+    let (id, _) = store.announce_pending(&a, announce("z"), far).unwrap();
+    assert!(store.drop_pending(&b, Some(id)).is_err());
+    assert!(store.drop_pending(&a, Some(id)).unwrap().is_some());
+    store.announce_pending(&a, announce("old"), super::now_ms() - 1).unwrap();
+    assert!(listed(&b).is_empty());
+    assert_eq!(store.sweep_pending(super::now_ms()).unwrap().len(), 1);
+    // A bounded number per device.
+    for i in 0..64 {
+        store.announce_pending(&a, announce(&format!("many/{i}")), far).unwrap();
+    }
+    let over = store.announce_pending(&a, announce("many/64"), far).unwrap_err();
+    assert_eq!(over.code(), ErrorCode::TooManyRequests);
+    // Removing the account removes them; sweeping still works.
+    store.remove_user("gina").unwrap();
+    assert!(store.pending_uploads(a.ns, 0, super::now_ms()).unwrap().pending.is_empty());
+    store.sweep_pending(super::now_ms() + 10_000_000).unwrap();
+}
+
 fn sqlite() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("ferry.db")).unwrap();
@@ -204,6 +273,11 @@ fn sqlite_blocks_are_per_account() {
 #[test]
 fn sqlite_journal_block_lists_as_edits() {
     journal_block_lists_as_edits(sqlite().1);
+}
+
+#[test]
+fn sqlite_pending_uploads_follow_commits() {
+    pending_uploads_follow_commits(sqlite().1);
 }
 
 #[test]

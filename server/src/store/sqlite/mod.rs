@@ -628,11 +628,11 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// A change at these paths makes pending uploads there stale.
+    /// A change at (or under) these paths makes pending uploads there stale.
     fn drop_pending_at(&mut self, paths: &[&RelPath]) -> Result<()> {
         if self.has_pending {
             for p in paths {
-                self.pending_dropped += pending::drop_at(self.conn, self.caller.ns, p)?;
+                self.pending_dropped += pending::drop_under(self.conn, self.caller.ns, p)?;
             }
         }
         Ok(())
@@ -669,7 +669,11 @@ impl Ctx<'_> {
                 self.drop_pending_at(&[&path])?;
                 Ok(entry)
             }
-            CommitOp::Rmdir { path, parent_rev } => self.delete(&path, parent_rev, EntryKind::Dir),
+            CommitOp::Rmdir { path, parent_rev } => {
+                let entry = self.delete(&path, parent_rev, EntryKind::Dir)?;
+                self.drop_pending_at(&[&path])?;
+                Ok(entry)
+            }
             CommitOp::Move { from, to, parent_rev } => {
                 let entry = self.move_node(&from, &to, parent_rev)?;
                 self.drop_pending_at(&[&from, &to])?;
@@ -1092,6 +1096,7 @@ impl MetaStore for SqliteStore {
                  DELETE FROM devices WHERE user_id = {id};
                  DELETE FROM account_blocks WHERE user_id = {id};
                  DELETE FROM upload_sessions WHERE user_id = {id};
+                 DELETE FROM pending_uploads WHERE user_id = {id};
                  DELETE FROM users WHERE id = {id};"
             ))?;
             Ok(())
@@ -1199,7 +1204,7 @@ impl MetaStore for SqliteStore {
                 }
                 results.push(r);
             }
-            let pending = if ctx.pending_dropped > 0 { Some(pending::bump(conn, caller.ns)?) } else { None };
+            let pending = if ctx.pending_dropped > 0 { pending::bump(conn, caller.ns)? } else { None };
             Ok(CommitOutcome { results, seq: ctx.seq, pending })
         })
     }
@@ -1220,7 +1225,7 @@ impl MetaStore for SqliteStore {
             let ids: Vec<BlockId> = a.blocks.iter().map(|b| b.id).collect();
             let hash = ferry_shared::block::content_hash(a.size, &ids);
             let id = pending::announce(conn, &caller, &a, &hash, now_ms(), expires)?;
-            Ok((id, pending::bump(conn, caller.ns)?))
+            Ok((id, pending::bump(conn, caller.ns)?.unwrap_or(0)))
         })
     }
 
@@ -1231,15 +1236,15 @@ impl MetaStore for SqliteStore {
             if n == 0 && id.is_some() {
                 return Err(Error::not_found("no such pending upload of this device"));
             }
-            Ok(if n > 0 { Some(pending::bump(conn, caller.ns)?) } else { None })
+            Ok(if n > 0 { pending::bump(conn, caller.ns)? } else { None })
         })
     }
 
     fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
-            let seq = tx.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
-            Ok(PendingList { pending: pending::list(&tx, ns, except, now)?, seq })
+            let seq = tx.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0)).optional()?;
+            Ok(PendingList { pending: pending::list(&tx, ns, except, now)?, seq: seq.unwrap_or(0) })
         })
     }
 
@@ -1255,7 +1260,9 @@ impl MetaStore for SqliteStore {
         self.write(move |conn| {
             let mut out = Vec::new();
             for ns in pending::sweep(conn, now)? {
-                out.push((ns, pending::bump(conn, ns)?));
+                if let Some(seq) = pending::bump(conn, ns)? {
+                    out.push((ns, seq));
+                }
             }
             Ok(out)
         })

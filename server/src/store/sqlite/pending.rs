@@ -5,13 +5,16 @@
 //! and it expires. Every change bumps the namespace's `pending_seq`, which
 //! long polls watch beside the journal's sequence.
 
-use ferry_shared::api::{BlockRef, PendingAnnounce, PendingUpload};
+use ferry_shared::api::{BlockRef, ErrorCode, PendingAnnounce, PendingUpload};
 use ferry_shared::path::RelPath;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Cached;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Caller;
+
+/// Most announcements one device may hold at once.
+const MAX_PER_DEVICE: i64 = 64;
 
 /// Records (or replaces) the caller device's announcement for `a.path`.
 pub(super) fn announce(
@@ -27,6 +30,17 @@ pub(super) fn announce(
         "DELETE FROM pending_uploads WHERE ns = ?1 AND device_id = ?2 AND path = ?3",
         params![caller.ns, caller.device_id, a.path.as_str()],
     )?;
+    let held: i64 = conn.row(
+        "SELECT COUNT(*) FROM pending_uploads WHERE ns = ?1 AND device_id = ?2",
+        params![caller.ns, caller.device_id],
+        |r| r.get(0),
+    )?;
+    if held >= MAX_PER_DEVICE {
+        return Err(Error::client(
+            ErrorCode::TooManyRequests,
+            format!("this device has {held} uploads announced already; finish or drop some first"),
+        ));
+    }
     conn.exec(
         "INSERT INTO pending_uploads(ns, user_id, device_id, path, parent_rev, size, hash, blocks, created, expires)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -66,19 +80,28 @@ pub(super) fn drop_at(conn: &Connection, ns: i64, path: &RelPath) -> Result<usiz
     Ok(conn.exec("DELETE FROM pending_uploads WHERE ns = ?1 AND path = ?2", params![ns, path.as_str()])?)
 }
 
+/// Drops every announcement at or under `path` (a folder moved or went).
+pub(super) fn drop_under(conn: &Connection, ns: i64, path: &RelPath) -> Result<usize> {
+    // `a/…` sorts between `a/` and `a0` (`0` follows `/`).
+    let (lo, hi) = (format!("{path}/"), format!("{path}0"));
+    Ok(drop_at(conn, ns, path)?
+        + conn.exec("DELETE FROM pending_uploads WHERE ns = ?1 AND path >= ?2 AND path < ?3", params![ns, lo, hi])?)
+}
+
 /// True when the namespace has any announcement (commits skip the per-path
 /// clean-up otherwise).
 pub(super) fn any(conn: &Connection, ns: i64) -> Result<bool> {
     Ok(conn.row("SELECT 1 FROM pending_uploads WHERE ns = ?1 LIMIT 1", [ns], |_| Ok(())).optional()?.is_some())
 }
 
-/// Moves the namespace's pending sequence on; returns the new value.
-pub(super) fn bump(conn: &Connection, ns: i64) -> Result<i64> {
-    Ok(conn.row(
-        "UPDATE namespaces SET pending_seq = pending_seq + 1 WHERE id = ?1 RETURNING pending_seq",
-        [ns],
-        |r| r.get(0),
-    )?)
+/// Moves the namespace's pending sequence on; returns the new value
+/// (`None` when the namespace is gone).
+pub(super) fn bump(conn: &Connection, ns: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .row("UPDATE namespaces SET pending_seq = pending_seq + 1 WHERE id = ?1 RETURNING pending_seq", [ns], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }
 
 /// The announcements of a namespace that have not expired, oldest first,
