@@ -376,19 +376,37 @@ impl BlockList {
         if pre + suf == 0 {
             return BlockList::Full(new.to_vec());
         }
-        let mut edits = Vec::new();
-        if pre > 0 {
-            edits.push(BlockEdit::Copy { start: 0, count: pre as u32 });
-        }
-        let mid = &new[pre..new.len() - suf];
-        if !mid.is_empty() {
-            edits.push(BlockEdit::Add(mid.to_vec()));
-        }
-        if suf > 0 {
-            edits.push(BlockEdit::Copy { start: (parent.len() - suf) as u32, count: suf as u32 });
-        }
-        BlockList::Edit(edits)
+        BlockList::Edit(splice(
+            parent.len(),
+            new,
+            (pre, suf),
+            |start, count| BlockEdit::Copy { start, count },
+            BlockEdit::Add,
+        ))
     }
+}
+
+/// The edit of a list of `parent_len` items into `new` that copies the
+/// common prefix and suffix (`ends`) and adds the middle.
+fn splice<T: Clone, E>(
+    parent_len: usize,
+    new: &[T],
+    (pre, suf): (usize, usize),
+    copy: impl Fn(u32, u32) -> E,
+    add: impl Fn(Vec<T>) -> E,
+) -> Vec<E> {
+    let mut edits = Vec::new();
+    if pre > 0 {
+        edits.push(copy(0, pre as u32));
+    }
+    let mid = &new[pre..new.len() - suf];
+    if !mid.is_empty() {
+        edits.push(add(mid.to_vec()));
+    }
+    if suf > 0 {
+        edits.push(copy((parent_len - suf) as u32, suf as u32));
+    }
+    edits
 }
 
 impl BlocksEdit {
@@ -399,17 +417,8 @@ impl BlocksEdit {
         if pre + suf == 0 {
             return None;
         }
-        let mut edits = Vec::new();
-        if pre > 0 {
-            edits.push(BlockRefEdit::Copy { start: 0, count: pre as u32 });
-        }
-        let mid = &new[pre..new.len() - suf];
-        if !mid.is_empty() {
-            edits.push(BlockRefEdit::Add(mid.to_vec()));
-        }
-        if suf > 0 {
-            edits.push(BlockRefEdit::Copy { start: (base.len() - suf) as u32, count: suf as u32 });
-        }
+        let edits =
+            splice(base.len(), new, (pre, suf), |start, count| BlockRefEdit::Copy { start, count }, BlockRefEdit::Add);
         Some(BlocksEdit { base_rev, edits })
     }
 
