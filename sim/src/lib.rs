@@ -211,11 +211,18 @@ struct Device {
     /// The engine's prefetches (streaming sync), kept while a round runs.
     prefetches: Option<Prefetches<SimDisk>>,
     /// A look at the pending uploads and the fills it started.
-    prefetch: Option<Task>,
+    prefetch: Option<Prefetching>,
     prefetch_woken: Arc<Flag>,
 }
 
-type Task = Pin<Box<dyn Future<Output = ()>>>;
+type Prefetching = Pin<Box<dyn Future<Output = ()>>>;
+
+/// What a device runs beside the user: its sync round, or its prefetch.
+#[derive(Debug, Clone, Copy)]
+enum Task {
+    Round,
+    Prefetch,
+}
 
 /// Files at least this large are announced before they are sent, and files
 /// larger are downloaded block by block (smaller than a real device's, so
@@ -516,21 +523,42 @@ impl World {
 
     /// Runs device `d`'s prefetch (if one runs) with a reliable network until it ends.
     fn run_prefetch_to_end(&mut self, d: usize) -> Result<(), Violation> {
+        self.drive_to_end(d, Task::Prefetch)
+    }
+
+    /// Polls device `d`'s round or prefetch whenever it is woken and
+    /// delivers the device's requests reliably, until the task ends.
+    fn drive_to_end(&mut self, d: usize, task: Task) -> Result<(), Violation> {
+        let what = match task {
+            Task::Round => "round",
+            Task::Prefetch => "prefetch",
+        };
         for _ in 0..1_000_000 {
-            if self.devices[d].prefetch.is_none() {
+            let dev = &self.devices[d];
+            let (running, woken) = match task {
+                Task::Round => (dev.round.is_some(), dev.woken.0.load(Ordering::Relaxed)),
+                Task::Prefetch => (dev.prefetch.is_some(), dev.prefetch_woken.0.load(Ordering::Relaxed)),
+            };
+            if !running {
                 return Ok(());
             }
-            if self.devices[d].prefetch_woken.0.load(Ordering::Relaxed) {
-                self.poll_prefetch(d);
+            if woken {
+                match task {
+                    Task::Round => self.poll(d),
+                    Task::Prefetch => self.poll_prefetch(d),
+                }
                 continue;
             }
             let mine = self.net.lock().expect("net").queue.iter().position(|r| r.device == d);
             match mine {
                 Some(i) => self.deliver(i, false),
-                None => return Err(self.violation(format!("{}'s prefetch is stuck", self.devices[d].name))),
+                None => {
+                    let name = &self.devices[d].name;
+                    return Err(self.violation(format!("{name}'s {what} is stuck: not woken, nothing in flight")));
+                }
             }
         }
-        Err(self.violation(format!("{}'s prefetch never ends", self.devices[d].name)))
+        Err(self.violation(format!("{}'s {what} never ends", self.devices[d].name)))
     }
 
     fn crash(&mut self, d: usize) {
@@ -799,25 +827,8 @@ impl World {
         if self.devices[d].round.is_none() {
             self.start_round(d).map_err(|e| self.violation(format!("opening {}: {e:#}", self.devices[d].name)))?;
         }
-        for _ in 0..1_000_000 {
-            if self.devices[d].round.is_none() {
-                return Ok(self.devices[d].last);
-            }
-            if self.devices[d].woken.0.load(Ordering::Relaxed) {
-                self.poll(d);
-                continue;
-            }
-            let mine = self.net.lock().expect("net").queue.iter().position(|r| r.device == d);
-            match mine {
-                Some(i) => self.deliver(i, false),
-                None => {
-                    return Err(
-                        self.violation(format!("{} is stuck: not woken, nothing in flight", self.devices[d].name))
-                    );
-                }
-            }
-        }
-        Err(self.violation(format!("{}'s round never ends", self.devices[d].name)))
+        self.drive_to_end(d, Task::Round)?;
+        Ok(self.devices[d].last)
     }
 }
 
