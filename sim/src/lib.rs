@@ -455,11 +455,8 @@ impl World {
     /// Polls a woken round once.
     fn poll(&mut self, d: usize) {
         let dev = &mut self.devices[d];
-        dev.woken.0.store(false, Ordering::Relaxed);
-        let waker = Waker::from(Arc::clone(&dev.woken));
-        let mut cx = Context::from_waker(&waker);
         let Some(fut) = dev.round.as_mut() else { return };
-        let Poll::Ready((engine, result)) = fut.as_mut().poll(&mut cx) else { return };
+        let Poll::Ready((engine, result)) = poll_woken(&dev.woken, fut) else { return };
         dev.round = None;
         let name = dev.name.clone();
         match result {
@@ -510,11 +507,8 @@ impl World {
     /// Polls a woken prefetch once.
     fn poll_prefetch(&mut self, d: usize) {
         let dev = &mut self.devices[d];
-        dev.prefetch_woken.0.store(false, Ordering::Relaxed);
-        let waker = Waker::from(Arc::clone(&dev.prefetch_woken));
-        let mut cx = Context::from_waker(&waker);
         let Some(fut) = dev.prefetch.as_mut() else { return };
-        if fut.as_mut().poll(&mut cx).is_ready() {
+        if poll_woken(&dev.prefetch_woken, fut).is_ready() {
             dev.prefetch = None;
             let name = dev.name.clone();
             self.log(format!("{name} prefetch done"));
@@ -830,6 +824,13 @@ impl World {
         self.drive_to_end(d, Task::Round)?;
         Ok(self.devices[d].last)
     }
+}
+
+/// Polls a task once, clearing its "woken" flag first (the waker sets it).
+fn poll_woken<T>(woken: &Arc<Flag>, fut: &mut Pin<Box<dyn Future<Output = T>>>) -> Poll<T> {
+    woken.0.store(false, Ordering::Relaxed);
+    let waker = Waker::from(Arc::clone(woken));
+    fut.as_mut().poll(&mut Context::from_waker(&waker))
 }
 
 /// A changes page whose block-list edits name another base revision, or
