@@ -124,6 +124,8 @@ async fn start_embedded_server(data: PathBuf, listen: std::net::SocketAddr) -> a
         tls: None,
         insecure_http: false,
         upload_expiry: std::time::Duration::from_secs(7 * 24 * 3600),
+        public_url: None,
+        poll_max: std::time::Duration::from_secs(300),
     };
     let server = tokio::spawn(ferry_server::serve::serve(opts));
     let url = format!("http://{listen}");

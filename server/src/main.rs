@@ -41,6 +41,14 @@ enum Command {
         /// Hours an unfinished resumable upload is kept.
         #[arg(long, default_value_t = 24 * 7)]
         upload_expiry_hours: u64,
+        /// The URL clients reach this server at (behind a TLS proxy, say
+        /// https://files.example.com), for the absolute URLs it answers with.
+        #[arg(long, env = "FERRY_PUBLIC_URL", value_parser = parse_public_url)]
+        public_url: Option<String>,
+        /// Longest a long poll is held, in seconds (keep it below the idle
+        /// timeout of a proxy in front); clients poll again at once.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
+        poll_max_secs: u64,
     },
     /// Serve with embedded defaults for a first try: data under ./ferry-data,
     /// a user created on first start with a generated password saved beside it.
@@ -145,13 +153,24 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { data, listen, tls_cert, tls_key, insecure_http, upload_expiry_hours } => {
+        Command::Serve {
+            data,
+            listen,
+            tls_cert,
+            tls_key,
+            insecure_http,
+            upload_expiry_hours,
+            public_url,
+            poll_max_secs,
+        } => {
             let opts = ServeOptions {
                 data,
                 listen,
                 tls: tls_cert.zip(tls_key),
                 insecure_http,
                 upload_expiry: Duration::from_secs(upload_expiry_hours * 3600),
+                public_url,
+                poll_max: Duration::from_secs(poll_max_secs),
             };
             runtime()?.block_on(serve::serve(opts))
         }
@@ -166,10 +185,22 @@ fn main() -> anyhow::Result<()> {
                 tls: None,
                 insecure_http: false,
                 upload_expiry: Duration::from_secs(7 * 24 * 3600),
+                public_url: None,
+                poll_max: Duration::from_secs(300),
             };
             runtime()?.block_on(serve::serve(opts))
         }
         Command::User { command } => user_command(command),
+    }
+}
+
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains(['?', '#']) && r.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(s.trim_end_matches('/').to_owned())
+        }
+        _ => Err("give a URL like https://files.example.com (http or https, no query)".to_owned()),
     }
 }
 

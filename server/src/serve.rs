@@ -24,6 +24,11 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub insecure_http: bool,
     pub upload_expiry: Duration,
+    /// The URL clients reach this server at, when it differs from what they
+    /// send in `Host` with this server's scheme (behind a TLS proxy).
+    pub public_url: Option<String>,
+    /// Longest a long poll is held (the API's own limit is 300 s).
+    pub poll_max: Duration,
 }
 
 /// The data directory's layout.
@@ -45,7 +50,12 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
         blocks,
         vault,
         notifier: Notifier::default(),
-        limits: Limits { upload_expiry_ms: opts.upload_expiry.as_millis() as i64 },
+        limits: Limits {
+            upload_expiry_ms: opts.upload_expiry.as_millis() as i64,
+            public_url: opts.public_url.clone(),
+            tls: opts.tls.is_some(),
+            poll_max: opts.poll_max,
+        },
         uploads_dir,
         busy_uploads: Mutex::new(HashSet::new()),
         logins: Default::default(),

@@ -50,6 +50,17 @@ pub enum ErrorCode {
     TooManyRequests,
     Internal,
     Unavailable,
+    /// The method is not one this endpoint takes (the `Allow` header lists them).
+    MethodNotAllowed,
+    /// An `If-Match` / `If-Unmodified-Since` precondition failed: the file
+    /// changed since the caller last saw it.
+    PreconditionFailed,
+    /// The body's `Content-Type` is not one this endpoint reads.
+    UnsupportedMediaType,
+    /// The cursor is past the end of the journal (a server restored from an
+    /// older backup, or a cursor from another server): list from 0 again and
+    /// merge with what is held, deleting nothing.
+    CursorReset,
 }
 
 impl ErrorCode {
@@ -60,9 +71,12 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Conflict | ErrorCode::NotEmpty => 409,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict | ErrorCode::NotEmpty | ErrorCode::CursorReset => 409,
             ErrorCode::LengthRequired => 411,
+            ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Internal => 500,
@@ -90,8 +104,11 @@ wire! {
     }
 
     pub struct LoginRequest {
+        #[cfg_attr(feature = "openapi", schema(max_length = 200))]
         pub username: String,
         pub password: String,
+        /// This device's name, shown in history (1 to 200 characters, not only spaces).
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
         pub device_name: String,
     }
 
@@ -132,6 +149,7 @@ wire! {
 
     /// A batch of operations; each is checked and answered on its own, in order.
     pub struct CommitRequest {
+        #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 10000))]
         pub ops: Vec<CommitOp>,
     }
 
@@ -159,7 +177,12 @@ wire! {
     #[serde(rename_all = "snake_case")]
     pub enum BlockEdit {
         /// Blocks `[start, start + count)` of the parent revision.
-        Copy { start: u32, count: u32 },
+        Copy {
+            #[cfg_attr(feature = "openapi", schema(value_type = u64, maximum = 4294967295_u64))]
+            start: u32,
+            #[cfg_attr(feature = "openapi", schema(value_type = u64, maximum = 4294967295_u64))]
+            count: u32,
+        },
         /// New blocks, in order.
         Add(Vec<BlockId>),
     }
@@ -172,6 +195,7 @@ wire! {
         Put {
             path: RelPath,
             parent_rev: Option<RevId>,
+            #[cfg_attr(feature = "openapi", schema(maximum = 10737418240_u64))]
             size: u64,
             mtime: i64,
             #[serde(default)]
@@ -231,13 +255,19 @@ wire! {
     #[serde(rename_all = "snake_case")]
     pub enum BlockRefEdit {
         /// Blocks `[start, start + count)` of the base list.
-        Copy { start: u32, count: u32 },
+        Copy {
+            #[cfg_attr(feature = "openapi", schema(value_type = u64, maximum = 4294967295_u64))]
+            start: u32,
+            #[cfg_attr(feature = "openapi", schema(value_type = u64, maximum = 4294967295_u64))]
+            count: u32,
+        },
         /// New blocks, in order.
         Add(Vec<BlockRef>),
     }
 
     pub struct BlockRef {
         pub id: BlockId,
+        #[cfg_attr(feature = "openapi", schema(value_type = u64, maximum = 4294967295_u64))]
         pub size: u32,
     }
 
@@ -264,9 +294,11 @@ wire! {
     /// shows at its path only once committed. Announcing again for the same
     /// path replaces it; the commit of any change at the path drops it.
     pub struct PendingAnnounce {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::path::NonRootPath))]
         pub path: RelPath,
         #[serde(default)]
         pub parent_rev: Option<RevId>,
+        #[cfg_attr(feature = "openapi", schema(maximum = 10737418240_u64))]
         pub size: u64,
         /// The file's blocks, in order (their sizes add up to `size`).
         pub blocks: Vec<BlockRef>,
@@ -300,8 +332,11 @@ wire! {
     }
 
     pub struct ListRevisionsRequest {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::path::NonRootPath))]
         pub path: RelPath,
+        /// Most revisions to return (default 100).
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
         pub limit: Option<u32>,
     }
 
@@ -320,10 +355,15 @@ wire! {
         pub deleted: bool,
     }
 
-    /// Start of a resumable upload.
+    /// Start of a resumable upload. `name` is taken for `path` (Google's
+    /// metadata), and the size may come in `X-Upload-Content-Length` instead.
     pub struct ResumableStartRequest {
+        #[serde(alias = "name")]
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::path::NonRootPath))]
         pub path: RelPath,
-        pub size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "openapi", schema(maximum = 10737418240_u64))]
+        pub size: Option<u64>,
         #[serde(default)]
         pub mtime: Option<i64>,
         /// If given, the upload commits only if this is still the head.

@@ -85,6 +85,7 @@ impl utoipa::PartialSchema for BlockId {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-fA-F]{64}$"))
             .description(Some("BLAKE3 hash of the block's plaintext, 64 hex digits"))
             .into()
     }

@@ -223,17 +223,57 @@ impl<'de> serde::Deserialize<'de> for RelPath {
     }
 }
 
+/// One path segment as a pattern (ECMA-262 and Python agree on it): not
+/// empty, not `.` or `..`, no `/` and no control character. The byte
+/// limits are not expressible; `maxLength` bounds the path in characters.
+#[cfg(feature = "openapi")]
+const SEGMENT_PATTERN: &str = concat!(
+    r"(?:[^/.\u0000-\u001f\u007f-\u009f]|[^/.\u0000-\u001f\u007f-\u009f][^/\u0000-\u001f\u007f-\u009f]",
+    r"|\.[^/.\u0000-\u001f\u007f-\u009f]|[^/\u0000-\u001f\u007f-\u009f]{3,255})"
+);
+
+#[cfg(feature = "openapi")]
+fn path_schema(root: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let seg = SEGMENT_PATTERN;
+    let (pattern, description) = if root {
+        (
+            format!("^/?(?:{seg}(?:/{seg})*)?$"),
+            "Path relative to the namespace root ('/'-separated, stored in NFC; '' is the root)",
+        )
+    } else {
+        (
+            format!("^/?{seg}(?:/{seg})*$"),
+            "Path of a file or folder relative to the namespace root ('/'-separated, stored in NFC)",
+        )
+    };
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .max_length(Some(MAX_PATH_BYTES))
+        .description(Some(description))
+        .into()
+}
+
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for RelPath {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("Normalized path relative to the namespace root (NFC, '/'-separated)"))
-            .into()
+        path_schema(true)
     }
 }
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for RelPath {}
+
+/// A [`RelPath`] that must not be the root, as the API documents it.
+#[cfg(feature = "openapi")]
+pub struct NonRootPath;
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for NonRootPath {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        path_schema(false)
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for NonRootPath {}
 
 #[cfg(test)]
 mod tests {

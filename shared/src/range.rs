@@ -2,20 +2,26 @@
 //! read them: `Content-Range` of a resumable upload and `Range` of a
 //! download. Malformed input is `None`/unsatisfiable, never a panic.
 
-/// `Content-Range` of a resumable `PUT`: `bytes A-B/TOTAL` or `bytes */TOTAL`.
+/// `Content-Range` of a resumable `PUT`: `bytes A-B/TOTAL`, or a status
+/// query `bytes */TOTAL` or `bytes */*` (total not known to the asker, as
+/// Google's `recover()` sends it).
 #[derive(Debug, PartialEq, Eq)]
 pub enum ContentRange {
     Bytes { start: u64, end: u64, total: u64 },
-    Query { total: u64 },
+    Query { total: Option<u64> },
 }
 
 pub fn parse_content_range(s: &str) -> Option<ContentRange> {
     let rest = s.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
-    let total: u64 = total.trim().parse().ok()?;
     if range.trim() == "*" {
+        let total = match total.trim() {
+            "*" => None,
+            t => Some(t.parse().ok()?),
+        };
         return Some(ContentRange::Query { total });
     }
+    let total: u64 = total.trim().parse().ok()?;
     let (a, b) = range.split_once('-')?;
     let (start, end): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
     (start <= end && end < total).then_some(ContentRange::Bytes { start, end, total })
@@ -62,7 +68,9 @@ mod tests {
     #[test]
     fn content_range() {
         assert_eq!(parse_content_range("bytes 0-9/20"), Some(ContentRange::Bytes { start: 0, end: 9, total: 20 }));
-        assert_eq!(parse_content_range("bytes */20"), Some(ContentRange::Query { total: 20 }));
+        assert_eq!(parse_content_range("bytes */20"), Some(ContentRange::Query { total: Some(20) }));
+        assert_eq!(parse_content_range("bytes */*"), Some(ContentRange::Query { total: None }));
+        assert_eq!(parse_content_range("bytes 0-9/*"), None);
         assert_eq!(parse_content_range("bytes 5-4/20"), None);
         assert_eq!(parse_content_range("bytes 0-20/20"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);

@@ -232,6 +232,8 @@ impl SimServer {
             tls: None,
             insecure_http: false,
             upload_expiry: Duration::from_secs(3600),
+            public_url: None,
+            poll_max: Duration::from_secs(300),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let mut server = SimServer { opts, state: None, rt, caller: Caller { user_id: 0, device_id: 0, ns: 0 } };

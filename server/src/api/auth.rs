@@ -5,21 +5,29 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use ferry_shared::api::{LoginRequest, LoginResponse};
+use ferry_shared::api::{ErrorBody, LoginRequest, LoginResponse};
 
 use super::AppState;
 use super::blocking;
+use super::body::JsonBody;
 use crate::error::{Error, Result};
 use crate::passwords;
 
 /// Log in: returns a bearer token for this device.
 #[utoipa::path(post, path = "/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ferry_shared::api::ErrorBody)))]
-pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>) -> Result<Json<LoginResponse>> {
-    if req.device_name.trim().is_empty() || req.device_name.len() > 200 {
-        return Err(Error::bad_request("device_name must be 1 to 200 characters"));
+    responses((status = 200, body = LoginResponse),
+        (status = 400, body = ErrorBody, description = "empty or over-long `device_name` or `username`"),
+        (status = 401, body = ErrorBody, description = "wrong user name or password"),
+        (status = 429, body = ErrorBody, description = "too many failed logins for this name",
+            headers(("Retry-After" = u64, description = "seconds to wait")))))]
+pub async fn login(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Json<LoginResponse>> {
+    if req.device_name.trim().is_empty() || req.device_name.chars().count() > 200 {
+        return Err(Error::bad_request("device_name must be 1 to 200 characters, not only spaces"));
     }
-    if req.username.len() > 200 {
+    if req.username.chars().count() > 200 {
         return Err(Error::bad_request("username must be at most 200 characters"));
     }
     // Too many wrong passwords for this name: wait (see `crate::limit`).
@@ -45,7 +53,7 @@ pub async fn login(State(state): State<AppState>, Json(req): Json<LoginRequest>)
 }
 
 /// Log out: revokes the token used for this request.
-#[utoipa::path(post, path = "/auth/logout", responses((status = 204), (status = 401, body = ferry_shared::api::ErrorBody)),
+#[utoipa::path(post, path = "/auth/logout", responses((status = 204, description = "the token is revoked")),
     security(("bearer" = [])))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode> {
     let token = headers

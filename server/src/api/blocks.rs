@@ -15,11 +15,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_shared::BlockId;
 use ferry_shared::api::{
-    BLOCK_WAIT_MAX_SECS, ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, MissingBlocksResponse,
+    BLOCK_WAIT_MAX_SECS, ErrorBody, ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, MissingBlocksResponse,
 };
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 
 use super::blocking;
+use super::body::JsonBody;
+use super::doc::Binary;
 use super::{AppState, Auth};
 use crate::blockstore::BlockLoc;
 use crate::error::{Error, Result};
@@ -31,11 +33,13 @@ fn parse_id(s: &str) -> Result<BlockId> {
 
 /// Which of these block ids does the caller's account lack?
 #[utoipa::path(post, path = "/blocks/missing", request_body = MissingBlocksRequest,
-    responses((status = 200, body = MissingBlocksResponse)), security(("bearer" = [])))]
+    responses((status = 200, body = MissingBlocksResponse),
+        (status = 400, body = ErrorBody, description = "a bad block id, or too many ids")),
+    security(("bearer" = [])))]
 pub async fn missing(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Json(req): Json<MissingBlocksRequest>,
+    JsonBody(req): JsonBody<MissingBlocksRequest>,
 ) -> Result<Json<MissingBlocksResponse>> {
     if req.ids.len() > MAX_MISSING_QUERY {
         return Err(Error::bad_request(format!("ask about at most {MAX_MISSING_QUERY} blocks at a time")));
@@ -47,9 +51,14 @@ pub async fn missing(
 
 /// Upload one block: the body is a zstd frame (or the raw bytes with
 /// `ferry-block-encoding: raw`); the server checks it hashes to the id.
-#[utoipa::path(put, path = "/blocks/{id}", params(("id" = String, Path, description = "block id (hex)")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201), (status = 400, body = ferry_shared::api::ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/blocks/{id}",
+    params(("id" = BlockId, Path, description = "block id (hex)"),
+        ("ferry-block-encoding" = Option<String>, Header, description = "`zstd` (the default) or `raw`")),
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses((status = 201, description = "stored"),
+        (status = 400, body = ErrorBody, description = "a bad id, encoding, or content that does not hash to the id"),
+        (status = 413, body = ErrorBody, description = "the block is larger than blocks may be")),
+    security(("bearer" = [])))]
 pub async fn put_block(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -88,15 +97,20 @@ pub async fn put_block(
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetBlockQuery {
     /// Seconds to wait for a block the account does not have yet (one a
     /// pending upload is sending; at most 60). Without it, 404 at once.
+    #[param(maximum = 60)]
     pub wait: Option<u64>,
 }
 
 /// Download one block the account owns, as stored (see `ferry-block-encoding`).
-#[utoipa::path(get, path = "/blocks/{id}", params(("id" = String, Path, description = "block id (hex)"), GetBlockQuery),
-    responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ferry_shared::api::ErrorBody)),
+#[utoipa::path(get, path = "/blocks/{id}", params(("id" = BlockId, Path, description = "block id (hex)"), GetBlockQuery),
+    responses((status = 200, body = Binary, content_type = "application/octet-stream",
+            headers(("ferry-block-encoding" = String, description = "`zstd` or `raw`"))),
+        (status = 400, body = ErrorBody, description = "a bad block id"),
+        (status = 404, body = ErrorBody, description = "the account has no such block")),
     security(("bearer" = [])))]
 pub async fn get_block(
     State(state): State<AppState>,
@@ -105,7 +119,12 @@ pub async fn get_block(
     Query(q): Query<GetBlockQuery>,
 ) -> Result<Response> {
     let id = parse_id(&id)?;
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(BLOCK_WAIT_MAX_SECS));
+    let wait = match q.wait.unwrap_or(0) {
+        w if w > BLOCK_WAIT_MAX_SECS => {
+            return Err(Error::bad_request(format!("wait is at most {BLOCK_WAIT_MAX_SECS} seconds")));
+        }
+        w => Duration::from_secs(w).min(state.limits.poll_max),
+    };
     // Subscribe before looking, so a block stored in between wakes us.
     let mut stored = state.notifier.subscribe_blocks(caller.user_id);
     let mut shutdown = state.notifier.shutdown_signal();
@@ -146,11 +165,17 @@ pub async fn get_block(
 /// `ferry_shared::block::write_frame`). Every block is checked against its id;
 /// the new ones are stored together in one pack with one fsync.
 #[utoipa::path(post, path = "/blocks/batch",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201), (status = 400, body = ferry_shared::api::ErrorBody)), security(("bearer" = [])))]
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses((status = 201, description = "stored"),
+        (status = 400, body = ErrorBody, description = "malformed frames, or a block that does not hash to its id"),
+        (status = 413, body = ErrorBody, description = "too many bytes in one batch")),
+    security(("bearer" = [])))]
 pub async fn batch(State(state): State<AppState>, Auth(caller): Auth, body: Bytes) -> Result<StatusCode> {
     blocking(move || {
         let frames = block::read_frames(&body).map_err(|e| Error::bad_request(e.to_string()))?;
+        if frames.is_empty() {
+            return Err(Error::bad_request("the batch holds no blocks"));
+        }
         let mut new_blocks = Vec::with_capacity(frames.len());
         let mut to_store = Vec::new();
         let mut sealed = Vec::new();
@@ -184,12 +209,15 @@ pub async fn batch(State(state): State<AppState>, Auth(caller): Auth, body: Byte
 /// Download many blocks the account owns in one request: the answer is a
 /// sequence of frames in the order asked (404 if any is not the account's).
 #[utoipa::path(post, path = "/blocks/fetch", request_body = MissingBlocksRequest,
-    responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ferry_shared::api::ErrorBody)),
+    responses((status = 200, body = Binary, content_type = "application/octet-stream"),
+        (status = 400, body = ErrorBody, description = "a bad block id, or too many ids"),
+        (status = 404, body = ErrorBody, description = "a block the account does not have"),
+        (status = 413, body = ErrorBody, description = "the blocks are too many bytes for one answer")),
     security(("bearer" = [])))]
 pub async fn fetch(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Json(req): Json<MissingBlocksRequest>,
+    JsonBody(req): JsonBody<MissingBlocksRequest>,
 ) -> Result<Response> {
     if req.ids.len() > block::MAX_BATCH_BLOCKS {
         return Err(Error::bad_request(format!("fetch at most {} blocks at a time", block::MAX_BATCH_BLOCKS)));

@@ -5,19 +5,22 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use ferry_shared::api::{ChangesResponse, POLL_DEFAULT_SECS, POLL_MAX_SECS, PollResponse};
+use ferry_shared::api::{ChangesResponse, ErrorBody, POLL_DEFAULT_SECS, POLL_MAX_SECS, PollResponse};
 use serde::Deserialize;
 
 use super::blocking;
 use super::{AppState, Auth};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// Journal position already seen (0 = from the beginning).
     #[serde(default)]
+    #[param(minimum = 0)]
     pub cursor: i64,
     /// Page size (default 1000, at most 5000).
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<u32>,
     /// `edit`: send a file modification's block list as an edit of its
     /// previous revision's list where that is shorter (`blocks_edit`);
@@ -33,25 +36,35 @@ pub enum BlocksMode {
 }
 
 /// Changes since `cursor`, oldest first, paged.
-#[utoipa::path(get, path = "/changes", params(ChangesQuery), responses((status = 200, body = ChangesResponse)),
+#[utoipa::path(get, path = "/changes", params(ChangesQuery),
+    responses((status = 200, body = ChangesResponse),
+        (status = 400, body = ErrorBody, description = "a negative or malformed cursor or limit"),
+        (status = 409, body = ErrorBody, description = "`cursor_reset`: the cursor is past the end of the journal; \
+            list from 0 again and merge with what you hold")),
     security(("bearer" = [])))]
 pub async fn changes(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Query(q): Query<ChangesQuery>,
 ) -> Result<Json<ChangesResponse>> {
-    let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=5000).contains(&limit) {
+        return Err(Error::bad_request("limit must be 1 to 5000"));
+    }
     let meta = Arc::clone(&state.meta);
     let edits = q.blocks == Some(BlocksMode::Edit);
     Ok(Json(blocking(move || meta.changes(caller.ns, q.cursor, limit, edits)).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PollQuery {
     /// Journal position already seen.
     #[serde(default)]
+    #[param(minimum = 0)]
     pub cursor: i64,
     /// Seconds to wait (default 60, at most 300).
+    #[param(maximum = 300)]
     pub timeout: Option<u64>,
     /// The pending-upload sequence already seen: given, the poll also
     /// answers when uploads are announced or dropped.
@@ -61,20 +74,29 @@ pub struct PollQuery {
 /// Long poll: answers at once when the journal is past `cursor` (or the
 /// pending-upload sequence past `pending`), else when such a change arrives
 /// or the timeout ends (`{"changes": false}`).
-#[utoipa::path(get, path = "/changes/poll", params(PollQuery), responses((status = 200, body = PollResponse)),
+#[utoipa::path(get, path = "/changes/poll", params(PollQuery),
+    responses((status = 200, body = PollResponse),
+        (status = 400, body = ErrorBody, description = "a negative or malformed cursor"),
+        (status = 409, body = ErrorBody, description = "`cursor_reset`: the cursor is past the end of the journal")),
     security(("bearer" = [])))]
 pub async fn poll(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Query(q): Query<PollQuery>,
 ) -> Result<Json<PollResponse>> {
-    let timeout = Duration::from_secs(q.timeout.unwrap_or(POLL_DEFAULT_SECS).min(POLL_MAX_SECS));
+    let timeout = match q.timeout.unwrap_or(POLL_DEFAULT_SECS) {
+        t if t > POLL_MAX_SECS => {
+            return Err(Error::bad_request(format!("timeout is at most {POLL_MAX_SECS} seconds")));
+        }
+        t => Duration::from_secs(t).min(state.limits.poll_max),
+    };
     // Subscribe first, then read: a commit in between is seen either way.
     let mut rx = state.notifier.subscribe(caller.ns);
     let mut shutdown = state.notifier.shutdown_signal();
     let meta = Arc::clone(&state.meta);
     let ns = caller.ns;
     let (seq, pending) = blocking(move || meta.poll_state(ns)).await?;
+    crate::store::check_cursor(q.cursor, seq)?;
     let news = |(seq, pending): (i64, i64)| seq > q.cursor || q.pending.is_some_and(|p| pending > p);
     if news((seq, pending)) {
         let changes = seq > q.cursor;

@@ -5,22 +5,31 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use ferry_shared::api::{CommitRequest, CommitResponse, MAX_COMMIT_OPS, OpResult};
+use ferry_shared::api::{CommitOp, CommitRequest, CommitResponse, ErrorBody, ErrorCode, MAX_COMMIT_OPS, OpResult};
 
 use super::blocking;
+use super::body::JsonBody;
 use super::{AppState, Auth};
 use crate::error::{Error, Result};
 
 /// Apply a batch of operations (put, delete, move, mkdir, rmdir, restore).
 #[utoipa::path(post, path = "/commit", request_body = CommitRequest,
-    responses((status = 200, body = CommitResponse, description = "one result per operation")), security(("bearer" = [])))]
+    responses((status = 200, body = CommitResponse, description = "one result per operation"),
+        (status = 400, body = ErrorBody, description = "no operations or too many, an invalid path, or blocks \
+            the account has not uploaded (`missing_blocks` lists them)"),
+        (status = 413, body = ErrorBody, description = "a file larger than 10 GiB"),
+        (status = 507, body = ErrorBody, description = "the account's quota would be exceeded")),
+    security(("bearer" = [])))]
 pub async fn commit(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Json(req): Json<CommitRequest>,
+    JsonBody(req): JsonBody<CommitRequest>,
 ) -> Result<Json<CommitResponse>> {
     if req.ops.is_empty() || req.ops.len() > MAX_COMMIT_OPS {
         return Err(Error::bad_request(format!("a commit has 1 to {MAX_COMMIT_OPS} operations")));
+    }
+    if req.ops.iter().any(|op| matches!(op, CommitOp::Put { size, .. } if *size > ferry_shared::MAX_FILE_SIZE)) {
+        return Err(Error::client(ErrorCode::PayloadTooLarge, "files larger than 10 GiB are not accepted"));
     }
     let meta = Arc::clone(&state.meta);
     let ns = caller.ns;

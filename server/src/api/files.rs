@@ -11,8 +11,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_shared::api::{
-    BlockList, CommitOp, Entry, ErrorCode, ListRevisionsRequest, ListRevisionsResponse, ResumableStartRequest,
-    ResumableStartResponse, RevId,
+    BlockList, CommitOp, Entry, ErrorBody, ErrorCode, ListRevisionsRequest, ListRevisionsResponse,
+    ResumableStartRequest, ResumableStartResponse, RevId,
 };
 use ferry_shared::path::RelPath;
 use ferry_shared::range::{ContentRange, Unsatisfiable, parse_content_range, parse_range};
@@ -21,25 +21,60 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use super::blocking;
+use super::body::JsonBody;
+use super::conditional;
+use super::doc::Binary;
 use super::{AppState, Auth};
 use crate::error::{Error, Result};
 use crate::store::{Caller, NewBlock, UploadSession, now_ms};
 use crate::upload::store_stream;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// `media` (the body is the file) or `resumable`.
     #[serde(rename = "uploadType")]
-    #[param(rename = "uploadType")]
+    #[param(rename = "uploadType", value_type = UploadType)]
     pub upload_type: String,
-    /// Target path (simple upload).
+    /// Target path (simple upload; required there).
+    #[param(value_type = Option<ferry_shared::path::NonRootPath>)]
     pub path: Option<String>,
     /// Replace only if this is still the head (simple upload).
+    #[param(value_type = Option<i64>)]
     pub parent_rev: Option<RevId>,
     /// Modification time to record, Unix ms (simple upload).
     pub mtime: Option<i64>,
-    /// Session id (resumable `PUT`), as in the `Location` URL.
-    pub upload_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ResumeQuery {
+    /// `resumable`.
+    #[serde(rename = "uploadType")]
+    #[param(rename = "uploadType", pattern = "^resumable$")]
+    pub upload_type: String,
+    /// The session id, as in the `Location` URL.
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
+    pub upload_id: String,
+}
+
+/// How a file is uploaded (documentation only: an unknown value gets a 400
+/// that says which are known).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum UploadType {
+    Media,
+    Resumable,
+}
+
+/// The answer of `POST /files/upload`: a resumable session, or the file.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum UploadStarted {
+    Session(ResumableStartResponse),
+    File(Entry),
 }
 
 fn too_large() -> Error {
@@ -93,6 +128,32 @@ fn commit_file(
     Ok((entry, parent_rev.is_none()))
 }
 
+/// The live file at `path`, if there is one.
+fn head_entry(state: &AppState, caller: &Caller, path: &RelPath) -> Result<Option<Entry>> {
+    match state.meta.file_version(caller.ns, path, None) {
+        Ok(v) => Ok(Some(v.entry)),
+        Err(Error::Client { code: ErrorCode::NotFound, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The absolute URL of `path_and_query` on this server, as clients must be
+/// sent it in `Location` (Google's client uses it as it is): the configured
+/// public URL, else the request's `Host` with this server's scheme.
+fn absolute_url(state: &AppState, headers: &HeaderMap, path_and_query: &str) -> String {
+    if let Some(base) = &state.limits.public_url {
+        return format!("{}{path_and_query}", base.trim_end_matches('/'));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+    match host {
+        Some(host) => format!("{}://{host}{path_and_query}", if state.limits.tls { "https" } else { "http" }),
+        None => path_and_query.to_owned(),
+    }
+}
+
 fn created(entry: Entry, new: bool) -> Response {
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
     (status, Json(entry)).into_response()
@@ -105,11 +166,23 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Start an upload: `uploadType=media` stores the body as the file at `path`;
 /// `uploadType=resumable` takes `{"path","size"}` and answers with the session
 /// URL in `Location`.
-#[utoipa::path(post, path = "/files/upload", params(UploadQuery),
-    request_body(content = ResumableStartRequest, description = "resumable: JSON; media: the file's bytes"),
-    responses((status = 200, body = ResumableStartResponse, description = "resumable session (Location header)"),
-        (status = 201, body = Entry, description = "media: new file"),
-        (status = 413, body = ferry_shared::api::ErrorBody), (status = 507, body = ferry_shared::api::ErrorBody)),
+#[utoipa::path(post, path = "/files/upload",
+    params(UploadQuery,
+        ("If-Match" = Option<String>, Header, description = "write only if the file's ETag is still this one (`*`: if it exists)"),
+        ("X-Upload-Content-Length" = Option<u64>, Header, description = "resumable: the file's size, if not in the body")),
+    request_body(description = "resumable: the session request (JSON); media: the file's bytes",
+        content((ResumableStartRequest = "application/json"), (Binary = "application/octet-stream"))),
+    responses(
+        (status = 200, body = UploadStarted,
+            description = "resumable: the session (its absolute URL also in `Location`); media: the file replaced",
+            headers(("Location" = Option<String>, description = "resumable: the session's URL, for the PUTs"))),
+        (status = 201, body = Entry, description = "media: a new file"),
+        (status = 400, body = ErrorBody, description = "no or a bad uploadType, path or size; an unreadable session request"),
+        (status = 409, body = ErrorBody, description = "parent_rev is not the head any more, or a folder is at the path"),
+        (status = 411, body = ErrorBody, description = "media: no Content-Length"),
+        (status = 412, body = ErrorBody, description = "If-Match: the file changed"),
+        (status = 413, body = ErrorBody, description = "the file is larger than 10 GiB"),
+        (status = 507, body = ErrorBody, description = "the account's quota would be exceeded")),
     security(("bearer" = [])))]
 pub async fn upload_start(
     State(state): State<AppState>,
@@ -129,14 +202,19 @@ pub async fn upload_start(
             if size > MAX_FILE_SIZE {
                 return Err(too_large());
             }
-            let st = Arc::clone(&state);
-            let c = caller.clone();
-            blocking(move || check_quota(&st, &c, size)).await?;
+            let (st, c, p) = (Arc::clone(&state), caller.clone(), path.clone());
+            let pinned = blocking(move || {
+                let pinned = conditional::write(&headers, head_entry(&st, &c, &p)?.as_ref())?;
+                check_quota(&st, &c, size)?;
+                Ok(pinned)
+            })
+            .await?;
+            let parent_rev = q.parent_rev.or(pinned);
             let stream = body.into_data_stream().map_err(std::io::Error::other);
             let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
             let (entry, new) = blocking(move || {
                 let blocks = store_stream(&state, reader, size)?;
-                commit_file(&state, &caller, &path, q.parent_rev, size, q.mtime, blocks)
+                commit_file(&state, &caller, &path, parent_rev, size, q.mtime, blocks)
             })
             .await?;
             Ok(created(entry, new))
@@ -150,33 +228,54 @@ pub async fn upload_start(
             if req.path.is_root() {
                 return Err(RelPath::parse_non_root("").unwrap_err().into());
             }
-            if req.size > MAX_FILE_SIZE {
+            // Google's clients announce the size in a header, not the body.
+            let announced = headers.get("x-upload-content-length").map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| Error::bad_request("X-Upload-Content-Length must be the file's size in bytes"))
+            });
+            let size = match (req.size, announced.transpose()?) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(Error::bad_request(format!("size {a} and X-Upload-Content-Length {b} disagree")));
+                }
+                (Some(n), _) | (None, Some(n)) => n,
+                (None, None) => {
+                    return Err(Error::bad_request(
+                        "give the file's size: \"size\" in the body or an X-Upload-Content-Length header",
+                    ));
+                }
+            };
+            if size > MAX_FILE_SIZE {
                 return Err(too_large());
             }
             let id = hex::encode(rand::random::<[u8; 16]>());
             let expires = now_ms() + state.limits.upload_expiry_ms;
-            let session = UploadSession {
-                id: id.clone(),
+            let url = absolute_url(&state, &headers, &format!("/files/upload?uploadType=resumable&upload_id={id}"));
+            let mut session = UploadSession {
+                id,
                 user_id: caller.user_id,
                 device_id: caller.device_id,
                 path: req.path,
-                size: req.size,
+                size,
                 received: 0,
                 mtime: req.mtime,
                 parent_rev: req.parent_rev,
                 expires,
+                done: None,
             };
             let st = Arc::clone(&state);
             blocking(move || {
+                let pinned = conditional::write(&headers, head_entry(&st, &caller, &session.path)?.as_ref())?;
+                session.parent_rev = session.parent_rev.or(pinned);
                 check_quota(&st, &caller, session.size)?;
                 let f = std::fs::File::create(st.uploads_dir.join(&session.id))?;
                 f.sync_all()?;
                 st.meta.create_upload(&session)
             })
             .await?;
-            let url = format!("/files/upload?uploadType=resumable&upload_id={id}");
             let mut resp = Json(ResumableStartResponse { upload_url: url.clone(), expires }).into_response();
-            resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&url).expect("ascii url"));
+            resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&url).expect("checked host"));
             Ok(resp)
         }
         other => Err(Error::bad_request(format!("uploadType must be 'media' or 'resumable', not {other:?}"))),
@@ -204,22 +303,39 @@ impl Drop for BusyGuard {
 /// Send bytes to a resumable session (`Content-Range: bytes A-B/TOTAL`), or ask
 /// how much arrived (`bytes */TOTAL`, no body). Answers 308 with `Range` until
 /// complete, then 200/201 with the new revision.
-#[utoipa::path(put, path = "/files/upload", params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 308, description = "incomplete; Range says what the server has"),
-        (status = 201, body = Entry), (status = 404, body = ferry_shared::api::ErrorBody)),
+#[utoipa::path(put, path = "/files/upload",
+    params(ResumeQuery,
+        ("Content-Range" = String, Header, pattern = r"^bytes ([0-9]+-[0-9]+/[0-9]+|\*/([0-9]+|\*))$",
+            description = "`bytes A-B/TOTAL` with bytes, `bytes */TOTAL` or `bytes */*` to ask")),
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, body = Entry, description = "complete: the new revision (also to any later request on the session)"),
+        (status = 308, description = "incomplete",
+            headers(("Range" = Option<String>, description = "`bytes=0-N`: the bytes the server has (none if absent)"))),
+        (status = 400, body = ErrorBody, description = "no or a bad Content-Range or upload_id; a body longer than its range"),
+        (status = 404, body = ErrorBody, description = "no such session (or it expired)"),
+        (status = 409, body = ErrorBody, description = "another request is writing to this session, or the file changed"),
+        (status = 416, body = ErrorBody, description = "the range starts past what the server has",
+            headers(("Range" = Option<String>, description = "`bytes=0-N`: the bytes the server has"))),
+        (status = 507, body = ErrorBody, description = "the account's quota would be exceeded")),
     security(("bearer" = [])))]
 pub async fn upload_put(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Query(q): Query<UploadQuery>,
+    Query(q): Query<ResumeQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response> {
     if q.upload_type != "resumable" {
         return Err(Error::bad_request("PUT /files/upload needs uploadType=resumable&upload_id=ID"));
     }
-    let id = q.upload_id.clone().ok_or_else(|| Error::bad_request("upload_id= is required"))?;
+    let id = q.upload_id;
+    let range = headers.get(header::CONTENT_RANGE).map(|v| {
+        v.to_str().ok().and_then(parse_content_range).ok_or_else(|| {
+            Error::bad_request("Content-Range must be 'bytes A-B/TOTAL', 'bytes */TOTAL' or 'bytes */*'")
+        })
+    });
+    let range = range.ok_or_else(|| Error::bad_request("Content-Range is required"))?;
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::not_found("no such upload session"));
     }
@@ -229,11 +345,12 @@ pub async fn upload_put(
         .await?
         .filter(|s| s.user_id == caller.user_id && s.expires > now_ms())
         .ok_or_else(|| Error::not_found("no such upload session (it may have expired): start a new one"))?;
-    let range = headers
-        .get(header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_content_range)
-        .ok_or_else(|| Error::bad_request("Content-Range must be 'bytes A-B/TOTAL' or 'bytes */TOTAL'"))?;
+    let range = range?;
+    if let Some(entry) = session.done {
+        // Finished: a client that lost the final answer learns it here
+        // instead of sending the file again.
+        return Ok(Json(entry).into_response());
+    }
     if !state.busy_uploads.lock().expect("busy set poisoned").insert(id.clone()) {
         return Err(Error::conflict("another request is writing to this upload session", None));
     }
@@ -241,7 +358,7 @@ pub async fn upload_put(
     let file_path = state.uploads_dir.join(&id);
     let mut received = session.received;
     match range {
-        ContentRange::Query { total } | ContentRange::Bytes { total, .. } if total != session.size => {
+        ContentRange::Query { total: Some(total) } | ContentRange::Bytes { total, .. } if total != session.size => {
             return Err(Error::bad_request(format!("the session's size is {}, not {total}", session.size)));
         }
         ContentRange::Query { .. } => {}
@@ -304,14 +421,18 @@ pub async fn upload_put(
         let file = std::fs::File::open(&file_path)?;
         let blocks = store_stream(&state, std::io::BufReader::with_capacity(1 << 20, file), session.size)?;
         let r = commit_file(&state, &caller, &session.path, session.parent_rev, session.size, session.mtime, blocks);
-        if !matches!(r, Err(Error::Internal(_))) {
-            state.meta.delete_upload(&session.id)?;
-            let _ = std::fs::remove_file(&file_path);
+        match &r {
+            // The session answers with its revision until it expires.
+            Ok((entry, _)) => state.meta.finish_upload(&session.id, entry)?,
+            Err(Error::Internal(_)) => return r,
+            Err(_) => state.meta.delete_upload(&session.id)?,
         }
+        let _ = std::fs::remove_file(&file_path);
         r
     })
     .await?;
-    Ok(created(result.0, result.1))
+    // 200 as Google Cloud Storage answers (its clients take no other).
+    Ok(Json(result.0).into_response())
 }
 
 async fn write_chunk(mut file: std::fs::File, chunk: Bytes) -> Result<std::fs::File> {
@@ -323,16 +444,36 @@ async fn write_chunk(mut file: std::fs::File, chunk: Bytes) -> Result<std::fs::F
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DownloadQuery {
+    #[param(value_type = ferry_shared::path::NonRootPath)]
     pub path: String,
     /// A revision of the file at `path` (default: the head).
+    #[param(value_type = Option<i64>)]
     pub rev: Option<RevId>,
 }
 
 /// Download a file (or an old revision); supports one `Range`.
-#[utoipa::path(get, path = "/files/download", params(DownloadQuery),
-    responses((status = 200, content_type = "application/octet-stream"), (status = 206), (status = 404, body = ferry_shared::api::ErrorBody),
-        (status = 416, body = ferry_shared::api::ErrorBody)),
+#[utoipa::path(get, path = "/files/download",
+    params(DownloadQuery,
+        ("Range" = Option<String>, Header, description = "one range, `bytes=A-B`, `bytes=A-` or `bytes=-N`"),
+        ("If-Range" = Option<String>, Header, description = "serve the Range only if the ETag (or date) still matches"),
+        ("If-Match" = Option<String>, Header, description = "412 unless the ETag matches"),
+        ("If-None-Match" = Option<String>, Header, description = "304 if the ETag matches"),
+        ("If-Modified-Since" = Option<String>, Header, description = "304 unless changed since (HTTP date)"),
+        ("If-Unmodified-Since" = Option<String>, Header, description = "412 if changed since (HTTP date)")),
+    responses(
+        (status = 200, body = Binary, content_type = "application/octet-stream", description = "the file",
+            headers(("ETag" = String), ("Last-Modified" = String), ("Accept-Ranges" = String))),
+        (status = 206, body = Binary, content_type = "application/octet-stream", description = "the range asked for",
+            headers(("ETag" = String), ("Last-Modified" = String), ("Content-Range" = String))),
+        (status = 304, description = "not modified (If-None-Match, If-Modified-Since)",
+            headers(("ETag" = String), ("Last-Modified" = String))),
+        (status = 400, body = ErrorBody, description = "no or an invalid path; a malformed If-Match"),
+        (status = 404, body = ErrorBody, description = "no file at this path (or no such revision of it)"),
+        (status = 412, body = ErrorBody, description = "If-Match or If-Unmodified-Since: the file changed"),
+        (status = 416, body = ErrorBody, description = "the range is outside the file",
+            headers(("Content-Range" = String, description = "`bytes */SIZE`")))),
     security(("bearer" = [])))]
 pub async fn download(
     State(state): State<AppState>,
@@ -344,8 +485,12 @@ pub async fn download(
     let meta = Arc::clone(&state.meta);
     let fv = blocking(move || meta.file_version(caller.ns, &path, q.rev)).await?;
     let size = fv.entry.size;
-    let etag = format!("\"{}-{}\"", fv.entry.rev, &fv.entry.hash[..16.min(fv.entry.hash.len())]);
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let validators = conditional::Validators::of(&fv.entry);
+    let use_range = match conditional::read(&headers, &validators)? {
+        conditional::Read::NotModified => return Ok(conditional::not_modified(&validators)),
+        conditional::Read::Proceed { use_range } => use_range,
+    };
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| use_range) {
         None => None,
         Some(v) => match parse_range(v, size) {
             Ok(r) => r,
@@ -398,7 +543,7 @@ pub async fn download(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    validators.write(h);
     if range.is_some() {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         resp.headers_mut().insert(
@@ -410,9 +555,12 @@ pub async fn download(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevisionsQuery {
+    #[param(value_type = ferry_shared::path::NonRootPath)]
     pub path: String,
     /// Most revisions to return (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -425,7 +573,10 @@ async fn list_revisions(
     if path.is_root() {
         return Err(RelPath::parse_non_root("").unwrap_err().into());
     }
-    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::bad_request("limit must be 1 to 1000"));
+    }
     let meta = Arc::clone(&state.meta);
     let revisions = blocking(move || meta.revisions(caller.ns, &path, limit)).await?;
     Ok(Json(ListRevisionsResponse { revisions }))
@@ -433,7 +584,9 @@ async fn list_revisions(
 
 /// Revisions of the file at `path`, newest first.
 #[utoipa::path(get, path = "/files/list_revisions", params(RevisionsQuery),
-    responses((status = 200, body = ListRevisionsResponse)), security(("bearer" = [])))]
+    responses((status = 200, body = ListRevisionsResponse),
+        (status = 404, body = ErrorBody, description = "nothing was ever at this path, or it is a folder")),
+    security(("bearer" = [])))]
 pub async fn list_revisions_get(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -444,11 +597,13 @@ pub async fn list_revisions_get(
 
 /// Revisions of the file at `path`, newest first (JSON body, as in the seed).
 #[utoipa::path(post, path = "/files/list_revisions", request_body = ListRevisionsRequest,
-    responses((status = 200, body = ListRevisionsResponse)), security(("bearer" = [])))]
+    responses((status = 200, body = ListRevisionsResponse),
+        (status = 404, body = ErrorBody, description = "nothing was ever at this path, or it is a folder")),
+    security(("bearer" = [])))]
 pub async fn list_revisions_post(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Json(req): Json<ListRevisionsRequest>,
+    JsonBody(req): JsonBody<ListRevisionsRequest>,
 ) -> Result<Json<ListRevisionsResponse>> {
     list_revisions(state, caller, req.path, req.limit).await
 }

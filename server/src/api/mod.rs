@@ -9,7 +9,6 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
-use utoipa::OpenApi;
 
 use crate::blockstore::BlockStore;
 use crate::crypto::Vault;
@@ -19,8 +18,11 @@ use crate::store::{Caller, MetaStore};
 
 pub mod auth;
 pub mod blocks;
+pub mod body;
 pub mod changes;
 pub mod commit;
+pub mod conditional;
+pub mod doc;
 pub mod files;
 pub mod pending;
 
@@ -29,6 +31,14 @@ pub mod pending;
 pub struct Limits {
     /// How long a resumable upload session lives, in milliseconds.
     pub upload_expiry_ms: i64,
+    /// The URL clients reach this server at (`--public-url`), for absolute
+    /// URLs in answers; without it, the request's `Host` is used.
+    pub public_url: Option<String>,
+    /// Whether this server terminates TLS itself (the scheme of its URLs).
+    pub tls: bool,
+    /// Longest a long poll or a block wait is held (`--poll-max-secs`):
+    /// below a proxy's idle timeout, say.
+    pub poll_max: std::time::Duration,
 }
 
 pub struct Inner {
@@ -74,39 +84,6 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Ferry", description = "Ferry's HTTP API: auth, blocks, commits, changes, long polling and the file API."),
-    paths(
-        auth::login, auth::logout,
-        blocks::missing, blocks::put_block, blocks::get_block, blocks::batch, blocks::fetch,
-        commit::commit,
-        changes::changes, changes::poll,
-        files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
-        pending::announce, pending::list, pending::drop_one, pending::drop_all,
-    ),
-    components(schemas(ferry_shared::api::ErrorBody)),
-    modifiers(&BearerAuth),
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
-}
-
 async fn not_found() -> Error {
     Error::not_found("no such endpoint; see /openapi.json")
 }
@@ -129,9 +106,12 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
         401 => ErrorCode::Unauthorized,
         403 => ErrorCode::Forbidden,
         404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
         409 => ErrorCode::Conflict,
         411 => ErrorCode::LengthRequired,
+        412 => ErrorCode::PreconditionFailed,
         413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
         416 => ErrorCode::RangeNotSatisfiable,
         429 => ErrorCode::TooManyRequests,
         503 => ErrorCode::Unavailable,
@@ -197,7 +177,7 @@ pub fn router(state: AppState) -> Router {
         .route("/files/upload", post(files::upload_start).put(files::upload_put))
         .route("/files/download", get(files::download))
         .route("/files/list_revisions", limited(get(files::list_revisions_get).post(files::list_revisions_post), small))
-        .route("/openapi.json", get(openapi_json))
+        .route("/openapi.json", get(doc::openapi_json))
         .route("/health", get(|| async { "ok" }))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(json_errors))

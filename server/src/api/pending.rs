@@ -9,8 +9,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use ferry_shared::api::{MAX_PENDING_BLOCKS, PendingAnnounce, PendingAnnounced, PendingList};
+use ferry_shared::api::{ErrorBody, MAX_PENDING_BLOCKS, PendingAnnounce, PendingAnnounced, PendingList};
 
+use super::body::JsonBody;
 use super::{AppState, Auth, blocking};
 use crate::error::{Error, Result};
 use crate::store::now_ms;
@@ -24,12 +25,15 @@ fn lifetime_ms(size: u64) -> i64 {
 
 /// Announce a file whose blocks are being uploaded.
 #[utoipa::path(post, path = "/uploads/pending", request_body = PendingAnnounce,
-    responses((status = 200, body = PendingAnnounced), (status = 400, body = ferry_shared::api::ErrorBody)),
+    responses((status = 200, body = PendingAnnounced),
+        (status = 400, body = ErrorBody, description = "no file path, too many blocks, or blocks that do not add up to the size"),
+        (status = 429, body = ErrorBody, description = "this device announces too many uploads at once"),
+        (status = 413, body = ErrorBody, description = "the file is larger than 10 GiB")),
     security(("bearer" = [])))]
 pub async fn announce(
     State(state): State<AppState>,
     Auth(caller): Auth,
-    Json(a): Json<PendingAnnounce>,
+    JsonBody(a): JsonBody<PendingAnnounce>,
 ) -> Result<Json<PendingAnnounced>> {
     if a.path.is_root() {
         return Err(Error::bad_request("a pending upload needs a file path"));
@@ -64,13 +68,15 @@ pub async fn list(State(state): State<AppState>, Auth(caller): Auth) -> Result<J
 /// Drop one of this device's announcements (the upload failed or the file
 /// changed again).
 #[utoipa::path(delete, path = "/uploads/pending/{id}", params(("id" = i64, Path, description = "announcement id")),
-    responses((status = 204), (status = 404, body = ferry_shared::api::ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204, description = "dropped"),
+        (status = 404, body = ErrorBody, description = "no such announcement of this device")),
+    security(("bearer" = [])))]
 pub async fn drop_one(State(state): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> Result<StatusCode> {
     drop_pending(&state, caller, Some(id)).await
 }
 
 /// Drop all of this device's announcements (a restarted daemon does this first).
-#[utoipa::path(delete, path = "/uploads/pending", responses((status = 204)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/uploads/pending", responses((status = 204, description = "dropped")), security(("bearer" = [])))]
 pub async fn drop_all(State(state): State<AppState>, Auth(caller): Auth) -> Result<StatusCode> {
     drop_pending(&state, caller, None).await
 }

@@ -63,6 +63,8 @@ pub struct UploadSession {
     pub mtime: Option<i64>,
     pub parent_rev: Option<RevId>,
     pub expires: i64,
+    /// The revision the upload made, once it is complete.
+    pub done: Option<Entry>,
 }
 
 /// Outcome of a commit batch: one result per operation, and the namespace's
@@ -142,6 +144,9 @@ pub trait MetaStore: Send + Sync + 'static {
     fn create_upload(&self, session: &UploadSession) -> Result<()>;
     fn upload(&self, id: &str) -> Result<Option<UploadSession>>;
     fn set_upload_received(&self, id: &str, received: u64) -> Result<()>;
+    /// Marks a session complete with the revision it made; it keeps
+    /// answering status queries with it until it expires.
+    fn finish_upload(&self, id: &str, entry: &Entry) -> Result<()>;
     fn delete_upload(&self, id: &str) -> Result<()>;
     /// Ids of sessions that expired before `now_ms`.
     fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>>;
@@ -149,4 +154,25 @@ pub trait MetaStore: Send + Sync + 'static {
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Refuses a cursor the journal cannot continue from: negative, or past its
+/// head (a server restored from an older backup, a cursor of another
+/// server). Accepting it would let a device wait for changes it has missed.
+pub fn check_cursor(cursor: i64, head: i64) -> Result<()> {
+    use crate::error::Error;
+    use ferry_shared::api::ErrorCode;
+    if cursor < 0 {
+        return Err(Error::bad_request("cursor must be 0 or a cursor this server gave"));
+    }
+    if cursor > head {
+        return Err(Error::client(
+            ErrorCode::CursorReset,
+            format!(
+                "cursor {cursor} is past the end of this server's journal ({head}): \
+                 list from cursor 0 again and merge with what you hold"
+            ),
+        ));
+    }
+    Ok(())
 }

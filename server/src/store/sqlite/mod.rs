@@ -87,6 +87,11 @@ const SCHEMA: &[&str] = &[
     CREATE INDEX pending_uploads_expires ON pending_uploads(expires);
     ALTER TABLE namespaces ADD COLUMN pending_seq INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: a finished resumable upload keeps answering with its revision
+    // (JSON of the `Entry`) until the session expires.
+    r#"
+    ALTER TABLE upload_sessions ADD COLUMN done TEXT;
+    "#,
 ];
 
 mod pending;
@@ -1007,6 +1012,7 @@ fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
         mtime: r.get(6)?,
         parent_rev: r.get(7)?,
         expires: r.get(8)?,
+        done: r.get::<_, Option<String>>(9)?.and_then(|j| serde_json::from_str(&j).ok()),
     })
 }
 
@@ -1272,6 +1278,7 @@ impl MetaStore for SqliteStore {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
             let head: i64 = tx.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
+            super::check_cursor(cursor, head)?;
             let mut s = tx.prepare_cached(
                 "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind FROM journal j
                  JOIN files f ON f.id = j.file WHERE j.ns = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3",
@@ -1419,7 +1426,8 @@ impl MetaStore for SqliteStore {
     fn upload(&self, id: &str) -> Result<Option<UploadSession>> {
         self.read(|c| {
             Ok(c.row(
-                "SELECT id, user_id, device_id, path, size, received, mtime, parent_rev, expires FROM upload_sessions WHERE id = ?1",
+                "SELECT id, user_id, device_id, path, size, received, mtime, parent_rev, expires, done
+                 FROM upload_sessions WHERE id = ?1",
                 [id],
                 upload_row,
             )
@@ -1431,6 +1439,15 @@ impl MetaStore for SqliteStore {
         let id = id.to_owned();
         self.write(move |c| {
             c.exec("UPDATE upload_sessions SET received = ?1 WHERE id = ?2", params![received as i64, id])?;
+            Ok(())
+        })
+    }
+
+    fn finish_upload(&self, id: &str, entry: &Entry) -> Result<()> {
+        let id = id.to_owned();
+        let json = serde_json::to_string(entry).map_err(anyhow::Error::from)?;
+        self.write(move |c| {
+            c.exec("UPDATE upload_sessions SET done = ?1, received = size WHERE id = ?2", params![json, id])?;
             Ok(())
         })
     }
