@@ -270,6 +270,12 @@ async fn poller(
                     }
                 }
             }
+            Err(e) if e.is_cursor_reset() => {
+                // The loop's round lists again from 0 (see `Engine::refresh_remote`).
+                if tx.send(Event::Remote).await.is_err() || cursor.changed().await.is_err() {
+                    return;
+                }
+            }
             Err(e) => {
                 failures += 1;
                 tracing::debug!(error = %e, "long poll failed");

@@ -34,6 +34,11 @@ impl RemoteError {
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, RemoteError::Http { status: 401, .. })
     }
+
+    /// The server's journal does not reach our cursor (`cursor_reset`).
+    pub fn is_cursor_reset(&self) -> bool {
+        matches!(self, RemoteError::Http { code: Some(c), .. } if c == "cursor_reset")
+    }
 }
 
 impl RemoteError {

@@ -88,6 +88,11 @@ pub enum Write {
     /// A synced record moves to another path, block list and all.
     RenameSynced(RelPath, RelPath),
     Cursor(i64),
+    /// Forget every remote and synced record: the server's journal no
+    /// longer continues ours (restored from an older backup), so the next
+    /// listing is merged with the disk without a base, where nothing can
+    /// read as deleted.
+    ForgetTrees,
 }
 
 impl State {
@@ -315,6 +320,7 @@ impl State {
                     Write::Cursor(c) => {
                         tx.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('cursor', ?1)", [c.to_string()])?;
                     }
+                    Write::ForgetTrees => tx.execute_batch("DELETE FROM remote; DELETE FROM synced;")?,
                 }
             }
         }

@@ -44,12 +44,17 @@ impl Server {
     /// Starts a server on a fresh data directory with users `alice` and `bob`
     /// (password `password-<name>`).
     pub fn start() -> anyhow::Result<Server> {
+        Self::start_args(&[])
+    }
+
+    /// [`Server::start`] with more `serve` arguments.
+    pub fn start_args(extra: &[&str]) -> anyhow::Result<Server> {
         let tmp = tempfile::tempdir()?;
         let data = tmp.path().join("data");
         for user in ["alice", "bob"] {
             add_user(&data, user, &format!("password-{user}"), None)?;
         }
-        let mut s = Server::start_on(&data)?;
+        let mut s = Server::start_with(&data, extra)?;
         s._tmp = Some(tmp);
         Ok(s)
     }
@@ -279,6 +284,12 @@ impl Client {
         };
         Ok(self.commit(vec![op]).await?.results.remove(0))
     }
+}
+
+/// The path and query of an absolute URL (`http://host:port/x?y` → `/x?y`).
+pub fn url_path(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
 }
 
 /// Deterministic pseudo-random bytes (xorshift), for test and bench data.

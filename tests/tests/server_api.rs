@@ -14,7 +14,7 @@ use ferry_shared::api::{
 };
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 use ferry_shared::{BlockId, RelPath};
-use ferry_tests::{Client, Server, add_user, pseudo_random};
+use ferry_tests::{Client, Server, add_user, pseudo_random, url_path};
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, ETAG, LOCATION, RANGE};
@@ -394,7 +394,7 @@ async fn users_cannot_see_or_use_each_others_data() -> TestResult {
         .json(&json!({"path": "upload.bin", "size": 10}))
         .send()
         .await?;
-    let location = header(&start, LOCATION).context("Location")?;
+    let location = url_path(&header(&start, LOCATION).context("Location")?).to_owned();
     let _: ResumableStartResponse = expect_json(start, 200).await?;
     let bob_nr = no_redirects(&bob)?;
     let resp = bob_nr.put(&location).header(CONTENT_RANGE, "bytes 0-9/10").body(vec![7u8; 10]).send().await?;
@@ -1191,6 +1191,124 @@ async fn file_api_simple_upload_download_and_ranges() -> TestResult {
     Ok(())
 }
 
+/// RFC 9110 §13 on downloads, and `If-Match` on the file API's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_api_conditional_requests() -> TestResult {
+    use reqwest::header::{IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED};
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "dev1").await?;
+    let path = "cond/file.bin";
+    let v1 = pseudo_random(100_000, 41);
+    expect_json::<Entry>(simple_upload(&alice, path, &v1).await?, 201).await?;
+    let resp = download(&alice, path).await?;
+    let tag1 = header(&resp, ETAG).context("ETag")?;
+    let modified = header(&resp, LAST_MODIFIED).context("Last-Modified")?;
+    let get = |h: Vec<(reqwest::header::HeaderName, String)>| {
+        let mut req = alice.get(&with_query("/files/download", &[("path", path)]));
+        for (k, v) in h {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+
+    // If-None-Match: exact, weak, a list, `*`: 304 with the validators, no body.
+    for inm in [tag1.clone(), format!("W/{tag1}"), format!("\"nope\", {tag1}"), "*".to_owned()] {
+        let resp = get(vec![(IF_NONE_MATCH, inm.clone())]).await?;
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED, "If-None-Match: {inm}");
+        assert_eq!(header(&resp, ETAG).as_deref(), Some(tag1.as_str()));
+        assert!(resp.bytes().await?.is_empty());
+    }
+    assert_eq!(get(vec![(IF_NONE_MATCH, "\"other\"".into())]).await?.status(), StatusCode::OK);
+    // If-Modified-Since: not modified since its own Last-Modified; an older date sends it.
+    assert_eq!(get(vec![(IF_MODIFIED_SINCE, modified.clone())]).await?.status(), StatusCode::NOT_MODIFIED);
+    let old = "Sat, 01 Jan 2000 00:00:00 GMT".to_owned();
+    assert_eq!(get(vec![(IF_MODIFIED_SINCE, old.clone())]).await?.status(), StatusCode::OK);
+    // If-None-Match wins over If-Modified-Since.
+    let resp = get(vec![(IF_NONE_MATCH, "\"other\"".into()), (IF_MODIFIED_SINCE, modified.clone())]).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // If-Match (strong) and If-Unmodified-Since.
+    assert_eq!(get(vec![(IF_MATCH, tag1.clone())]).await?.status(), StatusCode::OK);
+    assert_eq!(get(vec![(IF_MATCH, "*".into())]).await?.status(), StatusCode::OK);
+    expect_error(get(vec![(IF_MATCH, "\"stale\"".into())]).await?, 412, "precondition_failed").await?;
+    expect_error(get(vec![(IF_MATCH, format!("W/{tag1}"))]).await?, 412, "precondition_failed").await?;
+    expect_error(get(vec![(IF_UNMODIFIED_SINCE, old.clone())]).await?, 412, "precondition_failed").await?;
+    assert_eq!(get(vec![(IF_UNMODIFIED_SINCE, modified.clone())]).await?.status(), StatusCode::OK);
+    expect_error(get(vec![(IF_MATCH, "not a tag".into())]).await?, 412, "precondition_failed").await?;
+
+    // If-Range: the range only while the tag still matches, else the whole file.
+    let resp = get(vec![(RANGE, "bytes=0-9".into()), (IF_RANGE, tag1.clone())]).await?;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.bytes().await?.to_vec(), v1[..10]);
+    for stale in ["\"stale\"".to_owned(), format!("W/{tag1}"), old.clone()] {
+        let resp = get(vec![(RANGE, "bytes=0-9".into()), (IF_RANGE, stale.clone())]).await?;
+        assert_eq!(resp.status(), StatusCode::OK, "If-Range: {stale}");
+        assert_eq!(resp.bytes().await?.to_vec(), v1, "If-Range: {stale}");
+    }
+    let resp = get(vec![(RANGE, "bytes=0-9".into()), (IF_RANGE, modified.clone())]).await?;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+
+    // The file changes: the old tag no longer matches anywhere.
+    let v2 = pseudo_random(50_000, 42);
+    expect_json::<Entry>(simple_upload(&alice, path, &v2).await?, 200).await?;
+    let resp = get(vec![(RANGE, "bytes=0-9".into()), (IF_RANGE, tag1.clone())]).await?;
+    assert_eq!(resp.status(), StatusCode::OK, "a resumed download must not mix two revisions");
+    let tag2 = header(&resp, ETAG).context("ETag")?;
+    assert_eq!(resp.bytes().await?.to_vec(), v2);
+    assert_eq!(get(vec![(IF_NONE_MATCH, tag1.clone())]).await?.status(), StatusCode::OK);
+    expect_error(get(vec![(IF_MATCH, tag1.clone())]).await?, 412, "precondition_failed").await?;
+
+    // Writes: If-Match guards a media upload and a resumable session.
+    let media = with_query("/files/upload", &[("uploadType", "media"), ("path", path)]);
+    let resp = alice.post(&media).header(IF_MATCH, tag1.clone()).body(b"lost update".to_vec()).send().await?;
+    expect_error(resp, 412, "precondition_failed").await?;
+    assert_eq!(download_ok(&alice, path).await?, v2);
+    let resp = alice.post(&media).header(IF_MATCH, tag2.clone()).body(b"v3".to_vec()).send().await?;
+    let v3: Entry = expect_json(resp, 200).await?;
+    assert_eq!(download_ok(&alice, path).await?, b"v3");
+    let resp = alice
+        .post("/files/upload?uploadType=resumable")
+        .header(IF_MATCH, tag2.clone())
+        .json(&json!({"path": path, "size": 2}))
+        .send()
+        .await?;
+    expect_error(resp, 412, "precondition_failed").await?;
+    let new_file = with_query("/files/upload", &[("uploadType", "media"), ("path", "cond/new.bin")]);
+    let resp = alice.post(&new_file).header(IF_MATCH, "*").body(b"x".to_vec()).send().await?;
+    expect_error(resp, 412, "precondition_failed").await?;
+    // A session started under If-Match commits only onto that revision.
+    let tag3 = header(&download(&alice, path).await?, ETAG).context("ETag")?;
+    let resp = alice
+        .post("/files/upload?uploadType=resumable")
+        .header(IF_MATCH, tag3)
+        .json(&json!({"path": path, "size": 2}))
+        .send()
+        .await?;
+    let location = url_path(&header(&resp, LOCATION).context("Location")?).to_owned();
+    expect_json::<Entry>(simple_upload(&alice, path, b"v4").await?, 200).await?;
+    let resp = alice.put(&location).header(CONTENT_RANGE, "bytes 0-1/2").body(b"v5".to_vec()).send().await?;
+    expect_error(resp, 409, "conflict").await?;
+    assert_eq!(download_ok(&alice, path).await?, b"v4");
+    assert!(v3.rev > 0);
+    Ok(())
+}
+
+/// A cursor past the end of the journal (a server restored from an older
+/// backup) is refused with a code the daemon acts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_past_the_journal_is_refused() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "dev1").await?;
+    put_file(&alice, "a.txt", b"a", None).await?;
+    let head = cursor_of(&alice).await?;
+    for url in [format!("/changes?cursor={}", head + 1), format!("/changes/poll?cursor={}&timeout=1", head + 5)] {
+        let e = expect_error(alice.get(&url).send().await?, 409, "cursor_reset").await?;
+        assert!(e.message.contains("list from cursor 0"), "{}", e.message);
+    }
+    expect_error(alice.get("/changes?cursor=-1").send().await?, 400, "bad_request").await?;
+    assert_eq!(changes(&alice, head, 10).await?.cursor, head);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_api_resumable_upload_survives_restart() -> TestResult {
     let mut server = Server::start()?;
@@ -1207,7 +1325,9 @@ async fn file_api_resumable_upload_survives_restart() -> TestResult {
     let location = header(&resp, LOCATION).context("Location header")?;
     let start: ResumableStartResponse = expect_json(resp, 200).await?;
     assert_eq!(start.upload_url, location);
-    assert!(location.starts_with("/files/upload?"), "{location}");
+    // Absolute, as Google's clients need it (they use it as it is).
+    assert!(location.starts_with(&format!("{}/files/upload?", server.url)), "{location}");
+    let location = url_path(&location).to_owned();
     assert!(start.expires > 1_700_000_000_000);
 
     // Nothing yet: 308 without Range.
@@ -1268,12 +1388,24 @@ async fn file_api_resumable_upload_survives_restart() -> TestResult {
         .body(data[mid..].to_vec())
         .send()
         .await?;
-    let entry: Entry = expect_json(resp, 201).await?;
+    // 200, as Google Cloud Storage answers the last chunk.
+    let entry: Entry = expect_json(resp, 200).await?;
     assert_eq!((entry.path.as_str(), entry.size, entry.mtime), ("big/upload.bin", total as u64, 4321));
     assert_eq!(download_ok(&alice, "big/upload.bin").await?, data);
-    // The session is gone once used.
-    let resp = alice.put(&location).header(CONTENT_RANGE, format!("bytes */{total}")).send().await?;
-    expect_error(resp, 404, "not_found").await?;
+    // A client that lost that answer asks, and learns it is done (also
+    // with the total unknown, as Google's `recover()` asks).
+    for range in [format!("bytes */{total}"), "bytes */*".to_owned()] {
+        let resp = alice.put(&location).header(CONTENT_RANGE, range).send().await?;
+        assert_eq!(expect_json::<Entry>(resp, 200).await?, entry);
+    }
+    // Sending the last chunk again commits nothing new.
+    let resp = alice
+        .put(&location)
+        .header(CONTENT_RANGE, format!("bytes {mid}-{}/{total}", total - 1))
+        .body(data[mid..].to_vec())
+        .send()
+        .await?;
+    assert_eq!(expect_json::<Entry>(resp, 200).await?.rev, entry.rev);
     // Unknown or malformed session ids.
     let resp = alice
         .put(&format!("/files/upload?uploadType=resumable&upload_id={}", "ab".repeat(16)))

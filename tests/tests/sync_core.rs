@@ -324,3 +324,74 @@ fn a_large_file_streams_to_the_other_device_while_it_uploads() {
     wait_until(T, "no temp files on B", || !temps_with_data()).unwrap_or_else(|e| panic!("{e}{}", logs()));
     drop(server);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The server comes back from an older backup: its journal ends before the
+/// daemon's cursor. The daemon is told (`cursor_reset`), lists everything
+/// again and merges with its folder without a base: what only it has goes
+/// up again, what differs keeps both versions, and nothing is deleted.
+#[test]
+fn a_server_restored_from_an_older_backup_loses_nothing() {
+    let mut server = Server::start().expect("server");
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Daemon::start(&server, "alice", "A", dir.path()).unwrap();
+    let idle = |d: &Daemon, what: &str| {
+        wait_until(T, what, || {
+            d.status()
+                .is_ok_and(|s| s["state"] == "idle" && s["pending_uploads"] == 0 && s["cursor"].as_i64() > Some(0))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    };
+    std::fs::write(a.path("edited.txt"), "before the backup").unwrap();
+    std::fs::write(a.path("same.txt"), "unchanged").unwrap();
+    idle(&a, "A to upload");
+    wait_until(T, "both files on the server", || a.status().is_ok_and(|s| s["cursor"].as_i64() >= Some(2))).unwrap();
+
+    // The backup, then more work the backup does not have.
+    server.stop().unwrap();
+    let backup = dir.path().join("backup");
+    copy_dir(&server.data, &backup);
+    server.restart_same_port().unwrap();
+    let before = a.status().unwrap()["cursor"].as_i64().unwrap();
+    std::fs::write(a.path("edited.txt"), "after the backup").unwrap();
+    std::fs::write(a.path("new.txt"), "only after the backup").unwrap();
+    wait_until(T, "A to upload the newer work", || {
+        a.status().is_ok_and(|s| s["cursor"].as_i64() >= Some(before + 2) && s["pending_uploads"] == 0)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
+
+    // The server is restored from the backup while A is down.
+    a.kill();
+    server.stop().unwrap();
+    std::fs::remove_dir_all(&server.data).unwrap();
+    copy_dir(&backup, &server.data);
+    server.restart_same_port().unwrap();
+    a.restart().unwrap();
+    wait_until(T, "A to notice", || {
+        a.status().is_ok_and(|s| s["recent_errors"].to_string().contains("older than this device"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
+    idle(&a, "A to merge");
+
+    // Nothing A had is gone; what differed is kept in both versions.
+    let contents: Vec<Vec<u8>> = snapshot(&a.folder).into_values().collect();
+    for want in ["before the backup", "after the backup", "unchanged", "only after the backup"] {
+        assert!(contents.iter().any(|c| c == want.as_bytes()), "{want:?} lost: {:?}\n{}", snapshot(&a.folder), a.log());
+    }
+    // And the server has it all again: a new device gets the same folder.
+    let b = Daemon::start(&server, "alice", "B", dir.path()).unwrap();
+    let want = snapshot(&a.folder);
+    wait_until(T, "B to match A", || snapshot(&b.folder) == want)
+        .unwrap_or_else(|e| panic!("{e}\nA: {:?}\nB: {:?}\n{}", want.keys(), snapshot(&b.folder).keys(), b.log()));
+}

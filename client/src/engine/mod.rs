@@ -332,7 +332,14 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut changed = false;
         let mut edits = true;
         loop {
-            let (page, refused) = self.api.changes(self.cursor, 1000, edits).await?;
+            let (page, refused) = match self.api.changes(self.cursor, 1000, edits).await {
+                Err(e) if e.is_cursor_reset() && self.cursor > 0 => {
+                    self.forget_trees()?;
+                    changed = true;
+                    continue;
+                }
+                r => r?,
+            };
             edits = true;
             for r in refused {
                 self.record_error(r);
@@ -410,6 +417,24 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             s.cursor = self.cursor;
         }
         Ok(changed)
+    }
+
+    /// The server's journal ends before our cursor (it was restored from an
+    /// older backup, or is another server at the same address): list it
+    /// again from the start and merge. With no synced base, a file only on
+    /// one side is copied to the other and one that differs keeps both
+    /// versions (a conflict copy); nothing reads as deleted.
+    fn forget_trees(&mut self) -> anyhow::Result<()> {
+        tracing::warn!(cursor = self.cursor, "the server's journal is behind this device: listing again and merging");
+        self.record_error(
+            "the server's history is older than this device's (restored from a backup?): \
+             merging this folder with it again; nothing is deleted, differing files keep both versions",
+        );
+        self.write(vec![Write::ForgetTrees, Write::Cursor(0)])?;
+        self.rtree = RemoteTree::new();
+        self.stree = SyncedTree::new();
+        self.cursor = 0;
+        Ok(())
     }
 
     /// The block list a journal record gives its file: in full, or as an

@@ -348,8 +348,13 @@ pub async fn upload_put(
     let range = range?;
     if let Some(entry) = session.done {
         // Finished: a client that lost the final answer learns it here
-        // instead of sending the file again.
-        return Ok(Json(entry).into_response());
+        // instead of sending the file again. Bytes it sent along are not
+        // read, so this connection cannot carry another request.
+        let mut resp = Json(entry).into_response();
+        if matches!(range, ContentRange::Bytes { .. }) {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Ok(resp);
     }
     if !state.busy_uploads.lock().expect("busy set poisoned").insert(id.clone()) {
         return Err(Error::conflict("another request is writing to this upload session", None));
