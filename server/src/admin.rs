@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::passwords;
-use crate::store::MetaStore;
+use crate::store::Accounts;
 use crate::store::sqlite::SqliteStore;
 
 /// Opens (creating if needed, mode 0700) a data directory's metadata store.

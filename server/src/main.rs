@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ferry_server::passwords;
 use ferry_server::serve::{self, ServeOptions};
-use ferry_server::store::MetaStore;
+use ferry_server::store::Accounts;
 use ferry_server::store::sqlite::SqliteStore;
 
 #[derive(Parser)]

@@ -77,7 +77,14 @@ pub struct CommitOutcome {
     pub pending: Option<i64>,
 }
 
-pub trait MetaStore: Send + Sync + 'static {
+/// The whole metadata store, as the server uses it: one trait per part,
+/// each implemented by a module of its own in a backend (see `sqlite/`).
+pub trait MetaStore: Accounts + BlockRecords + Files + Journal + PendingUploads + UploadSessions {}
+
+impl<T: Accounts + BlockRecords + Files + Journal + PendingUploads + UploadSessions> MetaStore for T {}
+
+/// Users, their devices and tokens, quotas.
+pub trait Accounts: Send + Sync + 'static {
     // Users (administration).
     fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64>;
     fn list_users(&self) -> Result<Vec<UserInfo>>;
@@ -93,8 +100,11 @@ pub trait MetaStore: Send + Sync + 'static {
     fn create_token(&self, user_id: i64, device_name: &str, token_hash: [u8; 32]) -> Result<i64>;
     fn authenticate(&self, token_hash: [u8; 32]) -> Result<Option<Caller>>;
     fn revoke_token(&self, token_hash: [u8; 32]) -> Result<()>;
+    fn user_info(&self, user_id: i64) -> Result<UserInfo>;
+}
 
-    // Blocks.
+/// Where blocks are stored and which accounts own them.
+pub trait BlockRecords: Send + Sync + 'static {
     /// The ids among `ids` this account does not own (input order, no duplicates).
     fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>>;
     /// True when some account already stored this block (server-wide).
@@ -110,9 +120,19 @@ pub trait MetaStore: Send + Sync + 'static {
     fn owns_block(&self, user_id: i64, id: &BlockId) -> Result<bool> {
         Ok(self.owned_block_location(user_id, id)?.is_some())
     }
+}
 
-    // Commits and reads.
+/// The file tree: commits and the reads of files and their history.
+pub trait Files: Send + Sync + 'static {
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome>;
+    /// The live file at `path` (or, with `rev`, that revision of the file that
+    /// is or was at `path`).
+    fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;
+    fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
+}
+
+/// The change journal of each namespace.
+pub trait Journal: Send + Sync + 'static {
     fn cursor(&self, ns: i64) -> Result<i64>;
     /// `(journal sequence, pending-upload sequence)` of a namespace, read together.
     fn poll_state(&self, ns: i64) -> Result<(i64, i64)>;
@@ -120,14 +140,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// modification's block list comes as an edit of its previous revision's
     /// list where that is shorter (see `ferry_shared::api::Change::blocks_edit`).
     fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse>;
-    /// The live file at `path` (or, with `rev`, that revision of the file that
-    /// is or was at `path`).
-    fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;
-    fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
-    fn user_info(&self, user_id: i64) -> Result<UserInfo>;
+}
 
-    // Pending uploads (`ferry_shared::api::PendingAnnounce`): files whose
-    // blocks are being sent, which other devices may fetch meanwhile.
+/// Pending uploads (`ferry_shared::api::PendingAnnounce`): files whose
+/// blocks are being sent, which other devices may fetch meanwhile.
+pub trait PendingUploads: Send + Sync + 'static {
     /// Records (or replaces, by device and path) an announcement; returns its
     /// id and the namespace's new pending-upload sequence.
     fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)>;
@@ -139,8 +156,10 @@ pub trait MetaStore: Send + Sync + 'static {
     fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList>;
     /// Removes expired announcements; returns `(namespace, new sequence)` of each changed one.
     fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>>;
+}
 
-    // Resumable uploads.
+/// Resumable upload sessions.
+pub trait UploadSessions: Send + Sync + 'static {
     fn create_upload(&self, session: &UploadSession) -> Result<()>;
     fn upload(&self, id: &str) -> Result<Option<UploadSession>>;
     fn set_upload_received(&self, id: &str, received: u64) -> Result<()>;

@@ -8,7 +8,7 @@ use ferry_shared::api::{BlockList, CommitOp, ErrorCode};
 use ferry_shared::path::RelPath;
 
 use super::sqlite::SqliteStore;
-use super::{Caller, MetaStore, NewBlock};
+use super::{BlockRecords, Caller, Files, Journal, MetaStore, NewBlock};
 use crate::blockstore::BlockLoc;
 use crate::error::Error;
 

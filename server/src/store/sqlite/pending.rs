@@ -5,13 +5,14 @@
 //! and it expires. Every change bumps the namespace's `pending_seq`, which
 //! long polls watch beside the journal's sequence.
 
-use ferry_shared::api::{BlockRef, ErrorCode, PendingAnnounce, PendingUpload};
+use ferry_shared::BlockId;
+use ferry_shared::api::{BlockRef, ErrorCode, PendingAnnounce, PendingList, PendingUpload};
 use ferry_shared::path::RelPath;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Cached;
+use super::{Cached, SqliteStore};
 use crate::error::{Error, Result};
-use crate::store::Caller;
+use crate::store::{Caller, PendingUploads, now_ms};
 
 /// Most announcements one device may hold at once.
 const MAX_PER_DEVICE: i64 = 64;
@@ -142,4 +143,55 @@ pub(super) fn sweep(conn: &Connection, now: i64) -> Result<Vec<i64>> {
     ns.sort_unstable();
     ns.dedup();
     Ok(ns)
+}
+
+impl PendingUploads for SqliteStore {
+    fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)> {
+        let caller = caller.clone();
+        self.write(move |conn| {
+            let ids: Vec<BlockId> = a.blocks.iter().map(|b| b.id).collect();
+            let hash = ferry_shared::block::content_hash(a.size, &ids);
+            let id = announce(conn, &caller, &a, &hash, now_ms(), expires)?;
+            Ok((id, bump(conn, caller.ns)?.unwrap_or(0)))
+        })
+    }
+
+    fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>> {
+        let caller = caller.clone();
+        self.write(move |conn| {
+            let n = drop_own(conn, &caller, id)?;
+            if n == 0 && id.is_some() {
+                return Err(Error::not_found("no such pending upload of this device"));
+            }
+            Ok(if n > 0 { bump(conn, caller.ns)? } else { None })
+        })
+    }
+
+    fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let seq = tx.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0)).optional()?;
+            Ok(PendingList { pending: list(&tx, ns, except, now)?, seq: seq.unwrap_or(0) })
+        })
+    }
+
+    fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>> {
+        let expired = |c: &Connection| -> Result<bool> {
+            Ok(c.row("SELECT 1 FROM pending_uploads WHERE expires <= ?1 LIMIT 1", [now], |_| Ok(()))
+                .optional()?
+                .is_some())
+        };
+        if !self.read(expired)? {
+            return Ok(Vec::new());
+        }
+        self.write(move |conn| {
+            let mut out = Vec::new();
+            for ns in sweep(conn, now)? {
+                if let Some(seq) = bump(conn, ns)? {
+                    out.push((ns, seq));
+                }
+            }
+            Ok(out)
+        })
+    }
 }

@@ -1,0 +1,144 @@
+//! Users, their devices and tokens, quotas.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Cached, SqliteStore};
+use crate::error::{Error, Result};
+use crate::store::{Accounts, Caller, UserInfo, now_ms};
+
+impl Accounts for SqliteStore {
+    fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |c| {
+            let exists = c.row("SELECT 1 FROM users WHERE name = ?1", [&name], |_| Ok(())).optional()?;
+            if exists.is_some() {
+                return Err(Error::conflict(format!("user '{name}' already exists"), None));
+            }
+            c.exec(
+                "INSERT INTO users(name, pw_hash, quota, created) VALUES (?1, ?2, ?3, ?4)",
+                params![name, hash, quota as i64, now_ms()],
+            )?;
+            let id = c.last_insert_rowid();
+            c.exec("INSERT INTO namespaces(owner) VALUES (?1)", [id])?;
+            Ok(id)
+        })
+    }
+
+    fn list_users(&self) -> Result<Vec<UserInfo>> {
+        self.read(|c| {
+            let mut s = c.prepare("SELECT id, name, quota, used FROM users ORDER BY name")?;
+            let rows = s.query_map([], |r| {
+                Ok(UserInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    quota: r.get::<_, i64>(2)? as u64,
+                    used: r.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn user_info(&self, user_id: i64) -> Result<UserInfo> {
+        self.read(|c| {
+            Ok(c.row("SELECT id, name, quota, used FROM users WHERE id = ?1", [user_id], |r| {
+                Ok(UserInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    quota: r.get::<_, i64>(2)? as u64,
+                    used: r.get::<_, i64>(3)? as u64,
+                })
+            })?)
+        })
+    }
+
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |c| {
+            let n = c.exec("UPDATE users SET pw_hash = ?1 WHERE name = ?2", params![hash, name])?;
+            if n == 0 {
+                return Err(Error::not_found(format!("no user '{name}'")));
+            }
+            // A new password signs every device out.
+            c.exec("DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE name = ?1)", [&name])?;
+            Ok(())
+        })
+    }
+
+    fn set_quota(&self, name: &str, quota: u64) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            let n = c.exec("UPDATE users SET quota = ?1 WHERE name = ?2", params![quota as i64, name])?;
+            if n == 0 {
+                return Err(Error::not_found(format!("no user '{name}'")));
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_user(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            let id: i64 = c
+                .query_row("SELECT id FROM users WHERE name = ?1", [&name], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| Error::not_found(format!("no user '{name}'")))?;
+            c.execute_batch(&format!(
+                "DELETE FROM file_versions WHERE file IN (SELECT f.id FROM files f JOIN namespaces n ON n.id = f.ns WHERE n.owner = {id});
+                 DELETE FROM files WHERE ns IN (SELECT id FROM namespaces WHERE owner = {id});
+                 DELETE FROM journal WHERE ns IN (SELECT id FROM namespaces WHERE owner = {id});
+                 DELETE FROM namespaces WHERE owner = {id};
+                 DELETE FROM tokens WHERE user_id = {id};
+                 DELETE FROM devices WHERE user_id = {id};
+                 DELETE FROM account_blocks WHERE user_id = {id};
+                 DELETE FROM upload_sessions WHERE user_id = {id};
+                 DELETE FROM pending_uploads WHERE user_id = {id};
+                 DELETE FROM users WHERE id = {id};"
+            ))?;
+            Ok(())
+        })
+    }
+
+    fn password_hash(&self, name: &str) -> Result<Option<(i64, String)>> {
+        self.read(|c| {
+            Ok(c.row("SELECT id, pw_hash FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        })
+    }
+
+    fn create_token(&self, user_id: i64, device_name: &str, token_hash: [u8; 32]) -> Result<i64> {
+        let device_name = device_name.to_owned();
+        self.write(move |c| {
+            c.exec(
+                "INSERT OR IGNORE INTO devices(user_id, name, created) VALUES (?1, ?2, ?3)",
+                params![user_id, device_name, now_ms()],
+            )?;
+            let device: i64 =
+                c.row("SELECT id FROM devices WHERE user_id = ?1 AND name = ?2", params![user_id, device_name], |r| {
+                    r.get(0)
+                })?;
+            c.exec(
+                "INSERT INTO tokens(hash, user_id, device_id, created) VALUES (?1, ?2, ?3, ?4)",
+                params![&token_hash[..], user_id, device, now_ms()],
+            )?;
+            Ok(device)
+        })
+    }
+
+    fn authenticate(&self, token_hash: [u8; 32]) -> Result<Option<Caller>> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT t.user_id, t.device_id, n.id FROM tokens t JOIN namespaces n ON n.owner = t.user_id WHERE t.hash = ?1",
+            )?;
+            Ok(s.query_row([&token_hash[..]], |r| Ok(Caller { user_id: r.get(0)?, device_id: r.get(1)?, ns: r.get(2)? }))
+                .optional()?)
+        })
+    }
+
+    fn revoke_token(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.write(move |c| {
+            c.exec("DELETE FROM tokens WHERE hash = ?1", [&token_hash[..]])?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,580 @@
+//! Commits: each operation in its own savepoint, `parent_rev` checked,
+//! the journal appended and quota kept in the same transaction; and the
+//! reads of files and their history.
+
+use std::collections::HashMap;
+
+use ferry_shared::BlockId;
+use ferry_shared::api::{BlockEdit, BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, RevId, Revision};
+use ferry_shared::path::{RelPath, name_key};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::blocks::insert_blocks;
+use super::tree::*;
+use super::{Cached, SqliteStore, pending};
+use crate::error::{Error, Result};
+use crate::store::{Caller, CommitOutcome, FileVersion, Files, NewBlock, now_ms};
+
+struct Ctx<'a> {
+    conn: &'a Connection,
+    caller: &'a Caller,
+    now: i64,
+    seq: i64,
+    /// The namespace has pending uploads (each op drops those at its paths).
+    has_pending: bool,
+    /// Pending uploads dropped by this commit.
+    pending_dropped: usize,
+}
+
+struct NewVersion<'a> {
+    file: i64,
+    path: &'a RelPath,
+    size: u64,
+    mtime: i64,
+    executable: bool,
+    hash: &'a str,
+    blocks: &'a [(BlockId, u32)],
+    deleted: bool,
+}
+
+impl Ctx<'_> {
+    fn insert_version(&self, v: NewVersion<'_>) -> Result<i64> {
+        self.conn.exec(
+            "INSERT INTO file_versions(file, path, size, mtime, executable, hash, blocks, deleted, created, device)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                v.file,
+                v.path.as_str(),
+                v.size as i64,
+                v.mtime,
+                v.executable,
+                v.hash,
+                ferry_shared::block::encode_list(v.blocks.iter().copied()),
+                v.deleted,
+                self.now,
+                self.caller.device_id
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn journal(&mut self, op: ChangeOp, file: i64, rev: i64, path: &RelPath, from: Option<&RelPath>) -> Result<()> {
+        self.seq = self.conn.row(
+            "UPDATE namespaces SET seq = seq + 1 WHERE id = ?1 RETURNING seq",
+            [self.caller.ns],
+            |r| r.get(0),
+        )?;
+        self.conn.exec(
+            "INSERT INTO journal(ns, seq, op, file, rev, path, from_path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![self.caller.ns, self.seq, op_num(op), file, rev, path.as_str(), from.map(|p| p.as_str())],
+        )?;
+        Ok(())
+    }
+
+    fn adjust_used(&self, delta: i64) -> Result<()> {
+        if delta != 0 {
+            self.conn
+                .exec("UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2", params![delta, self.caller.user_id])?;
+        }
+        Ok(())
+    }
+
+    fn check_quota(&self, delta: i64) -> Result<()> {
+        if delta <= 0 {
+            return Ok(());
+        }
+        let (quota, used): (i64, i64) =
+            self.conn.row("SELECT quota, used FROM users WHERE id = ?1", [self.caller.user_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        if used + delta > quota {
+            return Err(Error::client(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "quota exceeded: {used} of {quota} bytes used, this change needs {delta} more; delete files or ask the admin for more space"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Folder id for `path`, creating missing folders (each journaled as mkdir).
+    fn ensure_dir(&mut self, path: &RelPath) -> Result<i64> {
+        let mut parent = 0;
+        let mut cur = RelPath::root();
+        for seg in path.segments().map(str::to_owned).collect::<Vec<_>>() {
+            cur = cur.join(&seg)?;
+            parent = match child(self.conn, self.caller.ns, parent, &seg, true)? {
+                Some(n) if n.kind == EntryKind::Dir => n.id,
+                Some(n) => {
+                    let head = node_entry(self.conn, &n, &cur)?;
+                    return Err(Error::conflict(format!("'{cur}' is a file, not a folder"), Some(head)));
+                }
+                None => self.create_node(parent, &seg, EntryKind::Dir, &cur)?.0,
+            };
+        }
+        Ok(parent)
+    }
+
+    /// Creates a folder row, or a file row to be given a version by the caller.
+    fn create_node(&mut self, parent: i64, name: &str, kind: EntryKind, path: &RelPath) -> Result<(i64, i64)> {
+        self.conn.exec(
+            "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
+            params![self.caller.ns, parent, name, name_key(name), kind_num(kind)],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        let rev = if kind == EntryKind::Dir {
+            let rev = self.insert_version(NewVersion {
+                file: id,
+                path,
+                size: 0,
+                mtime: self.now,
+                executable: false,
+                hash: "",
+                blocks: &[],
+                deleted: false,
+            })?;
+            self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+            self.journal(ChangeOp::Mkdir, id, rev, path, None)?;
+            rev
+        } else {
+            0
+        };
+        Ok((id, rev))
+    }
+
+    fn entry(&self, id: i64, kind: EntryKind, path: &RelPath, rev: i64) -> Result<Entry> {
+        Ok(entry_of(id, kind, path, rev, &version(self.conn, rev)?))
+    }
+
+    fn check_parent_rev(&self, node: &Node, path: &RelPath, parent_rev: Option<RevId>) -> Result<()> {
+        if let Some(p) = parent_rev
+            && p != node.head
+        {
+            let head = node_entry(self.conn, node, path)?;
+            return Err(Error::conflict(
+                format!("'{path}' changed since revision {p}: the head is now {}", node.head),
+                Some(head),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A change at (or under) these paths makes pending uploads there stale.
+    fn drop_pending_at(&mut self, paths: &[&RelPath]) -> Result<()> {
+        if self.has_pending {
+            for p in paths {
+                self.pending_dropped += pending::drop_under(self.conn, self.caller.ns, p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: CommitOp) -> Result<Entry> {
+        let (conn, ns) = (self.conn, self.caller.ns);
+        let op = match op {
+            CommitOp::Put { path, parent_rev, size, mtime, executable, blocks } => {
+                CommitOp::Put { path: canonical(conn, ns, &path, false)?, parent_rev, size, mtime, executable, blocks }
+            }
+            CommitOp::Delete { path, parent_rev } => {
+                CommitOp::Delete { path: canonical(conn, ns, &path, false)?, parent_rev }
+            }
+            CommitOp::Rmdir { path, parent_rev } => {
+                CommitOp::Rmdir { path: canonical(conn, ns, &path, false)?, parent_rev }
+            }
+            CommitOp::Move { from, to, parent_rev } => CommitOp::Move {
+                from: canonical(conn, ns, &from, false)?,
+                to: canonical(conn, ns, &to, true)?,
+                parent_rev,
+            },
+            CommitOp::Mkdir { path } => CommitOp::Mkdir { path: canonical(conn, ns, &path, false)? },
+            CommitOp::Restore { path, rev } => CommitOp::Restore { path: canonical(conn, ns, &path, false)?, rev },
+        };
+        match op {
+            CommitOp::Put { path, parent_rev, size, mtime, executable, blocks } => {
+                let entry = self.put(&path, parent_rev, size, mtime, executable, blocks)?;
+                self.drop_pending_at(&[&path, &entry.path])?;
+                Ok(entry)
+            }
+            CommitOp::Delete { path, parent_rev } => {
+                let entry = self.delete(&path, parent_rev, EntryKind::File)?;
+                self.drop_pending_at(&[&path])?;
+                Ok(entry)
+            }
+            CommitOp::Rmdir { path, parent_rev } => {
+                let entry = self.delete(&path, parent_rev, EntryKind::Dir)?;
+                self.drop_pending_at(&[&path])?;
+                Ok(entry)
+            }
+            CommitOp::Move { from, to, parent_rev } => {
+                let entry = self.move_node(&from, &to, parent_rev)?;
+                self.drop_pending_at(&[&from, &to])?;
+                Ok(entry)
+            }
+            CommitOp::Mkdir { path } => {
+                if path.is_root() {
+                    return Err(Error::bad_request("the root folder always exists"));
+                }
+                let parent = path.parent().expect("not root");
+                if let Some(n) = resolve(self.conn, self.caller.ns, &path, true)? {
+                    if n.kind == EntryKind::Dir {
+                        return node_entry(self.conn, &n, &path);
+                    }
+                    let head = node_entry(self.conn, &n, &path)?;
+                    return Err(Error::conflict(format!("'{path}' is a file"), Some(head)));
+                }
+                let parent_id = self.ensure_dir(&parent)?;
+                let name = path.name().expect("not root");
+                let (id, rev) = self.create_node(parent_id, name, EntryKind::Dir, &path)?;
+                self.entry(id, EntryKind::Dir, &path, rev)
+            }
+            CommitOp::Restore { path, rev } => {
+                let entry = self.restore(&path, rev)?;
+                self.drop_pending_at(&[&path])?;
+                Ok(entry)
+            }
+        }
+    }
+
+    fn resolve_blocks(&self, list: BlockList, parent: Option<&Version>) -> Result<Vec<(BlockId, u32)>> {
+        let ids: Vec<BlockId> = match list {
+            BlockList::Full(ids) => ids,
+            BlockList::Edit(edits) => {
+                let base = parent.ok_or_else(|| Error::bad_request("a block list edit needs parent_rev"))?;
+                let mut out = Vec::new();
+                for e in edits {
+                    match e {
+                        BlockEdit::Copy { start, count } => {
+                            let (s, c) = (start as usize, count as usize);
+                            let slice = base.blocks.get(s..s.saturating_add(c)).ok_or_else(|| {
+                                Error::bad_request(format!(
+                                    "block edit copies [{s}, {}) but the parent revision has {} blocks",
+                                    s + c,
+                                    base.blocks.len()
+                                ))
+                            })?;
+                            out.extend(slice.iter().map(|(id, _)| *id));
+                        }
+                        BlockEdit::Add(ids) => out.extend(ids),
+                    }
+                }
+                out
+            }
+        };
+        let mut sizes: HashMap<BlockId, u32> = HashMap::new();
+        let mut missing = Vec::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT b.size FROM account_blocks a JOIN blocks b ON b.id = a.block WHERE a.user_id = ?1 AND a.block = ?2",
+        )?;
+        for id in &ids {
+            if sizes.contains_key(id) || missing.contains(id) {
+                continue;
+            }
+            match stmt.query_row(params![self.caller.user_id, id.as_bytes()], |r| r.get::<_, u32>(0)).optional()? {
+                Some(s) => {
+                    sizes.insert(*id, s);
+                }
+                None => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Error::MissingBlocks { missing });
+        }
+        Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect())
+    }
+
+    fn put(
+        &mut self,
+        path: &RelPath,
+        parent_rev: Option<RevId>,
+        size: u64,
+        mtime: i64,
+        executable: bool,
+        list: BlockList,
+    ) -> Result<Entry> {
+        if size > ferry_shared::MAX_FILE_SIZE {
+            return Err(Error::client(ErrorCode::PayloadTooLarge, "files larger than 10 GiB are not accepted"));
+        }
+        let parent_path = path.parent().ok_or_else(|| Error::bad_request("cannot write a file at the root"))?;
+        let name = path.name().expect("not root");
+        let existing = resolve(self.conn, self.caller.ns, path, false)?.filter(|n| {
+            // A deleted row is this file's history only if it was a file in
+            // the same folder (a deleted folder of that name is not revived as
+            // a file; neither is a row under a different, deleted, folder).
+            !n.deleted
+                || (n.kind == EntryKind::File
+                    && resolve(self.conn, self.caller.ns, &parent_path, true).ok().flatten().map(|p| p.id).unwrap_or(0)
+                        == n.parent)
+        });
+        let (old_size, parent_version) = match &existing {
+            Some(n) if !n.deleted => {
+                if n.kind == EntryKind::Dir {
+                    let head = node_entry(self.conn, n, path)?;
+                    return Err(Error::conflict(format!("'{path}' is a folder"), Some(head)));
+                }
+                let Some(p) = parent_rev else {
+                    let head = node_entry(self.conn, n, path)?;
+                    return Err(Error::conflict(
+                        format!("'{path}' already exists (give parent_rev to replace it)"),
+                        Some(head),
+                    ));
+                };
+                self.check_parent_rev(n, path, Some(p))?;
+                let v = version(self.conn, n.head)?;
+                (v.size, Some(v))
+            }
+            Some(n) => {
+                if parent_rev.is_some() && parent_rev != Some(n.head) {
+                    let head = node_entry(self.conn, n, path)?;
+                    return Err(Error::conflict(format!("'{path}' was deleted"), Some(head)));
+                }
+                (0, None)
+            }
+            None => {
+                if let Some(p) = parent_rev {
+                    return Err(Error::conflict(format!("'{path}' does not exist any more (parent_rev {p})"), None));
+                }
+                (0, None)
+            }
+        };
+        let blocks = self.resolve_blocks(list, parent_version.as_ref())?;
+        let total: u64 = blocks.iter().map(|(_, s)| u64::from(*s)).sum();
+        if total != size {
+            return Err(Error::bad_request(format!("size is {size} but the blocks add up to {total} bytes")));
+        }
+        self.check_quota(size as i64 - old_size as i64)?;
+        let hash = ferry_shared::block::content_hash(size, blocks.iter().map(|(id, _)| id));
+        let (id, op) = match existing {
+            Some(n) if !n.deleted => (n.id, ChangeOp::Modify),
+            Some(n) => {
+                // Revive the deleted row: the history continues.
+                let parent_id = self.ensure_dir(&parent_path)?;
+                self.conn.exec(
+                    "UPDATE files SET deleted = 0, parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
+                    params![parent_id, name, name_key(name), n.id],
+                )?;
+                (n.id, ChangeOp::Add)
+            }
+            None => {
+                let parent_id = self.ensure_dir(&parent_path)?;
+                (self.create_node(parent_id, name, EntryKind::File, path)?.0, ChangeOp::Add)
+            }
+        };
+        let rev = self.insert_version(NewVersion {
+            file: id,
+            path,
+            size,
+            mtime,
+            executable,
+            hash: &hash,
+            blocks: &blocks,
+            deleted: false,
+        })?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+        self.adjust_used(size as i64 - old_size as i64)?;
+        self.journal(op, id, rev, path, None)?;
+        self.entry(id, EntryKind::File, path, rev)
+    }
+
+    fn delete(&mut self, path: &RelPath, parent_rev: Option<RevId>, kind: EntryKind) -> Result<Entry> {
+        let node = resolve(self.conn, self.caller.ns, path, true)?
+            .ok_or_else(|| Error::not_found(format!("'{path}' does not exist")))?;
+        if node.kind != kind {
+            let head = node_entry(self.conn, &node, path)?;
+            let msg = match kind {
+                EntryKind::File => format!("'{path}' is a folder: use rmdir"),
+                EntryKind::Dir => format!("'{path}' is a file: use delete"),
+            };
+            return Err(Error::conflict(msg, Some(head)));
+        }
+        self.check_parent_rev(&node, path, parent_rev)?;
+        if kind == EntryKind::Dir && has_live_children(self.conn, self.caller.ns, node.id)? {
+            return Err(Error::client(ErrorCode::NotEmpty, format!("folder '{path}' is not empty")));
+        }
+        let old = version(self.conn, node.head)?;
+        let rev = self.insert_version(NewVersion {
+            file: node.id,
+            path,
+            size: 0,
+            mtime: old.mtime,
+            executable: false,
+            hash: "",
+            blocks: &[],
+            deleted: true,
+        })?;
+        self.conn.exec("UPDATE files SET head = ?1, deleted = 1 WHERE id = ?2", params![rev, node.id])?;
+        self.adjust_used(-(old.size as i64))?;
+        let op = if kind == EntryKind::Dir { ChangeOp::Rmdir } else { ChangeOp::Delete };
+        self.journal(op, node.id, rev, path, None)?;
+        self.entry(node.id, kind, path, rev)
+    }
+
+    fn move_node(&mut self, from: &RelPath, to: &RelPath, parent_rev: Option<RevId>) -> Result<Entry> {
+        if from.is_root() || to.is_root() {
+            return Err(Error::bad_request("the root folder cannot be moved or replaced"));
+        }
+        let node = resolve(self.conn, self.caller.ns, from, true)?
+            .ok_or_else(|| Error::not_found(format!("'{from}' does not exist")))?;
+        self.check_parent_rev(&node, from, parent_rev)?;
+        if to == from {
+            // Already there (the paths differ only in how folders above are
+            // spelled, which this move cannot change): nothing to record.
+            return node_entry(self.conn, &node, from);
+        }
+        if node.kind == EntryKind::Dir && to.starts_with(from) {
+            return Err(Error::bad_request(format!("cannot move folder '{from}' into itself ('{to}')")));
+        }
+        if let Some(other) = resolve(self.conn, self.caller.ns, to, true)?
+            && other.id != node.id
+        {
+            let head = node_entry(self.conn, &other, to)?;
+            return Err(Error::conflict(format!("'{to}' already exists"), Some(head)));
+        }
+        let parent_id = self.ensure_dir(&to.parent().expect("not root"))?;
+        let name = to.name().expect("not root");
+        self.conn.exec(
+            "UPDATE files SET parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
+            params![parent_id, name, name_key(name), node.id],
+        )?;
+        let old = version(self.conn, node.head)?;
+        let rev = self.insert_version(NewVersion {
+            file: node.id,
+            path: to,
+            size: old.size,
+            mtime: old.mtime,
+            executable: old.executable,
+            hash: &old.hash,
+            blocks: &old.blocks,
+            deleted: false,
+        })?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, node.id])?;
+        self.journal(ChangeOp::Move, node.id, rev, to, Some(from))?;
+        self.entry(node.id, node.kind, to, rev)
+    }
+
+    fn restore(&mut self, path: &RelPath, rev: RevId) -> Result<Entry> {
+        let node = resolve(self.conn, self.caller.ns, path, false)?
+            .ok_or_else(|| Error::not_found(format!("'{path}' has no history")))?;
+        let owner: Option<i64> =
+            self.conn.row("SELECT file FROM file_versions WHERE id = ?1", [rev], |r| r.get(0)).optional()?;
+        if owner != Some(node.id) {
+            return Err(Error::not_found(format!("revision {rev} is not a revision of '{path}'")));
+        }
+        if node.kind != EntryKind::File {
+            return Err(Error::bad_request(format!("'{path}' is a folder; only files can be restored")));
+        }
+        let old = version(self.conn, rev)?;
+        if old.deleted {
+            return Err(Error::bad_request(format!("revision {rev} is a deletion; pick a revision with content")));
+        }
+        let head = version(self.conn, node.head)?;
+        let current_size = if node.deleted { 0 } else { head.size };
+        self.check_quota(old.size as i64 - current_size as i64)?;
+        let op = if node.deleted {
+            let parent_id = self.ensure_dir(&path.parent().expect("not root"))?;
+            let name = path.name().expect("not root");
+            if let Some(other) = child(self.conn, self.caller.ns, parent_id, name, true)? {
+                let head = node_entry(self.conn, &other, path)?;
+                return Err(Error::conflict(format!("'{path}' is taken by another item"), Some(head)));
+            }
+            self.conn.exec(
+                "UPDATE files SET deleted = 0, parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
+                params![parent_id, name, name_key(name), node.id],
+            )?;
+            ChangeOp::Add
+        } else {
+            ChangeOp::Modify
+        };
+        let new_rev = self.insert_version(NewVersion {
+            file: node.id,
+            path,
+            size: old.size,
+            mtime: old.mtime,
+            executable: old.executable,
+            hash: &old.hash,
+            blocks: &old.blocks,
+            deleted: false,
+        })?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![new_rev, node.id])?;
+        self.adjust_used(old.size as i64 - current_size as i64)?;
+        self.journal(op, node.id, new_rev, path, None)?;
+        self.entry(node.id, EntryKind::File, path, new_rev)
+    }
+}
+
+impl Files for SqliteStore {
+    fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome> {
+        let caller = caller.clone();
+        self.write(move |conn| {
+            let now = now_ms();
+            insert_blocks(conn, caller.user_id, &new_blocks, now)?;
+            let seq = conn.row("SELECT seq FROM namespaces WHERE id = ?1", [caller.ns], |r| r.get(0))?;
+            let has_pending = pending::any(conn, caller.ns)?;
+            let mut ctx = Ctx { conn, caller: &caller, now, seq, has_pending, pending_dropped: 0 };
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                conn.exec("SAVEPOINT op", [])?;
+                let (seq_before, dropped_before) = (ctx.seq, ctx.pending_dropped);
+                let r = ctx.apply(op);
+                if r.is_ok() {
+                    conn.exec("RELEASE op", [])?;
+                } else {
+                    conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                    ctx.seq = seq_before;
+                    ctx.pending_dropped = dropped_before;
+                }
+                results.push(r);
+            }
+            let pending = if ctx.pending_dropped > 0 { pending::bump(conn, caller.ns)? } else { None };
+            Ok(CommitOutcome { results, seq: ctx.seq, pending })
+        })
+    }
+
+    fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion> {
+        self.read(|c| {
+            let node = resolve(c, ns, path, rev.is_none())?
+                .filter(|n| n.kind == EntryKind::File)
+                .ok_or_else(|| Error::not_found(format!("no file at '{path}'")))?;
+            let rev = match rev {
+                None => node.head,
+                Some(r) => {
+                    let owner: Option<i64> =
+                        c.row("SELECT file FROM file_versions WHERE id = ?1", [r], |row| row.get(0)).optional()?;
+                    if owner != Some(node.id) {
+                        return Err(Error::not_found(format!("revision {r} is not a revision of '{path}'")));
+                    }
+                    r
+                }
+            };
+            let v = version(c, rev)?;
+            if v.deleted {
+                return Err(Error::not_found(format!("revision {rev} of '{path}' is a deletion")));
+            }
+            Ok(FileVersion { entry: entry_of(node.id, node.kind, path, rev, &v), blocks: v.blocks })
+        })
+    }
+
+    fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>> {
+        self.read(|c| {
+            let node = resolve(c, ns, path, false)?
+                .filter(|n| n.kind == EntryKind::File)
+                .ok_or_else(|| Error::not_found(format!("no file at '{path}'")))?;
+            let mut s = c.prepare_cached(
+                "SELECT v.id, v.size, v.hash, v.created, v.mtime, COALESCE(d.name, ''), v.deleted FROM file_versions v
+                 LEFT JOIN devices d ON d.id = v.device WHERE v.file = ?1 ORDER BY v.id DESC LIMIT ?2",
+            )?;
+            let rows = s.query_map(params![node.id, limit], |r| {
+                Ok(Revision {
+                    rev: r.get(0)?,
+                    size: r.get::<_, i64>(1)? as u64,
+                    hash: r.get(2)?,
+                    modified: r.get(3)?,
+                    mtime: r.get(4)?,
+                    device: r.get(5)?,
+                    deleted: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! The change journal of a namespace, read in pages, and the sequence
+//! numbers the long poll watches.
+
+use ferry_shared::BlockId;
+use ferry_shared::api::{BlockRef, BlocksEdit, Change, ChangeOp, ChangesResponse, EntryKind};
+use ferry_shared::path::RelPath;
+use rusqlite::{OptionalExtension, params};
+
+use super::tree::*;
+use super::{Cached, SqliteStore};
+use crate::error::Result;
+use crate::store::{Journal, check_cursor};
+
+impl Journal for SqliteStore {
+    fn cursor(&self, ns: i64) -> Result<i64> {
+        self.read(|c| Ok(c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
+    }
+
+    fn poll_state(&self, ns: i64) -> Result<(i64, i64)> {
+        self.read(|c| {
+            Ok(c.row("SELECT seq, pending_seq FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        })
+    }
+
+    fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let head: i64 = tx.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
+            check_cursor(cursor, head)?;
+            let mut s = tx.prepare_cached(
+                "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind FROM journal j
+                 JOIN files f ON f.id = j.file WHERE j.ns = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3",
+            )?;
+            struct Row {
+                seq: i64,
+                op: i64,
+                file: i64,
+                rev: i64,
+                path: String,
+                from: Option<String>,
+                kind: i64,
+            }
+            let rows: Vec<Row> = s
+                .query_map(params![ns, cursor, limit], |r| {
+                    Ok(Row {
+                        seq: r.get(0)?,
+                        op: r.get(1)?,
+                        file: r.get(2)?,
+                        rev: r.get(3)?,
+                        path: r.get(4)?,
+                        from: r.get(5)?,
+                        kind: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut changes = Vec::with_capacity(rows.len());
+            let mut last = cursor;
+            for Row { seq, op, file, rev, path, from, kind } in rows {
+                let op = op_of(op);
+                let kind = kind_of(kind);
+                let v = version(&tx, rev)?;
+                let path = RelPath::parse(&path).map_err(|e| anyhow::anyhow!("journal path {path:?}: {e}"))?;
+                let from = from.map(|f| RelPath::parse(&f)).transpose().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let refs = |l: &[(BlockId, u32)]| -> Vec<BlockRef> {
+                    l.iter().map(|(id, size)| BlockRef { id: *id, size: *size }).collect()
+                };
+                let mut blocks = (kind == EntryKind::File && matches!(op, ChangeOp::Add | ChangeOp::Modify))
+                    .then(|| refs(&v.blocks));
+                let mut blocks_edit = None;
+                if edits && kind == EntryKind::File && op == ChangeOp::Modify {
+                    // The file's previous revision is the one its previous
+                    // journal record named: a client that followed the journal holds its list.
+                    let prev: Option<(i64, Vec<u8>, bool)> = tx
+                        .row(
+                            "SELECT id, blocks, deleted FROM file_versions WHERE file = ?1 AND id < ?2
+                             ORDER BY id DESC LIMIT 1",
+                            params![file, rev],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?;
+                    if let (Some((prev_rev, prev_blocks, false)), Some(new)) = (prev, &blocks) {
+                        let base = refs(&ferry_shared::block::decode_list(&prev_blocks));
+                        blocks_edit = BlocksEdit::between(prev_rev, &base, new);
+                        if blocks_edit.is_some() {
+                            blocks = None;
+                        }
+                    }
+                }
+                changes.push(Change {
+                    seq,
+                    op,
+                    entry: entry_of(file, kind, &path, rev, &v),
+                    from,
+                    blocks,
+                    blocks_edit,
+                });
+                last = seq;
+            }
+            let cursor = if changes.len() < limit as usize { head.max(last) } else { last };
+            Ok(ChangesResponse { has_more: cursor < head, changes, cursor })
+        })
+    }
+}
