@@ -87,6 +87,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a read-only link to a file or folder and print its URL.
+    Link {
+        path: String,
+        /// Stop working after this long: 30m, 12h, 7d, 2w.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<u64>,
+        /// Ask for a password, read from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the links you made.
+    Links {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a link, named by its URL or id.
+    Unlink { link: String },
+}
+
+/// `30m`, `12h`, `7d`, `2w` (or plain seconds) as seconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: give a number and a unit, like 7d or 12h"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h, d or w (7d is a week)")),
+    };
+    match n.checked_mul(secs) {
+        Some(0) | None => Err(format!("{s:?}: give a time from 1 s to 100 years")),
+        Some(t) => Ok(t),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -185,17 +221,39 @@ async fn quickstart(dirs: Dirs, folder: Option<PathBuf>, listen: std::net::Socke
 
 /// A path given on the command line: relative to the synced folder, or an
 /// absolute path inside it.
+/// A path given on the command line, as a path in the synced folder:
+/// absolute, or relative to the current directory when that is inside the
+/// folder (else to the folder itself).
 fn folder_path(config: &Config, p: &str) -> anyhow::Result<RelPath> {
     let path = PathBuf::from(p);
-    let rel = if path.is_absolute() {
-        path.strip_prefix(&config.folder)
-            .with_context(|| format!("{p} is not inside the synced folder {}", config.folder.display()))?
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        p.to_owned()
+    let cwd = std::env::current_dir().ok().filter(|d| d.starts_with(&config.folder));
+    let full = match (path.is_absolute(), cwd) {
+        (true, _) => path,
+        (false, Some(cwd)) => cwd.join(path),
+        (false, None) => config.folder.join(path),
     };
-    Ok(RelPath::parse_non_root(&rel)?)
+    // `.` and `..` resolved by their names (the item may not be on this disk).
+    let mut clean = PathBuf::new();
+    for c in full.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            c => clean.push(c),
+        }
+    }
+    let rel = clean.strip_prefix(&config.folder).map_err(|_| {
+        anyhow::anyhow!(
+            "{p} is not inside the synced folder {}: give a path inside it (or cd into it first)",
+            config.folder.display()
+        )
+    })?;
+    let rel = rel.to_str().with_context(|| format!("{p} is not valid UTF-8"))?;
+    if rel.is_empty() {
+        bail!("{p} is the synced folder itself: name a file or folder inside it");
+    }
+    Ok(RelPath::parse_non_root(rel)?)
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -334,6 +392,78 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(r) => bail!("could not restore: {}", r.error.map(|e| e.message).unwrap_or_default()),
                 None => bail!("the server gave no answer"),
             }
+        }
+        Command::Link { path, expires, password_stdin } => {
+            let (config, token) = dirs.load()?;
+            let rel = folder_path(&config, &path)?;
+            let password = if password_stdin {
+                let mut pw = String::new();
+                std::io::stdin().lock().read_line(&mut pw)?;
+                let pw = pw.trim_end_matches(['\n', '\r']).to_owned();
+                if pw.is_empty() {
+                    bail!("the password on stdin is empty: write one, or leave out --password-stdin");
+                }
+                Some(pw)
+            } else {
+                None
+            };
+            let link =
+                Remote::new(&config.server, &token).create_link(&rel, expires, password).await.map_err(
+                    |e| match &e {
+                        ferry_client::remote::RemoteError::Http { status: 404, .. } => {
+                            anyhow::anyhow!("{rel} is not on the server (yet?): wait until it is synced (ferry wait)")
+                        }
+                        _ => anyhow::anyhow!("could not make the link: {e}"),
+                    },
+                )?;
+            println!("{}", link.url);
+        }
+        Command::Links { json } => {
+            let (config, token) = dirs.load()?;
+            let links = Remote::new(&config.server, &token).links().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&links)?);
+            } else if links.links.is_empty() {
+                println!("no links; make one with: ferry link PATH");
+            } else {
+                for l in links.links {
+                    let path = l.path.map_or_else(|| "(deleted)".to_owned(), |p| p.to_string());
+                    let mut notes = Vec::new();
+                    if l.password {
+                        notes.push("password".to_owned());
+                    }
+                    if let Some(e) = l.expires {
+                        notes.push(format!("expires {e} (Unix ms)"));
+                    }
+                    println!("{:>5}  {path}  {}  {}", l.id, l.url, notes.join(", "));
+                }
+            }
+        }
+        Command::Unlink { link } => {
+            let (config, token) = dirs.load()?;
+            let remote = Remote::new(&config.server, &token);
+            let id = match link.parse::<i64>() {
+                Ok(id) => id,
+                Err(_) => {
+                    let token_of = |u: &str| u.trim_end_matches('/').rsplit("/l/").next().map(str::to_owned);
+                    let want = token_of(&link);
+                    remote
+                        .links()
+                        .await?
+                        .links
+                        .into_iter()
+                        .find(|l| token_of(&l.url) == want)
+                        .map(|l| l.id)
+                        .with_context(|| format!("{link} is not one of your links (see ferry links)"))?
+                }
+            };
+            remote.revoke_link(id).await.map_err(|e| match &e {
+                ferry_client::remote::RemoteError::Http { status: 404, .. } => {
+                    anyhow::anyhow!("you have no link {id} (see ferry links)")
+                }
+                _ => anyhow::anyhow!("could not revoke the link: {e}"),
+            })?;
+            println!("revoked link {id}: it answers 404 from now on");
         }
         Command::Conflicts { json } => {
             let (config, _) = dirs.load()?;

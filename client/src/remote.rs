@@ -349,6 +349,28 @@ impl Remote {
         self.json_body(resp).await
     }
 
+    /// Makes a read-only link to a file or folder.
+    pub async fn create_link(
+        &self,
+        path: &ferry_shared::RelPath,
+        expires_in: Option<u64>,
+        password: Option<String>,
+    ) -> Result<ferry_shared::api::Link> {
+        let req = ferry_shared::api::LinkRequest { path: path.clone(), expires_in, password };
+        let resp = self.json(reqwest::Method::POST, "/links", &req).send().await?;
+        self.json_body(check(resp).await?).await
+    }
+
+    pub async fn links(&self) -> Result<ferry_shared::api::LinkList> {
+        let resp = self.req(reqwest::Method::GET, "/links").send().await?;
+        self.json_body(check(resp).await?).await
+    }
+
+    pub async fn revoke_link(&self, id: i64) -> Result<()> {
+        check(self.req(reqwest::Method::DELETE, &format!("/links/{id}")).send().await?).await?;
+        Ok(())
+    }
+
     pub async fn revisions(&self, path: &ferry_shared::RelPath, limit: u32) -> Result<ListRevisionsResponse> {
         let resp = self
             .req(reqwest::Method::POST, "/files/list_revisions")

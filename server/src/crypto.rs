@@ -22,6 +22,8 @@ const HEADER: usize = 4 + 4 + 1 + 12;
 pub const KEY_ENV: &str = "FERRY_MASTER_KEY";
 
 pub struct Vault {
+    /// Keys cookies and other server-made tokens (derived from the master key).
+    mac_key: [u8; 32],
     current: u32,
     keys: HashMap<u32, Aes256Gcm>,
 }
@@ -47,7 +49,14 @@ impl Vault {
     pub fn from_key(key: [u8; 32]) -> Self {
         let id = key_id(&key);
         let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(key));
-        Vault { current: id, keys: HashMap::from([(id, cipher)]) }
+        let mac_key = blake3::derive_key("ferry 2026-12 server-made tokens", &key);
+        Vault { mac_key, current: id, keys: HashMap::from([(id, cipher)]) }
+    }
+
+    /// A MAC of `msg` under a key only this server has (for cookies it
+    /// hands out and checks itself).
+    pub fn mac(&self, msg: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&self.mac_key, msg).as_bytes()
     }
 
     /// The key from `FERRY_MASTER_KEY`, else from `DIR/master.key`, created

@@ -375,6 +375,39 @@ wire! {
         pub upload_url: String,
         pub expires: i64,
     }
+
+    /// A new read-only share link to a file or folder.
+    pub struct LinkRequest {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::path::NonRootPath))]
+        pub path: RelPath,
+        /// Seconds from now until the link stops working (none: never; at
+        /// most 100 years).
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3153600000_u64))]
+        pub expires_in: Option<u64>,
+        /// Asked before anything is shown (none: anyone with the link).
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(min_length = 1))]
+        pub password: Option<String>,
+    }
+
+    /// A share link. It follows its item through renames and moves.
+    pub struct Link {
+        pub id: i64,
+        /// The URL to hand out (absolute).
+        pub url: String,
+        /// Where the item is now; `None` once it was deleted.
+        pub path: Option<RelPath>,
+        pub kind: EntryKind,
+        pub created: i64,
+        pub expires: Option<i64>,
+        /// Whether a password is asked.
+        pub password: bool,
+    }
+
+    pub struct LinkList {
+        pub links: Vec<Link>,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

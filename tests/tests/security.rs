@@ -41,6 +41,9 @@ fn endpoints(block: BlockId) -> Vec<(reqwest::Method, String, Option<Value>)> {
         (Method::GET, "/files/download?path=x.txt".into(), None),
         (Method::GET, "/files/list_revisions?path=x.txt".into(), None),
         (Method::POST, "/files/list_revisions".into(), Some(json!({"path": "x.txt"}))),
+        (Method::POST, "/links".into(), Some(json!({"path": "x.txt"}))),
+        (Method::GET, "/links".into(), None),
+        (Method::DELETE, "/links/1".into(), None),
         (Method::POST, "/auth/logout".into(), None),
     ]
 }

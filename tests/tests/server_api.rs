@@ -287,6 +287,9 @@ async fn every_endpoint_requires_a_valid_token() -> TestResult {
         (reqwest::Method::GET, "/files/download?path=x.txt".into(), None),
         (reqwest::Method::GET, "/files/list_revisions?path=x.txt".into(), None),
         (reqwest::Method::POST, "/files/list_revisions".into(), Some(json!({"path": "x.txt"}).to_string())),
+        (reqwest::Method::POST, "/links".into(), Some(json!({"path": "x.txt"}).to_string())),
+        (reqwest::Method::GET, "/links".into(), None),
+        (reqwest::Method::DELETE, "/links/1".into(), None),
         (reqwest::Method::POST, "/auth/logout".into(), None),
     ];
     let bad_auth: [Option<&str>; 5] = [

@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
-use super::{auth, blocks, changes, commit, files, pending};
+use super::{auth, blocks, changes, commit, files, links, pending};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,7 @@ use super::{auth, blocks, changes, commit, files, pending};
         changes::changes, changes::poll,
         files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
         pending::announce, pending::list, pending::drop_one, pending::drop_all,
+        links::create, links::list, links::revoke, links::open_root, links::open_path, links::give_password,
     ),
     components(schemas(ferry_shared::api::ErrorBody, Binary, files::UploadType, changes::BlocksMode, ferry_shared::path::NonRootPath)),
     modifiers(&BearerAuth, &Complete),
@@ -108,10 +109,13 @@ impl utoipa::Modify for Complete {
                 if has_input {
                     add(op, "400", "the request is malformed (`bad_request`, `invalid_path`); the message says how");
                 }
-                let json_body = op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
-                if json_body {
+                let typed_body = op.request_body.as_ref().is_some_and(|b| {
+                    b.content.contains_key("application/json")
+                        || b.content.contains_key("application/x-www-form-urlencoded")
+                });
+                if typed_body {
                     add(op, "413", "the body is larger than this operation takes (`payload_too_large`)");
-                    add(op, "415", "the body must be JSON (`unsupported_media_type`)");
+                    add(op, "415", "the body is not of the type this operation reads (`unsupported_media_type`)");
                 }
                 // Every error answer is an `ErrorBody`, also where an annotation gave none.
                 for (status, resp) in op.responses.responses.iter_mut() {

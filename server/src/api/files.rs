@@ -140,7 +140,7 @@ fn head_entry(state: &AppState, caller: &Caller, path: &RelPath) -> Result<Optio
 /// The absolute URL of `path_and_query` on this server, as clients must be
 /// sent it in `Location` (Google's client uses it as it is): the configured
 /// public URL, else the request's `Host` with this server's scheme.
-fn absolute_url(state: &AppState, headers: &HeaderMap, path_and_query: &str) -> String {
+pub(crate) fn absolute_url(state: &AppState, headers: &HeaderMap, path_and_query: &str) -> String {
     if let Some(base) = &state.limits.public_url {
         return format!("{}{path_and_query}", base.trim_end_matches('/'));
     }
@@ -489,9 +489,16 @@ pub async fn download(
     let path = RelPath::parse_non_root(&q.path)?;
     let meta = Arc::clone(&state.meta);
     let fv = blocking(move || meta.file_version(caller.ns, &path, q.rev)).await?;
+    send_file(state, fv, &headers)
+}
+
+/// Answers with a file revision: one `Range` (unless `If-Range` no longer
+/// matches), the validators, and the preconditions of RFC 9110 evaluated;
+/// blocks are read, opened and cut as the body streams.
+pub fn send_file(state: AppState, fv: crate::store::FileVersion, headers: &HeaderMap) -> Result<Response> {
     let size = fv.entry.size;
     let validators = conditional::Validators::of(&fv.entry);
-    let use_range = match conditional::read(&headers, &validators)? {
+    let use_range = match conditional::read(headers, &validators)? {
         conditional::Read::NotModified => return Ok(conditional::not_modified(&validators)),
         conditional::Read::Proceed { use_range } => use_range,
     };

@@ -24,6 +24,7 @@ pub mod commit;
 pub mod conditional;
 pub mod doc;
 pub mod files;
+pub mod links;
 pub mod pending;
 
 /// Settings the handlers need.
@@ -98,8 +99,12 @@ async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) 
 
     let resp = next.run(req).await;
     let status = resp.status();
-    let is_json = resp.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    // JSON already, or a page made for a person (a link's password form).
+    let is_json_or_page = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json_or_page {
         return resp;
     }
     let code = match status.as_u16() {
@@ -177,6 +182,10 @@ pub fn router(state: AppState) -> Router {
         .route("/files/upload", post(files::upload_start).put(files::upload_put))
         .route("/files/download", get(files::download))
         .route("/files/list_revisions", limited(get(files::list_revisions_get).post(files::list_revisions_post), small))
+        .route("/links", limited(post(links::create).get(links::list), small))
+        .route("/links/{id}", limited(delete(links::revoke), small))
+        .route("/l/{token}", limited(get(links::open_root).post(links::give_password), small))
+        .route("/l/{token}/{*path}", get(links::open_path))
         .route("/openapi.json", get(doc::openapi_json))
         .route("/health", get(|| async { "ok" }))
         .fallback(not_found)

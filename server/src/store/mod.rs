@@ -79,9 +79,9 @@ pub struct CommitOutcome {
 
 /// The whole metadata store, as the server uses it: one trait per part,
 /// each implemented by a module of its own in a backend (see `sqlite/`).
-pub trait MetaStore: Accounts + BlockRecords + Files + Journal + PendingUploads + UploadSessions {}
+pub trait MetaStore: Accounts + BlockRecords + Files + Journal + Links + PendingUploads + UploadSessions {}
 
-impl<T: Accounts + BlockRecords + Files + Journal + PendingUploads + UploadSessions> MetaStore for T {}
+impl<T: Accounts + BlockRecords + Files + Journal + Links + PendingUploads + UploadSessions> MetaStore for T {}
 
 /// Users, their devices and tokens, quotas.
 pub trait Accounts: Send + Sync + 'static {
@@ -129,6 +129,42 @@ pub trait Files: Send + Sync + 'static {
     /// is or was at `path`).
     fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;
     fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
+    /// The live entries of the folder at `path` (the root too), by name.
+    fn list_folder(&self, ns: i64, path: &RelPath) -> Result<Vec<Entry>>;
+}
+
+/// A share link as stored, with where its item is now.
+#[derive(Debug, Clone)]
+pub struct LinkRecord {
+    pub id: i64,
+    pub token: String,
+    pub owner: i64,
+    pub ns: i64,
+    pub file: i64,
+    pub kind: ferry_shared::api::EntryKind,
+    /// The item's path now; `None` once it is deleted.
+    pub path: Option<RelPath>,
+    pub created: i64,
+    pub expires: Option<i64>,
+    pub pw_hash: Option<String>,
+}
+
+/// Read-only share links.
+pub trait Links: Send + Sync + 'static {
+    /// A link to the live item at `path` of the caller's namespace.
+    fn create_link(
+        &self,
+        caller: &Caller,
+        path: &RelPath,
+        token: &str,
+        expires: Option<i64>,
+        pw_hash: Option<String>,
+    ) -> Result<LinkRecord>;
+    /// The links a user made, oldest first.
+    fn links(&self, owner: i64) -> Result<Vec<LinkRecord>>;
+    fn link(&self, token: &str) -> Result<Option<LinkRecord>>;
+    /// Revokes one of the user's links (404 if there is no such link of theirs).
+    fn revoke_link(&self, owner: i64, id: i64) -> Result<()>;
 }
 
 /// The change journal of each namespace.

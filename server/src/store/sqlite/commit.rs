@@ -577,4 +577,8 @@ impl Files for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+
+    fn list_folder(&self, ns: i64, path: &RelPath) -> Result<Vec<Entry>> {
+        self.read(|c| list_folder(c, ns, path))
+    }
 }

@@ -38,6 +38,7 @@ mod accounts;
 mod blocks;
 mod commit;
 mod journal;
+mod links;
 mod pending;
 mod schema;
 mod tree;

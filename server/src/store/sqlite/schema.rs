@@ -62,6 +62,14 @@ pub(super) const SCHEMA: &[&str] = &[
     r#"
     ALTER TABLE upload_sessions ADD COLUMN done TEXT;
     "#,
+    // 5: read-only share links to a file or folder (by row id: they follow
+    // it through moves).
+    r#"
+    CREATE TABLE links(
+        id INTEGER PRIMARY KEY, token TEXT NOT NULL UNIQUE, owner INTEGER NOT NULL, ns INTEGER NOT NULL,
+        file INTEGER NOT NULL, created INTEGER NOT NULL, expires INTEGER, pw_hash TEXT);
+    CREATE INDEX links_owner ON links(owner, id);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

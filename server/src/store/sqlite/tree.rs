@@ -7,7 +7,7 @@ use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Cached;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub(super) struct Node {
@@ -208,4 +208,22 @@ pub(super) fn has_live_children(conn: &Connection, ns: i64, id: i64) -> Result<b
         .row("SELECT 1 FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 LIMIT 1", params![ns, id], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// The live children of the folder at `path`, by name.
+pub(super) fn list_folder(c: &Connection, ns: i64, path: &RelPath) -> Result<Vec<Entry>> {
+    let parent = if path.is_root() {
+        0
+    } else {
+        let node = resolve(c, ns, path, true)?
+            .filter(|n| n.kind == EntryKind::Dir)
+            .ok_or_else(|| Error::not_found(format!("no folder at '{path}'")))?;
+        node.id
+    };
+    let mut s = c.prepare_cached(&format!(
+        "SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 ORDER BY name"
+    ))?;
+    let rows: Vec<(Node, String)> =
+        s.query_map(params![ns, parent], |r| Ok((node_row(r)?, r.get(5)?)))?.collect::<rusqlite::Result<_>>()?;
+    rows.into_iter().map(|(n, name)| node_entry(c, &n, &path.join(&name)?)).collect()
 }

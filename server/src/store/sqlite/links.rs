@@ -1,0 +1,105 @@
+//! Read-only share links: a token naming a row of a namespace (so the link
+//! follows its item through renames and moves), with an optional expiry and
+//! password hash.
+
+use ferry_shared::api::ErrorCode;
+use ferry_shared::path::RelPath;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::tree::*;
+use super::{Cached, SqliteStore};
+use crate::error::{Error, Result};
+use crate::store::{Caller, LinkRecord, Links, now_ms};
+
+const COLS: &str = "l.id, l.token, l.owner, l.ns, l.file, f.kind, f.deleted, l.created, l.expires, l.pw_hash";
+
+fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
+    let rec = LinkRecord {
+        id: r.get(0)?,
+        token: r.get(1)?,
+        owner: r.get(2)?,
+        ns: r.get(3)?,
+        file: r.get(4)?,
+        kind: kind_of(r.get(5)?),
+        path: None,
+        created: r.get(7)?,
+        expires: r.get(8)?,
+        pw_hash: r.get(9)?,
+    };
+    Ok((rec, r.get(6)?))
+}
+
+/// Fills in where the item is now (nothing once it is deleted).
+fn with_path(conn: &Connection, (mut rec, deleted): (LinkRecord, bool)) -> Result<LinkRecord> {
+    if !deleted {
+        rec.path = stored_path(conn, rec.file)?.filter(|p| !p.is_root());
+    }
+    Ok(rec)
+}
+
+impl Links for SqliteStore {
+    fn create_link(
+        &self,
+        caller: &Caller,
+        path: &RelPath,
+        token: &str,
+        expires: Option<i64>,
+        pw_hash: Option<String>,
+    ) -> Result<LinkRecord> {
+        let (caller, path, token) = (caller.clone(), path.clone(), token.to_owned());
+        self.write(move |c| {
+            let node = resolve(c, caller.ns, &path, true)?
+                .ok_or_else(|| Error::not_found(format!("nothing at '{path}' to link to")))?;
+            let now = now_ms();
+            c.exec(
+                "INSERT INTO links(token, owner, ns, file, created, expires, pw_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![token, caller.user_id, caller.ns, node.id, now, expires, pw_hash],
+            )?;
+            let id = c.last_insert_rowid();
+            Ok(LinkRecord {
+                id,
+                token,
+                owner: caller.user_id,
+                ns: caller.ns,
+                file: node.id,
+                kind: node.kind,
+                path: stored_path(c, node.id)?,
+                created: now,
+                expires,
+                pw_hash,
+            })
+        })
+    }
+
+    fn links(&self, owner: i64) -> Result<Vec<LinkRecord>> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {COLS} FROM links l JOIN files f ON f.id = l.file WHERE l.owner = ?1 ORDER BY l.id"
+            ))?;
+            let rows: Vec<(LinkRecord, bool)> = s.query_map([owner], record)?.collect::<rusqlite::Result<_>>()?;
+            rows.into_iter().map(|r| with_path(c, r)).collect()
+        })
+    }
+
+    fn link(&self, token: &str) -> Result<Option<LinkRecord>> {
+        self.read(|c| {
+            let row = c
+                .row(
+                    &format!("SELECT {COLS} FROM links l JOIN files f ON f.id = l.file WHERE l.token = ?1"),
+                    [token],
+                    record,
+                )
+                .optional()?;
+            row.map(|r| with_path(c, r)).transpose()
+        })
+    }
+
+    fn revoke_link(&self, owner: i64, id: i64) -> Result<()> {
+        self.write(move |c| {
+            if c.exec("DELETE FROM links WHERE id = ?1 AND owner = ?2", params![id, owner])? == 0 {
+                return Err(Error::client(ErrorCode::NotFound, format!("you have no link {id}; see GET /links")));
+            }
+            Ok(())
+        })
+    }
+}
