@@ -59,6 +59,12 @@ enum What {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Share links: download throughput of a large file and of a folder's
+    /// zip through a link, and the server's RSS meanwhile.
+    Links {
+        #[arg(long, default_value_t = 512)]
+        mib: usize,
+    },
     /// Everything above with the defaults.
     All,
 }
@@ -77,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             }
             sync::run(&parts)
         }
+        What::Links { mib } => rt()?.block_on(links(mib)),
         What::All => {
             chunking(256)?;
             rt()?.block_on(commits(20_000, 64))?;
@@ -425,6 +432,65 @@ async fn longpoll(idle: usize, samples: usize) -> anyhow::Result<()> {
     println!("idle polls still held: {still_held} of {idle}");
     for h in held {
         h.abort();
+    }
+    Ok(())
+}
+
+/// Downloads `url` as a stranger, counting bytes and sampling the server's
+/// RSS; returns (bytes, time, peak RSS MiB).
+async fn fetch_counting(url: &str, server_pid: u32) -> anyhow::Result<(u64, Duration, f64)> {
+    use futures_util::StreamExt;
+    let t0 = Instant::now();
+    let resp = reqwest::get(url).await?;
+    anyhow::ensure!(resp.status().is_success(), "{url}: {}", resp.status());
+    let mut stream = resp.bytes_stream();
+    let (mut n, mut peak, mut next_sample) = (0u64, 0f64, 0u64);
+    while let Some(chunk) = stream.next().await {
+        n += chunk?.len() as u64;
+        if n >= next_sample {
+            peak = peak.max(rss_mib(server_pid));
+            next_sample += 16 << 20;
+        }
+    }
+    Ok((n, t0.elapsed(), peak))
+}
+
+async fn links(mib: usize) -> anyhow::Result<()> {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "bench").await?;
+    let size = mib << 20;
+    let data = pseudo_random(size, 512);
+    let t0 = Instant::now();
+    let resp = alice
+        .post("/files/upload?uploadType=media&path=big/file.bin")
+        .header("content-length", size)
+        .body(data)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status().is_success(), "upload: {}", resp.status());
+    println!("links: uploaded {mib} MiB (media upload, server-chunked) in {:.2} s", t0.elapsed().as_secs_f64());
+    let pid = server.pid().context("server pid")?;
+    let link = |path: &'static str| {
+        let alice = alice.clone();
+        async move {
+            let l: ferry_shared::api::Link =
+                alice.post("/links").json(&serde_json::json!({"path": path})).send().await?.json().await?;
+            anyhow::Ok(l.url)
+        }
+    };
+    let file_url = link("big/file.bin").await?;
+    let folder_url = link("big").await?;
+    let idle = rss_mib(pid);
+    for (what, url) in
+        [("file link", file_url.clone()), ("file link", file_url), ("folder zip", format!("{folder_url}?zip=1"))]
+    {
+        let (n, d, peak) = fetch_counting(&url, pid).await?;
+        println!(
+            "links: {what}: {} MiB in {:.2} s = {:.0} MB/s; server RSS {idle:.0} MiB idle, {peak:.0} MiB peak",
+            n >> 20,
+            d.as_secs_f64(),
+            n as f64 / d.as_secs_f64() / 1e6
+        );
     }
     Ok(())
 }
