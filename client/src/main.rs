@@ -104,6 +104,14 @@ enum Command {
     },
     /// Revoke a link, named by its URL or id.
     Unlink { link: String },
+    /// What happened lately: files added, edited, moved and deleted — who,
+    /// from which device, when (newest first).
+    Activity {
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `30m`, `12h`, `7d`, `2w` (or plain seconds) as seconds.
@@ -464,6 +472,36 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 _ => anyhow::anyhow!("could not revoke the link: {e}"),
             })?;
             println!("revoked link {id}: it answers 404 from now on");
+        }
+        Command::Activity { limit, json } => {
+            use ferry_shared::api::{ChangeOp, EntryKind};
+            let (config, token) = dirs.load()?;
+            let page = Remote::new(&config.server, &token).activity(limit, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else if page.events.is_empty() {
+                println!("nothing has happened yet");
+            } else {
+                for e in page.events {
+                    let what = match (e.op, e.kind) {
+                        (ChangeOp::Add, _) => "added".to_owned(),
+                        (ChangeOp::Modify, _) => "edited".to_owned(),
+                        (ChangeOp::Delete | ChangeOp::Rmdir, _) => "deleted".to_owned(),
+                        (ChangeOp::Mkdir, _) => "made folder".to_owned(),
+                        (ChangeOp::Move, _) => {
+                            format!("moved {} →", e.from.as_ref().map_or("?", |f| f.as_str()))
+                        }
+                    };
+                    let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
+                    println!(
+                        "{} UTC  {} ({})  {what} {}{slash}",
+                        ferry_shared::time::utc_string(e.time),
+                        e.user,
+                        e.device,
+                        e.path
+                    );
+                }
+            }
         }
         Command::Conflicts { json } => {
             let (config, _) = dirs.load()?;

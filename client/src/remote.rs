@@ -361,6 +361,16 @@ impl Remote {
         self.json_body(check(resp).await?).await
     }
 
+    /// Recent activity, newest first (`before`: the page after an earlier one).
+    pub async fn activity(&self, limit: u32, before: Option<i64>) -> Result<ferry_shared::api::ActivityPage> {
+        let mut path = format!("/activity?limit={limit}");
+        if let Some(b) = before {
+            path.push_str(&format!("&before={b}"));
+        }
+        let resp = self.req(reqwest::Method::GET, &path).send().await?;
+        self.json_body(check(resp).await?).await
+    }
+
     pub async fn links(&self) -> Result<ferry_shared::api::LinkList> {
         let resp = self.req(reqwest::Method::GET, "/links").send().await?;
         self.json_body(check(resp).await?).await

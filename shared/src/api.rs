@@ -408,6 +408,31 @@ wire! {
     pub struct LinkList {
         pub links: Vec<Link>,
     }
+
+    /// Something that happened to a file or folder: who did what, when,
+    /// from which device (`GET /activity`).
+    pub struct ActivityEvent {
+        /// Its place in the journal (newer events have larger ones).
+        pub seq: Cursor,
+        pub op: ChangeOp,
+        pub kind: EntryKind,
+        pub path: RelPath,
+        /// For a move: where it was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub from: Option<RelPath>,
+        /// The user and device that made the change.
+        pub user: String,
+        pub device: String,
+        /// Server time, Unix milliseconds.
+        pub time: i64,
+    }
+
+    /// Events newest first; `before` asks for the page after this one.
+    pub struct ActivityPage {
+        pub events: Vec<ActivityEvent>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub before: Option<Cursor>,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

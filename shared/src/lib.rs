@@ -16,6 +16,7 @@ pub mod block;
 pub mod chunk;
 pub mod path;
 pub mod range;
+pub mod time;
 
 pub use block::BlockId;
 pub use path::{PathError, RelPath};

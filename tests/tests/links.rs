@@ -245,6 +245,11 @@ fn the_cli_makes_lists_and_revokes_links() {
     let err = d.ferry(&["link", "photos", "--expires", "7y"]).unwrap_err().to_string();
     assert!(err.contains("unit"), "{err}");
 
+    // What happened, as a person reads it.
+    let activity = d.ferry(&["activity"]).unwrap();
+    assert!(activity.contains("alice (A)  added photos/2026/beach.jpg"), "{activity}");
+    assert!(activity.contains("made folder photos/"), "{activity}");
+
     let out = d.ferry(&["unlink", &url]).unwrap();
     assert!(out.contains("revoked"), "{out}");
     assert_eq!(get(&url).0, StatusCode::NOT_FOUND);

@@ -43,6 +43,7 @@ fn endpoints(block: BlockId) -> Vec<(reqwest::Method, String, Option<Value>)> {
         (Method::POST, "/files/list_revisions".into(), Some(json!({"path": "x.txt"}))),
         (Method::POST, "/links".into(), Some(json!({"path": "x.txt"}))),
         (Method::GET, "/links".into(), None),
+        (Method::GET, "/activity".into(), None),
         (Method::DELETE, "/links/1".into(), None),
         (Method::POST, "/auth/logout".into(), None),
     ]

@@ -289,6 +289,7 @@ async fn every_endpoint_requires_a_valid_token() -> TestResult {
         (reqwest::Method::POST, "/files/list_revisions".into(), Some(json!({"path": "x.txt"}).to_string())),
         (reqwest::Method::POST, "/links".into(), Some(json!({"path": "x.txt"}).to_string())),
         (reqwest::Method::GET, "/links".into(), None),
+        (reqwest::Method::GET, "/activity".into(), None),
         (reqwest::Method::DELETE, "/links/1".into(), None),
         (reqwest::Method::POST, "/auth/logout".into(), None),
     ];
@@ -1292,6 +1293,49 @@ async fn file_api_conditional_requests() -> TestResult {
     expect_error(resp, 409, "conflict").await?;
     assert_eq!(download_ok(&alice, path).await?, b"v4");
     assert!(v3.rev > 0);
+    Ok(())
+}
+
+/// The activity feed: who did what, from which device, when; newest first, paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_says_who_did_what() -> TestResult {
+    use ferry_shared::api::{ActivityPage, ChangeOp};
+    let server = Server::start()?;
+    let laptop = Client::user(&server, "alice", "laptop").await?;
+    let phone = Client::user(&server, "alice", "phone").await?;
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let a = put_file(&laptop, "notes/a.txt", b"one", None).await?;
+    put_file(&phone, "notes/a.txt", b"two", Some(a.rev)).await?;
+    let moved = CommitOp::Move { from: rp("notes/a.txt"), to: rp("notes/b.txt"), parent_rev: None };
+    ok_entry(&commit_one(&laptop, moved).await?);
+    ok_entry(&commit_one(&phone, CommitOp::Delete { path: rp("notes/b.txt"), parent_rev: None }).await?);
+
+    let page: ActivityPage = expect_json(laptop.get("/activity").send().await?, 200).await?;
+    let seen: Vec<(ChangeOp, &str, &str)> =
+        page.events.iter().map(|e| (e.op, e.path.as_str(), e.device.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            (ChangeOp::Delete, "notes/b.txt", "phone"),
+            (ChangeOp::Move, "notes/b.txt", "laptop"),
+            (ChangeOp::Modify, "notes/a.txt", "phone"),
+            (ChangeOp::Add, "notes/a.txt", "laptop"),
+            (ChangeOp::Mkdir, "notes", "laptop"),
+        ]
+    );
+    assert!(page.events.iter().all(|e| e.user == "alice" && e.time > 1_700_000_000_000));
+    assert_eq!(page.events[1].from.as_ref().map(|f| f.as_str()), Some("notes/a.txt"));
+    assert_eq!(page.before, None);
+    // Paged: two at a time, each page older than the last.
+    let p1: ActivityPage = expect_json(laptop.get("/activity?limit=2").send().await?, 200).await?;
+    let before = p1.before.context("a next page")?;
+    let p2: ActivityPage =
+        expect_json(laptop.get(&format!("/activity?limit=2&before={before}")).send().await?, 200).await?;
+    assert_eq!(p2.events[0].seq, page.events[2].seq);
+    // Bob sees none of it.
+    let bobs: ActivityPage = expect_json(bob.get("/activity").send().await?, 200).await?;
+    assert!(bobs.events.is_empty());
+    expect_error(laptop.get("/activity?limit=0").send().await?, 400, "bad_request").await?;
     Ok(())
 }
 

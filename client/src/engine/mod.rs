@@ -130,20 +130,8 @@ pub struct MassDelete {
 
 /// `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`, in UTC.
 pub fn conflict_name(name: &str, device: &str, now_ms: i64) -> String {
-    let secs = now_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let stamp = format!("{y:04}-{m:02}-{d:02} {:02}{:02}{:02}", tod / 3600, tod % 3600 / 60, tod % 60);
+    let (y, m, d, h, mi, sec) = ferry_shared::time::utc(now_ms);
+    let stamp = format!("{y:04}-{m:02}-{d:02} {h:02}{mi:02}{sec:02}");
     let device: String =
         device.chars().filter(|c| !matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')).collect();
     let (stem, ext) = match name.rfind('.') {

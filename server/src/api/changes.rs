@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use ferry_shared::api::{ChangesResponse, ErrorBody, POLL_DEFAULT_SECS, POLL_MAX_SECS, PollResponse};
+use ferry_shared::api::{ActivityPage, ChangesResponse, ErrorBody, POLL_DEFAULT_SECS, POLL_MAX_SECS, PollResponse};
 use serde::Deserialize;
 
 use super::blocking;
@@ -125,4 +125,40 @@ pub async fn poll(
         }
         None => PollResponse { changes: false, cursor: q.cursor, pending },
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActivityQuery {
+    /// Most events to return (default 50, at most 500).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Only events older than this (the `before` of the previous page).
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+}
+
+/// Recent activity, newest first: files and folders added, edited, moved
+/// and deleted — who, from which device, when. The long poll
+/// (`/changes/poll`) says when there is more.
+#[utoipa::path(get, path = "/activity", params(ActivityQuery),
+    responses((status = 200, body = ActivityPage),
+        (status = 400, body = ErrorBody, description = "limit or before out of range")),
+    security(("bearer" = [])))]
+pub async fn activity(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<ActivityQuery>,
+) -> Result<Json<ActivityPage>> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(Error::bad_request("limit must be 1 to 500"));
+    }
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(Error::bad_request("before must be the `before` of an earlier page"));
+    }
+    let meta = Arc::clone(&state.meta);
+    let events = blocking(move || meta.activity(caller.ns, q.before, limit)).await?;
+    let before = if events.len() == limit as usize { events.last().map(|e| e.seq) } else { None };
+    Ok(Json(ActivityPage { events, before }))
 }

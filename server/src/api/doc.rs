@@ -22,7 +22,7 @@ use super::{auth, blocks, changes, commit, files, links, pending};
         auth::login, auth::logout,
         blocks::missing, blocks::put_block, blocks::get_block, blocks::batch, blocks::fetch,
         commit::commit,
-        changes::changes, changes::poll,
+        changes::changes, changes::poll, changes::activity,
         files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
         pending::announce, pending::list, pending::drop_one, pending::drop_all,
         links::create, links::list, links::revoke, links::open_root, links::open_path, links::give_password,

@@ -173,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route("/commit", limited(post(commit::commit), 64 << 20))
         .route("/changes", get(changes::changes))
         .route("/changes/poll", get(changes::poll))
+        .route("/activity", get(changes::activity))
         .route(
             "/uploads/pending",
             limited(post(pending::announce).get(pending::list).delete(pending::drop_all), 64 << 20),

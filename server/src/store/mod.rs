@@ -176,6 +176,9 @@ pub trait Journal: Send + Sync + 'static {
     /// modification's block list comes as an edit of its previous revision's
     /// list where that is shorter (see `ferry_shared::api::Change::blocks_edit`).
     fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse>;
+    /// Up to `limit` journal records before `before` (the newest without
+    /// it), newest first, with who made each and when.
+    fn activity(&self, ns: i64, before: Option<i64>, limit: u32) -> Result<Vec<ferry_shared::api::ActivityEvent>>;
 }
 
 /// Pending uploads (`ferry_shared::api::PendingAnnounce`): files whose

@@ -2,7 +2,7 @@
 //! numbers the long poll watches.
 
 use ferry_shared::BlockId;
-use ferry_shared::api::{BlockRef, BlocksEdit, Change, ChangeOp, ChangesResponse, EntryKind};
+use ferry_shared::api::{ActivityEvent, BlockRef, BlocksEdit, Change, ChangeOp, ChangesResponse, EntryKind};
 use ferry_shared::path::RelPath;
 use rusqlite::{OptionalExtension, params};
 
@@ -98,6 +98,32 @@ impl Journal for SqliteStore {
             }
             let cursor = if changes.len() < limit as usize { head.max(last) } else { last };
             Ok(ChangesResponse { has_more: cursor < head, changes, cursor })
+        })
+    }
+
+    fn activity(&self, ns: i64, before: Option<i64>, limit: u32) -> Result<Vec<ActivityEvent>> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT j.seq, j.op, f.kind, j.path, j.from_path, COALESCE(u.name, ''), COALESCE(d.name, ''), v.created
+                 FROM journal j JOIN files f ON f.id = j.file JOIN file_versions v ON v.id = j.rev
+                 LEFT JOIN devices d ON d.id = v.device LEFT JOIN users u ON u.id = d.user_id
+                 WHERE j.ns = ?1 AND j.seq < ?2 AND j.path != '' ORDER BY j.seq DESC LIMIT ?3",
+            )?;
+            let rows = s.query_map(params![ns, before.unwrap_or(i64::MAX), limit], |r| {
+                let path: String = r.get(3)?;
+                let from: Option<String> = r.get(4)?;
+                Ok(ActivityEvent {
+                    seq: r.get(0)?,
+                    op: op_of(r.get(1)?),
+                    kind: kind_of(r.get(2)?),
+                    path: RelPath::parse(&path).unwrap_or_default(),
+                    from: from.and_then(|p| RelPath::parse(&p).ok()),
+                    user: r.get(5)?,
+                    device: r.get(6)?,
+                    time: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 }
