@@ -31,6 +31,13 @@ pub struct Config {
     /// runs in-process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedded_server: Option<PathBuf>,
+    /// Desktop notifications (new conflict copies); `false` turns them off.
+    #[serde(default = "yes")]
+    pub notifications: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_max_deletes() -> usize {

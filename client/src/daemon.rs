@@ -91,6 +91,10 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
     let mut pending_rx = Some(pending_rx);
     #[cfg(unix)]
     tokio::spawn(crate::control::serve(dirs.control_socket(), Arc::clone(&status), tx.clone()));
+    let notices = Arc::new(tokio::sync::Notify::new());
+    if config.notifications {
+        tokio::spawn(crate::desktop::notifier(Arc::clone(&status), Arc::clone(&notices)));
+    }
     // Set up once the folder is there (and again each time it comes back).
     let mut _watcher: Option<notify::RecommendedWatcher> = None;
     let mut folder_ok = false;
@@ -152,6 +156,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                     deferred = stats.deferred > 0;
                     let state = if deferred { SyncState::Syncing } else { SyncState::Idle };
                     set_state(&status, state, None);
+                    notices.notify_one();
                     if stats.errors > 0 {
                         // Try again after a backoff, not only on the next event.
                         failures += 1;

@@ -20,6 +20,7 @@ pub mod config;
 #[cfg(unix)]
 pub mod control;
 pub mod daemon;
+pub mod desktop;
 pub mod engine;
 pub mod names;
 pub mod planner;

@@ -218,6 +218,7 @@ async fn quickstart(dirs: Dirs, folder: Option<PathBuf>, listen: std::net::Socke
         max_deletes: 1000,
         max_delete_share: 0.5,
         embedded_server: Some(data),
+        notifications: true,
     };
     dirs.save(&config, &login.token)?;
     println!("Ferry is syncing {}", config.folder.display());
@@ -288,6 +289,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 max_deletes: 1000,
                 max_delete_share: 0.5,
                 embedded_server: None,
+                notifications: true,
             };
             dirs.save(&config, &login.token)?;
             println!(

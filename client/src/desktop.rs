@@ -1,0 +1,94 @@
+//! Desktop notifications of what a person should know without looking:
+//! new conflict copies. A burst of them makes one notification (the
+//! notifier waits [`BATCH`] after the first before it says anything); they
+//! can be switched off in the config (`"notifications": false`); and a
+//! failure to notify (no session bus, no notification service) is logged
+//! once and never touches syncing.
+//!
+//! On Linux and the BSDs notifications go over D-Bus (`notify-rust` with
+//! zbus: no GTK, no C library); elsewhere they are only logged for now.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::status::Status;
+
+/// How long the notifier gathers a burst before it says anything.
+pub const BATCH: Duration = Duration::from_secs(2);
+
+/// What one notification says of new conflict copies (paths in the folder).
+pub fn conflict_notice(new: &[String]) -> Option<(String, String)> {
+    let keep = "both versions are kept; `ferry conflicts` lists the copies";
+    match new {
+        [] => None,
+        [one] => Some(("Ferry made a conflict copy".to_owned(), format!("{one}: {keep}"))),
+        [first, rest @ ..] => Some((
+            format!("Ferry made {} conflict copies", new.len()),
+            format!("{first} and {} more: {keep}", rest.len()),
+        )),
+    }
+}
+
+/// Shows a notification.
+#[cfg(all(unix, not(target_os = "macos")))]
+async fn show(summary: &str, body: &str) -> anyhow::Result<()> {
+    notify_rust::Notification::new()
+        .appname("Ferry")
+        .summary(summary)
+        .body(body)
+        .icon("folder-sync")
+        .show_async()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+async fn show(summary: &str, body: &str) -> anyhow::Result<()> {
+    tracing::info!(summary, body, "notification");
+    Ok(())
+}
+
+/// Tells the person about conflict copies the daemon made, each burst
+/// once; woken by `poke` after every sync round.
+pub async fn notifier(status: Arc<Mutex<Status>>, poke: Arc<tokio::sync::Notify>) {
+    let conflicts = |s: &Arc<Mutex<Status>>| s.lock().map(|s| s.conflicts.clone()).unwrap_or_default();
+    let mut seen = conflicts(&status).len();
+    let mut warned = false;
+    loop {
+        poke.notified().await;
+        if conflicts(&status).len() <= seen {
+            continue;
+        }
+        tokio::time::sleep(BATCH).await;
+        let all = conflicts(&status);
+        let new = &all[seen.min(all.len())..];
+        seen = all.len();
+        let Some((summary, body)) = conflict_notice(new) else { continue };
+        match show(&summary, &body).await {
+            Ok(()) => tracing::debug!(%summary, "notified"),
+            Err(e) if !warned => {
+                warned = true;
+                tracing::warn!(error = %e, "cannot show desktop notifications (syncing goes on)");
+            }
+            Err(e) => tracing::debug!(error = %e, "notification not shown"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_notification_per_burst() {
+        assert_eq!(conflict_notice(&[]), None);
+        let (s, b) = conflict_notice(&["a (conflicted copy).txt".to_owned()]).unwrap();
+        assert_eq!(s, "Ferry made a conflict copy");
+        assert!(b.starts_with("a (conflicted copy).txt: both versions are kept"), "{b}");
+        let many: Vec<String> = (0..1000).map(|i| format!("f{i} (conflicted copy).txt")).collect();
+        let (s, b) = conflict_notice(&many).unwrap();
+        assert_eq!(s, "Ferry made 1000 conflict copies");
+        assert!(b.starts_with("f0 (conflicted copy).txt and 999 more"), "{b}");
+    }
+}
