@@ -193,14 +193,26 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: axum::Router, shutd
     }
 }
 
-/// Logs method, path (never the query or headers, which may carry tokens), status and time.
+/// Logs method, path (never the query or headers, which may carry tokens,
+/// nor a share link's token), status and time.
 async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = redact(req.uri().path());
     let start = std::time::Instant::now();
     let resp = next.run(req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
     resp
+}
+
+/// A path fit for the log: a share link's token is a password.
+fn redact(path: &str) -> String {
+    match path.strip_prefix("/l/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, under)) => format!("/l/…/{under}"),
+            None => "/l/…".to_owned(),
+        },
+        None => path.to_owned(),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -4,6 +4,8 @@
 //! linked item; and `ferry link` / `links` / `unlink` on a real device.
 
 use std::io::Read;
+
+use anyhow::Context;
 use std::time::Duration;
 
 use ferry_shared::api::{CommitOp, Link, LinkList};
@@ -122,7 +124,12 @@ async fn a_folder_link_shows_a_page_a_zip_and_nothing_outside() -> TestResult {
     names.sort();
     assert_eq!(names, ["<img src=x onerror=alert(1)>.html", "a.txt", "sub/", "sub/deep/", "sub/deep/b.bin"]);
     let mut got = Vec::new();
-    zip.by_name("sub/deep/b.bin")?.read_to_end(&mut got)?;
+    let mut entry = zip.by_name("sub/deep/b.bin")?;
+    // put_small records 2023-11-14 22:13:20 UTC; zip keeps even seconds.
+    let t = entry.last_modified().context("a modification time")?;
+    assert_eq!((t.year(), t.month(), t.day(), t.hour(), t.minute()), (2023, 11, 14, 22, 13));
+    entry.read_to_end(&mut got)?;
+    drop(entry);
     assert_eq!(got, files[2].1);
     // A sub-folder's zip holds only it.
     let resp = web.get(format!("{}/sub?zip=1", l.url)).send().await?;

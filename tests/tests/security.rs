@@ -196,6 +196,13 @@ async fn tokens_and_passwords_never_reach_a_log() -> TestResult {
     let alice = Client::user(&server, "alice", "laptop").await?;
     let forged = "f".repeat(64);
     alice.put_small("a.txt", b"hello", None).await?;
+    // A share link's token and password are secrets too.
+    let link: Value =
+        alice.post("/links").json(&json!({"path": "a.txt", "password": "link-pass-456"})).send().await?.json().await?;
+    let link_url = link["url"].as_str().context("the link's URL")?.to_owned();
+    let link_token = link_url.rsplit('/').next().unwrap_or_default().to_owned();
+    alice.http.get(&link_url).header("x-ferry-link-password", "link-pass-456").send().await?;
+    alice.http.get(format!("{link_url}/under")).send().await?;
     for token in [alice.token.as_str(), forged.as_str()] {
         for path in ["/changes?cursor=0", "/files/download?path=a.txt", "/no/such/endpoint"] {
             alice.http.get(format!("{}{path}", server.url)).bearer_auth(token).send().await?;
@@ -231,6 +238,8 @@ async fn tokens_and_passwords_never_reach_a_log() -> TestResult {
     assert!(logs.len() > 1000, "the logs are too short to prove anything:\n{logs}");
     for secret in
         [alice.token.as_str(), forged.as_str(), daemon_token.as_str(), "a-wrong-password-123", "password-alice"]
+            .into_iter()
+            .chain([link_token.as_str(), "link-pass-456"])
     {
         assert!(!logs.contains(secret), "a log contains a secret ({}…)", &secret[..8.min(secret.len())]);
     }

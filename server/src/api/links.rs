@@ -448,6 +448,14 @@ fn zip_stream(state: AppState, ns: i64, root: RelPath) -> Body {
     Body::from_stream(stream)
 }
 
+/// A modification time as a zip stores it (local time is unknown here: UTC;
+/// none outside the format's years 1980–2107).
+fn zip_time(ms: i64) -> Option<zip::DateTime> {
+    let (y, m, d, h, mi, s) = ferry_shared::time::utc(ms);
+    let n = |v: i64| u8::try_from(v).ok();
+    zip::DateTime::from_date_and_time(u16::try_from(y).ok()?, n(m)?, n(d)?, n(h)?, n(mi)?, n(s)?).ok()
+}
+
 /// Writes every live file and folder under `root`, depth first, stored
 /// (most files are compressed already; stored is fast and predictable).
 fn write_zip(state: &AppState, ns: i64, root: &RelPath, w: ChannelWriter) -> anyhow::Result<()> {
@@ -469,7 +477,11 @@ fn write_zip(state: &AppState, ns: i64, root: &RelPath, w: ChannelWriter) -> any
                 Err(Error::Client { code: ErrorCode::NotFound, .. }) => continue, // deleted meanwhile
                 Err(e) => return Err(anyhow::anyhow!("{e}")),
             };
-            zip.start_file(name, options.large_file(fv.entry.size >= u64::from(u32::MAX)))?;
+            let mut file_options = options.large_file(fv.entry.size >= u64::from(u32::MAX));
+            if let Some(t) = zip_time(fv.entry.mtime) {
+                file_options = file_options.last_modified_time(t);
+            }
+            zip.start_file(name, file_options)?;
             for (id, _) in fv.blocks {
                 let loc =
                     state.meta.block_location(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} is not recorded"))?;
