@@ -1,0 +1,187 @@
+//! The permission matrix: every operation on alice's data × every kind of
+//! caller, against the real server. Allowed, or 401/403/404 with nothing of
+//! the data and no hint that it exists: a stranger's 404 reads exactly like
+//! one for something that was never there, and a revoked, expired or
+//! guessed link answers the same as each other.
+//! (Members of shared folders, editor and viewer, join this matrix when
+//! sharing with users lands.)
+
+use ferry_shared::api::Link;
+use ferry_tests::{Client, Server};
+use reqwest::Method;
+use serde_json::json;
+
+type TestResult = anyhow::Result<()>;
+
+const SECRET: &[u8] = b"alice's secret contents";
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Caller {
+    Owner,
+    Stranger,
+    Anonymous,
+}
+
+struct Op {
+    name: &'static str,
+    method: Method,
+    path: String,
+    body: Option<serde_json::Value>,
+}
+
+fn op(name: &'static str, method: Method, path: &str, body: Option<serde_json::Value>) -> Op {
+    Op { name, method, path: path.to_owned(), body }
+}
+
+async fn send(c: &Client, who: Caller, o: &Op) -> anyhow::Result<(u16, Vec<u8>)> {
+    let url = format!("{}{}", c.url, o.path);
+    let mut req = c.http.request(o.method.clone(), &url);
+    if who != Caller::Anonymous {
+        req = req.bearer_auth(&c.token);
+    }
+    if let Some(b) = &o.body {
+        req = req.json(b);
+    }
+    let resp = req.send().await?;
+    Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()))
+}
+
+/// The file's contents, or a name the caller did not ask about.
+fn leaks(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    body.windows(SECRET.len()).any(|w| w == SECRET) || text.contains("laptop") || text.contains("\"rev\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_by_every_caller() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let put = alice.put_small("private/secret.txt", SECRET, None).await?;
+    let rev = put.entry.as_ref().map(|e| e.rev).unwrap_or_default();
+    let link: Link = alice.post("/links").json(&json!({"path": "private"})).send().await?.json().await?;
+
+    let ops = vec![
+        op("download", Method::GET, "/files/download?path=private/secret.txt", None),
+        op("download a revision", Method::GET, &format!("/files/download?path=private/secret.txt&rev={rev}"), None),
+        op("list revisions", Method::GET, "/files/list_revisions?path=private/secret.txt", None),
+        op("list revisions (POST)", Method::POST, "/files/list_revisions", Some(json!({"path": "private/secret.txt"}))),
+        op("changes", Method::GET, "/changes?cursor=0", None),
+        op("activity", Method::GET, "/activity", None),
+        op("make a link", Method::POST, "/links", Some(json!({"path": "private"}))),
+        op("list links", Method::GET, "/links", None),
+        op("revoke the link", Method::DELETE, &format!("/links/{}", link.id), None),
+        // The destructive ones last: the owner runs them in this order.
+        op(
+            "restore",
+            Method::POST,
+            "/commit",
+            Some(json!({"ops": [{"op": "restore", "path": "private/secret.txt", "rev": rev}]})),
+        ),
+        op("delete", Method::POST, "/commit", Some(json!({"ops": [{"op": "delete", "path": "private/secret.txt"}]}))),
+        op("move", Method::POST, "/commit", Some(json!({"ops": [{"op": "move", "from": "private", "to": "moved"}]}))),
+    ];
+
+    for o in &ops {
+        // Nobody without a token: 401, nothing else.
+        let (status, body) = send(&alice, Caller::Anonymous, o).await?;
+        assert_eq!(status, 401, "{} without a token", o.name);
+        assert!(!leaks(&body), "{} without a token leaks", o.name);
+        // A stranger works in their own namespace: never alice's data.
+        let (status, body) = send(&bob, Caller::Stranger, o).await?;
+        assert!(!leaks(&body), "{} by a stranger leaks: {}", o.name, String::from_utf8_lossy(&body));
+        match o.name {
+            // Their own (empty) feeds and lists.
+            "changes" | "activity" | "list links" => assert_eq!(status, 200, "{}", o.name),
+            // Per-operation answers inside a 200: each must be a 404.
+            "restore" | "move" | "delete" => {
+                assert_eq!(status, 200, "{}", o.name);
+                let r: serde_json::Value = serde_json::from_slice(&body)?;
+                assert_eq!(r["results"][0]["status"], 404, "{} by a stranger: {r}", o.name);
+            }
+            _ => assert_eq!(status, 404, "{} by a stranger", o.name),
+        }
+    }
+    // What a stranger learns equals what a path that never existed says.
+    let never = op("download", Method::GET, "/files/download?path=private/never.txt", None);
+    let (_, strangers) = send(&bob, Caller::Stranger, &ops[0]).await?;
+    let (_, nothing) = send(&bob, Caller::Stranger, &never).await?;
+    assert_eq!(
+        String::from_utf8_lossy(&strangers).replace("secret.txt", "X"),
+        String::from_utf8_lossy(&nothing).replace("never.txt", "X")
+    );
+    // The owner may do all of it (the destructive ones last, in order).
+    for o in &ops {
+        let (status, body) = send(&alice, Caller::Owner, o).await?;
+        assert!((200..300).contains(&status), "{} by the owner: {status}", o.name);
+        if o.name == "move" || o.name == "delete" || o.name == "restore" {
+            let r: serde_json::Value = serde_json::from_slice(&body)?;
+            assert!(r["results"][0]["entry"].is_object(), "{} by the owner: {r}", o.name);
+        }
+    }
+    Ok(())
+}
+
+/// Link holders: the right link (and password) opens only what is under
+/// it; a wrong password shows nothing; revoked, expired and guessed links
+/// answer the same 404, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_link_holder() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    alice.put_small("pub/readme.txt", b"public", None).await?;
+    alice.put_small("private/secret.txt", SECRET, None).await?;
+    let make = |body: serde_json::Value| {
+        let alice = alice.clone();
+        async move { anyhow::Ok(alice.post("/links").json(&body).send().await?.json::<Link>().await?) }
+    };
+    let open = make(json!({"path": "pub"})).await?;
+    let guarded = make(json!({"path": "pub", "password": "pw-789"})).await?;
+    let revoked = make(json!({"path": "pub"})).await?;
+    alice.delete(&format!("/links/{}", revoked.id)).send().await?;
+    let expiring = make(json!({"path": "pub", "expires_in": 1})).await?;
+    let guessed = format!("{}/l/{}", server.url, "Z".repeat(43));
+    let web = reqwest::Client::new();
+    let get = |url: String, pw: Option<&'static str>| {
+        let web = web.clone();
+        async move {
+            let mut req = web.get(&url);
+            if let Some(pw) = pw {
+                req = req.header("x-ferry-link-password", pw);
+            }
+            let resp = req.send().await?;
+            anyhow::Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()))
+        }
+    };
+    let under = ["", "/readme.txt", "?zip=1"];
+    for u in under {
+        let (s, b) = get(format!("{}{u}", open.url), None).await?;
+        assert_eq!(s, 200, "holder {u}");
+        assert!(!leaks(&b), "holder {u}");
+        let (s, _) = get(format!("{}{u}", guarded.url), Some("pw-789")).await?;
+        assert_eq!(s, 200, "holder with the password {u}");
+        for pw in [None, Some("wrong")] {
+            let (s, b) = get(format!("{}{u}", guarded.url), pw).await?;
+            assert_eq!(s, 401, "holder with password {pw:?} {u}");
+            let text = String::from_utf8_lossy(&b);
+            assert!(!text.contains("readme.txt") && !text.contains("public"), "{u} with {pw:?}: {text}");
+        }
+    }
+    // Outside the link: nothing, however it is spelled.
+    for escape in ["/..%2Fprivate%2Fsecret.txt", "/%2E%2E/private/secret.txt", "/../private/secret.txt"] {
+        let (s, b) = get(format!("{}{escape}", open.url), None).await?;
+        assert!(matches!(s, 400 | 404), "{escape}: {s}");
+        assert!(!leaks(&b), "{escape}");
+    }
+    // Revoked, expired and guessed: one and the same answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get(expiring.url.clone(), None).await?.0 != 404 {
+        assert!(std::time::Instant::now() < deadline, "the link did not expire");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let answers =
+        [get(revoked.url.clone(), None).await?, get(expiring.url.clone(), None).await?, get(guessed, None).await?];
+    assert!(answers.iter().all(|a| a == &answers[0] && a.0 == 404), "{answers:?}");
+    Ok(())
+}
