@@ -64,6 +64,10 @@ enum What {
     Links {
         #[arg(long, default_value_t = 512)]
         mib: usize,
+        /// Also stream a 10 GiB folder as a zip (one block repeated: quick
+        /// to set up, every byte still read, opened and sent).
+        #[arg(long)]
+        huge: bool,
     },
     /// Everything above with the defaults.
     All,
@@ -83,7 +87,7 @@ fn main() -> anyhow::Result<()> {
             }
             sync::run(&parts)
         }
-        What::Links { mib } => rt()?.block_on(links(mib)),
+        What::Links { mib, huge } => rt()?.block_on(links(mib, huge)),
         What::All => {
             chunking(256)?;
             rt()?.block_on(commits(20_000, 64))?;
@@ -455,7 +459,7 @@ async fn fetch_counting(url: &str, server_pid: u32) -> anyhow::Result<(u64, Dura
     Ok((n, t0.elapsed(), peak))
 }
 
-async fn links(mib: usize) -> anyhow::Result<()> {
+async fn links(mib: usize, huge: bool) -> anyhow::Result<()> {
     let server = Server::start()?;
     let alice = Client::user(&server, "alice", "bench").await?;
     let size = mib << 20;
@@ -487,6 +491,34 @@ async fn links(mib: usize) -> anyhow::Result<()> {
         let (n, d, peak) = fetch_counting(&url, pid).await?;
         println!(
             "links: {what}: {} MiB in {:.2} s = {:.0} MB/s; server RSS {idle:.0} MiB idle, {peak:.0} MiB peak",
+            n >> 20,
+            d.as_secs_f64(),
+            n as f64 / d.as_secs_f64() / 1e6
+        );
+    }
+    if huge {
+        // Almost 10 GiB in one file: 2,559 times the same 4 MiB block.
+        ferry_tests::add_user(&server.data, "carol", "password-carol", Some("20GiB"))?;
+        let carol = Client::user(&server, "carol", "bench").await?;
+        let block = pseudo_random(4 << 20, 10);
+        let id = carol.upload_block(&block).await?;
+        let n = 2559;
+        let op = CommitOp::Put {
+            path: ferry_shared::RelPath::parse("huge/ten.bin")?,
+            parent_rev: None,
+            size: (n * block.len()) as u64,
+            mtime: 1_700_000_000_000,
+            executable: false,
+            blocks: BlockList::Full(vec![id; n]),
+        };
+        let r = carol.commit(vec![op]).await?.results.remove(0);
+        anyhow::ensure!(r.entry.is_some(), "{:?}", r.error);
+        let l: ferry_shared::api::Link =
+            carol.post("/links").json(&serde_json::json!({"path": "huge"})).send().await?.json().await?;
+        let idle = rss_mib(pid);
+        let (n, d, peak) = fetch_counting(&format!("{}?zip=1", l.url), pid).await?;
+        println!(
+            "links: 10 GiB folder zip: {} MiB in {:.1} s = {:.0} MB/s; server RSS {idle:.0} MiB idle, {peak:.0} MiB peak",
             n >> 20,
             d.as_secs_f64(),
             n as f64 / d.as_secs_f64() / 1e6
