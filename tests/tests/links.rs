@@ -72,7 +72,10 @@ async fn a_file_link_downloads_with_ranges_and_validators() -> TestResult {
     assert!(alice.commit(vec![delete]).await?.results[0].entry.is_some());
     assert_eq!(web.get(&l.url).send().await?.status(), StatusCode::NOT_FOUND);
     let list: LinkList = alice.get("/links").send().await?.json().await?;
-    assert_eq!(list.links[0].path, None);
+    assert!(list.links.is_empty(), "a deleted item's links end: {list:?}");
+    // A new file at the same path is not what was shared.
+    ok_put(alice.put_small("archive.pdf", b"something else, private", None).await?);
+    assert_eq!(web.get(&l.url).send().await?.status(), StatusCode::NOT_FOUND);
     Ok(())
 }
 
@@ -107,6 +110,10 @@ async fn a_folder_link_shows_a_page_a_zip_and_nothing_outside() -> TestResult {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()[CONTENT_DISPOSITION].to_str()?.starts_with("attachment"));
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    // Nothing there: said without the owner's folders above the link.
+    let deep = link(&alice, json!({"path": "shared/sub"})).await?;
+    let text = web.get(format!("{}/nope.txt", deep.url)).send().await?.text().await?;
+    assert!(text.contains("nope.txt") && !text.contains("shared/"), "{text}");
     // Paths out of the link are refused, however they are spelled.
     for escape in ["..%2Fsecret.txt", "%2E%2E/secret.txt", "sub/..%2F..%2Fsecret.txt", "%2Fsecret.txt"] {
         let resp = web.get(format!("{}/{escape}", l.url)).send().await?;

@@ -26,7 +26,9 @@ fn integers(v: &mut serde_json::Value) -> bool {
     match v {
         Value::Number(n) if n.is_f64() => {
             let f = n.as_f64().unwrap_or(f64::NAN);
-            // Only where the float is exactly the integer the text wrote.
+            // Only where the float is an integer that f64 holds exactly
+            // (|x| < 2^53); a text like `1.0000000000000001` reads as 1,
+            // as it does in JavaScript.
             const EXACT: f64 = (1u64 << 53) as f64;
             let int = if f.fract() != 0.0 || f.abs() >= EXACT {
                 None

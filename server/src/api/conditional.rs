@@ -79,26 +79,49 @@ pub fn read(headers: &HeaderMap, v: &Validators) -> Result<Read> {
     {
         return Ok(Read::NotModified);
     }
-    // An `If-Range` that cannot be read, or does not match, means "send it all".
+    // An `If-Range` that cannot be read, or does not match, means "send it
+    // all". Only a strong tag can match: a date has one-second resolution,
+    // and two revisions in one second would splice into one download.
     let use_range = match headers.get(header::IF_RANGE) {
         None => true,
-        Some(_) => headers
-            .typed_get::<IfRange>()
-            .is_some_and(|r| !r.is_modified(Some(&v.etag), Some(&LastModified::from(v.last_modified)))),
+        Some(raw) => {
+            let is_tag = raw.as_bytes().first() == Some(&b'"');
+            is_tag && headers.typed_get::<IfRange>().is_some_and(|r| !r.is_modified(Some(&v.etag), None))
+        }
     };
     Ok(Read::Proceed { use_range })
 }
 
-/// Evaluates `If-Match` of a write against the head of the path (`None`: no
-/// file there). Passing, it yields the head's revision to commit against, so
-/// a change in between is still caught (409); `None` without `If-Match`.
+/// Evaluates the preconditions of a write against the head of the path
+/// (`None`: no file there): `If-Match` (passing, it yields the head's
+/// revision to commit against, so a change in between is still caught as
+/// 409), `If-Unmodified-Since`, and `If-None-Match` (`*`: create only).
 pub fn write(headers: &HeaderMap, head: Option<&Entry>) -> Result<Option<RevId>> {
-    let Some(m) = typed::<IfMatch>(headers)? else { return Ok(None) };
-    match head {
-        Some(e) if m.precondition_passes(&Validators::of(e).etag) => Ok(Some(e.rev)),
-        Some(_) => Err(failed("If-Match")),
-        None => Err(Error::client(ErrorCode::PreconditionFailed, "If-Match: there is no file at this path any more")),
+    let validators = head.map(Validators::of);
+    let mut pinned = None;
+    if let Some(m) = typed::<IfMatch>(headers)? {
+        match (head, &validators) {
+            (Some(e), Some(v)) if m.precondition_passes(&v.etag) => pinned = Some(e.rev),
+            (Some(_), _) => return Err(failed("If-Match")),
+            (None, _) => {
+                return Err(Error::client(ErrorCode::PreconditionFailed, "If-Match: there is no file at this path"));
+            }
+        }
+    } else if let (Some(u), Some(v)) = (headers.typed_get::<IfUnmodifiedSince>(), &validators)
+        && !u.precondition_passes(v.last_modified)
+    {
+        return Err(failed("If-Unmodified-Since"));
     }
+    if let Some(n) = typed::<IfNoneMatch>(headers)?
+        && let Some(v) = &validators
+        && !n.precondition_passes(&v.etag)
+    {
+        return Err(Error::client(
+            ErrorCode::PreconditionFailed,
+            "If-None-Match: a file with that tag (any file, for `*`) is at this path",
+        ));
+    }
+    Ok(pinned)
 }
 
 /// `304 Not Modified` with the validators.

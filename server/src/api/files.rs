@@ -77,6 +77,9 @@ pub enum UploadStarted {
     File(Entry),
 }
 
+/// Unfinished resumable uploads one user may have open at once.
+const MAX_OPEN_SESSIONS: u64 = 100;
+
 fn too_large() -> Error {
     Error::client(ErrorCode::PayloadTooLarge, "files larger than 10 GiB are not accepted")
 }
@@ -169,6 +172,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 #[utoipa::path(post, path = "/files/upload",
     params(UploadQuery,
         ("If-Match" = Option<String>, Header, description = "write only if the file's ETag is still this one (`*`: if it exists)"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: write only if no file is there (create only)"),
+        ("If-Unmodified-Since" = Option<String>, Header, description = "write only if unchanged since (HTTP date)"),
         ("X-Upload-Content-Length" = Option<u64>, Header, description = "resumable: the file's size, if not in the body")),
     request_body(description = "resumable: the session request (JSON); media: the file's bytes",
         content((ResumableStartRequest = "application/json"), (Binary = "application/octet-stream"))),
@@ -182,7 +187,8 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         (status = 411, body = ErrorBody, description = "media: no Content-Length"),
         (status = 412, body = ErrorBody, description = "If-Match: the file changed"),
         (status = 413, body = ErrorBody, description = "the file is larger than 10 GiB"),
-        (status = 507, body = ErrorBody, description = "the account's quota would be exceeded")),
+        (status = 429, body = ErrorBody, description = "resumable: too many unfinished sessions"),
+        (status = 507, body = ErrorBody, description = "the account's quota would be exceeded (unfinished sessions count)")),
     security(("bearer" = [])))]
 pub async fn upload_start(
     State(state): State<AppState>,
@@ -268,7 +274,15 @@ pub async fn upload_start(
             blocking(move || {
                 let pinned = conditional::write(&headers, head_entry(&st, &caller, &session.path)?.as_ref())?;
                 session.parent_rev = session.parent_rev.or(pinned);
-                check_quota(&st, &caller, session.size)?;
+                // Bytes of unfinished sessions take space too.
+                let (open, staged) = st.meta.staged_uploads(caller.user_id, now_ms())?;
+                if open >= MAX_OPEN_SESSIONS {
+                    return Err(Error::client(
+                        ErrorCode::TooManyRequests,
+                        format!("{open} resumable uploads are open: finish some first (or let them expire)"),
+                    ));
+                }
+                check_quota(&st, &caller, session.size.saturating_add(staged))?;
                 let f = std::fs::File::create(st.uploads_dir.join(&session.id))?;
                 f.sync_all()?;
                 st.meta.create_upload(&session)
@@ -339,6 +353,12 @@ pub async fn upload_put(
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::not_found("no such upload session"));
     }
+    // One request at a time per session, and the session read under that
+    // lock: what another request just wrote or finished is seen.
+    if !state.busy_uploads.lock().expect("busy set poisoned").insert(id.clone()) {
+        return Err(Error::conflict("another request is writing to this upload session", None));
+    }
+    let _guard = BusyGuard(Arc::clone(&state), id.clone());
     let st = Arc::clone(&state);
     let lookup_id = id.clone();
     let session = blocking(move || st.meta.upload(&lookup_id))
@@ -356,10 +376,6 @@ pub async fn upload_put(
         }
         return Ok(resp);
     }
-    if !state.busy_uploads.lock().expect("busy set poisoned").insert(id.clone()) {
-        return Err(Error::conflict("another request is writing to this upload session", None));
-    }
-    let _guard = BusyGuard(Arc::clone(&state), id.clone());
     let file_path = state.uploads_dir.join(&id);
     let mut received = session.received;
     match range {

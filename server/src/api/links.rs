@@ -134,17 +134,23 @@ fn cookie_name(rec: &LinkRecord) -> String {
     format!("ferry_link_{}", rec.id)
 }
 
-fn cookie_value(state: &AppState, rec: &LinkRecord) -> String {
+/// How long a given password opens a link in that browser.
+const COOKIE_SECS: i64 = 86_400;
+
+/// `EXPIRES.MAC`: the MAC covers the link, its password hash (a new
+/// password ends every cookie) and the expiry, which the server checks.
+fn cookie_value(state: &AppState, rec: &LinkRecord, expires: i64) -> String {
     let pw = rec.pw_hash.as_deref().unwrap_or("");
-    hex::encode(state.vault.mac(format!("link {} {pw}", rec.id).as_bytes()))
+    let mac = hex::encode(state.vault.mac(format!("link {} {pw} {expires}", rec.id).as_bytes()));
+    format!("{expires}.{mac}")
 }
 
 fn has_cookie(state: &AppState, rec: &LinkRecord, headers: &HeaderMap) -> bool {
-    let (name, want) = (cookie_name(rec), cookie_value(state, rec));
+    let name = cookie_name(rec);
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).any(|c| {
-        c.trim()
-            .split_once('=')
-            .is_some_and(|(k, v)| k == name && v.len() == want.len() && constant_time_eq(v.as_bytes(), want.as_bytes()))
+        let Some((k, v)) = c.trim().split_once('=') else { return false };
+        let Some(expires) = v.split_once('.').and_then(|(e, _)| e.parse::<i64>().ok()) else { return false };
+        k == name && expires > now_ms() && constant_time_eq(v.as_bytes(), cookie_value(state, rec, expires).as_bytes())
     })
 }
 
@@ -198,7 +204,8 @@ fn password_form(token: &str, wrong: bool) -> String {
         (status = 401, body = String, content_type = "text/html", description = "a password is needed (a form to give it)"),
         (status = 404, body = ErrorBody, description = "no such link, revoked, expired, or its item is gone"),
         (status = 416, body = ErrorBody, description = "the range is outside the file"),
-        (status = 429, body = ErrorBody, description = "too many wrong passwords")))]
+        (status = 429, body = ErrorBody, description = "too many wrong passwords"),
+        (status = 503, body = ErrorBody, description = "too many folders are being zipped: try again shortly")))]
 pub async fn open_root(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -221,7 +228,8 @@ pub async fn open_root(
         (status = 401, body = String, content_type = "text/html", description = "a password is needed"),
         (status = 404, body = ErrorBody, description = "no such link or nothing at that path under it"),
         (status = 416, body = ErrorBody, description = "the range is outside the file"),
-        (status = 429, body = ErrorBody, description = "too many wrong passwords")))]
+        (status = 429, body = ErrorBody, description = "too many wrong passwords"),
+        (status = 503, body = ErrorBody, description = "too many folders are being zipped: try again shortly")))]
 pub async fn open_path(
     State(state): State<AppState>,
     Path((token, rest)): Path<(String, String)>,
@@ -251,10 +259,11 @@ pub async fn give_password(
         Ok(()) => {
             let mut resp = see_other(&token);
             let secure = if state.limits.tls { "; Secure" } else { "" };
+            let expires = now_ms() + COOKIE_SECS * 1000;
             let cookie = format!(
-                "{}={}; Path=/l/{token}; HttpOnly; SameSite=Strict; Max-Age=86400{secure}",
+                "{}={}; Path=/l/{token}; HttpOnly; SameSite=Strict; Max-Age={COOKIE_SECS}{secure}",
                 cookie_name(&rec),
-                cookie_value(&state, &rec)
+                cookie_value(&state, &rec, expires)
             );
             resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|_| gone())?);
             Ok(resp)
@@ -297,7 +306,14 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
         Err(Error::Client { code: ErrorCode::NotFound, .. }) => Ok(Err(meta.list_folder(ns, &t)?)),
         Err(e) => Err(e),
     })
-    .await?;
+    .await
+    // Said without the owner's path above the link.
+    .map_err(|e| match e {
+        Error::Client { code: ErrorCode::NotFound, .. } => {
+            Error::not_found(format!("nothing at '{rest}' under this link"))
+        }
+        e => e,
+    })?;
     let name = target.name().unwrap_or("files").to_owned();
     match found {
         Ok(fv) => {
@@ -309,7 +325,10 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
             Ok(resp)
         }
         Err(_) if q.zip == Some(1) => {
-            let mut resp = Response::new(zip_stream(state, ns, target));
+            let permit = ZIPS.try_acquire().map_err(|_| {
+                Error::client(ErrorCode::Unavailable, "too many folders are being zipped right now: try again shortly")
+            })?;
+            let mut resp = Response::new(zip_stream(state, ns, target, permit));
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
             h.insert(header::CONTENT_DISPOSITION, attachment(&format!("{name}.zip")));
@@ -402,13 +421,18 @@ fn encode(s: &str) -> String {
 
 /// Bytes on their way from the zip writer's thread to the response body:
 /// sent in 256 KiB pieces through a channel of four, so a slow client
-/// holds the writer back instead of memory growing.
+/// holds the writer back instead of memory growing; a client that reads
+/// nothing for [`STALLED`] is dropped, so it cannot hold the thread.
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     buf: Vec<u8>,
+    rt: tokio::runtime::Handle,
 }
 
 const PIECE: usize = 256 << 10;
+const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
+/// Zips written at once (each holds a blocking thread while it runs).
+static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 impl ChannelWriter {
     fn send(&mut self) -> std::io::Result<()> {
@@ -416,7 +440,9 @@ impl ChannelWriter {
             return Ok(());
         }
         let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
-        self.tx.blocking_send(Ok(piece)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        self.rt
+            .block_on(self.tx.send_timeout(Ok(piece), STALLED))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
     }
 }
 
@@ -434,14 +460,16 @@ impl Write for ChannelWriter {
     }
 }
 
-fn zip_stream(state: AppState, ns: i64, root: RelPath) -> Body {
+fn zip_stream(state: AppState, ns: i64, root: RelPath, permit: tokio::sync::SemaphorePermit<'static>) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let err_tx = tx.clone();
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let w = ChannelWriter { tx, buf: Vec::with_capacity(PIECE) };
+        let _permit = permit;
+        let w = ChannelWriter { tx, buf: Vec::with_capacity(PIECE), rt };
         if let Err(e) = write_zip(&state, ns, &root, w) {
             tracing::warn!(error = %e, "zip of a linked folder stopped");
-            let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            let _ = err_tx.try_send(Err(std::io::Error::other(e.to_string())));
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });

@@ -208,6 +208,9 @@ pub trait UploadSessions: Send + Sync + 'static {
     fn delete_upload(&self, id: &str) -> Result<()>;
     /// Ids of sessions that expired before `now_ms`.
     fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>>;
+    /// `(open sessions, their total size)` of a user: unfinished ones that
+    /// have not expired at `now_ms` (their bytes take disk space too).
+    fn staged_uploads(&self, user_id: i64, now_ms: i64) -> Result<(u64, u64)>;
 }
 
 pub fn now_ms() -> i64 {

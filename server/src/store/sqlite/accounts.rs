@@ -93,6 +93,7 @@ impl Accounts for SqliteStore {
                  DELETE FROM account_blocks WHERE user_id = {id};
                  DELETE FROM upload_sessions WHERE user_id = {id};
                  DELETE FROM pending_uploads WHERE user_id = {id};
+                 DELETE FROM links WHERE owner = {id};
                  DELETE FROM users WHERE id = {id};"
             ))?;
             Ok(())

@@ -403,6 +403,9 @@ impl Ctx<'_> {
             deleted: true,
         })?;
         self.conn.exec("UPDATE files SET head = ?1, deleted = 1 WHERE id = ?2", params![rev, node.id])?;
+        // Its links end for good: a file made again at the path, or this
+        // one restored, is not what was shared.
+        self.conn.exec("DELETE FROM links WHERE file = ?1", [node.id])?;
         self.adjust_used(-(old.size as i64))?;
         let op = if kind == EntryKind::Dir { ChangeOp::Rmdir } else { ChangeOp::Delete };
         self.journal(op, node.id, rev, path, None)?;

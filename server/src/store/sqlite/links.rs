@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::store::{Caller, LinkRecord, Links, now_ms};
 
 const COLS: &str = "l.id, l.token, l.owner, l.ns, l.file, f.kind, f.deleted, l.created, l.expires, l.pw_hash";
+/// Links and their items, which must be in the link's namespace.
+const FROM: &str = "links l JOIN files f ON f.id = l.file AND f.ns = l.ns";
 
 fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
     let rec = LinkRecord {
@@ -29,10 +31,12 @@ fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
     Ok((rec, r.get(6)?))
 }
 
-/// Fills in where the item is now (nothing once it is deleted).
+/// Fills in where the item is now: nothing unless it and every folder
+/// above it are live.
 fn with_path(conn: &Connection, (mut rec, deleted): (LinkRecord, bool)) -> Result<LinkRecord> {
-    if !deleted {
-        rec.path = stored_path(conn, rec.file)?.filter(|p| !p.is_root());
+    if !deleted && let Some(p) = stored_path(conn, rec.file)?.filter(|p| !p.is_root()) {
+        let live = resolve(conn, rec.ns, &p, true)?.is_some_and(|n| n.id == rec.file);
+        rec.path = live.then_some(p);
     }
     Ok(rec)
 }
@@ -73,9 +77,7 @@ impl Links for SqliteStore {
 
     fn links(&self, owner: i64) -> Result<Vec<LinkRecord>> {
         self.read(|c| {
-            let mut s = c.prepare_cached(&format!(
-                "SELECT {COLS} FROM links l JOIN files f ON f.id = l.file WHERE l.owner = ?1 ORDER BY l.id"
-            ))?;
+            let mut s = c.prepare_cached(&format!("SELECT {COLS} FROM {FROM} WHERE l.owner = ?1 ORDER BY l.id"))?;
             let rows: Vec<(LinkRecord, bool)> = s.query_map([owner], record)?.collect::<rusqlite::Result<_>>()?;
             rows.into_iter().map(|r| with_path(c, r)).collect()
         })
@@ -83,13 +85,7 @@ impl Links for SqliteStore {
 
     fn link(&self, token: &str) -> Result<Option<LinkRecord>> {
         self.read(|c| {
-            let row = c
-                .row(
-                    &format!("SELECT {COLS} FROM links l JOIN files f ON f.id = l.file WHERE l.token = ?1"),
-                    [token],
-                    record,
-                )
-                .optional()?;
+            let row = c.row(&format!("SELECT {COLS} FROM {FROM} WHERE l.token = ?1"), [token], record).optional()?;
             row.map(|r| with_path(c, r)).transpose()
         })
     }

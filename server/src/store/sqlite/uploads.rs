@@ -84,6 +84,17 @@ impl UploadSessions for SqliteStore {
         })
     }
 
+    fn staged_uploads(&self, user_id: i64, now: i64) -> Result<(u64, u64)> {
+        self.read(|c| {
+            Ok(c.row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM upload_sessions
+                 WHERE user_id = ?1 AND done IS NULL AND expires > ?2",
+                params![user_id, now],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )?)
+        })
+    }
+
     fn expired_uploads(&self, now: i64) -> Result<Vec<String>> {
         self.read(|c| {
             let mut s = c.prepare("SELECT id FROM upload_sessions WHERE expires < ?1")?;
