@@ -100,6 +100,8 @@ mod tests {
         assert_eq!(parse::<T>(br#"{"n": 694.0, "m": -3.0}"#).unwrap(), T { n: 694, m: Some(-3) });
         assert_eq!(parse::<T>(br#"{"n": 7}"#).unwrap(), T { n: 7, m: None });
         assert_eq!(parse::<T>(br#"{"n": 1, "m": -9223372036854775808}"#).unwrap().m, Some(i64::MIN));
+        // Parsed exactly (serde_json's `float_roundtrip`): not one unit off.
+        assert_eq!(parse::<T>(br#"{"n": 1, "m": 2212649635275469.0}"#).unwrap().m, Some(2_212_649_635_275_469));
         let bad: [&[u8]; 6] = [
             br#"{"n": 1.5}"#,
             br#"{"n": -1}"#,

@@ -95,20 +95,38 @@ fn check_quota(state: &AppState, caller: &Caller, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// Commits a server-chunked file at `path`: replaces the head (or, with
-/// `parent_rev`, only that revision). Returns the entry and whether it is new.
+/// What a server-chunked file replaces.
+#[derive(Debug, Clone, Copy)]
+enum Over {
+    /// Whatever is the head when it commits.
+    Head,
+    /// Only this revision (else 409).
+    Rev(RevId),
+    /// Nothing: the path must be free when it commits (`If-None-Match: *`).
+    Nothing,
+}
+
+impl From<Option<RevId>> for Over {
+    fn from(r: Option<RevId>) -> Over {
+        r.map_or(Over::Head, Over::Rev)
+    }
+}
+
+/// Commits a server-chunked file at `path`. Returns the entry and whether it is new.
 fn commit_file(
     state: &AppState,
     caller: &Caller,
     path: &RelPath,
-    parent_rev: Option<RevId>,
+    over: Over,
     size: u64,
     mtime: Option<i64>,
     (ids, new_blocks): (Vec<BlockId>, Vec<NewBlock>),
 ) -> Result<(Entry, bool)> {
-    let parent_rev = match parent_rev {
-        Some(r) => Some(r),
-        None => match state.meta.file_version(caller.ns, path, None) {
+    // A put without parent_rev is refused where a file is (409).
+    let parent_rev = match over {
+        Over::Rev(r) => Some(r),
+        Over::Nothing => None,
+        Over::Head => match state.meta.file_version(caller.ns, path, None) {
             Ok(v) => Some(v.entry.rev),
             Err(Error::Client { code: ErrorCode::NotFound, .. }) => None,
             Err(e) => return Err(e),
@@ -208,6 +226,7 @@ pub async fn upload_start(
             if size > MAX_FILE_SIZE {
                 return Err(too_large());
             }
+            let create_only = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes().trim_ascii() == b"*");
             let (st, c, p) = (Arc::clone(&state), caller.clone(), path.clone());
             let pinned = blocking(move || {
                 let pinned = conditional::write(&headers, head_entry(&st, &c, &p)?.as_ref())?;
@@ -215,12 +234,21 @@ pub async fn upload_start(
                 Ok(pinned)
             })
             .await?;
-            let parent_rev = q.parent_rev.or(pinned);
+            let over = match q.parent_rev.or(pinned) {
+                None if create_only => Over::Nothing,
+                r => Over::from(r),
+            };
             let stream = body.into_data_stream().map_err(std::io::Error::other);
             let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
             let (entry, new) = blocking(move || {
                 let blocks = store_stream(&state, reader, size)?;
-                commit_file(&state, &caller, &path, parent_rev, size, q.mtime, blocks)
+                commit_file(&state, &caller, &path, over, size, q.mtime, blocks).map_err(|e| match (over, e) {
+                    (Over::Nothing, Error::Conflict { .. }) => Error::client(
+                        ErrorCode::PreconditionFailed,
+                        "If-None-Match: a file appeared at this path meanwhile",
+                    ),
+                    (_, e) => e,
+                })
             })
             .await?;
             Ok(created(entry, new))
@@ -441,7 +469,8 @@ pub async fn upload_put(
     let result = blocking(move || {
         let file = std::fs::File::open(&file_path)?;
         let blocks = store_stream(&state, std::io::BufReader::with_capacity(1 << 20, file), session.size)?;
-        let r = commit_file(&state, &caller, &session.path, session.parent_rev, session.size, session.mtime, blocks);
+        let over = Over::from(session.parent_rev);
+        let r = commit_file(&state, &caller, &session.path, over, session.size, session.mtime, blocks);
         match &r {
             // The session answers with its revision until it expires.
             Ok((entry, _)) => state.meta.finish_upload(&session.id, entry)?,
