@@ -75,7 +75,9 @@ async fn openapi_document_validates_and_schemathesis_finds_nothing() -> TestResu
 
     // Bounded and reproducible: a fixed seed and number of cases. Logging
     // out would revoke the token the run uses; the login test covers it.
+    // Run from a temporary directory: schemathesis keeps a cache where it runs.
     let out = Command::new(venv.join("bin/st"))
+        .current_dir(dir.path())
         .arg("--config-file")
         .arg(python_dir().join("schemathesis.toml"))
         .args(["run", &format!("{}/openapi.json", server.url)])
