@@ -1,5 +1,5 @@
 //! Desktop notifications of what a person should know without looking:
-//! new conflict copies. A burst of them makes one notification (the
+//! new conflict copies, folders shared with them, access removed. A burst of them makes one notification (the
 //! notifier waits [`BATCH`] after the first before it says anything); they
 //! can be switched off in the config (`"notifications": false`); and a
 //! failure to notify (no session bus, no notification service) is logged
@@ -29,6 +29,18 @@ pub fn conflict_notice(new: &[String]) -> Option<(String, String)> {
     }
 }
 
+/// What one notification says of news of shared folders.
+pub fn share_notice(new: &[String]) -> Option<(String, String)> {
+    match new {
+        [] => None,
+        [one] => Some(("Ferry: shared folders".to_owned(), one.clone())),
+        [first, rest @ ..] => Some((
+            format!("Ferry: {} changes to shared folders", new.len()),
+            format!("{first}; and {} more (`ferry status` lists them)", rest.len()),
+        )),
+    }
+}
+
 /// Shows a notification.
 #[cfg(all(unix, not(target_os = "macos")))]
 async fn show(summary: &str, body: &str) -> anyhow::Result<()> {
@@ -52,26 +64,31 @@ async fn show(summary: &str, body: &str) -> anyhow::Result<()> {
 /// Tells the person about conflict copies the daemon made, each burst
 /// once; woken by `poke` after every sync round.
 pub async fn notifier(status: Arc<Mutex<Status>>, poke: Arc<tokio::sync::Notify>) {
-    let conflicts = |s: &Arc<Mutex<Status>>| s.lock().map(|s| s.conflicts.clone()).unwrap_or_default();
-    let mut seen = conflicts(&status).len();
+    let lists =
+        |s: &Arc<Mutex<Status>>| s.lock().map(|s| (s.conflicts.clone(), s.share_news.clone())).unwrap_or_default();
+    let (c, n) = lists(&status);
+    let mut seen = (c.len(), n.len());
     let mut warned = false;
     loop {
         poke.notified().await;
-        if conflicts(&status).len() <= seen {
+        let (c, n) = lists(&status);
+        if c.len() <= seen.0 && n.len() <= seen.1 {
+            seen = (seen.0.min(c.len()), seen.1.min(n.len()));
             continue;
         }
         tokio::time::sleep(BATCH).await;
-        let all = conflicts(&status);
-        let new = &all[seen.min(all.len())..];
-        seen = all.len();
-        let Some((summary, body)) = conflict_notice(new) else { continue };
-        match show(&summary, &body).await {
-            Ok(()) => tracing::debug!(%summary, "notified"),
-            Err(e) if !warned => {
-                warned = true;
-                tracing::warn!(error = %e, "cannot show desktop notifications (syncing goes on)");
+        let (c, n) = lists(&status);
+        let notices = [conflict_notice(&c[seen.0.min(c.len())..]), share_notice(&n[seen.1.min(n.len())..])];
+        seen = (c.len(), n.len());
+        for (summary, body) in notices.into_iter().flatten() {
+            match show(&summary, &body).await {
+                Ok(()) => tracing::debug!(%summary, "notified"),
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!(error = %e, "cannot show desktop notifications (syncing goes on)");
+                }
+                Err(e) => tracing::debug!(error = %e, "notification not shown"),
             }
-            Err(e) => tracing::debug!(error = %e, "notification not shown"),
         }
     }
 }
@@ -90,5 +107,10 @@ mod tests {
         let (s, b) = conflict_notice(&many).unwrap();
         assert_eq!(s, "Ferry made 1000 conflict copies");
         assert!(b.starts_with("f0 (conflicted copy).txt and 999 more"), "{b}");
+        assert_eq!(share_notice(&[]), None);
+        let (s, b) = share_notice(&["alice shared Team with you (editor)".to_owned()]).unwrap();
+        assert_eq!((s.as_str(), b.as_str()), ("Ferry: shared folders", "alice shared Team with you (editor)"));
+        let (s, _) = share_notice(&["a".to_owned(), "b".to_owned()]).unwrap();
+        assert_eq!(s, "Ferry: 2 changes to shared folders");
     }
 }

@@ -97,6 +97,31 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Share a folder with another user on this server; it appears in
+    /// their folder and syncs to all their devices.
+    Share {
+        path: String,
+        /// The user to share with.
+        #[arg(long)]
+        with: String,
+        /// editor (reads and writes) or viewer (reads only).
+        #[arg(long, default_value = "editor", value_parser = parse_role)]
+        role: ferry_shared::api::ShareRole,
+    },
+    /// Stop sharing a folder you own: with one user, or with everyone.
+    Unshare {
+        path: String,
+        #[arg(long)]
+        with: Option<String>,
+    },
+    /// Leave a folder someone shared with you: it goes from your devices,
+    /// and stays theirs.
+    Leave { path: String },
+    /// The shared folders you are in: yours and those shared with you.
+    Shares {
+        #[arg(long)]
+        json: bool,
+    },
     /// List the links you made.
     Links {
         #[arg(long)]
@@ -112,6 +137,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_role(s: &str) -> Result<ferry_shared::api::ShareRole, String> {
+    use ferry_shared::api::ShareRole;
+    match s {
+        "editor" => Ok(ShareRole::Editor),
+        "viewer" => Ok(ShareRole::Viewer),
+        _ => Err(format!("{s:?}: the role is editor or viewer")),
+    }
+}
+
+/// The server's message of a refused request, as a sentence.
+fn refused(what: &str, e: ferry_client::remote::RemoteError) -> anyhow::Error {
+    match e {
+        ferry_client::remote::RemoteError::Http { message, .. } => anyhow::anyhow!("could not {what}: {message}"),
+        e => anyhow::anyhow!("could not {what}: {e}"),
+    }
+}
+
+/// The share whose folder is at `rel` in this user's tree.
+async fn share_at(remote: &Remote, rel: &ferry_shared::RelPath) -> anyhow::Result<ferry_shared::api::Share> {
+    let shares = remote.shares().await.map_err(|e| refused("list your shares", e))?;
+    let key = |p: &ferry_shared::RelPath| ferry_shared::path::name_key(p.as_str()).into_owned();
+    shares.shares.into_iter().find(|s| key(&s.path) == key(rel)).with_context(|| {
+        format!("{rel} is not a shared folder (ferry shares lists them; give the shared folder itself)")
+    })
 }
 
 /// `30m`, `12h`, `7d`, `2w` (or plain seconds) as seconds.
@@ -339,6 +390,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
                 println!("files synced: {}", v["files"]);
                 for (key, title) in [
+                    ("shares", "shared folders:"),
+                    ("share_news", "news of shared folders:"),
                     ("kept_off_disk", "on the server but kept off this disk (it cannot hold the name):"),
                     ("not_synced", "in the folder but not synced:"),
                 ] {
@@ -427,6 +480,67 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     },
                 )?;
             println!("{}", link.url);
+        }
+        Command::Share { path, with, role } => {
+            let (config, token) = dirs.load()?;
+            let rel = folder_path(&config, &path)?;
+            let share = Remote::new(&config.server, &token)
+                .share(&rel, &with, role)
+                .await
+                .map_err(|e| refused(&format!("share {rel}"), e))?;
+            println!("shared {} with {with} as {}; it syncs to their devices", share.path, role.as_str());
+        }
+        Command::Unshare { path, with } => {
+            let (config, token) = dirs.load()?;
+            let rel = folder_path(&config, &path)?;
+            let remote = Remote::new(&config.server, &token);
+            let share = share_at(&remote, &rel).await?;
+            remote
+                .remove_share_member(share.id, with.as_deref())
+                .await
+                .map_err(|e| refused(&format!("unshare {rel}"), e))?;
+            match with {
+                Some(u) => println!("{u} is no longer in {rel}; it leaves their devices, your files stay"),
+                None => println!("{rel} is no longer shared; it leaves the others' devices, your files stay"),
+            }
+        }
+        Command::Leave { path } => {
+            let (config, token) = dirs.load()?;
+            let rel = folder_path(&config, &path)?;
+            let remote = Remote::new(&config.server, &token);
+            let share = share_at(&remote, &rel).await?;
+            if share.role == ferry_shared::api::ShareRole::Owner {
+                bail!("you own {rel}: stop sharing it with `ferry unshare {path}` instead");
+            }
+            remote
+                .remove_share_member(share.id, Some(&config.user))
+                .await
+                .map_err(|e| refused(&format!("leave {rel}"), e))?;
+            println!("left {rel}; it leaves your devices, {}'s files stay", share.owner);
+        }
+        Command::Shares { json } => {
+            let (config, token) = dirs.load()?;
+            let shares = Remote::new(&config.server, &token).shares().await.map_err(|e| refused("list shares", e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&shares)?);
+            } else if shares.shares.is_empty() {
+                println!("no shared folders; share one with: ferry share PATH --with USER");
+            } else {
+                for s in shares.shares {
+                    let others: Vec<String> = s
+                        .members
+                        .iter()
+                        .filter(|m| m.role != ferry_shared::api::ShareRole::Owner)
+                        .map(|m| format!("{} ({})", m.user, m.role.as_str()))
+                        .collect();
+                    if s.role == ferry_shared::api::ShareRole::Owner {
+                        let with = if others.is_empty() { "nobody yet".to_owned() } else { others.join(", ") };
+                        println!("{}  yours, shared with {with}", s.path);
+                    } else {
+                        println!("{}  shared with you by {} as {}", s.path, s.owner, s.role.as_str());
+                    }
+                }
+            }
         }
         Command::Links { json } => {
             let (config, token) = dirs.load()?;

@@ -39,6 +39,14 @@ pub enum Op {
     MoveAside {
         path: RelPath,
     },
+    /// Keep a local change the server would refuse (a read-only shared
+    /// folder) as a conflict copy at `to`'s folder, outside the share; the
+    /// server's version comes back at `path` next round. Made by the engine
+    /// from the plan, never by `plan`.
+    KeepOutside {
+        path: RelPath,
+        to: RelPath,
+    },
     /// Move a file or folder on the server, because it moved on disk.
     MoveRemote {
         from: RelPath,
@@ -96,7 +104,7 @@ impl Op {
     pub fn path(&self) -> &RelPath {
         match self {
             Op::MoveLocal { to, .. } | Op::MoveRemote { to, .. } => to,
-            Op::MoveAside { path } => path,
+            Op::MoveAside { path } | Op::KeepOutside { path, .. } => path,
             Op::MkdirLocal { path, .. }
             | Op::MkdirRemote { path }
             | Op::Upload { path, .. }
@@ -112,7 +120,7 @@ impl Op {
     /// Execution phase: moves, then creations, then content, then deletions.
     fn phase(&self) -> u8 {
         match self {
-            Op::MoveLocal { .. } | Op::MoveRemote { .. } | Op::MoveAside { .. } => 0,
+            Op::MoveLocal { .. } | Op::MoveRemote { .. } | Op::MoveAside { .. } | Op::KeepOutside { .. } => 0,
             Op::MkdirLocal { .. } | Op::MkdirRemote { .. } => 1,
             Op::Upload { .. } | Op::Download { .. } | Op::Conflict { .. } | Op::Agree { .. } => 2,
             Op::DeleteLocal { .. } | Op::DeleteRemote { .. } => 3,

@@ -371,6 +371,33 @@ impl Remote {
         self.json_body(check(resp).await?).await
     }
 
+    pub async fn share(
+        &self,
+        path: &ferry_shared::RelPath,
+        with: &str,
+        role: ferry_shared::api::ShareRole,
+    ) -> Result<ferry_shared::api::Share> {
+        let req = ferry_shared::api::ShareRequest { path: path.clone(), with: with.to_owned(), role };
+        let resp = self.json(reqwest::Method::POST, "/shares", &req).send().await?;
+        self.json_body(check(resp).await?).await
+    }
+
+    pub async fn shares(&self) -> Result<ferry_shared::api::ShareList> {
+        let resp = self.req(reqwest::Method::GET, "/shares").send().await?;
+        self.json_body(check(resp).await?).await
+    }
+
+    /// Removes `user` from share `id` (yourself: you leave), or with `None`
+    /// everyone but the owner.
+    pub async fn remove_share_member(&self, id: i64, user: Option<&str>) -> Result<()> {
+        let path = match user {
+            Some(u) => format!("/shares/{id}/members/{}", url_segment(u)),
+            None => format!("/shares/{id}"),
+        };
+        check(self.req(reqwest::Method::DELETE, &path).send().await?).await?;
+        Ok(())
+    }
+
     pub async fn links(&self) -> Result<ferry_shared::api::LinkList> {
         let resp = self.req(reqwest::Method::GET, "/links").send().await?;
         self.json_body(check(resp).await?).await
@@ -389,6 +416,16 @@ impl Remote {
             .await?;
         Ok(check(resp).await?.json().await?)
     }
+}
+
+/// A user name as one URL path segment.
+fn url_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -423,3 +460,4 @@ mod tests {
         assert_eq!(page.changes[0].entry.path.as_str(), "caf\u{e9}.txt");
     }
 }
+

@@ -88,6 +88,8 @@ pub enum Write {
     /// A synced record moves to another path, block list and all.
     RenameSynced(RelPath, RelPath),
     Cursor(i64),
+    /// The shared folders mounted in this tree (JSON, see `engine::shares`).
+    Mounts(String),
     /// Forget every remote and synced record: the server's journal no
     /// longer continues ours (restored from an older backup), so the next
     /// listing is merged with the disk without a base, where nothing can
@@ -320,7 +322,12 @@ impl State {
                     Write::Cursor(c) => {
                         tx.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('cursor', ?1)", [c.to_string()])?;
                     }
-                    Write::ForgetTrees => tx.execute_batch("DELETE FROM remote; DELETE FROM synced;")?,
+                    Write::Mounts(json) => {
+                        tx.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('mounts', ?1)", [json])?;
+                    }
+                    Write::ForgetTrees => tx.execute_batch(
+                        "DELETE FROM remote; DELETE FROM synced; DELETE FROM kv WHERE key = 'mounts';",
+                    )?,
                 }
             }
         }

@@ -25,6 +25,13 @@ pub struct Status {
     pub last_sync: Option<i64>,
     /// Conflict copies made by this daemon (paths in the folder).
     pub conflicts: Vec<String>,
+    /// Shared folders here: `path: shared by OWNER, ROLE` (or yours).
+    #[serde(default)]
+    pub shares: Vec<String>,
+    /// What the person should hear of shares, oldest first: folders shared
+    /// with them, access removed, read-only edits kept aside.
+    #[serde(default)]
+    pub share_news: Vec<String>,
     /// The most recent errors, newest last.
     pub recent_errors: Vec<String>,
     /// Items on the server this disk cannot hold (`path: reason`); they stay
@@ -62,6 +69,8 @@ impl Status {
             pending_download_bytes: 0,
             last_sync: None,
             conflicts: Vec::new(),
+            shares: Vec::new(),
+            share_news: Vec::new(),
             recent_errors: Vec::new(),
             kept_off_disk: Vec::new(),
             not_synced: Vec::new(),

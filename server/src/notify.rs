@@ -51,6 +51,16 @@ impl Notifier {
         self.update(ns, |cur| (seq > cur.1).then(|| cur.1 = seq).is_some());
     }
 
+    /// Publishes every journal and pending-upload sequence a write reached.
+    pub fn publish_all(&self, touched: &crate::store::Touched) {
+        for (ns, seq) in &touched.journals {
+            self.publish(*ns, *seq);
+        }
+        for (ns, seq) in &touched.pendings {
+            self.publish_pending(*ns, *seq);
+        }
+    }
+
     fn update(&self, ns: i64, f: impl FnOnce(&mut NsState) -> bool) {
         let map = self.namespaces.lock().expect("notifier poisoned");
         if let Some(tx) = map.get(&ns) {

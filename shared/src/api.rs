@@ -145,6 +145,57 @@ wire! {
         pub modified: i64,
         /// Device that made the revision.
         pub device: String,
+        /// Set on a shared folder's place in a member's tree (its mount):
+        /// which share, the member's role and the owner.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub share: Option<Mount>,
+    }
+
+    /// A shared folder as mounted in one member's tree.
+    pub struct Mount {
+        /// The share's id (`/shares/{id}`).
+        pub id: i64,
+        pub role: ShareRole,
+        /// The user who owns it (its bytes count against their quota).
+        pub owner: String,
+    }
+
+    /// Shares a folder with another user (`POST /shares`); sharing it with
+    /// someone already a member changes their role.
+    pub struct ShareRequest {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::path::NonRootPath))]
+        pub path: RelPath,
+        /// The user to share with.
+        #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
+        pub with: String,
+        #[serde(default = "ShareRole::editor")]
+        pub role: ShareRole,
+    }
+
+    /// A new role for a member (`PUT /shares/{id}/members/{user}`).
+    pub struct RoleRequest {
+        pub role: ShareRole,
+    }
+
+    /// A shared folder, as one member sees it.
+    pub struct Share {
+        pub id: i64,
+        /// Where it is in the caller's tree.
+        pub path: RelPath,
+        pub owner: String,
+        /// The caller's role.
+        pub role: ShareRole,
+        /// Everyone in it, the owner first.
+        pub members: Vec<Member>,
+    }
+
+    pub struct Member {
+        pub user: String,
+        pub role: ShareRole,
+    }
+
+    pub struct ShareList {
+        pub shares: Vec<Share>,
     }
 
     /// A batch of operations; each is checked and answered on its own, in order.
@@ -441,6 +492,37 @@ wire! {
 pub enum EntryKind {
     File,
     Dir,
+}
+
+/// What a member of a shared folder may do there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ShareRole {
+    /// Made the share; its bytes count against their quota.
+    Owner,
+    /// Reads and writes.
+    Editor,
+    /// Reads only: the server refuses their writes (403).
+    Viewer,
+}
+
+impl ShareRole {
+    pub fn editor() -> ShareRole {
+        ShareRole::Editor
+    }
+
+    pub fn can_write(self) -> bool {
+        self != ShareRole::Viewer
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareRole::Owner => "owner",
+            ShareRole::Editor => "editor",
+            ShareRole::Viewer => "viewer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

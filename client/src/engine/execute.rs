@@ -11,7 +11,7 @@ use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, op_entry, stored_el
 use crate::planner::{Op, Plan};
 use crate::scan::Twin;
 use crate::seams::{Api, Clock, Disk};
-use crate::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
+use crate::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode, subtree};
 
 impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// Executes a plan; per-operation failures are recorded and retried later.
@@ -27,6 +27,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 Op::MoveLocal { from, to } => self.move_local(&from, &to),
                 Op::MoveRemote { from, to, rev } => self.move_remote(&from, &to, rev).await,
                 Op::MoveAside { path } => self.move_aside(&path).map(|_| ()),
+                Op::KeepOutside { path, to } => self.keep_outside(&path, &to),
                 Op::MkdirLocal { path, remote } => self.mkdir_local(&path, remote),
                 Op::MkdirRemote { path } => {
                     mkdirs_remote.push(path);
@@ -323,6 +324,28 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             n += 1;
         }
         Ok(copy)
+    }
+
+    /// Moves a change the server would refuse (inside a read-only shared
+    /// folder) out of the share as a conflict copy at `to`'s folder, and
+    /// forgets its synced records: the copy is sent as a new item of this
+    /// user's next round, and the server's version comes back at `path`.
+    fn keep_outside(&mut self, path: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+        let parent = to.parent().expect("not root");
+        self.disk.mkdir_all(&parent).with_context(|| format!("creating folder {parent}"))?;
+        let copy = self.free_conflict_name(to)?;
+        self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
+        tracing::info!(%path, %copy, "kept a change to a read-only shared folder outside it");
+        if let Ok(mut s) = self.status.lock() {
+            s.conflicts.push(copy.to_string());
+            s.share_news
+                .push(format!("{path} is in a folder shared with you read-only: your version is kept as {copy}"));
+        }
+        let mut w = Vec::new();
+        for k in subtree(&self.stree, path) {
+            self.set_synced(&mut w, &k, None);
+        }
+        self.write(w)
     }
 
     /// Renames a local item to a free conflict-copy name beside it and forgets

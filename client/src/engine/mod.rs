@@ -38,6 +38,7 @@ use crate::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedTree, s
 mod download;
 mod execute;
 pub mod prefetch;
+pub mod shares;
 mod upload;
 
 pub use prefetch::{FillEnd, Prefetches, prefetch_round};
@@ -95,6 +96,10 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
     /// Files up to this size are sent first and downloaded in groups, with
     /// one batch fetch each; larger ones block by block ([`SMALL_FILE`]).
     pub small_file: u64,
+    /// Shared folders in this tree, as the journal last described them.
+    pub mounts: shares::Mounts,
+    /// Shared folders this device left (their removal is no news here).
+    left: HashSet<RelPath>,
 }
 
 /// What one sync round did.
@@ -167,6 +172,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let rtree = state.load_remote()?;
         let stree = state.load_synced()?;
         let cursor = state.cursor()?;
+        let mounts = shares::decode(&state.get("mounts")?.unwrap_or_default());
+        if let Ok(mut s) = status.lock() {
+            s.shares = shares::describe(&mounts);
+        }
         Ok(Engine {
             disk,
             api,
@@ -186,6 +195,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             announced: HashSet::new(),
             stream_min: prefetch::STREAM_MIN,
             small_file: SMALL_FILE,
+            mounts,
+            left: HashSet::new(),
         })
     }
 
@@ -339,6 +350,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             let mut renamed: HashMap<RelPath, RelPath> = HashMap::new();
             let mut stopped_after = None;
             let mut last_seq = self.cursor;
+            let mounts_before = self.mounts.clone();
+            // A device listing from the start learns of old shares: no news.
+            let news = self.cursor > 0;
             for ch in &page.changes {
                 let path = &ch.entry.path;
                 if path.is_root() {
@@ -357,9 +371,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                             writes.push(Write::Blocks(path.clone(), blocks));
                         } else {
                             self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
+                            self.track_mount(path, ch.entry.share.clone(), news);
                         }
                     }
                     ChangeOp::Delete | ChangeOp::Rmdir => {
+                        self.track_removal(path, news);
                         for k in subtree(&self.rtree, path) {
                             lists.remove(&k);
                             renamed.remove(&k);
@@ -381,6 +397,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                         }
                         self.rename_remote(&mut writes, from, path)?;
                         self.set_remote(&mut writes, path, Some(remote_node(&ch.entry)));
+                        self.track_move(from, path);
                     }
                 }
                 last_seq = ch.seq;
@@ -396,6 +413,12 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             };
             self.cursor = cursor;
             writes.push(Write::Cursor(cursor));
+            if self.mounts != mounts_before {
+                writes.push(Write::Mounts(shares::encode(&self.mounts)));
+                if let Ok(mut s) = self.status.lock() {
+                    s.shares = shares::describe(&self.mounts);
+                }
+            }
             self.write(writes)?;
             if !page.has_more && stopped_after.is_none() {
                 break;
@@ -405,6 +428,64 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             s.cursor = self.cursor;
         }
         Ok(changed)
+    }
+
+    /// A folder entry from the journal: a shared folder's mount carries its
+    /// share (a new one is news), one without it is a plain folder.
+    fn track_mount(&mut self, path: &RelPath, share: Option<ferry_shared::api::Mount>, news: bool) {
+        match share {
+            Some(m) => {
+                let new = !self.mounts.contains_key(path);
+                if new && news && m.role != ferry_shared::api::ShareRole::Owner {
+                    self.share_news(format!("{} shared {path} with you ({})", m.owner, m.role.as_str()));
+                } else if let Some(old) = self.mounts.get(path).filter(|o| o.role != m.role && news) {
+                    self.share_news(format!(
+                        "your role in {path} is now {} (was {})",
+                        m.role.as_str(),
+                        old.role.as_str()
+                    ));
+                }
+                self.mounts.insert(path.clone(), m);
+            }
+            None => {
+                self.mounts.remove(path);
+            }
+        }
+    }
+
+    /// Mounts at or under a removed folder go; a shared folder's own
+    /// removal (revoked, or left elsewhere) is news.
+    fn track_removal(&mut self, path: &RelPath, news: bool) {
+        let gone: Vec<RelPath> = self.mounts.keys().filter(|m| m.starts_with(path)).cloned().collect();
+        for m in gone {
+            if let Some(mount) = self.mounts.remove(&m)
+                && news
+                && mount.role != ferry_shared::api::ShareRole::Owner
+                && !self.left.remove(&m)
+            {
+                self.share_news(format!("your access to {m} (shared by {}) was removed", mount.owner));
+            }
+        }
+    }
+
+    fn track_move(&mut self, from: &RelPath, to: &RelPath) {
+        let moved: Vec<RelPath> = self.mounts.keys().filter(|m| m.starts_with(from)).cloned().collect();
+        for m in moved {
+            if let (Some(mount), Ok(new)) = (self.mounts.remove(&m), m.rebase(from, to)) {
+                self.mounts.insert(new, mount);
+            }
+        }
+    }
+
+    fn share_news(&self, news: String) {
+        tracing::info!(%news, "shared folders");
+        if let Ok(mut s) = self.status.lock() {
+            s.share_news.push(news);
+            let n = s.share_news.len();
+            if n > 100 {
+                s.share_news.drain(..n - 100);
+            }
+        }
     }
 
     /// The server's journal ends before our cursor (it was restored from an
@@ -419,6 +500,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
              merging this folder with it again; nothing is deleted, differing files keep both versions",
         );
         self.write(vec![Write::ForgetTrees, Write::Cursor(0)])?;
+        self.mounts.clear();
         self.rtree = RemoteTree::new();
         self.stree = SyncedTree::new();
         self.cursor = 0;
@@ -501,6 +583,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             if !holding.is_empty() {
                 keep_folders_holding_what_is_kept_off(&mut plan, &holding);
             }
+            self.left.extend(shares::fit_plan(&mut plan, &self.mounts, &self.stree));
             tracing::debug!(ops = plan.ops.len(), "planned");
             if plan.is_empty() {
                 quiet = true;

@@ -32,12 +32,8 @@ pub async fn commit(
         return Err(Error::client(ErrorCode::PayloadTooLarge, "files larger than 10 GiB are not accepted"));
     }
     let meta = Arc::clone(&state.meta);
-    let ns = caller.ns;
     let outcome = blocking(move || meta.commit(&caller, req.ops, Vec::new())).await?;
-    state.notifier.publish(ns, outcome.seq);
-    if let Some(p) = outcome.pending {
-        state.notifier.publish_pending(ns, p);
-    }
+    state.notifier.publish_all(&outcome.touched);
     let results = outcome
         .results
         .into_iter()

@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
-use super::{auth, blocks, changes, commit, files, links, pending};
+use super::{auth, blocks, changes, commit, files, links, pending, shares};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,7 @@ use super::{auth, blocks, changes, commit, files, links, pending};
         files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
         pending::announce, pending::list, pending::drop_one, pending::drop_all,
         links::create, links::list, links::revoke, links::open_root, links::open_path, links::give_password,
+        shares::create, shares::list, shares::set_role, shares::remove_member, shares::unshare,
     ),
     components(schemas(ferry_shared::api::ErrorBody, Binary, files::UploadType, changes::BlocksMode, ferry_shared::path::NonRootPath)),
     modifiers(&BearerAuth, &Complete),

@@ -141,10 +141,7 @@ fn commit_file(
         blocks: BlockList::Full(ids),
     };
     let outcome = state.meta.commit(caller, vec![op], new_blocks)?;
-    state.notifier.publish(caller.ns, outcome.seq);
-    if let Some(p) = outcome.pending {
-        state.notifier.publish_pending(caller.ns, p);
-    }
+    state.notifier.publish_all(&outcome.touched);
     let entry = outcome.results.into_iter().next().expect("one result")?;
     Ok((entry, parent_rev.is_none()))
 }

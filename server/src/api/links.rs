@@ -39,7 +39,7 @@ fn link_of(state: &AppState, headers: &HeaderMap, r: LinkRecord) -> Link {
     Link {
         id: r.id,
         url: absolute_url(state, headers, &format!("/l/{}", r.token)),
-        path: r.path,
+        path: r.shown,
         kind: r.kind,
         created: r.created,
         expires: r.expires,

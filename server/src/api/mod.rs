@@ -26,6 +26,7 @@ pub mod doc;
 pub mod files;
 pub mod links;
 pub mod pending;
+pub mod shares;
 
 /// Settings the handlers need.
 #[derive(Debug, Clone)]
@@ -185,6 +186,9 @@ pub fn router(state: AppState) -> Router {
         .route("/files/list_revisions", limited(get(files::list_revisions_get).post(files::list_revisions_post), small))
         .route("/links", limited(post(links::create).get(links::list), small))
         .route("/links/{id}", limited(delete(links::revoke), small))
+        .route("/shares", limited(post(shares::create).get(shares::list), small))
+        .route("/shares/{id}", limited(delete(shares::unshare), small))
+        .route("/shares/{id}/members/{user}", limited(put(shares::set_role).delete(shares::remove_member), small))
         .route("/l/{token}", limited(get(links::open_root).post(links::give_password), small))
         .route("/l/{token}/{*path}", get(links::open_path))
         .route("/openapi.json", get(doc::openapi_json))

@@ -67,21 +67,69 @@ pub struct UploadSession {
     pub done: Option<Entry>,
 }
 
-/// Outcome of a commit batch: one result per operation, and the namespace's
-/// journal sequence number after it.
+/// Outcome of a commit batch: one result per operation, and the journals
+/// it appended to.
 pub struct CommitOutcome {
     pub results: Vec<Result<Entry>>,
-    pub seq: i64,
-    /// The namespace's pending-upload sequence, when the commit dropped
-    /// pending uploads at the paths it changed.
-    pub pending: Option<i64>,
+    pub touched: Touched,
+}
+
+/// The root namespaces a write reached: their new journal sequences (every
+/// member of a share sees its changes in their own journal) and pending-upload
+/// sequences, for the long polls to wake.
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    pub journals: std::collections::BTreeMap<i64, i64>,
+    pub pendings: std::collections::BTreeMap<i64, i64>,
+}
+
+impl Touched {
+    pub fn journal(&mut self, ns: i64, seq: i64) {
+        let e = self.journals.entry(ns).or_insert(seq);
+        *e = (*e).max(seq);
+    }
+
+    pub fn pending(&mut self, ns: i64, seq: i64) {
+        let e = self.pendings.entry(ns).or_insert(seq);
+        *e = (*e).max(seq);
+    }
 }
 
 /// The whole metadata store, as the server uses it: one trait per part,
 /// each implemented by a module of its own in a backend (see `sqlite/`).
-pub trait MetaStore: Accounts + BlockRecords + Files + Journal + Links + PendingUploads + UploadSessions {}
+pub trait MetaStore:
+    Accounts + BlockRecords + Files + Journal + Links + PendingUploads + Shares + UploadSessions
+{
+}
 
-impl<T: Accounts + BlockRecords + Files + Journal + Links + PendingUploads + UploadSessions> MetaStore for T {}
+impl<T: Accounts + BlockRecords + Files + Journal + Links + PendingUploads + Shares + UploadSessions> MetaStore for T {}
+
+/// Folders shared with other users: each is a namespace of its own,
+/// mounted in every member's tree (see `sqlite::shares`).
+pub trait Shares: Send + Sync + 'static {
+    /// Shares the caller's folder at `path` with user `with` (a member
+    /// already: their role changes). The folder stays where it is for the
+    /// caller and appears at the top of `with`'s tree.
+    fn share(
+        &self,
+        caller: &Caller,
+        path: &RelPath,
+        with: &str,
+        role: ferry_shared::api::ShareRole,
+    ) -> Result<(ferry_shared::api::Share, Touched)>;
+    fn set_role(
+        &self,
+        caller: &Caller,
+        id: i64,
+        user: &str,
+        role: ferry_shared::api::ShareRole,
+    ) -> Result<(ferry_shared::api::Share, Touched)>;
+    /// Removes `user` (`None`: everyone but the owner) from share `id`: the
+    /// owner revokes, a member leaves by naming themselves.
+    fn remove_member(&self, caller: &Caller, id: i64, user: Option<&str>) -> Result<Touched>;
+    /// The shares the caller is in, with their members.
+    fn shares(&self, caller: &Caller) -> Result<Vec<ferry_shared::api::Share>>;
+}
 
 /// Users, their devices and tokens, quotas.
 pub trait Accounts: Send + Sync + 'static {
@@ -142,8 +190,11 @@ pub struct LinkRecord {
     pub ns: i64,
     pub file: i64,
     pub kind: ferry_shared::api::EntryKind,
-    /// The item's path now; `None` once it is deleted.
+    /// The item's path now, in its namespace; `None` once it is deleted (or
+    /// its maker left the shared folder it is in).
     pub path: Option<RelPath>,
+    /// Where the link's maker sees it.
+    pub shown: Option<RelPath>,
     pub created: i64,
     pub expires: Option<i64>,
     pub pw_hash: Option<String>,

@@ -214,7 +214,7 @@ fn pending_uploads_follow_commits(store: Arc<dyn MetaStore>) {
     assert!(listed(&a).is_empty(), "a device's own are left out");
     // A commit at a path drops what was announced there; a folder's move drops what is under it.
     let out = store.commit(&b, vec![put("top", None, &blk)], vec![blk.clone()]).unwrap();
-    assert!(out.pending.is_some());
+    assert!(!out.touched.pendings.is_empty());
     assert_eq!(listed(&b), ["d/x", "d/sub/y"]);
     store.commit(&b, vec![CommitOp::Mkdir { path: RelPath::parse("d").unwrap() }], Vec::new()).unwrap();
     let out = store
@@ -228,7 +228,7 @@ fn pending_uploads_follow_commits(store: Arc<dyn MetaStore>) {
             Vec::new(),
         )
         .unwrap();
-    assert!(out.results[0].is_ok() && out.pending.is_some());
+    assert!(out.results[0].is_ok() && !out.touched.pendings.is_empty());
     assert!(listed(&b).is_empty());
     // Only its device drops one; expired ones are not listed and are swept.
     let (id, _) = store.announce_pending(&a, announce("z"), far).unwrap();

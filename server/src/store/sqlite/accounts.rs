@@ -83,6 +83,8 @@ impl Accounts for SqliteStore {
                 .query_row("SELECT id FROM users WHERE name = ?1", [&name], |r| r.get(0))
                 .optional()?
                 .ok_or_else(|| Error::not_found(format!("no user '{name}'")))?;
+            // Shares they own leave their members' trees (journaled there).
+            super::shares::remove_user_shares(c, id, &mut Default::default())?;
             c.execute_batch(&format!(
                 "DELETE FROM file_versions WHERE file IN (SELECT f.id FROM files f JOIN namespaces n ON n.id = f.ns WHERE n.owner = {id});
                  DELETE FROM files WHERE ns IN (SELECT id FROM namespaces WHERE owner = {id});
@@ -129,7 +131,7 @@ impl Accounts for SqliteStore {
     fn authenticate(&self, token_hash: [u8; 32]) -> Result<Option<Caller>> {
         self.read(|c| {
             let mut s = c.prepare_cached(
-                "SELECT t.user_id, t.device_id, n.id FROM tokens t JOIN namespaces n ON n.owner = t.user_id WHERE t.hash = ?1",
+                "SELECT t.user_id, t.device_id, n.id FROM tokens t JOIN namespaces n ON n.owner = t.user_id AND n.shared = 0 WHERE t.hash = ?1",
             )?;
             Ok(s.query_row([&token_hash[..]], |r| Ok(Caller { user_id: r.get(0)?, device_id: r.get(1)?, ns: r.get(2)? }))
                 .optional()?)

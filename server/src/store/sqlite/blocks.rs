@@ -61,9 +61,12 @@ impl BlockRecords for SqliteStore {
     fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>> {
         self.read(|c| {
             let mut s = c.prepare_cached(
-                "SELECT b.pack, b.pack_offset, b.pack_len FROM account_blocks a JOIN blocks b ON b.id = a.block
-                 WHERE a.user_id = ?1 AND a.block = ?2",
+                "SELECT b.pack, b.pack_offset, b.pack_len FROM blocks b WHERE b.id = ?2 AND (
+                     EXISTS (SELECT 1 FROM account_blocks a WHERE a.user_id = ?1 AND a.block = ?2)
+                     OR EXISTS (SELECT 1 FROM share_blocks sb JOIN members m ON m.ns = sb.ns
+                                WHERE sb.block = ?2 AND m.user_id = ?1))",
             )?;
+            // Owned, or in a share the user is a member of.
             Ok(s.query_row(params![user_id, id.as_bytes()], loc_row).optional()?)
         })
     }

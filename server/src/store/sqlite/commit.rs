@@ -2,7 +2,7 @@
 //! the journal appended and quota kept in the same transaction; and the
 //! reads of files and their history.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use ferry_shared::BlockId;
 use ferry_shared::api::{BlockEdit, BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, RevId, Revision};
@@ -10,20 +10,29 @@ use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::blocks::insert_blocks;
+use super::shares::{
+    Loc, append, audience, check_write, grant_blocks, journal_appearing, live_items, locate, subtree_rows, under,
+};
 use super::tree::*;
 use super::{Cached, SqliteStore, pending};
 use crate::error::{Error, Result};
-use crate::store::{Caller, CommitOutcome, FileVersion, Files, NewBlock, now_ms};
+use crate::store::{Caller, CommitOutcome, FileVersion, Files, NewBlock, Touched, now_ms};
 
 struct Ctx<'a> {
     conn: &'a Connection,
     caller: &'a Caller,
     now: i64,
-    seq: i64,
-    /// The namespace has pending uploads (each op drops those at its paths).
-    has_pending: bool,
-    /// Pending uploads dropped by this commit.
-    pending_dropped: usize,
+    /// The namespace the current operation works in (the caller's root or
+    /// a share), where it is in the caller's tree, and whose quota it uses.
+    ns: i64,
+    prefix: RelPath,
+    owner: i64,
+    /// Journals appended to.
+    touched: Touched,
+    /// Root namespaces with pending uploads (each op drops those at its
+    /// paths), and those that had some dropped.
+    has_pending: HashMap<i64, bool>,
+    pending_dropped: BTreeSet<i64>,
 }
 
 struct NewVersion<'a> {
@@ -58,35 +67,54 @@ impl Ctx<'_> {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Works in `loc`'s namespace from now on.
+    fn enter(&mut self, loc: &Loc) -> Result<()> {
+        self.ns = loc.ns;
+        self.prefix = loc.prefix.clone();
+        self.owner = self.conn.row("SELECT owner FROM namespaces WHERE id = ?1", [loc.ns], |r| r.get(0))?;
+        Ok(())
+    }
+
+    /// An entry of the current namespace as the caller sees it.
+    fn view(&self, mut e: Entry) -> Result<Entry> {
+        e.path = under(&self.prefix, &e.path)?;
+        Ok(e)
+    }
+
+    /// Journals a change of the current namespace in the journal of
+    /// everyone who sees it, at their own path.
     fn journal(&mut self, op: ChangeOp, file: i64, rev: i64, path: &RelPath, from: Option<&RelPath>) -> Result<()> {
-        self.seq = self.conn.row(
-            "UPDATE namespaces SET seq = seq + 1 WHERE id = ?1 RETURNING seq",
-            [self.caller.ns],
-            |r| r.get(0),
-        )?;
-        self.conn.exec(
-            "INSERT INTO journal(ns, seq, op, file, rev, path, from_path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![self.caller.ns, self.seq, op_num(op), file, rev, path.as_str(), from.map(|p| p.as_str())],
-        )?;
+        for (root, prefix) in audience(self.conn, self.ns)? {
+            let from = from.map(|f| under(&prefix, f)).transpose()?;
+            let seq = append(self.conn, root, op, file, rev, &under(&prefix, path)?, from.as_ref())?;
+            self.touched.journal(root, seq);
+        }
         Ok(())
     }
 
     fn adjust_used(&self, delta: i64) -> Result<()> {
-        if delta != 0 {
-            self.conn
-                .exec("UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2", params![delta, self.caller.user_id])?;
-        }
-        Ok(())
+        adjust_used(self.conn, self.owner, delta)
     }
 
     fn check_quota(&self, delta: i64) -> Result<()> {
+        check_quota(self.conn, self.owner, delta)
+    }
+}
+
+fn adjust_used(conn: &Connection, user: i64, delta: i64) -> Result<()> {
+    if delta != 0 {
+        conn.exec("UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2", params![delta, user])?;
+    }
+    Ok(())
+}
+
+fn check_quota(conn: &Connection, user: i64, delta: i64) -> Result<()> {
+    {
         if delta <= 0 {
             return Ok(());
         }
         let (quota, used): (i64, i64) =
-            self.conn.row("SELECT quota, used FROM users WHERE id = ?1", [self.caller.user_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+            conn.row("SELECT quota, used FROM users WHERE id = ?1", [user], |r| Ok((r.get(0)?, r.get(1)?)))?;
         if used + delta > quota {
             return Err(Error::client(
                 ErrorCode::QuotaExceeded,
@@ -97,14 +125,16 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
 
+impl Ctx<'_> {
     /// Folder id for `path`, creating missing folders (each journaled as mkdir).
     fn ensure_dir(&mut self, path: &RelPath) -> Result<i64> {
         let mut parent = 0;
         let mut cur = RelPath::root();
         for seg in path.segments().map(str::to_owned).collect::<Vec<_>>() {
             cur = cur.join(&seg)?;
-            parent = match child(self.conn, self.caller.ns, parent, &seg, true)? {
+            parent = match child(self.conn, self.ns, parent, &seg, true)? {
                 Some(n) if n.kind == EntryKind::Dir => n.id,
                 Some(n) => {
                     let head = node_entry(self.conn, &n, &cur)?;
@@ -120,7 +150,7 @@ impl Ctx<'_> {
     fn create_node(&mut self, parent: i64, name: &str, kind: EntryKind, path: &RelPath) -> Result<(i64, i64)> {
         self.conn.exec(
             "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
-            params![self.caller.ns, parent, name, name_key(name), kind_num(kind)],
+            params![self.ns, parent, name, name_key(name), kind_num(kind)],
         )?;
         let id = self.conn.last_insert_rowid();
         let rev = if kind == EntryKind::Dir {
@@ -160,18 +190,89 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// A change at (or under) these paths makes pending uploads there stale.
+    /// A change at (or under) these paths (of the current namespace) makes
+    /// pending uploads there stale, in every journal that shows them.
     fn drop_pending_at(&mut self, paths: &[&RelPath]) -> Result<()> {
-        if self.has_pending {
+        for (root, prefix) in audience(self.conn, self.ns)? {
+            let has = match self.has_pending.get(&root) {
+                Some(h) => *h,
+                None => *self.has_pending.entry(root).or_insert(pending::any(self.conn, root)?),
+            };
+            if !has {
+                continue;
+            }
             for p in paths {
-                self.pending_dropped += pending::drop_under(self.conn, self.caller.ns, p)?;
+                if pending::drop_under(self.conn, root, &under(&prefix, p)?)? > 0 {
+                    self.pending_dropped.insert(root);
+                }
             }
         }
         Ok(())
     }
 
+    /// One operation: its paths located in the caller's tree (following a
+    /// shared folder's mount into the share), run there, and its entry (or
+    /// the conflicting head) answered at the caller's paths.
     fn apply(&mut self, op: CommitOp) -> Result<Entry> {
-        let (conn, ns) = (self.conn, self.caller.ns);
+        let root = self.caller.ns;
+        let conn = self.conn;
+        let (loc, to) = match &op {
+            CommitOp::Move { from, to, .. } => (locate(conn, root, from)?, Some(locate(conn, root, to)?)),
+            CommitOp::Put { path, .. }
+            | CommitOp::Delete { path, .. }
+            | CommitOp::Rmdir { path, .. }
+            | CommitOp::Mkdir { path }
+            | CommitOp::Restore { path, .. } => (locate(conn, root, path)?, None),
+        };
+        check_write(conn, &loc)?;
+        if let Some(t) = &to {
+            check_write(conn, t)?;
+        }
+        self.enter(&loc)?;
+        let inner = loc.inner.clone();
+        let op = match op {
+            CommitOp::Put { parent_rev, size, mtime, executable, blocks, .. } => {
+                CommitOp::Put { path: inner, parent_rev, size, mtime, executable, blocks }
+            }
+            CommitOp::Delete { parent_rev, .. } => CommitOp::Delete { path: inner, parent_rev },
+            CommitOp::Rmdir { parent_rev, .. } => {
+                if loc.ns == root
+                    && let Some(node) = resolve(conn, root, &inner, true)?
+                    && node.mount.is_some()
+                {
+                    return self.unmount(&node, &canonical(conn, root, &inner, false)?, parent_rev);
+                }
+                CommitOp::Rmdir { path: inner, parent_rev }
+            }
+            CommitOp::Move { parent_rev, .. } => {
+                let to = to.expect("a move has a target");
+                if to.ns != loc.ns {
+                    let r = self.move_across(&loc, &to, parent_rev);
+                    return r.and_then(|e| self.view(e)).map_err(|e| self.view_error(e));
+                }
+                CommitOp::Move { from: inner, to: to.inner, parent_rev }
+            }
+            CommitOp::Mkdir { .. } => CommitOp::Mkdir { path: inner },
+            CommitOp::Restore { rev, .. } => CommitOp::Restore { path: inner, rev },
+        };
+        let r = self.apply_inner(op);
+        r.and_then(|e| self.view(e)).map_err(|e| self.view_error(e))
+    }
+
+    /// A conflict's head at the caller's path.
+    fn view_error(&self, e: Error) -> Error {
+        match e {
+            Error::Conflict { message, head: Some(h) } => match self.view(*h) {
+                Ok(h) => Error::Conflict { message, head: Some(Box::new(h)) },
+                Err(e) => e,
+            },
+            e => e,
+        }
+    }
+
+    /// `op`, its paths inside the current namespace.
+    fn apply_inner(&mut self, op: CommitOp) -> Result<Entry> {
+        let (conn, ns) = (self.conn, self.ns);
         let op = match op {
             CommitOp::Put { path, parent_rev, size, mtime, executable, blocks } => {
                 CommitOp::Put { path: canonical(conn, ns, &path, false)?, parent_rev, size, mtime, executable, blocks }
@@ -216,7 +317,7 @@ impl Ctx<'_> {
                     return Err(Error::bad_request("the root folder always exists"));
                 }
                 let parent = path.parent().expect("not root");
-                if let Some(n) = resolve(self.conn, self.caller.ns, &path, true)? {
+                if let Some(n) = resolve(self.conn, self.ns, &path, true)? {
                     if n.kind == EntryKind::Dir {
                         return node_entry(self.conn, &n, &path);
                     }
@@ -263,14 +364,20 @@ impl Ctx<'_> {
         };
         let mut sizes: HashMap<BlockId, u32> = HashMap::new();
         let mut missing = Vec::new();
+        // The caller's own blocks, or (in a share) the share's.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT b.size FROM account_blocks a JOIN blocks b ON b.id = a.block WHERE a.user_id = ?1 AND a.block = ?2",
+            "SELECT b.size FROM blocks b WHERE b.id = ?2 AND (
+                 EXISTS (SELECT 1 FROM account_blocks a WHERE a.user_id = ?1 AND a.block = ?2)
+                 OR EXISTS (SELECT 1 FROM share_blocks s WHERE s.ns = ?3 AND s.block = ?2))",
         )?;
         for id in &ids {
             if sizes.contains_key(id) || missing.contains(id) {
                 continue;
             }
-            match stmt.query_row(params![self.caller.user_id, id.as_bytes()], |r| r.get::<_, u32>(0)).optional()? {
+            match stmt
+                .query_row(params![self.caller.user_id, id.as_bytes(), self.ns], |r| r.get::<_, u32>(0))
+                .optional()?
+            {
                 Some(s) => {
                     sizes.insert(*id, s);
                 }
@@ -297,13 +404,13 @@ impl Ctx<'_> {
         }
         let parent_path = path.parent().ok_or_else(|| Error::bad_request("cannot write a file at the root"))?;
         let name = path.name().expect("not root");
-        let existing = resolve(self.conn, self.caller.ns, path, false)?.filter(|n| {
+        let existing = resolve(self.conn, self.ns, path, false)?.filter(|n| {
             // A deleted row is this file's history only if it was a file in
             // the same folder (a deleted folder of that name is not revived as
             // a file; neither is a row under a different, deleted, folder).
             !n.deleted
                 || (n.kind == EntryKind::File
-                    && resolve(self.conn, self.caller.ns, &parent_path, true).ok().flatten().map(|p| p.id).unwrap_or(0)
+                    && resolve(self.conn, self.ns, &parent_path, true).ok().flatten().map(|p| p.id).unwrap_or(0)
                         == n.parent)
         });
         let (old_size, parent_version) = match &existing {
@@ -371,13 +478,20 @@ impl Ctx<'_> {
             deleted: false,
         })?;
         self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+        if self.ns != self.caller.ns {
+            // Every member may read what an editor wrote into the share.
+            let mut s = self.conn.prepare_cached("INSERT OR IGNORE INTO share_blocks(ns, block) VALUES (?1, ?2)")?;
+            for (b, _) in &blocks {
+                s.execute(params![self.ns, b.as_bytes()])?;
+            }
+        }
         self.adjust_used(size as i64 - old_size as i64)?;
         self.journal(op, id, rev, path, None)?;
         self.entry(id, EntryKind::File, path, rev)
     }
 
     fn delete(&mut self, path: &RelPath, parent_rev: Option<RevId>, kind: EntryKind) -> Result<Entry> {
-        let node = resolve(self.conn, self.caller.ns, path, true)?
+        let node = resolve(self.conn, self.ns, path, true)?
             .ok_or_else(|| Error::not_found(format!("'{path}' does not exist")))?;
         if node.kind != kind {
             let head = node_entry(self.conn, &node, path)?;
@@ -388,7 +502,7 @@ impl Ctx<'_> {
             return Err(Error::conflict(msg, Some(head)));
         }
         self.check_parent_rev(&node, path, parent_rev)?;
-        if kind == EntryKind::Dir && has_live_children(self.conn, self.caller.ns, node.id)? {
+        if kind == EntryKind::Dir && has_live_children(self.conn, self.ns, node.id)? {
             return Err(Error::client(ErrorCode::NotEmpty, format!("folder '{path}' is not empty")));
         }
         let old = version(self.conn, node.head)?;
@@ -416,7 +530,7 @@ impl Ctx<'_> {
         if from.is_root() || to.is_root() {
             return Err(Error::bad_request("the root folder cannot be moved or replaced"));
         }
-        let node = resolve(self.conn, self.caller.ns, from, true)?
+        let node = resolve(self.conn, self.ns, from, true)?
             .ok_or_else(|| Error::not_found(format!("'{from}' does not exist")))?;
         self.check_parent_rev(&node, from, parent_rev)?;
         if to == from {
@@ -427,7 +541,7 @@ impl Ctx<'_> {
         if node.kind == EntryKind::Dir && to.starts_with(from) {
             return Err(Error::bad_request(format!("cannot move folder '{from}' into itself ('{to}')")));
         }
-        if let Some(other) = resolve(self.conn, self.caller.ns, to, true)?
+        if let Some(other) = resolve(self.conn, self.ns, to, true)?
             && other.id != node.id
         {
             let head = node_entry(self.conn, &other, to)?;
@@ -455,8 +569,146 @@ impl Ctx<'_> {
         self.entry(node.id, node.kind, to, rev)
     }
 
+    /// Removes a shared folder's mount from the caller's tree: a member
+    /// leaves the share; its owner, once it is empty, ends the share (every
+    /// member's mount goes) and deletes the folder.
+    fn unmount(&mut self, node: &Node, path: &RelPath, parent_rev: Option<RevId>) -> Result<Entry> {
+        let conn = self.conn;
+        self.check_parent_rev(node, path, parent_rev)?;
+        let share = node.mount.expect("a mount");
+        let role: Option<i64> =
+            conn.row("SELECT role FROM members WHERE mount = ?1", [node.id], |r| r.get(0)).optional()?;
+        if role.is_some_and(|r| r != 0) {
+            super::shares::remove_member(conn, share, self.caller.user_id, self.caller.device_id, &mut self.touched)?;
+            let head: i64 = conn.row("SELECT head FROM files WHERE id = ?1", [node.id], |r| r.get(0))?;
+            return self.entry(node.id, EntryKind::Dir, path, head);
+        }
+        if has_live_children(conn, share, 0)? {
+            return Err(Error::client(ErrorCode::NotEmpty, format!("shared folder '{path}' is not empty")));
+        }
+        let others: Vec<i64> = conn
+            .prepare_cached("SELECT user_id FROM members WHERE ns = ?1 AND role != 0")?
+            .query_map([share], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for user in others {
+            super::shares::remove_member(conn, share, user, self.caller.device_id, &mut self.touched)?;
+        }
+        conn.exec("DELETE FROM members WHERE ns = ?1", [share])?;
+        conn.exec("DELETE FROM share_blocks WHERE ns = ?1", [share])?;
+        conn.exec("UPDATE files SET mount = NULL WHERE id = ?1", [node.id])?;
+        self.delete(path, None, EntryKind::Dir)
+    }
+
+    /// Moves an item between namespaces (into or out of a shared folder, or
+    /// between two): its rows, history and links go with it, its bytes
+    /// change quota if the owners differ, and each journal says what its
+    /// reader sees: a move where both places are visible, a deletion where
+    /// only the old one is, the whole item appearing where only the new one is.
+    fn move_across(&mut self, from: &Loc, to: &Loc, parent_rev: Option<RevId>) -> Result<Entry> {
+        let conn = self.conn;
+        self.enter(from)?;
+        let from_path = canonical(conn, from.ns, &from.inner, false)?;
+        if from_path.is_root() || to.inner.is_root() {
+            return Err(Error::bad_request("a shared folder's root cannot be moved or replaced"));
+        }
+        let shown = under(&from.prefix, &from_path)?;
+        let node = resolve(conn, from.ns, &from_path, true)?
+            .ok_or_else(|| Error::not_found(format!("'{shown}' does not exist")))?;
+        self.check_parent_rev(&node, &from_path, parent_rev)?;
+        let rows = subtree_rows(conn, from.ns, node.id)?;
+        let mut size = 0i64;
+        {
+            let mut s = conn.prepare_cached(
+                "SELECT f.kind, f.deleted, f.mount, v.size FROM files f JOIN file_versions v ON v.id = f.head WHERE f.id = ?1",
+            )?;
+            for r in &rows {
+                let (kind, deleted, mount, sz): (i64, bool, Option<i64>, i64) =
+                    s.query_row([r], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                if mount.is_some() && !deleted {
+                    return Err(Error::client(
+                        ErrorCode::Conflict,
+                        format!(
+                            "shared folders cannot be nested: '{}' holds or is a shared folder, '{}' is in one",
+                            under(&from.prefix, &from_path)?,
+                            under(&to.prefix, &to.inner)?
+                        ),
+                    ));
+                }
+                if kind == 0 && !deleted {
+                    size += sz;
+                }
+            }
+        }
+        let (from_owner, from_aud) = (self.owner, audience(conn, from.ns)?);
+        self.enter(to)?;
+        let to_path = canonical(conn, to.ns, &to.inner, true)?;
+        if let Some(other) = resolve(conn, to.ns, &to_path, true)? {
+            let head = node_entry(conn, &other, &to_path)?;
+            return Err(Error::conflict(format!("'{}' already exists", under(&to.prefix, &to_path)?), Some(head)));
+        }
+        if self.owner != from_owner {
+            self.check_quota(size)?;
+            adjust_used(conn, from_owner, -size)?;
+            self.adjust_used(size)?;
+        }
+        let parent_id = self.ensure_dir(&to_path.parent().expect("not root"))?;
+        grant_blocks(conn, to.ns, &rows)?;
+        {
+            let mut mv = conn.prepare_cached("UPDATE files SET ns = ?1 WHERE id = ?2")?;
+            let mut links = conn.prepare_cached("UPDATE links SET ns = ?1 WHERE file = ?2")?;
+            for r in &rows {
+                mv.execute(params![to.ns, r])?;
+                links.execute(params![to.ns, r])?;
+            }
+        }
+        let name = to_path.name().expect("not root");
+        conn.exec(
+            "UPDATE files SET parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
+            params![parent_id, name, name_key(name), node.id],
+        )?;
+        let old = version(conn, node.head)?;
+        let rev = self.insert_version(NewVersion {
+            file: node.id,
+            path: &to_path,
+            size: old.size,
+            mtime: old.mtime,
+            executable: old.executable,
+            hash: &old.hash,
+            blocks: &old.blocks,
+            deleted: false,
+        })?;
+        conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, node.id])?;
+        let to_aud = audience(conn, to.ns)?;
+        let items = live_items(conn, &rows, node.id, &to_path)?;
+        for (root, prefix) in &from_aud {
+            let old_path = under(prefix, &from_path)?;
+            let seq = match to_aud.iter().find(|(r, _)| r == root) {
+                Some((_, to_prefix)) => {
+                    append(conn, *root, ChangeOp::Move, node.id, rev, &under(to_prefix, &to_path)?, Some(&old_path))?
+                }
+                None => {
+                    let op = if node.kind == EntryKind::Dir { ChangeOp::Rmdir } else { ChangeOp::Delete };
+                    append(conn, *root, op, node.id, rev, &old_path, None)?
+                }
+            };
+            self.touched.journal(*root, seq);
+        }
+        for (root, prefix) in &to_aud {
+            if !from_aud.iter().any(|(r, _)| r == root)
+                && let Some(seq) = journal_appearing(conn, *root, prefix, &items)?
+            {
+                self.touched.journal(*root, seq);
+            }
+        }
+        self.enter(from)?;
+        self.drop_pending_at(&[&from_path])?;
+        self.enter(to)?;
+        self.drop_pending_at(&[&to_path])?;
+        self.entry(node.id, node.kind, &to_path, rev)
+    }
+
     fn restore(&mut self, path: &RelPath, rev: RevId) -> Result<Entry> {
-        let node = resolve(self.conn, self.caller.ns, path, false)?
+        let node = resolve(self.conn, self.ns, path, false)?
             .ok_or_else(|| Error::not_found(format!("'{path}' has no history")))?;
         let owner: Option<i64> =
             self.conn.row("SELECT file FROM file_versions WHERE id = ?1", [rev], |r| r.get(0)).optional()?;
@@ -476,7 +728,7 @@ impl Ctx<'_> {
         let op = if node.deleted {
             let parent_id = self.ensure_dir(&path.parent().expect("not root"))?;
             let name = path.name().expect("not root");
-            if let Some(other) = child(self.conn, self.caller.ns, parent_id, name, true)? {
+            if let Some(other) = child(self.conn, self.ns, parent_id, name, true)? {
                 let head = node_entry(self.conn, &other, path)?;
                 return Err(Error::conflict(format!("'{path}' is taken by another item"), Some(head)));
             }
@@ -511,31 +763,45 @@ impl Files for SqliteStore {
         self.write(move |conn| {
             let now = now_ms();
             insert_blocks(conn, caller.user_id, &new_blocks, now)?;
-            let seq = conn.row("SELECT seq FROM namespaces WHERE id = ?1", [caller.ns], |r| r.get(0))?;
-            let has_pending = pending::any(conn, caller.ns)?;
-            let mut ctx = Ctx { conn, caller: &caller, now, seq, has_pending, pending_dropped: 0 };
+            let mut ctx = Ctx {
+                conn,
+                caller: &caller,
+                now,
+                ns: caller.ns,
+                prefix: RelPath::root(),
+                owner: caller.user_id,
+                touched: Touched::default(),
+                has_pending: HashMap::new(),
+                pending_dropped: BTreeSet::new(),
+            };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 conn.exec("SAVEPOINT op", [])?;
-                let (seq_before, dropped_before) = (ctx.seq, ctx.pending_dropped);
+                let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
                 let r = ctx.apply(op);
                 if r.is_ok() {
                     conn.exec("RELEASE op", [])?;
                 } else {
                     conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
-                    ctx.seq = seq_before;
+                    ctx.touched = touched_before;
                     ctx.pending_dropped = dropped_before;
                 }
                 results.push(r);
             }
-            let pending = if ctx.pending_dropped > 0 { pending::bump(conn, caller.ns)? } else { None };
-            Ok(CommitOutcome { results, seq: ctx.seq, pending })
+            let mut touched = ctx.touched;
+            for root in ctx.pending_dropped {
+                if let Some(p) = pending::bump(conn, root)? {
+                    touched.pending(root, p);
+                }
+            }
+            Ok(CommitOutcome { results, touched })
         })
     }
 
     fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion> {
         self.read(|c| {
-            let node = resolve(c, ns, path, rev.is_none())?
+            let loc = locate(c, ns, path)?;
+            let node = resolve(c, loc.ns, &loc.inner, rev.is_none())?
                 .filter(|n| n.kind == EntryKind::File)
                 .ok_or_else(|| Error::not_found(format!("no file at '{path}'")))?;
             let rev = match rev {
@@ -559,7 +825,8 @@ impl Files for SqliteStore {
 
     fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>> {
         self.read(|c| {
-            let node = resolve(c, ns, path, false)?
+            let loc = locate(c, ns, path)?;
+            let node = resolve(c, loc.ns, &loc.inner, false)?
                 .filter(|n| n.kind == EntryKind::File)
                 .ok_or_else(|| Error::not_found(format!("no file at '{path}'")))?;
             let mut s = c.prepare_cached(

@@ -28,7 +28,7 @@ impl Journal for SqliteStore {
             let head: i64 = tx.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
             check_cursor(cursor, head)?;
             let mut s = tx.prepare_cached(
-                "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind FROM journal j
+                "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind, f.mount FROM journal j
                  JOIN files f ON f.id = j.file WHERE j.ns = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3",
             )?;
             struct Row {
@@ -39,6 +39,7 @@ impl Journal for SqliteStore {
                 path: String,
                 from: Option<String>,
                 kind: i64,
+                mount: Option<i64>,
             }
             let rows: Vec<Row> = s
                 .query_map(params![ns, cursor, limit], |r| {
@@ -50,12 +51,13 @@ impl Journal for SqliteStore {
                         path: r.get(4)?,
                         from: r.get(5)?,
                         kind: r.get(6)?,
+                        mount: r.get(7)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut changes = Vec::with_capacity(rows.len());
             let mut last = cursor;
-            for Row { seq, op, file, rev, path, from, kind } in rows {
+            for Row { seq, op, file, rev, path, from, kind, mount } in rows {
                 let op = op_of(op);
                 let kind = kind_of(kind);
                 let v = version(&tx, rev)?;
@@ -86,14 +88,11 @@ impl Journal for SqliteStore {
                         }
                     }
                 }
-                changes.push(Change {
-                    seq,
-                    op,
-                    entry: entry_of(file, kind, &path, rev, &v),
-                    from,
-                    blocks,
-                    blocks_edit,
-                });
+                let mut entry = entry_of(file, kind, &path, rev, &v);
+                if mount.is_some() && op == ChangeOp::Mkdir {
+                    entry.share = mount_info(&tx, file)?;
+                }
+                changes.push(Change { seq, op, entry, from, blocks, blocks_edit });
                 last = seq;
             }
             let cursor = if changes.len() < limit as usize { head.max(last) } else { last };

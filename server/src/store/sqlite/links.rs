@@ -24,6 +24,7 @@ fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
         file: r.get(4)?,
         kind: kind_of(r.get(5)?),
         path: None,
+        shown: None,
         created: r.get(7)?,
         expires: r.get(8)?,
         pw_hash: r.get(9)?,
@@ -36,7 +37,23 @@ fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
 fn with_path(conn: &Connection, (mut rec, deleted): (LinkRecord, bool)) -> Result<LinkRecord> {
     if !deleted && let Some(p) = stored_path(conn, rec.file)?.filter(|p| !p.is_root()) {
         let live = resolve(conn, rec.ns, &p, true)?.is_some_and(|n| n.id == rec.file);
-        rec.path = live.then_some(p);
+        // In a shared folder: seen from its maker's mount, while they are in it.
+        let prefix = match conn.row("SELECT shared FROM namespaces WHERE id = ?1", [rec.ns], |r| r.get::<_, bool>(0))? {
+            false => Some(RelPath::root()),
+            true => match conn
+                .row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![rec.ns, rec.owner], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()?
+            {
+                Some(m) => stored_path(conn, m)?,
+                None => None,
+            },
+        };
+        if live && let Some(prefix) = prefix {
+            rec.shown = Some(super::shares::under(&prefix, &p)?);
+            rec.path = Some(p);
+        }
     }
     Ok(rec)
 }
@@ -52,22 +69,34 @@ impl Links for SqliteStore {
     ) -> Result<LinkRecord> {
         let (caller, path, token) = (caller.clone(), path.clone(), token.to_owned());
         self.write(move |c| {
-            let node = resolve(c, caller.ns, &path, true)?
+            let loc = super::shares::locate(c, caller.ns, &path)?;
+            super::shares::check_write(c, &loc)?;
+            let node = resolve(c, loc.ns, &loc.inner, true)?
                 .ok_or_else(|| Error::not_found(format!("nothing at '{path}' to link to")))?;
+            // A shared folder's own place links to the share's content.
+            let (ns, node) = match node.mount {
+                Some(_) => {
+                    return Err(Error::bad_request(format!(
+                        "'{path}' is a shared folder: link to what is in it, or share it with `ferry share`"
+                    )));
+                }
+                None => (loc.ns, node),
+            };
             let now = now_ms();
             c.exec(
                 "INSERT INTO links(token, owner, ns, file, created, expires, pw_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![token, caller.user_id, caller.ns, node.id, now, expires, pw_hash],
+                params![token, caller.user_id, ns, node.id, now, expires, pw_hash],
             )?;
             let id = c.last_insert_rowid();
             Ok(LinkRecord {
                 id,
                 token,
                 owner: caller.user_id,
-                ns: caller.ns,
+                ns,
                 file: node.id,
                 kind: node.kind,
                 path: stored_path(c, node.id)?,
+                shown: Some(path),
                 created: now,
                 expires,
                 pw_hash,

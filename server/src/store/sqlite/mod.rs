@@ -41,6 +41,7 @@ mod journal;
 mod links;
 mod pending;
 mod schema;
+mod shares;
 mod tree;
 mod uploads;
 

@@ -70,6 +70,30 @@ pub(super) const SCHEMA: &[&str] = &[
         file INTEGER NOT NULL, created INTEGER NOT NULL, expires INTEGER, pw_hash TEXT);
     CREATE INDEX links_owner ON links(owner, id);
     "#,
+    // 6: shared folders. A share is a namespace of its own (`shared = 1`,
+    // owned by the user whose quota it uses, no journal of its own); each
+    // member has a mount row in their root namespace (`files.mount`) and a
+    // `members` row. Every change in a share is journaled in each member's
+    // root namespace at the member's own path. Blocks of a share's files
+    // are readable by its members (`share_blocks`).
+    r#"
+    CREATE TABLE namespaces_v6(
+        id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0,
+        pending_seq INTEGER NOT NULL DEFAULT 0, shared INTEGER NOT NULL DEFAULT 0);
+    INSERT INTO namespaces_v6(id, owner, seq, pending_seq) SELECT id, owner, seq, pending_seq FROM namespaces;
+    DROP TABLE namespaces;
+    ALTER TABLE namespaces_v6 RENAME TO namespaces;
+    CREATE UNIQUE INDEX namespaces_root ON namespaces(owner) WHERE shared = 0;
+    ALTER TABLE files ADD COLUMN mount INTEGER;
+    CREATE INDEX files_mounts ON files(mount) WHERE mount IS NOT NULL;
+    CREATE TABLE members(
+        ns INTEGER NOT NULL, user_id INTEGER NOT NULL, role INTEGER NOT NULL, mount INTEGER NOT NULL,
+        added INTEGER NOT NULL, PRIMARY KEY(ns, user_id));
+    CREATE INDEX members_user ON members(user_id);
+    CREATE INDEX members_mount ON members(mount);
+    CREATE TABLE share_blocks(ns INTEGER NOT NULL, block BLOB NOT NULL, PRIMARY KEY(ns, block)) WITHOUT ROWID;
+    CREATE INDEX share_blocks_block ON share_blocks(block);
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -2,7 +2,7 @@
 //! and the entries built from them.
 
 use ferry_shared::BlockId;
-use ferry_shared::api::{ChangeOp, Entry, EntryKind};
+use ferry_shared::api::{ChangeOp, Entry, EntryKind, Mount, ShareRole};
 use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -16,6 +16,8 @@ pub(super) struct Node {
     pub(super) kind: EntryKind,
     pub(super) head: i64,
     pub(super) deleted: bool,
+    /// For a shared folder's place in a member's tree: the share's namespace.
+    pub(super) mount: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,10 +65,17 @@ pub(super) fn op_of(i: i64) -> ChangeOp {
     }
 }
 
-pub(super) const NODE_COLS: &str = "id, parent, kind, head, deleted";
+pub(super) const NODE_COLS: &str = "id, parent, kind, head, deleted, mount";
 
 pub(super) fn node_row(r: &rusqlite::Row) -> rusqlite::Result<Node> {
-    Ok(Node { id: r.get(0)?, parent: r.get(1)?, kind: kind_of(r.get(2)?), head: r.get(3)?, deleted: r.get(4)? })
+    Ok(Node {
+        id: r.get(0)?,
+        parent: r.get(1)?,
+        kind: kind_of(r.get(2)?),
+        head: r.get(3)?,
+        deleted: r.get(4)?,
+        mount: r.get(5)?,
+    })
 }
 
 pub(super) fn version(conn: &Connection, rev: i64) -> Result<Version> {
@@ -102,6 +111,36 @@ pub(super) fn entry_of(id: i64, kind: EntryKind, path: &RelPath, rev: i64, v: &V
         deleted: v.deleted,
         modified: v.created,
         device: v.device.clone(),
+        share: None,
+    }
+}
+
+/// What a mount row (`files.mount`) shows its member: the share, their
+/// role, its owner. `None` once the membership ended.
+pub(super) fn mount_info(conn: &Connection, mount_row: i64) -> Result<Option<Mount>> {
+    Ok(conn
+        .row(
+            "SELECT m.ns, m.role, u.name FROM members m JOIN namespaces s ON s.id = m.ns
+             JOIN users u ON u.id = s.owner WHERE m.mount = ?1",
+            [mount_row],
+            |r| Ok(Mount { id: r.get(0)?, role: role_of(r.get(1)?), owner: r.get(2)? }),
+        )
+        .optional()?)
+}
+
+pub(super) fn role_of(i: i64) -> ShareRole {
+    match i {
+        0 => ShareRole::Owner,
+        1 => ShareRole::Editor,
+        _ => ShareRole::Viewer,
+    }
+}
+
+pub(super) fn role_num(r: ShareRole) -> i64 {
+    match r {
+        ShareRole::Owner => 0,
+        ShareRole::Editor => 1,
+        ShareRole::Viewer => 2,
     }
 }
 
@@ -110,7 +149,11 @@ pub(super) fn entry_of(id: i64, kind: EntryKind, path: &RelPath, rev: i64, v: &V
 /// spelling), not `path` (which may differ in case or normalization).
 pub(super) fn node_entry(conn: &Connection, node: &Node, path: &RelPath) -> Result<Entry> {
     let path = stored_path(conn, node.id)?.unwrap_or_else(|| path.clone());
-    Ok(entry_of(node.id, node.kind, &path, node.head, &version(conn, node.head)?))
+    let mut e = entry_of(node.id, node.kind, &path, node.head, &version(conn, node.head)?);
+    if node.mount.is_some() {
+        e.share = mount_info(conn, node.id)?;
+    }
+    Ok(e)
 }
 
 /// `path` spelled as stored: every segment that names an existing live item
@@ -212,18 +255,37 @@ pub(super) fn has_live_children(conn: &Connection, ns: i64, id: i64) -> Result<b
 
 /// The live children of the folder at `path`, by name.
 pub(super) fn list_folder(c: &Connection, ns: i64, path: &RelPath) -> Result<Vec<Entry>> {
-    let parent = if path.is_root() {
+    let loc = super::shares::locate(c, ns, path)?;
+    let (ns, inner) = (loc.ns, &loc.inner);
+    let parent = if inner.is_root() {
         0
     } else {
-        let node = resolve(c, ns, path, true)?
+        let node = resolve(c, ns, inner, true)?
             .filter(|n| n.kind == EntryKind::Dir)
             .ok_or_else(|| Error::not_found(format!("no folder at '{path}'")))?;
-        node.id
+        // A shared folder's own place: its content is the share's.
+        match node.mount {
+            Some(share) => return list_folder_rows(c, share, 0, path),
+            None => node.id,
+        }
     };
+    list_folder_rows(c, ns, parent, path)
+}
+
+/// The live children of row `parent` of `ns`, shown under `path`.
+fn list_folder_rows(c: &Connection, ns: i64, parent: i64, path: &RelPath) -> Result<Vec<Entry>> {
     let mut s = c.prepare_cached(&format!(
         "SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 ORDER BY name"
     ))?;
     let rows: Vec<(Node, String)> =
         s.query_map(params![ns, parent], |r| Ok((node_row(r)?, r.get(5)?)))?.collect::<rusqlite::Result<_>>()?;
-    rows.into_iter().map(|(n, name)| node_entry(c, &n, &path.join(&name)?)).collect()
+    rows.into_iter()
+        .map(|(n, name)| {
+            let mut e = entry_of(n.id, n.kind, &path.join(&name)?, n.head, &version(c, n.head)?);
+            if n.mount.is_some() {
+                e.share = mount_info(c, n.id)?;
+            }
+            Ok(e)
+        })
+        .collect()
 }

@@ -1,0 +1,571 @@
+//! Shared folders: a namespace of its own, mounted in each member's root
+//! namespace by a mount row (`files.mount`). Paths from a member go through
+//! [`locate`], which follows a mount into the share; changes in a share are
+//! journaled in every member's root namespace at that member's path
+//! ([`audience`]), so each device keeps one cursor and one long poll.
+
+use std::collections::BTreeMap;
+
+use ferry_shared::api::{ChangeOp, EntryKind, ErrorCode, Member, Share, ShareRole};
+use ferry_shared::path::{RelPath, name_key};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::tree::*;
+use super::{Cached, SqliteStore, pending};
+use crate::error::{Error, Result};
+use crate::store::{Caller, Shares, Touched, now_ms};
+
+/// Where a path of a member's tree lives.
+#[derive(Debug, Clone)]
+pub(super) struct Loc {
+    /// The namespace holding it: the caller's root, or a share.
+    pub(super) ns: i64,
+    /// Its path inside `ns`.
+    pub(super) inner: RelPath,
+    /// Where `ns`'s root is in the caller's tree (root for the caller's own).
+    pub(super) prefix: RelPath,
+    /// The caller's role in `ns` (owner in their own namespace).
+    pub(super) role: ShareRole,
+}
+
+/// `prefix` + `inner`.
+pub(super) fn under(prefix: &RelPath, inner: &RelPath) -> Result<RelPath> {
+    if prefix.is_root() {
+        return Ok(inner.clone());
+    }
+    if inner.is_root() {
+        return Ok(prefix.clone());
+    }
+    RelPath::parse(&format!("{prefix}/{inner}")).map_err(|e| Error::bad_request(format!("{e}")))
+}
+
+/// Follows `path` of the tree rooted at namespace `root` into the share it
+/// is in, if any. A path naming a mount itself stays in `root` (the mount
+/// row is the member's own: they may rename, move or remove it).
+pub(super) fn locate(conn: &Connection, root: i64, path: &RelPath) -> Result<Loc> {
+    let segments: Vec<&str> = path.segments().collect();
+    let mut parent = 0;
+    let mut prefix = RelPath::root();
+    for (i, seg) in segments.iter().enumerate() {
+        let Some(node) = child(conn, root, parent, seg, true)? else { break };
+        let name: String = conn.row("SELECT name FROM files WHERE id = ?1", [node.id], |r| r.get(0))?;
+        prefix = prefix.join(&name)?;
+        if let Some(share) = node.mount {
+            if i + 1 == segments.len() {
+                break;
+            }
+            let inner = RelPath::parse(&segments[i + 1..].join("/")).map_err(|e| Error::bad_request(format!("{e}")))?;
+            let role: i64 =
+                conn.row("SELECT role FROM members WHERE mount = ?1", [node.id], |r| r.get(0)).optional()?.unwrap_or(2);
+            return Ok(Loc { ns: share, inner, prefix, role: role_of(role) });
+        }
+        if node.kind != EntryKind::Dir {
+            break;
+        }
+        parent = node.id;
+    }
+    Ok(Loc { ns: root, inner: path.clone(), prefix: RelPath::root(), role: ShareRole::Owner })
+}
+
+/// Refuses a write where the caller may only read.
+pub(super) fn check_write(conn: &Connection, loc: &Loc) -> Result<()> {
+    if loc.role.can_write() {
+        return Ok(());
+    }
+    let owner: String =
+        conn.row("SELECT u.name FROM namespaces n JOIN users u ON u.id = n.owner WHERE n.id = ?1", [loc.ns], |r| {
+            r.get(0)
+        })?;
+    Err(Error::client(
+        ErrorCode::Forbidden,
+        format!(
+            "'{}' is shared with you read-only by {owner}: ask them for edit access, or copy what you changed out of it",
+            loc.prefix
+        ),
+    ))
+}
+
+/// Who sees namespace `ns`, and where: `(root namespace, path of ns's root
+/// there)` of each member (the owner of a root namespace alone).
+pub(super) fn audience(conn: &Connection, ns: i64) -> Result<Vec<(i64, RelPath)>> {
+    let shared: bool = conn.row("SELECT shared FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
+    if !shared {
+        return Ok(vec![(ns, RelPath::root())]);
+    }
+    let mut s = conn.prepare_cached(
+        "SELECT n.id, m.mount FROM members m JOIN namespaces n ON n.owner = m.user_id AND n.shared = 0
+         WHERE m.ns = ?1 ORDER BY m.user_id",
+    )?;
+    let rows: Vec<(i64, i64)> = s.query_map([ns], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (root, mount) in rows {
+        if let Some(p) = stored_path(conn, mount)? {
+            out.push((root, p));
+        }
+    }
+    Ok(out)
+}
+
+/// Appends one record to a root namespace's journal; returns its sequence.
+pub(super) fn append(
+    conn: &Connection,
+    root: i64,
+    op: ChangeOp,
+    file: i64,
+    rev: i64,
+    path: &RelPath,
+    from: Option<&RelPath>,
+) -> Result<i64> {
+    let seq: i64 = conn.row("UPDATE namespaces SET seq = seq + 1 WHERE id = ?1 RETURNING seq", [root], |r| r.get(0))?;
+    conn.exec(
+        "INSERT INTO journal(ns, seq, op, file, rev, path, from_path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![root, seq, op_num(op), file, rev, path.as_str(), from.map(|p| p.as_str())],
+    )?;
+    Ok(seq)
+}
+
+/// Every row of `ns` at or under row `id` (deleted ones too: history goes
+/// where its file goes).
+pub(super) fn subtree_rows(conn: &Connection, ns: i64, id: i64) -> Result<Vec<i64>> {
+    let mut s = conn.prepare_cached(
+        "WITH RECURSIVE t(id) AS (SELECT ?1 UNION ALL SELECT f.id FROM files f JOIN t ON f.parent = t.id WHERE f.ns = ?2)
+         SELECT id FROM t",
+    )?;
+    Ok(s.query_map(params![id, ns], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The live rows among `rows` with their paths relative to `base` (the path
+/// of row `rows[0]`'s parent folder), parents before children.
+pub(super) fn live_items(
+    conn: &Connection,
+    rows: &[i64],
+    top: i64,
+    top_path: &RelPath,
+) -> Result<Vec<(RelPath, Node)>> {
+    let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS}, name FROM files WHERE id = ?1"))?;
+    let mut nodes: BTreeMap<i64, (Node, String)> = BTreeMap::new();
+    for id in rows {
+        if let Some(x) = s.query_row([id], |r| Ok((node_row(r)?, r.get::<_, String>(6)?))).optional()? {
+            nodes.insert(*id, x);
+        }
+    }
+    let mut out = Vec::new();
+    let mut paths: BTreeMap<i64, RelPath> = BTreeMap::new();
+    // Rows come from a breadth-first walk: a parent precedes its children.
+    for id in rows {
+        let Some((node, name)) = nodes.get(id) else { continue };
+        if node.deleted {
+            continue;
+        }
+        let path = if *id == top {
+            top_path.clone()
+        } else {
+            match paths.get(&node.parent) {
+                Some(p) => p.join(name)?,
+                None => continue,
+            }
+        };
+        paths.insert(*id, path.clone());
+        out.push((path, node.clone()));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Every live item of share `ns`, parents first, with paths inside it.
+fn share_items(conn: &Connection, ns: i64) -> Result<Vec<(RelPath, Node)>> {
+    let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = 0"))?;
+    let tops: Vec<(Node, String)> =
+        s.query_map([ns], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for (top, name) in tops {
+        if top.deleted {
+            continue;
+        }
+        let rows = subtree_rows(conn, ns, top.id)?;
+        out.extend(live_items(conn, &rows, top.id, &RelPath::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?)?);
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Journals `items` (paths inside their namespace) as appearing at `prefix`
+/// in root namespace `root`.
+pub(super) fn journal_appearing(
+    conn: &Connection,
+    root: i64,
+    prefix: &RelPath,
+    items: &[(RelPath, Node)],
+) -> Result<Option<i64>> {
+    let mut seq = None;
+    for (p, n) in items {
+        let op = if n.kind == EntryKind::Dir { ChangeOp::Mkdir } else { ChangeOp::Add };
+        seq = Some(append(conn, root, op, n.id, n.head, &under(prefix, p)?, None)?);
+    }
+    Ok(seq)
+}
+
+/// Makes every block of every version of `rows` readable in `ns`: for a
+/// share its members, for a root namespace its owner.
+pub(super) fn grant_blocks(conn: &Connection, ns: i64, rows: &[i64]) -> Result<()> {
+    let (owner, shared): (i64, bool) =
+        conn.row("SELECT owner, shared FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut versions = conn.prepare_cached("SELECT blocks FROM file_versions WHERE file = ?1")?;
+    let mut ins = if shared {
+        conn.prepare_cached("INSERT OR IGNORE INTO share_blocks(ns, block) VALUES (?1, ?2)")?
+    } else {
+        conn.prepare_cached("INSERT OR IGNORE INTO account_blocks(user_id, block) VALUES (?1, ?2)")?
+    };
+    let who = if shared { ns } else { owner };
+    for id in rows {
+        let lists: Vec<Vec<u8>> = versions.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        for l in lists {
+            for (b, _) in ferry_shared::block::decode_list(&l) {
+                ins.execute(params![who, b.as_bytes()])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The user id of a name, or a clear 404.
+fn user_id(conn: &Connection, name: &str) -> Result<i64> {
+    conn.row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("there is no user '{name}' on this server: check the name")))
+}
+
+fn root_of(conn: &Connection, user: i64) -> Result<i64> {
+    Ok(conn.row("SELECT id FROM namespaces WHERE owner = ?1 AND shared = 0", [user], |r| r.get(0))?)
+}
+
+/// A new folder version for a mount row (made or removed by `device`).
+fn mount_version(conn: &Connection, row: i64, path: &RelPath, deleted: bool, device: i64) -> Result<i64> {
+    let now = now_ms();
+    conn.exec(
+        "INSERT INTO file_versions(file, path, size, mtime, executable, hash, blocks, deleted, created, device)
+         VALUES (?1, ?2, 0, ?3, 0, '', x'', ?4, ?3, ?5)",
+        params![row, path.as_str(), now, deleted, device],
+    )?;
+    let rev = conn.last_insert_rowid();
+    conn.exec("UPDATE files SET head = ?1, deleted = ?2 WHERE id = ?3", params![rev, deleted, row])?;
+    Ok(rev)
+}
+
+/// A free name for a new mount in a root namespace: the folder's own, or
+/// `NAME (OWNER)`, `NAME (OWNER 2)`, ….
+fn free_name(conn: &Connection, root: i64, name: &str, owner: &str) -> Result<String> {
+    let mut candidate = name.to_owned();
+    for i in 1.. {
+        if child(conn, root, 0, &candidate, true)?.is_none() {
+            return Ok(candidate);
+        }
+        candidate = if i == 1 { format!("{name} ({owner})") } else { format!("{name} ({owner} {i})") };
+    }
+    unreachable!()
+}
+
+/// Adds `user` to share `ns` with a mount at the top of their tree, and
+/// journals the share's whole content for them.
+fn add_member(
+    conn: &Connection,
+    ns: i64,
+    user: i64,
+    role: ShareRole,
+    device: i64,
+    touched: &mut Touched,
+) -> Result<()> {
+    let root = root_of(conn, user)?;
+    let (owner_name, owner_mount): (String, i64) = conn.row(
+        "SELECT u.name, m.mount FROM namespaces n JOIN users u ON u.id = n.owner
+         JOIN members m ON m.ns = n.id AND m.user_id = n.owner WHERE n.id = ?1",
+        [ns],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let name: String = conn.row("SELECT name FROM files WHERE id = ?1", [owner_mount], |r| r.get(0))?;
+    let name = free_name(conn, root, &name, &owner_name)?;
+    conn.exec(
+        "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted, mount) VALUES (?1, 0, ?2, ?3, 1, 0, 0, ?4)",
+        params![root, name, name_key(&name), ns],
+    )?;
+    let row = conn.last_insert_rowid();
+    let path = RelPath::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rev = mount_version(conn, row, &path, false, device)?;
+    conn.exec(
+        "INSERT INTO members(ns, user_id, role, mount, added) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![ns, user, role_num(role), row, now_ms()],
+    )?;
+    let mut seq = append(conn, root, ChangeOp::Mkdir, row, rev, &path, None)?;
+    if let Some(s) = journal_appearing(conn, root, &path, &share_items(conn, ns)?)? {
+        seq = s;
+    }
+    touched.journal(root, seq);
+    Ok(())
+}
+
+/// Ends `user`'s membership of share `ns`: their mount goes, journaled as
+/// the removal of its folder (every device of theirs drops what is under
+/// it, and keeps what it changed there and had not sent).
+pub(super) fn remove_member(conn: &Connection, ns: i64, user: i64, device: i64, touched: &mut Touched) -> Result<()> {
+    let Some(mount) = conn
+        .row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user], |r| r.get::<_, i64>(0))
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let root = root_of(conn, user)?;
+    if let Some(path) = stored_path(conn, mount)? {
+        let rev = mount_version(conn, mount, &path, true, device)?;
+        touched.journal(root, append(conn, root, ChangeOp::Rmdir, mount, rev, &path, None)?);
+        if pending::drop_under(conn, root, &path)? > 0
+            && let Some(p) = pending::bump(conn, root)?
+        {
+            touched.pending(root, p);
+        }
+    }
+    conn.exec("UPDATE files SET deleted = 1, mount = NULL WHERE id = ?1", [mount])?;
+    conn.exec("DELETE FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user])?;
+    Ok(())
+}
+
+/// Removes every membership of a user who is being removed, and the shares
+/// they own from everyone else's trees.
+pub(super) fn remove_user_shares(conn: &Connection, user: i64, touched: &mut Touched) -> Result<()> {
+    let owned: Vec<i64> = conn
+        .prepare("SELECT id FROM namespaces WHERE owner = ?1 AND shared = 1")?
+        .query_map([user], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for ns in &owned {
+        let members: Vec<i64> = conn
+            .prepare("SELECT user_id FROM members WHERE ns = ?1 AND user_id != ?2")?
+            .query_map(params![ns, user], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for m in members {
+            remove_member(conn, *ns, m, 0, touched)?;
+        }
+        conn.exec("DELETE FROM share_blocks WHERE ns = ?1", [ns])?;
+        conn.exec("DELETE FROM members WHERE ns = ?1", [ns])?;
+    }
+    let joined: Vec<i64> = conn
+        .prepare("SELECT ns FROM members WHERE user_id = ?1")?
+        .query_map([user], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for ns in joined {
+        conn.exec("DELETE FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user])?;
+    }
+    Ok(())
+}
+
+/// Makes folder `node` (at `path` of root namespace `root`) a share owned
+/// by `user`: its content moves to a new namespace, the folder's row
+/// becomes the owner's mount. Nothing changes in the owner's tree.
+fn make_share(conn: &Connection, root: i64, user: i64, node: &Node, path: &RelPath) -> Result<i64> {
+    let rows = subtree_rows(conn, root, node.id)?;
+    let inner: Vec<i64> = rows.iter().copied().filter(|r| *r != node.id).collect();
+    let mounts: Option<i64> = conn
+        .row(
+            &format!(
+                "SELECT id FROM files WHERE mount IS NOT NULL AND deleted = 0 AND id IN ({})",
+                inner.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .unwrap_or(None);
+    if let Some(m) = mounts {
+        let p = stored_path(conn, m)?.map(|p| p.to_string()).unwrap_or_default();
+        return Err(Error::client(
+            ErrorCode::Conflict,
+            format!("'{path}' holds the shared folder '{p}': shared folders cannot be nested; move it out first"),
+        ));
+    }
+    conn.exec("INSERT INTO namespaces(owner, shared) VALUES (?1, 1)", [user])?;
+    let ns = conn.last_insert_rowid();
+    {
+        let mut mv = conn.prepare_cached(
+            "UPDATE files SET ns = ?1, parent = CASE WHEN parent = ?2 THEN 0 ELSE parent END WHERE id = ?3",
+        )?;
+        let mut links = conn.prepare_cached("UPDATE links SET ns = ?1 WHERE file = ?2")?;
+        for r in &inner {
+            mv.execute(params![ns, node.id, r])?;
+            links.execute(params![ns, r])?;
+        }
+    }
+    conn.exec("UPDATE files SET mount = ?1 WHERE id = ?2", params![ns, node.id])?;
+    conn.exec(
+        "INSERT INTO members(ns, user_id, role, mount, added) VALUES (?1, ?2, 0, ?3, ?4)",
+        params![ns, user, node.id, now_ms()],
+    )?;
+    grant_blocks(conn, ns, &inner)?;
+    Ok(ns)
+}
+
+/// The shares a user is in, as they see them.
+fn list(conn: &Connection, user: i64, only: Option<i64>) -> Result<Vec<Share>> {
+    let mut s = conn.prepare_cached(
+        "SELECT m.ns, m.role, m.mount, u.name FROM members m JOIN namespaces n ON n.id = m.ns
+         JOIN users u ON u.id = n.owner WHERE m.user_id = ?1 ORDER BY m.ns",
+    )?;
+    let rows: Vec<(i64, i64, i64, String)> =
+        s.query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut mem = conn.prepare_cached(
+        "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.user_id WHERE m.ns = ?1 ORDER BY m.role, u.name",
+    )?;
+    let mut out = Vec::new();
+    for (ns, role, mount, owner) in rows {
+        if only.is_some_and(|o| o != ns) {
+            continue;
+        }
+        let Some(path) = stored_path(conn, mount)? else { continue };
+        let members = mem
+            .query_map([ns], |r| Ok(Member { user: r.get(0)?, role: role_of(r.get(1)?) }))?
+            .collect::<rusqlite::Result<_>>()?;
+        out.push(Share { id: ns, path, owner, role: role_of(role), members });
+    }
+    Ok(out)
+}
+
+/// The caller's share `id`, or the same 404 whether it does not exist or
+/// they are not in it.
+fn my_share(conn: &Connection, caller: &Caller, id: i64) -> Result<Share> {
+    list(conn, caller.user_id, Some(id))?
+        .pop()
+        .ok_or_else(|| Error::not_found(format!("you are in no share {id}: `ferry shares` lists yours")))
+}
+
+fn not_owner(share: &Share) -> Error {
+    Error::client(
+        ErrorCode::Forbidden,
+        format!("'{}' is shared with you by {}: only they can change who is in it", share.path, share.owner),
+    )
+}
+
+impl Shares for SqliteStore {
+    fn share(&self, caller: &Caller, path: &RelPath, with: &str, role: ShareRole) -> Result<(Share, Touched)> {
+        let (caller, path, with) = (caller.clone(), path.clone(), with.to_owned());
+        self.write(move |conn| {
+            if role == ShareRole::Owner {
+                return Err(Error::bad_request("a share has one owner; share as editor or viewer"));
+            }
+            let target = user_id(conn, &with)?;
+            let loc = locate(conn, caller.ns, &path)?;
+            if loc.ns != caller.ns {
+                return Err(Error::client(
+                    ErrorCode::Conflict,
+                    format!(
+                        "'{path}' is inside the shared folder '{}': shared folders cannot be nested; share '{}' itself",
+                        loc.prefix, loc.prefix
+                    ),
+                ));
+            }
+            let node = resolve(conn, caller.ns, &path, true)?
+                .ok_or_else(|| Error::not_found(format!("'{path}' does not exist")))?;
+            if node.kind != EntryKind::Dir {
+                return Err(Error::bad_request(format!(
+                    "'{path}' is a file: share the folder holding it, or share the file by link (`ferry link`)"
+                )));
+            }
+            let path = stored_path(conn, node.id)?.unwrap_or(path);
+            let ns = match node.mount {
+                Some(ns) => {
+                    let share = my_share(conn, &caller, ns)?;
+                    if share.role != ShareRole::Owner {
+                        return Err(not_owner(&share));
+                    }
+                    ns
+                }
+                None => make_share(conn, caller.ns, caller.user_id, &node, &path)?,
+            };
+            if target == caller.user_id {
+                return Err(Error::bad_request(format!("'{path}' is yours already")));
+            }
+            let mut touched = Touched::default();
+            let existing: Option<i64> = conn
+                .row("SELECT role FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, target], |r| r.get(0))
+                .optional()?;
+            match existing {
+                Some(r) if role_of(r) == role => {}
+                Some(_) => set_role(conn, ns, target, role, &mut touched)?,
+                None => add_member(conn, ns, target, role, caller.device_id, &mut touched)?,
+            }
+            Ok((my_share(conn, &caller, ns)?, touched))
+        })
+    }
+
+    fn set_role(&self, caller: &Caller, id: i64, user: &str, role: ShareRole) -> Result<(Share, Touched)> {
+        let (caller, user) = (caller.clone(), user.to_owned());
+        self.write(move |conn| {
+            let share = my_share(conn, &caller, id)?;
+            if share.role != ShareRole::Owner {
+                return Err(not_owner(&share));
+            }
+            let target = user_id(conn, &user)?;
+            if target == caller.user_id || role == ShareRole::Owner {
+                return Err(Error::bad_request("the owner's role does not change; share as editor or viewer"));
+            }
+            if !share.members.iter().any(|m| m.user == user) {
+                return Err(Error::not_found(format!("{user} is not in '{}': share it with them first", share.path)));
+            }
+            let mut touched = Touched::default();
+            set_role(conn, id, target, role, &mut touched)?;
+            Ok((my_share(conn, &caller, id)?, touched))
+        })
+    }
+
+    fn remove_member(&self, caller: &Caller, id: i64, user: Option<&str>) -> Result<Touched> {
+        let (caller, user) = (caller.clone(), user.map(str::to_owned));
+        self.write(move |conn| {
+            let share = my_share(conn, &caller, id)?;
+            let mut touched = Touched::default();
+            let targets: Vec<i64> = match &user {
+                Some(name) => {
+                    let target = user_id(conn, name)?;
+                    if target == caller.user_id {
+                        if share.role == ShareRole::Owner {
+                            return Err(Error::bad_request(format!(
+                                "you own '{}': remove the others (`ferry unshare`) or delete the folder",
+                                share.path
+                            )));
+                        }
+                    } else if share.role != ShareRole::Owner {
+                        return Err(not_owner(&share));
+                    } else if !share.members.iter().any(|m| &m.user == name) {
+                        return Err(Error::not_found(format!("{name} is not in '{}'", share.path)));
+                    }
+                    vec![target]
+                }
+                None => {
+                    if share.role != ShareRole::Owner {
+                        return Err(not_owner(&share));
+                    }
+                    conn.prepare("SELECT user_id FROM members WHERE ns = ?1 AND role != 0")?
+                        .query_map([id], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?
+                }
+            };
+            for t in targets {
+                remove_member(conn, id, t, caller.device_id, &mut touched)?;
+            }
+            Ok(touched)
+        })
+    }
+
+    fn shares(&self, caller: &Caller) -> Result<Vec<Share>> {
+        self.read(|c| list(c, caller.user_id, None))
+    }
+}
+
+/// A member's new role, journaled for them as their mount folder again
+/// (its entry carries the role).
+fn set_role(conn: &Connection, ns: i64, user: i64, role: ShareRole, touched: &mut Touched) -> Result<()> {
+    conn.exec("UPDATE members SET role = ?1 WHERE ns = ?2 AND user_id = ?3", params![role_num(role), ns, user])?;
+    let mount: i64 =
+        conn.row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user], |r| r.get(0))?;
+    let root = root_of(conn, user)?;
+    let head: i64 = conn.row("SELECT head FROM files WHERE id = ?1", [mount], |r| r.get(0))?;
+    if let Some(path) = stored_path(conn, mount)? {
+        touched.journal(root, append(conn, root, ChangeOp::Mkdir, mount, head, &path, None)?);
+    }
+    Ok(())
+}
