@@ -17,6 +17,7 @@ use ferry_shared::api::{BlockList, CommitOp};
 use ferry_shared::chunk::{self, ChunkParams, Chunker};
 use ferry_tests::{Client, Server, pseudo_random};
 
+mod shares;
 mod sync;
 
 #[derive(Parser)]
@@ -59,6 +60,12 @@ enum What {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// A folder shared between two users: propagation to the owner's other
+    /// device and to the member, the member's edits back, delta bytes.
+    Shares {
+        #[arg(long, default_value_t = 30)]
+        edits: u64,
+    },
     /// Share links: download throughput of a large file and of a folder's
     /// zip through a link, and the server's RSS meanwhile.
     Links {
@@ -88,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             sync::run(&parts)
         }
         What::Links { mib, huge } => rt()?.block_on(links(mib, huge)),
+        What::Shares { edits } => shares::run(edits),
         What::All => {
             chunking(256)?;
             rt()?.block_on(commits(20_000, 64))?;

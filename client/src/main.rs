@@ -106,7 +106,7 @@ enum Command {
         with: String,
         /// editor (reads and writes) or viewer (reads only).
         #[arg(long, default_value = "editor", value_parser = parse_role)]
-        role: ferry_shared::api::ShareRole,
+        role: ferry_shared::api::MemberRole,
     },
     /// Stop sharing a folder you own: with one user, or with everyone.
     Unshare {
@@ -139,11 +139,11 @@ enum Command {
     },
 }
 
-fn parse_role(s: &str) -> Result<ferry_shared::api::ShareRole, String> {
-    use ferry_shared::api::ShareRole;
+fn parse_role(s: &str) -> Result<ferry_shared::api::MemberRole, String> {
+    use ferry_shared::api::MemberRole;
     match s {
-        "editor" => Ok(ShareRole::Editor),
-        "viewer" => Ok(ShareRole::Viewer),
+        "editor" => Ok(MemberRole::Editor),
+        "viewer" => Ok(MemberRole::Viewer),
         _ => Err(format!("{s:?}: the role is editor or viewer")),
     }
 }
@@ -488,6 +488,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .share(&rel, &with, role)
                 .await
                 .map_err(|e| refused(&format!("share {rel}"), e))?;
+            let role = ferry_shared::api::ShareRole::from(role);
             println!("shared {} with {with} as {}; it syncs to their devices", share.path, role.as_str());
         }
         Command::Unshare { path, with } => {

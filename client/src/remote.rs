@@ -375,7 +375,7 @@ impl Remote {
         &self,
         path: &ferry_shared::RelPath,
         with: &str,
-        role: ferry_shared::api::ShareRole,
+        role: ferry_shared::api::MemberRole,
     ) -> Result<ferry_shared::api::Share> {
         let req = ferry_shared::api::ShareRequest { path: path.clone(), with: with.to_owned(), role };
         let resp = self.json(reqwest::Method::POST, "/shares", &req).send().await?;
@@ -460,4 +460,3 @@ mod tests {
         assert_eq!(page.changes[0].entry.path.as_str(), "caf\u{e9}.txt");
     }
 }
-

@@ -61,6 +61,10 @@ pub enum ErrorCode {
     /// older backup, or a cursor from another server): list from 0 again and
     /// merge with what is held, deleting nothing.
     CursorReset,
+    /// Shared folders do not nest: a shared folder (or a folder holding
+    /// one) cannot go into a shared folder, nor can a folder inside one be
+    /// shared.
+    NestedShare,
 }
 
 impl ErrorCode {
@@ -72,7 +76,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::NotEmpty | ErrorCode::CursorReset => 409,
+            ErrorCode::Conflict | ErrorCode::NotEmpty | ErrorCode::CursorReset | ErrorCode::NestedShare => 409,
             ErrorCode::LengthRequired => 411,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,
@@ -168,13 +172,13 @@ wire! {
         /// The user to share with.
         #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
         pub with: String,
-        #[serde(default = "ShareRole::editor")]
-        pub role: ShareRole,
+        #[serde(default = "MemberRole::editor")]
+        pub role: MemberRole,
     }
 
     /// A new role for a member (`PUT /shares/{id}/members/{user}`).
     pub struct RoleRequest {
-        pub role: ShareRole,
+        pub role: MemberRole,
     }
 
     /// A shared folder, as one member sees it.
@@ -507,11 +511,31 @@ pub enum ShareRole {
     Viewer,
 }
 
-impl ShareRole {
-    pub fn editor() -> ShareRole {
-        ShareRole::Editor
-    }
+/// The role a share's owner gives a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Editor,
+    Viewer,
+}
 
+impl MemberRole {
+    pub fn editor() -> MemberRole {
+        MemberRole::Editor
+    }
+}
+
+impl From<MemberRole> for ShareRole {
+    fn from(r: MemberRole) -> ShareRole {
+        match r {
+            MemberRole::Editor => ShareRole::Editor,
+            MemberRole::Viewer => ShareRole::Viewer,
+        }
+    }
+}
+
+impl ShareRole {
     pub fn can_write(self) -> bool {
         self != ShareRole::Viewer
     }

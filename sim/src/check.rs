@@ -11,26 +11,31 @@ use crate::disk::{self, Digest, digest_tree};
 use crate::{Violation, World};
 
 impl World {
-    /// The server's journal, a line a change (for violation reports).
+    /// The server's journals, a line a change (for violation reports).
     pub(crate) fn journal_lines(&self) -> Vec<String> {
-        let Ok(journal) = self.server.journal() else { return vec!["  (journal unreadable)".into()] };
-        journal
-            .iter()
-            .map(|ch| {
+        let mut out = Vec::new();
+        for u in 0..self.users {
+            let Ok(journal) = self.server.journal(u) else { return vec!["  (journal unreadable)".into()] };
+            out.extend(journal.iter().map(|ch| {
                 let e = &ch.entry;
                 let from = ch.from.as_ref().map(|f| format!(" from {f}")).unwrap_or_default();
                 let hash = &e.hash[..e.hash.len().min(8)];
-                format!("  journal: {:?} {}{from} id {} rev {} {:?} {hash}", ch.op, e.path, e.id, e.rev, e.kind)
-            })
-            .collect()
+                let share = e.share.as_ref().map(|m| format!(" share {} {:?}", m.id, m.role)).unwrap_or_default();
+                format!(
+                    "  journal of user{u}: {:?} {}{from} id {} rev {} {:?} {hash}{share}",
+                    ch.op, e.path, e.id, e.rev, e.kind
+                )
+            }));
+        }
+        out
     }
 
-    /// The server's live tree, from its journal.
+    /// User `u`'s live tree on the server, from their journal.
     /// Returns it with every file content the journal ever named.
-    fn server_tree(&self) -> anyhow::Result<(Digest, HashSet<ContentHash>)> {
+    fn server_tree(&self, u: usize) -> anyhow::Result<(Digest, HashSet<ContentHash>)> {
         let mut tree = Digest::new();
         let mut history = HashSet::new();
-        for ch in self.server.journal()? {
+        for ch in self.server.journal(u)? {
             let e = &ch.entry;
             let hash = ContentHash::parse(&e.hash).unwrap_or(ContentHash([0xff; 32]));
             if e.kind == EntryKind::File {
@@ -62,8 +67,26 @@ impl World {
 
     /// The invariants, after quiescence.
     pub(crate) fn check(&mut self) -> Result<(), Violation> {
-        let (server, history) = self.server_tree().map_err(|e| self.violation(format!("reading the server: {e:#}")))?;
+        let mut trees = Vec::new();
+        let mut history = HashSet::new();
+        for u in 0..self.users {
+            let (tree, h) = self.server_tree(u).map_err(|e| self.violation(format!("reading the server: {e:#}")))?;
+            trees.push(tree);
+            history.extend(h);
+        }
+        // A viewer's edits never reach the owner.
+        if self.users > 1 {
+            let (_, owners) = self.server_tree(0).map_err(|e| self.violation(format!("reading the server: {e:#}")))?;
+            if let Some(h) = self.viewer_writes.iter().find(|h| owners.contains(*h)) {
+                return Err(self.violation(format!(
+                    "user1 wrote {} in a folder shared with them read-only, and it reached its owner",
+                    h.to_hex()
+                )));
+            }
+        }
+        let all: Vec<&Digest> = trees.iter().collect();
         for dev in &self.devices {
+            let server = all[dev.user];
             let fs = dev.disk.user();
             let local = digest_tree(&fs);
             // What this disk cannot hold stays on the server only.
@@ -117,7 +140,8 @@ impl World {
                 }
             }
         }
-        let on_server: HashSet<ContentHash> = server.values().map(|v| v.1).chain(history).collect();
+        let on_server: HashSet<ContentHash> =
+            trees.iter().flat_map(|t| t.values().map(|v| v.1)).chain(history).collect();
         let mut lost: Vec<&String> =
             self.ledger.must_survive.iter().filter(|(h, _)| !on_server.contains(*h)).map(|(_, what)| what).collect();
         if !lost.is_empty() {

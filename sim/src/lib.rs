@@ -22,6 +22,7 @@ mod check;
 pub mod clock;
 pub mod disk;
 pub mod net;
+mod shares;
 pub mod user;
 
 use std::collections::{HashMap, HashSet};
@@ -57,11 +58,15 @@ pub struct Options {
     /// `Some(true)`: the first device's disk is case-insensitive, `Some(false)`:
     /// none is; `None`: each device's is, one time in three.
     pub case_insensitive: Option<bool>,
+    /// Users: `Some(1)` one user with every device; `Some(2)` a second user
+    /// with the last device, and folders shared between them; `None`: two
+    /// users for odd seeds.
+    pub users: Option<usize>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { devices: 3, steps: 300, faults: true, trace: false, case_insensitive: None }
+        Options { devices: 3, steps: 300, faults: true, trace: false, case_insensitive: None, users: None }
     }
 }
 
@@ -75,6 +80,9 @@ impl Options {
         }
         if self.steps != d.steps {
             f += &format!(" --steps {}", self.steps);
+        }
+        if let Some(u) = self.users {
+            f += &format!(" --users {u}");
         }
         if !self.faults {
             f += " --no-faults";
@@ -98,6 +106,8 @@ pub struct Faults {
     pub clock_jumps: u32,
     /// Journal pages whose block-list edits name a base the device does not hold.
     pub stale_edits: u32,
+    /// Shares made, roles changed, members revoked or leaving (two users).
+    pub share_changes: u32,
 }
 
 impl Faults {
@@ -113,6 +123,7 @@ impl Faults {
             + self.unmounts
             + self.clock_jumps
             + self.stale_edits
+            + self.share_changes
     }
 
     pub fn add(&mut self, o: &Faults) {
@@ -127,6 +138,7 @@ impl Faults {
         self.unmounts += o.unmounts;
         self.clock_jumps += o.clock_jumps;
         self.stale_edits += o.stale_edits;
+        self.share_changes += o.share_changes;
     }
 }
 
@@ -197,6 +209,8 @@ struct Device {
     clock: SimClock,
     api: SimApi,
     state_db: PathBuf,
+    /// Whose device it is (`server.callers[user]`).
+    user: usize,
     /// The engine between rounds (`None` after a crash, or while a round runs).
     engine: Option<SimEngine>,
     round: Option<Round>,
@@ -250,6 +264,12 @@ pub struct World {
     pending_writes: Vec<(usize, DiskPath, Vec<u8>)>,
     faults: Faults,
     user_ops: u32,
+    /// How many users share the server (devices beyond the first user's
+    /// belong to the second).
+    users: usize,
+    /// Contents user 1 wrote inside a folder shared with them read-only,
+    /// since they last could write there: none may reach the owner.
+    viewer_writes: HashSet<ContentHash>,
     /// Contents written so far (each is stamped with its number).
     written_count: u64,
     requests: u32,
@@ -288,7 +308,14 @@ impl World {
         let net: SharedNet = Arc::new(Mutex::new(Net::default()));
         let names: Vec<(String, String)> =
             (0..opts.devices).map(|i| (format!("dev{i}"), format!("token-of-device-{i}-{seed}"))).collect();
-        let server = SimServer::start(&dir.path().join("server"), &names)?;
+        // Two users: the last device is the second user's.
+        let users =
+            if opts.devices < 2 { 1 } else { opts.users.unwrap_or(if seed % 2 == 1 { 2 } else { 1 }).clamp(1, 2) };
+        let user_of = |i: usize| if users == 2 && i + 1 == opts.devices { 1 } else { 0 };
+        let by_user: Vec<Vec<(String, String)>> = (0..users)
+            .map(|u| names.iter().enumerate().filter(|(i, _)| user_of(*i) == u).map(|(_, n)| n.clone()).collect())
+            .collect();
+        let server = SimServer::start(&dir.path().join("server"), &by_user)?;
         let devices = names
             .iter()
             .enumerate()
@@ -311,6 +338,7 @@ impl World {
                 disk.user().windows = windows;
                 Device {
                     name: name.clone(),
+                    user: user_of(i),
                     disk,
                     clock,
                     api: SimApi::new(i, token.clone(), Arc::clone(&net)),
@@ -339,6 +367,8 @@ impl World {
             pending_writes: Vec::new(),
             faults: Faults::default(),
             user_ops: 0,
+            users,
+            viewer_writes: HashSet::new(),
             written_count: 0,
             requests: 0,
             trace: Vec::new(),
@@ -676,6 +706,7 @@ impl World {
                     self.start_prefetch(d)?;
                 }
             }
+            88..90 if self.users > 1 => self.share_action()?,
             88..95 => {
                 let ms = self.rng.random_range(1..400);
                 self.time.advance(ms);
@@ -784,8 +815,11 @@ impl World {
                 let stats = self.run_round_to_end(d)?;
                 busy |= stats.is_none_or(|s| s.ops > 0 || s.errors > 0 || s.deferred > 0);
             }
-            let cursor = self.server.cursor().map_err(|e| self.violation(format!("server: {e:#}")))?;
-            let behind = self.devices.iter().any(|d| d.engine.as_ref().is_none_or(|e| e.cursor != cursor));
+            let mut cursors = Vec::new();
+            for u in 0..self.users {
+                cursors.push(self.server.cursor(u).map_err(|e| self.violation(format!("server: {e:#}")))?);
+            }
+            let behind = self.devices.iter().any(|d| d.engine.as_ref().is_none_or(|e| e.cursor != cursors[d.user]));
             if !busy && !behind {
                 self.log(format!("-- quiet after {pass} passes"));
                 return Ok(());

@@ -29,6 +29,10 @@ struct Args {
     /// Scheduler steps before quiescence.
     #[arg(long, default_value_t = 300)]
     steps: usize,
+    /// Users: 1 (every device one user's) or 2 (the last device a second
+    /// user's, with shared folders); default: 2 for odd seeds.
+    #[arg(long)]
+    users: Option<usize>,
     /// No fault injection.
     #[arg(long)]
     no_faults: bool,
@@ -42,11 +46,19 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    // RUST_LOG=ferry_server=error shows what the server logs (its internal errors).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let opts = Options {
         devices: args.devices,
         steps: args.steps,
         faults: !args.no_faults,
         trace: args.trace,
+        users: args.users,
         ..Options::default()
     };
     let (start, count) = match args.seed {

@@ -220,12 +220,17 @@ pub struct SimServer {
     opts: ServeOptions,
     state: Option<(AppState, axum::Router)>,
     rt: tokio::runtime::Runtime,
-    pub caller: Caller,
+    /// Each user's first device, as the server knows it (their journal is
+    /// their root namespace's).
+    pub callers: Vec<Caller>,
+    /// A token of each user (for what they do outside a device: sharing).
+    tokens: Vec<String>,
 }
 
 impl SimServer {
-    /// Starts a server in `data` with one user and a token per device.
-    pub fn start(data: &Path, tokens: &[(String, String)]) -> anyhow::Result<SimServer> {
+    /// Starts a server in `data` with users `user0`, `user1`, … and the
+    /// devices of each: `users[u]` is `[(device name, token)]`.
+    pub fn start(data: &Path, users: &[Vec<(String, String)>]) -> anyhow::Result<SimServer> {
         let opts = ServeOptions {
             data: data.to_owned(),
             listen: ([127, 0, 0, 1], 0).into(),
@@ -236,16 +241,33 @@ impl SimServer {
             poll_max: Duration::from_secs(300),
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let mut server = SimServer { opts, state: None, rt, caller: Caller { user_id: 0, device_id: 0, ns: 0 } };
+        let mut server = SimServer { opts, state: None, rt, callers: Vec::new(), tokens: Vec::new() };
         let state = server.open()?;
-        let user = state.meta.add_user("sim", "not a password hash", 1 << 40)?;
-        for (device, token) in tokens {
-            state.meta.create_token(user, device, ferry_server::passwords::token_hash(token))?;
+        for (u, devices) in users.iter().enumerate() {
+            let user = state.meta.add_user(&format!("user{u}"), "not a password hash", 1 << 40)?;
+            for (device, token) in devices {
+                state.meta.create_token(user, device, ferry_server::passwords::token_hash(token))?;
+            }
+            let (_, token) = devices.first().expect("a device");
+            server.callers.push(
+                state.meta.authenticate(ferry_server::passwords::token_hash(token))?.expect("the token just made"),
+            );
+            server.tokens.push(token.clone());
         }
-        let (_, token) = tokens.first().expect("a device");
-        server.caller =
-            state.meta.authenticate(ferry_server::passwords::token_hash(token))?.expect("the token just made");
         Ok(server)
+    }
+
+    /// A request user `u` makes outside their devices (sharing), run
+    /// through the real router at once.
+    pub fn request(&self, u: usize, method: Method, uri: &str, body: Option<serde_json::Value>) -> Resp {
+        let req = Req {
+            method,
+            uri: uri.to_owned(),
+            token: self.tokens[u].clone(),
+            json: body.is_some(),
+            body: body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default(),
+        };
+        self.handle(&req)
     }
 
     fn open(&mut self) -> anyhow::Result<AppState> {
@@ -290,13 +312,13 @@ impl SimServer {
         })
     }
 
-    /// The whole journal, read straight from the store.
-    pub fn journal(&self) -> anyhow::Result<Vec<ferry_shared::api::Change>> {
+    /// User `u`'s whole journal, read straight from the store.
+    pub fn journal(&self, u: usize) -> anyhow::Result<Vec<ferry_shared::api::Change>> {
         let meta = &self.state().meta;
         let mut out = Vec::new();
         let mut cursor = 0;
         loop {
-            let page = meta.changes(self.caller.ns, cursor, 5000, false)?;
+            let page = meta.changes(self.callers[u].ns, cursor, 5000, false)?;
             out.extend(page.changes);
             cursor = page.cursor;
             if !page.has_more {
@@ -305,8 +327,8 @@ impl SimServer {
         }
     }
 
-    pub fn cursor(&self) -> anyhow::Result<i64> {
-        Ok(self.state().meta.cursor(self.caller.ns)?)
+    pub fn cursor(&self, u: usize) -> anyhow::Result<i64> {
+        Ok(self.state().meta.cursor(self.callers[u].ns)?)
     }
 }
 

@@ -172,6 +172,7 @@ impl World {
             return;
         }
         let h = content_hash(data);
+        self.note_viewer_write(d, path, h);
         self.ledger.written.insert(h);
         self.ledger.must_survive.insert(h, format!("{} wrote {path} ({} bytes)", self.devices[d].name, data.len()));
     }

@@ -70,8 +70,14 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 }
 
 fn run(sc: &Scenario) -> Result<(), String> {
-    let opts =
-        Options { devices: 2, steps: 0, faults: false, trace: false, case_insensitive: Some(sc.case_insensitive) };
+    let opts = Options {
+        devices: 2,
+        steps: 0,
+        faults: false,
+        trace: false,
+        case_insensitive: Some(sc.case_insensitive),
+        users: Some(1),
+    };
     let world = World::new(0, opts).map_err(|e| e.to_string())?;
     world.run_scenario(sc).map(|_| ()).map_err(|v| v.to_string())
 }

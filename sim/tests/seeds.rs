@@ -68,7 +68,11 @@ fn seeds_that_once_failed_pass() {
     // A crash left a partial download; the restart's clean-up round failed on
     // an unmounted folder, and the next round did not clean up again.
     let five = Options { devices: 5, ..Options::default() };
-    for (seed, opts) in [(44_800, &five)] {
+    // Two users: a move out of a shared folder whose top-level name was
+    // taken in the target (a unique-name clash mid-move); a shared folder
+    // moved on disk into another one (refused by the server: moved back).
+    let two = Options { users: Some(2), ..Options::default() };
+    for (seed, opts) in [(44_800, &five), (187, &two), (756, &two), (923, &two)] {
         if let Err(v) = run_seed(seed, opts) {
             panic!("{v}");
         }

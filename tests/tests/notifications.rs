@@ -163,3 +163,36 @@ fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[test]
+fn a_new_share_and_lost_access_are_notified() {
+    let server = Server::start().expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = Bus::start(dir.path());
+    let env = [("DBUS_SESSION_BUS_ADDRESS", bus.address.as_str())];
+    let b = Daemon::start_with_env(&server.url, "bob", "B", dir.path(), &env).expect("daemon");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let alice = rt.block_on(Client::user(&server, "alice", "laptop")).unwrap();
+    // bob's daemon has been through the journal once: what comes now is news.
+    std::fs::write(b.path("mine.txt"), "bob's").unwrap();
+    wait_until(T, "B to upload", || b.status().is_ok_and(|s| s["cursor"].as_i64() >= Some(1))).unwrap();
+    assert!(rt.block_on(alice.put_small("Team/plan.txt", b"plan", None)).unwrap().entry.is_some());
+    let share = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut req = alice.http.request(method, format!("{}{path}", alice.url)).bearer_auth(&alice.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = rt.block_on(req.send()).unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        rt.block_on(resp.text()).unwrap()
+    };
+    let made = share(reqwest::Method::POST, "/shares", Some(serde_json::json!({"path": "Team", "with": "bob"})));
+    let id = serde_json::from_str::<serde_json::Value>(&made).unwrap()["id"].as_i64().unwrap();
+    wait_until(T, "the share on B", || b.path("Team/plan.txt").exists()).unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
+    wait_until(T, "a notification of the share", || bus.seen().contains("alice shared Team with you"))
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", bus.seen(), b.log()));
+    share(reqwest::Method::DELETE, &format!("/shares/{id}/members/bob"), None);
+    wait_until(T, "the share gone from B", || !b.path("Team").exists()).unwrap_or_else(|e| panic!("{e}\n{}", b.log()));
+    wait_until(T, "a notification of lost access", || bus.seen().contains("your access to Team"))
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", bus.seen(), b.log()));
+}

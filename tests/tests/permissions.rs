@@ -3,8 +3,9 @@
 //! the data and no hint that it exists: a stranger's 404 reads exactly like
 //! one for something that was never there, and a revoked, expired or
 //! guessed link answers the same as each other.
-//! (Members of shared folders, editor and viewer, join this matrix when
-//! sharing with users lands.)
+//! Members of a shared folder join it: the owner may do everything, an
+//! editor reads and writes but does not decide who is in, a viewer only
+//! reads, and anyone else learns nothing of it.
 
 use ferry_shared::api::Link;
 use ferry_tests::{Client, Server};
@@ -183,5 +184,141 @@ async fn every_kind_of_link_holder() -> TestResult {
     let answers =
         [get(revoked.url.clone(), None).await?, get(expiring.url.clone(), None).await?, get(guessed, None).await?];
     assert!(answers.iter().all(|a| a == &answers[0] && a.0 == 404), "{answers:?}");
+    Ok(())
+}
+
+/// What a member of a shared folder may do in it, by role; a stranger
+/// (not in it) gets what a path that was never there gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_of_a_shared_folder() -> TestResult {
+    let server = Server::start()?;
+    for name in ["carol", "dave"] {
+        ferry_tests::add_user(&server.data, name, &format!("password-{name}"), None)?;
+    }
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let carol = Client::user(&server, "carol", "desk").await?;
+    let dave = Client::user(&server, "dave", "desk").await?;
+    alice.put_small("Team/doc.txt", SECRET, None).await?;
+    for (who, role) in [("bob", "editor"), ("carol", "viewer")] {
+        let r = alice.post("/shares").json(&json!({"path": "Team", "with": who, "role": role})).send().await?;
+        assert_eq!(r.status(), 201, "{}", r.text().await?);
+    }
+    let shares: serde_json::Value = alice.get("/shares").send().await?.json().await?;
+    let id = shares["shares"][0]["id"].as_i64().expect("share id");
+    let rev = |c: &Client| {
+        let c = c.clone();
+        async move {
+            let r: serde_json::Value = c.get("/files/list_revisions?path=Team/doc.txt").send().await?.json().await?;
+            anyhow::Ok(r["revisions"][0]["rev"].as_i64().unwrap_or(0))
+        }
+    };
+    let head = rev(&alice).await?;
+
+    // (name, method, path, body, owner, editor, viewer): the status each
+    // gets (for commits, the operation's own status).
+    type Row = (&'static str, Method, String, Option<serde_json::Value>, u16, u16, u16);
+    let commit = |op: serde_json::Value| Some(json!({ "ops": [op] }));
+    let rows: Vec<Row> = vec![
+        ("download", Method::GET, "/files/download?path=Team/doc.txt".into(), None, 200, 200, 200),
+        ("history", Method::GET, "/files/list_revisions?path=Team/doc.txt".into(), None, 200, 200, 200),
+        ("list shares", Method::GET, "/shares".into(), None, 200, 200, 200),
+        (
+            "add a file",
+            Method::POST,
+            "/commit".into(),
+            commit(json!({"op": "mkdir", "path": "Team/new"})),
+            200,
+            200,
+            403,
+        ),
+        (
+            "restore",
+            Method::POST,
+            "/commit".into(),
+            commit(json!({"op": "restore", "path": "Team/doc.txt", "rev": head})),
+            200,
+            200,
+            403,
+        ),
+        ("make a link", Method::POST, "/links".into(), Some(json!({"path": "Team/doc.txt"})), 201, 201, 403),
+        (
+            "share with someone else",
+            Method::POST,
+            "/shares".into(),
+            Some(json!({"path": "Team", "with": "dave"})),
+            201,
+            403,
+            403,
+        ),
+        (
+            "change a role",
+            Method::PUT,
+            format!("/shares/{id}/members/dave"),
+            Some(json!({"role": "viewer"})),
+            200,
+            403,
+            403,
+        ),
+        ("revoke someone", Method::DELETE, format!("/shares/{id}/members/dave"), None, 204, 403, 403),
+    ];
+    let status_of = |method: &Method, body: &[u8], status: u16| -> u16 {
+        if method == Method::POST && status == 200 {
+            let r: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            if let Some(s) = r["results"][0]["status"].as_u64() {
+                return s as u16;
+            }
+        }
+        status
+    };
+    // Editor and viewer first, then the owner (who adds dave, changes his
+    // role, removes him).
+    for (who, c, col) in [("editor", &bob, 5), ("viewer", &carol, 6), ("owner", &alice, 4)] {
+        for (name, method, path, body, o, e, v) in &rows {
+            let want = match col {
+                4 => *o,
+                5 => *e,
+                _ => *v,
+            };
+            let op = Op { name, method: method.clone(), path: path.clone(), body: body.clone() };
+            let (status, resp) = send(c, Caller::Owner, &op).await?;
+            let got = status_of(method, &resp, status);
+            assert_eq!(got, want, "{name} by the {who}: {}", String::from_utf8_lossy(&resp));
+            if want == 403 {
+                assert!(!leaks(&resp), "{name} by the {who} leaks: {}", String::from_utf8_lossy(&resp));
+            }
+        }
+    }
+    // A viewer's download is the file itself; the editor's mkdir reached everyone.
+    let (s, b) =
+        send(&carol, Caller::Owner, &op("download", Method::GET, "/files/download?path=Team/doc.txt", None)).await?;
+    assert_eq!((s, b.as_slice()), (200, SECRET));
+    // A stranger: the same 404 as for nothing, and the share's endpoints
+    // answer as for a share that does not exist.
+    let never = op("never", Method::GET, "/files/download?path=Team/never.txt", None);
+    let theirs = op("download", Method::GET, "/files/download?path=Team/doc.txt", None);
+    let (s1, b1) = send(&dave, Caller::Stranger, &theirs).await?;
+    let (s2, b2) = send(&dave, Caller::Stranger, &never).await?;
+    assert_eq!(s1, 404);
+    assert_eq!(
+        (s1, String::from_utf8_lossy(&b1).replace("doc.txt", "X")),
+        (s2, String::from_utf8_lossy(&b2).replace("never.txt", "X"))
+    );
+    for (m, p) in [(Method::DELETE, format!("/shares/{id}")), (Method::DELETE, format!("/shares/{id}/members/bob"))] {
+        let (s, b) = send(&dave, Caller::Stranger, &op("share op", m.clone(), &p, None)).await?;
+        let (s0, b0) =
+            send(&dave, Caller::Stranger, &op("share op", m, &p.replace(&id.to_string(), "99999"), None)).await?;
+        assert_eq!((s, s0), (404, 404), "{p}");
+        assert_eq!(
+            String::from_utf8_lossy(&b).replace(&id.to_string(), "N"),
+            String::from_utf8_lossy(&b0).replace("99999", "N"),
+            "{p}"
+        );
+    }
+    // Members may leave; the owner may not (they unshare instead).
+    assert_eq!(carol.delete(&format!("/shares/{id}/members/carol")).send().await?.status(), 204);
+    assert_eq!(alice.delete(&format!("/shares/{id}/members/alice")).send().await?.status(), 400);
+    let (s, _) = send(&carol, Caller::Owner, &theirs).await?;
+    assert_eq!(s, 404, "a viewer who left reads nothing");
     Ok(())
 }

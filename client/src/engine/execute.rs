@@ -5,7 +5,7 @@
 
 use anyhow::{Context, bail};
 use ferry_shared::RelPath;
-use ferry_shared::api::{CommitOp, EntryKind, RevId};
+use ferry_shared::api::{CommitOp, EntryKind, ErrorCode, RevId};
 
 use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, op_entry, stored_elsewhere};
 use crate::planner::{Op, Plan};
@@ -97,7 +97,13 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     async fn move_remote(&mut self, from: &RelPath, to: &RelPath, rev: RevId) -> anyhow::Result<()> {
         let resp =
             self.api.commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }]).await?;
-        let entry = op_entry(resp.results.into_iter().next())?;
+        let result = resp.results.into_iter().next();
+        if let Some(e) = result.as_ref().and_then(|r| r.error.as_ref())
+            && e.code == ErrorCode::NestedShare
+        {
+            return self.undo_move(from, to, &e.message);
+        }
+        let entry = op_entry(result)?;
         if entry.path != *to {
             bail!(stored_elsewhere(to, &entry));
         }
@@ -107,6 +113,32 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             self.set_synced(&mut w, to, Some(SyncedNode { rev: entry.rev, ..top }));
         }
         self.write(w)
+    }
+
+    /// A move the server will never take (a shared folder into another):
+    /// moved back on disk, so both sides agree again; said in the status.
+    /// If its old place is taken meanwhile, the moved item is synced as new
+    /// where it is now (without what it held of a share) and the old one
+    /// comes back: nothing is lost either way.
+    fn undo_move(&mut self, from: &RelPath, to: &RelPath, why: &str) -> anyhow::Result<()> {
+        let back = match (self.disk.stat(from)?, from.parent()) {
+            (None, Some(parent)) if self.disk.stat(&parent)?.is_some_and(|p| p.kind == EntryKind::Dir) => {
+                self.disk.rename(to, from).is_ok()
+            }
+            _ => false,
+        };
+        let mut w = Vec::new();
+        if !back {
+            for k in subtree(&self.stree, from) {
+                self.set_synced(&mut w, &k, None);
+            }
+        }
+        self.write(w)?;
+        let what =
+            if back { format!("moved {to} back to {from}") } else { format!("{from} comes back from the server") };
+        tracing::warn!(%from, %to, why, "the server refused a move");
+        self.record_error(format!("{why}: {what}"));
+        Ok(())
     }
 
     fn mkdir_local(&mut self, path: &RelPath, remote: RemoteNode) -> anyhow::Result<()> {

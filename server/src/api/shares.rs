@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// of someone already in it). The folder appears at the top of their tree.
 #[utoipa::path(post, path = "/shares", operation_id = "share_folder", request_body = ShareRequest,
     responses((status = 201, body = Share),
-        (status = 400, body = ErrorBody, description = "a file, the root, the caller themselves, or the owner role"),
+        (status = 400, body = ErrorBody, description = "a file, the root, or the caller themselves"),
         (status = 403, body = ErrorBody, description = "shared with the caller by someone else: only its owner shares it"),
         (status = 404, body = ErrorBody, description = "no such folder or user"),
         (status = 409, body = ErrorBody, description = "inside a shared folder, or holding one (shares do not nest)")),
@@ -31,7 +31,7 @@ pub async fn create(
         return Err(Error::bad_request("share a folder, not your whole tree"));
     }
     let meta = Arc::clone(&state.meta);
-    let (share, touched) = blocking(move || meta.share(&caller, &req.path, &req.with, req.role)).await?;
+    let (share, touched) = blocking(move || meta.share(&caller, &req.path, &req.with, req.role.into())).await?;
     state.notifier.publish_all(&touched);
     Ok((StatusCode::CREATED, Json(share)))
 }
@@ -59,7 +59,7 @@ pub async fn set_role(
     JsonBody(req): JsonBody<RoleRequest>,
 ) -> Result<Json<Share>> {
     let meta = Arc::clone(&state.meta);
-    let (share, touched) = blocking(move || meta.set_role(&caller, id, &user, req.role)).await?;
+    let (share, touched) = blocking(move || meta.set_role(&caller, id, &user, req.role.into())).await?;
     state.notifier.publish_all(&touched);
     Ok(Json(share))
 }

@@ -297,3 +297,90 @@ fn sqlite_survives_reopen() {
     assert_eq!(v.entry.size, 4);
     assert_eq!(store.cursor(ns).unwrap(), 1);
 }
+
+fn p(s: &str) -> RelPath {
+    RelPath::parse(s).unwrap()
+}
+
+/// The live paths of a user's tree, from their journal.
+fn tree_of(store: &dyn MetaStore, c: &Caller) -> std::collections::BTreeSet<String> {
+    use ferry_shared::api::ChangeOp;
+    let mut tree = std::collections::BTreeSet::new();
+    for ch in store.changes(c.ns, 0, 10_000, false).unwrap().changes {
+        let path = ch.entry.path.to_string();
+        match ch.op {
+            ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
+                tree.insert(path);
+            }
+            ChangeOp::Delete | ChangeOp::Rmdir => tree.retain(|k| k != &path && !k.starts_with(&format!("{path}/"))),
+            ChangeOp::Move => {
+                let from = ch.from.unwrap().to_string();
+                let moved: Vec<String> =
+                    tree.iter().filter(|k| **k == from || k.starts_with(&format!("{from}/"))).cloned().collect();
+                for k in moved {
+                    tree.remove(&k);
+                    tree.insert(format!("{path}{}", &k[from.len()..]));
+                }
+            }
+        }
+    }
+    tree
+}
+
+fn ok(out: super::CommitOutcome) {
+    for r in out.results {
+        r.unwrap();
+    }
+}
+
+/// A shared folder: each member's journal shows it at their own path,
+/// moves into and out of it and between members' views are journaled as
+/// each reader sees them, and revoking takes it out of the member's tree.
+#[test]
+fn shared_folders_in_every_members_journal() {
+    use super::Shares;
+    use ferry_shared::api::ShareRole;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+    let (a, b) = (caller(&store, "alice", "laptop"), caller(&store, "bob", "desk"));
+    let blk = block(b"hello");
+    ok(store
+        .commit(&a, vec![put("team/sub/x.txt", None, &blk), put("mine.txt", None, &blk)], vec![blk.clone()])
+        .unwrap());
+    let (share, _) = store.share(&a, &p("team"), "bob", ShareRole::Editor).unwrap();
+    assert_eq!(share.path, p("team"));
+    let want = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(tree_of(&store, &b), want(&["team", "team/sub", "team/sub/x.txt"]));
+    // bob renames his mount and moves a folder out of the share into his own tree.
+    ok(store.commit(&b, vec![CommitOp::Move { from: p("team"), to: p("alice"), parent_rev: None }], vec![]).unwrap());
+    ok(store
+        .commit(&b, vec![CommitOp::Move { from: p("alice/sub"), to: p("sub"), parent_rev: None }], vec![])
+        .unwrap());
+    assert_eq!(tree_of(&store, &b), want(&["alice", "sub", "sub/x.txt"]));
+    assert_eq!(tree_of(&store, &a), want(&["mine.txt", "team"]));
+    // bob may read what he moved out (its blocks are his now).
+    assert!(store.owns_block(b.user_id, &blk.id).unwrap());
+    // alice moves her own file into the share: bob sees it appear.
+    ok(store
+        .commit(&a, vec![CommitOp::Move { from: p("mine.txt"), to: p("team/mine.txt"), parent_rev: None }], vec![])
+        .unwrap());
+    assert_eq!(tree_of(&store, &b), want(&["alice", "alice/mine.txt", "sub", "sub/x.txt"]));
+    assert_eq!(tree_of(&store, &a), want(&["team", "team/mine.txt"]));
+    // A folder holding a mount cannot go into a share; a mount neither.
+    ok(store.commit(&b, vec![CommitOp::Mkdir { path: p("box") }], vec![]).unwrap());
+    ok(store
+        .commit(&b, vec![CommitOp::Move { from: p("alice"), to: p("box/alice"), parent_rev: None }], vec![])
+        .unwrap());
+    let r = store.commit(&b, vec![CommitOp::Move { from: p("box"), to: p("box/alice/box"), parent_rev: None }], vec![]);
+    assert!(r.unwrap().results[0].is_err());
+    // Viewers may not write.
+    store.share(&a, &p("team"), "bob", ShareRole::Viewer).unwrap();
+    let r = store.commit(&b, vec![put("box/alice/new.txt", None, &blk)], vec![]).unwrap();
+    assert!(matches!(&r.results[0], Err(Error::Client { code: ErrorCode::Forbidden, .. })), "{:?}", r.results[0]);
+    // Revoked: gone from bob's tree, alice's untouched.
+    let id = share.id;
+    store.remove_member(&a, id, Some("bob")).unwrap();
+    assert_eq!(tree_of(&store, &b), want(&["box", "sub", "sub/x.txt"]));
+    assert_eq!(tree_of(&store, &a), want(&["team", "team/mine.txt"]));
+    assert!(store.shares(&b).unwrap().is_empty());
+}

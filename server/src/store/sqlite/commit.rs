@@ -626,7 +626,7 @@ impl Ctx<'_> {
                     s.query_row([r], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
                 if mount.is_some() && !deleted {
                     return Err(Error::client(
-                        ErrorCode::Conflict,
+                        ErrorCode::NestedShare,
                         format!(
                             "shared folders cannot be nested: '{}' holds or is a shared folder, '{}' is in one",
                             under(&from.prefix, &from_path)?,
@@ -653,6 +653,13 @@ impl Ctx<'_> {
         }
         let parent_id = self.ensure_dir(&to_path.parent().expect("not root"))?;
         grant_blocks(conn, to.ns, &rows)?;
+        // The item first, at its new place (its old parent and name may be
+        // taken there), then what is under it.
+        let name = to_path.name().expect("not root");
+        conn.exec(
+            "UPDATE files SET ns = ?1, parent = ?2, name = ?3, name_key = ?4 WHERE id = ?5",
+            params![to.ns, parent_id, name, name_key(name), node.id],
+        )?;
         {
             let mut mv = conn.prepare_cached("UPDATE files SET ns = ?1 WHERE id = ?2")?;
             let mut links = conn.prepare_cached("UPDATE links SET ns = ?1 WHERE file = ?2")?;
@@ -661,11 +668,6 @@ impl Ctx<'_> {
                 links.execute(params![to.ns, r])?;
             }
         }
-        let name = to_path.name().expect("not root");
-        conn.exec(
-            "UPDATE files SET parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
-            params![parent_id, name, name_key(name), node.id],
-        )?;
         let old = version(conn, node.head)?;
         let rev = self.insert_version(NewVersion {
             file: node.id,

@@ -376,7 +376,7 @@ fn make_share(conn: &Connection, root: i64, user: i64, node: &Node, path: &RelPa
     if let Some(m) = mounts {
         let p = stored_path(conn, m)?.map(|p| p.to_string()).unwrap_or_default();
         return Err(Error::client(
-            ErrorCode::Conflict,
+            ErrorCode::NestedShare,
             format!("'{path}' holds the shared folder '{p}': shared folders cannot be nested; move it out first"),
         ));
     }
@@ -452,7 +452,7 @@ impl Shares for SqliteStore {
             let loc = locate(conn, caller.ns, &path)?;
             if loc.ns != caller.ns {
                 return Err(Error::client(
-                    ErrorCode::Conflict,
+                    ErrorCode::NestedShare,
                     format!(
                         "'{path}' is inside the shared folder '{}': shared folders cannot be nested; share '{}' itself",
                         loc.prefix, loc.prefix
@@ -467,6 +467,7 @@ impl Shares for SqliteStore {
                 )));
             }
             let path = stored_path(conn, node.id)?.unwrap_or(path);
+            let mut touched = Touched::default();
             let ns = match node.mount {
                 Some(ns) => {
                     let share = my_share(conn, &caller, ns)?;
@@ -475,12 +476,20 @@ impl Shares for SqliteStore {
                     }
                     ns
                 }
-                None => make_share(conn, caller.ns, caller.user_id, &node, &path)?,
+                None => {
+                    if target == caller.user_id {
+                        return Err(Error::bad_request(format!("'{path}' is yours already")));
+                    }
+                    let ns = make_share(conn, caller.ns, caller.user_id, &node, &path)?;
+                    // The owner's devices learn it is shared (its entry says so).
+                    touched
+                        .journal(caller.ns, append(conn, caller.ns, ChangeOp::Mkdir, node.id, node.head, &path, None)?);
+                    ns
+                }
             };
             if target == caller.user_id {
                 return Err(Error::bad_request(format!("'{path}' is yours already")));
             }
-            let mut touched = Touched::default();
             let existing: Option<i64> = conn
                 .row("SELECT role FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, target], |r| r.get(0))
                 .optional()?;

@@ -278,7 +278,7 @@ fn list_folder_rows(c: &Connection, ns: i64, parent: i64, path: &RelPath) -> Res
         "SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 ORDER BY name"
     ))?;
     let rows: Vec<(Node, String)> =
-        s.query_map(params![ns, parent], |r| Ok((node_row(r)?, r.get(5)?)))?.collect::<rusqlite::Result<_>>()?;
+        s.query_map(params![ns, parent], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<rusqlite::Result<_>>()?;
     rows.into_iter()
         .map(|(n, name)| {
             let mut e = entry_of(n.id, n.kind, &path.join(&name)?, n.head, &version(c, n.head)?);
