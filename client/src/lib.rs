@@ -25,6 +25,7 @@ pub mod engine;
 pub mod names;
 pub mod planner;
 pub mod remote;
+pub mod resolve;
 pub mod scan;
 pub mod seams;
 pub mod state;

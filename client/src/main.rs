@@ -87,6 +87,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Settle a conflict: keep your version (the conflict copy), theirs (the
+    /// file at the original path) or both. The version not kept stays in
+    /// the file's history on the server.
+    Resolve {
+        /// The conflict copy (or the file, if it has exactly one copy).
+        path: String,
+        #[arg(long, value_enum)]
+        keep: ferry_client::resolve::Keep,
+    },
     /// Make a read-only link to a file or folder and print its URL.
     Link {
         path: String,
@@ -619,6 +628,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Resolve { path, keep } => {
+            let (config, token) = dirs.load()?;
+            let rel = folder_path(&config, &path)?;
+            let done = ferry_client::resolve::resolve(&Remote::new(&config.server, &token), &config.folder, &rel, keep)
+                .await?;
+            println!("{done}; the daemon syncs it");
         }
         Command::Conflicts { json } => {
             let (config, _) = dirs.load()?;

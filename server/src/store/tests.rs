@@ -8,7 +8,7 @@ use ferry_shared::api::{BlockList, CommitOp, ErrorCode};
 use ferry_shared::path::RelPath;
 
 use super::sqlite::SqliteStore;
-use super::{BlockRecords, Caller, Files, Journal, MetaStore, NewBlock};
+use super::{Accounts, BlockRecords, Caller, Files, Journal, MetaStore, NewBlock};
 use crate::blockstore::BlockLoc;
 use crate::error::Error;
 
@@ -373,6 +373,13 @@ fn shared_folders_in_every_members_journal() {
         .unwrap());
     let r = store.commit(&b, vec![CommitOp::Move { from: p("box"), to: p("box/alice/box"), parent_rev: None }], vec![]);
     assert!(r.unwrap().results[0].is_err());
+    // Bytes bob writes into the share count against alice.
+    let (a_used, b_used) = (store.user_info(a.user_id).unwrap().used, store.user_info(b.user_id).unwrap().used);
+    let big = block(&[7u8; 1000]);
+    store.add_blocks(b.user_id, std::slice::from_ref(&big)).unwrap();
+    ok(store.commit(&b, vec![put("box/alice/big.bin", None, &big)], vec![]).unwrap());
+    assert_eq!(store.user_info(a.user_id).unwrap().used, a_used + 1000);
+    assert_eq!(store.user_info(b.user_id).unwrap().used, b_used);
     // Viewers may not write.
     store.share(&a, &p("team"), "bob", ShareRole::Viewer).unwrap();
     let r = store.commit(&b, vec![put("box/alice/new.txt", None, &blk)], vec![]).unwrap();
@@ -381,6 +388,6 @@ fn shared_folders_in_every_members_journal() {
     let id = share.id;
     store.remove_member(&a, id, Some("bob")).unwrap();
     assert_eq!(tree_of(&store, &b), want(&["box", "sub", "sub/x.txt"]));
-    assert_eq!(tree_of(&store, &a), want(&["team", "team/mine.txt"]));
+    assert_eq!(tree_of(&store, &a), want(&["team", "team/big.bin", "team/mine.txt"]));
     assert!(store.shares(&b).unwrap().is_empty());
 }

@@ -67,6 +67,23 @@ impl Ctx<'_> {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// A new head of `file` with the content of its revision `from`, at `path`.
+    fn copy_version(&self, file: i64, from: i64, path: &RelPath) -> Result<i64> {
+        let old = version(self.conn, from)?;
+        let rev = self.insert_version(NewVersion {
+            file,
+            path,
+            size: old.size,
+            mtime: old.mtime,
+            executable: old.executable,
+            hash: &old.hash,
+            blocks: &old.blocks,
+            deleted: false,
+        })?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, file])?;
+        Ok(rev)
+    }
+
     /// Works in `loc`'s namespace from now on.
     fn enter(&mut self, loc: &Loc) -> Result<()> {
         self.ns = loc.ns;
@@ -553,18 +570,7 @@ impl Ctx<'_> {
             "UPDATE files SET parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
             params![parent_id, name, name_key(name), node.id],
         )?;
-        let old = version(self.conn, node.head)?;
-        let rev = self.insert_version(NewVersion {
-            file: node.id,
-            path: to,
-            size: old.size,
-            mtime: old.mtime,
-            executable: old.executable,
-            hash: &old.hash,
-            blocks: &old.blocks,
-            deleted: false,
-        })?;
-        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, node.id])?;
+        let rev = self.copy_version(node.id, node.head, to)?;
         self.journal(ChangeOp::Move, node.id, rev, to, Some(from))?;
         self.entry(node.id, node.kind, to, rev)
     }
@@ -668,18 +674,7 @@ impl Ctx<'_> {
                 links.execute(params![to.ns, r])?;
             }
         }
-        let old = version(conn, node.head)?;
-        let rev = self.insert_version(NewVersion {
-            file: node.id,
-            path: &to_path,
-            size: old.size,
-            mtime: old.mtime,
-            executable: old.executable,
-            hash: &old.hash,
-            blocks: &old.blocks,
-            deleted: false,
-        })?;
-        conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, node.id])?;
+        let rev = self.copy_version(node.id, node.head, &to_path)?;
         let to_aud = audience(conn, to.ns)?;
         let items = live_items(conn, &rows, node.id, &to_path)?;
         for (root, prefix) in &from_aud {
@@ -742,17 +737,7 @@ impl Ctx<'_> {
         } else {
             ChangeOp::Modify
         };
-        let new_rev = self.insert_version(NewVersion {
-            file: node.id,
-            path,
-            size: old.size,
-            mtime: old.mtime,
-            executable: old.executable,
-            hash: &old.hash,
-            blocks: &old.blocks,
-            deleted: false,
-        })?;
-        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![new_rev, node.id])?;
+        let new_rev = self.copy_version(node.id, rev, path)?;
         self.adjust_used(old.size as i64 - current_size as i64)?;
         self.journal(op, node.id, new_rev, path, None)?;
         self.entry(node.id, EntryKind::File, path, new_rev)

@@ -1,0 +1,113 @@
+//! What a person does at their desktop, end to end: conflicts settled with
+//! `ferry resolve` (nothing destroyed: the version not kept stays in history).
+
+use std::time::Duration;
+
+use ferry_tests::{Client, Daemon, Server, wait_until};
+
+const T: Duration = Duration::from_secs(60);
+
+fn idle(d: &Daemon) -> bool {
+    d.status().is_ok_and(|s| s["state"] == "idle" && s["pending_uploads"] == 0 && s["pending_downloads"] == 0)
+}
+
+struct Desk {
+    server: Server,
+    a: Daemon,
+    phone: Client,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Desk {
+    fn start() -> Desk {
+        let server = Server::start().expect("server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = Daemon::start(&server, "alice", "A", dir.path()).expect("daemon");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let phone = rt.block_on(Client::user(&server, "alice", "phone")).expect("login");
+        Desk { server, a, phone, rt, _dir: dir }
+    }
+
+    fn wait(&self, what: &str, cond: impl FnMut() -> bool) {
+        if let Err(e) = wait_until(T, what, cond) {
+            panic!("{e}\n{}\n{}", self.a.log(), self.server.log());
+        }
+    }
+
+    /// The server's content at `path`, if a file is there.
+    fn on_server(&self, path: &str) -> Option<Vec<u8>> {
+        self.rt.block_on(async {
+            let r = self.phone.get(&format!("/files/download?path={path}")).send().await.ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
+            Some(r.bytes().await.ok()?.to_vec())
+        })
+    }
+
+    fn head(&self, path: &str) -> i64 {
+        let r: ferry_shared::api::ListRevisionsResponse = self
+            .rt
+            .block_on(async {
+                self.phone.get(&format!("/files/list_revisions?path={path}")).send().await?.json().await
+            })
+            .expect("revisions");
+        r.revisions[0].rev
+    }
+
+    /// `path` edited here (while the daemon is down) and on the phone: a
+    /// conflict copy of this device's version. Returns the copy's path.
+    fn conflict(&mut self, path: &str, mine: &[u8], theirs: &[u8]) -> String {
+        self.wait("synced", || idle(&self.a) && self.on_server(path).is_some());
+        self.a.kill();
+        std::fs::write(self.a.path(path), mine).expect("write");
+        let head = self.head(path);
+        let r = self.rt.block_on(self.phone.put_small(path, theirs, Some(head))).expect("put");
+        assert!(r.entry.is_some(), "{r:?}");
+        self.a.restart().expect("restart");
+        let mut copy = String::new();
+        self.wait("a conflict copy on the server", || {
+            let list: Vec<String> =
+                serde_json::from_str(&self.a.ferry(&["conflicts", "--json"]).unwrap_or_default()).unwrap_or_default();
+            copy = list.into_iter().next().unwrap_or_default();
+            !copy.is_empty() && idle(&self.a) && self.on_server(&copy).as_deref() == Some(mine)
+        });
+        copy
+    }
+}
+
+#[test]
+fn resolve_keeps_mine_theirs_or_both_and_destroys_nothing() {
+    let mut d = Desk::start();
+    std::fs::write(d.a.path("r.txt"), b"first").expect("write");
+
+    // Mine: my version at the original path, theirs in its history.
+    let copy = d.conflict("r.txt", b"mine 1", b"theirs 1");
+    let out = d.a.ferry(&["resolve", &d.a.path(&copy).to_string_lossy(), "--keep", "mine"]).expect("resolve");
+    assert!(out.contains("kept your version at r.txt"), "{out}");
+    d.wait("mine on the server", || d.on_server("r.txt").as_deref() == Some(b"mine 1") && d.on_server(&copy).is_none());
+    let revs: ferry_shared::api::ListRevisionsResponse =
+        d.rt.block_on(async { d.phone.get("/files/list_revisions?path=r.txt").send().await?.json().await })
+            .expect("history");
+    assert!(revs.revisions.iter().any(|r| r.size == 8 && !r.deleted), "theirs in history: {revs:?}");
+
+    // Theirs: the copy goes (its history stays), the file is as the server had it.
+    let copy = d.conflict("r.txt", b"mine 2", b"theirs 2");
+    d.a.ferry(&["resolve", &d.a.path(&copy).to_string_lossy(), "--keep", "theirs"]).expect("resolve");
+    d.wait("the copy gone", || d.on_server(&copy).is_none() && !d.a.path(&copy).exists());
+    assert_eq!(d.on_server("r.txt").as_deref(), Some(&b"theirs 2"[..]));
+
+    // Both, named by the original: the copy gets a plain name.
+    let copy = d.conflict("r.txt", b"mine 3", b"theirs 3");
+    let out = d.a.ferry(&["resolve", &d.a.path("r.txt").to_string_lossy(), "--keep", "both"]).expect("resolve");
+    assert!(out.contains("r (2).txt"), "{out}");
+    d.wait("both on the server", || {
+        d.on_server("r (2).txt").as_deref() == Some(b"mine 3") && d.on_server(&copy).is_none()
+    });
+    assert_eq!(d.on_server("r.txt").as_deref(), Some(&b"theirs 3"[..]));
+
+    // What cannot be resolved says why.
+    let err = d.a.ferry(&["resolve", &d.a.path("r.txt").to_string_lossy(), "--keep", "mine"]).unwrap_err();
+    assert!(format!("{err}").contains("has no conflict copy"), "{err}");
+}
