@@ -91,6 +91,10 @@ impl Dirs {
     pub fn control_socket(&self) -> PathBuf {
         self.state.join("control.sock")
     }
+    /// Present while the user has paused syncing (kept across restarts).
+    pub fn pause_file(&self) -> PathBuf {
+        self.state.join("paused.json")
+    }
 
     pub fn load(&self) -> anyhow::Result<(Config, String)> {
         let path = self.config_file();

@@ -15,8 +15,14 @@ use crate::status::Status;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    Pause,
-    Resume { confirm_deletes: bool },
+    /// Pause until resumed, or until `until` (Unix milliseconds).
+    Pause {
+        #[serde(default)]
+        until: Option<i64>,
+    },
+    Resume {
+        confirm_deletes: bool,
+    },
 }
 
 pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<Event>) {
@@ -44,8 +50,8 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
                 Ok(Request::Status) => {
                     serde_json::to_string(&*status.lock().expect("status poisoned")).unwrap_or_default()
                 }
-                Ok(Request::Pause) => {
-                    let _ = tx.send(Event::Control(Control::Pause)).await;
+                Ok(Request::Pause { until }) => {
+                    let _ = tx.send(Event::Control(Control::Pause { until })).await;
                     r#"{"ok":true}"#.to_owned()
                 }
                 Ok(Request::Resume { confirm_deletes }) => {

@@ -33,8 +33,57 @@ pub enum Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
-    Pause,
-    Resume { confirm_deletes: bool },
+    /// Until resumed, or until a time (Unix milliseconds).
+    Pause {
+        until: Option<i64>,
+    },
+    Resume {
+        confirm_deletes: bool,
+    },
+}
+
+/// A pause the user asked for: kept in the state directory, so it holds
+/// across restarts; a timed one ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct UserPause {
+    until: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl UserPause {
+    fn load(dirs: &Dirs) -> Option<UserPause> {
+        let p: UserPause = serde_json::from_str(&std::fs::read_to_string(dirs.pause_file()).ok()?).ok()?;
+        p.until.is_none_or(|u| u > now_ms()).then_some(p)
+    }
+
+    fn save(this: Option<UserPause>, dirs: &Dirs) {
+        let r = match this {
+            Some(p) => crate::config::write_file(
+                &dirs.pause_file(),
+                serde_json::to_string(&p).unwrap_or_default().as_bytes(),
+                false,
+            ),
+            None => std::fs::remove_file(dirs.pause_file())
+                .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+                .map_err(Into::into),
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = format!("{e:#}"), "cannot keep the pause across restarts");
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self.until {
+            Some(u) => format!(
+                "paused by the user until {} UTC (`ferry resume` resumes now)",
+                ferry_shared::time::utc_string(u)
+            ),
+            None => "paused by the user (`ferry resume` resumes)".to_owned(),
+        }
+    }
 }
 
 /// Quiet period after the last disk event before a round starts.
@@ -51,6 +100,12 @@ fn backoff(attempt: u32) -> Duration {
     let capped = base.min(Duration::from_secs(60));
     let jitter = rand::random::<f64>() * 0.5 + 0.75;
     capped.mul_f64(jitter)
+}
+
+fn set_paused_until(status: &Mutex<Status>, until: Option<i64>) {
+    if let Ok(mut s) = status.lock() {
+        s.paused_until = until;
+    }
 }
 
 fn set_state(status: &Mutex<Status>, state: SyncState, reason: Option<String>) {
@@ -99,10 +154,25 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
     let mut _watcher: Option<notify::RecommendedWatcher> = None;
     let mut folder_ok = false;
 
-    let mut paused = false;
+    let mut user_pause = UserPause::load(&dirs);
+    let mut paused = user_pause.is_some();
+    if let Some(p) = &user_pause {
+        set_state(&status, SyncState::Paused, Some(p.reason()));
+        set_paused_until(&status, p.until);
+    }
     let mut failures = 0u32;
     let mut deferred = false;
     loop {
+        // A timed pause that has run out.
+        if let Some(UserPause { until: Some(u) }) = user_pause
+            && u <= now_ms()
+        {
+            tracing::info!("the pause ended");
+            user_pause = None;
+            UserPause::save(None, &dirs);
+            paused = false;
+            set_paused_until(&status, None);
+        }
         if !paused && !folder_ok {
             // Start-up, or the folder was gone: only a look at its marker
             // until it is back, then a fresh start (partial downloads a
@@ -197,7 +267,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         }
         // Wait for a reason to run again.
         let retry = if paused {
-            None
+            user_pause.and_then(|p| p.until).map(|u| Duration::from_millis((u - now_ms()).max(0) as u64))
         } else if !folder_ok {
             Some(FOLDER_RETRY)
         } else if deferred {
@@ -227,12 +297,20 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         for e in pending {
             if let Event::Control(c) = e {
                 match c {
-                    Control::Pause => {
+                    Control::Pause { until } => {
+                        let p = UserPause { until };
                         paused = true;
-                        set_state(&status, SyncState::Paused, Some("paused by the user".into()));
+                        user_pause = Some(p);
+                        UserPause::save(user_pause, &dirs);
+                        set_state(&status, SyncState::Paused, Some(p.reason()));
+                        set_paused_until(&status, until);
                     }
                     Control::Resume { confirm_deletes } => {
                         paused = false;
+                        if user_pause.take().is_some() {
+                            UserPause::save(None, &dirs);
+                        }
+                        set_paused_until(&status, None);
                         engine.deletes_confirmed = confirm_deletes;
                     }
                 }

@@ -60,8 +60,12 @@ enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
-    /// Pause syncing.
-    Pause,
+    /// Pause syncing (kept across restarts): until `ferry resume`, or for a while.
+    Pause {
+        /// Resume by itself after this long: 30m, 2h, 1d.
+        #[arg(long = "for", value_parser = parse_duration)]
+        for_: Option<u64>,
+    },
     /// Resume syncing.
     Resume {
         /// Allow a large deletion the daemon paused on.
@@ -424,9 +428,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ferry_client::wait::wait(&dirs.control_socket(), timeout.map(std::time::Duration::from_secs)).await?;
         }
         #[cfg(unix)]
-        Command::Pause => {
-            ferry_client::control::request(&dirs.control_socket(), &ferry_client::control::Request::Pause).await?;
-            println!("paused");
+        Command::Pause { for_ } => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+            let until = for_.map(|s| now + (s as i64) * 1000);
+            ferry_client::control::request(&dirs.control_socket(), &ferry_client::control::Request::Pause { until })
+                .await?;
+            match until {
+                Some(u) => {
+                    println!("paused until {} UTC; `ferry resume` resumes now", ferry_shared::time::utc_string(u))
+                }
+                None => println!("paused (also after a restart) until `ferry resume`"),
+            }
         }
         #[cfg(unix)]
         Command::Resume { confirm_deletes } => {
@@ -435,7 +447,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("resumed");
         }
         #[cfg(not(unix))]
-        Command::Status { .. } | Command::Wait { .. } | Command::Pause | Command::Resume { .. } => {
+        Command::Status { .. } | Command::Wait { .. } | Command::Pause { .. } | Command::Resume { .. } => {
             bail!("the control socket is not available on this platform yet")
         }
         Command::History { path, limit, json } => {

@@ -23,6 +23,9 @@ pub struct Status {
     pub pending_download_bytes: u64,
     /// Unix milliseconds of the last completed sync round.
     pub last_sync: Option<i64>,
+    /// When a timed pause ends (Unix milliseconds).
+    #[serde(default)]
+    pub paused_until: Option<i64>,
     /// Conflict copies made by this daemon (paths in the folder).
     pub conflicts: Vec<String>,
     /// Shared folders here: `path: shared by OWNER, ROLE` (or yours).
@@ -68,6 +71,7 @@ impl Status {
             pending_downloads: 0,
             pending_download_bytes: 0,
             last_sync: None,
+            paused_until: None,
             conflicts: Vec::new(),
             shares: Vec::new(),
             share_news: Vec::new(),

@@ -111,3 +111,33 @@ fn resolve_keeps_mine_theirs_or_both_and_destroys_nothing() {
     let err = d.a.ferry(&["resolve", &d.a.path("r.txt").to_string_lossy(), "--keep", "mine"]).unwrap_err();
     assert!(format!("{err}").contains("has no conflict copy"), "{err}");
 }
+
+#[test]
+fn a_pause_holds_across_restarts_and_a_timed_one_ends_by_itself() {
+    let mut d = Desk::start();
+    std::fs::write(d.a.path("a.txt"), b"a").expect("write");
+    d.wait("a.txt on the server", || d.on_server("a.txt").is_some());
+    let out = d.a.ferry(&["pause"]).expect("pause");
+    assert!(out.contains("until `ferry resume`"), "{out}");
+    d.wait("paused", || d.a.status().is_ok_and(|s| s["state"] == "paused"));
+    std::fs::write(d.a.path("b.txt"), b"b").expect("write");
+    d.a.kill();
+    d.a.restart().expect("restart");
+    d.wait("paused after the restart", || {
+        d.a.status()
+            .is_ok_and(|s| s["state"] == "paused" && s["reason"].as_str().is_some_and(|r| r.contains("by the user")))
+    });
+    assert!(d.on_server("b.txt").is_none(), "nothing is sent while paused");
+    d.a.ferry(&["resume"]).expect("resume");
+    d.wait("b.txt on the server", || d.on_server("b.txt").is_some());
+
+    // For a while: it ends by itself, and says until when meanwhile.
+    let out = d.a.ferry(&["pause", "--for", "2s"]).expect("pause");
+    assert!(out.contains("paused until"), "{out}");
+    d.wait("paused for a while", || d.a.status().is_ok_and(|s| s["paused_until"].as_i64().is_some()));
+    std::fs::write(d.a.path("c.txt"), b"c").expect("write");
+    d.wait("c.txt on the server once the pause ended", || d.on_server("c.txt").is_some());
+    d.wait("idle", || idle(&d.a) && d.a.status().is_ok_and(|s| s["paused_until"].is_null()));
+    let err = d.a.ferry(&["pause", "--for", "soon"]).unwrap_err();
+    assert!(format!("{err}").contains("give a number and a unit"), "{err}");
+}
