@@ -13,6 +13,9 @@ use ferry_shared::api::CommitOp;
 #[derive(Parser)]
 #[command(name = "ferry", version, about = "Ferry: keep a folder in sync across your devices")]
 struct Cli {
+    /// On an error, show its details (and a backtrace with RUST_BACKTRACE=1).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -197,9 +200,25 @@ fn parse_duration(s: &str) -> Result<u64, String> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     ferry_client::alloc::use_one_heap();
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match start(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A sentence with what to do; the details (a backtrace) only when asked for.
+        Err(e) if verbose => {
+            eprintln!("ferry: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("ferry: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
