@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod desktop;
+pub mod doctor;
 pub mod engine;
 pub mod names;
 pub mod planner;

@@ -89,6 +89,12 @@ enum Command {
         #[arg(long)]
         rev: i64,
     },
+    /// Check what syncing needs (config, server, clocks, folder, disk,
+    /// inotify watches, daemon); each problem with the command that fixes it.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
     /// List conflict copies in the folder.
     Conflicts {
         #[arg(long)]
@@ -658,6 +664,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         e.path
                     );
                 }
+            }
+        }
+        Command::Doctor { json } => {
+            let checks = ferry_client::doctor::run(&dirs).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                for c in &checks {
+                    let mark = if c.ok { "ok " } else { "!! " };
+                    println!("{mark} {:<8} {}", c.check, c.detail);
+                    if let Some(fix) = &c.fix {
+                        println!("             fix: {fix}");
+                    }
+                }
+            }
+            let problems = checks.iter().filter(|c| !c.ok).count();
+            if problems > 0 {
+                bail!("{problems} problem(s) found; each has its fix above");
             }
         }
         Command::Resolve { path, keep } => {

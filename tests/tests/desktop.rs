@@ -141,3 +141,29 @@ fn a_pause_holds_across_restarts_and_a_timed_one_ends_by_itself() {
     let err = d.a.ferry(&["pause", "--for", "soon"]).unwrap_err();
     assert!(format!("{err}").contains("give a number and a unit"), "{err}");
 }
+
+#[test]
+fn doctor_checks_everything_and_says_how_to_fix_what_is_wrong() {
+    let mut d = Desk::start();
+    d.wait("idle", || idle(&d.a));
+    let checks: Vec<serde_json::Value> =
+        serde_json::from_str(&d.a.ferry(&["doctor", "--json"]).expect("doctor")).expect("json");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["check"].as_str()).collect();
+    for want in ["config", "server", "clock", "login", "folder", "marker", "disk", "watches", "daemon"] {
+        assert!(names.contains(&want), "{want} checked: {checks:?}");
+    }
+    assert!(checks.iter().all(|c| c["ok"] == true), "{checks:#?}");
+    // The daemon down and the server gone: two problems, each with its fix.
+    d.a.kill();
+    d.server.stop().expect("stop");
+    let out = std::process::Command::new(ferry_tests::binary("ferry"))
+        .arg("doctor")
+        .env("FERRY_HOME", &d.a.home)
+        .output()
+        .expect("doctor");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("!!  server") && text.contains("cannot reach"), "{text}");
+    assert!(text.contains("!!  daemon") && text.contains("fix: systemctl --user start ferry"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s) found"));
+}
