@@ -17,6 +17,7 @@ use ferry_shared::api::{BlockList, CommitOp};
 use ferry_shared::chunk::{self, ChunkParams, Chunker};
 use ferry_tests::{Client, Server, pseudo_random};
 
+mod limit;
 mod shares;
 mod sync;
 
@@ -66,6 +67,14 @@ enum What {
         #[arg(long, default_value_t = 30)]
         edits: u64,
     },
+    /// Bandwidth limits: the rate a limited upload and download hold on the wire.
+    Limit {
+        #[arg(long, default_value_t = 32)]
+        mib: usize,
+        /// Bytes per second.
+        #[arg(long, default_value_t = 4_000_000)]
+        rate: u64,
+    },
     /// Share links: download throughput of a large file and of a folder's
     /// zip through a link, and the server's RSS meanwhile.
     Links {
@@ -96,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         }
         What::Links { mib, huge } => rt()?.block_on(links(mib, huge)),
         What::Shares { edits } => shares::run(edits),
+        What::Limit { mib, rate } => limit::run(mib, rate),
         What::All => {
             chunking(256)?;
             rt()?.block_on(commits(20_000, 64))?;

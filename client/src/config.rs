@@ -34,6 +34,12 @@ pub struct Config {
     /// Desktop notifications (new conflict copies); `false` turns them off.
     #[serde(default = "yes")]
     pub notifications: bool,
+    /// Bandwidth limit of uploads, bytes per second (`ferry limit --up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_up: Option<u64>,
+    /// Bandwidth limit of downloads, bytes per second (`ferry limit --down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_down: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -46,6 +52,24 @@ fn default_max_deletes() -> usize {
 
 fn default_max_delete_share() -> f64 {
     0.5
+}
+
+impl Config {
+    /// A new device's configuration, with the defaults.
+    pub fn new(server: String, user: String, folder: PathBuf, device: String) -> Config {
+        Config {
+            server,
+            user,
+            folder,
+            device,
+            max_deletes: default_max_deletes(),
+            max_delete_share: default_max_delete_share(),
+            embedded_server: None,
+            notifications: true,
+            limit_up: None,
+            limit_down: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {

@@ -23,9 +23,14 @@ pub enum Request {
     Resume {
         confirm_deletes: bool,
     },
+    /// New bandwidth limits (bytes per second; `None`: unlimited), at once.
+    Limits {
+        up: Option<u64>,
+        down: Option<u64>,
+    },
 }
 
-pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<Event>) {
+pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<Event>, remote: crate::remote::Remote) {
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(l) => l,
@@ -39,7 +44,7 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
     while let Ok((stream, _)) = listener.accept().await {
-        let (status, tx) = (Arc::clone(&status), tx.clone());
+        let (status, tx, remote) = (Arc::clone(&status), tx.clone(), remote.clone());
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
             let mut line = String::new();
@@ -56,6 +61,14 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
                 }
                 Ok(Request::Resume { confirm_deletes }) => {
                     let _ = tx.send(Event::Control(Control::Resume { confirm_deletes })).await;
+                    r#"{"ok":true}"#.to_owned()
+                }
+                Ok(Request::Limits { up, down }) => {
+                    // At once, also for transfers under way (not at the next round).
+                    remote.set_limits(up, down);
+                    if let Ok(mut s) = status.lock() {
+                        (s.limit_up, s.limit_down) = (up, down);
+                    }
                     r#"{"ok":true}"#.to_owned()
                 }
                 Err(e) => serde_json::json!({"error": e.to_string()}).to_string(),

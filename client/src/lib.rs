@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod desktop;
 pub mod doctor;
 pub mod engine;
+pub mod limit;
 pub mod names;
 pub mod planner;
 pub mod remote;

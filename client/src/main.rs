@@ -89,6 +89,15 @@ enum Command {
         #[arg(long)]
         rev: i64,
     },
+    /// Limit the bandwidth of uploads and downloads (kept in the config,
+    /// applied at once): `--up 2MB/s --down 10MB/s`, `off` to lift one.
+    /// Without options, shows the limits.
+    Limit {
+        #[arg(long)]
+        up: Option<ferry_client::limit::Rate>,
+        #[arg(long)]
+        down: Option<ferry_client::limit::Rate>,
+    },
     /// Check what syncing needs (config, server, clocks, folder, disk,
     /// inotify watches, daemon); each problem with the command that fixes it.
     Doctor {
@@ -299,16 +308,7 @@ async fn quickstart(dirs: Dirs, folder: Option<PathBuf>, listen: std::net::Socke
     let url = start_embedded_server(data.clone(), listen).await?;
     let device = default_device();
     let login = Remote::login(&url, &creds.user, &creds.password, &device).await?;
-    let config = Config {
-        server: url.clone(),
-        user: creds.user.clone(),
-        folder,
-        device,
-        max_deletes: 1000,
-        max_delete_share: 0.5,
-        embedded_server: Some(data),
-        notifications: true,
-    };
+    let config = Config { embedded_server: Some(data), ..Config::new(url.clone(), creds.user.clone(), folder, device) };
     dirs.save(&config, &login.token)?;
     println!("Ferry is syncing {}", config.folder.display());
     println!("  server (web API): {url}   API description: {url}/openapi.json");
@@ -370,16 +370,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let login = Remote::login(&server, &user, password, &device)
                 .await
                 .with_context(|| format!("logging in to {server} as {user}"))?;
-            let config = Config {
-                server,
-                user,
-                folder,
-                device,
-                max_deletes: 1000,
-                max_delete_share: 0.5,
-                embedded_server: None,
-                notifications: true,
-            };
+            let config = Config::new(server, user, folder, device);
             dirs.save(&config, &login.token)?;
             println!(
                 "logged in as {} on {} (device {}); syncing {}",
@@ -665,6 +656,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Limit { up, down } => {
+            use ferry_client::limit::show_rate;
+            let (mut config, token) = dirs.load()?;
+            if up.is_some() || down.is_some() {
+                if let Some(u) = up {
+                    config.limit_up = u.0;
+                }
+                if let Some(d) = down {
+                    config.limit_down = d.0;
+                }
+                dirs.save(&config, &token)?;
+                #[cfg(unix)]
+                let req = ferry_client::control::Request::Limits { up: config.limit_up, down: config.limit_down };
+                #[cfg(unix)]
+                if ferry_client::control::request(&dirs.control_socket(), &req).await.is_err() {
+                    println!("(the daemon is not running: the limits apply when it starts)");
+                }
+            }
+            println!("uploads: {}, downloads: {}", show_rate(config.limit_up), show_rate(config.limit_down));
         }
         Command::Doctor { json } => {
             let checks = ferry_client::doctor::run(&dirs).await;

@@ -113,6 +113,15 @@ pub struct Remote {
     base: String,
     token: String,
     traffic: std::sync::Arc<Counters>,
+    /// Bandwidth limits of block uploads and downloads (shared by clones).
+    limits: std::sync::Arc<Limits>,
+}
+
+/// Block uploads and downloads each have a limit (see [`crate::limit`]).
+#[derive(Debug, Default)]
+pub struct Limits {
+    pub up: crate::limit::Limiter,
+    pub down: crate::limit::Limiter,
 }
 
 /// Bytes this client moved, counted at the HTTP layer: bodies plus an
@@ -161,7 +170,65 @@ impl Remote {
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
             traffic: Default::default(),
+            limits: Default::default(),
         }
+    }
+
+    /// Limits block uploads and downloads to these rates (bytes per second;
+    /// `None`: unlimited), for every clone of this client, from now on.
+    pub fn set_limits(&self, up: Option<u64>, down: Option<u64>) {
+        self.limits.up.set(up);
+        self.limits.down.set(down);
+    }
+
+    /// `(upload, download)` limits now.
+    pub fn limits(&self) -> (Option<u64>, Option<u64>) {
+        (self.limits.up.rate(), self.limits.down.rate())
+    }
+
+    /// Reads a block answer's body, held to the download limit.
+    async fn block_body(&self, resp: reqwest::Response) -> Result<bytes::Bytes> {
+        let mut resp = check(resp).await?;
+        if self.limits.down.rate().is_none() {
+            let body = resp.bytes().await?;
+            self.count_blocks(body.len());
+            return Ok(body);
+        }
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await? {
+            self.limits.down.take(chunk.len()).await;
+            out.extend_from_slice(&chunk);
+        }
+        self.count_blocks(out.len());
+        Ok(out.freeze())
+    }
+
+    fn count_blocks(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.traffic.received.fetch_add(n as u64 + HEADER_BYTES, Relaxed);
+        self.traffic.blocks.fetch_add(n as u64, Relaxed);
+    }
+
+    /// A block upload body, held to the upload limit (sent in pieces, with
+    /// its length announced).
+    fn upload_body(&self, body: Vec<u8>) -> reqwest::Body {
+        if self.limits.up.rate().is_none() {
+            return body.into();
+        }
+        let limits = std::sync::Arc::clone(&self.limits);
+        let body = bytes::Bytes::from(body);
+        let pieces = futures_util::stream::unfold(0usize, move |at| {
+            let (limits, body) = (std::sync::Arc::clone(&limits), body.clone());
+            async move {
+                if at >= body.len() {
+                    return None;
+                }
+                let end = (at + crate::limit::PIECE).min(body.len());
+                limits.up.take(end - at).await;
+                Some((Ok::<_, std::io::Error>(body.slice(at..end)), end))
+            }
+        });
+        reqwest::Body::wrap_stream(pieces)
     }
 
     pub async fn login(base: &str, user: &str, password: &str, device: &str) -> Result<LoginResponse> {
@@ -269,10 +336,12 @@ impl Remote {
     /// Uploads many blocks in one request (a body of `block::write_frame`s).
     pub async fn put_batch(&self, body: Vec<u8>) -> Result<()> {
         self.count(body.len());
+        let len = body.len();
         let resp = self
             .req(reqwest::Method::POST, "/blocks/batch")
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(body)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(self.upload_body(body))
             .send()
             .await?;
         check(resp).await?;
@@ -285,8 +354,7 @@ impl Remote {
             .json(reqwest::Method::POST, "/blocks/fetch", &MissingBlocksRequest { ids: ids.to_vec() })
             .send()
             .await?;
-        let body = self.body(resp).await?;
-        self.traffic.blocks.fetch_add(body.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let body = self.block_body(resp).await?;
         let want = ids.to_vec();
         tokio::task::spawn_blocking(move || decode_fetched(&body, &want)).await.expect("decode task")
     }
@@ -315,8 +383,7 @@ impl Remote {
             .and_then(|v| v.to_str().ok())
             .and_then(BlockEncoding::parse)
             .unwrap_or(BlockEncoding::Zstd);
-        let bytes = self.body(resp).await?;
-        self.traffic.blocks.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let bytes = self.block_body(resp).await?;
         let id = *id;
         let plain =
             tokio::task::spawn_blocking(move || block::decode(&id, encoding, &bytes)).await.expect("decode task")?;

@@ -26,6 +26,11 @@ pub struct Status {
     /// When a timed pause ends (Unix milliseconds).
     #[serde(default)]
     pub paused_until: Option<i64>,
+    /// Bandwidth limits, bytes per second (none: unlimited).
+    #[serde(default)]
+    pub limit_up: Option<u64>,
+    #[serde(default)]
+    pub limit_down: Option<u64>,
     /// Conflict copies made by this daemon (paths in the folder).
     pub conflicts: Vec<String>,
     /// Shared folders here: `path: shared by OWNER, ROLE` (or yours).
@@ -72,6 +77,8 @@ impl Status {
             pending_download_bytes: 0,
             last_sync: None,
             paused_until: None,
+            limit_up: None,
+            limit_down: None,
             conflicts: Vec::new(),
             shares: Vec::new(),
             share_news: Vec::new(),

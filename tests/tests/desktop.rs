@@ -167,3 +167,37 @@ fn doctor_checks_everything_and_says_how_to_fix_what_is_wrong() {
     assert!(text.contains("!!  daemon") && text.contains("fix: systemctl --user start ferry"), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("problem(s) found"));
 }
+
+#[test]
+fn bandwidth_limits_apply_at_once_both_ways_and_are_kept() {
+    let mut d = Desk::start();
+    d.wait("idle", || idle(&d.a));
+    let out = d.a.ferry(&["limit", "--up", "1MB/s"]).expect("limit");
+    assert!(out.contains("uploads: 1.0 MB/s, downloads: unlimited"), "{out}");
+    d.wait("the limit in the status", || d.a.status().is_ok_and(|s| s["limit_up"] == 1_000_000));
+    // 3 MB that do not compress take at least ~2.75 s at 1 MB/s (a quarter
+    // second's worth may go at once); the daemon answers meanwhile.
+    let data = ferry_tests::pseudo_random(3_000_000, 9);
+    let t = std::time::Instant::now();
+    std::fs::write(d.a.path("big.bin"), &data).expect("write");
+    d.wait("the upload under way", || d.a.status().is_ok_and(|s| s["state"] == "syncing"));
+    assert!(d.a.status().is_ok(), "the control socket answers during a limited upload");
+    d.wait("big.bin on the server", || d.on_server("big.bin").is_some_and(|b| b.len() == data.len()));
+    assert!(t.elapsed() >= Duration::from_millis(2_500), "held to the limit: {:?}", t.elapsed());
+
+    // Downloads, after a restart (the limit is kept in the config).
+    let out = d.a.ferry(&["limit", "--up", "off", "--down", "1MB/s"]).expect("limit");
+    assert!(out.contains("uploads: unlimited, downloads: 1.0 MB/s"), "{out}");
+    d.a.kill();
+    d.a.restart().expect("restart");
+    d.wait("the limit after a restart", || d.a.status().is_ok_and(|s| s["limit_down"] == 1_000_000));
+    let data = ferry_tests::pseudo_random(2_000_000, 10);
+    let t = std::time::Instant::now();
+    assert!(d.rt.block_on(d.phone.put_small("down.bin", &data, None)).expect("put").entry.is_some());
+    d.wait("down.bin here", || std::fs::read(d.a.path("down.bin")).is_ok_and(|b| b == data));
+    assert!(t.elapsed() >= Duration::from_millis(1_500), "held to the limit: {:?}", t.elapsed());
+    let out = d.a.ferry(&["limit", "--down", "off"]).expect("limit");
+    assert!(out.contains("uploads: unlimited, downloads: unlimited"), "{out}");
+    let err = d.a.ferry(&["limit", "--up", "fast"]).unwrap_err();
+    assert!(format!("{err}").contains("give a rate like 2MB/s"), "{err}");
+}
