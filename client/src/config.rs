@@ -40,6 +40,9 @@ pub struct Config {
     /// Bandwidth limit of downloads, bytes per second (`ferry limit --down`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_down: Option<u64>,
+    /// Folders not synced to this device (`ferry exclude`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<ferry_shared::RelPath>,
 }
 
 fn yes() -> bool {
@@ -68,6 +71,7 @@ impl Config {
             notifications: true,
             limit_up: None,
             limit_down: None,
+            excluded: Vec::new(),
         }
     }
 }

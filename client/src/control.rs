@@ -23,6 +23,10 @@ pub enum Request {
     Resume {
         confirm_deletes: bool,
     },
+    /// The folders not to sync here, from now on.
+    Excluded {
+        paths: Vec<ferry_shared::RelPath>,
+    },
     /// New bandwidth limits (bytes per second; `None`: unlimited), at once.
     Limits {
         up: Option<u64>,
@@ -61,6 +65,10 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
                 }
                 Ok(Request::Resume { confirm_deletes }) => {
                     let _ = tx.send(Event::Control(Control::Resume { confirm_deletes })).await;
+                    r#"{"ok":true}"#.to_owned()
+                }
+                Ok(Request::Excluded { paths }) => {
+                    let _ = tx.send(Event::Control(Control::Excluded(paths))).await;
                     r#"{"ok":true}"#.to_owned()
                 }
                 Ok(Request::Limits { up, down }) => {

@@ -31,7 +31,7 @@ pub enum Event {
     Control(Control),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// Until resumed, or until a time (Unix milliseconds).
     Pause {
@@ -40,6 +40,8 @@ pub enum Control {
     Resume {
         confirm_deletes: bool,
     },
+    /// The folders not to sync here.
+    Excluded(Vec<ferry_shared::RelPath>),
 }
 
 /// A pause the user asked for: kept in the state directory, so it holds
@@ -102,6 +104,17 @@ fn backoff(attempt: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
+fn set_excluded<D: crate::seams::Disk, A: crate::seams::Api, C: crate::seams::Clock>(
+    engine: &mut Engine<D, A, C>,
+    status: &Mutex<Status>,
+    paths: Vec<ferry_shared::RelPath>,
+) {
+    if let Ok(mut s) = status.lock() {
+        s.excluded = paths.iter().map(ToString::to_string).collect();
+    }
+    engine.excluded = paths;
+}
+
 fn set_paused_until(status: &Mutex<Status>, until: Option<i64>) {
     if let Ok(mut s) = status.lock() {
         s.paused_until = until;
@@ -130,6 +143,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         (config.max_deletes, config.max_delete_share),
         Arc::clone(&status),
     )?;
+    set_excluded(&mut engine, &status, config.excluded.clone());
     if let Some(n) = std::env::var("FERRY_STREAM_MIN").ok().and_then(|v| v.parse().ok()) {
         engine.stream_min = n;
     }
@@ -309,6 +323,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                         set_state(&status, SyncState::Paused, Some(p.reason()));
                         set_paused_until(&status, until);
                     }
+                    Control::Excluded(paths) => set_excluded(&mut engine, &status, paths),
                     Control::Resume { confirm_deletes } => {
                         paused = false;
                         if user_pause.take().is_some() {

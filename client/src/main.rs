@@ -89,6 +89,11 @@ enum Command {
         #[arg(long)]
         rev: i64,
     },
+    /// Stop syncing a folder to this device: its local copy goes once all
+    /// of it is on the server; nothing is deleted on the server.
+    Exclude { path: String },
+    /// Sync an excluded folder to this device again.
+    Include { path: String },
     /// Limit the bandwidth of uploads and downloads (kept in the config,
     /// applied at once): `--up 2MB/s --down 10MB/s`, `off` to lift one.
     /// Without options, shows the limits.
@@ -168,6 +173,49 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `ferry exclude` / `ferry include`: the config's list, and the daemon told.
+async fn exclude_folder(dirs: &Dirs, path: &str, exclude: bool) -> anyhow::Result<()> {
+    let (mut config, token) = dirs.load()?;
+    let rel = folder_path(&config, path)?;
+    if rel.is_root() {
+        bail!("give a folder inside the synced folder, not all of it (`ferry pause` stops syncing)");
+    }
+    let listed = config.excluded.iter().position(|x| *x == rel);
+    match (exclude, listed) {
+        (true, Some(_)) => bail!("{rel} is excluded already (`ferry include {path}` brings it back)"),
+        (true, None) => {
+            if let Some(outer) = config.excluded.iter().find(|x| rel.starts_with(x)) {
+                bail!("{rel} is inside {outer}, which is excluded already");
+            }
+            if !config.folder.join(rel.as_str()).is_dir() {
+                bail!("{rel} is not a folder in {}: give a folder that is synced here", config.folder.display());
+            }
+            config.excluded.retain(|x| !x.starts_with(&rel));
+            config.excluded.push(rel.clone());
+        }
+        (false, Some(i)) => {
+            config.excluded.remove(i);
+        }
+        (false, None) => bail!("{rel} is not excluded (`ferry status` lists what is)"),
+    }
+    dirs.save(&config, &token)?;
+    #[cfg(unix)]
+    let req = ferry_client::control::Request::Excluded { paths: config.excluded.clone() };
+    #[cfg(unix)]
+    let told = ferry_client::control::request(&dirs.control_socket(), &req).await.is_ok();
+    #[cfg(not(unix))]
+    let told = false;
+    let when = if told { "" } else { " (when the daemon starts)" };
+    if exclude {
+        println!(
+            "excluded {rel}: its copy here goes once all of it is on the server{when}; nothing is deleted on the server"
+        );
+    } else {
+        println!("included {rel}: it comes back to this device{when}");
+    }
+    Ok(())
 }
 
 fn parse_role(s: &str) -> Result<ferry_shared::api::MemberRole, String> {
@@ -420,6 +468,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("files synced: {}", v["files"]);
                 for (key, title) in [
                     ("shares", "shared folders:"),
+                    ("excluded", "folders not synced to this device (`ferry include PATH` brings one back):"),
                     ("share_news", "news of shared folders:"),
                     ("kept_off_disk", "on the server but kept off this disk (it cannot hold the name):"),
                     ("not_synced", "in the folder but not synced:"),
@@ -657,6 +706,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Exclude { path } => exclude_folder(&dirs, &path, true).await?,
+        Command::Include { path } => exclude_folder(&dirs, &path, false).await?,
         Command::Limit { up, down } => {
             use ferry_client::limit::show_rate;
             let (mut config, token) = dirs.load()?;

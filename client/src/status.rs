@@ -33,6 +33,9 @@ pub struct Status {
     pub limit_down: Option<u64>,
     /// Conflict copies made by this daemon (paths in the folder).
     pub conflicts: Vec<String>,
+    /// Folders not synced to this device (`ferry exclude`).
+    #[serde(default)]
+    pub excluded: Vec<String>,
     /// Shared folders here: `path: shared by OWNER, ROLE` (or yours).
     #[serde(default)]
     pub shares: Vec<String>,
@@ -81,6 +84,7 @@ impl Status {
             limit_down: None,
             conflicts: Vec::new(),
             shares: Vec::new(),
+            excluded: Vec::new(),
             share_news: Vec::new(),
             recent_errors: Vec::new(),
             kept_off_disk: Vec::new(),

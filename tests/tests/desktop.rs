@@ -201,3 +201,47 @@ fn bandwidth_limits_apply_at_once_both_ways_and_are_kept() {
     let err = d.a.ferry(&["limit", "--up", "fast"]).unwrap_err();
     assert!(format!("{err}").contains("give a rate like 2MB/s"), "{err}");
 }
+
+#[test]
+fn an_excluded_folder_leaves_this_device_only_and_comes_back() {
+    let mut d = Desk::start();
+    for (p, data) in [("big/a.txt", &b"a"[..]), ("big/sub/b.txt", b"b"), ("keep.txt", b"k")] {
+        std::fs::create_dir_all(d.a.path(p).parent().expect("parent")).expect("mkdir");
+        std::fs::write(d.a.path(p), data).expect("write");
+    }
+    d.wait("all on the server", || d.on_server("big/sub/b.txt").is_some() && d.on_server("keep.txt").is_some());
+    // A change not sent yet when the folder is excluded goes up first.
+    d.a.ferry(&["pause"]).expect("pause");
+    d.wait("paused", || d.a.status().is_ok_and(|s| s["state"] == "paused"));
+    std::fs::write(d.a.path("big/a.txt"), b"a, edited").expect("write");
+    let out = d.a.ferry(&["exclude", &d.a.path("big").to_string_lossy()]).expect("exclude");
+    assert!(out.contains("excluded big"), "{out}");
+    d.a.ferry(&["resume"]).expect("resume");
+    d.wait("big gone from this device", || !d.a.path("big").exists());
+    d.wait("idle", || idle(&d.a));
+    assert_eq!(d.on_server("big/a.txt").as_deref(), Some(&b"a, edited"[..]));
+    assert_eq!(d.on_server("big/sub/b.txt").as_deref(), Some(&b"b"[..]));
+    assert!(d.a.path("keep.txt").exists());
+    // Changes elsewhere stay on the server only.
+    assert!(d.rt.block_on(d.phone.put_small("big/new.txt", b"new", None)).expect("put").entry.is_some());
+    std::fs::write(d.a.path("keep.txt"), b"k2").expect("write");
+    d.wait("keep.txt sent", || d.on_server("keep.txt").as_deref() == Some(b"k2"));
+    d.wait("idle", || idle(&d.a));
+    assert!(!d.a.path("big").exists());
+    let status = d.a.ferry(&["status"]).expect("status");
+    assert!(status.contains("folders not synced to this device") && status.contains("  big"), "{status}");
+    // Back again, with what came meanwhile; kept across a restart.
+    d.a.kill();
+    d.a.restart().expect("restart");
+    d.wait("still excluded after a restart", || d.a.status().is_ok_and(|s| s["excluded"][0] == "big"));
+    d.a.ferry(&["include", &d.a.path("big").to_string_lossy()]).expect("include");
+    d.wait("big back", || {
+        std::fs::read(d.a.path("big/new.txt")).is_ok_and(|b| b == b"new")
+            && std::fs::read(d.a.path("big/a.txt")).is_ok_and(|b| b == b"a, edited")
+            && d.a.path("big/sub/b.txt").exists()
+    });
+    let err = d.a.ferry(&["include", &d.a.path("big").to_string_lossy()]).unwrap_err();
+    assert!(format!("{err}").contains("is not excluded"), "{err}");
+    let err = d.a.ferry(&["exclude", &d.a.path("keep.txt").to_string_lossy()]).unwrap_err();
+    assert!(format!("{err}").contains("is not a folder"), "{err}");
+}

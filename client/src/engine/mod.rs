@@ -100,6 +100,11 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
     pub mounts: shares::Mounts,
     /// Shared folders this device left (their removal is no news here).
     left: HashSet<RelPath>,
+    /// Folders not wanted on this device (`ferry exclude`): planned as if
+    /// the server did not have them, so their local copy goes once it
+    /// agrees with the server (a change in it is sent first) and nothing
+    /// is ever deleted remotely for it.
+    pub excluded: Vec<RelPath>,
 }
 
 /// What one sync round did.
@@ -197,6 +202,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             small_file: SMALL_FILE,
             mounts,
             left: HashSet::new(),
+            excluded: Vec::new(),
         })
     }
 
@@ -577,7 +583,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                     continue; // scan again with the twins under their new names
                 }
             }
-            let (remote, holding) = self.storable_remote();
+            let (mut remote, holding) = self.storable_remote();
+            if !self.excluded.is_empty() {
+                remote = Cow::Owned(self.without_excluded(remote.into_owned(), &local));
+            }
             let mut plan = planner::plan(&remote, &local, &self.stree);
             drop(remote);
             if !holding.is_empty() {
@@ -637,6 +646,35 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// off this disk and listed in the status; the planner never sees them,
     /// so their absence here is never taken for a deletion. Also returns the
     /// folders that hold such entries.
+    /// The remote tree as planned with folders excluded from this device:
+    /// without what the disk holds as it was synced (so its copy here goes)
+    /// or does not hold (so it never comes), but with files changed here
+    /// since (and their folders), so a change is sent before its copy goes.
+    fn without_excluded(&self, mut tree: RemoteTree, local: &crate::tree::LocalTree) -> RemoteTree {
+        for x in &self.excluded {
+            let mut keep: HashSet<RelPath> = HashSet::new();
+            for k in subtree(&tree, x) {
+                let changed = match (local.get(&k), self.stree.get(&k)) {
+                    (Some(l), Some(s)) => l.kind == EntryKind::File && *l != s.local,
+                    _ => false,
+                };
+                if changed {
+                    let mut up = Some(k.clone());
+                    while let Some(p) = up.filter(|p| p.starts_with(x)) {
+                        up = p.parent();
+                        keep.insert(p);
+                    }
+                }
+            }
+            for k in subtree(&tree, x) {
+                if !keep.contains(&k) {
+                    tree.remove(&k);
+                }
+            }
+        }
+        tree
+    }
+
     fn storable_remote(&self) -> (Cow<'_, RemoteTree>, HashSet<RelPath>) {
         let rules = self.disk.name_rules();
         let mut off = Vec::new();
