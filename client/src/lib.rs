@@ -24,6 +24,7 @@ pub mod desktop;
 pub mod doctor;
 pub mod engine;
 pub mod limit;
+pub mod logs;
 pub mod names;
 pub mod planner;
 pub mod remote;

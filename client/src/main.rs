@@ -103,6 +103,15 @@ enum Command {
         #[arg(long)]
         down: Option<ferry_client::limit::Rate>,
     },
+    /// The daemon's log (in the state directory, rotated at 10 MiB).
+    Logs {
+        /// Lines from the end.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        /// Keep printing what is logged.
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Check what syncing needs (config, server, clocks, folder, disk,
     /// inotify watches, daemon); each problem with the command that fixes it.
     Doctor {
@@ -282,10 +291,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn start(cli: Cli) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.command);
     // Few threads: each one keeps memory (stack, allocator arena) once used.
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(8).enable_all().build()?;
@@ -296,6 +302,22 @@ fn start(cli: Cli) -> anyhow::Result<()> {
             _ = ferry_server::serve::shutdown_signal() => Ok(()),
         }
     })
+}
+
+/// Logs go to stderr; the daemon's also to a rotating file in the state
+/// directory (`ferry logs` reads it).
+fn init_logging(command: &Command) {
+    use ferry_client::logs;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let file = matches!(command, Command::Daemon | Command::Quickstart { .. })
+        .then(|| Dirs::locate().ok())
+        .flatten()
+        .and_then(|d| logs::RotatingFile::open(&logs::log_file(&d.state), logs::MAX_BYTES).ok())
+        .map(|f| tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(f)));
+    tracing_subscriber::registry().with(filter).with(stderr).with(file).init();
 }
 
 fn default_device() -> String {
@@ -727,6 +749,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
             println!("uploads: {}, downloads: {}", show_rate(config.limit_up), show_rate(config.limit_down));
+        }
+        Command::Logs { lines, follow } => {
+            let path = ferry_client::logs::log_file(&dirs.state);
+            let tail = ferry_client::logs::tail(&path, lines).with_context(|| {
+                format!("no log at {}: the daemon writes it once it runs (`ferry daemon`)", path.display())
+            })?;
+            for l in tail {
+                println!("{l}");
+            }
+            if follow {
+                tokio::task::spawn_blocking(move || ferry_client::logs::follow(&path, std::io::stdout())).await??;
+            }
         }
         Command::Doctor { json } => {
             let checks = ferry_client::doctor::run(&dirs).await;

@@ -245,3 +245,33 @@ fn an_excluded_folder_leaves_this_device_only_and_comes_back() {
     let err = d.a.ferry(&["exclude", &d.a.path("keep.txt").to_string_lossy()]).unwrap_err();
     assert!(format!("{err}").contains("is not a folder"), "{err}");
 }
+
+#[test]
+fn the_daemons_log_is_kept_and_followed() {
+    use std::io::BufRead;
+    let d = Desk::start();
+    d.wait("idle", || idle(&d.a));
+    let log = d.a.ferry(&["logs", "-n", "500"]).expect("logs");
+    assert!(log.contains("syncing") && !log.contains('\u{1b}'), "plain text with the daemon's lines:\n{log}");
+    let mut follow = std::process::Command::new(ferry_tests::binary("ferry"))
+        .args(["logs", "--follow", "-n", "0"])
+        .env("FERRY_HOME", &d.a.home)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ferry logs --follow");
+    let out = follow.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Something for the daemon to log about.
+    std::fs::write(d.a.path("new.txt"), b"n").expect("write");
+    let line = rx.recv_timeout(T).expect("a line followed");
+    assert!(!line.is_empty());
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
