@@ -8,7 +8,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/deb}"
 mkdir -p "$out"
-for f in ferry.service ferry-action ferry-history.nemo_action ferry-keep.nemo_action ferry-link.nemo_action \
+for f in ferry.service ferry-tray.desktop ferry-action ferry-history.nemo_action ferry-keep.nemo_action ferry-link.nemo_action \
          ferry-dolphin.desktop ferry-server.service; do
   sed -e "s|@BIN@|/usr/bin|g" -e "s|@ACTIONS@|/usr/share/ferry/ferry-action|g" "$here/files/$f" > "$out/$f"
 done

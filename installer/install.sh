@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Ferry for the current user from this checkout:
 #   ferry in ~/.local/bin, a systemd user unit (ferry.service: the daemon,
-#   restarted on failure), file-manager actions (GNOME Files/Nautilus, Nemo,
+#   restarted on failure), the tray started at login (XDG autostart),
+#   file-manager actions (GNOME Files/Nautilus, Nemo,
 #   Caja, Dolphin); with --server also ferry-server, an example system unit
 #   and a commented configuration file.
 # Idempotent: running it again replaces what it installed. It never touches
@@ -71,6 +72,7 @@ for b in ferry $([ "$server" = 1 ] && echo ferry-server); do
 done
 
 put "$here/files/ferry.service" "$config/systemd/user/ferry.service" 644
+put "$here/files/ferry-tray.desktop" "$config/autostart/ferry-tray.desktop" 644
 put "$here/files/ferry-action" "$data/ferry/ferry-action" 755
 # File managers: the same three actions, each calling the CLI.
 for action in history keep link; do

@@ -23,6 +23,9 @@ pub enum Request {
     Resume {
         confirm_deletes: bool,
     },
+    /// The status now, and again each time it changes (one JSON line each),
+    /// until the client hangs up.
+    Watch,
     /// The folders not to sync here, from now on.
     Excluded {
         paths: Vec<ferry_shared::RelPath>,
@@ -55,7 +58,22 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
             if BufReader::new(r).read_line(&mut line).await.is_err() {
                 return;
             }
-            let answer = match serde_json::from_str::<Request>(&line) {
+            let request = serde_json::from_str::<Request>(&line);
+            if let Ok(Request::Watch) = request {
+                let mut changes = crate::status::subscribe();
+                loop {
+                    let now = serde_json::to_string(&*status.lock().expect("status poisoned")).unwrap_or_default();
+                    if w.write_all(format!("{now}\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::select! {
+                        r = changes.changed() => if r.is_err() { return },
+                        // Now and then anyway: a client that went away is noticed.
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                    }
+                }
+            }
+            let answer = match request {
                 Ok(Request::Status) => {
                     serde_json::to_string(&*status.lock().expect("status poisoned")).unwrap_or_default()
                 }
@@ -79,6 +97,7 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
                     }
                     r#"{"ok":true}"#.to_owned()
                 }
+                Ok(Request::Watch) => unreachable!("answered above"),
                 Err(e) => serde_json::json!({"error": e.to_string()}).to_string(),
             };
             let _ = w.write_all(format!("{answer}\n").as_bytes()).await;

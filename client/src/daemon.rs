@@ -126,6 +126,7 @@ fn set_state(status: &Mutex<Status>, state: SyncState, reason: Option<String>) {
         s.state = state;
         s.reason = reason;
     }
+    crate::status::changed();
 }
 
 pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()> {

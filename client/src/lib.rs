@@ -33,6 +33,7 @@ pub mod scan;
 pub mod seams;
 pub mod state;
 pub mod status;
+pub mod tray;
 pub mod tree;
 #[cfg(unix)]
 pub mod wait;

@@ -112,6 +112,9 @@ enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// The tray icon and menu (beside a running daemon; the installer starts
+    /// it at login).
+    Tray,
     /// Check what syncing needs (config, server, clocks, folder, disk,
     /// inotify watches, daemon); each problem with the command that fixes it.
     Doctor {
@@ -761,6 +764,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if follow {
                 tokio::task::spawn_blocking(move || ferry_client::logs::follow(&path, std::io::stdout())).await??;
             }
+        }
+        Command::Tray => {
+            let dirs = dirs.clone();
+            tokio::task::spawn_blocking(move || ferry_client::tray::run(dirs)).await??;
         }
         Command::Doctor { json } => {
             let checks = ferry_client::doctor::run(&dirs).await;

@@ -115,3 +115,20 @@ impl Status {
         }
     }
 }
+
+/// Bumped whenever the daemon's status changes in a way a watcher shows
+/// (its state, the end of a round): what `ferry tray` waits on.
+fn changes() -> &'static tokio::sync::watch::Sender<u64> {
+    static CHANGES: std::sync::OnceLock<tokio::sync::watch::Sender<u64>> = std::sync::OnceLock::new();
+    CHANGES.get_or_init(|| tokio::sync::watch::channel(0).0)
+}
+
+/// Says the status changed.
+pub fn changed() {
+    changes().send_modify(|v| *v = v.wrapping_add(1));
+}
+
+/// Wakes on each [`changed`].
+pub fn subscribe() -> tokio::sync::watch::Receiver<u64> {
+    changes().subscribe()
+}

@@ -458,3 +458,17 @@ pub fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walk(root, root, &mut out);
     out
 }
+
+/// A private D-Bus session bus (`dbus-daemon --session`): the process and
+/// its address, for `DBUS_SESSION_BUS_ADDRESS`.
+pub fn dbus_session() -> (Child, String) {
+    use std::io::BufRead;
+    let mut daemon = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dbus-daemon (Debian's dbus-daemon package; .ci/run installs it)");
+    let mut address = String::new();
+    std::io::BufReader::new(daemon.stdout.take().expect("piped")).read_line(&mut address).expect("bus address");
+    (daemon, address.trim().to_owned())
+}

@@ -68,6 +68,7 @@ fn install_check_use_and_uninstall_in_a_prefix() {
         "bin/ferry",
         "bin/ferry-server",
         "config/systemd/user/ferry.service",
+        "config/autostart/ferry-tray.desktop",
         "share/ferry/ferry-action",
         "share/nautilus/scripts/Ferry: version history",
         "share/nautilus/scripts/Ferry: keep this version",
@@ -87,6 +88,8 @@ fn install_check_use_and_uninstall_in_a_prefix() {
     let server_unit = tmp.path().join("ferry-server.service");
     std::fs::copy(prefix.join("share/ferry/ferry-server.service.example"), &server_unit).expect("copy");
     verify(&server_unit);
+    let tray = std::fs::read_to_string(prefix.join("config/autostart/ferry-tray.desktop")).expect("autostart");
+    assert!(tray.contains(&format!("Exec={}/bin/ferry tray", prefix.display())), "{tray}");
     let nemo = std::fs::read_to_string(prefix.join("share/nemo/actions/ferry-link.nemo_action")).expect("nemo");
     assert!(nemo.contains(&format!("Exec={}/share/ferry/ferry-action link %F", prefix.display())), "{nemo}");
 

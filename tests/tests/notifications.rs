@@ -4,9 +4,8 @@
 //! conflict copies. No notification service owns the name, so every call
 //! also fails: syncing must not notice.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use ferry_tests::{Client, Daemon, Server, wait_until};
@@ -23,14 +22,7 @@ struct Bus {
 
 impl Bus {
     fn start(dir: &Path) -> Bus {
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("dbus-daemon (Debian's dbus-daemon package; .ci/run installs it)");
-        let mut address = String::new();
-        BufReader::new(daemon.stdout.take().expect("piped")).read_line(&mut address).expect("bus address");
-        let address = address.trim().to_owned();
+        let (daemon, address) = ferry_tests::dbus_session();
         let log = dir.join("monitor.log");
         let monitor = Command::new("dbus-monitor")
             .args(["--address", &address, "interface='org.freedesktop.Notifications',member='Notify'"])

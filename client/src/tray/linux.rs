@@ -1,0 +1,189 @@
+//! The tray on Linux: tray-icon's ksni backend (a StatusNotifierItem over
+//! D-Bus, its own worker thread, no GTK). One thread owns the icon and
+//! rebuilds the menu on each status line; helper threads watch the
+//! daemon's status and the menu's clicks.
+
+use std::sync::mpsc;
+
+use anyhow::Context;
+use tray_icon::menu::{IsMenuItem, Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
+use tray_icon::{Icon, TrayIconBuilder};
+
+use super::model::{self, Action, Item, View};
+use crate::config::Dirs;
+use crate::control::{self, Request};
+
+enum Msg {
+    /// A status line from the daemon (`None`: it is not running).
+    Status(Option<serde_json::Value>),
+    /// Recent changes, newest first.
+    Recent(Vec<String>),
+    Click(String),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn icon(kind: model::IconKind) -> anyhow::Result<Icon> {
+    Ok(Icon::from_rgba(super::draw_icon(kind, 22), 22, 22)?)
+}
+
+fn build(items: &[Item]) -> anyhow::Result<Menu> {
+    fn add(items: &[Item], push: &mut dyn FnMut(&dyn IsMenuItem) -> tray_icon::menu::Result<()>) -> anyhow::Result<()> {
+        for i in items {
+            match i {
+                Item::Entry { id, label, enabled } => push(&MenuItem::with_id(id.as_str(), label, *enabled, None))?,
+                Item::Separator => push(&PredefinedMenuItem::separator())?,
+                Item::Submenu { label, enabled, items } => {
+                    let sub = Submenu::new(label, *enabled);
+                    add(items, &mut |x| sub.append(x))?;
+                    push(&sub)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    let menu = Menu::new();
+    add(items, &mut |x| menu.append(x))?;
+    Ok(menu)
+}
+
+/// Follows the daemon's status over the control socket (again after it
+/// restarts), and the recent changes on the server when the journal moves.
+fn watch_status(dirs: Dirs, tx: mpsc::Sender<Msg>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let remote = dirs.load().ok().map(|(c, t)| crate::remote::Remote::new(&c.server, &t));
+    rt.block_on(async move {
+        let mut cursor = None;
+        loop {
+            if let Ok(stream) = tokio::net::UnixStream::connect(dirs.control_socket()).await {
+                let (r, mut w) = stream.into_split();
+                let ask = format!("{}\n", serde_json::to_string(&Request::Watch).unwrap_or_default());
+                if w.write_all(ask.as_bytes()).await.is_ok() {
+                    let mut lines = tokio::io::BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let Ok(status) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                        let now = status["cursor"].as_i64();
+                        if tx.send(Msg::Status(Some(status))).is_err() {
+                            return;
+                        }
+                        if now != cursor {
+                            cursor = now;
+                            if let Some(page) = match &remote {
+                                Some(r) => r.activity(10, None).await.ok(),
+                                None => None,
+                            } {
+                                let recent = page.events.into_iter().map(|e| e.path.to_string()).collect();
+                                let _ = tx.send(Msg::Recent(recent));
+                            }
+                        }
+                    }
+                }
+            }
+            if tx.send(Msg::Status(None)).is_err() {
+                return;
+            }
+            // The daemon is not there (yet): look again in a while.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    });
+}
+
+fn open(target: &std::path::Path) {
+    if let Err(e) = std::process::Command::new("xdg-open").arg(target).spawn() {
+        tracing::warn!(error = %e, target = %target.display(), "cannot open (is xdg-open installed?)");
+    }
+}
+
+/// Runs the tray until Quit (or the process is stopped).
+pub fn run(dirs: Dirs) -> anyhow::Result<()> {
+    let (config, _) = dirs.load()?;
+    let offset = super::local_offset();
+    let (tx, rx) = mpsc::channel();
+    {
+        let (dirs, tx) = (dirs.clone(), tx.clone());
+        std::thread::Builder::new().name("tray-status".into()).spawn(move || watch_status(dirs, tx))?;
+    }
+    {
+        let tx = tx.clone();
+        std::thread::Builder::new().name("tray-clicks".into()).spawn(move || {
+            while let Ok(e) = MenuEvent::receiver().recv() {
+                if tx.send(Msg::Click(e.id.0)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    }
+    let mut view = View::default();
+    let tray = match TrayIconBuilder::new()
+        .with_id("ferry")
+        .with_title("Ferry")
+        .with_tooltip(model::status_line(&view, offset))
+        .with_icon(icon(view.icon())?)
+        .with_menu(Box::new(build(&model::menu(&view, offset))?))
+        .build()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "no tray (no session bus or tray host?); syncing goes on without it");
+            return Ok(());
+        }
+    };
+    tracing::info!("tray up");
+    let control = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut shown = None;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Status(s) => {
+                view = View {
+                    recent: std::mem::take(&mut view.recent),
+                    ..s.as_ref().map(View::from_status).unwrap_or_default()
+                }
+            }
+            Msg::Recent(r) => view.recent = r,
+            Msg::Click(id) => {
+                let request = match Action::of(&id, now_ms(), offset) {
+                    Some(Action::Quit) => break,
+                    Some(Action::OpenFolder) => {
+                        open(&config.folder);
+                        None
+                    }
+                    Some(Action::OpenWeb) => {
+                        open(std::path::Path::new(&config.server));
+                        None
+                    }
+                    Some(Action::Reveal(p)) => {
+                        let full = config.folder.join(&p);
+                        open(full.parent().unwrap_or(&config.folder));
+                        None
+                    }
+                    Some(Action::Preferences) => {
+                        open(&dirs.config_file());
+                        None
+                    }
+                    Some(Action::PauseUntil(u)) => Some(Request::Pause { until: Some(u) }),
+                    Some(Action::Resume) => Some(Request::Resume { confirm_deletes: false }),
+                    None => None,
+                };
+                if let Some(r) = request
+                    && let Err(e) = control.block_on(control::request(&dirs.control_socket(), &r))
+                {
+                    tracing::warn!(error = format!("{e:#}"), "the daemon did not take it");
+                }
+                continue;
+            }
+        }
+        let menu = model::menu(&view, offset);
+        if shown.as_ref() == Some(&(menu.clone(), view.icon())) {
+            continue;
+        }
+        tray.set_menu(Some(Box::new(build(&menu)?)));
+        tray.set_icon(Some(icon(view.icon())?)).context("setting the icon")?;
+        let _ = tray.set_tooltip(Some(model::status_line(&view, offset)));
+        shown = Some((menu, view.icon()));
+    }
+    tracing::info!("tray quits");
+    Ok(())
+}
