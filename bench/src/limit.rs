@@ -28,40 +28,49 @@ pub fn run(mib: usize, rate: u64) -> anyhow::Result<()> {
     let b = Daemon::start_at(&pb.url, "alice", "B", tmp.path())?;
     idle(&a)?;
     idle(&b)?;
-    a.ferry(&["limit", "--up", &rate.to_string()])?;
-    b.ferry(&["limit", "--down", &rate.to_string()])?;
     let limit = rate as f64;
-    let data = pseudo_random(mib << 20, 77);
-    let (a0, b0) = (pa.counts(), pb.counts());
-    let t = Instant::now();
-    std::fs::write(a.path("limited.bin"), &data)?;
-    let target = b.path("limited.bin");
-    // Uploaded: A idle again; downloaded: the file whole on B.
-    let mut up_done = None;
-    wait_until(T, "the file on B", || {
-        if up_done.is_none() && a.status().is_ok_and(|s| s["state"] == "idle" && s["pending_uploads"] == 0) {
-            up_done = Some(t.elapsed());
-        }
-        std::fs::metadata(&target).is_ok_and(|m| m.len() == data.len() as u64)
-    })?;
-    let down_done = t.elapsed();
-    let up = pa.counts() - a0;
-    let down = pb.counts() - b0;
-    let up_secs = up_done.unwrap_or(down_done).as_secs_f64();
-    let (up_rate, down_rate) = (up.up as f64 / up_secs, down.down as f64 / down_done.as_secs_f64());
+    let cursor = |d: &Daemon| d.status().ok().and_then(|s| s["cursor"].as_i64()).unwrap_or(0);
     let off = |r: f64| (r / limit - 1.0) * 100.0;
+
+    // 1. A uploads, limited; B is not limited.
+    a.ferry(&["limit", "--up", &rate.to_string()])?;
+    let data = pseudo_random(mib << 20, 77);
+    let (c0, a0) = (cursor(&a), pa.counts());
+    let t = Instant::now();
+    std::fs::write(a.path("up.bin"), &data)?;
+    wait_until(T, "up.bin committed", || cursor(&a) > c0 && a.status().is_ok_and(|s| s["pending_uploads"] == 0))?;
+    let secs = t.elapsed().as_secs_f64();
+    let up = (pa.counts() - a0).up as f64;
     println!(
-        "upload: {:.2} MB in {up_secs:.1} s = {:.2} MB/s ({:+.1} % of the limit)",
-        up.up as f64 / 1e6,
-        up_rate / 1e6,
-        off(up_rate)
+        "upload: {:.2} MB in {secs:.1} s = {:.2} MB/s ({:+.1} % of the limit)",
+        up / 1e6,
+        up / secs / 1e6,
+        off(up / secs)
     );
+    wait_until(T, "up.bin on B", || std::fs::metadata(b.path("up.bin")).is_ok_and(|m| m.len() == data.len() as u64))?;
+    idle(&a)?;
+    idle(&b)?;
+
+    // 2. B downloads, limited; A sends at full speed.
+    a.ferry(&["limit", "--up", "off"])?;
+    b.ferry(&["limit", "--down", &rate.to_string()])?;
+    let data = pseudo_random(mib << 20, 78);
+    let (c0, b0) = (cursor(&a), pb.counts());
+    let t = Instant::now();
+    std::fs::write(a.path("down.bin"), &data)?;
+    wait_until(T, "down.bin committed", || cursor(&a) > c0)?;
+    let sent = t.elapsed();
+    wait_until(T, "down.bin on B", || {
+        std::fs::metadata(b.path("down.bin")).is_ok_and(|m| m.len() == data.len() as u64)
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    let down = (pb.counts() - b0).down as f64;
     println!(
-        "download (streams while A uploads): {:.2} MB in {:.1} s = {:.2} MB/s ({:+.1} % of the limit)",
-        down.down as f64 / 1e6,
-        down_done.as_secs_f64(),
-        down_rate / 1e6,
-        off(down_rate)
+        "download: {:.2} MB in {secs:.1} s = {:.2} MB/s ({:+.1} % of the limit; A had sent it after {:.1} s)",
+        down / 1e6,
+        down / secs / 1e6,
+        off(down / secs),
+        sent.as_secs_f64()
     );
     Ok(())
 }
