@@ -3,6 +3,7 @@
 //! reads of files and their history.
 
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 
 use ferry_shared::BlockId;
 use ferry_shared::api::{BlockEdit, BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, RevId, Revision};
@@ -11,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::blocks::insert_blocks;
 use super::shares::{
-    Loc, append, audience, check_write, grant_blocks, journal_appearing, live_items, locate, subtree_rows, under,
+    Audience, Loc, append, audience, check_write, grant_blocks, journal_appearing, live_items, locate, subtree_rows,
+    under,
 };
 use super::tree::*;
 use super::{Cached, SqliteStore, pending};
@@ -33,6 +35,8 @@ struct Ctx<'a> {
     /// paths), and those that had some dropped.
     has_pending: HashMap<i64, bool>,
     pending_dropped: BTreeSet<i64>,
+    /// The current namespace's [`audience`], looked up once per operation.
+    audience: Option<(i64, Rc<Audience>)>,
 }
 
 struct NewVersion<'a> {
@@ -84,6 +88,18 @@ impl Ctx<'_> {
         Ok(rev)
     }
 
+    /// Who sees the current namespace, and where (see [`audience`]).
+    fn audience(&mut self) -> Result<Rc<Audience>> {
+        match &self.audience {
+            Some((ns, a)) if *ns == self.ns => Ok(Rc::clone(a)),
+            _ => {
+                let a = Rc::new(audience(self.conn, self.ns)?);
+                self.audience = Some((self.ns, Rc::clone(&a)));
+                Ok(a)
+            }
+        }
+    }
+
     /// Works in `loc`'s namespace from now on.
     fn enter(&mut self, loc: &Loc) -> Result<()> {
         self.ns = loc.ns;
@@ -101,9 +117,9 @@ impl Ctx<'_> {
     /// Journals a change of the current namespace in the journal of
     /// everyone who sees it, at their own path.
     fn journal(&mut self, op: ChangeOp, file: i64, rev: i64, path: &RelPath, from: Option<&RelPath>) -> Result<()> {
-        for (root, prefix) in audience(self.conn, self.ns)? {
-            let from = from.map(|f| under(&prefix, f)).transpose()?;
-            let seq = append(self.conn, root, op, file, rev, &under(&prefix, path)?, from.as_ref())?;
+        for &(root, ref prefix) in self.audience()?.iter() {
+            let from = from.map(|f| under(prefix, f)).transpose()?;
+            let seq = append(self.conn, root, op, file, rev, &under(prefix, path)?, from.as_ref())?;
             self.touched.journal(root, seq);
         }
         Ok(())
@@ -210,7 +226,7 @@ impl Ctx<'_> {
     /// A change at (or under) these paths (of the current namespace) makes
     /// pending uploads there stale, in every journal that shows them.
     fn drop_pending_at(&mut self, paths: &[&RelPath]) -> Result<()> {
-        for (root, prefix) in audience(self.conn, self.ns)? {
+        for &(root, ref prefix) in self.audience()?.iter() {
             let has = match self.has_pending.get(&root) {
                 Some(h) => *h,
                 None => *self.has_pending.entry(root).or_insert(pending::any(self.conn, root)?),
@@ -219,7 +235,7 @@ impl Ctx<'_> {
                 continue;
             }
             for p in paths {
-                if pending::drop_under(self.conn, root, &under(&prefix, p)?)? > 0 {
+                if pending::drop_under(self.conn, root, &under(prefix, p)?)? > 0 {
                     self.pending_dropped.insert(root);
                 }
             }
@@ -760,11 +776,14 @@ impl Files for SqliteStore {
                 touched: Touched::default(),
                 has_pending: HashMap::new(),
                 pending_dropped: BTreeSet::new(),
+                audience: None,
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 conn.exec("SAVEPOINT op", [])?;
                 let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
+                // Mounts may move between operations: audiences are looked up anew.
+                ctx.audience = None;
                 let r = ctx.apply(op);
                 if r.is_ok() {
                     conn.exec("RELEASE op", [])?;

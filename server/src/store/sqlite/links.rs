@@ -73,15 +73,13 @@ impl Links for SqliteStore {
             super::shares::check_write(c, &loc)?;
             let node = resolve(c, loc.ns, &loc.inner, true)?
                 .ok_or_else(|| Error::not_found(format!("nothing at '{path}' to link to")))?;
-            // A shared folder's own place links to the share's content.
-            let (ns, node) = match node.mount {
-                Some(_) => {
-                    return Err(Error::bad_request(format!(
-                        "'{path}' is a shared folder: link to what is in it, or share it with `ferry share`"
-                    )));
-                }
-                None => (loc.ns, node),
-            };
+            // A shared folder's place is the member's own; its content is linked item by item.
+            if node.mount.is_some() {
+                return Err(Error::bad_request(format!(
+                    "'{path}' is a shared folder: link to what is in it, or share it with `ferry share`"
+                )));
+            }
+            let ns = loc.ns;
             let now = now_ms();
             c.exec(
                 "INSERT INTO links(token, owner, ns, file, created, expires, pw_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

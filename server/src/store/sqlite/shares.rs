@@ -85,9 +85,12 @@ pub(super) fn check_write(conn: &Connection, loc: &Loc) -> Result<()> {
     ))
 }
 
+/// Each reader of a namespace: `(their root namespace, where its root is there)`.
+pub(super) type Audience = Vec<(i64, RelPath)>;
+
 /// Who sees namespace `ns`, and where: `(root namespace, path of ns's root
 /// there)` of each member (the owner of a root namespace alone).
-pub(super) fn audience(conn: &Connection, ns: i64) -> Result<Vec<(i64, RelPath)>> {
+pub(super) fn audience(conn: &Connection, ns: i64) -> Result<Audience> {
     let shared: bool = conn.row("SELECT shared FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
     if !shared {
         return Ok(vec![(ns, RelPath::root())]);
@@ -362,17 +365,16 @@ pub(super) fn remove_user_shares(conn: &Connection, user: i64, touched: &mut Tou
 fn make_share(conn: &Connection, root: i64, user: i64, node: &Node, path: &RelPath) -> Result<i64> {
     let rows = subtree_rows(conn, root, node.id)?;
     let inner: Vec<i64> = rows.iter().copied().filter(|r| *r != node.id).collect();
-    let mounts: Option<i64> = conn
-        .row(
-            &format!(
-                "SELECT id FROM files WHERE mount IS NOT NULL AND deleted = 0 AND id IN ({})",
-                inner.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
-            ),
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .unwrap_or(None);
+    // A mount under it (shares do not nest): one indexed look per row.
+    let mut is_mount =
+        conn.prepare_cached("SELECT 1 FROM files WHERE id = ?1 AND mount IS NOT NULL AND deleted = 0")?;
+    let mut mounts = None;
+    for r in &inner {
+        if is_mount.query_row([r], |_| Ok(())).optional()?.is_some() {
+            mounts = Some(*r);
+            break;
+        }
+    }
     if let Some(m) = mounts {
         let p = stored_path(conn, m)?.map(|p| p.to_string()).unwrap_or_default();
         return Err(Error::client(
