@@ -482,6 +482,64 @@ wire! {
         pub time: i64,
     }
 
+    /// Log a browser in (`POST /auth/session`): the session is a cookie.
+    pub struct SessionRequest {
+        #[cfg_attr(feature = "openapi", schema(max_length = 200))]
+        pub username: String,
+        pub password: String,
+    }
+
+    /// A browser session: who is logged in, and the token every request
+    /// that changes something must carry in `X-CSRF-Token`.
+    pub struct Session {
+        pub user: String,
+        pub user_id: i64,
+        /// The name this browser has in history and activity.
+        pub device: String,
+        pub csrf: String,
+    }
+
+    /// The caller's account: storage used and the quota.
+    pub struct Account {
+        pub user: String,
+        /// Bytes of the live files and history counted against the quota.
+        pub used: u64,
+        pub quota: u64,
+    }
+
+    /// A folder's live entries, by name (`GET /files/list`).
+    pub struct Listing {
+        pub path: RelPath,
+        pub entries: Vec<Entry>,
+    }
+
+    /// A file or folder, by path (`POST /files/delete`, `POST /trash/restore`).
+    pub struct PathRequest {
+        #[cfg_attr(feature = "openapi", schema(value_type = crate::path::NonRootPath))]
+        pub path: RelPath,
+    }
+
+    /// Something deleted that can be restored (`GET /trash`). A folder
+    /// stands for what was deleted inside it too.
+    pub struct TrashItem {
+        pub path: RelPath,
+        pub kind: EntryKind,
+        /// A file's size before it was deleted; a folder's: of the files in it.
+        pub size: u64,
+        /// For a folder: the deleted files and folders inside it.
+        pub items: u64,
+        /// When it was deleted (server time, Unix milliseconds).
+        pub deleted: i64,
+        /// Who deleted it, and from which device.
+        pub user: String,
+        pub device: String,
+    }
+
+    /// Deleted items, most recently deleted first.
+    pub struct TrashList {
+        pub items: Vec<TrashItem>,
+    }
+
     /// Events newest first; `before` asks for the page after this one.
     pub struct ActivityPage {
         pub events: Vec<ActivityEvent>,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use ferry_shared::api::{ErrorBody, LoginRequest, LoginResponse};
+use ferry_shared::api::{Account, ErrorBody, LoginRequest, LoginResponse};
 
 use super::AppState;
 use super::blocking;
@@ -72,4 +72,12 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account: storage used and the quota.
+#[utoipa::path(get, path = "/account", responses((status = 200, body = Account)), security(("bearer" = [])))]
+pub async fn account(State(state): State<AppState>, super::Auth(caller): super::Auth) -> Result<Json<Account>> {
+    let meta = Arc::clone(&state.meta);
+    let user = blocking(move || meta.user_info(caller.user_id)).await?;
+    Ok(Json(Account { user: user.name, used: user.used, quota: user.quota }))
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
-use super::{auth, blocks, changes, commit, files, links, pending, shares};
+use super::{auth, blocks, changes, commit, files, links, pending, shares, trash, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,11 +19,13 @@ use super::{auth, blocks, changes, commit, files, links, pending, shares};
             Every error answer has the body `{\"error\":{\"code\",\"message\"}}` with a stable `code`."
     ),
     paths(
-        auth::login, auth::logout,
+        auth::login, auth::logout, auth::account,
+        web::login, web::current, web::logout,
         blocks::missing, blocks::put_block, blocks::get_block, blocks::batch, blocks::fetch,
         commit::commit,
         changes::changes, changes::poll, changes::activity,
         files::upload_start, files::upload_put, files::download, files::list_revisions_get, files::list_revisions_post,
+        files::list, files::delete, files::zip, trash::list, trash::restore,
         pending::announce, pending::list, pending::drop_one, pending::drop_all,
         links::create, links::list, links::revoke, links::open_root, links::open_path, links::give_password,
         shares::create, shares::list, shares::set_role, shares::remove_member, shares::unshare,
@@ -52,12 +54,28 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // A browser's session (`POST /auth/session`) works wherever a bearer
+        // token does; what changes something also needs `X-CSRF-Token`.
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::web::COOKIE))),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                let Some(security) = op.security.as_mut() else { continue };
+                let json = serde_json::to_string(&*security).unwrap_or_default();
+                if json.contains("\"bearer\"") && !json.contains("\"cookie\"") {
+                    security.push(utoipa::openapi::security::SecurityRequirement::new("cookie", Vec::<String>::new()));
+                }
+            }
+        }
     }
 }
 

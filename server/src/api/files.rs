@@ -11,8 +11,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_shared::api::{
-    BlockList, CommitOp, Entry, ErrorBody, ErrorCode, ListRevisionsRequest, ListRevisionsResponse,
-    ResumableStartRequest, ResumableStartResponse, RevId,
+    BlockList, CommitOp, Entry, EntryKind, ErrorBody, ErrorCode, ListRevisionsRequest, ListRevisionsResponse, Listing,
+    PathRequest, ResumableStartRequest, ResumableStartResponse, RevId,
 };
 use ferry_shared::path::RelPath;
 use ferry_shared::range::{ContentRange, Unsatisfiable, parse_content_range, parse_range};
@@ -531,7 +531,118 @@ pub async fn download(
     let path = RelPath::parse_non_root(&q.path)?;
     let meta = Arc::clone(&state.meta);
     let fv = blocking(move || meta.file_version(caller.ns, &path, q.rev)).await?;
-    send_file(state, fv, &headers)
+    let name = fv.entry.path.name().unwrap_or("file").to_owned();
+    let mut resp = send_file(state, fv, &headers)?;
+    resp.headers_mut().insert(header::CONTENT_DISPOSITION, super::links::attachment(&name));
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FolderQuery {
+    /// A folder (empty or absent: the top).
+    #[serde(default)]
+    pub path: String,
+}
+
+/// A folder's live entries, by name (shared folders carry `share`).
+#[utoipa::path(get, path = "/files/list", params(FolderQuery),
+    responses((status = 200, body = Listing), (status = 404, body = ErrorBody, description = "no folder at this path")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Query(q): Query<FolderQuery>,
+) -> Result<Json<Listing>> {
+    let path = RelPath::parse(&q.path)?;
+    let meta = Arc::clone(&state.meta);
+    let p = path.clone();
+    let entries = blocking(move || meta.list_folder(caller.ns, &p)).await?;
+    Ok(Json(Listing { path, entries }))
+}
+
+/// The operations deleting what is at `path`: a file, or a folder with all
+/// in it, deepest first. A folder shared with the caller is left, never
+/// emptied.
+fn delete_ops(state: &AppState, caller: &Caller, path: &RelPath) -> Result<Vec<CommitOp>> {
+    let parent = path.parent().expect("not root");
+    let entry = state
+        .meta
+        .list_folder(caller.ns, &parent)?
+        .into_iter()
+        .find(|e| e.path == *path)
+        .ok_or_else(|| Error::not_found(format!("nothing at '{path}'")))?;
+    let mut ops = Vec::new();
+    let mut stack = vec![(entry, false)];
+    while let Some((e, visited)) = stack.pop() {
+        let path = e.path.clone();
+        if e.kind == EntryKind::File {
+            ops.push(CommitOp::Delete { path, parent_rev: Some(e.rev) });
+            continue;
+        }
+        let leave = e.share.as_ref().is_some_and(|m| m.role != ferry_shared::api::ShareRole::Owner);
+        if visited || leave {
+            ops.push(CommitOp::Rmdir { path, parent_rev: Some(e.rev) });
+            continue;
+        }
+        let children = state.meta.list_folder(caller.ns, &path)?;
+        stack.push((e, true));
+        stack.extend(children.into_iter().map(|c| (c, false)));
+    }
+    Ok(ops)
+}
+
+/// Delete a file, or a folder with everything in it. Deleted items go to
+/// the trash (`/trash`); a folder shared with you is left instead.
+#[utoipa::path(post, path = "/files/delete", request_body = PathRequest,
+    responses((status = 204, description = "deleted"),
+        (status = 403, body = ErrorBody, description = "in a folder shared with you read-only"),
+        (status = 404, body = ErrorBody, description = "nothing at this path"),
+        (status = 409, body = ErrorBody, description = "something in it changed meanwhile: look again")),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(req): JsonBody<PathRequest>,
+) -> Result<StatusCode> {
+    if req.path.is_root() {
+        return Err(Error::bad_request("the top folder cannot be deleted; delete what is in it"));
+    }
+    blocking(move || {
+        let ops = delete_ops(&state, &caller, &req.path)?;
+        let outcome = state.meta.commit(&caller, ops, Vec::new())?;
+        state.notifier.publish_all(&outcome.touched);
+        // A folder that kept something says why that thing stayed.
+        let mut errors: Vec<Error> = outcome.results.into_iter().filter_map(|r| r.err()).collect();
+        errors.sort_by_key(|e| matches!(e, Error::Client { code: ErrorCode::NotEmpty, .. }));
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(StatusCode::NO_CONTENT),
+        }
+    })
+    .await
+}
+
+/// Download a folder as a zip, streamed (stored, not compressed).
+#[utoipa::path(get, path = "/files/zip", params(FolderQuery),
+    responses((status = 200, body = Binary, content_type = "application/zip", description = "the folder as a zip"),
+        (status = 404, body = ErrorBody, description = "no folder at this path"),
+        (status = 503, body = ErrorBody, description = "too many zips are being written: try again shortly")),
+    security(("bearer" = [])))]
+pub async fn zip(State(state): State<AppState>, Auth(caller): Auth, Query(q): Query<FolderQuery>) -> Result<Response> {
+    let path = RelPath::parse(&q.path)?;
+    let (meta, p) = (Arc::clone(&state.meta), path.clone());
+    // A folder, present now (the zip itself lists as it goes).
+    blocking(move || meta.list_folder(caller.ns, &p)).await?;
+    let permit = super::links::ZIPS.try_acquire().map_err(|_| {
+        Error::client(ErrorCode::Unavailable, "too many folders are being zipped right now: try again shortly")
+    })?;
+    let name = path.name().unwrap_or("Ferry").to_owned();
+    let mut resp = Response::new(super::links::zip_stream(state, caller.ns, path, permit));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert(header::CONTENT_DISPOSITION, super::links::attachment(&format!("{name}.zip")));
+    Ok(resp)
 }
 
 /// Answers with a file revision: one `Range` (unless `If-Range` no longer

@@ -154,7 +154,7 @@ fn has_cookie(state: &AppState, rec: &LinkRecord, headers: &HeaderMap) -> bool {
     })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -358,7 +358,7 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
     }
 }
 
-fn attachment(name: &str) -> HeaderValue {
+pub(crate) fn attachment(name: &str) -> HeaderValue {
     let ascii: String =
         name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' }).collect();
     HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", encode(name)))
@@ -432,7 +432,7 @@ struct ChannelWriter {
 const PIECE: usize = 256 << 10;
 const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
 /// Zips written at once (each holds a blocking thread while it runs).
-static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+pub(crate) static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 impl ChannelWriter {
     fn send(&mut self) -> std::io::Result<()> {
@@ -460,7 +460,12 @@ impl Write for ChannelWriter {
     }
 }
 
-fn zip_stream(state: AppState, ns: i64, root: RelPath, permit: tokio::sync::SemaphorePermit<'static>) -> Body {
+pub(crate) fn zip_stream(
+    state: AppState,
+    ns: i64,
+    root: RelPath,
+    permit: tokio::sync::SemaphorePermit<'static>,
+) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let err_tx = tx.clone();
     let rt = tokio::runtime::Handle::current();

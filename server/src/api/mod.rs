@@ -27,6 +27,8 @@ pub mod files;
 pub mod links;
 pub mod pending;
 pub mod shares;
+pub mod trash;
+pub mod web;
 
 /// Settings the handlers need.
 #[derive(Debug, Clone)]
@@ -72,7 +74,11 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = bearer(parts).ok_or_else(Error::unauthorized)?;
+        // A bearer token (daemons, scripts), else a browser's session cookie.
+        let token = match bearer(parts) {
+            Some(t) => t,
+            None => web::session_token(parts)?.ok_or_else(Error::unauthorized)?,
+        };
         let hash = crate::passwords::token_hash(token);
         let meta = Arc::clone(&state.meta);
         let caller = blocking(move || meta.authenticate(hash)).await?;
@@ -167,6 +173,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/auth/login", limited(post(auth::login), small))
         .route("/auth/logout", limited(post(auth::logout), small))
+        .route("/auth/session", limited(post(web::login).get(web::current).delete(web::logout), small))
+        .route("/account", get(auth::account))
         .route("/blocks/missing", limited(post(blocks::missing), 4 << 20))
         .route("/blocks/batch", limited(post(blocks::batch), ferry_shared::block::MAX_BATCH_BYTES + 4096 * 64))
         .route("/blocks/fetch", limited(post(blocks::fetch), 4 << 20))
@@ -183,6 +191,11 @@ pub fn router(state: AppState) -> Router {
         // Uploads stream their bodies and check sizes themselves (up to 10 GiB).
         .route("/files/upload", post(files::upload_start).put(files::upload_put))
         .route("/files/download", get(files::download))
+        .route("/files/list", get(files::list))
+        .route("/files/delete", limited(post(files::delete), small))
+        .route("/files/zip", get(files::zip))
+        .route("/trash", get(trash::list))
+        .route("/trash/restore", limited(post(trash::restore), small))
         .route("/files/list_revisions", limited(get(files::list_revisions_get).post(files::list_revisions_post), small))
         .route("/links", limited(post(links::create).get(links::list), small))
         .route("/links/{id}", limited(delete(links::revoke), small))
@@ -193,7 +206,10 @@ pub fn router(state: AppState) -> Router {
         .route("/l/{token}/{*path}", get(links::open_path))
         .route("/openapi.json", get(doc::openapi_json))
         .route("/health", get(|| async { "ok" }))
+        .route("/", get(web::asset))
+        .route("/app/{*file}", get(web::asset))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(state)
 }

@@ -179,6 +179,12 @@ pub trait Files: Send + Sync + 'static {
     fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
     /// The live entries of the folder at `path` (the root too), by name.
     fn list_folder(&self, ns: i64, path: &RelPath) -> Result<Vec<Entry>>;
+    /// What was deleted in the caller's own tree, most recently deleted
+    /// first (see `sqlite::trash`).
+    fn trash(&self, ns: i64, limit: u32) -> Result<Vec<ferry_shared::api::TrashItem>>;
+    /// Brings back the item deleted at `path` of the caller's own tree, a
+    /// folder with what was deleted inside it along with it; one result.
+    fn restore_deleted(&self, caller: &Caller, path: &RelPath) -> Result<CommitOutcome>;
 }
 
 /// A share link as stored, with where its item is now.

@@ -760,6 +760,81 @@ impl Ctx<'_> {
     }
 }
 
+impl Ctx<'_> {
+    /// Brings back deleted row `id` at `path` (its folders made again as
+    /// needed); for a folder, with what was deleted in it since `since`.
+    fn undelete(&mut self, id: i64, kind: EntryKind, path: &RelPath, since: i64) -> Result<Entry> {
+        let parent_id = self.ensure_dir(&path.parent().expect("not root"))?;
+        let name = path.name().expect("not root");
+        if let Some(other) = child(self.conn, self.ns, parent_id, name, true)? {
+            let head = node_entry(self.conn, &other, path)?;
+            return Err(Error::conflict(
+                format!("'{path}' is taken by another item: rename or move it, then restore again"),
+                Some(head),
+            ));
+        }
+        self.undelete_row(id, kind, parent_id, name, path, since)
+    }
+
+    fn undelete_row(
+        &mut self,
+        id: i64,
+        kind: EntryKind,
+        parent_id: i64,
+        name: &str,
+        path: &RelPath,
+        since: i64,
+    ) -> Result<Entry> {
+        self.conn.exec(
+            "UPDATE files SET deleted = 0, parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
+            params![parent_id, name, name_key(name), id],
+        )?;
+        if kind == EntryKind::File {
+            let live: i64 = self.conn.row(
+                "SELECT id FROM file_versions WHERE file = ?1 AND deleted = 0 ORDER BY id DESC LIMIT 1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let size = version(self.conn, live)?.size as i64;
+            self.check_quota(size)?;
+            let rev = self.copy_version(id, live, path)?;
+            self.adjust_used(size)?;
+            self.journal(ChangeOp::Add, id, rev, path, None)?;
+            return self.entry(id, kind, path, rev);
+        }
+        let rev = self.insert_version(NewVersion {
+            file: id,
+            path,
+            size: 0,
+            mtime: self.now,
+            executable: false,
+            hash: "",
+            blocks: &[],
+            deleted: false,
+        })?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+        self.journal(ChangeOp::Mkdir, id, rev, path, None)?;
+        let inside: Vec<(i64, EntryKind, String)> = {
+            let mut s = self.conn.prepare_cached(
+                "SELECT f.id, f.kind, f.name FROM files f JOIN file_versions v ON v.id = f.head
+                 WHERE f.ns = ?1 AND f.parent = ?2 AND f.deleted = 1 AND f.mount IS NULL AND v.created >= ?3
+                 ORDER BY v.id DESC",
+            )?;
+            s.query_map(params![self.ns, id, since], |r| Ok((r.get(0)?, kind_of(r.get(1)?), r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for (child_id, child_kind, child_name) in inside {
+            // Two deleted items of one name: the one deleted last comes back.
+            if child(self.conn, self.ns, id, &child_name, true)?.is_some() {
+                continue;
+            }
+            let child_path = path.join(&child_name)?;
+            self.undelete_row(child_id, child_kind, id, &child_name, &child_path, since)?;
+        }
+        self.entry(id, kind, path, rev)
+    }
+}
+
 impl Files for SqliteStore {
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome> {
         let caller = caller.clone();
@@ -856,5 +931,40 @@ impl Files for SqliteStore {
 
     fn list_folder(&self, ns: i64, path: &RelPath) -> Result<Vec<Entry>> {
         self.read(|c| list_folder(c, ns, path))
+    }
+
+    fn trash(&self, ns: i64, limit: u32) -> Result<Vec<ferry_shared::api::TrashItem>> {
+        self.read(|c| super::trash::trash(c, ns, limit))
+    }
+
+    fn restore_deleted(&self, caller: &Caller, path: &RelPath) -> Result<CommitOutcome> {
+        let (caller, path) = (caller.clone(), path.clone());
+        self.write(move |conn| {
+            let found: Option<(i64, i64, i64)> = conn
+                .row(
+                    "SELECT f.id, f.kind, v.created FROM files f JOIN file_versions v ON v.id = f.head
+                     WHERE f.ns = ?1 AND f.deleted = 1 AND f.mount IS NULL AND v.path = ?2
+                     ORDER BY v.id DESC LIMIT 1",
+                    params![caller.ns, path.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let (id, kind, deleted) =
+                found.ok_or_else(|| Error::not_found(format!("nothing deleted at '{path}' is in the trash")))?;
+            let mut ctx = Ctx {
+                conn,
+                caller: &caller,
+                now: now_ms(),
+                ns: caller.ns,
+                prefix: RelPath::root(),
+                owner: caller.user_id,
+                touched: Touched::default(),
+                has_pending: HashMap::new(),
+                pending_dropped: BTreeSet::new(),
+                audience: None,
+            };
+            let entry = ctx.undelete(id, kind_of(kind), &path, deleted - super::trash::WITH_FOLDER_MS)?;
+            Ok(CommitOutcome { results: vec![Ok(entry)], touched: ctx.touched })
+        })
     }
 }

@@ -42,6 +42,7 @@ mod links;
 mod pending;
 mod schema;
 mod shares;
+mod trash;
 mod tree;
 mod uploads;
 
