@@ -89,6 +89,17 @@ enum Command {
         #[arg(long)]
         rev: i64,
     },
+    /// What was deleted (here, on other devices or in the web app): who
+    /// deleted it and when, most recently deleted first.
+    Trash {
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=5000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a deleted file or folder (with what was in it) back to where
+    /// it was; `ferry trash` lists what can come back.
+    RestoreDeleted { path: String },
     /// Stop syncing a folder to this device: its local copy goes once all
     /// of it is on the server; nothing is deleted on the server.
     Exclude { path: String },
@@ -566,6 +577,45 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(r) => bail!("could not restore: {}", r.error.map(|e| e.message).unwrap_or_default()),
                 None => bail!("the server gave no answer"),
             }
+        }
+        Command::Trash { limit, json } => {
+            let (config, token) = dirs.load()?;
+            let trash =
+                Remote::new(&config.server, &token).trash(limit).await.map_err(|e| refused("list the trash", e))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&trash)?);
+            } else if trash.items.is_empty() {
+                println!("the trash is empty");
+            } else {
+                for t in trash.items {
+                    let what = match t.kind {
+                        ferry_shared::api::EntryKind::Dir => {
+                            format!(
+                                "{}/  ({} item{}, {} bytes)",
+                                t.path,
+                                t.items,
+                                if t.items == 1 { "" } else { "s" },
+                                t.size
+                            )
+                        }
+                        _ => format!("{}  ({} bytes)", t.path, t.size),
+                    };
+                    println!("{} UTC  {} ({})  {what}", ferry_shared::time::utc_string(t.deleted), t.user, t.device);
+                }
+                println!("bring one back with: ferry restore-deleted PATH");
+            }
+        }
+        Command::RestoreDeleted { path } => {
+            let (config, token) = dirs.load()?;
+            let rel = folder_path(&config, &path)?;
+            if rel.is_root() {
+                bail!("give the path of a deleted file or folder (ferry trash lists them)");
+            }
+            Remote::new(&config.server, &token)
+                .restore_deleted(&rel)
+                .await
+                .map_err(|e| refused(&format!("restore {rel}"), e))?;
+            println!("restored {rel}; the daemon brings it to this device");
         }
         Command::Link { path, expires, password_stdin } => {
             let (config, token) = dirs.load()?;

@@ -475,6 +475,19 @@ impl Remote {
         Ok(())
     }
 
+    /// What was deleted in this user's tree, most recently deleted first.
+    pub async fn trash(&self, limit: u32) -> Result<ferry_shared::api::TrashList> {
+        let resp = self.req(reqwest::Method::GET, &format!("/trash?limit={limit}")).send().await?;
+        self.json_body(check(resp).await?).await
+    }
+
+    /// Brings a deleted file or folder back to where it was.
+    pub async fn restore_deleted(&self, path: &ferry_shared::RelPath) -> Result<ferry_shared::api::Entry> {
+        let req = ferry_shared::api::PathRequest { path: path.clone() };
+        let resp = self.json(reqwest::Method::POST, "/trash/restore", &req).send().await?;
+        self.json_body(check(resp).await?).await
+    }
+
     pub async fn revisions(&self, path: &ferry_shared::RelPath, limit: u32) -> Result<ListRevisionsResponse> {
         let resp = self
             .req(reqwest::Method::POST, "/files/list_revisions")

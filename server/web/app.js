@@ -747,7 +747,7 @@ async function showTrash() {
       h('div', { class: 'trash-item row-static', dataset: { path: t.path } },
         h('span', { class: `icon ${t.kind === 'dir' ? 'folder' : 'file'}` }),
         h('span', { class: 'grow' }, h('b', {}, nameOf(t.path)), h('small', { class: 'sub' },
-          `${parentOf(t.path) || 'Files'} · ${t.kind === 'dir' ? `${t.items} items, ` : ''}${formatBytes(t.size)}`)),
+          `${parentOf(t.path) || 'Files'} · ${t.kind === 'dir' ? `${t.items} item${t.items === 1 ? '' : 's'}, ` : ''}${formatBytes(t.size)}`)),
         h('span', { class: 'muted' }, `deleted ${formatTime(t.deleted)} by ${t.user} (${t.device})`),
         h('button', { onclick: async () => {
           try {
@@ -933,7 +933,7 @@ function drawUploads(jobs) {
       active ? '' : h('button', { onclick: () => uploads.clearFinished() }, 'Clear')),
     h('progress', { class: 'overall', max: 100, value: pct, 'aria-label': 'All uploads' }),
     h('div', { class: 'jobs' }, jobs.slice(-50).map((j) =>
-      h('div', { class: `job ${j.state}`, dataset: { path: j.path, state: j.state } },
+      h('div', { class: `job ${j.state}`, dataset: { path: j.path, state: j.state, resumedFrom: j.resumedFrom } },
         h('span', { class: 'job-name', title: j.path }, nameOf(j.path)),
         h('progress', { max: j.file.size || 1, value: j.state === 'done' ? j.file.size || 1 : j.sent,
           'aria-label': `Upload of ${nameOf(j.path)}` }),

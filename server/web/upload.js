@@ -205,6 +205,7 @@ export class Uploads {
           remember(key, null);
           return state.done;
         }
+        if (offset === null && job.resumedFrom === undefined) job.resumedFrom = state.received;
         offset = state.received;
         job.sent = offset;
       } catch (e) {

@@ -70,6 +70,9 @@ async fn every_operation_by_every_caller() -> TestResult {
         op("list revisions (POST)", Method::POST, "/files/list_revisions", Some(json!({"path": "private/secret.txt"}))),
         op("changes", Method::GET, "/changes?cursor=0", None),
         op("activity", Method::GET, "/activity", None),
+        op("list the folder", Method::GET, "/files/list?path=private", None),
+        op("zip the folder", Method::GET, "/files/zip?path=private", None),
+        op("trash", Method::GET, "/trash", None),
         op("make a link", Method::POST, "/links", Some(json!({"path": "private"}))),
         op("list links", Method::GET, "/links", None),
         op("revoke the link", Method::DELETE, &format!("/links/{}", link.id), None),
@@ -82,6 +85,8 @@ async fn every_operation_by_every_caller() -> TestResult {
         ),
         op("delete", Method::POST, "/commit", Some(json!({"ops": [{"op": "delete", "path": "private/secret.txt"}]}))),
         op("move", Method::POST, "/commit", Some(json!({"ops": [{"op": "move", "from": "private", "to": "moved"}]}))),
+        op("delete (files API)", Method::POST, "/files/delete", Some(json!({"path": "moved"}))),
+        op("restore from the trash", Method::POST, "/trash/restore", Some(json!({"path": "moved"}))),
     ];
 
     for o in &ops {
@@ -94,7 +99,7 @@ async fn every_operation_by_every_caller() -> TestResult {
         assert!(!leaks(&body), "{} by a stranger leaks: {}", o.name, String::from_utf8_lossy(&body));
         match o.name {
             // Their own (empty) feeds and lists.
-            "changes" | "activity" | "list links" => assert_eq!(status, 200, "{}", o.name),
+            "changes" | "activity" | "list links" | "trash" => assert_eq!(status, 200, "{}", o.name),
             // Per-operation answers inside a 200: each must be a 404.
             "restore" | "move" | "delete" => {
                 assert_eq!(status, 200, "{}", o.name);
@@ -119,6 +124,15 @@ async fn every_operation_by_every_caller() -> TestResult {
         if o.name == "move" || o.name == "delete" || o.name == "restore" {
             let r: serde_json::Value = serde_json::from_slice(&body)?;
             assert!(r["results"][0]["entry"].is_object(), "{} by the owner: {r}", o.name);
+        }
+        if o.name == "trash" {
+            // Nothing deleted yet: the matrix's deletes come after it.
+            let t: serde_json::Value = serde_json::from_slice(&body)?;
+            assert_eq!(t["items"], json!([]), "{t}");
+        }
+        if o.name == "restore from the trash" {
+            let e: serde_json::Value = serde_json::from_slice(&body)?;
+            assert_eq!(e["path"], "moved", "{e}");
         }
     }
     Ok(())

@@ -542,11 +542,12 @@ pub async fn download(
 pub struct FolderQuery {
     /// A folder (empty or absent: the top).
     #[serde(default)]
+    #[param(value_type = ferry_shared::path::RelPath)]
     pub path: String,
 }
 
 /// A folder's live entries, by name (shared folders carry `share`).
-#[utoipa::path(get, path = "/files/list", params(FolderQuery),
+#[utoipa::path(get, path = "/files/list", operation_id = "list_folder", params(FolderQuery),
     responses((status = 200, body = Listing), (status = 404, body = ErrorBody, description = "no folder at this path")),
     security(("bearer" = [])))]
 pub async fn list(

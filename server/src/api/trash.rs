@@ -22,7 +22,7 @@ pub struct TrashQuery {
 
 /// Deleted files and folders, most recently deleted first: who deleted
 /// each and when. A folder stands for what was deleted with it.
-#[utoipa::path(get, path = "/trash", params(TrashQuery),
+#[utoipa::path(get, path = "/trash", operation_id = "list_trash", params(TrashQuery),
     responses((status = 200, body = TrashList), (status = 400, body = ErrorBody, description = "limit out of range")),
     security(("bearer" = [])))]
 pub async fn list(
@@ -40,7 +40,7 @@ pub async fn list(
 
 /// Restore a deleted file or folder (with what was deleted inside it) to
 /// where it was; folders above it are made again if they are gone.
-#[utoipa::path(post, path = "/trash/restore", request_body = PathRequest,
+#[utoipa::path(post, path = "/trash/restore", operation_id = "restore_deleted", request_body = PathRequest,
     responses((status = 200, body = Entry, description = "restored"),
         (status = 404, body = ErrorBody, description = "nothing deleted at that path"),
         (status = 409, body = ErrorBody, description = "another item is at that path now"),

@@ -213,7 +213,8 @@ pub async fn current(State(state): State<AppState>, Auth(caller): Auth, headers:
 
 /// Log the browser out: its session ends and the cookie is cleared.
 #[utoipa::path(delete, path = "/auth/session", operation_id = "delete_session",
-    params(("X-CSRF-Token" = String, Header, description = "the session's CSRF token")),
+    params(("X-CSRF-Token" = Option<String>, Header,
+        description = "the session's CSRF token: needed when the session cookie authenticates the request")),
     responses((status = 204, description = "logged out"),
         (status = 403, body = ErrorBody, description = "no or a wrong X-CSRF-Token")),
     security(("cookie" = [])))]

@@ -391,3 +391,66 @@ fn shared_folders_in_every_members_journal() {
     assert_eq!(tree_of(&store, &a), want(&["team", "team/big.bin", "team/mine.txt"]));
     assert!(store.shares(&b).unwrap().is_empty());
 }
+
+/// The trash: a folder deleted file by file (as a daemon does) is one item
+/// standing for what was in it; a file on its own is another; restoring the
+/// folder brings back all of it, and a path taken meanwhile is refused.
+#[test]
+fn trash_lists_and_restores_deleted_items() {
+    use ferry_shared::api::EntryKind;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
+    let (a, b) = (caller(&store, "alice", "laptop"), caller(&store, "bob", "desk"));
+    let (one, two) = (block(b"one"), block(b"second"));
+    ok(store
+        .commit(
+            &a,
+            vec![put("docs/a.txt", None, &one), put("docs/sub/b.txt", None, &two), put("solo.txt", None, &one)],
+            vec![one.clone(), two.clone()],
+        )
+        .unwrap());
+    assert!(store.trash(a.ns, 100).unwrap().is_empty());
+    ok(store.commit(&a, vec![CommitOp::Delete { path: p("solo.txt"), parent_rev: None }], vec![]).unwrap());
+    ok(store
+        .commit(
+            &a,
+            vec![
+                CommitOp::Delete { path: p("docs/sub/b.txt"), parent_rev: None },
+                CommitOp::Rmdir { path: p("docs/sub"), parent_rev: None },
+                CommitOp::Delete { path: p("docs/a.txt"), parent_rev: None },
+                CommitOp::Rmdir { path: p("docs"), parent_rev: None },
+            ],
+            vec![],
+        )
+        .unwrap());
+    let trash = store.trash(a.ns, 100).unwrap();
+    let paths: Vec<_> = trash.iter().map(|t| t.path.as_str()).collect();
+    assert_eq!(paths, ["docs", "solo.txt"], "{trash:?}");
+    let docs = &trash[0];
+    assert_eq!((docs.kind, docs.items, docs.size), (EntryKind::Dir, 3, 3 + 6));
+    assert_eq!((docs.user.as_str(), docs.device.as_str()), ("alice", "laptop"));
+    assert_eq!((trash[1].kind, trash[1].size), (EntryKind::File, 3));
+    assert_eq!(store.trash(a.ns, 1).unwrap().len(), 1);
+    // Nobody else's trash shows it, or restores it.
+    assert!(store.trash(b.ns, 100).unwrap().is_empty());
+    assert!(matches!(store.restore_deleted(&b, &p("docs")), Err(Error::Client { code: ErrorCode::NotFound, .. })));
+
+    let out = store.restore_deleted(&a, &p("docs")).unwrap();
+    ok(out);
+    assert_eq!(tree_of(&store, &a), ["docs", "docs/a.txt", "docs/sub", "docs/sub/b.txt"].map(String::from).into());
+    assert_eq!(store.file_version(a.ns, &p("docs/sub/b.txt"), None).unwrap().entry.size, 6);
+    let paths: Vec<_> = store.trash(a.ns, 100).unwrap().into_iter().map(|t| t.path.to_string()).collect();
+    assert_eq!(paths, ["solo.txt"]);
+    // Another file moved to the path: the deleted one stays in the trash.
+    // (A file written at the path is the deleted one's next revision.)
+    ok(store.commit(&a, vec![put("other.txt", None, &two)], vec![]).unwrap());
+    ok(store
+        .commit(&a, vec![CommitOp::Move { from: p("other.txt"), to: p("solo.txt"), parent_rev: None }], vec![])
+        .unwrap());
+    match store.restore_deleted(&a, &p("solo.txt")) {
+        Err(Error::Conflict { .. }) => {}
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("restored over the new solo.txt"),
+    }
+    assert!(matches!(store.restore_deleted(&a, &p("never")), Err(Error::Client { code: ErrorCode::NotFound, .. })));
+}
