@@ -877,6 +877,45 @@ fn history_lists_revisions_and_restore_brings_an_old_version_back() {
     assert_eq!(revs[0]["hash"], want[2].as_str());
 }
 
+/// A folder deleted on one device is one item in the trash (who, which
+/// device, what was in it); `ferry restore-deleted` on the other brings all
+/// of it back to both.
+#[test]
+fn trash_lists_a_deleted_folder_and_restore_deleted_brings_it_back() {
+    let p = Pair::start();
+    std::fs::create_dir_all(p.a.path("project/sub")).unwrap();
+    write(&p.a.path("project/a.txt"), "first");
+    write(&p.a.path("project/sub/b.txt"), "second file");
+    let expected: Snapshot = [
+        ("project/".to_owned(), Vec::new()),
+        ("project/sub/".to_owned(), Vec::new()),
+        ("project/a.txt".to_owned(), b"first".to_vec()),
+        ("project/sub/b.txt".to_owned(), b"second file".to_vec()),
+    ]
+    .into();
+    p.settle(T, "the folder on both", &expected);
+    assert!(p.b.ferry(&["trash"]).unwrap().contains("the trash is empty"));
+
+    std::fs::remove_dir_all(p.a.path("project")).unwrap();
+    p.wait(T, "the folder gone from B", || !p.b.path("project").exists());
+    p.settle_on_a("the deletion");
+    let trash: Value = serde_json::from_str(&p.b.ferry(&["trash", "--json"]).unwrap()).unwrap();
+    let items = trash["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one item for the folder and what was in it: {trash}");
+    assert_eq!(items[0]["path"], "project");
+    assert_eq!((items[0]["items"].as_u64(), items[0]["size"].as_u64()), (Some(3), Some(16)), "{trash}");
+    assert_eq!(items[0]["device"], "devA");
+    let text = p.b.ferry(&["trash"]).unwrap();
+    assert!(text.contains("(devA)  project/  (3 items, 16 bytes)"), "{text}");
+
+    let err = p.b.ferry(&["restore-deleted", "never-there"]).unwrap_err().to_string();
+    assert!(err.contains("nothing deleted at 'never-there'"), "{err}");
+    let out = p.b.ferry(&["restore-deleted", "project"]).unwrap();
+    assert!(out.contains("restored project"), "{out}");
+    p.settle(T, "the folder back on both", &expected);
+    assert!(p.a.ferry(&["trash"]).unwrap().contains("the trash is empty"));
+}
+
 // ---------------------------------------------------------------------------
 // 14. Names that differ only by case never overwrite each other
 
