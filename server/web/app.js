@@ -75,6 +75,8 @@ const previewable = (name) => IMAGE.test(name) || TEXT.test(name) || PDF.test(na
 function toast(message, kind = 'info') {
   const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, message);
   $('toasts').append(t);
+  // A burst shows its latest few, not a wall.
+  while ($('toasts').children.length > 4) $('toasts').firstElementChild.remove();
   setTimeout(() => t.remove(), kind === 'error' ? 8000 : 5000);
 }
 
@@ -700,6 +702,12 @@ async function shareDialog(e) {
               await mutate('leave', () => api.removeMember(share.id, state.session.user), `Left ${name}`);
             } }, 'Leave this folder'),
         );
+      }
+      // The server links to what is in a shared folder, not to the folder.
+      if (e.kind === 'dir' && state.shares?.some((s) => s.path === e.path)) {
+        links.replaceChildren(h('h3', {}, 'Links'),
+          h('p', { class: 'muted' }, 'A shared folder has no link of its own: make links to what is in it.'));
+        return;
       }
       const all = (await api.links()).links.filter((l) => l.path === e.path);
       links.replaceChildren(
