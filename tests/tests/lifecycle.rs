@@ -49,6 +49,16 @@ async fn serves_https_with_given_certificate() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 201);
+    // A browser session's cookie is Secure under TLS.
+    let resp = http
+        .post(format!("{}/auth/session", server.url))
+        .json(&serde_json::json!({"username": "alice", "password": "password-alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
 
     // Plain HTTP to the TLS port does not get an answer.
     let plain = reqwest::Client::new()

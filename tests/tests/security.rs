@@ -253,3 +253,99 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
         vec![p.to_owned()]
     }
 }
+
+/// Browser sessions: the cookie is HttpOnly and SameSite=Strict (Secure only
+/// under TLS, see `lifecycle.rs`), works for reading, needs the session's
+/// CSRF token for anything that changes something, ends at logout, and its
+/// logins are throttled like the API's. The app's page runs no inline
+/// script, and user content never renders in the app's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_sessions_need_their_csrf_token() -> TestResult {
+    let server = Server::start()?;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.url);
+    let session = |user: &str, password: &str| {
+        http.post(url("/auth/session")).json(&json!({"username": user, "password": password})).send()
+    };
+    assert_eq!(session("alice", "wrong").await?.status(), StatusCode::UNAUTHORIZED);
+    let resp = session("alice", "password-alice").await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let set = resp.headers()["set-cookie"].to_str()?.to_owned();
+    assert!(set.starts_with("ferry_session=") && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(!set.contains("Secure"), "no Secure on plain HTTP (the browser would drop it): {set}");
+    let cookie = set.split(';').next().unwrap_or_default().to_owned();
+    let body: Value = resp.json().await?;
+    let csrf = body["csrf"].as_str().unwrap_or_default().to_owned();
+    assert!(csrf.len() >= 32, "{body}");
+    assert_eq!(body["user"], "alice");
+
+    // Reading needs only the cookie.
+    let resp = http.get(url("/account")).header("cookie", &cookie).send().await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await?["user"], "alice");
+    // Changing something needs the token too: missing or wrong, 403.
+    let mkdir = |token: Option<&str>| {
+        let mut req = http
+            .post(url("/commit"))
+            .header("cookie", &cookie)
+            .json(&json!({"ops": [{"op": "mkdir", "path": "from-the-browser"}]}));
+        if let Some(t) = token {
+            req = req.header("x-csrf-token", t);
+        }
+        req.send()
+    };
+    assert_eq!(error_code(mkdir(None).await?).await?, (403, "forbidden".to_owned()));
+    assert_eq!(mkdir(Some("not-the-token")).await?.status(), StatusCode::FORBIDDEN);
+    let other = session("bob", "password-bob").await?.json::<Value>().await?;
+    assert_eq!(mkdir(other["csrf"].as_str()).await?.status(), StatusCode::FORBIDDEN, "another session's token");
+    let resp = mkdir(Some(&csrf)).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await?["results"][0]["status"], 200);
+    // A bearer token needs no CSRF token (a page cannot send one).
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let resp = alice.post("/commit").json(&json!({"ops": [{"op": "mkdir", "path": "by-token"}]})).send().await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // User content: an uploaded page or SVG downloads, sandboxed.
+    alice.put_small("page.html", b"<script>alert(1)</script>", None).await?;
+    let resp = http.get(url("/files/download?path=page.html")).header("cookie", &cookie).send().await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers();
+    assert!(h["content-disposition"].to_str()?.starts_with("attachment"), "{h:?}");
+    assert!(h["content-security-policy"].to_str()?.contains("sandbox"), "{h:?}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    // The app: no inline script, not framed.
+    let resp = http.get(url("/")).send().await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp.headers()["content-security-policy"].to_str()?.to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(resp.text().await?.contains("<script type=\"module\" src=\"/app/app.js\">"));
+
+    // Logging out needs the token, then the cookie opens nothing.
+    let logout = |token: Option<&str>| {
+        let mut req = http.delete(url("/auth/session")).header("cookie", &cookie);
+        if let Some(t) = token {
+            req = req.header("x-csrf-token", t);
+        }
+        req.send()
+    };
+    assert_eq!(logout(None).await?.status(), StatusCode::FORBIDDEN);
+    let resp = logout(Some(&csrf)).await?;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(resp.headers()["set-cookie"].to_str()?.contains("Max-Age=0"));
+    assert_eq!(http.get(url("/account")).header("cookie", &cookie).send().await?.status(), StatusCode::UNAUTHORIZED);
+
+    // Throttled like the API's login: five failures, then even the right
+    // password waits.
+    for _ in 0..5 {
+        assert_eq!(session("bob", "wrong").await?.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = session("bob", "password-bob").await?;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    Ok(())
+}

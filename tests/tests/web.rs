@@ -120,6 +120,10 @@ fn web_app_in_chromium() -> TestResult {
     std::fs::create_dir_all(&files)?;
     random_file(&files.join("big.bin"), 1 << 30, "ferry web 1 GiB")?;
     random_file(&files.join("mid.bin"), 96 << 20, "ferry web 96 MiB")?;
+    // A folder for the folder picker.
+    std::fs::create_dir_all(files.join("album/sub"))?;
+    std::fs::write(files.join("album/a.txt"), "in the album\n")?;
+    std::fs::write(files.join("album/sub/b.txt"), "deeper\n")?;
     // Sparse: over the 10 GiB limit without taking the space.
     std::fs::File::create(files.join("huge.bin"))?.set_len(11 << 30)?;
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-artifacts");

@@ -32,6 +32,8 @@ const browser = await chromium.launch({
 });
 
 const failures = [];
+/// Every API call the pages made (`METHOD /path`), checked against /openapi.json.
+const called = new Set();
 const pages = [];
 async function step(name, fn) {
   const t0 = Date.now();
@@ -63,6 +65,9 @@ async function newPage(options = {}) {
   page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource')
     && console.log(`console error: ${m.text()}`));
+  page.on('request', (r) => {
+    if (['fetch', 'xhr'].includes(r.resourceType())) called.add(`${r.method()} ${new URL(r.url()).pathname}`);
+  });
   pages.push(page);
   return page;
 }
@@ -127,6 +132,17 @@ await step('upload with the file picker', async () => {
   await waitDone(alice, 'dot.png');
   await row(alice, 'hello.txt').waitFor();
   await row(alice, 'dot.png').waitFor();
+});
+
+await step('upload a whole folder with the folder picker', async () => {
+  await alice.setInputFiles('#pick-folder', join(FILES, 'album'));
+  await waitDone(alice, 'album/sub/b.txt');
+  await row(alice, 'album').locator('.name').click();
+  await row(alice, 'a.txt').waitFor();
+  await row(alice, 'sub').locator('.name').click();
+  await row(alice, 'b.txt').waitFor();
+  await alice.click('.crumbs a[data-path=""]');
+  await row(alice, 'album').waitFor();
 });
 
 await step('upload by dropping files on the page (a real drop event)', async () => {
@@ -242,6 +258,16 @@ await step('share a folder with another user, who sees it in their own browser',
   await bob.click('nav.side a[data-view="shared"]');
   await bob.locator('.share[data-path="Docs"]', { hasText: "alice's, you can edit" }).waitFor();
   await bob.click('nav.side a[data-view="files"]');
+  // The owner makes bob a viewer, then an editor again.
+  await rowAction(alice, 'Docs', 'Share');
+  await alice.selectOption('select[aria-label="Role of bob"]', 'viewer');
+  await toastWith(alice, 'bob is now viewer');
+  const role = await alice.evaluate(() => fetch('/shares').then((r) => r.json())
+    .then((l) => l.shares.find((s) => s.path === 'Docs').members.find((m) => m.user === 'bob').role));
+  check(role === 'viewer', `bob's role: ${role}`);
+  await alice.selectOption('select[aria-label="Role of bob"]', 'editor');
+  await toastWith(alice, 'bob is now editor');
+  await closeDialog(alice);
 });
 
 await step('links: made in the page, opened without a session, with and without a password', async () => {
@@ -271,6 +297,16 @@ await step('links: made in the page, opened without a session, with and without 
   await stranger.fill('input[type=password]', 'sesame');
   await stranger.click('button[type=submit], input[type=submit]');
   await stranger.locator('a', { hasText: 'second.txt' }).waitFor();
+  // Revoked in the Links view: the link no longer opens.
+  await alice.click('nav.side a[data-view="links"]');
+  await alice.locator('.link input.url').first().waitFor();
+  const at = await alice.locator('.link input.url').evaluateAll((els, u) => els.findIndex((e) => e.value === u), open);
+  check(at >= 0, 'the link is listed');
+  await alice.locator('.link').nth(at).locator('button', { hasText: 'Revoke' }).click();
+  await toastWith(alice, 'Link revoked');
+  const gone = await stranger.goto(open);
+  check(gone.status() === 404, `a revoked link answers 404 (got ${gone.status()})`);
+  await alice.click('nav.side a[data-view="files"]');
   await stranger.context().close();
   pages.splice(pages.indexOf(stranger), 1);
 });
@@ -301,8 +337,11 @@ await step('sizes over 10 GiB and over the quota are refused before sending', as
 });
 
 await step('phone width: upload and the row menu work with touch', async () => {
-  const phone = await newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const phone = await newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
+    colorScheme: 'dark' });
   await login(phone, 'bob');
+  const bg = await phone.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  check(bg === 'rgb(17, 24, 39)', `dark mode follows the system (background ${bg})`);
   await phone.setInputFiles('#pick-files', [{ name: 'from-phone.txt', mimeType: 'text/plain', buffer: Buffer.from('tap tap\n') }]);
   await waitDone(phone, 'from-phone.txt');
   await row(phone, 'from-phone.txt').waitFor();
@@ -313,6 +352,12 @@ await step('phone width: upload and the row menu work with touch', async () => {
   await phone.fill('dialog input', 'renamed-on-phone.txt');
   await phone.locator('dialog button.primary').tap();
   await row(phone, 'renamed-on-phone.txt').waitFor();
+  // Leaving a folder shared with you, by touch.
+  await row(phone, 'Docs').locator('.more').tap();
+  await phone.locator('.menu button', { hasText: 'Leave shared folder' }).tap();
+  await phone.locator('dialog button.danger', { hasText: 'Leave' }).tap();
+  await row(phone, 'Docs').waitFor({ state: 'detached' });
+  await row(alice, 'Docs').waitFor();
   await phone.locator('nav.side a[data-view="trash"]').tap();
   await phone.locator('h2', { hasText: 'Trash' }).waitFor();
   await phone.context().close();
@@ -333,6 +378,13 @@ await step('a folder of 10,000 entries: rendered, filtered and scrolled to the e
   check(rows < 200, `only the rows in view exist (${rows})`);
   await alice.locator('#list').evaluate((l) => { l.scrollTop = l.scrollHeight; });
   await row(alice, 'entry-10000').waitFor();
+  // Sorted by name the other way: the last comes first.
+  await alice.click('.sort[data-sort="name"]');
+  await alice.locator('#list').evaluate((l) => { l.scrollTop = 0; });
+  await row(alice, 'entry-10000').waitFor();
+  const first = await alice.locator('.row').first().getAttribute('data-name');
+  check(first === 'entry-10000', `first row sorted descending: ${first}`);
+  await alice.click('.sort[data-sort="name"]');
   await alice.fill('#filter', 'entry-0999');
   await alice.locator('#count', { hasText: '10 of 10000 items' }).waitFor();
   await alice.fill('#filter', '');
@@ -416,6 +468,18 @@ if (FIGURES) {
       + '(picked to committed: sent in 64 MiB PUTs, chunked, hashed, compressed, encrypted and committed by the server)');
   });
 }
+
+await step('every call the page made is in /openapi.json', async () => {
+  const doc = await (await fetch(`${URL_}/openapi.json`)).json();
+  const ops = Object.entries(doc.paths).flatMap(([path, item]) => Object.keys(item).map((m) =>
+    ({ method: m.toUpperCase(), re: new RegExp(`^${path.replace(/\{[^}]+\}/g, '[^/]+')}$`) })));
+  const missing = [...called].filter((c) => {
+    const [method, path] = c.split(' ');
+    return !ops.some((o) => o.method === method && o.re.test(path));
+  });
+  check(called.size > 10, `calls recorded: ${called.size}`);
+  check(!missing.length, `not in /openapi.json: ${missing.join(', ')}`);
+});
 
 await browser.close();
 if (failures.length) {
