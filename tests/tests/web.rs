@@ -124,6 +124,10 @@ fn web_app_in_chromium() -> TestResult {
     std::fs::create_dir_all(files.join("album/sub"))?;
     std::fs::write(files.join("album/a.txt"), "in the album\n")?;
     std::fs::write(files.join("album/sub/b.txt"), "deeper\n")?;
+    if std::env::var_os("FERRY_WEB_FIGURES").is_some() {
+        // New bytes for the throughput figure (the server has big.bin's).
+        random_file(&files.join("fig.bin"), 1 << 30, "ferry web figure")?;
+    }
     // Sparse: over the 10 GiB limit without taking the space.
     std::fs::File::create(files.join("huge.bin"))?.set_len(11 << 30)?;
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-artifacts");
