@@ -27,25 +27,39 @@ pub async fn login(
     if req.device_name.trim().is_empty() || req.device_name.chars().count() > 200 {
         return Err(Error::bad_request("device_name must be 1 to 200 characters, not only spaces"));
     }
-    if req.username.chars().count() > 200 {
+    let device = req.device_name.trim().to_owned();
+    let signed = sign_in(&state, req.username, req.password, device).await?;
+    Ok(Json(LoginResponse { token: signed.token, user_id: signed.user_id, device_id: signed.device_id }))
+}
+
+/// A new token for `device`, if the password is right.
+pub(super) struct SignedIn {
+    pub token: String,
+    pub user_id: i64,
+    pub device_id: i64,
+}
+
+/// Checks a password and makes a token, throttled per user name (see
+/// `crate::limit`); shared by the API's login and the browser's.
+pub(super) async fn sign_in(state: &AppState, username: String, password: String, device: String) -> Result<SignedIn> {
+    if username.chars().count() > 200 {
         return Err(Error::bad_request("username must be at most 200 characters"));
     }
-    // Too many wrong passwords for this name: wait (see `crate::limit`).
     let attempt = state
         .logins
-        .begin(&req.username, std::time::Instant::now())
+        .begin(&username, std::time::Instant::now())
         .map_err(|wait| Error::RateLimited { retry_after: wait })?;
     let meta = Arc::clone(&state.meta);
     let result = blocking(move || {
-        let user = meta.password_hash(&req.username)?;
-        if !passwords::verify_password(&req.password, user.as_ref().map(|(_, h)| h.as_str())) {
+        let user = meta.password_hash(&username)?;
+        if !passwords::verify_password(&password, user.as_ref().map(|(_, h)| h.as_str())) {
             return Err(Error::client(ferry_shared::api::ErrorCode::Unauthorized, "wrong user name or password"));
         }
         let (user_id, _) = user.expect("verified");
         let token = passwords::new_token();
-        let device_id = meta.create_token(user_id, req.device_name.trim(), passwords::token_hash(&token))?;
-        tracing::info!(user_id, device_id, "login");
-        Ok(Json(LoginResponse { token, user_id, device_id }))
+        let device_id = meta.create_token(user_id, &device, passwords::token_hash(&token))?;
+        tracing::info!(user_id, device_id, device, "login");
+        Ok(SignedIn { token, user_id, device_id })
     })
     .await;
     attempt.finish(result.is_ok());

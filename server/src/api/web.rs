@@ -168,29 +168,11 @@ pub async fn login(
     headers: HeaderMap,
     JsonBody(req): JsonBody<SessionRequest>,
 ) -> Result<Response> {
-    if req.username.chars().count() > 200 {
-        return Err(Error::bad_request("username must be at most 200 characters"));
-    }
-    let attempt = state
-        .logins
-        .begin(&req.username, std::time::Instant::now())
-        .map_err(|wait| Error::RateLimited { retry_after: wait })?;
-    let (meta, device) = (Arc::clone(&state.meta), browser_name(&headers));
-    let result = blocking(move || {
-        let user = meta.password_hash(&req.username)?;
-        if !passwords::verify_password(&req.password, user.as_ref().map(|(_, h)| h.as_str())) {
-            return Err(Error::client(ErrorCode::Unauthorized, "wrong user name or password"));
-        }
-        let (user_id, _) = user.expect("verified");
-        let token = passwords::new_token();
-        meta.create_token(user_id, &device, passwords::token_hash(&token))?;
-        tracing::info!(user_id, device, "browser login");
-        Ok((token, Session { user: req.username, user_id, device, csrf: String::new() }))
-    })
-    .await;
-    attempt.finish(result.is_ok());
-    let (token, mut session) = result?;
-    session.csrf = csrf_of(&token);
+    let device = browser_name(&headers);
+    let user = req.username.clone();
+    let signed = super::auth::sign_in(&state, req.username, req.password, device.clone()).await?;
+    let session = Session { user, user_id: signed.user_id, device, csrf: csrf_of(&signed.token) };
+    let token = signed.token;
     let mut resp = Json(session).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &headers, &token, SESSION_SECS));
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

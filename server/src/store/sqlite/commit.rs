@@ -186,23 +186,7 @@ impl Ctx<'_> {
             params![self.ns, parent, name, name_key(name), kind_num(kind)],
         )?;
         let id = self.conn.last_insert_rowid();
-        let rev = if kind == EntryKind::Dir {
-            let rev = self.insert_version(NewVersion {
-                file: id,
-                path,
-                size: 0,
-                mtime: self.now,
-                executable: false,
-                hash: "",
-                blocks: &[],
-                deleted: false,
-            })?;
-            self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
-            self.journal(ChangeOp::Mkdir, id, rev, path, None)?;
-            rev
-        } else {
-            0
-        };
+        let rev = if kind == EntryKind::Dir { self.new_dir_version(id, path)? } else { 0 };
         Ok((id, rev))
     }
 
@@ -761,6 +745,23 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// A folder's new head revision at `path`, journaled as made.
+    fn new_dir_version(&mut self, id: i64, path: &RelPath) -> Result<i64> {
+        let rev = self.insert_version(NewVersion {
+            file: id,
+            path,
+            size: 0,
+            mtime: self.now,
+            executable: false,
+            hash: "",
+            blocks: &[],
+            deleted: false,
+        })?;
+        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+        self.journal(ChangeOp::Mkdir, id, rev, path, None)?;
+        Ok(rev)
+    }
+
     /// Brings back deleted row `id` at `path` (its folders made again as
     /// needed); for a folder, with what was deleted in it since `since`.
     fn undelete(&mut self, id: i64, kind: EntryKind, path: &RelPath, since: i64) -> Result<Entry> {
@@ -802,18 +803,7 @@ impl Ctx<'_> {
             self.journal(ChangeOp::Add, id, rev, path, None)?;
             return self.entry(id, kind, path, rev);
         }
-        let rev = self.insert_version(NewVersion {
-            file: id,
-            path,
-            size: 0,
-            mtime: self.now,
-            executable: false,
-            hash: "",
-            blocks: &[],
-            deleted: false,
-        })?;
-        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
-        self.journal(ChangeOp::Mkdir, id, rev, path, None)?;
+        let rev = self.new_dir_version(id, path)?;
         let inside: Vec<(i64, EntryKind, String)> = {
             let mut s = self.conn.prepare_cached(
                 "SELECT f.id, f.kind, f.name FROM files f JOIN file_versions v ON v.id = f.head
