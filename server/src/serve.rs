@@ -58,6 +58,7 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
         },
         uploads_dir,
         busy_uploads: Mutex::new(HashSet::new()),
+        ingests: Default::default(),
         logins: Default::default(),
     }))
 }
@@ -131,6 +132,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown_state.notifier.shutdown();
+        shutdown_state.ingests.stop();
     };
     match &opts.tls {
         None => serve_http1(tokio::net::TcpListener::from_std(listener)?, app, shutdown).await,

@@ -1362,6 +1362,81 @@ async fn cursor_past_the_journal_is_refused() -> TestResult {
     Ok(())
 }
 
+/// A large resumable upload is ingested while its chunks arrive; a chunk
+/// cut off mid-way, a resent overlap and a restart in between still give
+/// exactly the bytes sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_api_large_resumable_upload_ingested_while_it_arrives() -> TestResult {
+    let mut server = Server::start()?;
+    let mut alice = no_redirects(&Client::user(&server, "alice", "dev1").await?)?;
+    let data = pseudo_random(40 * 1024 * 1024 + 777, 47);
+    let total = data.len();
+    let resp = alice
+        .post("/files/upload?uploadType=resumable")
+        .json(&json!({"path": "large.bin", "size": total}))
+        .send()
+        .await?;
+    let start: ResumableStartResponse = expect_json(resp, 200).await?;
+    let location = url_path(&start.upload_url).to_owned();
+    let put = |c: &Client, from: usize, to: usize| {
+        c.put(&location).header(CONTENT_RANGE, format!("bytes {from}-{}/{total}", to - 1)).body(data[from..to].to_vec())
+    };
+    let mb = 1024 * 1024;
+    assert_eq!(put(&alice, 0, 12 * mb).send().await?.status(), StatusCode::PERMANENT_REDIRECT);
+    // A chunk whose connection drops after 3 MiB: what arrived is kept.
+    let cut = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(data[12 * mb..15 * mb].to_vec()),
+        Err(std::io::Error::other("the connection dropped")),
+    ]);
+    let _ = alice
+        .put(&location)
+        .header(CONTENT_RANGE, format!("bytes {}-{}/{total}", 12 * mb, 20 * mb - 1))
+        .body(reqwest::Body::wrap_stream(cut))
+        .send()
+        .await;
+    // (The server may still be finishing that request: 409 until it has.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let resp = loop {
+        let resp = alice.put(&location).header(CONTENT_RANGE, format!("bytes */{total}")).send().await?;
+        if resp.status() != StatusCode::CONFLICT || Instant::now() > deadline {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let have = header(&resp, RANGE).context("Range")?;
+    let have: usize = have.trim_start_matches("bytes=0-").parse::<usize>()? + 1;
+    assert!((12 * mb..=15 * mb).contains(&have), "kept {have}");
+    // Resent with an overlap, then a restart, then the rest.
+    assert_eq!(put(&alice, have - 1000, 30 * mb).send().await?.status(), StatusCode::PERMANENT_REDIRECT);
+    server.restart()?;
+    alice.url = server.url.clone();
+    assert_eq!(put(&alice, 30 * mb, 35 * mb).send().await?.status(), StatusCode::PERMANENT_REDIRECT);
+    let entry: Entry = expect_json(put(&alice, 35 * mb, total).send().await?, 200).await?;
+    assert_eq!(entry.size, total as u64);
+    assert_eq!(download_ok(&alice, "large.bin").await?, data);
+    // Without a restart too: every chunk followed from the first.
+    let resp = alice
+        .post("/files/upload?uploadType=resumable")
+        .json(&json!({"path": "again.bin", "size": total}))
+        .send()
+        .await?;
+    let start: ResumableStartResponse = expect_json(resp, 200).await?;
+    let again = url_path(&start.upload_url).to_owned();
+    for (from, to) in [(0, 16 * mb), (16 * mb, 32 * mb), (32 * mb, total)] {
+        let resp = alice
+            .put(&again)
+            .header(CONTENT_RANGE, format!("bytes {from}-{}/{total}", to - 1))
+            .body(data[from..to].to_vec())
+            .send()
+            .await?;
+        assert!(resp.status() == StatusCode::PERMANENT_REDIRECT || resp.status() == StatusCode::OK);
+    }
+    assert_eq!(download_ok(&alice, "again.bin").await?, data);
+    let log = server.log();
+    assert_eq!(log.matches("upload ingested while it arrived").count(), 2, "both, also after the restart:\n{log}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_api_resumable_upload_survives_restart() -> TestResult {
     let mut server = Server::start()?;

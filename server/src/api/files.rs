@@ -423,6 +423,10 @@ pub async fn upload_put(
                 }
                 return Ok(resp);
             }
+            // Ingested while it arrives (large files; see `upload::Ingests`).
+            if session.size >= INGEST_FROM {
+                state.ingests.follow(&state, &id, file_path.clone(), received, session.size);
+            }
             // Append what is new; bytes the server already has are skipped.
             let mut skip = received - start;
             let mut expected = end - start + 1;
@@ -443,8 +447,17 @@ pub async fn upload_put(
                     skip -= n;
                 }
                 if !chunk.is_empty() {
-                    file = write_chunk(file, chunk).await?;
+                    file = match write_chunk(file, chunk).await {
+                        Ok(f) => f,
+                        Err(e) => {
+                            // What the file holds past `received` may be
+                            // written again differently.
+                            state.ingests.forget(&id);
+                            return Err(e);
+                        }
+                    };
                     received = file.stream_position()?;
+                    state.ingests.written(&id, received);
                 }
             }
             let st = Arc::clone(&state);
@@ -462,10 +475,17 @@ pub async fn upload_put(
     if received < session.size {
         return Ok(resume_incomplete(received));
     }
-    // Complete: chunk, store, commit, then forget the session.
+    // Complete: chunk, store (done already if ingested while arriving),
+    // commit, then forget the session.
+    let ingested = state.ingests.finish(&id, session.size).await;
     let result = blocking(move || {
-        let file = std::fs::File::open(&file_path)?;
-        let blocks = store_stream(&state, std::io::BufReader::with_capacity(1 << 20, file), session.size)?;
+        let blocks = match ingested {
+            Some(blocks) => blocks,
+            None => {
+                let file = std::fs::File::open(&file_path)?;
+                store_stream(&state, std::io::BufReader::with_capacity(1 << 20, file), session.size)?
+            }
+        };
         let over = Over::from(session.parent_rev);
         let r = commit_file(&state, &caller, &session.path, over, session.size, session.mtime, blocks);
         match &r {
@@ -481,6 +501,9 @@ pub async fn upload_put(
     // 200 as Google Cloud Storage answers (its clients take no other).
     Ok(Json(result.0).into_response())
 }
+
+/// Resumable uploads of at least this size are ingested while they arrive.
+const INGEST_FROM: u64 = 16 << 20;
 
 async fn write_chunk(mut file: std::fs::File, chunk: Bytes) -> Result<std::fs::File> {
     blocking(move || {

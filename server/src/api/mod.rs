@@ -55,6 +55,8 @@ pub struct Inner {
     pub uploads_dir: PathBuf,
     /// Upload sessions with a request in progress (one at a time each).
     pub busy_uploads: Mutex<HashSet<String>>,
+    /// Resumable uploads being ingested while their bytes arrive.
+    pub ingests: crate::upload::Ingests,
     /// Failed logins per user name.
     pub logins: crate::limit::LoginLimiter,
 }
