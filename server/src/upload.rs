@@ -111,7 +111,7 @@ impl Ingests {
         let runtime = tokio::runtime::Handle::current();
         let st = state.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let reader = Follow { file, at: 0, size, written: rx, runtime };
+            let reader = Follow { file, at: 0, size, written: rx, runtime, waited: false };
             store_stream(&st, std::io::BufReader::with_capacity(1 << 20, reader), size)
         });
         map.insert(id.to_owned(), Ingest { written, task });
@@ -165,6 +165,7 @@ struct Follow {
     size: u64,
     written: tokio::sync::watch::Receiver<u64>,
     runtime: tokio::runtime::Handle,
+    waited: bool,
 }
 
 impl Read for Follow {
@@ -183,8 +184,15 @@ impl Read for Follow {
                 self.at += n as u64;
                 return Ok(n);
             }
-            // Nothing new: wait for the next write, or give up.
-            match self.runtime.block_on(tokio::time::timeout(INGEST_IDLE, self.written.changed())) {
+            // Nothing new: wait for the next write, or give up. (This runs
+            // on the chunker's own thread: the timer is made inside the
+            // runtime's context, in the async block.)
+            if !self.waited {
+                self.waited = true;
+                tracing::debug!(at = self.at, "an upload's ingest caught up; waiting for bytes");
+            }
+            let written = &mut self.written;
+            match self.runtime.block_on(async { tokio::time::timeout(INGEST_IDLE, written.changed()).await }) {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) => return Err(std::io::Error::other("the upload's ingest was stopped")),
                 Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the upload went idle")),

@@ -1422,7 +1422,17 @@ async fn file_api_large_resumable_upload_ingested_while_it_arrives() -> TestResu
         .await?;
     let start: ResumableStartResponse = expect_json(resp, 200).await?;
     let again = url_path(&start.upload_url).to_owned();
+    let waits = |log: &str| log.matches("ingest caught up; waiting for bytes").count();
+    let before = waits(&server.log());
     for (from, to) in [(0, 16 * mb), (16 * mb, 32 * mb), (32 * mb, total)] {
+        if from == 16 * mb {
+            // The ingest reads all there is, then waits for the next chunk.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while waits(&server.log()) == before {
+                assert!(Instant::now() < deadline, "the ingest never caught up:\n{}", server.log());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let resp = alice
             .put(&again)
             .header(CONTENT_RANGE, format!("bytes {from}-{}/{total}", to - 1))
