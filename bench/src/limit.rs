@@ -1,7 +1,8 @@
 //! Bandwidth limits as the wire sees them: daemon A uploads a file with
 //! `ferry limit --up`, daemon B downloads it with `--down`, each through a
 //! byte-counting proxy; the rate is what crossed the proxy over the
-//! transfer's time, against the limit.
+//! transfer's time, against the limit. Then the upload again under a
+//! schedule whose window holds now (`--between ... --days ...`).
 
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,34 @@ pub fn run(mib: usize, rate: u64) -> anyhow::Result<()> {
         down / secs / 1e6,
         off(down / secs),
         sent.as_secs_f64()
+    );
+
+    // 3. A uploads under a scheduled limit (a window around now, today).
+    b.ferry(&["limit", "--down", "off"])?;
+    let now = jiff::Zoned::now();
+    let clock = |m: i64| -> anyhow::Result<String> {
+        let t = now.checked_add(jiff::SignedDuration::from_mins(m))?;
+        Ok(format!("{:02}:{:02}", t.hour(), t.minute()))
+    };
+    let window = format!("{}-{}", clock(-1)?, clock(60)?);
+    let today = format!("{}", now.strftime("%a")).to_ascii_lowercase();
+    let said = a.ferry(&["limit", "--up", &rate.to_string(), "--between", &window, "--days", &today])?;
+    wait_until(T, "the scheduled limit", || a.status().is_ok_and(|s| s["limit_up"] == rate))?;
+    let data = pseudo_random(mib << 20, 79);
+    let (c0, a0) = (cursor(&a), pa.counts());
+    let t = Instant::now();
+    std::fs::write(a.path("scheduled.bin"), &data)?;
+    wait_until(T, "scheduled.bin committed", || {
+        cursor(&a) > c0 && a.status().is_ok_and(|s| s["pending_uploads"] == 0)
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    let up = (pa.counts() - a0).up as f64;
+    println!(
+        "scheduled upload ({}): {:.2} MB in {secs:.1} s = {:.2} MB/s ({:+.1} % of the limit)",
+        said.lines().last().unwrap_or("").trim(),
+        up / 1e6,
+        up / secs / 1e6,
+        off(up / secs)
     );
     Ok(())
 }

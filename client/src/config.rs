@@ -40,6 +40,10 @@ pub struct Config {
     /// Bandwidth limit of downloads, bytes per second (`ferry limit --down`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_down: Option<u64>,
+    /// Limits that apply instead inside a window of the week
+    /// (`ferry limit --between 09:00-18:00 --days mon-fri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_schedule: Option<crate::limit::Schedule>,
     /// Folders not synced to this device (`ferry exclude`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ferry_shared::RelPath>,
@@ -71,8 +75,16 @@ impl Config {
             notifications: true,
             limit_up: None,
             limit_down: None,
+            limit_schedule: None,
             excluded: Vec::new(),
         }
+    }
+}
+
+impl Config {
+    /// The bandwidth limits, with their schedule.
+    pub fn limits(&self) -> crate::limit::Limits {
+        crate::limit::Limits { up: self.limit_up, down: self.limit_down, schedule: self.limit_schedule }
     }
 }
 

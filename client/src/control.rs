@@ -30,14 +30,18 @@ pub enum Request {
     Excluded {
         paths: Vec<ferry_shared::RelPath>,
     },
-    /// New bandwidth limits (bytes per second; `None`: unlimited), at once.
-    Limits {
-        up: Option<u64>,
-        down: Option<u64>,
-    },
+    /// New bandwidth limits (bytes per second; `None`: unlimited) and
+    /// their schedule, at once.
+    Limits(crate::limit::Limits),
 }
 
-pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<Event>, remote: crate::remote::Remote) {
+pub async fn serve(
+    path: PathBuf,
+    status: Arc<Mutex<Status>>,
+    tx: mpsc::Sender<Event>,
+    limits: Arc<tokio::sync::watch::Sender<crate::limit::Limits>>,
+    remote: crate::remote::Remote,
+) {
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(l) => l,
@@ -51,7 +55,14 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
     while let Ok((stream, _)) = listener.accept().await {
-        let (status, tx, remote) = (Arc::clone(&status), tx.clone(), remote.clone());
+        let (status, tx, limits, remote) = (Arc::clone(&status), tx.clone(), Arc::clone(&limits), remote.clone());
+        // The status as of now, with the bytes moved so far (counted as
+        // they go, not only when a file is done: `ferry status` shows a rate).
+        let now = move || {
+            let mut s = status.lock().expect("status poisoned");
+            s.set_traffic(remote.traffic());
+            serde_json::to_string(&*s).unwrap_or_default()
+        };
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
             let mut line = String::new();
@@ -62,8 +73,7 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
             if let Ok(Request::Watch) = request {
                 let mut changes = crate::status::subscribe();
                 loop {
-                    let now = serde_json::to_string(&*status.lock().expect("status poisoned")).unwrap_or_default();
-                    if w.write_all(format!("{now}\n").as_bytes()).await.is_err() {
+                    if w.write_all(format!("{}\n", now()).as_bytes()).await.is_err() {
                         return;
                     }
                     tokio::select! {
@@ -74,9 +84,7 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
                 }
             }
             let answer = match request {
-                Ok(Request::Status) => {
-                    serde_json::to_string(&*status.lock().expect("status poisoned")).unwrap_or_default()
-                }
+                Ok(Request::Status) => now(),
                 Ok(Request::Pause { until }) => {
                     let _ = tx.send(Event::Control(Control::Pause { until })).await;
                     r#"{"ok":true}"#.to_owned()
@@ -89,12 +97,10 @@ pub async fn serve(path: PathBuf, status: Arc<Mutex<Status>>, tx: mpsc::Sender<E
                     let _ = tx.send(Event::Control(Control::Excluded(paths))).await;
                     r#"{"ok":true}"#.to_owned()
                 }
-                Ok(Request::Limits { up, down }) => {
-                    // At once, also for transfers under way (not at the next round).
-                    remote.set_limits(up, down);
-                    if let Ok(mut s) = status.lock() {
-                        (s.limit_up, s.limit_down) = (up, down);
-                    }
+                Ok(Request::Limits(l)) => {
+                    // At once, also for transfers under way (not at the next
+                    // round); `limit::follow` sets what applies now.
+                    limits.send_replace(l);
                     r#"{"ok":true}"#.to_owned()
                 }
                 Ok(Request::Watch) => unreachable!("answered above"),

@@ -132,10 +132,14 @@ fn set_state(status: &Mutex<Status>, state: SyncState, reason: Option<String>) {
 pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()> {
     let status = Arc::new(Mutex::new(Status::new(config.folder.display().to_string(), config.server.clone())));
     let remote = Remote::new(&config.server, &token);
-    remote.set_limits(config.limit_up, config.limit_down);
-    if let Ok(mut s) = status.lock() {
-        (s.limit_up, s.limit_down) = (config.limit_up, config.limit_down);
+    let (limits, limits_rx) = tokio::sync::watch::channel(config.limits());
+    let limits = Arc::new(limits);
+    {
+        // Set before the first transfer; `follow` keeps them up to date.
+        let (up, down, _) = config.limits().at(&jiff::Zoned::now());
+        remote.set_limits(up, down);
     }
+    tokio::spawn(crate::limit::follow(remote.clone(), Arc::clone(&status), limits_rx));
     let seams = (LocalDisk::new(config.folder.clone()), remote.clone(), SystemClock);
     let mut engine = Engine::open(
         seams,
@@ -164,7 +168,13 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
     });
     let mut pending_rx = Some(pending_rx);
     #[cfg(unix)]
-    tokio::spawn(crate::control::serve(dirs.control_socket(), Arc::clone(&status), tx.clone(), remote.clone()));
+    tokio::spawn(crate::control::serve(
+        dirs.control_socket(),
+        Arc::clone(&status),
+        tx.clone(),
+        Arc::clone(&limits),
+        remote.clone(),
+    ));
     let notices = Arc::new(tokio::sync::Notify::new());
     if config.notifications {
         tokio::spawn(crate::desktop::notifier(Arc::clone(&status), Arc::clone(&notices)));

@@ -8,6 +8,7 @@
 //! On Linux and the BSDs notifications go over D-Bus (`notify-rust` with
 //! zbus: no GTK, no C library); elsewhere they are only logged for now.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,24 +42,65 @@ pub fn share_notice(new: &[String]) -> Option<(String, String)> {
     }
 }
 
-/// Shows a notification.
+/// Shows a notification; with `reveal`, clicking it (or its "Show in
+/// folder" action) opens that file's folder with the file selected.
 #[cfg(all(unix, not(target_os = "macos")))]
-async fn show(summary: &str, body: &str) -> anyhow::Result<()> {
-    notify_rust::Notification::new()
-        .appname("Ferry")
-        .summary(summary)
-        .body(body)
-        .icon("folder-sync")
-        .show_async()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+async fn show(summary: &str, body: &str, reveal: Option<PathBuf>) -> anyhow::Result<()> {
+    use notify_rust::{Notification, NotificationResponse};
+    let mut n = Notification::new();
+    n.appname("Ferry").summary(summary).body(body).icon("folder-sync");
+    if reveal.is_some() {
+        n.action("default", "Show in folder").action("show", "Show in folder");
+    }
+    let handle = n.show_async().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(file) = reveal {
+        // Until the person clicks it or it closes; syncing does not wait.
+        tokio::spawn(async move {
+            let mut clicked = false;
+            handle
+                .wait_for_action_async(|r| {
+                    clicked = matches!(r, NotificationResponse::Default | NotificationResponse::Action(_));
+                })
+                .await;
+            if clicked {
+                show_in_folder(&file).await;
+            }
+        });
+    }
     Ok(())
 }
 
 #[cfg(not(all(unix, not(target_os = "macos"))))]
-async fn show(summary: &str, body: &str) -> anyhow::Result<()> {
+async fn show(summary: &str, body: &str, _reveal: Option<PathBuf>) -> anyhow::Result<()> {
     tracing::info!(summary, body, "notification");
     Ok(())
+}
+
+/// Opens the file manager at `file`'s folder with `file` selected: the
+/// desktop's `org.freedesktop.FileManager1.ShowItems` (GNOME Files, Nemo,
+/// Caja, Dolphin, Thunar), or else the folder with `xdg-open`.
+#[cfg(all(unix, not(target_os = "macos")))]
+pub async fn show_in_folder(file: &Path) {
+    let shown = async {
+        let uri = reqwest::Url::from_file_path(file).map_err(|()| anyhow::anyhow!("not an absolute path"))?;
+        let bus = zbus::Connection::session().await?;
+        bus.call_method(
+            Some("org.freedesktop.FileManager1"),
+            "/org/freedesktop/FileManager1",
+            Some("org.freedesktop.FileManager1"),
+            "ShowItems",
+            &(vec![uri.as_str()], ""),
+        )
+        .await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = shown.await {
+        let folder = file.parent().unwrap_or(file);
+        tracing::info!(error = %e, folder = %folder.display(), "no file manager on the bus; opening the folder");
+        if let Err(e) = std::process::Command::new("xdg-open").arg(folder).spawn() {
+            tracing::warn!(error = %e, folder = %folder.display(), "cannot open the folder (is xdg-open installed?)");
+        }
+    }
 }
 
 /// Tells the person about conflict copies the daemon made, each burst
@@ -66,6 +108,7 @@ async fn show(summary: &str, body: &str) -> anyhow::Result<()> {
 pub async fn notifier(status: Arc<Mutex<Status>>, poke: Arc<tokio::sync::Notify>) {
     let lists =
         |s: &Arc<Mutex<Status>>| s.lock().map(|s| (s.conflicts.clone(), s.share_news.clone())).unwrap_or_default();
+    let folder = status.lock().map(|s| PathBuf::from(&s.folder)).unwrap_or_default();
     let (c, n) = lists(&status);
     let mut seen = (c.len(), n.len());
     let mut warned = false;
@@ -78,10 +121,14 @@ pub async fn notifier(status: Arc<Mutex<Status>>, poke: Arc<tokio::sync::Notify>
         }
         tokio::time::sleep(BATCH).await;
         let (c, n) = lists(&status);
-        let notices = [conflict_notice(&c[seen.0.min(c.len())..]), share_notice(&n[seen.1.min(n.len())..])];
+        let new = &c[seen.0.min(c.len())..];
+        // The first new copy is the one shown in its folder.
+        let reveal = new.first().map(|p| folder.join(p));
+        let notices =
+            [conflict_notice(new).map(|n| (n, reveal)), share_notice(&n[seen.1.min(n.len())..]).map(|n| (n, None))];
         seen = (c.len(), n.len());
-        for (summary, body) in notices.into_iter().flatten() {
-            match show(&summary, &body).await {
+        for ((summary, body), reveal) in notices.into_iter().flatten() {
+            match show(&summary, &body, reveal).await {
                 Ok(()) => tracing::debug!(%summary, "notified"),
                 Err(e) if !warned => {
                     warned = true;

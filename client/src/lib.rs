@@ -24,6 +24,8 @@ pub mod desktop;
 pub mod doctor;
 pub mod engine;
 pub mod limit;
+#[cfg(unix)]
+pub mod live;
 pub mod logs;
 pub mod names;
 pub mod planner;

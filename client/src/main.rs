@@ -52,10 +52,14 @@ enum Command {
     Logout,
     /// Keep the folder in sync until stopped (runs in the foreground).
     Daemon,
-    /// Show what the daemon is doing.
+    /// Show what the daemon is doing: in a terminal a live view (files and
+    /// bytes left, rate, time left) until Ctrl-C; piped, printed once.
     Status {
         #[arg(long)]
         json: bool,
+        /// Print once, also in a terminal.
+        #[arg(long)]
+        once: bool,
     },
     /// Wait until everything is synced (a progress bar in a terminal).
     Wait {
@@ -107,12 +111,24 @@ enum Command {
     Include { path: String },
     /// Limit the bandwidth of uploads and downloads (kept in the config,
     /// applied at once): `--up 2MB/s --down 10MB/s`, `off` to lift one.
-    /// Without options, shows the limits.
+    /// With `--between 09:00-18:00 [--days mon-fri]` the limits apply only
+    /// then (local time), and the others outside those hours. Without
+    /// options, shows the limits.
     Limit {
         #[arg(long)]
         up: Option<ferry_client::limit::Rate>,
         #[arg(long)]
         down: Option<ferry_client::limit::Rate>,
+        /// Hours these limits apply, local time: 09:00-18:00, or 22:00-06:00
+        /// past midnight.
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        between: Option<ferry_client::limit::Window>,
+        /// Days of `--between`: mon-fri, sat,sun, mon,wed,fri (default: daily).
+        #[arg(long, requires = "between")]
+        days: Option<ferry_client::limit::Days>,
+        /// Drop the schedule (the limits without it stay).
+        #[arg(long, conflicts_with_all = ["between", "days"])]
+        no_schedule: bool,
     },
     /// The daemon's log (in the state directory, rotated at 10 MiB).
     Logs {
@@ -479,48 +495,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ferry_client::daemon::run(dirs, config, token).await?;
         }
         #[cfg(unix)]
-        Command::Status { json } => {
+        Command::Status { json, once } => {
             use ferry_client::control::{Request, request};
+            use std::io::IsTerminal;
+            if !json && !once && std::io::stdout().is_terminal() {
+                return ferry_client::live::live(&dirs.control_socket()).await;
+            }
             let v = request(&dirs.control_socket(), &Request::Status).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("state: {}", v["state"].as_str().unwrap_or("?"));
-                if let Some(r) = v["reason"].as_str() {
-                    println!("  {r}");
-                }
-                println!(
-                    "folder: {}  server: {}",
-                    v["folder"].as_str().unwrap_or(""),
-                    v["server"].as_str().unwrap_or("")
-                );
-                println!(
-                    "pending: {} uploads ({} bytes), {} downloads ({} bytes)",
-                    v["pending_uploads"],
-                    v["pending_upload_bytes"],
-                    v["pending_downloads"],
-                    v["pending_download_bytes"]
-                );
-                println!("files synced: {}", v["files"]);
-                for (key, title) in [
-                    ("shares", "shared folders:"),
-                    ("excluded", "folders not synced to this device (`ferry include PATH` brings one back):"),
-                    ("share_news", "news of shared folders:"),
-                    ("kept_off_disk", "on the server but kept off this disk (it cannot hold the name):"),
-                    ("not_synced", "in the folder but not synced:"),
-                ] {
-                    if let Some(items) = v[key].as_array().filter(|e| !e.is_empty()) {
-                        println!("{title}");
-                        for e in items {
-                            println!("  {}", e.as_str().unwrap_or(""));
-                        }
-                    }
-                }
-                if let Some(errs) = v["recent_errors"].as_array().filter(|e| !e.is_empty()) {
-                    println!("recent errors:");
-                    for e in errs.iter().rev().take(5) {
-                        println!("  {}", e.as_str().unwrap_or(""));
-                    }
+                for l in ferry_client::live::lines(&v) {
+                    println!("{l}");
                 }
             }
         }
@@ -783,25 +769,48 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Exclude { path } => exclude_folder(&dirs, &path, true).await?,
         Command::Include { path } => exclude_folder(&dirs, &path, false).await?,
-        Command::Limit { up, down } => {
+        Command::Limit { up, down, between, days, no_schedule } => {
             use ferry_client::limit::show_rate;
             let (mut config, token) = dirs.load()?;
-            if up.is_some() || down.is_some() {
+            if let Some(between) = between {
+                if up.is_none() && down.is_none() {
+                    bail!("give the limits for {between}: --up RATE and/or --down RATE (`off` for none)");
+                }
+                let days = days.unwrap_or(ferry_client::limit::Days::ALL);
+                // The same window again changes only the rates given.
+                let same = config.limit_schedule.filter(|s| s.between == between && s.days == days);
+                config.limit_schedule = Some(ferry_client::limit::Schedule {
+                    up: up.map_or(same.and_then(|s| s.up), |r| r.0),
+                    down: down.map_or(same.and_then(|s| s.down), |r| r.0),
+                    between,
+                    days,
+                });
+            } else {
                 if let Some(u) = up {
                     config.limit_up = u.0;
                 }
                 if let Some(d) = down {
                     config.limit_down = d.0;
                 }
+            }
+            if no_schedule {
+                config.limit_schedule = None;
+            }
+            if up.is_some() || down.is_some() || no_schedule {
                 dirs.save(&config, &token)?;
                 #[cfg(unix)]
-                let req = ferry_client::control::Request::Limits { up: config.limit_up, down: config.limit_down };
+                let req = ferry_client::control::Request::Limits(config.limits());
                 #[cfg(unix)]
                 if ferry_client::control::request(&dirs.control_socket(), &req).await.is_err() {
                     println!("(the daemon is not running: the limits apply when it starts)");
                 }
             }
-            println!("uploads: {}, downloads: {}", show_rate(config.limit_up), show_rate(config.limit_down));
+            let l = config.limits();
+            println!("uploads: {}, downloads: {}", show_rate(l.up), show_rate(l.down));
+            if let Some(s) = l.schedule {
+                let now = if l.at(&jiff::Zoned::now()).2 { " (now)" } else { "" };
+                println!("{s}{now}");
+            }
         }
         Command::Logs { lines, follow } => {
             let path = ferry_client::logs::log_file(&dirs.state);

@@ -194,37 +194,49 @@ impl Remote {
             self.count_blocks(body.len());
             return Ok(body);
         }
+        // Counted as it comes (`ferry status` shows the rate).
+        self.count_blocks(0);
         let mut out = bytes::BytesMut::new();
         while let Some(chunk) = resp.chunk().await? {
             self.limits.down.take(chunk.len()).await;
             out.extend_from_slice(&chunk);
+            self.count_block_bytes(chunk.len());
         }
-        self.count_blocks(out.len());
         Ok(out.freeze())
     }
 
+    /// Counts a block answer: its headers and `n` bytes of body.
     fn count_blocks(&self, n: usize) {
+        self.traffic.received.fetch_add(HEADER_BYTES, std::sync::atomic::Ordering::Relaxed);
+        self.count_block_bytes(n);
+    }
+
+    fn count_block_bytes(&self, n: usize) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.traffic.received.fetch_add(n as u64 + HEADER_BYTES, Relaxed);
+        self.traffic.received.fetch_add(n as u64, Relaxed);
         self.traffic.blocks.fetch_add(n as u64, Relaxed);
     }
 
     /// A block upload body, held to the upload limit (sent in pieces, with
-    /// its length announced).
+    /// its length announced), counted as sent: at once when unlimited, piece
+    /// by piece as the limit lets them go.
     fn upload_body(&self, body: Vec<u8>) -> reqwest::Body {
         if self.limits.up.rate().is_none() {
+            self.count(body.len());
             return body.into();
         }
-        let limits = std::sync::Arc::clone(&self.limits);
+        let (limits, traffic) = (std::sync::Arc::clone(&self.limits), std::sync::Arc::clone(&self.traffic));
         let body = bytes::Bytes::from(body);
         let pieces = futures_util::stream::unfold(0usize, move |at| {
-            let (limits, body) = (std::sync::Arc::clone(&limits), body.clone());
+            let (limits, traffic, body) =
+                (std::sync::Arc::clone(&limits), std::sync::Arc::clone(&traffic), body.clone());
             async move {
                 if at >= body.len() {
                     return None;
                 }
                 let end = (at + crate::limit::PIECE).min(body.len());
                 limits.up.take(end - at).await;
+                traffic.sent.fetch_add((end - at) as u64, std::sync::atomic::Ordering::Relaxed);
                 Some((Ok::<_, std::io::Error>(body.slice(at..end)), end))
             }
         });
@@ -335,7 +347,6 @@ impl Remote {
 
     /// Uploads many blocks in one request (a body of `block::write_frame`s).
     pub async fn put_batch(&self, body: Vec<u8>) -> Result<()> {
-        self.count(body.len());
         let len = body.len();
         let resp = self
             .req(reqwest::Method::POST, "/blocks/batch")

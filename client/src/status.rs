@@ -31,6 +31,9 @@ pub struct Status {
     pub limit_up: Option<u64>,
     #[serde(default)]
     pub limit_down: Option<u64>,
+    /// The limits' schedule, for people (`(now)` while its window is open).
+    #[serde(default)]
+    pub limit_schedule: Option<String>,
     /// Conflict copies made by this daemon (paths in the folder).
     pub conflicts: Vec<String>,
     /// Folders not synced to this device (`ferry exclude`).
@@ -82,6 +85,7 @@ impl Status {
             paused_until: None,
             limit_up: None,
             limit_down: None,
+            limit_schedule: None,
             conflicts: Vec::new(),
             shares: Vec::new(),
             excluded: Vec::new(),

@@ -202,6 +202,136 @@ fn bandwidth_limits_apply_at_once_both_ways_and_are_kept() {
     assert!(format!("{err}").contains("give a rate like 2MB/s"), "{err}");
 }
 
+/// `HH:MM` of local time `minutes` from now (whole minutes, from the
+/// minute now began).
+fn clock_in(minutes: i64) -> String {
+    let t = jiff::Zoned::now().checked_add(jiff::SignedDuration::from_mins(minutes)).expect("time");
+    format!("{:02}:{:02}", t.hour(), t.minute())
+}
+
+#[test]
+fn a_limit_schedule_follows_the_clock_without_commands() {
+    let mut d = Desk::start();
+    d.wait("idle", || idle(&d.a));
+    // A window around now applies at once; the limits without it outside.
+    let out = d.a.ferry(&["limit", "--down", "5MB/s"]).expect("limit");
+    assert!(out.contains("uploads: unlimited, downloads: 5.0 MB/s"), "{out}");
+    let window = format!("{}-{}", clock_in(-2), clock_in(30));
+    let out = d.a.ferry(&["limit", "--up", "1MB/s", "--between", &window]).expect("limit");
+    assert!(out.contains(&format!("{window} daily: uploads 1.0 MB/s, downloads unlimited (now)")), "{out}");
+    d.wait("the scheduled limits", || {
+        d.a.status().is_ok_and(|s| s["limit_up"] == 1_000_000 && s["limit_down"].is_null())
+    });
+    let text = d.a.ferry(&["status"]).expect("status");
+    assert!(text.contains("bandwidth now: uploads 1.0 MB/s, downloads unlimited"), "{text}");
+    assert!(text.contains(&format!("schedule: {window} daily: uploads 1.0 MB/s, downloads unlimited (now)")), "{text}");
+    // The same window again changes only what is given.
+    let out = d.a.ferry(&["limit", "--down", "2MB/s", "--between", &window]).expect("limit");
+    assert!(out.contains("uploads 1.0 MB/s, downloads 2.0 MB/s (now)"), "{out}");
+
+    // A one-minute window that opens at the next minute: the daemon's timer
+    // switches the limits in and out on its own, and keeps the schedule
+    // across a restart.
+    let (from, to) = if jiff::Zoned::now().second() < 50 { (1, 2) } else { (2, 3) };
+    let window = format!("{}-{}", clock_in(from), clock_in(to));
+    let days = match jiff::Zoned::now().checked_add(jiff::SignedDuration::from_mins(from)).expect("t").weekday() {
+        jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday => "sat,sun",
+        _ => "mon-fri",
+    };
+    d.a.ferry(&["limit", "--up", "off", "--down", "1MB/s", "--between", &window, "--days", days]).expect("limit");
+    d.a.kill();
+    d.a.restart().expect("restart");
+    d.wait("the schedule after a restart, closed", || {
+        d.a.status().is_ok_and(|s| {
+            s["limit_down"] == 5_000_000 && s["limit_schedule"].as_str().is_some_and(|t| t.starts_with(&window))
+        })
+    });
+    let edge = Duration::from_secs(60 * (to as u64) + 30);
+    let at_edge = |what: &str, cond: &dyn Fn(&serde_json::Value) -> bool| {
+        if let Err(e) = wait_until(edge, what, || d.a.status().is_ok_and(|s| cond(&s))) {
+            panic!(
+                "{e}
+{}",
+                d.a.log()
+            );
+        }
+    };
+    at_edge("the window opens", &|s| s["limit_down"] == 1_000_000 && s["limit_up"].is_null());
+    at_edge("the window closes", &|s| s["limit_down"] == 5_000_000);
+
+    let out = d.a.ferry(&["limit", "--no-schedule"]).expect("limit");
+    assert!(out.trim_end().ends_with("uploads: unlimited, downloads: 5.0 MB/s"), "{out}");
+    d.wait("no schedule", || d.a.status().is_ok_and(|s| s["limit_schedule"].is_null()));
+    for (args, says) in [
+        (&["limit", "--up", "1MB/s", "--between", "9-17"][..], "give the hours as HH:MM-HH:MM"),
+        (&["limit", "--between", "09:00-17:00"], "give the limits for 09:00-17:00"),
+        (&["limit", "--up", "1MB/s", "--between", "09:00-17:00", "--days", "someday"], "days are mon, tue"),
+        (&["limit", "--up", "1MB/s", "--days", "mon"], "--between"),
+    ] {
+        let err = d.a.ferry(args).unwrap_err();
+        assert!(format!("{err}").contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn status_is_a_live_view_in_a_terminal_and_plain_when_piped() {
+    use std::io::{Read, Write};
+    let d = Desk::start();
+    d.wait("idle", || idle(&d.a));
+    // A limited upload long enough to watch: 4 MB at 1 MB/s.
+    d.a.ferry(&["limit", "--up", "1MB/s"]).expect("limit");
+    d.wait("the limit", || d.a.status().is_ok_and(|s| s["limit_up"] == 1_000_000));
+    std::fs::write(d.a.path("slow.bin"), ferry_tests::pseudo_random(4_000_000, 11)).expect("write");
+    d.wait("the upload under way", || d.a.status().is_ok_and(|s| s["pending_uploads"] == 1));
+
+    // `script` gives `ferry status` a terminal (a pty) and copies it out.
+    let ferry = ferry_tests::binary("ferry");
+    let mut term = std::process::Command::new("script")
+        .args(["-qfec", &format!("{} status", ferry.display()), "/dev/null"])
+        .env("FERRY_HOME", &d.a.home)
+        .env("COLUMNS", "100")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut out = term.stdout.take().expect("stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    if let Err(e) = wait_until(T, "the rate and the time left", || {
+        let t = text();
+        t.contains("Syncing: 1 file,") && t.contains("/s, about") && t.contains("left")
+    }) {
+        panic!("{e}\n{}\n{}", text(), d.a.log());
+    }
+    let t = text();
+    assert!(t.contains("↑ 1 file ("), "{t}");
+    assert!(t.contains("\x1b["), "redrawn in place (cursor moves): {t:?}");
+    assert!(t.contains("bandwidth now: uploads 1.0 MB/s"), "{t}");
+    d.wait("the view follows the daemon to up to date", || text().contains("Up to date:"));
+    // Ctrl-C at the terminal leaves it, with exit status 0.
+    term.stdin.as_mut().expect("stdin").write_all(b"\x03").expect("ctrl-c");
+    let status = wait_until(T, "the view to end", || term.try_wait().is_ok_and(|s| s.is_some()))
+        .map(|()| term.wait().expect("status"));
+    assert!(status.is_ok_and(|s| s.success()), "{}", text());
+    reader.join().expect("reader");
+
+    // Piped: printed once, no cursor moves.
+    let plain = d.a.ferry(&["status"]).expect("status");
+    assert!(plain.starts_with("state: idle") && !plain.contains('\x1b'), "{plain:?}");
+}
+
 #[test]
 fn an_excluded_folder_leaves_this_device_only_and_comes_back() {
     let mut d = Desk::start();

@@ -1,0 +1,170 @@
+//! `ferry status`: what the daemon is doing, as text. In a terminal it is a
+//! live view (files and bytes left, the rate, the time left) redrawn in
+//! place until Ctrl-C; piped, or with `--once`, it is printed once.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use indicatif::{DecimalBytes, HumanDuration};
+use serde_json::Value;
+
+use crate::control::{Request, request};
+use crate::limit::show_rate;
+
+/// How often the view asks the daemon (a display refresh, not a sync
+/// mechanism).
+const REFRESH: Duration = Duration::from_millis(500);
+
+/// The rate is what moved over this much time.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// The status as lines of text (what `ferry status` prints when piped).
+pub fn lines(v: &Value) -> Vec<String> {
+    let mut out = vec![format!("state: {}", v["state"].as_str().unwrap_or("?"))];
+    if let Some(r) = v["reason"].as_str() {
+        out.push(format!("  {r}"));
+    }
+    out.push(format!("folder: {}  server: {}", v["folder"].as_str().unwrap_or(""), v["server"].as_str().unwrap_or("")));
+    out.push(format!(
+        "pending: {} uploads ({} bytes), {} downloads ({} bytes)",
+        v["pending_uploads"], v["pending_upload_bytes"], v["pending_downloads"], v["pending_download_bytes"]
+    ));
+    out.push(format!("files synced: {}", v["files"]));
+    if !(v["limit_up"].is_null() && v["limit_down"].is_null() && v["limit_schedule"].is_null()) {
+        let (up, down) = (v["limit_up"].as_u64(), v["limit_down"].as_u64());
+        out.push(format!("bandwidth now: uploads {}, downloads {}", show_rate(up), show_rate(down)));
+        if let Some(s) = v["limit_schedule"].as_str() {
+            out.push(format!("  schedule: {s}"));
+        }
+    }
+    for (key, title) in [
+        ("shares", "shared folders:"),
+        ("excluded", "folders not synced to this device (`ferry include PATH` brings one back):"),
+        ("share_news", "news of shared folders:"),
+        ("kept_off_disk", "on the server but kept off this disk (it cannot hold the name):"),
+        ("not_synced", "in the folder but not synced:"),
+    ] {
+        if let Some(items) = v[key].as_array().filter(|e| !e.is_empty()) {
+            out.push(title.to_owned());
+            out.extend(items.iter().map(|e| format!("  {}", e.as_str().unwrap_or(""))));
+        }
+    }
+    if let Some(errs) = v["recent_errors"].as_array().filter(|e| !e.is_empty()) {
+        out.push("recent errors:".to_owned());
+        out.extend(errs.iter().rev().take(5).map(|e| format!("  {}", e.as_str().unwrap_or(""))));
+    }
+    out
+}
+
+/// The bytes moved over the last [`RATE_WINDOW`].
+#[derive(Default)]
+struct Rate {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Rate {
+    /// Takes the bytes moved so far; returns bytes per second lately.
+    fn add(&mut self, at: Instant, moved: u64) -> Option<f64> {
+        self.samples.push_back((at, moved));
+        while self.samples.len() > 2 && at.duration_since(self.samples[0].0) > RATE_WINDOW {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = *self.samples.front()?;
+        let dt = at.duration_since(t0).as_secs_f64();
+        (dt >= 0.9).then(|| moved.saturating_sub(b0) as f64 / dt)
+    }
+}
+
+/// `1 file`, `3 files`.
+fn files(n: u64) -> String {
+    format!("{n} file{}", if n == 1 { "" } else { "s" })
+}
+
+/// The live view's head: the state in words, what is left, how fast, how long.
+pub fn progress(v: &Value, rate: Option<f64>) -> Vec<String> {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let reason = v["reason"].as_str().unwrap_or("");
+    let (files, bytes) =
+        (n("pending_uploads") + n("pending_downloads"), n("pending_upload_bytes") + n("pending_download_bytes"));
+    let head = match v["state"].as_str().unwrap_or("?") {
+        "idle" if files == 0 => format!("Up to date: {}", self::files(n("files"))),
+        "paused" => format!("Paused: {reason}"),
+        "offline" => format!("Offline: {reason} (retrying)"),
+        "error" => format!("Stopped: {reason}"),
+        _ => format!("Syncing: {}, {} left", self::files(files), DecimalBytes(bytes)),
+    };
+    let mut out = vec![head];
+    if files > 0 {
+        out.push(format!(
+            "  ↑ {} ({})   ↓ {} ({})",
+            self::files(n("pending_uploads")),
+            DecimalBytes(n("pending_upload_bytes")),
+            self::files(n("pending_downloads")),
+            DecimalBytes(n("pending_download_bytes"))
+        ));
+        out.push(match rate {
+            Some(r) if r >= 1.0 => {
+                let eta = Duration::from_secs_f64((bytes as f64 / r).min(360_000.0));
+                format!("  {}/s, about {} left", DecimalBytes(r as u64), HumanDuration(eta))
+            }
+            _ => "  measuring the rate…".to_owned(),
+        });
+    }
+    out
+}
+
+/// Redraws the view in place until Ctrl-C (or the daemon goes away).
+pub async fn live(socket: &Path) -> anyhow::Result<()> {
+    let term = console::Term::stdout();
+    let mut rate = Rate::default();
+    let mut drawn = 0;
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let v = request(socket, &Request::Status).await?;
+        let moved = v["bytes_sent"].as_u64().unwrap_or(0) + v["bytes_received"].as_u64().unwrap_or(0);
+        let r = rate.add(Instant::now(), moved);
+        let width = term.size().1 as usize;
+        let mut frame = progress(&v, r);
+        frame.push(String::new());
+        frame.extend(lines(&v).into_iter().skip(1));
+        frame.push("(Ctrl-C to leave)".to_owned());
+        term.clear_last_lines(drawn)?;
+        for l in &frame {
+            // One screen line each, so the next frame clears exactly this one.
+            term.write_line(&console::truncate_str(l, width.max(20), "…"))?;
+        }
+        drawn = frame.len();
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            () = tokio::time::sleep(REFRESH) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_and_the_time_left() {
+        let mut r = Rate::default();
+        let t = Instant::now();
+        assert_eq!(r.add(t, 0), None, "no rate from one sample");
+        assert_eq!(r.add(t + Duration::from_secs(2), 4_000_000), Some(2_000_000.0));
+        // Old samples leave the window.
+        r.add(t + Duration::from_secs(8), 4_000_000);
+        assert_eq!(r.add(t + Duration::from_secs(10), 4_000_000), Some(0.0));
+        let v = serde_json::json!({
+            "state": "syncing", "pending_uploads": 2, "pending_upload_bytes": 20_000_000u64,
+            "pending_downloads": 1, "pending_download_bytes": 4_000_000u64, "files": 10
+        });
+        let p = progress(&v, Some(2_000_000.0));
+        assert_eq!(p[0], "Syncing: 3 files, 24.00 MB left");
+        assert!(p[1].contains("↑ 2 files (20.00 MB)") && p[1].contains("↓ 1 file (4.00 MB)"), "{p:?}");
+        assert_eq!(p[2], "  2.00 MB/s, about 12 seconds left");
+        let idle = serde_json::json!({"state": "idle", "files": 10, "pending_uploads": 0, "pending_downloads": 0});
+        assert_eq!(progress(&idle, None), ["Up to date: 10 files"]);
+    }
+}
