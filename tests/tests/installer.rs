@@ -141,3 +141,78 @@ fn deb_assets_are_current() {
         );
     }
 }
+
+/// The cargo-deb that builds the packages, pinned; installed into
+/// `target/tools` the first time (about a minute).
+fn cargo_deb() -> PathBuf {
+    const VERSION: &str = "3.8.0";
+    let root = repo().join("target/tools");
+    let bin = root.join("bin/cargo-deb");
+    let have = Command::new(&bin).arg("--version").output().ok();
+    if have.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == format!("cargo-deb {VERSION}")) {
+        return bin;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .args(["install", "cargo-deb", "--locked", "--quiet", "--version", VERSION, "--root"])
+        .arg(&root)
+        .env_remove("CARGO_TARGET_DIR"));
+    bin
+}
+
+/// `cargo deb` makes both packages from the metadata in the crates'
+/// Cargo.toml (here from the test build's binaries, to spare a release
+/// build): each holds what it says, with the files `installer/deb/` has.
+#[test]
+fn debian_packages_build_from_the_crates_metadata() {
+    let deb = cargo_deb();
+    let out = tempfile::tempdir().expect("tempdir");
+    let binaries = binary("ferry").parent().expect("target dir").to_owned();
+    for (package, files) in [
+        (
+            "ferry",
+            &[
+                "./usr/bin/ferry",
+                "./usr/lib/systemd/user/ferry.service",
+                "./etc/xdg/autostart/ferry-tray.desktop",
+                "./usr/share/ferry/ferry-action",
+                "./usr/share/nemo/actions/ferry-keep.nemo_action",
+                "./usr/share/kio/servicemenus/ferry.desktop",
+            ][..],
+        ),
+        (
+            "ferry-server",
+            &[
+                "./usr/bin/ferry-server",
+                "./usr/lib/systemd/system/ferry-server.service",
+                "./etc/ferry/ferry-server.env",
+            ],
+        ),
+    ] {
+        let said = run(Command::new(&deb)
+            .args(["-p", package, "--no-build", "--profile", "dev", "--fast", "--no-strip", "-o"])
+            .arg(out.path())
+            .env("CARGO_TARGET_DIR", binaries.parent().expect("target"))
+            .current_dir(repo()));
+        let file = PathBuf::from(said.lines().find(|l| l.trim().ends_with(".deb")).expect("the .deb's path").trim());
+        assert!(file.starts_with(out.path()) && file.extension().is_some_and(|e| e == "deb"), "{said}");
+        let fields = run(Command::new("dpkg-deb").arg("--field").arg(&file));
+        assert!(fields.contains(&format!("Package: {package}\n")) && fields.contains("Architecture: "), "{fields}");
+        assert!(fields.contains(&format!("Version: {}-1", env!("CARGO_PKG_VERSION"))), "{fields}");
+        let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&file));
+        for f in files {
+            assert!(contents.lines().any(|l| l.ends_with(f)), "{package}: no {f} in\n{contents}");
+        }
+        // The packaged unit and settings are the committed files, byte for byte.
+        let unpacked = tempfile::tempdir().expect("tempdir");
+        run(Command::new("dpkg-deb").arg("-x").arg(&file).arg(unpacked.path()));
+        let unit = if package == "ferry" { "ferry.service" } else { "ferry-server.service" };
+        let dir = if package == "ferry" { "usr/lib/systemd/user" } else { "usr/lib/systemd/system" };
+        assert_eq!(
+            std::fs::read(unpacked.path().join(dir).join(unit)).expect("unit"),
+            std::fs::read(repo().join("installer/deb").join(unit)).expect("committed unit")
+        );
+        let version = run(Command::new(unpacked.path().join("usr/bin").join(package)).arg("--version"));
+        assert!(version.contains(env!("CARGO_PKG_VERSION")), "{version}");
+    }
+}
