@@ -82,7 +82,9 @@ pub fn run(mib: usize, rate: u64) -> anyhow::Result<()> {
         Ok(format!("{:02}:{:02}", t.hour(), t.minute()))
     };
     let window = format!("{}-{}", clock(-1)?, clock(60)?);
-    let today = format!("{}", now.strftime("%a")).to_ascii_lowercase();
+    // The window starts a minute ago: on that minute's day (at 00:00, yesterday).
+    let start = now.checked_sub(jiff::SignedDuration::from_mins(1))?;
+    let today = format!("{}", start.strftime("%a")).to_ascii_lowercase();
     let said = a.ferry(&["limit", "--up", &rate.to_string(), "--between", &window, "--days", &today])?;
     wait_until(T, "the scheduled limit", || a.status().is_ok_and(|s| s["limit_up"] == rate))?;
     let data = pseudo_random(mib << 20, 79);

@@ -56,6 +56,7 @@ pub async fn serve(
     }
     while let Ok((stream, _)) = listener.accept().await {
         let (status, tx, limits, remote) = (Arc::clone(&status), tx.clone(), Arc::clone(&limits), remote.clone());
+        let (remote_limits, status_limits) = (remote.clone(), Arc::clone(&status));
         // The status as of now, with the bytes moved so far (counted as
         // they go, not only when a file is done: `ferry status` shows a rate).
         let now = move || {
@@ -99,7 +100,9 @@ pub async fn serve(
                 }
                 Ok(Request::Limits(l)) => {
                     // At once, also for transfers under way (not at the next
-                    // round); `limit::follow` sets what applies now.
+                    // round), and in the status before the answer; then
+                    // `limit::follow` keeps them to the schedule.
+                    crate::limit::apply(&l, &remote_limits, &status_limits);
                     limits.send_replace(l);
                     r#"{"ok":true}"#.to_owned()
                 }

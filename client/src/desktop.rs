@@ -57,11 +57,12 @@ async fn show(summary: &str, body: &str, reveal: Option<PathBuf>) -> anyhow::Res
         // Until the person clicks it or it closes; syncing does not wait.
         tokio::spawn(async move {
             let mut clicked = false;
-            handle
-                .wait_for_action_async(|r| {
-                    clicked = matches!(r, NotificationResponse::Default | NotificationResponse::Action(_));
-                })
-                .await;
+            // Not forever: a service that never says it closed one would
+            // keep this task and its bus connection.
+            let waited = handle.wait_for_action_async(|r| {
+                clicked = matches!(r, NotificationResponse::Default | NotificationResponse::Action(_));
+            });
+            let _ = tokio::time::timeout(Duration::from_secs(3600), waited).await;
             if clicked {
                 show_in_folder(&file).await;
             }
@@ -97,8 +98,15 @@ pub async fn show_in_folder(file: &Path) {
     if let Err(e) = shown.await {
         let folder = file.parent().unwrap_or(file);
         tracing::info!(error = %e, folder = %folder.display(), "no file manager on the bus; opening the folder");
-        if let Err(e) = std::process::Command::new("xdg-open").arg(folder).spawn() {
-            tracing::warn!(error = %e, folder = %folder.display(), "cannot open the folder (is xdg-open installed?)");
+        let opened = std::process::Command::new("xdg-open").arg(folder).spawn();
+        // Waited for (off the runtime), so it leaves no zombie behind.
+        match tokio::task::spawn_blocking(move || opened.and_then(|mut c| c.wait())).await {
+            Ok(Ok(s)) if s.success() => {}
+            Ok(Ok(s)) => tracing::warn!(%s, folder = %folder.display(), "xdg-open could not open the folder"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, folder = %folder.display(), "cannot open the folder (is xdg-open installed?)")
+            }
+            Err(e) => tracing::warn!(error = %e, "xdg-open's waiter"),
         }
     }
 }

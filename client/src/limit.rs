@@ -364,8 +364,26 @@ impl Limits {
 }
 
 /// The longest the daemon trusts its timer to the next edge: a suspended
-/// machine or a changed clock is caught within this.
+/// machine, a changed clock or an edge in an hour a change of daylight
+/// saving time skips or repeats is caught within this.
 const RECHECK: Duration = Duration::from_secs(15 * 60);
+
+/// Sets the limits `l` gives for the local time now, on the client and in
+/// the status; returns that time.
+pub fn apply(l: &Limits, remote: &crate::remote::Remote, status: &Mutex<Status>) -> jiff::Zoned {
+    let now = jiff::Zoned::now();
+    let (up, down, scheduled) = l.at(&now);
+    if remote.limits() != (up, down) {
+        remote.set_limits(up, down);
+        tracing::info!(up = show_rate(up), down = show_rate(down), scheduled, "bandwidth limits");
+    }
+    if let Ok(mut s) = status.lock() {
+        (s.limit_up, s.limit_down) = (up, down);
+        s.limit_schedule = l.schedule.map(|s| format!("{s}{}", if scheduled { " (now)" } else { "" }));
+    }
+    crate::status::changed();
+    now
+}
 
 /// Keeps the client's limits what `limits` says for the local time now: set
 /// at once on a change, and again at each edge of the schedule's window.
@@ -376,17 +394,7 @@ pub async fn follow(
 ) {
     loop {
         let l = *limits.borrow_and_update();
-        let now = jiff::Zoned::now();
-        let (up, down, scheduled) = l.at(&now);
-        if remote.limits() != (up, down) {
-            remote.set_limits(up, down);
-            tracing::info!(up = show_rate(up), down = show_rate(down), scheduled, "bandwidth limits");
-        }
-        if let Ok(mut s) = status.lock() {
-            (s.limit_up, s.limit_down) = (up, down);
-            s.limit_schedule = l.schedule.map(|s| format!("{s}{}", if scheduled { " (now)" } else { "" }));
-        }
-        crate::status::changed();
+        let now = apply(&l, &remote, &status);
         let wait = l
             .next_edge(&now)
             .map(|t| {

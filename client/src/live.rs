@@ -122,14 +122,21 @@ pub async fn live(socket: &Path) -> anyhow::Result<()> {
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
-        let v = request(socket, &Request::Status).await?;
+        // Ctrl-C also leaves while the daemon is slow to answer.
+        let v = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            v = request(socket, &Request::Status) => v?,
+        };
         let moved = v["bytes_sent"].as_u64().unwrap_or(0) + v["bytes_received"].as_u64().unwrap_or(0);
         let r = rate.add(Instant::now(), moved);
-        let width = term.size().1 as usize;
+        let (rows, width) = term.size();
+        let width = width as usize;
         let mut frame = progress(&v, r);
         frame.push(String::new());
         frame.extend(lines(&v).into_iter().skip(1));
-        frame.push("(Ctrl-C to leave)".to_owned());
+        // No taller than the screen, so the next frame clears all of it.
+        frame.truncate((rows as usize).saturating_sub(2).max(3));
+        frame.push("(Ctrl-C to leave; `ferry status --once` prints everything)".to_owned());
         term.clear_last_lines(drawn)?;
         for l in &frame {
             // One screen line each, so the next frame clears exactly this one.

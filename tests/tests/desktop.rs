@@ -232,7 +232,8 @@ fn a_limit_schedule_follows_the_clock_without_commands() {
     // A one-minute window that opens at the next minute: the daemon's timer
     // switches the limits in and out on its own, and keeps the schedule
     // across a restart.
-    let (from, to) = if jiff::Zoned::now().second() < 50 { (1, 2) } else { (2, 3) };
+    // (At least 30 s ahead: the limit, a restart and a look at the status first.)
+    let (from, to) = if jiff::Zoned::now().second() < 30 { (1, 2) } else { (2, 3) };
     let window = format!("{}-{}", clock_in(from), clock_in(to));
     let days = match jiff::Zoned::now().checked_add(jiff::SignedDuration::from_mins(from)).expect("t").weekday() {
         jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday => "sat,sun",
@@ -278,10 +279,10 @@ fn status_is_a_live_view_in_a_terminal_and_plain_when_piped() {
     use std::io::{Read, Write};
     let d = Desk::start();
     d.wait("idle", || idle(&d.a));
-    // A limited upload long enough to watch: 4 MB at 1 MB/s.
+    // A limited upload long enough to watch: 8 MB at 1 MB/s.
     d.a.ferry(&["limit", "--up", "1MB/s"]).expect("limit");
     d.wait("the limit", || d.a.status().is_ok_and(|s| s["limit_up"] == 1_000_000));
-    std::fs::write(d.a.path("slow.bin"), ferry_tests::pseudo_random(4_000_000, 11)).expect("write");
+    std::fs::write(d.a.path("slow.bin"), ferry_tests::pseudo_random(8_000_000, 11)).expect("write");
     d.wait("the upload under way", || d.a.status().is_ok_and(|s| s["pending_uploads"] == 1));
 
     // `script` gives `ferry status` a terminal (a pty) and copies it out.
