@@ -286,10 +286,13 @@ fn status_is_a_live_view_in_a_terminal_and_plain_when_piped() {
     d.wait("the upload under way", || d.a.status().is_ok_and(|s| s["pending_uploads"] == 1));
 
     // `script` gives `ferry status` a terminal (a pty) and copies it out.
+    // `exec`, so the Ctrl-C reaches ferry alone: dash, a common `sh`, would
+    // die of it while waiting for its child.
     let ferry = ferry_tests::binary("ferry");
     let mut term = std::process::Command::new("script")
-        .args(["-qfec", &format!("{} status", ferry.display()), "/dev/null"])
+        .args(["-qfec", &format!("exec {} status", ferry.display()), "/dev/null"])
         .env("FERRY_HOME", &d.a.home)
+        .env("SHELL", "/bin/sh")
         .env("COLUMNS", "100")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -325,7 +328,7 @@ fn status_is_a_live_view_in_a_terminal_and_plain_when_piped() {
     term.stdin.as_mut().expect("stdin").write_all(b"\x03").expect("ctrl-c");
     let status = wait_until(T, "the view to end", || term.try_wait().is_ok_and(|s| s.is_some()))
         .map(|()| term.wait().expect("status"));
-    assert!(status.is_ok_and(|s| s.success()), "{}", text());
+    assert!(matches!(&status, Ok(s) if s.success()), "{status:?}\n{}", text());
     reader.join().expect("reader");
 
     // Piped: printed once, no cursor moves.
