@@ -325,13 +325,19 @@ fn start(cli: Cli) -> anyhow::Result<()> {
     // Few threads: each one keeps memory (stack, allocator arena) once used.
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(8).enable_all().build()?;
-    rt.block_on(async {
+    let r = rt.block_on(async {
         tokio::select! {
             r = run(cli.command) => r,
             // Ctrl-C or SIGTERM: stop (a daemon resumes from its saved state next time).
             _ = ferry_server::serve::shutdown_signal() => Ok(()),
         }
-    })
+    });
+    // Blocking work still under way (the tray's loop, a file being hashed)
+    // gets a moment, not forever: a signal means stop. Nothing is lost by
+    // it — files are written to a temp file and renamed, state in SQLite
+    // transactions.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    r
 }
 
 /// Logs go to stderr; the daemon's also to a rotating file in the state

@@ -472,3 +472,59 @@ pub fn dbus_session() -> (Child, String) {
     std::io::BufReader::new(daemon.stdout.take().expect("piped")).read_line(&mut address).expect("bus address");
     (daemon, address.trim().to_owned())
 }
+
+/// What the person's desktop would be, on a private bus: a file manager
+/// that takes `ShowItems` and, with `notifications`, a notification service
+/// that gives each notification an id and then "clicks" it (again every
+/// 200 ms, as a person would until something happens). Returns the URIs
+/// the file manager was asked to show.
+pub fn stand_in_desktop(
+    rt: &tokio::runtime::Runtime,
+    address: &str,
+    notifications: bool,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use futures_util::TryStreamExt;
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let conn = rt
+        .block_on(async {
+            let b = zbus::connection::Builder::address(address).name("org.freedesktop.FileManager1");
+            if notifications { b.name("org.freedesktop.Notifications") } else { b }.build().await
+        })
+        .expect("a connection to the private bus");
+    let out = std::sync::Arc::clone(&shown);
+    rt.spawn(async move {
+        let mut stream = zbus::MessageStream::from(&conn);
+        let mut next_id = 0u32;
+        while let Ok(Some(msg)) = stream.try_next().await {
+            let h = msg.header();
+            if h.message_type() != zbus::message::Type::MethodCall {
+                continue;
+            }
+            match h.member().map(|m| m.as_str()) {
+                Some("Notify") => {
+                    next_id += 1;
+                    let id = next_id;
+                    conn.reply(&h, &(id,)).await.expect("reply");
+                    let (conn, out) = (conn.clone(), std::sync::Arc::clone(&out));
+                    tokio::spawn(async move {
+                        while out.lock().unwrap().is_empty() {
+                            let path = "/org/freedesktop/Notifications";
+                            let i = "org.freedesktop.Notifications";
+                            let _ = conn.emit_signal(None::<&str>, path, i, "ActionInvoked", &(id, "default")).await;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    });
+                }
+                Some("ShowItems") => {
+                    let (uris, _startup): (Vec<String>, String) = msg.body().deserialize().expect("ShowItems body");
+                    out.lock().unwrap().extend(uris);
+                    conn.reply(&h, &()).await.expect("reply");
+                }
+                _ => {
+                    let _ = conn.reply_error(&h, "org.freedesktop.DBus.Error.UnknownMethod", &"not here").await;
+                }
+            }
+        }
+    });
+    shown
+}

@@ -189,66 +189,13 @@ fn a_new_share_and_lost_access_are_notified() {
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", bus.seen(), b.log()));
 }
 
-/// What the person's desktop would be, on the private bus: a notification
-/// service that gives each notification an id and then "clicks" it (again
-/// every 200 ms, as a person would until something happens), and a file
-/// manager that takes `ShowItems`. Returns the URIs it was asked to show.
-fn click_through_desktop(rt: &tokio::runtime::Runtime, address: &str) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    use futures_util::TryStreamExt;
-    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let conn = rt
-        .block_on(
-            zbus::connection::Builder::address(address)
-                .name("org.freedesktop.Notifications")
-                .name("org.freedesktop.FileManager1")
-                .build(),
-        )
-        .expect("a connection to the private bus");
-    let out = std::sync::Arc::clone(&shown);
-    rt.spawn(async move {
-        let mut stream = zbus::MessageStream::from(&conn);
-        let mut next_id = 0u32;
-        while let Ok(Some(msg)) = stream.try_next().await {
-            let h = msg.header();
-            if h.message_type() != zbus::message::Type::MethodCall {
-                continue;
-            }
-            match h.member().map(|m| m.as_str()) {
-                Some("Notify") => {
-                    next_id += 1;
-                    let id = next_id;
-                    conn.reply(&h, &(id,)).await.expect("reply");
-                    let (conn, out) = (conn.clone(), std::sync::Arc::clone(&out));
-                    tokio::spawn(async move {
-                        while out.lock().unwrap().is_empty() {
-                            let path = "/org/freedesktop/Notifications";
-                            let i = "org.freedesktop.Notifications";
-                            let _ = conn.emit_signal(None::<&str>, path, i, "ActionInvoked", &(id, "default")).await;
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    });
-                }
-                Some("ShowItems") => {
-                    let (uris, _startup): (Vec<String>, String) = msg.body().deserialize().expect("ShowItems body");
-                    out.lock().unwrap().extend(uris);
-                    conn.reply(&h, &()).await.expect("reply");
-                }
-                _ => {
-                    let _ = conn.reply_error(&h, "org.freedesktop.DBus.Error.UnknownMethod", &"not here").await;
-                }
-            }
-        }
-    });
-    shown
-}
-
 #[test]
 fn clicking_the_conflict_notification_shows_the_copy_in_its_folder() {
     let server = Server::start().expect("server");
     let dir = tempfile::tempdir().expect("tempdir");
     let bus = Bus::start(dir.path());
     let desktop = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let shown = click_through_desktop(&desktop, &bus.address);
+    let shown = ferry_tests::stand_in_desktop(&desktop, &bus.address, true);
     let (mut a, other, rt, names) = setup(&server, dir.path(), &bus, 1);
     edit_both(&rt, &other, &mut a, &names);
     wait_until(T, "a conflict copy", || conflicts(&a) == 1).unwrap_or_else(|e| panic!("{e}\n{}", a.log()));

@@ -3,6 +3,7 @@
 //! rebuilds the menu on each status line; helper threads watch the
 //! daemon's status and the menu's clicks.
 
+use std::path::{Component, Path};
 use std::sync::mpsc;
 
 use anyhow::Context;
@@ -91,9 +92,35 @@ fn watch_status(dirs: Dirs, tx: mpsc::Sender<Msg>) {
     });
 }
 
-fn open(target: &std::path::Path) {
-    if let Err(e) = std::process::Command::new("xdg-open").arg(target).spawn() {
-        tracing::warn!(error = %e, target = %target.display(), "cannot open (is xdg-open installed?)");
+fn open(target: &Path) {
+    match std::process::Command::new("xdg-open").arg(target).spawn() {
+        // Waited for on the side, so it leaves no zombie behind.
+        Ok(mut child) => drop(std::thread::Builder::new().name("tray-open".into()).spawn(move || child.wait())),
+        Err(e) => tracing::warn!(error = %e, target = %target.display(), "cannot open (is xdg-open installed?)"),
+    }
+}
+
+/// Shows `rel` (a path in the folder, from the daemon or the server) in the
+/// file manager with it selected; one no longer there opens the nearest
+/// folder that is. On its own thread: the menu never waits for the desktop.
+fn reveal(folder: &Path, rel: &str) {
+    if !Path::new(rel).components().all(|c| matches!(c, Component::Normal(_))) {
+        tracing::warn!(path = rel, "not a path inside the folder; not shown");
+        return;
+    }
+    let full = folder.join(rel);
+    if !full.exists() {
+        open(full.ancestors().find(|p| p.is_dir()).unwrap_or(folder));
+        return;
+    }
+    let shown = std::thread::Builder::new().name("tray-reveal".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(crate::desktop::show_in_folder(&full)),
+            Err(e) => tracing::warn!(error = %e, "cannot show the file"),
+        }
+    });
+    if let Err(e) = shown {
+        tracing::warn!(error = %e, "cannot show the file");
     }
 }
 
@@ -151,12 +178,11 @@ pub fn run(dirs: Dirs) -> anyhow::Result<()> {
                         None
                     }
                     Some(Action::OpenWeb) => {
-                        open(std::path::Path::new(&config.server));
+                        open(Path::new(&config.server));
                         None
                     }
                     Some(Action::Reveal(p)) => {
-                        let full = config.folder.join(&p);
-                        open(full.parent().unwrap_or(&config.folder));
+                        reveal(&config.folder, &p);
                         None
                     }
                     Some(Action::Preferences) => {
