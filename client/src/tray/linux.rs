@@ -3,7 +3,7 @@
 //! rebuilds the menu on each status line; helper threads watch the
 //! daemon's status and the menu's clicks.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 
 use anyhow::Context;
@@ -100,27 +100,39 @@ fn open(target: &Path) {
     }
 }
 
-/// Shows `rel` (a path in the folder, from the daemon or the server) in the
-/// file manager with it selected; one no longer there opens the nearest
-/// folder that is. On its own thread: the menu never waits for the desktop.
-fn reveal(folder: &Path, rel: &str) {
-    if !Path::new(rel).components().all(|c| matches!(c, Component::Normal(_))) {
-        tracing::warn!(path = rel, "not a path inside the folder; not shown");
-        return;
+/// What a click on `rel` (a path in the folder, from the daemon or the
+/// server) shows: the file itself, selected, while it is there, or else the
+/// nearest folder inside `folder` that is. `None` for a path that would
+/// leave the folder.
+fn reveal_target(folder: &Path, rel: &str) -> Option<Result<PathBuf, PathBuf>> {
+    if rel.is_empty() || !Path::new(rel).components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
     }
     let full = folder.join(rel);
-    if !full.exists() {
-        open(full.ancestors().find(|p| p.is_dir()).unwrap_or(folder));
-        return;
+    if full.exists() {
+        return Some(Ok(full));
     }
-    let shown = std::thread::Builder::new().name("tray-reveal".into()).spawn(move || {
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(crate::desktop::show_in_folder(&full)),
-            Err(e) => tracing::warn!(error = %e, "cannot show the file"),
+    let there = full.ancestors().take_while(|p| p.starts_with(folder)).find(|p| p.is_dir());
+    Some(Err(there.unwrap_or(folder).to_owned()))
+}
+
+/// Shows `rel` in the file manager (see [`reveal_target`]), on a thread of
+/// its own: the menu never waits for the desktop.
+fn reveal(folder: &Path, rel: &str) {
+    match reveal_target(folder, rel) {
+        None => tracing::warn!(path = rel, "not a path inside the folder; not shown"),
+        Some(Err(nearest)) => open(&nearest),
+        Some(Ok(file)) => {
+            let shown = std::thread::Builder::new().name("tray-reveal".into()).spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt.block_on(crate::desktop::show_in_folder(&file)),
+                    Err(e) => tracing::warn!(error = %e, "cannot show the file"),
+                }
+            });
+            if let Err(e) = shown {
+                tracing::warn!(error = %e, "cannot show the file");
+            }
         }
-    });
-    if let Err(e) = shown {
-        tracing::warn!(error = %e, "cannot show the file");
     }
 }
 
@@ -212,4 +224,26 @@ pub fn run(dirs: Dirs) -> anyhow::Result<()> {
     }
     tracing::info!("tray quits");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_click_shows_the_file_or_the_nearest_folder_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("Ferry");
+        std::fs::create_dir_all(folder.join("docs")).unwrap();
+        std::fs::write(folder.join("docs/plan.txt"), b"p").unwrap();
+        assert_eq!(reveal_target(&folder, "docs/plan.txt"), Some(Ok(folder.join("docs/plan.txt"))));
+        // Deleted since: the nearest folder that is still there.
+        assert_eq!(reveal_target(&folder, "docs/gone/old.txt"), Some(Err(folder.join("docs"))));
+        // Never above the folder, even when the folder itself is gone.
+        let missing = dir.path().join("elsewhere");
+        assert_eq!(reveal_target(&missing, "a/b.txt"), Some(Err(missing.clone())));
+        for bad in ["../x", "/etc/passwd", "docs/../../x", ""] {
+            assert_eq!(reveal_target(&folder, bad), None, "{bad}");
+        }
+    }
 }
