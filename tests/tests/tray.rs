@@ -76,6 +76,23 @@ impl Tray {
         bus.send(&[&dest, "/MenuBar", "com.canonical.dbusmenu.GetLayout", "int32:0", "int32:-1", "array:string:"])
     }
 
+    /// Clicks the menu entry labelled `label`, as a tray host does.
+    fn click(&self, bus: &Bus, label: &str) {
+        let layout = self.layout(bus);
+        let id = entry_id(&layout, label).unwrap_or_else(|| panic!("no {label} in {layout}"));
+        let dest = format!("--dest={}", self.name);
+        let id = format!("int32:{id}");
+        bus.send(&[
+            &dest,
+            "/MenuBar",
+            "com.canonical.dbusmenu.Event",
+            &id,
+            "string:clicked",
+            "variant:int32:0",
+            "uint32:0",
+        ]);
+    }
+
     fn exit(&mut self) -> ExitStatus {
         let mut status = None;
         wait_until(T, "the tray to end", || {
@@ -123,18 +140,7 @@ fn the_tray_shows_the_daemons_state_and_quits_from_its_menu() {
     })
     .unwrap_or_else(|e| panic!("{e}: {}", layout()));
     // Resume from the menu, as a click does.
-    let click = |label: &str| {
-        let id = entry_id(&layout(), label).unwrap_or_else(|| panic!("no {label} in {}", layout()));
-        bus.send(&[
-            &format!("--dest={}", tray.name),
-            "/MenuBar",
-            "com.canonical.dbusmenu.Event",
-            &format!("int32:{id}"),
-            "string:clicked",
-            "variant:int32:0",
-            "uint32:0",
-        ]);
-    };
+    let click = |label: &str| tray.click(&bus, label);
     click("Resume");
     wait_until(T, "the daemon resumed by the tray", || a.status().is_ok_and(|s| s["state"] == "idle"))
         .expect("resumed");
