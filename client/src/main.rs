@@ -197,7 +197,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the links you made.
+    /// List the links you made, and those others made into folders you share.
     Links {
         #[arg(long)]
         json: bool,
@@ -707,6 +707,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 for l in links.links {
                     let path = l.path.map_or_else(|| "(deleted)".to_owned(), |p| p.to_string());
                     let mut notes = Vec::new();
+                    if let Some(by) = &l.by {
+                        notes.push(format!("made by {by}"));
+                    }
                     if l.password {
                         notes.push("password".to_owned());
                     }

@@ -631,8 +631,8 @@ async function copy(text) {
 function linkRow(l, after) {
   return h('div', { class: 'link', dataset: { id: l.id } },
     h('input', { class: 'url', value: l.url, readonly: true, 'aria-label': 'Link', onfocus: (ev) => ev.target.select() }),
-    h('span', { class: 'muted' }, [l.password ? 'password' : '', l.expires ? `until ${formatTime(l.expires)}` : '']
-      .filter(Boolean).join(', ')),
+    h('span', { class: 'muted' }, [l.by ? `made by ${l.by}` : '', l.password ? 'password' : '',
+      l.expires ? `until ${formatTime(l.expires)}` : ''].filter(Boolean).join(', ')),
     h('button', { type: 'button', onclick: () => copy(l.url) }, 'Copy'),
     h('button', { type: 'button', class: 'danger', onclick: async () => {
       try {

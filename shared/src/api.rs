@@ -458,6 +458,10 @@ wire! {
         pub expires: Option<i64>,
         /// Whether a password is asked.
         pub password: bool,
+        /// Who made it, when that is not the caller: a member's link into
+        /// a shared folder the caller owns (who may revoke it too).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub by: Option<String>,
     }
 
     pub struct LinkList {
@@ -619,6 +623,17 @@ pub enum ChangeOp {
     Rmdir,
 }
 
+/// Why a commit's block list cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockListError {
+    #[error("a file of this size has at most {most} blocks, but this block list makes {n}")]
+    TooLong { n: u64, most: u64 },
+    #[error("a block list edit needs parent_rev")]
+    NoParent,
+    #[error("block edit copies [{start}, {}) but the parent revision has {parent} blocks", u64::from(*start) + u64::from(*count))]
+    CopyOutside { start: u32, count: u32, parent: usize },
+}
+
 /// Lengths of the common prefix and suffix of two lists (never overlapping:
 /// together at most the shorter list's length).
 pub fn common_ends<T, U>(a: &[T], b: &[U], eq: impl Fn(&T, &U) -> bool) -> (usize, usize) {
@@ -629,6 +644,69 @@ pub fn common_ends<T, U>(a: &[T], b: &[U], eq: impl Fn(&T, &U) -> bool) -> (usiz
 }
 
 impl BlockList {
+    /// How many blocks the list makes once applied (an edit's copies
+    /// counted, not yet checked against the parent), without building it.
+    pub fn n_blocks(&self) -> u64 {
+        match self {
+            BlockList::Full(ids) => ids.len() as u64,
+            BlockList::Edit(edits) => edits
+                .iter()
+                .map(|e| match e {
+                    BlockEdit::Copy { count, .. } => u64::from(*count),
+                    BlockEdit::Add(ids) => ids.len() as u64,
+                })
+                .fold(0u64, u64::saturating_add),
+        }
+    }
+
+    /// The block ids the list names itself (a full list, an edit's additions).
+    pub fn named_ids(&self) -> impl Iterator<Item = &BlockId> {
+        let (full, edits) = match self {
+            BlockList::Full(ids) => (ids.as_slice(), &[][..]),
+            BlockList::Edit(edits) => (&[][..], edits.as_slice()),
+        };
+        full.iter().chain(edits.iter().flat_map(|e| match e {
+            BlockEdit::Copy { .. } => &[][..],
+            BlockEdit::Add(ids) => ids.as_slice(),
+        }))
+    }
+
+    /// The list this makes of the parent revision's list (`parent`, read
+    /// through `id`), at most `most` blocks long: its length is checked
+    /// before anything is built, and every copy against the parent.
+    pub fn expand<T>(
+        self,
+        parent: Option<&[T]>,
+        id: impl Fn(&T) -> BlockId,
+        most: u64,
+    ) -> Result<Vec<BlockId>, BlockListError> {
+        let n = self.n_blocks();
+        if n > most {
+            return Err(BlockListError::TooLong { n, most });
+        }
+        let edits = match self {
+            BlockList::Full(ids) => return Ok(ids),
+            BlockList::Edit(edits) => edits,
+        };
+        let parent = parent.ok_or(BlockListError::NoParent)?;
+        let mut out = Vec::with_capacity(n as usize);
+        for e in edits {
+            match e {
+                BlockEdit::Copy { start, count } => {
+                    let (s, c) = (start as usize, count as usize);
+                    let slice = parent.get(s..s.saturating_add(c)).ok_or(BlockListError::CopyOutside {
+                        start,
+                        count,
+                        parent: parent.len(),
+                    })?;
+                    out.extend(slice.iter().map(&id));
+                }
+                BlockEdit::Add(ids) => out.extend(ids),
+            }
+        }
+        Ok(out)
+    }
+
     /// The smallest edit of `parent` that gives `new` (common prefix and
     /// suffix copied, the middle sent), or the full list when they share
     /// neither end or there is no parent.
@@ -713,6 +791,10 @@ pub const POLL_DEFAULT_SECS: u64 = 60;
 pub const POLL_MAX_SECS: u64 = 300;
 /// Most operations accepted in one commit request.
 pub const MAX_COMMIT_OPS: usize = 10_000;
+/// Most block references one commit request may make, its edits counted
+/// as the lists they make (a full list of that many ids is about what a
+/// commit's 64 MiB body holds; the client's groups stay far below it).
+pub const MAX_COMMIT_BLOCKS: u64 = 1 << 20;
 /// Most block ids in one missing-blocks request.
 pub const MAX_MISSING_QUERY: usize = 10_000;
 /// Longest wait for a block that is being uploaded, in seconds.
@@ -723,6 +805,35 @@ pub const MAX_PENDING_BLOCKS: usize = 655_360;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_lists_expand_within_their_bound() {
+        let ids: Vec<BlockId> = (0..6u8).map(|i| BlockId::of(&[i])).collect();
+        let parent: Vec<(BlockId, u32)> = ids.iter().map(|id| (*id, 1)).collect();
+        let id = |b: &(BlockId, u32)| b.0;
+        let edit = BlockList::Edit(vec![
+            BlockEdit::Copy { start: 1, count: 2 },
+            BlockEdit::Add(vec![ids[5]]),
+            BlockEdit::Copy { start: 0, count: 1 },
+        ]);
+        assert_eq!(edit.n_blocks(), 4);
+        assert_eq!(edit.named_ids().copied().collect::<Vec<_>>(), vec![ids[5]]);
+        assert_eq!(edit.clone().expand(Some(&parent), id, 4), Ok(vec![ids[1], ids[2], ids[5], ids[0]]));
+        // Counted before anything is built: a huge copy is refused at once.
+        assert_eq!(edit.clone().expand(Some(&parent), id, 3), Err(BlockListError::TooLong { n: 4, most: 3 }));
+        let bomb = BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: u32::MAX }; 400]);
+        assert_eq!(bomb.n_blocks(), 400 * u64::from(u32::MAX));
+        assert!(matches!(bomb.expand(Some(&parent), id, 1 << 20), Err(BlockListError::TooLong { .. })));
+        let outside = BlockList::Edit(vec![BlockEdit::Copy { start: 5, count: 2 }]);
+        assert_eq!(
+            outside.expand(Some(&parent), id, 10),
+            Err(BlockListError::CopyOutside { start: 5, count: 2, parent: 6 })
+        );
+        assert_eq!(edit.expand::<(BlockId, u32)>(None, id, 10), Err(BlockListError::NoParent));
+        let full = BlockList::Full(ids.clone());
+        assert_eq!(full.named_ids().count(), 6);
+        assert_eq!(full.expand::<(BlockId, u32)>(None, id, 6), Ok(ids));
+    }
 
     #[test]
     fn commit_op_json_shape() {

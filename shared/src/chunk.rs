@@ -34,6 +34,16 @@ pub const MIN_AVG: usize = 32 * 1024;
 pub const MAX_AVG: usize = 4 * 1024 * 1024;
 /// Largest chunk any file can produce.
 pub const MAX_CHUNK: usize = MAX_AVG * 4;
+/// Smallest chunk any tier cuts (a file's last chunk may be smaller).
+pub const MIN_CHUNK: usize = MIN_AVG / 4;
+
+/// Most blocks a file of `size` bytes has under any tier of the rule:
+/// every block but the last holds at least [`MIN_CHUNK`] bytes, so a
+/// one-byte file has one block and an empty one none. The server refuses
+/// longer lists before building them.
+pub fn max_blocks(size: u64) -> u64 {
+    if size == 0 { 0 } else { size / MIN_CHUNK as u64 + 1 }
+}
 
 /// fastcdc parameters for one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +222,23 @@ mod tests {
         assert_eq!(ChunkParams::for_size(u64::MAX).max, MAX_CHUNK);
         for shift in 0..40 {
             ChunkParams::for_size(1 << shift).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn no_tier_cuts_more_blocks_than_max_blocks() {
+        assert_eq!((max_blocks(0), max_blocks(1), max_blocks(MIN_CHUNK as u64)), (0, 1, 2));
+        // Every tier, and the smallest one for data of any size (a client
+        // may keep a file's earlier tier), on data that cuts often (zeros
+        // cut at the maximum; repeated short patterns near the minimum).
+        let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8 ^ (i >> 13) as u8).collect();
+        for size in [1usize, 100, MIN_CHUNK - 1, MIN_CHUNK, MIN_CHUNK + 1, 100_000, 3 << 20] {
+            for params in [ChunkParams::for_size(size as u64), ChunkParams::for_size(0)] {
+                for d in [&data[..size], &pseudo_random(size, 9)[..]] {
+                    let n = Chunker::new(d, params).count() as u64;
+                    assert!(n <= max_blocks(size as u64), "{size} bytes: {n} blocks with {params:?}");
+                }
+            }
         }
     }
 

@@ -168,6 +168,19 @@ impl Server {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+
+    /// The server process's resident memory now and at its peak, in MiB
+    /// (Linux: `VmRSS` and `VmHWM` of `/proc/PID/status`).
+    pub fn memory_mib(&self) -> anyhow::Result<(u64, u64)> {
+        let pid = self.pid().context("the server is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("no {name}"))?;
+            let kib: u64 = line.split_whitespace().nth(1).context("a number")?.parse()?;
+            Ok(kib / 1024)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
 }
 
 impl Drop for Server {

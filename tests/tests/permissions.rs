@@ -336,3 +336,163 @@ async fn every_member_of_a_shared_folder() -> TestResult {
     assert_eq!(s, 404, "a viewer who left reads nothing");
     Ok(())
 }
+
+/// One commit operation by `c`; its per-operation status.
+async fn op_status(c: &Client, op: serde_json::Value) -> anyhow::Result<u64> {
+    let r: serde_json::Value = c.post("/commit").json(&json!({ "ops": [op] })).send().await?.json().await?;
+    Ok(r["results"][0]["status"].as_u64().unwrap_or(0))
+}
+
+async fn make_link(c: &Client, path: &str) -> anyhow::Result<(u16, Option<Link>)> {
+    let resp = c.post("/links").json(&json!({ "path": path })).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, if status == 201 { Some(resp.json().await?) } else { None }))
+}
+
+/// What a stranger gets at `url`: the status and the body.
+async fn open_link(url: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    let resp = reqwest::Client::new().get(url).send().await?;
+    Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()))
+}
+
+fn zip_names(zip: zip::ZipArchive<std::io::Cursor<Vec<u8>>>) -> anyhow::Result<Vec<String>> {
+    Ok(zip.file_names().map(|n| n.map(|n| n.into_owned())).collect::<Result<_, _>>()?)
+}
+
+async fn links_of(c: &Client) -> anyhow::Result<Vec<Link>> {
+    let list: ferry_shared::api::LinkList = c.get("/links").send().await?.json().await?;
+    Ok(list.links)
+}
+
+/// A link speaks for its maker: it shows only what the maker may publish.
+/// Links follow their items through moves inside what the maker may link
+/// (their own tree, folders they own or edit) and end when the item leaves
+/// it, whoever moves it; a member's links into a share end when they
+/// leave it or become a viewer; the share's owner sees and revokes every
+/// link into it; and a link in a viewer's tree never passes through the
+/// share they may only view, however they move its mount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_stay_within_what_their_maker_may_publish() -> TestResult {
+    let server = Server::start()?;
+    ferry_tests::add_user(&server.data, "carol", "password-carol", None)?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let carol = Client::user(&server, "carol", "desk").await?;
+    for (p, body) in [
+        ("team/plan.txt", &b"the team's plan"[..]),
+        ("team/plan2.txt", b"plan two"),
+        ("team/pricing.txt", b"pricing"),
+        ("team/sub/deep.txt", b"deep"),
+        ("private/keep.txt", b"private"),
+    ] {
+        assert!(alice.put_small(p, body, None).await?.entry.is_some(), "{p}");
+    }
+    for (who, role) in [("bob", "editor"), ("carol", "viewer")] {
+        let r = alice.post("/shares").json(&json!({"path": "team", "with": who, "role": role})).send().await?;
+        assert_eq!(r.status(), 201, "{}", r.text().await?);
+    }
+
+    // The owner sees a member's link into the share, says who made it, and
+    // may revoke it.
+    let (s, l) = make_link(&bob, "team/plan.txt").await?;
+    let bobs = l.unwrap_or_else(|| panic!("an editor links into the share: {s}"));
+    assert_eq!(open_link(&bobs.url).await?, (200, b"the team's plan".to_vec()));
+    let seen = links_of(&alice).await?;
+    let theirs = seen.iter().find(|l| l.id == bobs.id).expect("the owner sees the member's link");
+    assert_eq!((theirs.by.as_deref(), theirs.path.as_ref().map(|p| p.as_str())), (Some("bob"), Some("team/plan.txt")));
+    assert!(links_of(&bob).await?.iter().all(|l| l.by.is_none()), "bob's own links carry no maker");
+    assert!(links_of(&carol).await?.is_empty(), "a viewer sees nobody's links");
+    assert_eq!(carol.delete(&format!("/links/{}", bobs.id)).send().await?.status(), 404);
+    assert_eq!(alice.delete(&format!("/links/{}", bobs.id)).send().await?.status(), 204);
+    assert_eq!(open_link(&bobs.url).await?.0, 404);
+
+    // (a) The owner moves a file a member linked into her private tree and
+    // overwrites it: the member's link ends, before and after he leaves.
+    let (_, l) = make_link(&bob, "team/plan2.txt").await?;
+    let bobs = l.expect("linked");
+    assert_eq!(
+        op_status(&alice, json!({"op": "move", "from": "team/plan2.txt", "to": "private/plan2.txt"})).await?,
+        200
+    );
+    let rev = alice.get("/files/list_revisions?path=private/plan2.txt").send().await?;
+    let rev = rev.json::<serde_json::Value>().await?["revisions"][0]["rev"].as_i64();
+    assert!(alice.put_small("private/plan2.txt", SECRET, rev).await?.entry.is_some());
+    let (status, body) = open_link(&bobs.url).await?;
+    assert_eq!(status, 404, "a member's link follows a file into the owner's private tree");
+    assert!(!leaks(&body));
+    assert!(links_of(&bob).await?.iter().all(|l| l.id != bobs.id), "the ended link is gone from bob's list");
+    assert!(links_of(&alice).await?.iter().all(|l| l.id != bobs.id));
+
+    // (b) A member moves a file the owner linked into his own tree and
+    // overwrites it: the owner's link ends.
+    let (_, l) = make_link(&alice, "team/pricing.txt").await?;
+    let alices = l.expect("linked");
+    assert_eq!(
+        op_status(&bob, json!({"op": "move", "from": "team/pricing.txt", "to": "mine/pricing.txt"})).await?,
+        200
+    );
+    let rev = bob.get("/files/list_revisions?path=mine/pricing.txt").send().await?;
+    let rev = rev.json::<serde_json::Value>().await?["revisions"][0]["rev"].as_i64();
+    assert!(bob.put_small("mine/pricing.txt", b"bob's private numbers", rev).await?.entry.is_some());
+    let (status, body) = open_link(&alices.url).await?;
+    assert_eq!(status, 404, "the owner's link follows a file into a member's tree");
+    assert!(!String::from_utf8_lossy(&body).contains("bob's private"));
+    // Moved back by its owner's member into the share: the link stays ended.
+    assert_eq!(
+        op_status(&bob, json!({"op": "move", "from": "mine/pricing.txt", "to": "team/pricing.txt"})).await?,
+        200
+    );
+    assert_eq!(open_link(&alices.url).await?.0, 404);
+
+    // A member's links end when he becomes a viewer, or leaves.
+    let (_, l) = make_link(&bob, "team/sub").await?;
+    let bobs = l.expect("linked");
+    assert_eq!(open_link(&format!("{}/deep.txt", bobs.url)).await?, (200, b"deep".to_vec()));
+    let shares: serde_json::Value = alice.get("/shares").send().await?.json().await?;
+    let id = shares["shares"][0]["id"].as_i64().expect("share id");
+    let r = alice.put(&format!("/shares/{id}/members/bob")).json(&json!({"role": "viewer"})).send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(open_link(&bobs.url).await?.0, 404, "a viewer publishes nothing of the share");
+    let r = alice.put(&format!("/shares/{id}/members/bob")).json(&json!({"role": "editor"})).send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(open_link(&bobs.url).await?.0, 404, "made an editor again: the old link stays ended");
+    let (_, l) = make_link(&bob, "team/sub").await?;
+    let bobs = l.expect("linked");
+    assert_eq!(bob.delete(&format!("/shares/{id}/members/bob")).send().await?.status(), 204);
+    assert_eq!(open_link(&bobs.url).await?.0, 404, "a member who left publishes nothing of it");
+
+    // A viewer links nothing in the share, however the mount is moved:
+    // a link to a folder of theirs holding it never shows it.
+    assert_eq!(make_link(&carol, "team/plan.txt").await?.0, 403);
+    assert_eq!(op_status(&carol, json!({"op": "mkdir", "path": "pub"})).await?, 200);
+    assert!(carol.put_small("pub/mine.txt", b"carol's own", None).await?.entry.is_some());
+    assert_eq!(op_status(&carol, json!({"op": "move", "from": "team", "to": "pub/team"})).await?, 200);
+    assert_eq!(make_link(&carol, "pub/team/plan.txt").await?.0, 403);
+    let (s, l) = make_link(&carol, "pub").await?;
+    let carols = l.unwrap_or_else(|| panic!("a viewer links her own folder: {s}"));
+    let (status, page) = open_link(&carols.url).await?;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    assert_eq!(status, 200);
+    assert!(page.contains("mine.txt") && !page.contains("team"), "{page}");
+    for under in ["/team", "/team/", "/team/plan.txt", "/team/sub/deep.txt", "/team?zip=1"] {
+        let (status, body) = open_link(&format!("{}{under}", carols.url)).await?;
+        assert_eq!(status, 404, "{under}");
+        // The answer for something never there, naming only what was asked.
+        let (_, never) = open_link(&format!("{}{}", carols.url, under.replace("team", "never"))).await?;
+        assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(&never).replace("never", "team"), "{under}");
+    }
+    let (status, zip) = open_link(&format!("{}?zip=1", carols.url)).await?;
+    assert_eq!(status, 200);
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(zip))?;
+    let names = zip_names(zip)?;
+    assert_eq!(names, ["mine.txt"], "the zip holds only carol's own");
+    // Her own zip (signed in) has all she may read.
+    let resp = carol.get("/files/zip?path=pub").send().await?;
+    let names = zip_names(zip::ZipArchive::new(std::io::Cursor::new(resp.bytes().await?.to_vec()))?)?;
+    assert!(names.iter().any(|n| n == "team/plan.txt"), "{names:?}");
+    // Made an editor, her link shows the share (she may publish it now).
+    let r = alice.put(&format!("/shares/{id}/members/carol")).json(&json!({"role": "editor"})).send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(open_link(&format!("{}/team/plan.txt", carols.url)).await?, (200, b"the team's plan".to_vec()));
+    Ok(())
+}

@@ -349,3 +349,69 @@ async fn browser_sessions_need_their_csrf_token() -> TestResult {
     assert!(resp.headers().contains_key("retry-after"));
     Ok(())
 }
+
+/// A commit body asking for far more work than it carries is refused
+/// before the work: 16 KB of edits once expanded to 40 million entries
+/// (+2.6 GB); 320,000 unknown block ids once held every writer for 43 s.
+/// Memory stays bounded, and another user's change goes through meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_cost_what_they_carry() -> TestResult {
+    use ferry_shared::api::{BlockEdit, BlockList, CommitOp, CommitRequest};
+    use ferry_shared::chunk::MIN_CHUNK;
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let block = alice.upload_block(&vec![7u8; MIN_CHUNK]).await?;
+    let n = 100_000;
+    let parent = CommitOp::Put {
+        path: ferry_shared::RelPath::parse("base.bin")?,
+        parent_rev: None,
+        size: (n * MIN_CHUNK) as u64,
+        mtime: 0,
+        executable: false,
+        blocks: BlockList::Full(vec![block; n]),
+    };
+    let rev = alice.commit(vec![parent]).await?.results[0].entry.as_ref().context("the parent")?.rev;
+    let (_, peak_before) = server.memory_mib()?;
+    let bomb = CommitOp::Put {
+        path: ferry_shared::RelPath::parse("base.bin")?,
+        parent_rev: Some(rev),
+        size: 10 << 30,
+        mtime: 0,
+        executable: false,
+        blocks: BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: n as u32 }; 400]),
+    };
+    let body = serde_json::to_vec(&CommitRequest { ops: vec![bomb] })?;
+    assert!(body.len() < 20_000, "{} bytes", body.len());
+    let resp = alice.post("/commit").header("content-type", "application/json").body(body).send().await?;
+    assert_eq!(error_code(resp).await?, (413, "payload_too_large".to_owned()));
+    let (_, peak) = server.memory_mib()?;
+    assert!(peak < peak_before + 200, "the server's peak memory grew from {peak_before} to {peak} MiB");
+
+    // Unknown ids: answered as missing, and bob's mkdir is not held up.
+    let ids: Vec<BlockId> = (0..320_000u32).map(|i| BlockId::of(&i.to_be_bytes())).collect();
+    let stolen = CommitOp::Put {
+        path: ferry_shared::RelPath::parse("stolen.bin")?,
+        parent_rev: None,
+        size: (ids.len() * MIN_CHUNK) as u64,
+        mtime: 0,
+        executable: false,
+        blocks: BlockList::Full(ids),
+    };
+    let big = alice.post("/commit").json(&CommitRequest { ops: vec![stolen] }).send();
+    let small = async {
+        // Once the big request is on its way, bob commits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let r = bob.post("/commit").json(&json!({"ops": [{"op": "mkdir", "path": "meanwhile"}]})).send().await?;
+        anyhow::Ok((r.status(), started.elapsed()))
+    };
+    let (big, small) = tokio::join!(big, small);
+    let (status, took) = small?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(took < Duration::from_secs(10), "bob's mkdir waited {took:?} behind the unknown ids");
+    let r: Value = big?.json().await?;
+    assert_eq!(r["results"][0]["error"]["code"], "missing_blocks", "{}", r["results"][0]["error"]["message"]);
+    assert_eq!(r["results"][0]["error"]["missing"].as_array().map(Vec::len), Some(320_000));
+    Ok(())
+}

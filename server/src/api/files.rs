@@ -662,7 +662,8 @@ pub async fn zip(State(state): State<AppState>, Auth(caller): Auth, Query(q): Qu
         Error::client(ErrorCode::Unavailable, "too many folders are being zipped right now: try again shortly")
     })?;
     let name = path.name().unwrap_or("Ferry").to_owned();
-    let mut resp = Response::new(super::links::zip_stream(state, caller.ns, path, permit));
+    let mut resp =
+        Response::new(super::links::zip_stream(state, caller.ns, path, super::links::ZipOf::Account, permit));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
     h.insert(header::CONTENT_DISPOSITION, super::links::attachment(&format!("{name}.zip")));

@@ -44,6 +44,7 @@ fn link_of(state: &AppState, headers: &HeaderMap, r: LinkRecord) -> Link {
         created: r.created,
         expires: r.expires,
         password: r.pw_hash.is_some(),
+        by: r.by,
     }
 }
 
@@ -301,10 +302,20 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
         target = target.join(seg)?;
     }
     let (meta, ns, t) = (Arc::clone(&state.meta), rec.ns, target.clone());
-    let found = blocking(move || match meta.file_version(ns, &t, None) {
-        Ok(fv) => Ok(Ok(fv)),
-        Err(Error::Client { code: ErrorCode::NotFound, .. }) => Ok(Err(meta.list_folder(ns, &t)?)),
-        Err(e) => Err(e),
+    let found = blocking(move || {
+        // Never through a shared folder its maker may only view.
+        if !meta.link_reaches(ns, &t)? {
+            return Err(Error::not_found("not here"));
+        }
+        match meta.file_version(ns, &t, None) {
+            Ok(fv) => Ok(Ok(fv)),
+            Err(Error::Client { code: ErrorCode::NotFound, .. }) => {
+                let mut entries = meta.list_folder(ns, &t)?;
+                entries.retain(|e| !read_only_mount(e));
+                Ok(Err(entries))
+            }
+            Err(e) => Err(e),
+        }
     })
     .await
     // Said without the owner's path above the link.
@@ -328,7 +339,7 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
             let permit = ZIPS.try_acquire().map_err(|_| {
                 Error::client(ErrorCode::Unavailable, "too many folders are being zipped right now: try again shortly")
             })?;
-            let mut resp = Response::new(zip_stream(state, ns, target, permit));
+            let mut resp = Response::new(zip_stream(state, ns, target, ZipOf::Link, permit));
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
             h.insert(header::CONTENT_DISPOSITION, attachment(&format!("{name}.zip")));
@@ -460,10 +471,25 @@ impl Write for ChannelWriter {
     }
 }
 
+/// A shared folder mounted here that its member may only view: a link
+/// never shows it (its maker may not publish it).
+fn read_only_mount(e: &ferry_shared::api::Entry) -> bool {
+    e.share.as_ref().is_some_and(|m| !m.role.can_write())
+}
+
+/// Whose zip is written: the account's own (everything it may read), or a
+/// link's (what its maker may publish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ZipOf {
+    Account,
+    Link,
+}
+
 pub(crate) fn zip_stream(
     state: AppState,
     ns: i64,
     root: RelPath,
+    of: ZipOf,
     permit: tokio::sync::SemaphorePermit<'static>,
 ) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -472,7 +498,7 @@ pub(crate) fn zip_stream(
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let w = ChannelWriter { tx, buf: Vec::with_capacity(PIECE), rt };
-        if let Err(e) = write_zip(&state, ns, &root, w) {
+        if let Err(e) = write_zip(&state, ns, &root, of, w) {
             tracing::warn!(error = %e, "zip of a linked folder stopped");
             let _ = err_tx.try_send(Err(std::io::Error::other(e.to_string())));
         }
@@ -491,13 +517,16 @@ fn zip_time(ms: i64) -> Option<zip::DateTime> {
 
 /// Writes every live file and folder under `root`, depth first, stored
 /// (most files are compressed already; stored is fast and predictable).
-fn write_zip(state: &AppState, ns: i64, root: &RelPath, w: ChannelWriter) -> anyhow::Result<()> {
+fn write_zip(state: &AppState, ns: i64, root: &RelPath, of: ZipOf, w: ChannelWriter) -> anyhow::Result<()> {
     use zip::write::SimpleFileOptions;
     let mut zip = zip::ZipWriter::new_stream(w);
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let mut folders = vec![(root.clone(), String::new())];
     while let Some((folder, prefix)) = folders.pop() {
         for e in state.meta.list_folder(ns, &folder)? {
+            if of == ZipOf::Link && read_only_mount(&e) {
+                continue;
+            }
             let name = format!("{prefix}{}", e.path.name().unwrap_or_default());
             let path = folder.join(e.path.name().unwrap_or_default())?;
             if e.kind == EntryKind::Dir {

@@ -199,8 +199,11 @@ pub struct LinkRecord {
     /// The item's path now, in its namespace; `None` once it is deleted (or
     /// its maker left the shared folder it is in).
     pub path: Option<RelPath>,
-    /// Where the link's maker sees it.
+    /// Where the user it was listed for sees it.
     pub shown: Option<RelPath>,
+    /// Its maker's name, when the link was listed for someone else (the
+    /// owner of the shared folder it is in).
+    pub by: Option<String>,
     pub created: i64,
     pub expires: Option<i64>,
     pub pw_hash: Option<String>,
@@ -217,11 +220,17 @@ pub trait Links: Send + Sync + 'static {
         expires: Option<i64>,
         pw_hash: Option<String>,
     ) -> Result<LinkRecord>;
-    /// The links a user made, oldest first.
-    fn links(&self, owner: i64) -> Result<Vec<LinkRecord>>;
+    /// The links a user made, and those others made into shared folders
+    /// the user owns, oldest first.
+    fn links(&self, user: i64) -> Result<Vec<LinkRecord>>;
     fn link(&self, token: &str) -> Result<Option<LinkRecord>>;
-    /// Revokes one of the user's links (404 if there is no such link of theirs).
-    fn revoke_link(&self, owner: i64, id: i64) -> Result<()>;
+    /// Revokes a link the user made, or one into a shared folder they own
+    /// (404 if there is no such link).
+    fn revoke_link(&self, user: i64, id: i64) -> Result<()>;
+    /// Whether a link in namespace `ns` reaches `path` of it: a link never
+    /// passes through a shared folder its maker may only view (the maker
+    /// is the owner of `ns`; see `sqlite::links`).
+    fn link_reaches(&self, ns: i64, path: &RelPath) -> Result<bool>;
 }
 
 /// The change journal of each namespace.

@@ -120,13 +120,15 @@ fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
 /// list sharing nothing with its base come in full.
 fn journal_block_lists_as_edits(store: Arc<dyn MetaStore>) {
     let c = caller(&*store, "frank", "a");
-    let blocks: Vec<NewBlock> = (0..6u8).map(|i| block(&[i; 3])).collect();
+    // Blocks as small as chunking cuts (a list may be no longer than that).
+    const B: usize = ferry_shared::chunk::MIN_CHUNK;
+    let blocks: Vec<NewBlock> = (0..6u8).map(|i| block(&[i; B])).collect();
     store.add_blocks(c.user_id, &blocks).unwrap();
     let list = |idx: &[usize]| -> CommitOp {
         CommitOp::Put {
             path: RelPath::parse("f").unwrap(),
             parent_rev: None,
-            size: 3 * idx.len() as u64,
+            size: (B * idx.len()) as u64,
             mtime: 0,
             executable: false,
             blocks: BlockList::Full(idx.iter().map(|&i| blocks[i].id).collect()),
@@ -253,6 +255,58 @@ fn sqlite() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("ferry.db")).unwrap();
     (dir, Arc::new(store))
+}
+
+/// A commit's block lists cost what they say, bounded before anything is
+/// built: an edit copying billions of blocks, a list longer than its
+/// file's size allows, and a commit over the per-request total are
+/// refused; many unknown ids are answered as missing, listed once each.
+fn block_lists_are_bounded(store: Arc<dyn MetaStore>) {
+    use ferry_shared::api::{BlockEdit, MAX_COMMIT_BLOCKS};
+    let c = caller(&*store, "gina", "a");
+    const B: usize = ferry_shared::chunk::MIN_CHUNK;
+    let base: Vec<NewBlock> = (0..4u8).map(|i| block(&[i; B])).collect();
+    store.add_blocks(c.user_id, &base).unwrap();
+    let ids: Vec<BlockId> = base.iter().map(|b| b.id).collect();
+    let put_list = |path: &str, parent_rev, size: u64, blocks| CommitOp::Put {
+        path: RelPath::parse(path).unwrap(),
+        parent_rev,
+        size,
+        mtime: 0,
+        executable: false,
+        blocks,
+    };
+    let first = store.commit(&c, vec![put_list("f", None, (4 * B) as u64, BlockList::Full(ids.clone()))], vec![]);
+    let rev = first.unwrap().results.remove(0).unwrap().rev;
+    let status =
+        |r: &crate::Result<ferry_shared::api::Entry>| r.as_ref().map(|_| 200).unwrap_or_else(|e| e.code().status());
+    // 400 copies of a huge parent (40 million entries): the whole request
+    // is refused from the counts alone.
+    let bomb = BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: 100_000 }; 400]);
+    let over = store.commit(&c, vec![put_list("f", Some(rev), 10 << 30, bomb)], vec![]);
+    assert!(matches!(&over, Err(e) if e.code() == ErrorCode::PayloadTooLarge), "{:?}", over.map(|_| ()));
+    const { assert!(MAX_COMMIT_BLOCKS < 40_000_000) };
+    // An edit longer than its file's size allows, however it is spelled:
+    // one byte is one block.
+    let copies = BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: 4 }]);
+    let r = store.commit(&c, vec![put_list("f", Some(rev), 1, copies)], vec![]).unwrap();
+    assert_eq!(status(&r.results[0]), 400, "{:?}", r.results[0]);
+    let r = store.commit(&c, vec![put_list("one", None, 1, BlockList::Full(vec![ids[0], ids[0]]))], vec![]).unwrap();
+    assert_eq!(status(&r.results[0]), 400, "{:?}", r.results[0]);
+    // 100,000 ids nobody uploaded (one repeated): missing, each named once.
+    let mut unknown: Vec<BlockId> = (0..100_000u32).map(|i| BlockId::of(&i.to_le_bytes())).collect();
+    unknown.push(unknown[0]);
+    let size = (unknown.len() * B) as u64;
+    let r = store.commit(&c, vec![put_list("g", None, size, BlockList::Full(unknown))], vec![]).unwrap();
+    match &r.results[0] {
+        Err(Error::MissingBlocks { missing }) => assert_eq!(missing.len(), 100_000),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sqlite_block_lists_are_bounded() {
+    block_lists_are_bounded(sqlite().1);
 }
 
 #[test]

@@ -28,6 +28,23 @@ pub(super) fn insert_blocks(conn: &Connection, user_id: i64, blocks: &[NewBlock]
     Ok(())
 }
 
+/// The ids among `ids` that `user` can use nowhere: not theirs, and in no
+/// shared folder they are in (one indexed look per id).
+pub(super) fn unusable(conn: &Connection, user: i64, ids: HashSet<BlockId>) -> Result<HashSet<BlockId>> {
+    let mut s = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM account_blocks WHERE user_id = ?1 AND block = ?2)
+             OR EXISTS (SELECT 1 FROM share_blocks sb JOIN members m ON m.ns = sb.ns
+                        WHERE sb.block = ?2 AND m.user_id = ?1)",
+    )?;
+    let mut out = HashSet::new();
+    for id in ids {
+        if !s.query_row(params![user, id.as_bytes()], |r| r.get::<_, bool>(0))? {
+            out.insert(id);
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn loc_row(r: &rusqlite::Row) -> rusqlite::Result<BlockLoc> {
     let pack: Option<i64> = r.get(0)?;
     Ok(match pack {

@@ -2,11 +2,13 @@
 //! the journal appended and quota kept in the same transaction; and the
 //! reads of files and their history.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use ferry_shared::BlockId;
-use ferry_shared::api::{BlockEdit, BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, RevId, Revision};
+use ferry_shared::api::{
+    BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, MAX_COMMIT_BLOCKS, RevId, Revision,
+};
 use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -37,6 +39,9 @@ struct Ctx<'a> {
     pending_dropped: BTreeSet<i64>,
     /// The current namespace's [`audience`], looked up once per operation.
     audience: Option<(i64, Rc<Audience>)>,
+    /// Block ids named in the commit that the caller cannot have (neither
+    /// theirs nor in a share of theirs), found before the writer ran.
+    unknown: HashSet<BlockId>,
 }
 
 struct NewVersion<'a> {
@@ -354,33 +359,24 @@ impl Ctx<'_> {
         }
     }
 
-    fn resolve_blocks(&self, list: BlockList, parent: Option<&Version>) -> Result<Vec<(BlockId, u32)>> {
-        let ids: Vec<BlockId> = match list {
-            BlockList::Full(ids) => ids,
-            BlockList::Edit(edits) => {
-                let base = parent.ok_or_else(|| Error::bad_request("a block list edit needs parent_rev"))?;
-                let mut out = Vec::new();
-                for e in edits {
-                    match e {
-                        BlockEdit::Copy { start, count } => {
-                            let (s, c) = (start as usize, count as usize);
-                            let slice = base.blocks.get(s..s.saturating_add(c)).ok_or_else(|| {
-                                Error::bad_request(format!(
-                                    "block edit copies [{s}, {}) but the parent revision has {} blocks",
-                                    s + c,
-                                    base.blocks.len()
-                                ))
-                            })?;
-                            out.extend(slice.iter().map(|(id, _)| *id));
-                        }
-                        BlockEdit::Add(ids) => out.extend(ids),
-                    }
-                }
-                out
-            }
-        };
-        let mut sizes: HashMap<BlockId, u32> = HashMap::new();
+    /// The blocks of a put's list with their sizes: the list's length
+    /// checked against the file's size before an edit is expanded, its
+    /// copies against the parent's list, every block against what the
+    /// caller may use (their own, or in a share the share's).
+    fn resolve_blocks(&self, list: BlockList, parent: Option<&Version>, size: u64) -> Result<Vec<(BlockId, u32)>> {
+        let mut unknown: Vec<BlockId> = list.named_ids().filter(|id| self.unknown.contains(id)).copied().collect();
+        if !unknown.is_empty() {
+            let mut seen = HashSet::new();
+            unknown.retain(|id| seen.insert(*id));
+            return Err(Error::MissingBlocks { missing: unknown });
+        }
+        let parent = parent.map(|p| p.blocks.as_slice());
+        let ids = list
+            .expand(parent, |(id, _)| *id, ferry_shared::chunk::max_blocks(size))
+            .map_err(|e| Error::bad_request(e.to_string()))?;
+        let mut sizes: HashMap<BlockId, u32> = HashMap::with_capacity(ids.len().min(1 << 16));
         let mut missing = Vec::new();
+        let mut absent = HashSet::new();
         // The caller's own blocks, or (in a share) the share's.
         let mut stmt = self.conn.prepare_cached(
             "SELECT b.size FROM blocks b WHERE b.id = ?2 AND (
@@ -388,7 +384,7 @@ impl Ctx<'_> {
                  OR EXISTS (SELECT 1 FROM share_blocks s WHERE s.ns = ?3 AND s.block = ?2))",
         )?;
         for id in &ids {
-            if sizes.contains_key(id) || missing.contains(id) {
+            if sizes.contains_key(id) || absent.contains(id) {
                 continue;
             }
             match stmt
@@ -398,7 +394,10 @@ impl Ctx<'_> {
                 Some(s) => {
                     sizes.insert(*id, s);
                 }
-                None => missing.push(*id),
+                None => {
+                    absent.insert(*id);
+                    missing.push(*id);
+                }
             }
         }
         if !missing.is_empty() {
@@ -461,7 +460,7 @@ impl Ctx<'_> {
                 (0, None)
             }
         };
-        let blocks = self.resolve_blocks(list, parent_version.as_ref())?;
+        let blocks = self.resolve_blocks(list, parent_version.as_ref(), size)?;
         let total: u64 = blocks.iter().map(|(_, s)| u64::from(*s)).sum();
         if total != size {
             return Err(Error::bad_request(format!("size is {size} but the blocks add up to {total} bytes")));
@@ -606,7 +605,8 @@ impl Ctx<'_> {
     }
 
     /// Moves an item between namespaces (into or out of a shared folder, or
-    /// between two): its rows, history and links go with it, its bytes
+    /// between two): its rows and history go with it, and its links where
+    /// their makers may still link (see `links`), its bytes
     /// change quota if the owners differ, and each journal says what its
     /// reader sees: a move where both places are visible, a deletion where
     /// only the old one is, the whole item appearing where only the new one is.
@@ -674,6 +674,7 @@ impl Ctx<'_> {
                 links.execute(params![to.ns, r])?;
             }
         }
+        super::links::drop_unreachable(conn, to.ns, &rows)?;
         let rev = self.copy_version(node.id, node.head, &to_path)?;
         let to_aud = audience(conn, to.ns)?;
         let items = live_items(conn, &rows, node.id, &to_path)?;
@@ -828,6 +829,32 @@ impl Ctx<'_> {
 impl Files for SqliteStore {
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome> {
         let caller = caller.clone();
+        let lists = || {
+            ops.iter().filter_map(|op| match op {
+                CommitOp::Put { blocks, .. } => Some(blocks),
+                _ => None,
+            })
+        };
+        let total = lists().map(BlockList::n_blocks).fold(0u64, u64::saturating_add);
+        if total > MAX_COMMIT_BLOCKS {
+            return Err(Error::client(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "this commit makes {total} block references, more than {MAX_COMMIT_BLOCKS}: commit fewer files at a time"
+                ),
+            ));
+        }
+        // Ids the caller cannot have are found on a reader, before the
+        // writer runs: a commit naming many never holds up other writes.
+        let mut named: HashSet<BlockId> = lists().flat_map(BlockList::named_ids).copied().collect();
+        for nb in &new_blocks {
+            named.remove(&nb.id);
+        }
+        let unknown = if named.is_empty() {
+            HashSet::new()
+        } else {
+            self.read(|c| super::blocks::unusable(c, caller.user_id, named))?
+        };
         self.write(move |conn| {
             let now = now_ms();
             insert_blocks(conn, caller.user_id, &new_blocks, now)?;
@@ -842,6 +869,7 @@ impl Files for SqliteStore {
                 has_pending: HashMap::new(),
                 pending_dropped: BTreeSet::new(),
                 audience: None,
+                unknown,
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
@@ -952,6 +980,7 @@ impl Files for SqliteStore {
                 has_pending: HashMap::new(),
                 pending_dropped: BTreeSet::new(),
                 audience: None,
+                unknown: HashSet::new(),
             };
             let entry = ctx.undelete(id, kind_of(kind), &path, deleted - super::trash::WITH_FOLDER_MS)?;
             Ok(CommitOutcome { results: vec![Ok(entry)], touched: ctx.touched })

@@ -1,8 +1,19 @@
 //! Read-only share links: a token naming a row of a namespace (so the link
 //! follows its item through renames and moves), with an optional expiry and
 //! password hash.
+//!
+//! # Who a link speaks for
+//! A link shows only what its maker may publish: the maker's own tree, and
+//! shared folders where the maker is the owner or an editor. So a link
+//! works only while its maker may make links where its item is
+//! ([`may_link`]): a link whose item moves into a tree its maker cannot
+//! read ends ([`drop_unreachable`]), as do a member's links into a share
+//! when they leave it or become a viewer; and a link in a maker's tree never
+//! passes through a shared folder mounted there that they may only view
+//! (`link_reaches`). The owner of a shared folder sees and may revoke every
+//! link into it.
 
-use ferry_shared::api::ErrorCode;
+use ferry_shared::api::{ErrorCode, ShareRole};
 use ferry_shared::path::RelPath;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -25,6 +36,7 @@ fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
         kind: kind_of(r.get(5)?),
         path: None,
         shown: None,
+        by: None,
         created: r.get(7)?,
         expires: r.get(8)?,
         pw_hash: r.get(9)?,
@@ -32,31 +44,81 @@ fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
     Ok((rec, r.get(6)?))
 }
 
-/// Fills in where the item is now: nothing unless it and every folder
-/// above it are live.
-fn with_path(conn: &Connection, (mut rec, deleted): (LinkRecord, bool)) -> Result<LinkRecord> {
-    if !deleted && let Some(p) = stored_path(conn, rec.file)?.filter(|p| !p.is_root()) {
-        let live = resolve(conn, rec.ns, &p, true)?.is_some_and(|n| n.id == rec.file);
-        // In a shared folder: seen from its maker's mount, while they are in it.
-        let prefix = match conn.row("SELECT shared FROM namespaces WHERE id = ?1", [rec.ns], |r| r.get::<_, bool>(0))? {
-            false => Some(RelPath::root()),
-            true => match conn
-                .row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![rec.ns, rec.owner], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .optional()?
-            {
-                Some(m) => stored_path(conn, m)?,
-                None => None,
-            },
-        };
-        if live && let Some(prefix) = prefix {
-            rec.shown = Some(super::shares::under(&prefix, &p)?);
-            rec.path = Some(p);
+/// `user`'s role in a shared folder `ns`, if they are in it.
+fn member_role(conn: &Connection, ns: i64, user: i64) -> Result<Option<ShareRole>> {
+    Ok(conn
+        .row("SELECT role FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(role_of))
+}
+
+/// Whether `user` may make (and keep) links to what is in namespace `ns`:
+/// their own tree, or a shared folder they own or edit.
+pub(super) fn may_link(conn: &Connection, ns: i64, user: i64) -> Result<bool> {
+    let (owner, shared): (i64, bool) =
+        conn.row("SELECT owner, shared FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if !shared {
+        return Ok(owner == user);
+    }
+    Ok(member_role(conn, ns, user)?.is_some_and(ShareRole::can_write))
+}
+
+/// Ends the links on `rows` (now in namespace `ns`) whose makers may not
+/// link there: an item moved out of its maker's reach takes no link along.
+pub(super) fn drop_unreachable(conn: &Connection, ns: i64, rows: &[i64]) -> Result<()> {
+    let mut on_row = conn.prepare_cached("SELECT id, owner FROM links WHERE file = ?1")?;
+    let mut drop = conn.prepare_cached("DELETE FROM links WHERE id = ?1")?;
+    let mut allowed = std::collections::HashMap::new();
+    for row in rows {
+        let links: Vec<(i64, i64)> =
+            on_row.query_map([row], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        for (id, maker) in links {
+            let ok = match allowed.get(&maker) {
+                Some(ok) => *ok,
+                None => *allowed.entry(maker).or_insert(may_link(conn, ns, maker)?),
+            };
+            if !ok {
+                drop.execute([id])?;
+            }
         }
+    }
+    Ok(())
+}
+
+/// Fills in where the item is now, as `viewer` sees it: nothing unless
+/// its maker may still link there and it and every folder above it are live.
+fn with_path(conn: &Connection, (mut rec, deleted): (LinkRecord, bool), viewer: i64) -> Result<LinkRecord> {
+    if deleted || !may_link(conn, rec.ns, rec.owner)? {
+        return Ok(rec);
+    }
+    let Some(p) = stored_path(conn, rec.file)?.filter(|p| !p.is_root()) else { return Ok(rec) };
+    if resolve(conn, rec.ns, &p, true)?.is_none_or(|n| n.id != rec.file) {
+        return Ok(rec);
+    }
+    // In a shared folder: seen from the viewer's mount.
+    let shared: bool = conn.row("SELECT shared FROM namespaces WHERE id = ?1", [rec.ns], |r| r.get(0))?;
+    let prefix = match shared {
+        false => Some(RelPath::root()),
+        true => match conn
+            .row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![rec.ns, viewer], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+        {
+            Some(m) => stored_path(conn, m)?,
+            None => None,
+        },
+    };
+    rec.shown = prefix.map(|prefix| super::shares::under(&prefix, &p)).transpose()?;
+    rec.path = Some(p);
+    if viewer != rec.owner {
+        rec.by = Some(conn.row("SELECT name FROM users WHERE id = ?1", [rec.owner], |r| r.get(0))?);
     }
     Ok(rec)
 }
+
+/// Links into shared folders `user` owns, and `user`'s own.
+const VISIBLE_TO: &str = "(l.owner = ?1 OR l.ns IN (SELECT ns FROM members WHERE user_id = ?1 AND role = 0))";
 
 impl Links for SqliteStore {
     fn create_link(
@@ -95,6 +157,7 @@ impl Links for SqliteStore {
                 kind: node.kind,
                 path: stored_path(c, node.id)?,
                 shown: Some(path),
+                by: None,
                 created: now,
                 expires,
                 pw_hash,
@@ -102,27 +165,50 @@ impl Links for SqliteStore {
         })
     }
 
-    fn links(&self, owner: i64) -> Result<Vec<LinkRecord>> {
+    fn links(&self, user: i64) -> Result<Vec<LinkRecord>> {
         self.read(|c| {
-            let mut s = c.prepare_cached(&format!("SELECT {COLS} FROM {FROM} WHERE l.owner = ?1 ORDER BY l.id"))?;
-            let rows: Vec<(LinkRecord, bool)> = s.query_map([owner], record)?.collect::<rusqlite::Result<_>>()?;
-            rows.into_iter().map(|r| with_path(c, r)).collect()
+            let mut s = c.prepare_cached(&format!("SELECT {COLS} FROM {FROM} WHERE {VISIBLE_TO} ORDER BY l.id"))?;
+            let rows: Vec<(LinkRecord, bool)> = s.query_map([user], record)?.collect::<rusqlite::Result<_>>()?;
+            rows.into_iter().map(|r| with_path(c, r, user)).collect()
         })
     }
 
     fn link(&self, token: &str) -> Result<Option<LinkRecord>> {
         self.read(|c| {
             let row = c.row(&format!("SELECT {COLS} FROM {FROM} WHERE l.token = ?1"), [token], record).optional()?;
-            row.map(|r| with_path(c, r)).transpose()
+            row.map(|r| {
+                let maker = r.0.owner;
+                with_path(c, r, maker)
+            })
+            .transpose()
         })
     }
 
-    fn revoke_link(&self, owner: i64, id: i64) -> Result<()> {
+    fn revoke_link(&self, user: i64, id: i64) -> Result<()> {
         self.write(move |c| {
-            if c.exec("DELETE FROM links WHERE id = ?1 AND owner = ?2", params![id, owner])? == 0 {
+            let sql =
+                format!("DELETE FROM links WHERE id = ?2 AND id IN (SELECT l.id FROM links l WHERE {VISIBLE_TO})");
+            if c.exec(&sql, params![user, id])? == 0 {
                 return Err(Error::client(ErrorCode::NotFound, format!("you have no link {id}; see GET /links")));
             }
             Ok(())
+        })
+    }
+
+    fn link_reaches(&self, ns: i64, path: &RelPath) -> Result<bool> {
+        self.read(|c| {
+            let mut parent = 0;
+            for seg in path.segments() {
+                let Some(node) = child(c, ns, parent, seg, true)? else { return Ok(true) };
+                if node.mount.is_some() {
+                    // The mount is the maker's own: their role there decides.
+                    let role: Option<i64> =
+                        c.row("SELECT role FROM members WHERE mount = ?1", [node.id], |r| r.get(0)).optional()?;
+                    return Ok(role.map(role_of).is_some_and(ShareRole::can_write));
+                }
+                parent = node.id;
+            }
+            Ok(true)
         })
     }
 }

@@ -328,6 +328,8 @@ pub(super) fn remove_member(conn: &Connection, ns: i64, user: i64, device: i64, 
     }
     conn.exec("UPDATE files SET deleted = 1, mount = NULL WHERE id = ?1", [mount])?;
     conn.exec("DELETE FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user])?;
+    // What they published of it ends with their membership.
+    conn.exec("DELETE FROM links WHERE ns = ?1 AND owner = ?2", params![ns, user])?;
     Ok(())
 }
 
@@ -571,6 +573,10 @@ impl Shares for SqliteStore {
 /// (its entry carries the role).
 fn set_role(conn: &Connection, ns: i64, user: i64, role: ShareRole, touched: &mut Touched) -> Result<()> {
     conn.exec("UPDATE members SET role = ?1 WHERE ns = ?2 AND user_id = ?3", params![role_num(role), ns, user])?;
+    if !role.can_write() {
+        // A viewer publishes nothing of it: their links into it end.
+        conn.exec("DELETE FROM links WHERE ns = ?1 AND owner = ?2", params![ns, user])?;
+    }
     let mount: i64 =
         conn.row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user], |r| r.get(0))?;
     let root = root_of(conn, user)?;
