@@ -383,7 +383,8 @@ async fn commits(files: usize, concurrency: usize) -> anyhow::Result<()> {
 
 async fn longpoll(idle: usize, samples: usize) -> anyhow::Result<()> {
     println!("== long polls: {idle} idle long polls held open, {samples} wake-ups measured ==");
-    let server = Server::start()?;
+    // 10,000 connections from one address: past the default cap.
+    let server = Server::start_args(&["--max-connections-per-address", "0"])?;
     let pid = server.pid().context("pid")?;
     let rss_before = rss_mib(pid);
     let idler = Client::user(&server, "alice", "idle").await?;

@@ -20,7 +20,9 @@ pub const BATCH: Duration = Duration::from_secs(2);
 /// What one notification says of new conflict copies (paths in the folder).
 pub fn conflict_notice(new: &[String]) -> Option<(String, String)> {
     let keep = "both versions are kept; `ferry conflicts` lists the copies";
-    match new {
+    // Names read as they are (no right-to-left override hides a part).
+    let new: Vec<String> = new.iter().map(|p| ferry_shared::path::visible(p).into_owned()).collect();
+    match &new[..] {
         [] => None,
         [one] => Some(("Ferry made a conflict copy".to_owned(), format!("{one}: {keep}"))),
         [first, rest @ ..] => Some((
@@ -32,7 +34,8 @@ pub fn conflict_notice(new: &[String]) -> Option<(String, String)> {
 
 /// What one notification says of news of shared folders.
 pub fn share_notice(new: &[String]) -> Option<(String, String)> {
-    match new {
+    let new: Vec<String> = new.iter().map(|p| ferry_shared::path::visible(p).into_owned()).collect();
+    match &new[..] {
         [] => None,
         [one] => Some(("Ferry: shared folders".to_owned(), one.clone())),
         [first, rest @ ..] => Some((

@@ -366,16 +366,7 @@ fn default_device() -> String {
 
 /// Starts the embedded server on `listen` in this process and waits until it answers.
 async fn start_embedded_server(data: PathBuf, listen: std::net::SocketAddr) -> anyhow::Result<String> {
-    let opts = ferry_server::serve::ServeOptions {
-        data,
-        listen,
-        tls: None,
-        insecure_http: false,
-        upload_expiry: std::time::Duration::from_secs(7 * 24 * 3600),
-        public_url: None,
-        poll_max: std::time::Duration::from_secs(300),
-    };
-    let server = tokio::spawn(ferry_server::serve::serve(opts));
+    let server = tokio::spawn(ferry_server::serve::serve(ferry_server::serve::ServeOptions::new(data, listen)));
     let url = format!("http://{listen}");
     let http = reqwest::Client::new();
     for _ in 0..200 {

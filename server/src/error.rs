@@ -19,6 +19,10 @@ pub enum Error {
     /// Too many failed logins for this name: try again after this long.
     #[error("too many failed logins; try again in {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: std::time::Duration },
+    /// Too much of some work in flight (logins being checked, uploads,
+    /// zips): try again in a moment (`Retry-After: 1`).
+    #[error("{message}")]
+    Busy { message: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -26,6 +30,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    pub fn busy(message: impl Into<String>) -> Self {
+        Error::Busy { message: message.into() }
+    }
     pub fn client(code: ErrorCode, message: impl Into<String>) -> Self {
         Error::Client { code, message: message.into() }
     }
@@ -47,7 +54,7 @@ impl Error {
             Error::Client { code, .. } => *code,
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::MissingBlocks { .. } => ErrorCode::MissingBlocks,
-            Error::RateLimited { .. } => ErrorCode::TooManyRequests,
+            Error::RateLimited { .. } | Error::Busy { .. } => ErrorCode::TooManyRequests,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -58,7 +65,7 @@ impl Error {
             Error::Client { message, .. } => (message.clone(), None, Vec::new()),
             Error::Conflict { message, head } => (message.clone(), head.as_deref().cloned(), Vec::new()),
             Error::MissingBlocks { missing } => (self.to_string() + ": upload them first", None, missing.clone()),
-            Error::RateLimited { .. } => (self.to_string(), None, Vec::new()),
+            Error::RateLimited { .. } | Error::Busy { .. } => (self.to_string(), None, Vec::new()),
             Error::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 ("internal server error; the server log has details".to_owned(), None, Vec::new())
@@ -91,8 +98,12 @@ impl IntoResponse for Error {
         let detail = self.detail();
         let status = StatusCode::from_u16(detail.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, axum::Json(ErrorBody { error: detail })).into_response();
-        if let Error::RateLimited { retry_after } = self {
-            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let retry_after = match self {
+            Error::RateLimited { retry_after } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            Error::Busy { .. } => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         resp

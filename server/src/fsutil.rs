@@ -40,8 +40,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Creates a new file readable only by its owner (mode 0600 on Unix) with `bytes`.
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Creates a new, empty file only its owner may read (mode 0600 on Unix),
+/// open for writing.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -49,7 +50,12 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path)?;
+    opts.open(path)
+}
+
+/// Creates a new file readable only by its owner (mode 0600 on Unix) with `bytes`.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = create_private_file(path)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
@@ -70,4 +76,21 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         b.mode(0o700);
     }
     b.create(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Takes group and other access away from an existing file or folder
+/// (Unix; elsewhere nothing). Returns whether it had any.
+pub fn make_private(path: &Path) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7700))?;
+            return Ok(true);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(false)
 }

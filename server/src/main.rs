@@ -49,6 +49,13 @@ enum Command {
         /// timeout of a proxy in front); clients poll again at once.
         #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=300))]
         poll_max_secs: u64,
+        /// Connections one client address may hold open at once (0: no cap).
+        #[arg(long, default_value_t = serve::DEFAULT_CONNS_PER_ADDRESS)]
+        max_connections_per_address: usize,
+        /// A proxy in front (repeatable): its X-Forwarded-For names the
+        /// client, and its connections are not capped.
+        #[arg(long = "trusted-proxy", value_name = "IP")]
+        trusted_proxies: Vec<std::net::IpAddr>,
     },
     /// Serve with embedded defaults for a first try: data under ./ferry-data,
     /// a user created on first start with a generated password saved beside it.
@@ -162,15 +169,18 @@ fn main() -> anyhow::Result<()> {
             upload_expiry_hours,
             public_url,
             poll_max_secs,
+            max_connections_per_address,
+            trusted_proxies,
         } => {
             let opts = ServeOptions {
-                data,
-                listen,
                 tls: tls_cert.zip(tls_key),
                 insecure_http,
                 upload_expiry: Duration::from_secs(upload_expiry_hours * 3600),
                 public_url,
                 poll_max: Duration::from_secs(poll_max_secs),
+                max_conns_per_address: max_connections_per_address,
+                trusted_proxies,
+                ..ServeOptions::new(data, listen)
             };
             runtime()?.block_on(serve::serve(opts))
         }
@@ -179,16 +189,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!("Ferry quickstart: data in {}", data.display());
             eprintln!("  credentials: {} (user and password)", creds.display());
             eprintln!("  API description: /openapi.json at the address printed below");
-            let opts = ServeOptions {
-                data,
-                listen,
-                tls: None,
-                insecure_http: false,
-                upload_expiry: Duration::from_secs(7 * 24 * 3600),
-                public_url: None,
-                poll_max: Duration::from_secs(300),
-            };
-            runtime()?.block_on(serve::serve(opts))
+            runtime()?.block_on(serve::serve(ServeOptions::new(data, listen)))
         }
         Command::User { command } => user_command(command),
     }

@@ -29,7 +29,35 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Longest a long poll is held (the API's own limit is 300 s).
     pub poll_max: Duration,
+    /// Connections one address may hold open at once (0: no cap); trusted
+    /// proxies are not capped.
+    pub max_conns_per_address: usize,
+    /// Proxies in front whose `X-Forwarded-For` names the client (for the
+    /// login throttles), and whose connections are not capped.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
+
+impl ServeOptions {
+    /// The defaults: plain HTTP (loopback only), uploads kept a week, long
+    /// polls up to 300 s, 512 connections per address.
+    pub fn new(data: PathBuf, listen: SocketAddr) -> Self {
+        ServeOptions {
+            data,
+            listen,
+            tls: None,
+            insecure_http: false,
+            upload_expiry: Duration::from_secs(7 * 24 * 3600),
+            public_url: None,
+            poll_max: Duration::from_secs(300),
+            max_conns_per_address: DEFAULT_CONNS_PER_ADDRESS,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Connections one address may hold by default: a household or office
+/// behind one address, each device with a long poll and a few transfers.
+pub const DEFAULT_CONNS_PER_ADDRESS: usize = 512;
 
 /// The data directory's layout.
 pub fn db_path(data: &std::path::Path) -> PathBuf {
@@ -39,8 +67,11 @@ pub fn db_path(data: &std::path::Path) -> PathBuf {
 /// Opens the data directory (creating it on first start).
 pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
     crate::fsutil::create_private_dir(&opts.data)?;
+    // Unfinished uploads are plaintext: their folder and files are the
+    // server's alone (0700, 0600).
     let uploads_dir = opts.data.join("uploads");
-    std::fs::create_dir_all(&uploads_dir)?;
+    crate::fsutil::create_private_dir(&uploads_dir)?;
+    crate::fsutil::make_private(&uploads_dir)?;
     let meta: Arc<dyn MetaStore> =
         Arc::new(SqliteStore::open(&db_path(&opts.data)).map_err(|e| anyhow::anyhow!("{e}"))?);
     let blocks = Arc::new(LocalBlockStore::open(&opts.data.join("blocks"))?);
@@ -55,20 +86,32 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
             public_url: opts.public_url.clone(),
             tls: opts.tls.is_some(),
             poll_max: opts.poll_max,
+            trusted_proxies: opts.trusted_proxies.clone(),
         },
         uploads_dir,
         busy_uploads: Mutex::new(HashSet::new()),
         ingests: Default::default(),
         logins: Default::default(),
+        link_passwords: crate::limit::LoginLimiter::new(crate::limit::PAIR_FREE, true),
+        unknown_names: crate::limit::LoginLimiter::new(crate::limit::UNKNOWN_NAMES_FREE, false),
+        uploads: Default::default(),
+        zips: Default::default(),
     }))
 }
 
-/// Removes expired upload sessions and their bytes.
+/// Removes expired upload sessions and their bytes, and forgets blocks
+/// uploaded as long ago that no commit used (they stop counting against
+/// their accounts' quotas).
 fn sweep_uploads(state: &AppState) -> crate::Result<usize> {
-    let expired = state.meta.expired_uploads(now_ms())?;
+    let now = now_ms();
+    let expired = state.meta.expired_uploads(now)?;
     for id in &expired {
         let _ = std::fs::remove_file(state.uploads_dir.join(id));
         state.meta.delete_upload(id)?;
+    }
+    let blocks = state.meta.expire_uploaded_blocks(now - state.limits.upload_expiry_ms)?;
+    if blocks > 0 {
+        tracing::info!(blocks, "forgot uploaded blocks no commit used");
     }
     Ok(expired.len())
 }
@@ -134,42 +177,71 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         shutdown_state.notifier.shutdown();
         shutdown_state.ingests.stop();
     };
-    match &opts.tls {
-        None => serve_http1(tokio::net::TcpListener::from_std(listener)?, app, shutdown).await,
-        Some((cert, key)) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(Duration::from_secs(30)));
-            });
-            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app.into_make_service()).await?;
-        }
-    }
+    let tls = match &opts.tls {
+        None => None,
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+    };
+    let conns =
+        Connections { cap: opts.max_conns_per_address, exempt: opts.trusted_proxies.clone(), open: Default::default() };
+    accept_loop(tokio::net::TcpListener::from_std(listener)?, tls, conns, app, shutdown).await;
     sweeper.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Serves plain HTTP/1.1 with hyper directly: one task and the smallest
-/// buffers per connection, which is what 10,000 idle long polls cost.
-async fn serve_http1(listener: tokio::net::TcpListener, app: axum::Router, shutdown: impl Future<Output = ()>) {
-    use hyper_util::rt::TokioIo;
+/// The TLS side of a connection: rustls with the given certificate chain
+/// and key (PEM), HTTP/1.1.
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let load = || -> anyhow::Result<rustls::ServerConfig> {
+        let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_file(key)?;
+        let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    };
+    let config =
+        load().with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Open connections per address, capped.
+struct Connections {
+    cap: usize,
+    exempt: Vec<std::net::IpAddr>,
+    open: crate::limit::InFlight<std::net::IpAddr>,
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's headers may take to arrive (bodies: `api::timed`).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections until shutdown and serves each with hyper's
+/// HTTP/1.1 directly (one task and the smallest buffers per connection,
+/// which is what 10,000 idle long polls cost), over TLS when configured;
+/// an address over its cap of open connections is turned away at once.
+/// At shutdown, in-flight requests finish (30 s at most).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conns: Connections,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()>,
+) {
     use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
 
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(60));
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    let refused = std::sync::atomic::AtomicU64::new(0);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: back off briefly, keep serving.
                         tracing::warn!(error = %e, "accept failed");
@@ -177,12 +249,26 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: axum::Router, shutd
                         continue;
                     }
                 };
+                let cap = if conns.exempt.contains(&peer.ip()) { 0 } else { conns.cap };
+                let Some(place) = conns.open.try_take(peer.ip(), cap) else {
+                    // Counted, and logged now and then (a flood must not flood the log).
+                    let n = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        tracing::info!(address = %peer.ip(), refused = n, cap, "an address is over its cap of open connections");
+                    }
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-                let conn = graceful.watch(conn);
+                let (app, builder, watcher, tls) = (app.clone(), builder.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    let _place = place;
+                    match tls {
+                        None => serve_connection(stream, peer, app, builder, watcher).await,
+                        Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => serve_connection(stream, peer, app, builder, watcher).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        },
                     }
                 });
             }
@@ -192,6 +278,30 @@ async fn serve_http1(listener: tokio::net::TcpListener, app: axum::Router, shutd
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections did not finish within 30 s of shutdown");
+    }
+}
+
+/// Serves one connection's requests, each told where it came from ([`api::Peer`]).
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: axum::Router,
+    builder: hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+
+    let app = app.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(api::Peer(peer));
+        req
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

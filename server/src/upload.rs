@@ -11,10 +11,14 @@ use crate::blockstore::BlockLoc;
 use crate::error::{Error, Result};
 use crate::store::NewBlock;
 
-/// Chunks, seals and stores everything `reader` yields (blocking). Returns the
-/// block list; every block is durable on return.
+/// Chunks, seals and stores everything `reader` yields for `user`
+/// (blocking). Returns the block list; every block is durable on return.
+/// Blocks the user has already are not stored again; every other block is
+/// sealed and written, whether or not another account has it (the time an
+/// upload takes must not tell; a second copy is garbage for the collector).
 pub fn store_stream(
     state: &AppState,
+    user: i64,
     reader: impl Read + Send,
     expected_size: u64,
 ) -> Result<(Vec<BlockId>, Vec<NewBlock>)> {
@@ -42,10 +46,11 @@ pub fn store_stream(
             let b = sb.block;
             ids.push(b.id);
             let nb = NewBlock { id: b.id, size: b.len, stored_size: b.bytes.len() as u32, loc: BlockLoc::Loose };
-            match state.meta.block_location(&b.id)? {
-                Some(loc) => new_blocks.push(NewBlock { loc, ..nb }),
-                None if pending.iter().any(|p| p.id == b.id) => {}
-                None => {
+            // (An owned block's record is kept as it is: its location here is not used.)
+            match state.meta.owns_block(user, &b.id)? {
+                true => new_blocks.push(nb),
+                false if pending.iter().any(|p| p.id == b.id) => {}
+                false => {
                     pending_bytes += b.bytes.len();
                     sealed.push(state.vault.seal(&b.id, b.encoding, &b.bytes));
                     pending.push(nb);
@@ -73,14 +78,19 @@ pub fn store_stream(
 /// failed half-way, too many at once) the last chunk ingests the file from
 /// the start, as before.
 pub struct Ingest {
+    user: i64,
     written: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<Result<(Vec<BlockId>, Vec<NewBlock>)>>,
 }
 
-/// At most this many ingests at once; more uploads ingest at their end.
+/// At most this many ingests at once, and this many of one user's; more
+/// uploads ingest at their end. (An ingest holds a thread while it waits
+/// for bytes: these caps are what uploads may hold.)
 const MAX_INGESTS: usize = 8;
-/// An upload that sends nothing for this long loses its ingest.
-const INGEST_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+const MAX_INGESTS_PER_USER: usize = 2;
+/// An upload that sends nothing for this long loses its ingest (and the
+/// thread it held); its last piece ingests it from the start.
+const INGEST_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The ingests by upload session id; `None` once the server stops.
 pub struct Ingests(std::sync::Mutex<Option<std::collections::HashMap<String, Ingest>>>);
@@ -95,7 +105,7 @@ impl Ingests {
     /// The ingest of session `id` whose bytes end at `received` (the file
     /// as it is now), started from the file's beginning if there is none or
     /// it had read past what the session kept.
-    pub fn follow(&self, state: &AppState, id: &str, path: std::path::PathBuf, received: u64, size: u64) {
+    pub fn follow(&self, state: &AppState, id: &str, user: i64, path: std::path::PathBuf, received: u64, size: u64) {
         let mut map = self.0.lock().expect("ingests poisoned");
         let Some(map) = map.as_mut() else { return };
         if map.get(id).is_some_and(|i| *i.written.borrow() == received && !i.task.is_finished()) {
@@ -103,7 +113,7 @@ impl Ingests {
         }
         map.remove(id);
         map.retain(|_, i| !i.task.is_finished());
-        if map.len() >= MAX_INGESTS {
+        if map.len() >= MAX_INGESTS || map.values().filter(|i| i.user == user).count() >= MAX_INGESTS_PER_USER {
             return;
         }
         let Ok(file) = std::fs::File::open(&path) else { return };
@@ -112,9 +122,9 @@ impl Ingests {
         let st = state.clone();
         let task = tokio::task::spawn_blocking(move || {
             let reader = Follow { file, at: 0, size, written: rx, runtime, waited: false };
-            store_stream(&st, std::io::BufReader::with_capacity(1 << 20, reader), size)
+            store_stream(&st, user, std::io::BufReader::with_capacity(1 << 20, reader), size)
         });
-        map.insert(id.to_owned(), Ingest { written, task });
+        map.insert(id.to_owned(), Ingest { user, written, task });
     }
 
     /// Bytes up to `received` are in session `id`'s file.

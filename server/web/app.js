@@ -9,6 +9,26 @@ import { MAX_FILE_SIZE, Uploads, unfinished } from './upload.js';
 const $ = (id) => document.getElementById(id);
 
 /// Makes an element: `h('button', {class: 'x', onclick: f}, 'text', child)`.
+// Characters that change how a name reads without showing themselves
+// (bidirectional overrides and isolates, zero-width and other invisible
+// ones): shown as [U+XXXX] wherever the page shows text, so that
+// "evil\u202Etxt.exe" cannot pass for "evilexe.txt". A joiner between two
+// non-ASCII characters (emoji sequences, Persian words) is writing and
+// stays. The same rule as `ferry_shared::path::visible`.
+const HIDDEN = /[\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\u3164\uFEFF\uFFA0]/g;
+function visible(text) {
+  return String(text).replace(HIDDEN, (c, i, all) => {
+    const joins = (c === '\u200C' || c === '\u200D') && i > 0 && all.charCodeAt(i - 1) > 0x7f
+      && i + 1 < all.length && all.charCodeAt(i + 1) > 0x7f && !HIDDEN_ONE.test(all[i + 1]);
+    return joins ? c : `[U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}]`;
+  });
+}
+const HIDDEN_ONE = new RegExp(HIDDEN.source);
+
+// Text and the attributes a person reads go through `visible`; values
+// (what an input holds, data) stay as they are.
+const READ = new Set(['title', 'aria-label', 'download', 'placeholder']);
+
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -17,10 +37,10 @@ function h(tag, attrs = {}, ...children) {
     else if (k === 'class') el.className = v;
     else if (k === 'dataset') Object.assign(el.dataset, v);
     else if (k === 'value') el.value = v;
-    else el.setAttribute(k, v === true ? '' : v);
+    else el.setAttribute(k, v === true ? '' : READ.has(k) ? visible(v) : v);
   }
   for (const c of children.flat()) {
-    if (c !== undefined && c !== null && c !== false) el.append(c instanceof Node ? c : String(c));
+    if (c !== undefined && c !== null && c !== false) el.append(c instanceof Node ? c : visible(c));
   }
   return el;
 }
@@ -206,7 +226,7 @@ $('login-form').addEventListener('submit', async (e) => {
     await start(await api.login(f.username.value.trim(), f.password.value));
     f.password.value = '';
   } catch (err) {
-    $('login-error').textContent = err.message;
+    $('login-error').textContent = visible(err.message);
   }
 });
 
@@ -310,7 +330,7 @@ function applyFilter() {
   $('spacer').style.height = `${state.shown.length * ROW()}px`;
   $('count').textContent = countText();
   $('empty').hidden = state.shown.length > 0;
-  $('empty').textContent = f ? `Nothing here matches “${state.filter}”.` : 'This folder is empty. Drop files here to upload them.';
+  $('empty').textContent = f ? visible(`Nothing here matches “${state.filter}”.`) : 'This folder is empty. Drop files here to upload them.';
   renderRows(true);
 }
 
@@ -543,7 +563,7 @@ async function moveDialog(e) {
   const list = h('div', { class: 'folders' });
   const where = h('p', { class: 'where' });
   const show = async () => {
-    where.textContent = `Move to: ${at || 'Files'}`;
+    where.textContent = visible(`Move to: ${at || 'Files'}`);
     list.replaceChildren(h('p', {}, 'Loading…'));
     try {
       const folders = (await api.list(at)).entries.filter((x) => x.kind === 'dir' && x.path !== e.path);
@@ -1015,7 +1035,7 @@ const external = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes(
 document.addEventListener('dragenter', (ev) => {
   if (!external(ev) || state.view !== 'files' || !state.session) return;
   dragDepth++;
-  $('drop-target').textContent = state.path || 'Files';
+  $('drop-target').textContent = visible(state.path || 'Files');
   $('drop').hidden = false;
 });
 document.addEventListener('dragleave', (ev) => {

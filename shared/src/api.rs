@@ -65,6 +65,8 @@ pub enum ErrorCode {
     /// one) cannot go into a shared folder, nor can a folder inside one be
     /// shared.
     NestedShare,
+    /// The request's body arrived too slowly and was cut off.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::NotEmpty | ErrorCode::CursorReset | ErrorCode::NestedShare => 409,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::LengthRequired => 411,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::PayloadTooLarge => 413,

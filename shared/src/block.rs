@@ -177,6 +177,8 @@ pub fn encode_owned(data: Vec<u8>) -> EncodedBlock {
 pub enum DecodeError {
     #[error("block is larger than {MAX_BLOCK_SIZE} bytes")]
     TooLarge,
+    #[error("the blocks expand to more than one request may hold: send fewer at a time")]
+    OverBudget,
     #[error("block is not a valid zstd frame: {0}")]
     Zstd(std::io::Error),
     #[error("block content does not match its id (expected {expected}, got {actual})")]
@@ -186,15 +188,35 @@ pub enum DecodeError {
 /// Decodes a block and checks that its plaintext hashes to `expected`.
 /// Never returns more than [`MAX_BLOCK_SIZE`] bytes, whatever the input claims.
 pub fn decode(expected: &BlockId, encoding: BlockEncoding, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let mut unlimited = usize::MAX;
+    decode_within(expected, encoding, bytes, &mut unlimited)
+}
+
+/// [`decode`], taking the plaintext's bytes from `budget` (what is left of
+/// a request's): a block that would go past it is refused before it is
+/// expanded past it, so many small frames of zeros cost no more than the
+/// budget however far each would expand.
+pub fn decode_within(
+    expected: &BlockId,
+    encoding: BlockEncoding,
+    bytes: &[u8],
+    budget: &mut usize,
+) -> Result<Vec<u8>, DecodeError> {
+    let most = MAX_BLOCK_SIZE.min(*budget);
+    let refuse = || if most < MAX_BLOCK_SIZE { DecodeError::OverBudget } else { DecodeError::TooLarge };
     let plain = match encoding {
         BlockEncoding::Raw => {
-            if bytes.len() > MAX_BLOCK_SIZE {
-                return Err(DecodeError::TooLarge);
+            if bytes.len() > most {
+                return Err(refuse());
             }
             bytes.to_vec()
         }
-        BlockEncoding::Zstd => decompress_bounded(bytes)?,
+        BlockEncoding::Zstd => decompress_bounded(bytes, most).map_err(|e| match e {
+            DecodeError::TooLarge => refuse(),
+            e => e,
+        })?,
     };
+    *budget -= plain.len();
     let actual = BlockId::of(&plain);
     if actual != *expected {
         return Err(DecodeError::HashMismatch { expected: *expected, actual });
@@ -202,12 +224,12 @@ pub fn decode(expected: &BlockId, encoding: BlockEncoding, bytes: &[u8]) -> Resu
     Ok(plain)
 }
 
-fn decompress_bounded(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+fn decompress_bounded(bytes: &[u8], most: usize) -> Result<Vec<u8>, DecodeError> {
     use std::io::Read;
     let mut decoder = zstd::stream::read::Decoder::new(bytes).map_err(DecodeError::Zstd)?;
     let mut out = Vec::new();
-    let n = (&mut decoder).take(MAX_BLOCK_SIZE as u64 + 1).read_to_end(&mut out).map_err(DecodeError::Zstd)?;
-    if n > MAX_BLOCK_SIZE {
+    let n = (&mut decoder).take(most as u64 + 1).read_to_end(&mut out).map_err(DecodeError::Zstd)?;
+    if n > most {
         return Err(DecodeError::TooLarge);
     }
     Ok(out)
@@ -217,6 +239,9 @@ fn decompress_bounded(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
 pub const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// Most blocks in one batch.
 pub const MAX_BATCH_BLOCKS: usize = 4096;
+/// Most bytes the blocks of one upload batch may expand to (the client
+/// sends 4 MiB of blocks a batch, or one larger block alone).
+pub const MAX_BATCH_PLAIN_BYTES: usize = 64 * 1024 * 1024;
 
 /// Appends one block to a batch body: id (32 bytes) | encoding (1 byte: 0 raw,
 /// 1 zstd) | length (u32 LE) | the encoded bytes.

@@ -174,6 +174,42 @@ pub fn name_key(name: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(lower.nfc().collect())
 }
 
+/// Whether `c` changes how a name reads without showing itself: the
+/// bidirectional overrides, embeddings and isolates (`U+202E` makes
+/// `evil\u{202E}txt.exe` read as `evilexe.txt`), zero-width and other
+/// invisible characters. Names may hold them (the namespace takes names as
+/// they are); what shows a name to a person shows them with [`visible`].
+pub fn is_hidden_char(c: char) -> bool {
+    matches!(c,
+        '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}')
+}
+
+/// `name` as a person should read it: every [`is_hidden_char`] shown as
+/// `[U+XXXX]`, but a zero-width joiner or non-joiner between two non-ASCII
+/// characters (emoji sequences, Persian words), where it is part of the
+/// writing. The web app does the same (`visible` in `app.js`).
+pub fn visible(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(is_hidden_char) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 16);
+    for (i, &c) in chars.iter().enumerate() {
+        let joins = matches!(c, '\u{200C}' | '\u{200D}')
+            && i > 0
+            && !chars[i - 1].is_ascii()
+            && chars.get(i + 1).is_some_and(|n| !n.is_ascii() && !is_hidden_char(*n));
+        if is_hidden_char(c) && !joins {
+            out.push_str(&format!("[U+{:04X}]", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn check_segment(segment: &str) -> Result<(), PathError> {
     if segment.is_empty() {
         return Err(PathError::EmptySegment);
@@ -278,6 +314,17 @@ impl utoipa::ToSchema for NonRootPath {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_characters_are_shown() {
+        assert_eq!(visible("plain name.txt"), "plain name.txt");
+        assert_eq!(visible("evil\u{202E}txt.exe"), "evil[U+202E]txt.exe");
+        assert_eq!(visible("a\u{200B}b\u{FEFF}"), "a[U+200B]b[U+FEFF]");
+        assert_eq!(visible("e\u{200D}vil"), "e[U+200D]vil");
+        // Part of the writing: an emoji sequence, a Persian word.
+        assert_eq!(visible("👨\u{200D}👩\u{200D}👧.png"), "👨\u{200D}👩\u{200D}👧.png");
+        assert_eq!(visible("می\u{200C}خواهم"), "می\u{200C}خواهم");
+    }
 
     #[test]
     fn accepts_and_normalizes() {

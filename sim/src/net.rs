@@ -232,13 +232,8 @@ impl SimServer {
     /// devices of each: `users[u]` is `[(device name, token)]`.
     pub fn start(data: &Path, users: &[Vec<(String, String)>]) -> anyhow::Result<SimServer> {
         let opts = ServeOptions {
-            data: data.to_owned(),
-            listen: ([127, 0, 0, 1], 0).into(),
-            tls: None,
-            insecure_http: false,
             upload_expiry: Duration::from_secs(3600),
-            public_url: None,
-            poll_max: Duration::from_secs(300),
+            ..ServeOptions::new(data.to_owned(), ([127, 0, 0, 1], 0).into())
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let mut server = SimServer { opts, state: None, rt, callers: Vec::new(), tokens: Vec::new() };

@@ -384,7 +384,8 @@ async fn commits_cost_what_they_carry() -> TestResult {
     let body = serde_json::to_vec(&CommitRequest { ops: vec![bomb] })?;
     assert!(body.len() < 20_000, "{} bytes", body.len());
     let resp = alice.post("/commit").header("content-type", "application/json").body(body).send().await?;
-    assert_eq!(error_code(resp).await?, (413, "payload_too_large".to_owned()));
+    let r: Value = resp.json().await?;
+    assert_eq!(r["results"][0]["error"]["code"], "payload_too_large", "{r}");
     let (_, peak) = server.memory_mib()?;
     assert!(peak < peak_before + 200, "the server's peak memory grew from {peak_before} to {peak} MiB");
 
@@ -413,5 +414,322 @@ async fn commits_cost_what_they_carry() -> TestResult {
     let r: Value = big?.json().await?;
     assert_eq!(r["results"][0]["error"]["code"], "missing_blocks", "{}", r["results"][0]["error"]["message"]);
     assert_eq!(r["results"][0]["error"]["missing"].as_array().map(Vec::len), Some(320_000));
+    Ok(())
+}
+
+/// The server's address for raw connections (`host:port`).
+fn addr_of(server: &Server) -> anyhow::Result<String> {
+    Ok(server.url.strip_prefix("http://").context("http url")?.to_owned())
+}
+
+/// Opens a request that announces `len` body bytes and sends `sent` of
+/// them, then holds the connection.
+async fn slow_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    len: u64,
+    sent: &[u8],
+) -> anyhow::Result<tokio::net::TcpStream> {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let ty = if path.starts_with("/auth") { "application/json" } else { "application/octet-stream" };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: {ty}\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(sent).await?;
+    Ok(s)
+}
+
+/// The status of the answer on `s`, or `None` if it closed without one.
+async fn status_of(s: &mut tokio::net::TcpStream, within: Duration) -> anyhow::Result<Option<u16>> {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(within, s.read(&mut buf)).await.context("no answer in time")?.unwrap_or(0);
+    let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned();
+    Ok(line.split(' ').nth(1).and_then(|s| s.parse().ok()))
+}
+
+/// Slow bodies hold nothing for long: a user's uploads are capped, every
+/// body must keep arriving (408 once it stalls, the connection closed),
+/// and while 64 slow uploads of four users and 20 slow anonymous logins
+/// are open, another user is served at once. (66 such uploads once took
+/// every worker thread: the server answered only /health.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_hold_nothing_for_long() -> TestResult {
+    let server = Server::start()?;
+    for name in ["carol", "dave", "erin"] {
+        ferry_tests::add_user(&server.data, name, &format!("password-{name}"), None)?;
+    }
+    let addr = addr_of(&server)?;
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let mut held = Vec::new();
+    for name in ["alice", "carol", "dave", "erin"] {
+        let c = Client::login(&server.url, name, &format!("password-{name}"), "slow").await?;
+        // Sixteen held open; then one more than a user may have in flight is
+        // refused at once. (A probe racing ahead of a slow one takes its
+        // place for a moment and the slow one is refused: one more is opened.)
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let (mut opened, mut want) = (0, 16);
+        loop {
+            while opened < want {
+                let path = format!("/files/upload?uploadType=media&path=slow{opened}.bin");
+                held.push(slow_request(&addr, "POST", &path, Some(&c.token), 1_000_000, b"0123456789").await?);
+                opened += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let resp = c.post("/files/upload?uploadType=media&path=one-more.bin").body("x").send().await?;
+            match resp.status() {
+                StatusCode::TOO_MANY_REQUESTS => break,
+                s => assert!(s.is_success(), "{name}'s probe: {s}"),
+            }
+            assert!(std::time::Instant::now() < deadline, "{name}'s 17th upload was never refused");
+            want += 1;
+        }
+    }
+    for _ in 0..20 {
+        held.push(slow_request(&addr, "POST", "/auth/login", None, 10_000, b"{\"user").await?);
+    }
+    // Another user is served meanwhile, and the server says it is well.
+    for i in 0..5 {
+        let resp = tokio::time::timeout(Duration::from_secs(10), bob.get("/account").send())
+            .await
+            .context("another user's request waited behind the slow uploads")??;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let name = format!("meanwhile{i}.txt");
+        let put = bob.put_small(&name, b"x", None);
+        let put = tokio::time::timeout(Duration::from_secs(10), put).await.context("bob's upload waited")??;
+        assert!(put.entry.is_some(), "{:?}", put.error);
+    }
+    assert_eq!(reqwest::get(format!("{}/health", server.url)).await?.text().await?, "ok");
+    // Each slow body is cut off (408) once it falls behind: the uploads
+    // after 10 s, and nothing is left holding a place.
+    for (i, s) in held.iter_mut().enumerate() {
+        let status = status_of(s, Duration::from_secs(60)).await?;
+        assert!(matches!(status, Some(408) | None), "slow request {i}: {status:?}");
+    }
+    let alice = Client::user(&server, "alice", "again").await?;
+    let resp = alice.post("/files/upload?uploadType=media&path=after.txt").body("after").send().await?;
+    assert_eq!(resp.status(), StatusCode::CREATED, "alice's places came back");
+    assert!(!server.log().contains("ERROR"), "a cut-off upload is not an internal error:\n{}", server.log());
+    Ok(())
+}
+
+/// The server's free failures per address and per name (`server/src/limit.rs`).
+const ADDRESS_FREE: u32 = 50;
+const NAME_FREE: u32 = 100;
+
+/// Failed logins cost bounded memory however many arrive, and are
+/// throttled per name and address, per address and per name, without
+/// letting anyone lock a user out; a link's password has a throttle of its
+/// own; logout takes the bearer scheme in any case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_bounded_and_nobody_locks_anyone_out() -> TestResult {
+    // Behind a proxy (this test), which names each client.
+    let server = Server::start_args(&["--trusted-proxy", "127.0.0.1"])?;
+    let http = reqwest::Client::new();
+    let url = server.url.clone();
+    let login = |user: String, password: &'static str, from: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(format!("{url}/auth/login"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"username": user, "password": password, "device_name": "d"}))
+                .send()
+                .await
+        }
+    };
+    let (rss_before, _) = server.memory_mib()?;
+    // 200 strangers' names from 200 addresses at once: every one answered
+    // (401, or 429 when too many are being checked), memory bounded.
+    let flood: Vec<_> =
+        (0..200).map(|i| login(format!("stranger{i}"), "guess", format!("10.9.{}.{}", i / 250, i % 250))).collect();
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let during = tokio::time::timeout(Duration::from_secs(30), bob.get("/account").send());
+    let (answers, during) = tokio::join!(futures_util::future::join_all(flood), during);
+    for a in answers {
+        let status = a?.status().as_u16();
+        assert!(matches!(status, 401 | 429), "{status}");
+    }
+    assert_eq!(during.context("bob waited behind the flood")??.status(), StatusCode::OK);
+    let (rss, peak) = server.memory_mib()?;
+    assert!(peak < rss_before + 250, "failed logins took {rss_before} → {peak} MiB (now {rss})");
+
+    // One address trying many names is held back (even a right password).
+    for i in 0..ADDRESS_FREE {
+        assert_eq!(login(format!("spray{i}"), "x", "10.1.1.1".into()).await?.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login("bob".into(), "password-bob", "10.1.1.1".into()).await?.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(login("bob".into(), "password-bob", "10.1.1.2".into()).await?.status(), StatusCode::OK);
+    // Failures for alice from many addresses: those addresses wait, but
+    // alice from her own gets in.
+    for i in 0..NAME_FREE {
+        let from = format!("10.2.{}.{}", i / 200, i % 200);
+        assert_eq!(login("alice".into(), "wrong", from).await?.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login("alice".into(), "password-alice", "10.2.0.0".into()).await?.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "an address that failed for alice waits"
+    );
+    assert_eq!(login("alice".into(), "password-alice", "192.168.7.7".into()).await?.status(), StatusCode::OK);
+
+    // Logins named like a link throttle no link.
+    let alice = Client::login(&server.url, "alice", "password-alice", "laptop").await;
+    let alice = match alice {
+        Ok(a) => a,
+        // (This client sends no X-Forwarded-For: it is the proxy itself.)
+        Err(e) => anyhow::bail!("alice from the proxy's own address: {e}"),
+    };
+    alice.put_small("doc.txt", b"linked", None).await?;
+    let link: Value =
+        alice.post("/links").json(&json!({"path": "doc.txt", "password": "pw-link"})).send().await?.json().await?;
+    for _ in 0..10 {
+        let who = format!("link:{}", link["id"]);
+        login(who, "wrong", "10.3.0.1".into()).await?;
+    }
+    let url = link["url"].as_str().context("url")?;
+    let resp = http.get(url).header("x-ferry-link-password", "pw-link").send().await?;
+    assert_eq!(resp.status(), StatusCode::OK, "the link's password still opens it");
+
+    // Logout with the scheme in lower case.
+    let resp = http
+        .post(format!("{}/auth/logout", server.url))
+        .header("authorization", format!("bearer {}", alice.token))
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(alice.get("/account").send().await?.status(), StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+/// A user's unread zips hold no more than their share of the server's:
+/// past three (theirs and their links'), 429; another user's zip works;
+/// a zip nobody reads is dropped after a short stall, and its place comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_zips_hold_little_for_long() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let bob = Client::user(&server, "bob", "desk").await?;
+    let big = ferry_tests::pseudo_random(24 << 20, 3);
+    let resp = alice.post("/files/upload?uploadType=media&path=big/data.bin").body(big).send().await?;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    bob.put_small("mine/b.txt", b"bob's", None).await?;
+    let addr = addr_of(&server)?;
+    let mut unread = Vec::new();
+    for _ in 0..3 {
+        let head = format!(
+            "GET /files/zip?path=big HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\r\n",
+            alice.token
+        );
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        s.write_all(head.as_bytes()).await?;
+        unread.push(s);
+    }
+    // Give them a moment to start (the server writes until the socket is full).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = alice.get("/files/zip?path=big").send().await?.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a fourth zip was never refused ({status})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = bob.get("/files/zip?path=mine").send().await?;
+    assert_eq!(resp.status(), StatusCode::OK, "another user's zip");
+    assert!(!resp.bytes().await?.is_empty());
+    // Nobody reads alice's: they are dropped, and she may zip again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let resp = alice.get("/files/zip?path=big").send().await?;
+        if resp.status() == StatusCode::OK {
+            assert!(resp.bytes().await?.len() > 24 << 20);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "alice's stalled zips kept their places");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(unread);
+    Ok(())
+}
+
+/// Uploaded blocks count against the quota until a commit uses them: a
+/// user with 1 MiB stores no 24 MiB batch (it once stored 96 MiB so and
+/// `/account` said 104 bytes); batches that expand past what one request
+/// may hold are refused before they are expanded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_count_against_the_quota_and_expand_within_bounds() -> TestResult {
+    use ferry_shared::block;
+    let server = Server::start()?;
+    ferry_tests::add_user(&server.data, "tiny", "password-tiny", Some("1MiB"))?;
+    let tiny = Client::login(&server.url, "tiny", "password-tiny", "d").await?;
+    let batch = |blocks: Vec<Vec<u8>>| {
+        let mut body = Vec::new();
+        let mut ids = Vec::new();
+        for b in blocks {
+            let e = block::encode(&b);
+            block::write_frame(&mut body, &e.id, e.encoding, &e.bytes);
+            ids.push(e.id);
+        }
+        (body, ids)
+    };
+    let (body, ids) = batch((0..24).map(|i| ferry_tests::pseudo_random(1 << 20, 100 + i)).collect());
+    let resp = tiny.post("/blocks/batch").body(body).send().await?;
+    assert_eq!(error_code(resp).await?, (507, "quota_exceeded".to_owned()));
+    let missing: Value = tiny.post("/blocks/missing").json(&json!({"ids": ids})).send().await?.json().await?;
+    assert_eq!(missing["missing"].as_array().map(Vec::len), Some(24), "nothing of it was recorded");
+    // Uploaded, not committed: counted.
+    let first = ferry_tests::pseudo_random(900 << 10, 1);
+    tiny.upload_block(&first).await?;
+    let resp = tiny
+        .put(&format!("/blocks/{}", BlockId::of(&[2u8; 200 << 10])))
+        .body(block::encode(&[2u8; 200 << 10]).bytes)
+        .send()
+        .await?;
+    assert_eq!(error_code(resp).await?, (507, "quota_exceeded".to_owned()));
+    let r = tiny.put_small("first.bin", &first, None).await?;
+    assert!(r.entry.is_some(), "{:?}", r.error);
+    let account: Value = tiny.get("/account").send().await?.json().await?;
+    assert_eq!(account["used"], 900 << 10);
+
+    // 512 frames of 16 MiB of zeros (a few hundred KB of body): refused
+    // once what they expand to passes 64 MiB.
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let zeros = block::encode(&vec![0u8; 16 << 20]);
+    let mut body = Vec::new();
+    for _ in 0..512 {
+        block::write_frame(&mut body, &zeros.id, zeros.encoding, &zeros.bytes);
+    }
+    assert!(body.len() < 1 << 20, "{}", body.len());
+    let resp = alice.post("/blocks/batch").body(body).send().await?;
+    assert_eq!(error_code(resp).await?, (413, "payload_too_large".to_owned()));
+    // A query that is not UTF-8 is refused, not read as U+FFFD.
+    let resp = alice.get("/files/download?path=%ff%fe").send().await?;
+    assert_eq!(error_code(resp).await?.0, 400);
+    Ok(())
+}
+
+/// Whether a name is a user's shows in the answer to sharing with it, so
+/// names that are no user's are throttled per caller: no enumeration at speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_names_cannot_be_enumerated_at_speed() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "laptop").await?;
+    let r = alice.post("/commit").json(&json!({"ops": [{"op": "mkdir", "path": "team"}]})).send().await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let share = |with: String| alice.post("/shares").json(&json!({"path": "team", "with": with})).send();
+    for i in 0..20 {
+        assert_eq!(share(format!("guess{i}")).await?.status(), StatusCode::NOT_FOUND);
+    }
+    let resp = share("guess-more".into()).await?;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    // Other users are not held back.
+    let bob = Client::user(&server, "bob", "desk").await?;
+    bob.post("/commit").json(&json!({"ops": [{"op": "mkdir", "path": "b"}]})).send().await?;
+    let resp = bob.post("/shares").json(&json!({"path": "b", "with": "alice"})).send().await?;
+    assert_eq!(resp.status(), StatusCode::CREATED);
     Ok(())
 }

@@ -113,9 +113,11 @@ pub fn menu(v: &View, offset_secs: i64) -> Vec<Item> {
         entry("open-folder", "Open folder"),
         entry("open-web", "Open web app"),
     ];
-    let recent: Vec<Item> = v.recent.iter().take(10).map(|p| entry(&format!("recent:{p}"), p.clone())).collect();
+    // Labels show names as they read (no right-to-left override hides a part).
+    let shown = |p: &String| ferry_shared::path::visible(p).into_owned();
+    let recent: Vec<Item> = v.recent.iter().take(10).map(|p| entry(&format!("recent:{p}"), shown(p))).collect();
     items.push(Item::Submenu { label: "Recent changes".into(), enabled: !recent.is_empty(), items: recent });
-    let conflicts: Vec<Item> = v.conflicts.iter().map(|p| entry(&format!("conflict:{p}"), p.clone())).collect();
+    let conflicts: Vec<Item> = v.conflicts.iter().map(|p| entry(&format!("conflict:{p}"), shown(p))).collect();
     items.push(Item::Submenu {
         label: format!("Conflicts ({})", conflicts.len()),
         enabled: !conflicts.is_empty(),

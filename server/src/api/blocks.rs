@@ -57,7 +57,10 @@ pub async fn missing(
     request_body(content = Binary, content_type = "application/octet-stream"),
     responses((status = 201, description = "stored"),
         (status = 400, body = ErrorBody, description = "a bad id, encoding, or content that does not hash to the id"),
-        (status = 413, body = ErrorBody, description = "the block is larger than blocks may be")),
+        (status = 413, body = ErrorBody, description = "the block is larger than blocks may be"),
+        (status = 429, body = ErrorBody, description = "too many uploads of yours are in progress"),
+        (status = 507, body = ErrorBody, description = "the account's quota would be exceeded (uploaded blocks no \
+            commit has used yet count)")),
     security(("bearer" = [])))]
 pub async fn put_block(
     State(state): State<AppState>,
@@ -75,25 +78,71 @@ pub async fn put_block(
             .and_then(BlockEncoding::parse)
             .ok_or_else(|| Error::bad_request("ferry-block-encoding must be 'zstd' or 'raw'"))?,
     };
-    blocking(move || {
-        let plain = block::decode(&id, encoding, &body).map_err(|e| match e {
-            block::DecodeError::TooLarge => Error::client(ErrorCode::PayloadTooLarge, e.to_string()),
-            _ => Error::client(ErrorCode::BadBlock, e.to_string()),
-        })?;
-        let loc = match state.meta.block_location(&id)? {
-            Some(loc) => loc,
-            None => {
-                state.blocks.put(&id, &state.vault.seal(&id, encoding, &body))?;
-                BlockLoc::Loose
-            }
-        };
-        let nb = NewBlock { id, size: plain.len() as u32, stored_size: body.len() as u32, loc };
-        state.meta.add_blocks(caller.user_id, &[nb])?;
-        state.notifier.blocks_stored(caller.user_id);
-        Ok(())
-    })
-    .await?;
+    blocking(move || store_blocks(&state, caller.user_id, vec![(id, encoding, &body[..])])).await?;
     Ok(StatusCode::CREATED)
+}
+
+/// The refusal of a block that does not decode to its id, or is too large.
+fn refused(id: &BlockId, e: block::DecodeError) -> Error {
+    match e {
+        block::DecodeError::TooLarge | block::DecodeError::OverBudget => {
+            Error::client(ErrorCode::PayloadTooLarge, format!("block {id}: {e}"))
+        }
+        _ => Error::client(ErrorCode::BadBlock, format!("block {id}: {e}")),
+    }
+}
+
+/// Verifies, seals and stores the blocks of one upload for `user`, and
+/// records them (blocking). Blocks the account has are only verified. Every
+/// other block costs the same work, whether or not another account stored
+/// it (so the time an upload takes tells nothing of other accounts; the
+/// second copy is garbage for the collector). What they expand to is
+/// bounded per request, and what is new to the account must fit its quota
+/// before anything is written.
+fn store_blocks(state: &AppState, user: i64, frames: Vec<block::Frame<'_>>) -> Result<()> {
+    let ids: Vec<BlockId> = frames.iter().map(|f| f.0).collect();
+    let lacking: std::collections::HashSet<BlockId> = state.meta.missing_blocks(user, &ids)?.into_iter().collect();
+    let mut budget = block::MAX_BATCH_PLAIN_BYTES;
+    let mut new_blocks: Vec<NewBlock> = Vec::new();
+    let mut sealed = Vec::new();
+    for (id, encoding, bytes) in frames {
+        // Every block is checked against its id; those the account lacks are stored.
+        let plain = block::decode_within(&id, encoding, bytes, &mut budget).map_err(|e| refused(&id, e))?;
+        if !lacking.contains(&id) || new_blocks.iter().any(|b| b.id == id) {
+            continue;
+        }
+        sealed.push(state.vault.seal(&id, encoding, bytes));
+        new_blocks.push(NewBlock {
+            id,
+            size: plain.len() as u32,
+            stored_size: bytes.len() as u32,
+            loc: BlockLoc::Loose,
+        });
+    }
+    if new_blocks.is_empty() {
+        return Ok(());
+    }
+    let wanted: u64 = new_blocks.iter().map(|b| u64::from(b.size)).sum();
+    if wanted > state.meta.upload_room(user)? {
+        return Err(Error::client(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "quota exceeded: these blocks need {wanted} bytes more than your quota leaves (files and uploaded \
+                 blocks not yet committed count); commit what you uploaded, delete files or ask the admin for more space"
+            ),
+        ));
+    }
+    if let [one] = &sealed[..] {
+        state.blocks.put(&new_blocks[0].id, one)?;
+    } else {
+        let locs = state.blocks.put_pack(&sealed)?;
+        for (nb, loc) in new_blocks.iter_mut().zip(locs) {
+            nb.loc = loc;
+        }
+    }
+    state.meta.add_blocks(user, &new_blocks)?;
+    state.notifier.blocks_stored(user);
+    Ok(())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -168,7 +217,11 @@ pub async fn get_block(
     request_body(content = Binary, content_type = "application/octet-stream"),
     responses((status = 201, description = "stored"),
         (status = 400, body = ErrorBody, description = "malformed frames, or a block that does not hash to its id"),
-        (status = 413, body = ErrorBody, description = "too many bytes in one batch")),
+        (status = 413, body = ErrorBody, description = "too many bytes in one batch, or blocks that expand to more \
+            than one batch may hold (64 MiB)"),
+        (status = 429, body = ErrorBody, description = "too many uploads of yours are in progress"),
+        (status = 507, body = ErrorBody, description = "the account's quota would be exceeded (uploaded blocks no \
+            commit has used yet count)")),
     security(("bearer" = [])))]
 pub async fn batch(State(state): State<AppState>, Auth(caller): Auth, body: Bytes) -> Result<StatusCode> {
     blocking(move || {
@@ -176,31 +229,7 @@ pub async fn batch(State(state): State<AppState>, Auth(caller): Auth, body: Byte
         if frames.is_empty() {
             return Err(Error::bad_request("the batch holds no blocks"));
         }
-        let mut new_blocks = Vec::with_capacity(frames.len());
-        let mut to_store = Vec::new();
-        let mut sealed = Vec::new();
-        for (id, encoding, bytes) in frames {
-            let plain = block::decode(&id, encoding, bytes).map_err(|e| match e {
-                block::DecodeError::TooLarge => Error::client(ErrorCode::PayloadTooLarge, format!("block {id}: {e}")),
-                _ => Error::client(ErrorCode::BadBlock, format!("block {id}: {e}")),
-            })?;
-            let nb = NewBlock { id, size: plain.len() as u32, stored_size: bytes.len() as u32, loc: BlockLoc::Loose };
-            match state.meta.block_location(&id)? {
-                Some(loc) => new_blocks.push(NewBlock { loc, ..nb }),
-                None if to_store.iter().any(|b: &NewBlock| b.id == id) => {}
-                None => {
-                    sealed.push(state.vault.seal(&id, encoding, bytes));
-                    to_store.push(nb);
-                }
-            }
-        }
-        if !sealed.is_empty() {
-            let locs = state.blocks.put_pack(&sealed)?;
-            new_blocks.extend(to_store.into_iter().zip(locs).map(|(nb, loc)| NewBlock { loc, ..nb }));
-        }
-        state.meta.add_blocks(caller.user_id, &new_blocks)?;
-        state.notifier.blocks_stored(caller.user_id);
-        Ok(())
+        store_blocks(&state, caller.user_id, frames)
     })
     .await?;
     Ok(StatusCode::CREATED)

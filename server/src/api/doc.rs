@@ -1,6 +1,7 @@
 //! The OpenAPI document (`/openapi.json`), generated from the handlers'
 //! annotations and completed here with what every operation shares: the
-//! 401 of a protected operation, the 400 of one with input, the 413 and 415
+//! 401 of a protected operation, the 400 of one with input, the 408 of one
+//! with a body, the 429 of an upload, the 413 and 415
 //! of a JSON body, and binary bodies typed as bytes.
 
 use axum::Json;
@@ -118,7 +119,7 @@ impl utoipa::Modify for Complete {
                 }
             }
         }
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
             for op in ops.into_iter().flatten() {
                 if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
@@ -135,6 +136,18 @@ impl utoipa::Modify for Complete {
                 if typed_body {
                     add(op, "413", "the body is larger than this operation takes (`payload_too_large`)");
                     add(op, "415", "the body is not of the type this operation reads (`unsupported_media_type`)");
+                }
+                if op.request_body.is_some() {
+                    add(op, "408", "the body arrived too slowly and was cut off (`request_timeout`)");
+                }
+                // Routes whose bodies count among the user's uploads in flight.
+                let uploads = ["/blocks", "/commit", "/uploads/pending", "/files/upload"];
+                if op.request_body.is_some() && uploads.iter().any(|p| path.starts_with(p)) {
+                    add(
+                        op,
+                        "429",
+                        "too many uploads of yours are in progress (`too_many_requests`): send it again shortly",
+                    );
                 }
                 // Every error answer is an `ErrorBody`, also where an annotation gave none.
                 for (status, resp) in op.responses.responses.iter_mut() {

@@ -17,7 +17,7 @@ use ferry_shared::api::{
 use ferry_shared::path::RelPath;
 use ferry_shared::range::{ContentRange, Unsatisfiable, parse_content_range, parse_range};
 use ferry_shared::{BlockId, MAX_FILE_SIZE};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::blocking;
@@ -86,10 +86,15 @@ fn too_large() -> Error {
 
 fn check_quota(state: &AppState, caller: &Caller, size: u64) -> Result<()> {
     let info = state.meta.user_info(caller.user_id)?;
-    if info.used.saturating_add(size) > info.quota {
+    if info.used.saturating_add(info.uploaded).saturating_add(size) > info.quota {
         return Err(Error::client(
             ErrorCode::QuotaExceeded,
-            format!("quota exceeded: {} of {} bytes used, the file needs {size}", info.used, info.quota),
+            format!(
+                "quota exceeded: {} of {} bytes used ({} by uploaded blocks not yet committed), the file needs {size}",
+                info.used + info.uploaded,
+                info.quota,
+                info.uploaded
+            ),
         ));
     }
     Ok(())
@@ -235,10 +240,8 @@ pub async fn upload_start(
                 None if create_only => Over::Nothing,
                 r => Over::from(r),
             };
-            let stream = body.into_data_stream().map_err(std::io::Error::other);
-            let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            let blocks = receive_file(&state, &caller, body, size).await?;
             let (entry, new) = blocking(move || {
-                let blocks = store_stream(&state, reader, size)?;
                 commit_file(&state, &caller, &path, over, size, q.mtime, blocks).map_err(|e| match (over, e) {
                     (Over::Nothing, Error::Conflict { .. }) => Error::client(
                         ErrorCode::PreconditionFailed,
@@ -308,7 +311,7 @@ pub async fn upload_start(
                     ));
                 }
                 check_quota(&st, &caller, session.size.saturating_add(staged))?;
-                let f = std::fs::File::create(st.uploads_dir.join(&session.id))?;
+                let f = crate::fsutil::create_private_file(&st.uploads_dir.join(&session.id))?;
                 f.sync_all()?;
                 st.meta.create_upload(&session)
             })
@@ -318,6 +321,97 @@ pub async fn upload_start(
             Ok(resp)
         }
         other => Err(Error::bad_request(format!("uploadType must be 'media' or 'resumable', not {other:?}"))),
+    }
+}
+
+/// Whole-file bodies up to this size are read into memory, larger ones
+/// staged in a private file while they arrive.
+const IN_MEMORY: u64 = 8 << 20;
+
+/// What a client that stopped sending is told (and the log, at debug
+/// level: a flood of them must not flood it).
+fn cut_off(e: impl std::fmt::Display) -> Error {
+    tracing::debug!(error = %e, "an upload's body ended early");
+    Error::bad_request("the upload ended before its last byte: send it again (or resume it)")
+}
+
+/// The body of a whole-file upload of `size` bytes, stored as blocks. It
+/// is read as it arrives, on the async threads: no thread waits for the
+/// client. A small one is chunked from memory; a larger one is written to
+/// a private staging file piece by piece and ingested alongside (see
+/// `upload::Ingests`), and the file is removed however the upload ends.
+async fn receive_file(
+    state: &AppState,
+    caller: &Caller,
+    body: Body,
+    size: u64,
+) -> Result<(Vec<BlockId>, Vec<NewBlock>)> {
+    let too_long = || Error::bad_request(format!("the body is longer than its Content-Length ({size})"));
+    let short = |n: u64| Error::bad_request(format!("received {n} bytes but {size} were announced"));
+    if size <= IN_MEMORY {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(cut_off)?;
+            if (bytes.len() + chunk.len()) as u64 > size {
+                return Err(too_long());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() as u64 != size {
+            return Err(short(bytes.len() as u64));
+        }
+        let (st, user) = (Arc::clone(state), caller.user_id);
+        return blocking(move || store_stream(&st, user, &bytes[..], size)).await;
+    }
+    let staged = Staged::new(state, format!("media-{}", hex::encode(rand::random::<[u8; 16]>())));
+    let path = staged.path.clone();
+    let mut file = blocking(move || Ok(crate::fsutil::create_private_file(&path)?)).await?;
+    state.ingests.follow(state, &staged.id, caller.user_id, staged.path.clone(), 0, size);
+    let mut stream = body.into_data_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(cut_off)?;
+        if received + chunk.len() as u64 > size {
+            return Err(too_long());
+        }
+        received += chunk.len() as u64;
+        file = write_chunk(file, chunk).await?;
+        state.ingests.written(&staged.id, received);
+    }
+    if received != size {
+        return Err(short(received));
+    }
+    if let Some(blocks) = state.ingests.finish(&staged.id, size).await {
+        return Ok(blocks);
+    }
+    let (st, user, path) = (Arc::clone(state), caller.user_id, staged.path.clone());
+    blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        store_stream(&st, user, std::io::BufReader::with_capacity(1 << 20, file), size)
+    })
+    .await
+}
+
+/// A staging file of an upload in progress: on drop (the upload done,
+/// failed or cut off) its ingest stops and the file goes.
+struct Staged {
+    state: AppState,
+    id: String,
+    path: std::path::PathBuf,
+}
+
+impl Staged {
+    fn new(state: &AppState, id: String) -> Staged {
+        let path = state.uploads_dir.join(&id);
+        Staged { state: Arc::clone(state), id, path }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        self.state.ingests.forget(&self.id);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -425,7 +519,7 @@ pub async fn upload_put(
             }
             // Ingested while it arrives (large files; see `upload::Ingests`).
             if session.size >= INGEST_FROM {
-                state.ingests.follow(&state, &id, file_path.clone(), received, session.size);
+                state.ingests.follow(&state, &id, caller.user_id, file_path.clone(), received, session.size);
             }
             // Append what is new; bytes the server already has are skipped.
             let mut skip = received - start;
@@ -483,7 +577,7 @@ pub async fn upload_put(
             Some(blocks) => blocks,
             None => {
                 let file = std::fs::File::open(&file_path)?;
-                store_stream(&state, std::io::BufReader::with_capacity(1 << 20, file), session.size)?
+                store_stream(&state, caller.user_id, std::io::BufReader::with_capacity(1 << 20, file), session.size)?
             }
         };
         let over = Over::from(session.parent_rev);
@@ -658,12 +752,10 @@ pub async fn zip(State(state): State<AppState>, Auth(caller): Auth, Query(q): Qu
     let (meta, p) = (Arc::clone(&state.meta), path.clone());
     // A folder, present now (the zip itself lists as it goes).
     blocking(move || meta.list_folder(caller.ns, &p)).await?;
-    let permit = super::links::ZIPS.try_acquire().map_err(|_| {
-        Error::client(ErrorCode::Unavailable, "too many folders are being zipped right now: try again shortly")
-    })?;
+    let places = super::links::zip_places(&state, caller.user_id)?;
     let name = path.name().unwrap_or("Ferry").to_owned();
     let mut resp =
-        Response::new(super::links::zip_stream(state, caller.ns, path, super::links::ZipOf::Account, permit));
+        Response::new(super::links::zip_stream(state, caller.ns, path, super::links::ZipOf::Account, places));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
     h.insert(header::CONTENT_DISPOSITION, super::links::attachment(&format!("{name}.zip")));

@@ -73,12 +73,12 @@ pub async fn create(
         return Err(Error::bad_request("the password is empty: give one, or none"));
     }
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let pw_hash = match req.password {
+        Some(pw) => Some(crate::passwords::work().hash(pw).await.map_err(|b| Error::busy(b.to_string()))??),
+        None => None,
+    };
     let st = Arc::clone(&state);
-    let rec = blocking(move || {
-        let pw_hash = req.password.as_deref().map(crate::passwords::hash_password).transpose()?;
-        st.meta.create_link(&caller, &req.path, &token, expires, pw_hash)
-    })
-    .await?;
+    let rec = blocking(move || st.meta.create_link(&caller, &req.path, &token, expires, pw_hash)).await?;
     Ok((StatusCode::CREATED, Json(link_of(&state, &headers, rec))))
 }
 
@@ -159,14 +159,20 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Checks a password against the link, throttled per link like logins.
+/// Checks a password against the link, throttled per link like logins
+/// (by a throttle of their own: logins cannot trip it).
 async fn check_password(state: &AppState, rec: &LinkRecord, password: String) -> Result<()> {
     let attempt = state
-        .logins
-        .begin(&format!("link:{}", rec.id), std::time::Instant::now())
+        .link_passwords
+        .begin(&rec.id.to_string(), std::time::Instant::now())
         .map_err(|wait| Error::RateLimited { retry_after: wait })?;
-    let hash = rec.pw_hash.clone();
-    let ok = blocking(move || Ok(crate::passwords::verify_password(&password, hash.as_deref()))).await?;
+    let ok = match crate::passwords::work().verify(password, rec.pw_hash.clone()).await {
+        Ok(ok) => ok,
+        Err(busy) => {
+            attempt.cancel();
+            return Err(Error::busy(busy.to_string()));
+        }
+    };
     attempt.finish(ok);
     if ok { Ok(()) } else { Err(Error::client(ErrorCode::Unauthorized, "wrong password for this link")) }
 }
@@ -336,10 +342,9 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
             Ok(resp)
         }
         Err(_) if q.zip == Some(1) => {
-            let permit = ZIPS.try_acquire().map_err(|_| {
-                Error::client(ErrorCode::Unavailable, "too many folders are being zipped right now: try again shortly")
-            })?;
-            let mut resp = Response::new(zip_stream(state, ns, target, ZipOf::Link, permit));
+            // A link's zips count against its maker.
+            let places = zip_places(&state, rec.owner)?;
+            let mut resp = Response::new(zip_stream(state, ns, target, ZipOf::Link, places));
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
             h.insert(header::CONTENT_DISPOSITION, attachment(&format!("{name}.zip")));
@@ -370,6 +375,10 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
 }
 
 pub(crate) fn attachment(name: &str) -> HeaderValue {
+    // A name that reads otherwise than it is (a right-to-left override)
+    // would be saved so on the downloader's disk: saved as it shows.
+    let name = ferry_shared::path::visible(name);
+    let name = name.as_ref();
     let ascii: String =
         name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' }).collect();
     HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", encode(name)))
@@ -402,7 +411,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     resp
 }
 
+/// `s` for a page: HTML-escaped, and characters that hide themselves shown
+/// (see `ferry_shared::path::visible`).
 fn escape(s: &str) -> String {
+    let s = ferry_shared::path::visible(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -441,9 +453,30 @@ struct ChannelWriter {
 }
 
 const PIECE: usize = 256 << 10;
-const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
+const STALLED: std::time::Duration = std::time::Duration::from_secs(20);
 /// Zips written at once (each holds a blocking thread while it runs).
-pub(crate) static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
+/// The places a zip for `user` holds while it is written: one of the
+/// server's [`ZIPS`] and one of the user's [`super::MAX_ZIPS_PER_USER`]
+/// (so one user's unread zips cannot hold them all).
+pub(crate) struct ZipPlaces {
+    _server: tokio::sync::SemaphorePermit<'static>,
+    _user: crate::limit::Place<i64>,
+}
+
+pub(crate) fn zip_places(state: &AppState, user: i64) -> Result<ZipPlaces> {
+    let mine = state.zips.try_take(user, super::MAX_ZIPS_PER_USER).ok_or_else(|| {
+        Error::busy(format!(
+            "{} zips of yours (or through your links) are being written: try again shortly",
+            super::MAX_ZIPS_PER_USER
+        ))
+    })?;
+    let permit = ZIPS.try_acquire().map_err(|_| {
+        Error::client(ErrorCode::Unavailable, "too many folders are being zipped right now: try again shortly")
+    })?;
+    Ok(ZipPlaces { _server: permit, _user: mine })
+}
 
 impl ChannelWriter {
     fn send(&mut self) -> std::io::Result<()> {
@@ -485,18 +518,12 @@ pub(crate) enum ZipOf {
     Link,
 }
 
-pub(crate) fn zip_stream(
-    state: AppState,
-    ns: i64,
-    root: RelPath,
-    of: ZipOf,
-    permit: tokio::sync::SemaphorePermit<'static>,
-) -> Body {
+pub(crate) fn zip_stream(state: AppState, ns: i64, root: RelPath, of: ZipOf, places: ZipPlaces) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let err_tx = tx.clone();
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _places = places;
         let w = ChannelWriter { tx, buf: Vec::with_capacity(PIECE), rt };
         if let Err(e) = write_zip(&state, ns, &root, of, w) {
             tracing::warn!(error = %e, "zip of a linked folder stopped");

@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
         (status = 400, body = ErrorBody, description = "a file, the root, or the caller themselves"),
         (status = 403, body = ErrorBody, description = "shared with the caller by someone else: only its owner shares it"),
         (status = 404, body = ErrorBody, description = "no such folder or user"),
-        (status = 409, body = ErrorBody, description = "inside a shared folder, or holding one (shares do not nest)")),
+        (status = 409, body = ErrorBody, description = "inside a shared folder, or holding one (shares do not nest)"),
+        (status = 429, body = ErrorBody, description = "too many names that are no user's: try again later",
+            headers(("Retry-After" = u64, description = "seconds to wait")))),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -30,6 +32,16 @@ pub async fn create(
     if req.path.is_root() {
         return Err(Error::bad_request("share a folder, not your whole tree"));
     }
+    // Names that are no user's are throttled per caller: the answer tells
+    // who exists, so it is not to be asked at speed.
+    let attempt = state
+        .unknown_names
+        .begin(&caller.user_id.to_string(), std::time::Instant::now())
+        .map_err(|wait| Error::RateLimited { retry_after: wait })?;
+    let meta = Arc::clone(&state.meta);
+    let with = req.with.clone();
+    let known = blocking(move || Ok(meta.password_hash(&with)?.is_some())).await?;
+    attempt.finish(known);
     let meta = Arc::clone(&state.meta);
     let (share, touched) = blocking(move || meta.share(&caller, &req.path, &req.with, req.role.into())).await?;
     state.notifier.publish_all(&touched);

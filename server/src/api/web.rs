@@ -161,16 +161,18 @@ fn browser_name(headers: &HeaderMap) -> String {
     responses((status = 200, body = Session, headers(("Set-Cookie" = String, description = "the session cookie"))),
         (status = 400, body = ErrorBody, description = "an over-long username"),
         (status = 401, body = ErrorBody, description = "wrong user name or password"),
-        (status = 429, body = ErrorBody, description = "too many failed logins for this name",
+        (status = 429, body = ErrorBody, description = "too many failed logins for this name or from this address, \
+            or too many logins being checked at once",
             headers(("Retry-After" = u64, description = "seconds to wait")))))]
 pub async fn login(
     State(state): State<AppState>,
+    super::ClientIp(ip): super::ClientIp,
     headers: HeaderMap,
     JsonBody(req): JsonBody<SessionRequest>,
 ) -> Result<Response> {
     let device = browser_name(&headers);
     let user = req.username.clone();
-    let signed = super::auth::sign_in(&state, req.username, req.password, device.clone()).await?;
+    let signed = super::auth::sign_in(&state, ip, req.username, req.password, device.clone()).await?;
     let session = Session { user, user_id: signed.user_id, device, csrf: csrf_of(&signed.token) };
     let token = signed.token;
     let mut resp = Json(session).into_response();

@@ -31,7 +31,11 @@ pub struct UserInfo {
     pub id: i64,
     pub name: String,
     pub quota: u64,
+    /// Bytes of the user's files (heads).
     pub used: u64,
+    /// Bytes of blocks the user uploaded that no commit has used yet
+    /// (they count against the quota until one does, or they expire).
+    pub uploaded: u64,
 }
 
 /// A block the server itself chunked and stored (web uploads): recorded as
@@ -163,8 +167,17 @@ pub trait BlockRecords: Send + Sync + 'static {
     fn block_location(&self, id: &BlockId) -> Result<Option<BlockLoc>>;
     /// Where a block the account owns is stored; `None` if it does not own it.
     fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>>;
-    /// Records blocks as stored and owned by the account.
+    /// Records blocks as stored and owned by the account. Blocks new to it
+    /// count against its quota as uploaded until a commit uses them (or
+    /// they expire): past the quota, 507 and nothing is recorded.
     fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()>;
+    /// Bytes the account may still upload: its quota less its files and
+    /// its uploaded blocks no commit has used yet.
+    fn upload_room(&self, user_id: i64) -> Result<u64>;
+    /// Forgets the blocks accounts uploaded before `before` (Unix ms) that
+    /// no commit used: they no longer count against quotas, and the
+    /// accounts no longer own them. Returns how many.
+    fn expire_uploaded_blocks(&self, before: i64) -> Result<u64>;
     fn owns_block(&self, user_id: i64, id: &BlockId) -> Result<bool> {
         Ok(self.owned_block_location(user_id, id)?.is_some())
     }

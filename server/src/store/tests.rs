@@ -90,7 +90,8 @@ fn same_head_one_winner(store: Arc<dyn MetaStore>) {
 }
 
 /// A commit naming a block the account has not uploaded is refused, even if
-/// another account has it.
+/// another account has it; uploaded blocks count against the quota until
+/// committed, and expire if never committed.
 fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
     let a = caller(&*store, "carol", "a");
     let d = caller(&*store, "dave", "a");
@@ -100,18 +101,43 @@ fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
     assert_eq!(store.missing_blocks(d.user_id, &[secret.id]).unwrap(), vec![secret.id]);
     let r = store.commit(&d, vec![put("stolen", None, &secret)], Vec::new()).unwrap();
     assert!(matches!(r.results[0], Err(Error::MissingBlocks { .. })));
+    // Blocks uploaded count against the quota until a commit uses them:
+    // past it, nothing is recorded.
     let over = NewBlock { id: BlockId::of(b"big"), size: u32::MAX, stored_size: 3, loc: BlockLoc::Loose };
-    store.add_blocks(d.user_id, std::slice::from_ref(&over)).unwrap();
+    let r = store.add_blocks(d.user_id, std::slice::from_ref(&over));
+    assert!(matches!(&r, Err(e) if e.code() == ErrorCode::QuotaExceeded), "{r:?}");
+    assert!(store.owned_block_location(d.user_id, &over.id).unwrap().is_none());
+    let half = NewBlock { id: BlockId::of(b"half"), size: 600 << 20, stored_size: 3, loc: BlockLoc::Loose };
+    store.add_blocks(d.user_id, std::slice::from_ref(&half)).unwrap();
+    assert_eq!(store.user_info(d.user_id).unwrap().uploaded, 600 << 20);
+    assert_eq!(store.upload_room(d.user_id).unwrap(), (1 << 30) - (600 << 20));
+    let again = NewBlock { id: BlockId::of(b"again"), size: 600 << 20, stored_size: 3, loc: BlockLoc::Loose };
+    assert!(store.add_blocks(d.user_id, std::slice::from_ref(&again)).is_err(), "two uploads past the quota");
+    // Committed, it counts as a file; a commit past the quota is refused.
+    let r = store.commit(&d, vec![put("half", None, &half)], Vec::new()).unwrap();
+    assert!(r.results[0].is_ok(), "{:?}", r.results[0]);
+    let info = store.user_info(d.user_id).unwrap();
+    assert_eq!((info.used, info.uploaded), (600 << 20, 0));
     let big = CommitOp::Put {
         path: RelPath::parse("big").unwrap(),
         parent_rev: None,
-        size: u64::from(u32::MAX) * 2,
+        size: 1200 << 20,
         mtime: 0,
         executable: false,
-        blocks: BlockList::Full(vec![over.id, over.id]),
+        blocks: BlockList::Full(vec![half.id, half.id]),
     };
     let r = store.commit(&d, vec![big], Vec::new()).unwrap();
     assert!(matches!(&r.results[0], Err(e) if e.code() == ErrorCode::QuotaExceeded), "{:?}", r.results[0]);
+    // Uploaded blocks no commit used expire: no longer counted, nor owned;
+    // committed ones stay.
+    let small = block(b"never committed");
+    store.add_blocks(d.user_id, std::slice::from_ref(&small)).unwrap();
+    assert_eq!(store.user_info(d.user_id).unwrap().uploaded, small.size as u64);
+    // (carol's secret, never committed either, goes too.)
+    assert_eq!(store.expire_uploaded_blocks(super::now_ms() + 1).unwrap(), 2);
+    assert_eq!(store.user_info(d.user_id).unwrap().uploaded, 0);
+    assert!(!store.owns_block(d.user_id, &small.id).unwrap());
+    assert!(store.owns_block(d.user_id, &half.id).unwrap());
 }
 
 /// With `edits`, a modification's block list comes as an edit of the
@@ -280,12 +306,17 @@ fn block_lists_are_bounded(store: Arc<dyn MetaStore>) {
     let rev = first.unwrap().results.remove(0).unwrap().rev;
     let status =
         |r: &crate::Result<ferry_shared::api::Entry>| r.as_ref().map(|_| 200).unwrap_or_else(|e| e.code().status());
-    // 400 copies of a huge parent (40 million entries): the whole request
-    // is refused from the counts alone.
+    // 400 copies of a huge parent (40 million entries): refused from the
+    // counts alone; so is what a commit's lists make past its total.
     let bomb = BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: 100_000 }; 400]);
-    let over = store.commit(&c, vec![put_list("f", Some(rev), 10 << 30, bomb)], vec![]);
-    assert!(matches!(&over, Err(e) if e.code() == ErrorCode::PayloadTooLarge), "{:?}", over.map(|_| ()));
+    let r = store.commit(&c, vec![put_list("f", Some(rev), 10 << 30, bomb)], vec![]).unwrap();
+    assert_eq!(status(&r.results[0]), 413, "{:?}", r.results[0]);
     const { assert!(MAX_COMMIT_BLOCKS < 40_000_000) };
+    let half = (MAX_COMMIT_BLOCKS / 2 + 1) as u32;
+    let big = || put_list("f", Some(rev), 10 << 30, BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: half }]));
+    let r = store.commit(&c, vec![big(), big()], vec![]).unwrap();
+    // (The first is refused by its parent's length, the second by the total.)
+    assert_eq!((status(&r.results[0]), status(&r.results[1])), (400, 413), "{:?}", r.results);
     // An edit longer than its file's size allows, however it is spelled:
     // one byte is one block.
     let copies = BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: 4 }]);

@@ -6,6 +6,16 @@ use super::{Cached, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::{Accounts, Caller, UserInfo, now_ms};
 
+fn user_row(r: &rusqlite::Row) -> rusqlite::Result<UserInfo> {
+    Ok(UserInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        quota: r.get::<_, i64>(2)? as u64,
+        used: r.get::<_, i64>(3)? as u64,
+        uploaded: r.get::<_, i64>(4)? as u64,
+    })
+}
+
 impl Accounts for SqliteStore {
     fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
@@ -26,29 +36,15 @@ impl Accounts for SqliteStore {
 
     fn list_users(&self) -> Result<Vec<UserInfo>> {
         self.read(|c| {
-            let mut s = c.prepare("SELECT id, name, quota, used FROM users ORDER BY name")?;
-            let rows = s.query_map([], |r| {
-                Ok(UserInfo {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    quota: r.get::<_, i64>(2)? as u64,
-                    used: r.get::<_, i64>(3)? as u64,
-                })
-            })?;
+            let mut s = c.prepare("SELECT id, name, quota, used, staged FROM users ORDER BY name")?;
+            let rows = s.query_map([], user_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 
     fn user_info(&self, user_id: i64) -> Result<UserInfo> {
         self.read(|c| {
-            Ok(c.row("SELECT id, name, quota, used FROM users WHERE id = ?1", [user_id], |r| {
-                Ok(UserInfo {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    quota: r.get::<_, i64>(2)? as u64,
-                    used: r.get::<_, i64>(3)? as u64,
-                })
-            })?)
+            Ok(c.row("SELECT id, name, quota, used, staged FROM users WHERE id = ?1", [user_id], user_row)?)
         })
     }
 

@@ -12,7 +12,7 @@ use ferry_shared::api::{
 use ferry_shared::path::{RelPath, name_key};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::blocks::insert_blocks;
+use super::blocks::{insert_blocks, settle, unstage};
 use super::shares::{
     Audience, Loc, append, audience, check_write, grant_blocks, journal_appearing, live_items, locate, subtree_rows,
     under,
@@ -42,6 +42,9 @@ struct Ctx<'a> {
     /// Block ids named in the commit that the caller cannot have (neither
     /// theirs nor in a share of theirs), found before the writer ran.
     unknown: HashSet<BlockId>,
+    /// Block references the commit's lists may still make
+    /// ([`MAX_COMMIT_BLOCKS`] in all): a put past it is refused unbuilt.
+    blocks_left: u64,
 }
 
 struct NewVersion<'a> {
@@ -363,13 +366,24 @@ impl Ctx<'_> {
     /// checked against the file's size before an edit is expanded, its
     /// copies against the parent's list, every block against what the
     /// caller may use (their own, or in a share the share's).
-    fn resolve_blocks(&self, list: BlockList, parent: Option<&Version>, size: u64) -> Result<Vec<(BlockId, u32)>> {
+    fn resolve_blocks(&mut self, list: BlockList, parent: Option<&Version>, size: u64) -> Result<Vec<(BlockId, u32)>> {
         let mut unknown: Vec<BlockId> = list.named_ids().filter(|id| self.unknown.contains(id)).copied().collect();
         if !unknown.is_empty() {
             let mut seen = HashSet::new();
             unknown.retain(|id| seen.insert(*id));
             return Err(Error::MissingBlocks { missing: unknown });
         }
+        let n = list.n_blocks();
+        if n > self.blocks_left {
+            return Err(Error::client(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "this commit's block lists make more than {MAX_COMMIT_BLOCKS} block references: commit fewer \
+                     files at a time"
+                ),
+            ));
+        }
+        self.blocks_left -= n;
         let parent = parent.map(|p| p.blocks.as_slice());
         let ids = list
             .expand(parent, |(id, _)| *id, ferry_shared::chunk::max_blocks(size))
@@ -377,22 +391,30 @@ impl Ctx<'_> {
         let mut sizes: HashMap<BlockId, u32> = HashMap::with_capacity(ids.len().min(1 << 16));
         let mut missing = Vec::new();
         let mut absent = HashSet::new();
-        // The caller's own blocks, or (in a share) the share's.
+        // The caller's own blocks (and whether they were only uploaded so
+        // far), or (in a share) the share's.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT b.size FROM blocks b WHERE b.id = ?2 AND (
+            "SELECT b.size, COALESCE((SELECT a.pending FROM account_blocks a WHERE a.user_id = ?1 AND a.block = ?2), 0)
+             FROM blocks b WHERE b.id = ?2 AND (
                  EXISTS (SELECT 1 FROM account_blocks a WHERE a.user_id = ?1 AND a.block = ?2)
                  OR EXISTS (SELECT 1 FROM share_blocks s WHERE s.ns = ?3 AND s.block = ?2))",
         )?;
+        let mut settled = 0;
         for id in &ids {
             if sizes.contains_key(id) || absent.contains(id) {
                 continue;
             }
             match stmt
-                .query_row(params![self.caller.user_id, id.as_bytes(), self.ns], |r| r.get::<_, u32>(0))
+                .query_row(params![self.caller.user_id, id.as_bytes(), self.ns], |r| {
+                    Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?))
+                })
                 .optional()?
             {
-                Some(s) => {
+                Some((s, uploaded)) => {
                     sizes.insert(*id, s);
+                    if uploaded {
+                        settled += settle(self.conn, self.caller.user_id, id)?;
+                    }
                 }
                 None => {
                     absent.insert(*id);
@@ -403,6 +425,8 @@ impl Ctx<'_> {
         if !missing.is_empty() {
             return Err(Error::MissingBlocks { missing });
         }
+        // (Rolled back with the operation if it fails after this.)
+        unstage(self.conn, self.caller.user_id, settled)?;
         Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect())
     }
 
@@ -835,15 +859,6 @@ impl Files for SqliteStore {
                 _ => None,
             })
         };
-        let total = lists().map(BlockList::n_blocks).fold(0u64, u64::saturating_add);
-        if total > MAX_COMMIT_BLOCKS {
-            return Err(Error::client(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "this commit makes {total} block references, more than {MAX_COMMIT_BLOCKS}: commit fewer files at a time"
-                ),
-            ));
-        }
         // Ids the caller cannot have are found on a reader, before the
         // writer runs: a commit naming many never holds up other writes.
         let mut named: HashSet<BlockId> = lists().flat_map(BlockList::named_ids).copied().collect();
@@ -870,6 +885,7 @@ impl Files for SqliteStore {
                 pending_dropped: BTreeSet::new(),
                 audience: None,
                 unknown,
+                blocks_left: MAX_COMMIT_BLOCKS,
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
@@ -981,6 +997,7 @@ impl Files for SqliteStore {
                 pending_dropped: BTreeSet::new(),
                 audience: None,
                 unknown: HashSet::new(),
+                blocks_left: MAX_COMMIT_BLOCKS,
             };
             let entry = ctx.undelete(id, kind_of(kind), &path, deleted - super::trash::WITH_FOLDER_MS)?;
             Ok(CommitOutcome { results: vec![Ok(entry)], touched: ctx.touched })

@@ -107,7 +107,10 @@ fn open_conn(path: &Path) -> Result<Connection> {
 
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the database at `path`.
+    /// It holds link tokens and password hashes: it is made readable by
+    /// its owner only (and SQLite gives its WAL files the same mode).
     pub fn open(path: &Path) -> Result<Self> {
+        keep_private(path)?;
         let mut conn = open_conn(path)?;
         migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -184,6 +187,26 @@ impl SqliteStore {
         self.reader_free.notify_one();
         r
     }
+}
+
+/// Creates the database file with mode 0600, or takes group and other
+/// access away from an existing one and its WAL files.
+fn keep_private(path: &Path) -> Result<()> {
+    match crate::fsutil::create_private_file(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::Internal(anyhow::anyhow!("creating {}: {e}", path.display()))),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match crate::fsutil::make_private(&p) {
+            Ok(true) => tracing::info!(path = %p.display(), "made readable by its owner only"),
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Internal(anyhow::anyhow!("{}: {e}", p.display()))),
+        }
+    }
+    Ok(())
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {

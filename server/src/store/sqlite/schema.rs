@@ -94,6 +94,15 @@ pub(super) const SCHEMA: &[&str] = &[
     CREATE TABLE share_blocks(ns INTEGER NOT NULL, block BLOB NOT NULL, PRIMARY KEY(ns, block)) WITHOUT ROWID;
     CREATE INDEX share_blocks_block ON share_blocks(block);
     "#,
+    // 7: blocks an account uploaded and no commit of theirs has used yet
+    // (`pending`, since `created`) count against its quota (`users.staged`,
+    // their bytes) until one does, or they expire.
+    r#"
+    ALTER TABLE account_blocks ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE account_blocks ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX account_blocks_pending ON account_blocks(created) WHERE pending = 1;
+    ALTER TABLE users ADD COLUMN staged INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {

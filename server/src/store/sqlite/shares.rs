@@ -220,15 +220,20 @@ pub(super) fn grant_blocks(conn: &Connection, ns: i64, rows: &[i64]) -> Result<(
         conn.prepare_cached("INSERT OR IGNORE INTO account_blocks(user_id, block) VALUES (?1, ?2)")?
     };
     let who = if shared { ns } else { owner };
+    let mut settled = 0;
     for id in rows {
         let lists: Vec<Vec<u8>> = versions.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         for l in lists {
             for (b, _) in ferry_shared::block::decode_list(&l) {
+                if !shared {
+                    // Its files' blocks: no longer only uploaded, never to expire.
+                    settled += super::blocks::settle(conn, owner, &b)?;
+                }
                 ins.execute(params![who, b.as_bytes()])?;
             }
         }
     }
-    Ok(())
+    super::blocks::unstage(conn, owner, settled)
 }
 
 /// The user id of a name, or a clear 404.
