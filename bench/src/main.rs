@@ -17,6 +17,7 @@ use ferry_shared::api::{BlockList, CommitOp};
 use ferry_shared::chunk::{self, ChunkParams, Chunker};
 use ferry_tests::{Client, Server, pseudo_random};
 
+mod abuse;
 mod limit;
 mod shares;
 mod sync;
@@ -85,6 +86,9 @@ enum What {
         #[arg(long)]
         huge: bool,
     },
+    /// The security probe's floods and bombs: what each costs the server
+    /// (memory, time) and how long another user waits meanwhile.
+    Abuse,
     /// Everything above with the defaults.
     All,
 }
@@ -106,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         What::Links { mib, huge } => rt()?.block_on(links(mib, huge)),
         What::Shares { edits } => shares::run(edits),
         What::Limit { mib, rate } => limit::run(mib, rate),
+        What::Abuse => rt()?.block_on(abuse::run()),
         What::All => {
             chunking(256)?;
             rt()?.block_on(commits(20_000, 64))?;
@@ -282,6 +287,11 @@ impl Read for RandomReader {
     }
 }
 
+/// Open file descriptors of process `pid` (its sockets among them).
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -388,27 +398,59 @@ async fn longpoll(idle: usize, samples: usize) -> anyhow::Result<()> {
     let pid = server.pid().context("pid")?;
     let rss_before = rss_mib(pid);
     let idler = Client::user(&server, "alice", "idle").await?;
-    // Idle polls on alice's namespace with a cursor no commit reaches.
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    // Idle polls on alice's namespace, parked at her real head (nobody
+    // writes there: they stay parked). A cursor past the head would be
+    // answered at once with cursor_reset, holding nothing.
+    let head: serde_json::Value = idler.get("/changes/poll?cursor=0&timeout=0").send().await?.json().await?;
+    let head = head["cursor"].as_i64().context("alice's cursor")?;
+    // One client per source address: one address has only ~28,000 ports.
+    let clients: Vec<reqwest::Client> = (1..=4u8)
+        .map(|i| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .local_address(std::net::IpAddr::from([127, 0, 0, i]))
+                .build()
+        })
+        .collect::<Result<_, _>>()?;
+    let fds_before = open_fds(pid);
     let mut held = Vec::with_capacity(idle);
-    for _ in 0..idle {
-        let req =
-            http.get(format!("{}/changes/poll?cursor=1000000000000&timeout=300", server.url)).bearer_auth(&idler.token);
+    for i in 0..idle {
+        let req = clients[i % clients.len()]
+            .get(format!("{}/changes/poll?cursor={head}&timeout=300", server.url))
+            .bearer_auth(&idler.token);
         held.push(tokio::spawn(async move { req.send().await.map(|r| r.status()) }));
     }
-    // Wait until the server holds them all: its RSS stops growing.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = 0.0;
+    // Premise: the server holds every one (a connection each), none answered.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let answered = held.iter().filter(|h| h.is_finished()).count();
+        anyhow::ensure!(answered == 0, "{answered} idle polls were answered: they are not held");
+        if open_fds(pid) >= fds_before + idle {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the server holds {} connections of {idle} polls (is `ulimit -n` high enough for the server and \
+             this process?)",
+            open_fds(pid).saturating_sub(fds_before)
+        );
+    }
+    // Give the handlers a moment to park, then read memory once it is still.
+    let mut last = rss_mib(pid);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let now = rss_mib(pid);
-        if (now - last).abs() < 0.5 || Instant::now() > deadline {
+        if (now - last).abs() < 0.5 {
             break;
         }
         last = now;
     }
     let rss_held = rss_mib(pid);
-    println!("server RSS: {rss_before:.0} MiB at start, {rss_held:.0} MiB with {idle} long polls held");
+    println!(
+        "server RSS: {rss_before:.0} MiB at start, {rss_held:.0} MiB with {idle} long polls held ({:.1} KiB per held poll)",
+        (rss_held - rss_before) * 1024.0 / idle as f64
+    );
 
     // Wake-ups: bob's device 1 polls, bob's device 2 commits.
     let poller = Client::user(&server, "bob", "poller").await?;
@@ -453,6 +495,10 @@ async fn longpoll(idle: usize, samples: usize) -> anyhow::Result<()> {
     println!("server RSS at the end: {:.0} MiB", rss_mib(pid));
     let still_held = held.iter().filter(|h| !h.is_finished()).count();
     println!("idle polls still held: {still_held} of {idle}");
+    anyhow::ensure!(
+        still_held == idle,
+        "only {still_held} of {idle} idle polls were held while waking: the figures above do not hold"
+    );
     for h in held {
         h.abort();
     }

@@ -176,9 +176,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         remote.clone(),
     ));
     let notices = Arc::new(tokio::sync::Notify::new());
-    if config.notifications {
-        tokio::spawn(crate::desktop::notifier(Arc::clone(&status), Arc::clone(&notices)));
-    }
+    tokio::spawn(crate::desktop::notifier(Arc::clone(&status), Arc::clone(&notices), config.notifications));
     // Set up once the folder is there (and again each time it comes back).
     let mut _watcher: Option<notify::RecommendedWatcher> = None;
     let mut folder_ok = false;

@@ -115,8 +115,9 @@ pub async fn show_in_folder(file: &Path) {
 }
 
 /// Tells the person about conflict copies the daemon made, each burst
-/// once; woken by `poke` after every sync round.
-pub async fn notifier(status: Arc<Mutex<Status>>, poke: Arc<tokio::sync::Notify>) {
+/// once; woken by `poke` after every sync round. With `show` off (the
+/// person switched notifications off) each burst is only logged.
+pub async fn notifier(status: Arc<Mutex<Status>>, poke: Arc<tokio::sync::Notify>, show_them: bool) {
     let lists =
         |s: &Arc<Mutex<Status>>| s.lock().map(|s| (s.conflicts.clone(), s.share_news.clone())).unwrap_or_default();
     let folder = status.lock().map(|s| PathBuf::from(&s.folder)).unwrap_or_default();
@@ -137,7 +138,17 @@ pub async fn notifier(status: Arc<Mutex<Status>>, poke: Arc<tokio::sync::Notify>
         let reveal = new.first().map(|p| folder.join(p));
         let notices =
             [conflict_notice(new).map(|n| (n, reveal)), share_notice(&n[seen.1.min(n.len())..]).map(|n| (n, None))];
+        // Logged whether shown or not: the end of a burst, which tests await.
+        tracing::info!(
+            "news burst: {} conflict copies, {} shared-folder news{}",
+            new.len(),
+            n.len().saturating_sub(seen.1),
+            if show_them { "" } else { " (notifications are off: not shown)" }
+        );
         seen = (c.len(), n.len());
+        if !show_them {
+            continue;
+        }
         for ((summary, body), reveal) in notices.into_iter().flatten() {
             match show(&summary, &body, reveal).await {
                 Ok(()) => tracing::debug!(%summary, "notified"),

@@ -54,13 +54,17 @@ impl Limiter {
 
     /// How long `n` more bytes must wait (and takes them).
     fn charge(&self, n: usize) -> Duration {
+        self.charge_at(n, Instant::now())
+    }
+
+    /// [`Limiter::charge`] at `now` (a test gives its own clock).
+    fn charge_at(&self, n: usize, now: Instant) -> Duration {
         let mut b = self.bucket.lock().expect("limiter poisoned");
         let Some(rate) = b.rate else { return Duration::ZERO };
-        let now = Instant::now();
         let rate = rate as f64;
         // What the rate has paid since, keeping at most a quarter second's worth.
         let burst = (rate / 4.0).max(PIECE as f64);
-        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(burst);
+        b.tokens = (b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate).min(burst);
         b.last = now;
         b.tokens -= n as f64;
         if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / rate) }
@@ -430,9 +434,13 @@ mod tests {
         let l = Limiter::default();
         assert_eq!(l.charge(1 << 30), Duration::ZERO, "unlimited");
         l.set(Some(1_000_000));
-        // A quarter second's worth may pass at once at most; the rest waits.
-        let w = l.charge(1_000_000);
-        assert!(w > Duration::from_millis(900) && w <= Duration::from_secs(1), "{w:?}");
+        let start = l.bucket.lock().expect("limiter").last;
+        // Nothing paid yet: a second's worth waits a second.
+        assert_eq!(l.charge_at(1_000_000, start), Duration::from_secs(1));
+        // Two seconds on, at most a quarter second's worth was kept: the
+        // next second's worth waits three quarters.
+        let w = l.charge_at(1_000_000, start + Duration::from_secs(3));
+        assert_eq!(w.as_millis(), 750, "{w:?}");
     }
 }
 

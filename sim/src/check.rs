@@ -67,6 +67,9 @@ impl World {
 
     /// The invariants, after quiescence.
     pub(crate) fn check(&mut self) -> Result<(), Violation> {
+        if let Some(alarm) = self.ledger.false_alarms.first() {
+            return Err(self.violation(format!("the mass-deletion guard fired on deletions nobody made: {alarm}")));
+        }
         let mut trees = Vec::new();
         let mut history = HashSet::new();
         for u in 0..self.users {
@@ -89,10 +92,9 @@ impl World {
             let server = all[dev.user];
             let fs = dev.disk.user();
             let local = digest_tree(&fs);
-            // What this disk cannot hold stays on the server only.
-            let rules = fs.rules();
-            let server: Digest =
-                server.iter().filter(|(p, _)| rules.refuses_path(p).is_none()).map(|(p, v)| (p.clone(), *v)).collect();
+            // What this disk cannot hold stays on the server only (by the
+            // disk model's rules: an engine refusing more fails here).
+            let server: Digest = server.iter().filter(|(p, _)| fs.holds(p)).map(|(p, v)| (p.clone(), *v)).collect();
             if local != server {
                 let mut diff = Vec::new();
                 for (p, v) in &server {
@@ -140,13 +142,19 @@ impl World {
                 }
             }
         }
-        let on_server: HashSet<ContentHash> =
-            trees.iter().flat_map(|t| t.values().map(|v| v.1)).chain(history).collect();
-        let mut lost: Vec<&String> =
-            self.ledger.must_survive.iter().filter(|(h, _)| !on_server.contains(*h)).map(|(_, what)| what).collect();
+        // Strict: what users wrote and did not destroy themselves is live
+        // (at its path or in a conflict copy); in history only is lost.
+        let live: HashSet<ContentHash> = trees.iter().flat_map(|t| t.values().map(|v| v.1)).collect();
+        let mut lost: Vec<String> = self
+            .ledger
+            .must_survive
+            .iter()
+            .filter(|(h, _)| !live.contains(*h))
+            .map(|(h, what)| format!("{what}{}", if history.contains(h) { " (in history only)" } else { "" }))
+            .collect();
         if !lost.is_empty() {
             lost.sort();
-            return Err(self.violation(format!("lost what users wrote: {lost:?}")));
+            return Err(self.violation(format!("lost what users wrote: {lost:?}\n{}", self.journal_lines().join("\n"))));
         }
         Ok(())
     }

@@ -196,6 +196,26 @@ pub struct Fs {
     pub placed: Vec<(DiskPath, Arc<Vec<u8>>)>,
 }
 
+/// Whether Windows (NTFS, FAT, exFAT) refuses `name`, from its own
+/// documentation ("Naming Files, Paths, and Namespaces"), written apart from
+/// `ferry_client::names`: the characters `<>:"/\|?*` and those below 32; a
+/// name ending in a space or a dot; the device names CON, PRN, AUX, NUL,
+/// COM1–COM9 and LPT1–LPT9, alone or before an extension, in any case.
+pub fn windows_cannot_store(name: &str) -> bool {
+    const DEVICES: [&str; 22] = [
+        "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8", "com9", "lpt1",
+        "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+    ];
+    if name.chars().any(|c| (c as u32) < 32 || "<>:\"/\\|?*".contains(c)) {
+        return true;
+    }
+    if name.ends_with(' ') || name.ends_with('.') {
+        return true;
+    }
+    let base = name.split('.').next().unwrap_or_default().trim_end_matches(' ').to_lowercase();
+    DEVICES.contains(&base.as_str())
+}
+
 /// The device's folder: shared state plus the device clock (for mtimes).
 #[derive(Clone)]
 pub struct SimDisk {
@@ -214,9 +234,16 @@ impl Fs {
         self.next_inode
     }
 
-    /// Which names this disk holds.
+    /// The rules this disk tells the engine it follows.
     pub fn rules(&self) -> NameRules {
         if self.windows { NameRules::Windows } else { NameRules::Posix }
+    }
+
+    /// Whether this disk can hold `path`: the model's own rules
+    /// ([`windows_cannot_store`]), not the engine's, so that an engine that
+    /// refuses too much leaves a file missing and fails the check.
+    pub fn holds(&self, path: &ferry_shared::RelPath) -> bool {
+        !self.windows || !path.segments().any(windows_cannot_store)
     }
 
     fn check_mounted(&self, p: impl std::fmt::Display) -> io::Result<()> {
@@ -225,9 +252,11 @@ impl Fs {
 
     /// A new name must be one this disk can hold.
     fn check_name(&self, p: &DiskPath) -> io::Result<()> {
-        match p.name().and_then(|n| self.rules().refuses(n)) {
-            Some(why) => Err(err(io::ErrorKind::InvalidFilename, &why, p)),
-            None => Ok(()),
+        match p.name() {
+            Some(n) if self.windows && windows_cannot_store(n) => {
+                Err(err(io::ErrorKind::InvalidFilename, "Windows cannot store this name", p))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -347,7 +376,7 @@ impl Fs {
         }
     }
 
-    fn keys_under(&self, p: &DiskPath) -> Vec<DiskPath> {
+    pub(crate) fn keys_under(&self, p: &DiskPath) -> Vec<DiskPath> {
         subtree(&self.nodes, p)
     }
 

@@ -10,8 +10,14 @@
 //! then the checks of [`World::check`]:
 //! - every device and the server show the same tree (names, kinds, contents,
 //!   executable bits);
-//! - everything a user wrote and did not destroy themselves is on the server
-//!   (at its path, in a conflict copy, or in history);
+//! - everything a user wrote and did not destroy themselves is in a live
+//!   tree on the server, at its path or in a conflict copy: in history only
+//!   is lost (empty files, all alike, are not told apart);
+//! - the mass-deletion guard fires only where a user removed items (the
+//!   simulated user confirms those, as a person would; a pause on a disk
+//!   whose user removed nothing is reported);
+//! - what each disk can hold is judged by the disk model's own name rules,
+//!   not the engine's;
 //! - nothing the engine made visible at a path was partial or corrupt (every
 //!   file it placed is byte-for-byte something a user wrote);
 //! - no partial download is left behind.
@@ -108,6 +114,9 @@ pub struct Faults {
     pub stale_edits: u32,
     /// Shares made, roles changed, members revoked or leaving (two users).
     pub share_changes: u32,
+    /// Mass-deletion pauses the simulated user confirmed (not a fault: how
+    /// often the guard was exercised).
+    pub deletes_confirmed: u32,
 }
 
 impl Faults {
@@ -139,6 +148,7 @@ impl Faults {
         self.clock_jumps += o.clock_jumps;
         self.stale_edits += o.stale_edits;
         self.share_changes += o.share_changes;
+        self.deletes_confirmed += o.deletes_confirmed;
     }
 }
 
@@ -220,6 +230,9 @@ struct Device {
     fresh: bool,
     /// The user answered a mass-deletion pause with `--confirm-deletes`.
     confirm: bool,
+    /// Items the user deleted or moved on this disk since its last round
+    /// that ended well: a person confirms a mass-deletion pause only then.
+    removed_since_round: usize,
     woken: Arc<Flag>,
     last: Option<RoundStats>,
     /// The engine's prefetches (streaming sync), kept while a round runs.
@@ -243,12 +256,20 @@ enum Task {
 /// that histories stream often).
 const SIM_STREAM_MIN: u64 = 48 << 10;
 
+/// Deletions a round makes on the server without asking (a daemon's
+/// default is 1,000).
+const SIM_MAX_DELETES: usize = 6;
+
 /// Contents users wrote, and which of them must never be lost.
 #[derive(Default)]
 struct Ledger {
     written: HashSet<ContentHash>,
-    /// Written and not destroyed by a user since.
+    /// Written and not destroyed by a user since: each must be in a live
+    /// tree at quiescence (history does not count).
     must_survive: HashMap<ContentHash, String>,
+    /// Mass-deletion pauses on a disk whose user had removed nothing: the
+    /// engine took something for deleted that no one deleted.
+    false_alarms: Vec<String>,
 }
 
 pub struct World {
@@ -347,6 +368,7 @@ impl World {
                     round: None,
                     fresh: true,
                     confirm: false,
+                    removed_since_round: 0,
                     woken: Arc::default(),
                     last: None,
                     prefetches: None,
@@ -452,7 +474,9 @@ impl World {
             (dev.disk.clone(), dev.api.clone(), dev.clock.clone()),
             dev.name.clone(),
             &dev.state_db,
-            (1000, 0.5),
+            // Low, so that the guard fires in short histories: a user who
+            // removes a folder of several items answers its pause.
+            (SIM_MAX_DELETES, 0.5),
             status,
         )?;
         engine.stream_min = SIM_STREAM_MIN;
@@ -494,14 +518,24 @@ impl World {
                 dev.engine = Some(engine);
                 dev.fresh = false;
                 dev.last = Some(stats);
+                dev.removed_since_round = 0;
                 self.log(format!("{name} round done: {stats:?}"));
             }
             Err(e) if e.downcast_ref::<MassDelete>().is_some() => {
                 dev.engine = Some(engine);
                 dev.fresh = false; // the pause comes after start-up
-                dev.confirm = true;
                 dev.last = None;
-                self.log(format!("{name} paused ({e}); the user confirms"));
+                // A person confirms only deletions they made; a pause with
+                // none is reported (and left unconfirmed: nothing is deleted).
+                if dev.removed_since_round > 0 {
+                    dev.confirm = true;
+                    self.faults.deletes_confirmed += 1;
+                    self.log(format!("{name} paused ({e}); the user, who removed items, confirms"));
+                } else {
+                    let alarm = format!("{name} paused ({e}) though its user removed nothing");
+                    self.ledger.false_alarms.push(alarm.clone());
+                    self.log(alarm);
+                }
             }
             Err(e) if matches!(e.downcast_ref::<FolderUnavailable>(), Some(FolderUnavailable::Missing(_))) => {
                 // The daemon stays up and starts afresh once the folder is back.

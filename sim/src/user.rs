@@ -242,6 +242,7 @@ impl World {
                 if gone.is_empty() {
                     return None;
                 }
+                self.devices[d].removed_since_round += gone.len();
                 self.forget(&gone);
                 format!("deletes {p} ({} items)", gone.len())
             }
@@ -260,7 +261,10 @@ impl World {
                 if fs.resolve(&to).is_some_and(|t| Some(t) != fs.resolve(&from)) {
                     return None;
                 }
+                let moved = fs.keys_under(&from).len().max(1);
                 fs.rename(&from, &to).ok()?;
+                drop(fs);
+                self.devices[d].removed_since_round += moved;
                 format!("moves {from} to {to}")
             }
             UserOp::Swap { a, b } => {

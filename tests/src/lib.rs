@@ -31,6 +31,22 @@ pub fn binary(name: &str) -> PathBuf {
     p
 }
 
+/// Skips the calling test because `why` (a tool or a privilege it needs is
+/// missing), saying so on stderr and in `$FERRY_SKIP_LOG` (which `.ci/run`
+/// prints at the end). Under `CI=true` nothing may skip: this panics.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test} cannot run: {why} (CI=true: no test may skip; .ci/run installs what tests need)");
+    }
+    eprintln!("skipped {test}: {why}");
+    if let Ok(log) = std::env::var("FERRY_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{test}: {why}");
+        }
+    }
+}
+
 /// A running `ferry-server` with its own data directory.
 pub struct Server {
     pub url: String,
@@ -68,7 +84,16 @@ impl Server {
         Self::start_listening(data, "127.0.0.1:0", extra)
     }
 
+    /// [`Server::start_with`] with more environment variables.
+    pub fn start_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        Self::start_listening_env(data, "127.0.0.1:0", extra, env)
+    }
+
     fn start_listening(data: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<Server> {
+        Self::start_listening_env(data, listen, extra, &[])
+    }
+
+    fn start_listening_env(data: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let stderr_log = data.join(format!("server-{}.log", rand_suffix()));
         let mut child = Command::new(binary("ferry-server"))
@@ -76,6 +101,7 @@ impl Server {
             .arg(data)
             .args(extra)
             .env("RUST_LOG", "info,ferry_server=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log)?)
             .spawn()
@@ -350,6 +376,18 @@ impl Daemon {
         dir: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Daemon> {
+        Daemon::start_with_password(url, user, &format!("password-{user}"), device, dir, env)
+    }
+
+    /// [`Daemon::start_with_env`] for a user whose password is `password`.
+    pub fn start_with_password(
+        url: &str,
+        user: &str,
+        password: &str,
+        device: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
         use std::io::Write;
         let home = dir.join(format!("home-{device}"));
         let folder = dir.join(format!("folder-{device}"));
@@ -361,7 +399,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
-        login.stdin.take().expect("piped").write_all(format!("password-{user}\n").as_bytes())?;
+        login.stdin.take().expect("piped").write_all(format!("{password}\n").as_bytes())?;
         let out = login.wait_with_output()?;
         if !out.status.success() {
             bail!("ferry login failed: {}", String::from_utf8_lossy(&out.stderr));

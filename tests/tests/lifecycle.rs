@@ -1,10 +1,13 @@
 //! Server lifecycle over real processes: HTTPS with rustls, graceful shutdown
-//! releasing long polls.
+//! releasing long polls, the README's first command (`quickstart` of both
+//! binaries), a public URL behind a proxy that rewrites the Host, and the
+//! refusal to serve plain HTTP beyond loopback.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use ferry_tests::{Client, Server, add_user};
+use ferry_tests::{Client, Daemon, Server, add_user, binary, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_given_certificate() {
@@ -21,7 +24,7 @@ async fn serves_https_with_given_certificate() {
         .stderr(std::process::Stdio::null())
         .status();
     if !status.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("openssl is not available; skipping the HTTPS test");
+        ferry_tests::skip("serves_https_with_given_certificate", "openssl cannot make a certificate here");
         return;
     }
     let data = tmp.path().join("data");
@@ -96,4 +99,206 @@ async fn graceful_shutdown_answers_long_polls() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["changes"], false);
     stopped.await.unwrap();
+}
+
+/// A port free on 127.0.0.1 now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Kills a child on drop (a test that fails leaves nothing running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The value after `key` on a line of `text`.
+fn after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| l.split_once(key).map(|(_, v)| v.trim()))
+}
+
+/// `ferry quickstart` from a clean home: it starts the embedded server,
+/// creates `me`, prints where the credentials are; a second device logs in
+/// with them and syncs; the same command again resumes (same server, same
+/// user, the second device reconnects).
+#[test]
+fn ferry_quickstart_starts_from_a_clean_home_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, folder, out) = (tmp.path().join("home"), tmp.path().join("Ferry"), tmp.path().join("quickstart.out"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let start = |log: &Path| {
+        Running(
+            Command::new(binary("ferry"))
+                .args(["quickstart", "--listen", &addr, "--folder"])
+                .arg(&folder)
+                .env("FERRY_HOME", &home)
+                .env("HOME", tmp.path())
+                .stdout(std::fs::File::create(log).unwrap())
+                .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+                .spawn()
+                .expect("ferry quickstart"),
+        )
+    };
+    let first = start(&out);
+    wait_until(Duration::from_secs(60), "quickstart to print the credentials", || {
+        read(&out).contains("credentials (user and password): ")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&out), read(&out.with_extension("err"))));
+    let text = read(&out);
+    let creds = after(&text, "credentials (user and password): ").expect("credentials line").to_owned();
+    let url = after(&text, "server (web API): ").and_then(|v| v.split_whitespace().next()).expect("url").to_owned();
+    assert_eq!(url, format!("http://{addr}"));
+    let creds_text = read(Path::new(&creds));
+    assert_eq!(after(&creds_text, "user:"), Some("me"), "{creds_text}");
+    let password = after(&creds_text, "password:").expect("a password line").to_owned();
+
+    let phone = Daemon::start_with_password(&url, "me", &password, "phone", tmp.path(), &[]).expect("second device");
+    std::fs::write(folder.join("hello.txt"), "from the quickstart device").unwrap();
+    wait_until(Duration::from_secs(60), "hello.txt on the second device", || phone.path("hello.txt").exists())
+        .unwrap_or_else(|e| panic!("{e}\n{}", phone.log()));
+
+    // Stopped and started again: it resumes, nothing asked, nothing lost.
+    drop(first);
+    let out2 = tmp.path().join("quickstart-again.out");
+    let _second = start(&out2);
+    wait_until(Duration::from_secs(60), "the second quickstart to resume", || {
+        read(&out2)
+            .contains(&format!("Ferry is syncing {} with {url}", std::fs::canonicalize(&folder).unwrap().display()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&out2), read(&out2.with_extension("err"))));
+    std::fs::write(phone.path("back.txt"), "from the second device").unwrap();
+    wait_until(Duration::from_secs(60), "back.txt on the quickstart device", || folder.join("back.txt").exists())
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", phone.log(), read(&out2.with_extension("err"))));
+    assert_eq!(read(&folder.join("hello.txt")), "from the quickstart device");
+}
+
+/// `ferry-server quickstart`: creates `me` with a password in
+/// `credentials.txt` (private), serves; a second start keeps the user and
+/// the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_quickstart_creates_a_user_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ferry-data");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{addr}");
+    let start = || {
+        let child = Command::new(binary("ferry-server"))
+            .args(["quickstart", "--listen", &addr, "--data"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferry-server quickstart");
+        Running(child)
+    };
+    let health = |url: String| async move {
+        for _ in 0..600 {
+            if reqwest::get(format!("{url}/health")).await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the quickstart server never answered on {url}");
+    };
+    let first = start();
+    health(url.clone()).await;
+    let creds = data.join("credentials.txt");
+    let text = read(&creds);
+    let password = after(&text, "password:").expect("a password").to_owned();
+    assert_eq!(std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777, 0o600, "credentials are private");
+    Client::login(&url, "me", &password, "first").await.expect("the printed credentials log in");
+    drop(first);
+    let _second = start();
+    health(url.clone()).await;
+    assert_eq!(read(&creds), text, "a second start keeps the credentials");
+    Client::login(&url, "me", &password, "second").await.expect("the same password after a restart");
+}
+
+/// Behind a proxy that rewrites the Host (as nginx does with `proxy_pass`
+/// and no `proxy_set_header Host`), `--public-url` names the addresses
+/// given to clients: links, resumable upload sessions; a browser session
+/// cookie is Secure when the public URL is https.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_url_names_what_clients_are_given() {
+    let public = "https://files.example.test";
+    let server = Server::start_args(&["--public-url", public]).unwrap();
+    let alice = Client::user(&server, "alice", "laptop").await.unwrap();
+    let internal = "backend.internal:8080";
+    alice.put_small("doc.txt", b"shared", None).await.unwrap();
+    let link: serde_json::Value = alice
+        .post("/links")
+        .header("host", internal)
+        .json(&serde_json::json!({"path": "doc.txt"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = link["url"].as_str().expect("a link url");
+    assert!(url.starts_with(&format!("{public}/l/")), "{url}");
+    let resp = alice
+        .post("/files/upload?uploadType=resumable")
+        .header("host", internal)
+        .json(&serde_json::json!({"path": "big.bin", "size": 10}))
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(location.starts_with(&format!("{public}/files/upload?")), "{} {location}", resp.status());
+    let resp = reqwest::Client::new()
+        .post(format!("{}/auth/session", server.url))
+        .header("host", internal)
+        .json(&serde_json::json!({"username": "alice", "password": "password-alice"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(cookie.contains("; Secure"), "{} {cookie}", resp.status());
+    // Without a public URL, the request's Host names them.
+    let plain = Server::start().unwrap();
+    let alice = Client::user(&plain, "alice", "laptop").await.unwrap();
+    alice.put_small("doc.txt", b"x", None).await.unwrap();
+    let link: serde_json::Value =
+        alice.post("/links").json(&serde_json::json!({"path": "doc.txt"})).send().await.unwrap().json().await.unwrap();
+    assert!(link["url"].as_str().is_some_and(|u| u.starts_with(&format!("{}/l/", plain.url))), "{link}");
+}
+
+/// Plain HTTP beyond loopback is refused with a message saying what to do;
+/// `--insecure-http` (behind a TLS-terminating proxy) allows it.
+#[test]
+fn plain_http_beyond_loopback_needs_insecure_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    add_user(&data, "alice", "password-alice", None).unwrap();
+    let out = Command::new(binary("ferry-server"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "plain HTTP on 0.0.0.0 was served");
+    assert!(err.contains("--insecure-http") && err.contains("--tls-cert"), "{err}");
+    let mut child = Running(
+        Command::new(binary("ferry-server"))
+            .args(["serve", "--listen", "0.0.0.0:0", "--insecure-http", "--data"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    let stdout = child.0.stdout.take().expect("piped");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    assert!(line.contains("http://"), "--insecure-http did not let the server start: {line:?}");
 }

@@ -49,7 +49,10 @@ impl Drop for SmallDisk {
 fn a_full_disk_is_reported_and_retried_never_read_as_deletions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(disk) = SmallDisk::mount(&dir.path().join("small"), "12m") else {
-        eprintln!("skipped: a small tmpfs cannot be mounted here (needs root)");
+        ferry_tests::skip(
+            "a_full_disk_is_reported_and_retried_never_read_as_deletions",
+            "a small tmpfs cannot be mounted here (needs root)",
+        );
         return;
     };
     let server = Server::start().expect("server");

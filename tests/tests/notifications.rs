@@ -111,7 +111,10 @@ fn conflict_copies_make_one_notification_per_burst() {
     wait_until(T, "five more conflict copies", || conflicts(&a) == 5).unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
     wait_until(T, "a second notification", || bus.notifications() >= 2)
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", bus.seen(), a.log()));
-    std::thread::sleep(ferry_client_batch() * 2);
+    // The notifier says when it has dealt with the five copies: only then
+    // does "no third notification" mean something.
+    wait_until(T, "the notifier to finish the second burst", || copies_in_bursts(&a.log()) >= 5)
+        .unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
     assert_eq!(bus.notifications(), 2, "one notification per burst:\n{}", bus.seen());
     assert!(bus.seen().contains("Ferry made 5 conflict copies"), "{}", bus.seen());
     // Nobody answered the calls (no notification service): syncing went on.
@@ -119,9 +122,13 @@ fn conflict_copies_make_one_notification_per_burst() {
     assert!(a.log().contains("cannot show desktop notifications"), "{}", a.log());
 }
 
-/// The notifier's batching window (`ferry_client::desktop::BATCH`).
-fn ferry_client_batch() -> Duration {
-    Duration::from_secs(2)
+/// Conflict copies in the bursts the notifier has ended (its log lines
+/// `news burst: N conflict copies, …`).
+fn copies_in_bursts(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| l.split("news burst: ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+        .sum()
 }
 
 #[test]
@@ -137,7 +144,9 @@ fn notifications_can_be_switched_off() {
     std::fs::write(&config, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     edit_both(&rt, &other, &mut a, &names);
     wait_until(T, "a conflict copy", || conflicts(&a) == 1).unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
-    std::thread::sleep(ferry_client_batch() * 2);
+    wait_until(T, "the notifier to end the burst", || copies_in_bursts(&a.log()) == 1)
+        .unwrap_or_else(|e| panic!("{e}\n{}", a.log()));
+    assert!(a.log().contains("notifications are off: not shown"), "{}", a.log());
     assert_eq!(bus.notifications(), 0, "{}", bus.seen());
 }
 

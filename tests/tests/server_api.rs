@@ -1739,17 +1739,19 @@ async fn commit_over_quota_is_refused() -> TestResult {
     let server = Server::start()?;
     add_user(&server.data, "small", "password-small", Some("1MiB"))?;
     let small = Client::user(&server, "small", "dev1").await?;
-    let (a, b, c) = (pseudo_random(600_000, 61), pseudo_random(600_000, 62), pseudo_random(900_000, 63));
+    let (a, b, c) = (pseudo_random(150_000, 61), pseudo_random(950_000, 62), pseudo_random(880_000, 63));
     let ea = put_file(&small, "a.bin", &a, None).await?;
-    // 600 000 + 600 000 > 1 MiB.
-    let r = small.put_small("b.bin", &b, None).await?;
-    op_error(&r, 507, ErrorCode::QuotaExceeded);
+    // 150 000 + 950 000 > 1 MiB: the upload itself is refused, as uploaded
+    // blocks count against the quota until they are committed.
+    let err = small.put_small("b.bin", &b, None).await.expect_err("the upload is past the quota");
+    assert!(err.to_string().contains("507") && err.to_string().contains("quota_exceeded"), "{err}");
     expect_error(download(&small, "b.bin").await?, 404, "not_found").await?;
-    // Replacing counts only the difference: 900 000 fits.
+    // Replacing counts only the difference once committed: 880 000 fits.
     let ec = put_file(&small, "a.bin", &c, Some(ea.rev)).await?;
-    // Now even a small new file on top of 900 000 bytes is too much.
-    let r = small.put_small("tiny-but-too-much.bin", &pseudo_random(200_000, 64), None).await?;
-    op_error(&r, 507, ErrorCode::QuotaExceeded);
+    // Now even a small new file on top of 880 000 bytes is too much.
+    let err =
+        small.put_small("tiny-but-too-much.bin", &pseudo_random(200_000, 64), None).await.expect_err("past the quota");
+    assert!(err.to_string().contains("507"), "{err}");
     // Restoring the smaller revision frees space; deleting frees it all.
     ok_entry(&commit_one(&small, CommitOp::Restore { path: rp("a.bin"), rev: ea.rev }).await?);
     let r = commit_one(&small, CommitOp::Delete { path: rp("a.bin"), parent_rev: None }).await?;
@@ -1757,7 +1759,8 @@ async fn commit_over_quota_is_refused() -> TestResult {
     let eb = put_file(&small, "b.bin", &b, None).await?;
     assert_eq!(eb.size, b.len() as u64);
     assert_eq!(download_ok(&small, "b.bin").await?, b);
-    // Restoring the 900 000-byte revision next to b.bin would exceed the quota.
+    // Restoring the 880 000-byte revision next to b.bin would exceed the quota:
+    // its blocks are on the server, so this is the commit's own check.
     let r = commit_one(&small, CommitOp::Restore { path: rp("a.bin"), rev: ec.rev }).await?;
     op_error(&r, 507, ErrorCode::QuotaExceeded);
     // The same puts are fine for a user with the default quota.
@@ -1842,7 +1845,13 @@ async fn pending_uploads_are_announced_waited_for_and_dropped() -> TestResult {
         let (client, bid) = (dev_b.clone(), b.id);
         tokio::spawn(async move { client.get(&format!("/blocks/{bid}?wait=30")).send().await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server says the fetch is waiting (it looked, found nothing); only
+    // then is the block uploaded, so the answer below is a wake-up.
+    let since = std::time::Instant::now();
+    while !server.log().contains("a fetch waits for a block") {
+        assert!(since.elapsed() < DEADLINE, "the fetch never waited:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(!waiting.is_finished(), "the wait answered before the block was there");
     dev_a.upload_block(&data).await?;
     let resp = tokio::time::timeout(DEADLINE, waiting).await.context("the waiting fetch was not woken")???;

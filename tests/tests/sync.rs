@@ -36,6 +36,8 @@ struct Pair {
     b: Daemon,
     server: Server,
     dir: tempfile::TempDir,
+    /// A token of alice's for reading the server's tree (`server_tree`).
+    checker: std::sync::OnceLock<String>,
 }
 
 impl Pair {
@@ -45,7 +47,7 @@ impl Pair {
         std::fs::create_dir(dir.path().join("staging")).expect("staging dir");
         let a = Daemon::start(&server, "alice", "devA", dir.path()).expect("daemon A");
         let b = Daemon::start(&server, "alice", "devB", dir.path()).expect("daemon B");
-        Pair { a, b, server, dir }
+        Pair { a, b, server, dir, checker: std::sync::OnceLock::new() }
     }
 
     /// A scratch directory on the same file system, outside both folders
@@ -113,23 +115,96 @@ impl Pair {
         self.check_contained();
     }
 
-    /// Waits until B shows what A shows now (A being where the edits were made).
+    /// Waits until B and the server show what A shows now (A being where
+    /// the edits were made): A's disk is the expectation, and the server's
+    /// tree must agree with it, so a change A never sent (or the server
+    /// lost) fails here even when B matches A.
     fn settle_on_a(&self, what: &str) -> Snapshot {
         let expected = snapshot(&self.a.folder);
         self.settle(T, what, &expected);
+        let want: BTreeMap<String, String> = expected
+            .iter()
+            .map(|(k, v)| (nfc(k), if k.ends_with('/') { String::new() } else { content_hash(v) }))
+            .collect();
+        let mut last = BTreeMap::new();
+        let ok = wait_until(T, &format!("the server to hold {what}"), || {
+            last = self.server_tree();
+            last == want
+        });
+        if ok.is_err() {
+            let mut diff = Vec::new();
+            for (k, v) in &want {
+                match last.get(k) {
+                    None => diff.push(format!("missing on the server: {k}")),
+                    Some(s) if s != v => diff.push(format!("different on the server: {k}")),
+                    _ => {}
+                }
+            }
+            diff.extend(last.keys().filter(|k| !want.contains_key(*k)).map(|k| format!("only on the server: {k}")));
+            panic!("the server and A differ after {what}:\n{}{}", diff.join("\n"), self.logs());
+        }
         expected
     }
 
+    /// alice's tree on the server: `path` → content hash, `dir/` → "".
+    fn server_tree(&self) -> BTreeMap<String, String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let token = match self.checker.get() {
+                Some(t) => t.clone(),
+                None => {
+                    let c = Client::user(&self.server, "alice", "checker").await.expect("login");
+                    self.checker.get_or_init(|| c.token).clone()
+                }
+            };
+            let alice = Client { http: reqwest::Client::new(), url: self.server.url.clone(), token, login: None };
+            let mut out = BTreeMap::new();
+            let mut folders = vec![String::new()];
+            while let Some(folder) = folders.pop() {
+                let mut url = reqwest::Url::parse(&format!("{}/files/list", alice.url)).expect("url");
+                url.query_pairs_mut().append_pair("path", &folder);
+                let listing: Value = alice
+                    .http
+                    .get(url)
+                    .bearer_auth(&alice.token)
+                    .send()
+                    .await
+                    .expect("list")
+                    .json()
+                    .await
+                    .expect("listing");
+                for e in listing["entries"].as_array().expect("entries") {
+                    let path = e["path"].as_str().expect("path").to_owned();
+                    if e["kind"] == "dir" {
+                        out.insert(format!("{path}/"), String::new());
+                        folders.push(path);
+                    } else {
+                        out.insert(path, e["hash"].as_str().expect("hash").to_owned());
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    /// Both daemons come to rest: idle (or paused, when a test paused one),
+    /// never in error.
     fn check_states(&self) {
         for d in [&self.a, &self.b] {
-            let s = d.status().expect("ferry status --json");
-            let state = s["state"].as_str().unwrap_or_default();
-            assert!(["idle", "syncing", "paused", "offline", "error"].contains(&state), "bad state in {s}");
+            let mut last = Value::Null;
+            let rested = wait_until(T, "the daemon to come to rest", || {
+                last = d.status().unwrap_or_default();
+                matches!(last["state"].as_str(), Some("idle" | "paused"))
+            });
+            if rested.is_err() {
+                panic!("a daemon did not come to rest after settling: {last}{}", self.logs());
+            }
         }
     }
 
     /// Nothing besides the two homes, the two folders and the staging area
-    /// appears in the parent directory; no Ferry temp file is left over.
+    /// appears in the parent directory; no Ferry temp file is left over in
+    /// either folder (downloads are written beside their targets).
     fn check_contained(&self) {
         let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
             .expect("read tempdir")
@@ -140,6 +215,10 @@ impl Pair {
         let canonical = std::fs::canonicalize(self.dir.path()).expect("canonical tempdir");
         assert_eq!(self.a.folder, canonical.join("folder-devA"));
         assert_eq!(self.b.folder, canonical.join("folder-devB"));
+        for folder in [&self.a.folder, &self.b.folder] {
+            let temps = leftover_temps(folder);
+            assert!(temps.is_empty(), "temp files left in {}: {temps:?}", folder.display());
+        }
     }
 
     /// Pauses `d` and waits until its status says so.
@@ -179,6 +258,28 @@ fn write(path: &Path, data: impl AsRef<[u8]>) {
 
 fn read(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
+}
+
+/// Ferry's temp files (`.ferry-tmp-…`, `.ferry-resolve-…`) anywhere under `dir`.
+fn leftover_temps(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".ferry-tmp-") || name.starts_with(".ferry-resolve-") {
+            out.push(p);
+        } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(leftover_temps(&p));
+        }
+    }
+    out
+}
+
+/// A snapshot key as the server spells it (NFC; folders keep their `/`).
+fn nfc(key: &str) -> String {
+    let (path, slash) = key.strip_suffix('/').map_or((key, ""), |p| (p, "/"));
+    let p = ferry_shared::RelPath::parse(path).map(|p| p.to_string()).unwrap_or_else(|_| path.to_owned());
+    format!("{p}{slash}")
 }
 
 /// Ferry's content hash of `data` (what the server reports as `hash`).
@@ -650,6 +751,56 @@ fn an_edit_wins_over_a_delete() {
     ]
     .into();
     p.settle(T, "the edit on both", &expected);
+}
+
+/// The mass-deletion guard: a folder that vanishes (an unmounted disk)
+/// deletes nothing and syncing goes on when it is back; 1,200 files removed
+/// at once pause the daemon with nothing deleted anywhere, until the person
+/// runs `ferry resume --confirm-deletes`.
+#[test]
+fn mass_deletions_wait_for_the_person() {
+    let p = Pair::start();
+    let staged = p.staging("many");
+    std::fs::create_dir(&staged).unwrap();
+    for i in 0..1200 {
+        write(&staged.join(format!("f{i:04}.txt")), format!("file {i}"));
+    }
+    std::fs::rename(&staged, p.a.path("many")).unwrap();
+    write(&p.a.path("keep.txt"), "stays");
+    let count = |d: &Daemon| std::fs::read_dir(d.path("many")).map(|r| r.count()).unwrap_or(0);
+    p.wait_every(BIG_T, Duration::from_millis(200), "1,200 files on B", || count(&p.b) == 1200);
+    p.settle_on_a("1,200 files");
+
+    // Unmounted: the folder is gone (moved away), then back.
+    let away = p.staging("unmounted");
+    std::fs::rename(&p.a.folder, &away).unwrap();
+    // A write in the moved folder wakes the watcher: A looks, finds no folder.
+    write(&away.join("moved.txt"), "written where the folder went");
+    p.wait(T, "A to say its folder is missing", || p.a.log().contains("the sync folder is unavailable"));
+    assert!(p.a.status().is_ok_and(|s| s["state"] == "error"), "A shows the missing folder");
+    std::fs::rename(&away, &p.a.folder).unwrap();
+    write(&p.a.path("after.txt"), "written once the folder was back");
+    p.wait(T, "after.txt on B", || p.b.path("after.txt").exists());
+    assert_eq!(count(&p.b), 1200, "an unmounted folder deleted files");
+
+    // Emptied at once: paused, nothing deleted on the server or on B.
+    std::fs::remove_dir_all(p.a.path("many")).unwrap();
+    let mut last = Value::Null;
+    p.wait(T, "A to pause for the deletions", || {
+        last = p.a.status().unwrap_or_default();
+        last["state"] == "paused"
+    });
+    assert!(last.to_string().contains("--confirm-deletes"), "the pause tells what to run: {last}");
+    assert_eq!(count(&p.b), 1200, "B lost files before anyone confirmed");
+    assert!(!server_deleted(&p.a, "many/f0000.txt"), "the server deleted before anyone confirmed");
+    // Paused, A still sends nothing else: a new file stays on A.
+    write(&p.a.path("while-paused.txt"), "waits");
+    p.a.ferry(&["resume", "--confirm-deletes"]).expect("ferry resume --confirm-deletes");
+    p.wait_every(T, Duration::from_millis(200), "the deletions on B", || count(&p.b) == 0);
+    assert!(server_deleted(&p.a, "many/f0000.txt"));
+    p.settle_on_a("the confirmed deletions");
+    assert_eq!(read(&p.b.path("while-paused.txt")).as_deref(), Some(&b"waits"[..]));
+    assert_eq!(read(&p.b.path("keep.txt")).as_deref(), Some(&b"stays"[..]));
 }
 
 // ---------------------------------------------------------------------------

@@ -35,10 +35,17 @@ const failures = [];
 /// Every API call the pages made (`METHOD /path`), checked against /openapi.json.
 const called = new Set();
 const pages = [];
+/// Page errors and console errors: any one fails the step it happened in.
+const pageErrors = [];
+/// The API calls each page made, in order (`METHOD /path`).
+const sentBy = new WeakMap();
 async function step(name, fn) {
   const t0 = Date.now();
+  const errorsBefore = pageErrors.length;
   try {
     await fn();
+    const errors = pageErrors.slice(errorsBefore);
+    if (errors.length) throw new Error(`errors on the page:\n  ${errors.join('\n  ')}`);
     console.log(`ok   ${name} (${Date.now() - t0} ms)`);
   } catch (e) {
     failures.push(name);
@@ -62,11 +69,19 @@ async function newPage(options = {}) {
   const context = await browser.newContext({ baseURL: URL_, acceptDownloads: true, ...options });
   const page = await context.newPage();
   page.setDefaultTimeout(20000);
-  page.on('pageerror', (e) => console.log(`page error: ${e.message}`));
+  page.on('pageerror', (e) => pageErrors.push(`page error: ${e.message}`));
+  // An answer the app expects (a 404 it shows as a message) is not an error
+  // of the page: the browser's own "Failed to load resource" lines are left out.
   page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource')
-    && console.log(`console error: ${m.text()}`));
+    && pageErrors.push(`console error: ${m.text()}`));
+  const sent = [];
+  sentBy.set(page, sent);
   page.on('request', (r) => {
-    if (['fetch', 'xhr'].includes(r.resourceType())) called.add(`${r.method()} ${new URL(r.url()).pathname}`);
+    if (['fetch', 'xhr'].includes(r.resourceType())) {
+      const call = `${r.method()} ${new URL(r.url()).pathname}`;
+      called.add(call);
+      sent.push(call);
+    }
   });
   pages.push(page);
   return page;
@@ -293,6 +308,8 @@ await step('links: made in the page, opened without a session, with and without 
   await stranger.goto(locked);
   await stranger.fill('input[type=password]', 'wrong');
   await stranger.click('button[type=submit], input[type=submit]');
+  // The answer has come (the form again, saying so) before "nothing" is checked.
+  await stranger.locator('text=That password is not right').waitFor();
   check(!(await stranger.locator('a', { hasText: 'second.txt' }).count()), 'a wrong password shows nothing');
   await stranger.fill('input[type=password]', 'sesame');
   await stranger.click('button[type=submit], input[type=submit]');
@@ -331,7 +348,9 @@ await step('sizes over 10 GiB and over the quota are refused before sending', as
   await carol.setInputFiles('#pick-files', [{ name: 'two-mib.bin', mimeType: 'application/octet-stream',
     buffer: Buffer.alloc(2 << 20, 7) }]);
   await toastWith(carol, 'quota would be exceeded');
-  check(!(await carol.locator('.job').count()), 'nothing was sent');
+  check(!(await carol.locator('.job').count()), 'no upload is shown');
+  const uploads = sentBy.get(carol).filter((c) => /^(POST|PUT) \/(files\/upload|blocks|commit)/.test(c));
+  check(!uploads.length, `nothing was sent (the network saw ${uploads.join(', ')})`);
   await carol.context().close();
   pages.splice(pages.indexOf(carol), 1);
 });

@@ -183,6 +183,7 @@ pub async fn get_block(
     };
     let mut loc = find().await?;
     if loc.is_none() && !wait.is_zero() {
+        tracing::debug!(%id, secs = wait.as_secs(), "a fetch waits for a block");
         let deadline = tokio::time::Instant::now() + wait;
         while loc.is_none() {
             tokio::select! {
