@@ -155,15 +155,32 @@ fn move_subtree<V>(tree: &mut std::collections::BTreeMap<RelPath, V>, from: &Rel
     tree.extend(moved);
 }
 
+/// `p` is `q` or lies under it, with names compared as a case-insensitive
+/// disk compares them (a move into a twin of itself is a move into itself).
+fn within(p: &RelPath, q: &RelPath) -> bool {
+    if p.starts_with(q) {
+        return true;
+    }
+    let (mut ps, mut qs) = (p.segments(), q.segments());
+    loop {
+        match (ps.next(), qs.next()) {
+            (_, None) => return true,
+            (None, Some(_)) => return false,
+            (Some(a), Some(b)) if name_key(a) == name_key(b) => {}
+            _ => return false,
+        }
+    }
+}
+
 fn depth(p: &RelPath) -> usize {
     p.segments().count()
 }
 
-/// Plans the operations that reconcile `local` and `remote` through `synced`.
-pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan {
+/// Plans the operations that reconcile `disk` and `remote` through `synced`.
+pub fn plan(remote: &RemoteTree, disk: &LocalTree, synced: &SyncedTree) -> Plan {
     // Copied only when a move rewrites them (100,000-file trees are not small).
     let mut synced = Cow::Borrowed(synced);
-    let mut local = Cow::Borrowed(local);
+    let mut local = Cow::Borrowed(disk);
     let mut remote = Cow::Borrowed(remote);
     let mut ops = Vec::new();
 
@@ -178,6 +195,17 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
         .collect();
     drop(by_id);
     remote_moves.sort_by_key(|(_, to)| (depth(to), to.clone()));
+    // Names on disk by folder and folded name: a move onto a name another
+    // item holds on disk (differing only by case or normalization) waits
+    // until that item has moved aside, as a case-insensitive disk cannot
+    // hold both and the move would fail.
+    let mut disk_names: HashMap<(&str, Cow<str>), Vec<&RelPath>> = HashMap::new();
+    if !remote_moves.is_empty() {
+        for p in disk.keys() {
+            disk_names.entry(sibling_key(p)).or_default().push(p);
+        }
+    }
+    let mut waiting: Vec<RelPath> = Vec::new();
     for (from, to) in remote_moves {
         // A move of an enclosing folder may already have carried this one.
         let Some(s) = synced.get(&from) else { continue };
@@ -186,8 +214,15 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
             continue;
         }
         let Some(l) = local.get(&from) else { continue };
-        if !s.matches_local(l) || to.starts_with(&from) {
+        if !s.matches_local(l) || within(&to, &from) {
             continue; // changed on disk meanwhile: handled per path below
+        }
+        let taken = disk_names
+            .get(&sibling_key(&to))
+            .is_some_and(|qs| qs.iter().any(|q| **q != from && local.contains_key(*q)));
+        if taken {
+            waiting.extend([from, to]);
+            continue;
         }
         ops.push(Op::MoveLocal { from: from.clone(), to: to.clone() });
         move_subtree(synced.to_mut(), &from, &to);
@@ -196,7 +231,9 @@ pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan
 
     // Names that differ only by case or normalization between disk and
     // server: what gives way, what waits (see `contested_names`).
+    drop(disk_names);
     let Contested { twins, mut aside, mut held } = contested_names(&remote, &local, &synced);
+    held.extend(waiting);
 
     // 2. Moves on disk: the same inode at a new path, its old path gone.
     let by_inode: HashMap<u64, &RelPath> =
@@ -721,6 +758,23 @@ mod tests {
         assert!(ops.contains(&Op::Upload { path: p("DOCS/x"), parent_rev: None, size: 1 }));
         // Nothing else happens to what moves aside this round.
         assert!(!ops.iter().any(|o| o.path() == &p("Readme.md") && !matches!(o, Op::MoveAside { .. })));
+    }
+
+    #[test]
+    fn a_move_onto_a_twin_on_disk_waits_for_it_to_move_aside() {
+        // The server moved Notes.txt to "dir"; this disk has a new file "Dir",
+        // which a case-insensitive disk cannot hold beside "dir".
+        let mut c = Case::new().both("Notes.txt", file_r(5, 8, "h"), file_l(12, 1, 5));
+        c.remote.clear();
+        c.remote.insert(p("dir"), file_r(5, 12, "h"));
+        c.local.insert(p("Dir"), file_l(4, 2, 6));
+        let ops = c.plan().ops;
+        // "Dir" moves aside; the move and both of its paths wait a round
+        // (nothing is deleted, downloaded or recorded as agreed).
+        assert_eq!(ops, vec![Op::MoveAside { path: p("Dir") }]);
+        // Next round, with "Dir" gone, the move is made.
+        c.local.remove(&p("Dir"));
+        assert_eq!(c.plan().ops[0], Op::MoveLocal { from: p("Notes.txt"), to: p("dir") });
     }
 
     #[test]

@@ -81,9 +81,15 @@ impl World {
         if self.users > 1 {
             let (_, owners) = self.server_tree(0).map_err(|e| self.violation(format!("reading the server: {e:#}")))?;
             if let Some(h) = self.viewer_writes.iter().find(|h| owners.contains(*h)) {
+                let hex = h.to_hex();
+                let at = self.server.journal(0).ok().and_then(|j| {
+                    j.into_iter()
+                        .find(|c| c.entry.hash == hex)
+                        .map(|c| format!(" (at {}, rev {})", c.entry.path, c.entry.rev))
+                });
                 return Err(self.violation(format!(
-                    "user1 wrote {} in a folder shared with them read-only, and it reached its owner",
-                    h.to_hex()
+                    "user1 wrote {hex} in a folder shared with them read-only, and it reached its owner{}",
+                    at.unwrap_or_default()
                 )));
             }
         }

@@ -380,6 +380,18 @@ impl Fs {
         subtree(&self.nodes, p)
     }
 
+    /// The contents of the files at or under `p` (as resolved on this disk).
+    pub(crate) fn contents_under(&self, p: &DiskPath) -> Vec<ContentHash> {
+        let Some(p) = self.resolve(p) else { return Vec::new() };
+        subtree(&self.nodes, &p)
+            .iter()
+            .filter_map(|k| match self.nodes.get(k) {
+                Some(Node::File { data, .. }) => Some(content_hash(data)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// POSIX `rename(2)` on the tree (the target's folder must exist). On a
     /// case-insensitive disk, renaming an item to a twin of its own name
     /// changes how it is spelled, and a twin spelled otherwise is replaced.

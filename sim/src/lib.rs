@@ -12,7 +12,9 @@
 //!   executable bits);
 //! - everything a user wrote and did not destroy themselves is in a live
 //!   tree on the server, at its path or in a conflict copy: in history only
-//!   is lost (empty files, all alike, are not told apart);
+//!   is lost (empty files, all one content, are not told apart);
+//! - what the second user wrote in a folder shared with them read-only
+//!   never reaches its owner (unless they moved it where they may write);
 //! - the mass-deletion guard fires only where a user removed items (the
 //!   simulated user confirms those, as a person would; a pause on a disk
 //!   whose user removed nothing is reported);
@@ -231,7 +233,8 @@ struct Device {
     /// The user answered a mass-deletion pause with `--confirm-deletes`.
     confirm: bool,
     /// Items the user deleted or moved on this disk since its last round
-    /// that ended well: a person confirms a mass-deletion pause only then.
+    /// that ended well (no errors, nothing deferred): a person confirms a
+    /// mass-deletion pause only then.
     removed_since_round: usize,
     woken: Arc<Flag>,
     last: Option<RoundStats>,
@@ -518,7 +521,9 @@ impl World {
                 dev.engine = Some(engine);
                 dev.fresh = false;
                 dev.last = Some(stats);
-                dev.removed_since_round = 0;
+                if stats.errors == 0 && stats.deferred == 0 {
+                    dev.removed_since_round = 0; // all of it went through
+                }
                 self.log(format!("{name} round done: {stats:?}"));
             }
             Err(e) if e.downcast_ref::<MassDelete>().is_some() => {

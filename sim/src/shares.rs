@@ -28,14 +28,30 @@ impl World {
         if self.users < 2 || self.devices[d].user != 1 {
             return;
         }
-        let Ok(rel) = RelPath::parse(&path.to_string()) else { return };
-        let read_only = self
-            .shared_with_second()
-            .iter()
-            .any(|(m, role, _)| *role == ShareRole::Viewer && rel != *m && rel.starts_with(m));
-        if read_only {
+        if self.read_only_for_second(path) {
             self.viewer_writes.insert(h);
         }
+    }
+
+    /// User 1 moved these contents to `path`: where they may write, what
+    /// they wrote in a read-only folder is theirs to send from there.
+    pub(crate) fn note_viewer_move(&mut self, d: usize, path: &DiskPath, moved: Vec<ferry_client::tree::ContentHash>) {
+        if self.users < 2 || self.devices[d].user != 1 || self.viewer_writes.is_empty() {
+            return;
+        }
+        if !self.read_only_for_second(path) {
+            for h in moved {
+                self.viewer_writes.remove(&h);
+            }
+        }
+    }
+
+    /// `path` (on user 1's disk) lies inside a folder shared with them read-only.
+    fn read_only_for_second(&self, path: &DiskPath) -> bool {
+        let Ok(rel) = RelPath::parse(&path.to_string()) else { return false };
+        self.shared_with_second()
+            .iter()
+            .any(|(m, role, _)| *role == ShareRole::Viewer && rel != *m && rel.starts_with(m))
     }
 
     /// One sharing action, straight to the server (not through the

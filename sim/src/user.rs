@@ -169,7 +169,7 @@ impl World {
 
     fn remember(&mut self, d: usize, path: &DiskPath, data: &[u8]) {
         if data.is_empty() {
-            return;
+            return; // empty files, all one content, are not told apart
         }
         let h = content_hash(data);
         self.note_viewer_write(d, path, h);
@@ -263,7 +263,9 @@ impl World {
                 }
                 let moved = fs.keys_under(&from).len().max(1);
                 fs.rename(&from, &to).ok()?;
+                let contents = fs.contents_under(&to);
                 drop(fs);
+                self.note_viewer_move(d, &to, contents);
                 self.devices[d].removed_since_round += moved;
                 format!("moves {from} to {to}")
             }
@@ -278,6 +280,10 @@ impl World {
                 fs.rename(&a, &tmp).ok()?;
                 fs.rename(&b, &a).ok()?;
                 fs.rename(&tmp, &b).ok()?;
+                let (at_a, at_b) = (fs.contents_under(&a), fs.contents_under(&b));
+                drop(fs);
+                self.note_viewer_move(d, &a, at_a);
+                self.note_viewer_move(d, &b, at_b);
                 format!("swaps {a} and {b}")
             }
             UserOp::Chmod { path: p } => {

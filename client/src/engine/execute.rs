@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use ferry_shared::RelPath;
 use ferry_shared::api::{CommitOp, EntryKind, ErrorCode, RevId};
 
-use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, op_entry, stored_elsewhere};
+use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, numbered_conflict_name, op_entry, stored_elsewhere};
 use crate::planner::{Op, Plan};
 use crate::scan::Twin;
 use crate::seams::{Api, Clock, Disk};
@@ -22,9 +22,21 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut downloads = Vec::new();
         let mut remote_deletes = Vec::new();
         let mut mkdirs_remote = Vec::new();
+        let mut failed_moves: Vec<RelPath> = Vec::new();
         for op in plan.ops {
+            // Planned where a move put things: waits when the move failed.
+            if failed_moves.iter().any(|to| op.path().starts_with(to)) {
+                self.deferred += 1;
+                continue;
+            }
             let result = match op {
-                Op::MoveLocal { from, to } => self.move_local(&from, &to),
+                Op::MoveLocal { from, to } => {
+                    let r = self.move_local(&from, &to);
+                    if r.is_err() {
+                        failed_moves.push(to);
+                    }
+                    r
+                }
                 Op::MoveRemote { from, to, rev } => self.move_remote(&from, &to, rev).await,
                 Op::MoveAside { path } => self.move_aside(&path).map(|_| ()),
                 Op::KeepOutside { path, to } => self.keep_outside(&path, &to),
@@ -143,6 +155,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     fn mkdir_local(&mut self, path: &RelPath, remote: RemoteNode) -> anyhow::Result<()> {
         match self.disk.stat(path)? {
+            // On a case-insensitive disk a folder synced under a twin name
+            // answers for `path`: it is another item, not this one.
+            Some(l) if l.kind == EntryKind::Dir && l.inode != 0 && self.synced_elsewhere(path, &l) => {
+                bail!("cannot create folder {path}: a folder synced under another spelling holds its name on this disk")
+            }
             Some(l) if l.kind == EntryKind::Dir => {}
             Some(_) => bail!("cannot create folder {path}: a file is in the way"),
             None => self.disk.mkdir_all(path).with_context(|| format!("creating folder {path}"))?,
@@ -152,6 +169,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let node = SyncedNode { id: remote.id, rev: remote.rev, kind: EntryKind::Dir, local, hash: ContentHash::NONE };
         self.set_synced(&mut w, path, Some(node));
         self.write(w)
+    }
+
+    /// The item `l`, found at `path`, is recorded as synced at another path.
+    fn synced_elsewhere(&self, path: &RelPath, l: &LocalNode) -> bool {
+        self.stree.iter().any(|(p, s)| p != path && s.kind == l.kind && s.local.inode == l.inode)
     }
 
     async fn mkdirs_remote(&mut self, paths: Vec<RelPath>) -> usize {
@@ -352,7 +374,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut copy = parent.join(&conflict_name(name, &self.device, now_ms))?;
         let mut n = 2;
         while self.disk.stat(&copy)?.is_some() {
-            copy = parent.join(&format!("{} {n}", conflict_name(name, &self.device, now_ms)))?;
+            copy = parent.join(&numbered_conflict_name(name, &self.device, now_ms, n))?;
             n += 1;
         }
         Ok(copy)

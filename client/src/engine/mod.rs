@@ -140,6 +140,13 @@ pub struct MassDelete {
 
 /// `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`, in UTC.
 pub fn conflict_name(name: &str, device: &str, now_ms: i64) -> String {
+    numbered_conflict_name(name, device, now_ms, 1)
+}
+
+/// The `n`th conflict copy of `name` made at one instant: from 2 on,
+/// numbered before the extension (`report (conflicted copy from pc
+/// 2024-03-05 060708) 2.txt`), so the copy opens as the original does.
+pub fn numbered_conflict_name(name: &str, device: &str, now_ms: i64, n: u32) -> String {
     let (y, m, d, h, mi, sec) = ferry_shared::time::utc(now_ms);
     let stamp = format!("{y:04}-{m:02}-{d:02} {h:02}{mi:02}{sec:02}");
     let device: String =
@@ -148,7 +155,8 @@ pub fn conflict_name(name: &str, device: &str, now_ms: i64) -> String {
         Some(i) if i > 0 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
-    format!("{stem} (conflicted copy from {device} {stamp}){ext}")
+    let number = if n > 1 { format!(" {n}") } else { String::new() };
+    format!("{stem} (conflicted copy from {device} {stamp}){number}{ext}")
 }
 
 fn remote_node(e: &ferry_shared::api::Entry) -> RemoteNode {
@@ -813,5 +821,8 @@ mod tests {
         );
         assert_eq!(conflict_name("Makefile", "pc", ms), "Makefile (conflicted copy from pc 2024-03-05 060708)");
         assert_eq!(conflict_name(".bashrc", "pc", ms), ".bashrc (conflicted copy from pc 2024-03-05 060708)");
+        let second = numbered_conflict_name("report.txt", "pc", ms, 2);
+        assert_eq!(second, "report (conflicted copy from pc 2024-03-05 060708) 2.txt");
+        assert_eq!(crate::resolve::original_name(&second).as_deref(), Some("report.txt"));
     }
 }
