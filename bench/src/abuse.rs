@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ferry_shared::BlockId;
-use ferry_shared::api::{BlockEdit, BlockList, CommitOp, CommitRequest};
+use ferry_shared::api::{BlockList, CommitOp, CommitRequest};
 use ferry_shared::block;
 use ferry_shared::chunk::MIN_CHUNK;
 use ferry_tests::{Client, Server, pseudo_random};
@@ -101,27 +101,8 @@ async fn logins() -> anyhow::Result<()> {
 async fn edits() -> anyhow::Result<()> {
     let server = Server::start()?;
     let alice = Client::user(&server, "alice", "laptop").await?;
-    let block = alice.upload_block(&vec![7u8; MIN_CHUNK]).await?;
-    let n = 100_000;
-    let parent = CommitOp::Put {
-        path: ferry_shared::RelPath::parse("base.bin")?,
-        parent_rev: None,
-        size: (n * MIN_CHUNK) as u64,
-        mtime: 0,
-        executable: false,
-        blocks: BlockList::Full(vec![block; n]),
-    };
-    let rev = alice.commit(vec![parent]).await?.results[0].entry.as_ref().context("parent")?.rev;
+    let body = alice.edit_bomb("base.bin").await?;
     let before = server.memory_mib()?;
-    let bomb = CommitOp::Put {
-        path: ferry_shared::RelPath::parse("base.bin")?,
-        parent_rev: Some(rev),
-        size: 10 << 30,
-        mtime: 0,
-        executable: false,
-        blocks: BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: n as u32 }; 400]),
-    };
-    let body = serde_json::to_vec(&CommitRequest { ops: vec![bomb] })?;
     let t = Instant::now();
     let r: serde_json::Value = alice
         .post("/commit")

@@ -158,9 +158,6 @@ fn move_subtree<V>(tree: &mut std::collections::BTreeMap<RelPath, V>, from: &Rel
 /// `p` is `q` or lies under it, with names compared as a case-insensitive
 /// disk compares them (a move into a twin of itself is a move into itself).
 fn within(p: &RelPath, q: &RelPath) -> bool {
-    if p.starts_with(q) {
-        return true;
-    }
     let (mut ps, mut qs) = (p.segments(), q.segments());
     loop {
         match (ps.next(), qs.next()) {
@@ -176,11 +173,11 @@ fn depth(p: &RelPath) -> usize {
     p.segments().count()
 }
 
-/// Plans the operations that reconcile `disk` and `remote` through `synced`.
-pub fn plan(remote: &RemoteTree, disk: &LocalTree, synced: &SyncedTree) -> Plan {
+/// Plans the operations that reconcile `local` and `remote` through `synced`.
+pub fn plan(remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> Plan {
     // Copied only when a move rewrites them (100,000-file trees are not small).
     let mut synced = Cow::Borrowed(synced);
-    let mut local = Cow::Borrowed(disk);
+    let mut local = Cow::Borrowed(local);
     let mut remote = Cow::Borrowed(remote);
     let mut ops = Vec::new();
 
@@ -195,16 +192,10 @@ pub fn plan(remote: &RemoteTree, disk: &LocalTree, synced: &SyncedTree) -> Plan 
         .collect();
     drop(by_id);
     remote_moves.sort_by_key(|(_, to)| (depth(to), to.clone()));
-    // Names on disk by folder and folded name: a move onto a name another
-    // item holds on disk (differing only by case or normalization) waits
-    // until that item has moved aside, as a case-insensitive disk cannot
-    // hold both and the move would fail.
-    let mut disk_names: HashMap<(&str, Cow<str>), Vec<&RelPath>> = HashMap::new();
-    if !remote_moves.is_empty() {
-        for p in disk.keys() {
-            disk_names.entry(sibling_key(p)).or_default().push(p);
-        }
-    }
+    // A move onto a name another item holds on disk (differing only by
+    // case or normalization) waits until that item has moved aside: a
+    // case-insensitive disk cannot hold both, and the move would fail.
+    let targets = twins_of(remote_moves.iter().map(|(_, to)| to), &remote, &local);
     let mut waiting: Vec<RelPath> = Vec::new();
     for (from, to) in remote_moves {
         // A move of an enclosing folder may already have carried this one.
@@ -217,9 +208,7 @@ pub fn plan(remote: &RemoteTree, disk: &LocalTree, synced: &SyncedTree) -> Plan 
         if !s.matches_local(l) || within(&to, &from) {
             continue; // changed on disk meanwhile: handled per path below
         }
-        let taken = disk_names
-            .get(&sibling_key(&to))
-            .is_some_and(|qs| qs.iter().any(|q| **q != from && local.contains_key(*q)));
+        let taken = targets.get(&to).is_some_and(|qs| qs.iter().any(|q| *q != from && local.contains_key(q)));
         if taken {
             waiting.extend([from, to]);
             continue;
@@ -231,7 +220,6 @@ pub fn plan(remote: &RemoteTree, disk: &LocalTree, synced: &SyncedTree) -> Plan 
 
     // Names that differ only by case or normalization between disk and
     // server: what gives way, what waits (see `contested_names`).
-    drop(disk_names);
     let Contested { twins, mut aside, mut held } = contested_names(&remote, &local, &synced);
     held.extend(waiting);
 

@@ -297,6 +297,34 @@ impl Client {
         Ok(b.id)
     }
 
+    /// Commits `path` as 100,000 copies of one small block, then returns the
+    /// body of an edit bomb: a few KiB of block-list edits copying that
+    /// list 400 times (10 GiB, 40 million blocks if the server expanded it).
+    pub async fn edit_bomb(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        use ferry_shared::api::{BlockEdit, BlockList};
+        let path = ferry_shared::RelPath::parse(path)?;
+        let n = 100_000;
+        let block = self.upload_block(&vec![7u8; ferry_shared::chunk::MIN_CHUNK]).await?;
+        let parent = CommitOp::Put {
+            path: path.clone(),
+            parent_rev: None,
+            size: (n * ferry_shared::chunk::MIN_CHUNK) as u64,
+            mtime: 0,
+            executable: false,
+            blocks: BlockList::Full(vec![block; n]),
+        };
+        let rev = self.commit(vec![parent]).await?.results[0].entry.as_ref().context("the parent")?.rev;
+        let bomb = CommitOp::Put {
+            path,
+            parent_rev: Some(rev),
+            size: 10 << 30,
+            mtime: 0,
+            executable: false,
+            blocks: BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: n as u32 }; 400]),
+        };
+        Ok(serde_json::to_vec(&CommitRequest { ops: vec![bomb] })?)
+    }
+
     pub async fn commit(&self, ops: Vec<CommitOp>) -> anyhow::Result<CommitResponse> {
         let resp = self.post("/commit").json(&CommitRequest { ops }).send().await?;
         if !resp.status().is_success() {

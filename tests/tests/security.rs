@@ -356,32 +356,13 @@ async fn browser_sessions_need_their_csrf_token() -> TestResult {
 /// Memory stays bounded, and another user's change goes through meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_cost_what_they_carry() -> TestResult {
-    use ferry_shared::api::{BlockEdit, BlockList, CommitOp, CommitRequest};
+    use ferry_shared::api::{BlockList, CommitOp, CommitRequest};
     use ferry_shared::chunk::MIN_CHUNK;
     let server = Server::start()?;
     let alice = Client::user(&server, "alice", "laptop").await?;
     let bob = Client::user(&server, "bob", "desk").await?;
-    let block = alice.upload_block(&vec![7u8; MIN_CHUNK]).await?;
-    let n = 100_000;
-    let parent = CommitOp::Put {
-        path: ferry_shared::RelPath::parse("base.bin")?,
-        parent_rev: None,
-        size: (n * MIN_CHUNK) as u64,
-        mtime: 0,
-        executable: false,
-        blocks: BlockList::Full(vec![block; n]),
-    };
-    let rev = alice.commit(vec![parent]).await?.results[0].entry.as_ref().context("the parent")?.rev;
+    let body = alice.edit_bomb("base.bin").await?;
     let (_, peak_before) = server.memory_mib()?;
-    let bomb = CommitOp::Put {
-        path: ferry_shared::RelPath::parse("base.bin")?,
-        parent_rev: Some(rev),
-        size: 10 << 30,
-        mtime: 0,
-        executable: false,
-        blocks: BlockList::Edit(vec![BlockEdit::Copy { start: 0, count: n as u32 }; 400]),
-    };
-    let body = serde_json::to_vec(&CommitRequest { ops: vec![bomb] })?;
     assert!(body.len() < 20_000, "{} bytes", body.len());
     let resp = alice.post("/commit").header("content-type", "application/json").body(body).send().await?;
     let r: Value = resp.json().await?;
