@@ -209,7 +209,7 @@ fn journal_block_lists_as_edits(store: Arc<dyn MetaStore>) {
 }
 
 /// Announcements: listed for the other devices only, replaced by path,
-/// dropped by a commit at or above their path, by their device, on expiry,
+/// dropped by a commit at, above or below their path, by their device, on expiry,
 /// and with their account; a device holds a bounded number.
 fn pending_uploads_follow_commits(store: Arc<dyn MetaStore>) {
     use ferry_shared::api::{BlockRef, PendingAnnounce};
@@ -243,6 +243,10 @@ fn pending_uploads_follow_commits(store: Arc<dyn MetaStore>) {
     // A commit at a path drops what was announced there; a folder's move drops what is under it.
     let out = store.commit(&b, vec![put("top", None, &blk)], vec![blk.clone()]).unwrap();
     assert!(!out.touched.pendings.is_empty());
+    assert_eq!(listed(&b), ["d/x", "d/sub/y"]);
+    // A file announced where a commit puts a folder (its upload cannot land).
+    store.announce_pending(&a, announce("f"), far).unwrap();
+    store.commit(&b, vec![put("f/g/inner", None, &blk)], vec![blk.clone()]).unwrap();
     assert_eq!(listed(&b), ["d/x", "d/sub/y"]);
     store.commit(&b, vec![CommitOp::Mkdir { path: RelPath::parse("d").unwrap() }], Vec::new()).unwrap();
     let out = store

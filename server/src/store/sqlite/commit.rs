@@ -227,7 +227,16 @@ impl Ctx<'_> {
                 continue;
             }
             for p in paths {
-                if pending::drop_under(self.conn, root, &under(prefix, p)?)? > 0 {
+                let p = under(prefix, p)?;
+                // A file announced at a folder the change goes through (its
+                // commit would fail: the path holds a folder now).
+                let mut dropped = pending::drop_under(self.conn, root, &p)?;
+                let mut up = p.parent();
+                while let Some(a) = up.filter(|a| !a.is_root()) {
+                    dropped += pending::drop_at(self.conn, root, &a)?;
+                    up = a.parent();
+                }
+                if dropped > 0 {
                     self.pending_dropped.insert(root);
                 }
             }
