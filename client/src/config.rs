@@ -43,7 +43,7 @@ pub struct Config {
     /// Limits that apply instead inside a window of the week
     /// (`ferry limit --between 09:00-18:00 --days mon-fri`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit_schedule: Option<crate::limit::Schedule>,
+    pub limit_schedule: Option<crate::net::limit::Schedule>,
     /// Folders not synced to this device (`ferry exclude`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ferry_shared::RelPath>,
@@ -83,8 +83,8 @@ impl Config {
 
 impl Config {
     /// The bandwidth limits, with their schedule.
-    pub fn limits(&self) -> crate::limit::Limits {
-        crate::limit::Limits { up: self.limit_up, down: self.limit_down, schedule: self.limit_schedule }
+    pub fn limits(&self) -> crate::net::limit::Limits {
+        crate::net::limit::Limits { up: self.limit_up, down: self.limit_down, schedule: self.limit_schedule }
     }
 }
 
@@ -162,7 +162,7 @@ pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()
     // Named like a partial download: in the sync folder (the marker) a temp
     // file left by a crash is never synced and is cleaned up at start.
     let name = path.file_name().context("a file name")?.to_string_lossy();
-    let tmp = path.with_file_name(format!("{}{name}", crate::scan::TEMP_PREFIX));
+    let tmp = path.with_file_name(format!("{}{name}", crate::sync::scan::TEMP_PREFIX));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -1,42 +1,20 @@
-//! Ferry's sync client: the engine behind the `ferry` binary.
+//! Ferry's sync client: the engine behind the `ferry` binary, in rooms.
 //!
-//! - [`tree`]: the three trees (remote, local, synced) as plain values.
-//! - [`planner`]: the pure function from the trees to a [`planner::Plan`].
-//! - [`engine`]: pulls the journal, scans, plans and executes (uploads,
-//!   downloads, moves, deletions, conflict copies).
-//! - [`seams`]: the traits through which the engine reaches disk, server and
-//!   clock, and their production implementations.
-//! - [`scan`], [`watch`]: the local tree and the watcher that hints at changes.
-//! - [`names`]: which names the local disk can hold.
-//! - [`state`]: the persisted trees and cursor (SQLite).
-//! - [`remote`]: the HTTP API client.
-//! - [`daemon`], [`control`], [`status`]: the running daemon and its socket;
-//!   `wait` (Unix): `ferry wait`'s progress display.
-//! - [`config`]: where configuration and state live.
-//! - [`alloc`]: handing freed memory back to the OS after a burst of work.
+//! - [`sync`]: the sync core — the three trees, the pure planner, the
+//!   engine that executes plans, the scan, the persisted state, and the
+//!   seams through which the core reaches disk, server and clock.
+//! - [`net`]: the server's HTTP API as a client, and bandwidth limits.
+//! - [`daemon`]: the running daemon — its control loop and events, the file
+//!   watcher, the control socket, the status it reports, its log file.
+//! - [`cli`]: the terminal — `ferry`'s verbs and their views.
+//! - [`desktop`]: notifications and the tray.
+//! - [`config`]: where configuration and state live; [`alloc`]: handing
+//!   freed memory back to the OS after a burst of work.
 
 pub mod alloc;
+pub mod cli;
 pub mod config;
-#[cfg(unix)]
-pub mod control;
 pub mod daemon;
 pub mod desktop;
-pub mod doctor;
-pub mod engine;
-pub mod limit;
-#[cfg(unix)]
-pub mod live;
-pub mod logs;
-pub mod names;
-pub mod planner;
-pub mod remote;
-pub mod resolve;
-pub mod scan;
-pub mod seams;
-pub mod state;
-pub mod status;
-pub mod tray;
-pub mod tree;
-#[cfg(unix)]
-pub mod wait;
-pub mod watch;
+pub mod net;
+pub mod sync;

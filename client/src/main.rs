@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ferry_client::config::{Config, Dirs};
-use ferry_client::remote::Remote;
+use ferry_client::net::remote::Remote;
 use ferry_shared::RelPath;
 use ferry_shared::api::CommitOp;
 
@@ -116,16 +116,16 @@ enum Command {
     /// options, shows the limits.
     Limit {
         #[arg(long)]
-        up: Option<ferry_client::limit::Rate>,
+        up: Option<ferry_client::net::limit::Rate>,
         #[arg(long)]
-        down: Option<ferry_client::limit::Rate>,
+        down: Option<ferry_client::net::limit::Rate>,
         /// Hours these limits apply, local time: 09:00-18:00, or 22:00-06:00
         /// past midnight.
         #[arg(long, value_name = "HH:MM-HH:MM")]
-        between: Option<ferry_client::limit::Window>,
+        between: Option<ferry_client::net::limit::Window>,
         /// Days of `--between`: mon-fri, sat,sun, mon,wed,fri (default: daily).
         #[arg(long, requires = "between")]
-        days: Option<ferry_client::limit::Days>,
+        days: Option<ferry_client::net::limit::Days>,
         /// Drop the schedule (the limits without it stay).
         #[arg(long, conflicts_with_all = ["between", "days"])]
         no_schedule: bool,
@@ -160,7 +160,7 @@ enum Command {
         /// The conflict copy (or the file, if it has exactly one copy).
         path: String,
         #[arg(long, value_enum)]
-        keep: ferry_client::resolve::Keep,
+        keep: ferry_client::cli::resolve::Keep,
     },
     /// Make a read-only link to a file or folder and print its URL.
     Link {
@@ -241,9 +241,9 @@ async fn exclude_folder(dirs: &Dirs, path: &str, exclude: bool) -> anyhow::Resul
     }
     dirs.save(&config, &token)?;
     #[cfg(unix)]
-    let req = ferry_client::control::Request::Excluded { paths: config.excluded.clone() };
+    let req = ferry_client::daemon::control::Request::Excluded { paths: config.excluded.clone() };
     #[cfg(unix)]
-    let told = ferry_client::control::request(&dirs.control_socket(), &req).await.is_ok();
+    let told = ferry_client::daemon::control::request(&dirs.control_socket(), &req).await.is_ok();
     #[cfg(not(unix))]
     let told = false;
     let when = if told { "" } else { " (when the daemon starts)" };
@@ -267,9 +267,9 @@ fn parse_role(s: &str) -> Result<ferry_shared::api::MemberRole, String> {
 }
 
 /// The server's message of a refused request, as a sentence.
-fn refused(what: &str, e: ferry_client::remote::RemoteError) -> anyhow::Error {
+fn refused(what: &str, e: ferry_client::net::remote::RemoteError) -> anyhow::Error {
     match e {
-        ferry_client::remote::RemoteError::Http { message, .. } => anyhow::anyhow!("could not {what}: {message}"),
+        ferry_client::net::remote::RemoteError::Http { message, .. } => anyhow::anyhow!("could not {what}: {message}"),
         e => anyhow::anyhow!("could not {what}: {e}"),
     }
 }
@@ -343,7 +343,7 @@ fn start(cli: Cli) -> anyhow::Result<()> {
 /// Logs go to stderr; the daemon's also to a rotating file in the state
 /// directory (`ferry logs` reads it).
 fn init_logging(command: &Command) {
-    use ferry_client::logs;
+    use ferry_client::daemon::logs;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -493,30 +493,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         #[cfg(unix)]
         Command::Status { json, once } => {
-            use ferry_client::control::{Request, request};
+            use ferry_client::daemon::control::{Request, request};
             use std::io::IsTerminal;
             if !json && !once && std::io::stdout().is_terminal() {
-                return ferry_client::live::live(&dirs.control_socket()).await;
+                return ferry_client::cli::live::live(&dirs.control_socket()).await;
             }
             let v = request(&dirs.control_socket(), &Request::Status).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for l in ferry_client::live::lines(&v) {
+                for l in ferry_client::cli::live::lines(&v) {
                     println!("{l}");
                 }
             }
         }
         #[cfg(unix)]
         Command::Wait { timeout } => {
-            ferry_client::wait::wait(&dirs.control_socket(), timeout.map(std::time::Duration::from_secs)).await?;
+            ferry_client::cli::wait::wait(&dirs.control_socket(), timeout.map(std::time::Duration::from_secs)).await?;
         }
         #[cfg(unix)]
         Command::Pause { for_ } => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
             let until = for_.map(|s| now + (s as i64) * 1000);
-            ferry_client::control::request(&dirs.control_socket(), &ferry_client::control::Request::Pause { until })
-                .await?;
+            ferry_client::daemon::control::request(
+                &dirs.control_socket(),
+                &ferry_client::daemon::control::Request::Pause { until },
+            )
+            .await?;
             match until {
                 Some(u) => {
                     println!("paused until {} UTC; `ferry resume` resumes now", ferry_shared::time::utc_string(u))
@@ -526,8 +529,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         #[cfg(unix)]
         Command::Resume { confirm_deletes } => {
-            let req = ferry_client::control::Request::Resume { confirm_deletes };
-            ferry_client::control::request(&dirs.control_socket(), &req).await?;
+            let req = ferry_client::daemon::control::Request::Resume { confirm_deletes };
+            ferry_client::daemon::control::request(&dirs.control_socket(), &req).await?;
             println!("resumed");
         }
         #[cfg(not(unix))]
@@ -617,7 +620,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let link =
                 Remote::new(&config.server, &token).create_link(&rel, expires, password).await.map_err(
                     |e| match &e {
-                        ferry_client::remote::RemoteError::Http { status: 404, .. } => {
+                        ferry_client::net::remote::RemoteError::Http { status: 404, .. } => {
                             anyhow::anyhow!("{rel} is not on the server (yet?): wait until it is synced (ferry wait)")
                         }
                         _ => anyhow::anyhow!("could not make the link: {e}"),
@@ -730,7 +733,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             };
             remote.revoke_link(id).await.map_err(|e| match &e {
-                ferry_client::remote::RemoteError::Http { status: 404, .. } => {
+                ferry_client::net::remote::RemoteError::Http { status: 404, .. } => {
                     anyhow::anyhow!("you have no link {id} (see ferry links)")
                 }
                 _ => anyhow::anyhow!("could not revoke the link: {e}"),
@@ -770,16 +773,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Exclude { path } => exclude_folder(&dirs, &path, true).await?,
         Command::Include { path } => exclude_folder(&dirs, &path, false).await?,
         Command::Limit { up, down, between, days, no_schedule } => {
-            use ferry_client::limit::show_rate;
+            use ferry_client::net::limit::show_rate;
             let (mut config, token) = dirs.load()?;
             if let Some(between) = between {
                 if up.is_none() && down.is_none() {
                     bail!("give the limits for {between}: --up RATE and/or --down RATE (`off` for none)");
                 }
-                let days = days.unwrap_or(ferry_client::limit::Days::ALL);
+                let days = days.unwrap_or(ferry_client::net::limit::Days::ALL);
                 // The same window again changes only the rates given.
                 let same = config.limit_schedule.filter(|s| s.between == between && s.days == days);
-                config.limit_schedule = Some(ferry_client::limit::Schedule {
+                config.limit_schedule = Some(ferry_client::net::limit::Schedule {
                     up: up.map_or(same.and_then(|s| s.up), |r| r.0),
                     down: down.map_or(same.and_then(|s| s.down), |r| r.0),
                     between,
@@ -799,9 +802,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if up.is_some() || down.is_some() || no_schedule {
                 dirs.save(&config, &token)?;
                 #[cfg(unix)]
-                let req = ferry_client::control::Request::Limits(config.limits());
+                let req = ferry_client::daemon::control::Request::Limits(config.limits());
                 #[cfg(unix)]
-                if ferry_client::control::request(&dirs.control_socket(), &req).await.is_err() {
+                if ferry_client::daemon::control::request(&dirs.control_socket(), &req).await.is_err() {
                     println!("(the daemon is not running: the limits apply when it starts)");
                 }
             }
@@ -813,23 +816,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Logs { lines, follow } => {
-            let path = ferry_client::logs::log_file(&dirs.state);
-            let tail = ferry_client::logs::tail(&path, lines).with_context(|| {
+            let path = ferry_client::daemon::logs::log_file(&dirs.state);
+            let tail = ferry_client::daemon::logs::tail(&path, lines).with_context(|| {
                 format!("no log at {}: the daemon writes it once it runs (`ferry daemon`)", path.display())
             })?;
             for l in tail {
                 println!("{l}");
             }
             if follow {
-                tokio::task::spawn_blocking(move || ferry_client::logs::follow(&path, std::io::stdout())).await??;
+                tokio::task::spawn_blocking(move || ferry_client::daemon::logs::follow(&path, std::io::stdout()))
+                    .await??;
             }
         }
         Command::Tray => {
             let dirs = dirs.clone();
-            tokio::task::spawn_blocking(move || ferry_client::tray::run(dirs)).await??;
+            tokio::task::spawn_blocking(move || ferry_client::desktop::tray::run(dirs)).await??;
         }
         Command::Doctor { json } => {
-            let checks = ferry_client::doctor::run(&dirs).await;
+            let checks = ferry_client::cli::doctor::run(&dirs).await;
             if json {
                 println!("{}", serde_json::to_string_pretty(&checks)?);
             } else {
@@ -849,14 +853,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Resolve { path, keep } => {
             let (config, token) = dirs.load()?;
             let rel = folder_path(&config, &path)?;
-            let done = ferry_client::resolve::resolve(&Remote::new(&config.server, &token), &config.folder, &rel, keep)
-                .await?;
+            let done =
+                ferry_client::cli::resolve::resolve(&Remote::new(&config.server, &token), &config.folder, &rel, keep)
+                    .await?;
             println!("{done}; the daemon syncs it");
         }
         Command::Conflicts { json } => {
             let (config, _) = dirs.load()?;
             let root = config.folder.clone();
-            let (tree, _) = tokio::task::spawn_blocking(move || ferry_client::scan::scan(&root)).await??;
+            let (tree, _) = tokio::task::spawn_blocking(move || ferry_client::sync::scan::scan(&root)).await??;
             let conflicts: Vec<&str> =
                 tree.keys().map(|p| p.as_str()).filter(|p| p.contains(" (conflicted copy from ")).collect();
             if json {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use ferry_client::tree::ContentHash;
+use ferry_client::sync::tree::ContentHash;
 use ferry_shared::RelPath;
 use ferry_shared::api::{ChangeOp, EntryKind};
 
@@ -46,13 +46,13 @@ impl World {
                     tree.insert(e.path.clone(), (e.kind, hash, e.executable));
                 }
                 ChangeOp::Delete | ChangeOp::Rmdir => {
-                    for k in ferry_client::tree::subtree(&tree, &e.path) {
+                    for k in ferry_client::sync::tree::subtree(&tree, &e.path) {
                         tree.remove(&k);
                     }
                 }
                 ChangeOp::Move => {
                     if let Some(from) = &ch.from {
-                        for k in ferry_client::tree::subtree(&tree, from) {
+                        for k in ferry_client::sync::tree::subtree(&tree, from) {
                             let v = tree.remove(&k).expect("listed");
                             tree.insert(k.rebase(from, &e.path)?, v);
                         }

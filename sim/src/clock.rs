@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use ferry_client::seams::Clock;
+use ferry_client::sync::seams::Clock;
 
 /// The world's time, in milliseconds since the Unix epoch.
 #[derive(Debug, Default)]

@@ -12,7 +12,7 @@
 //! folds case and normalization, as macOS and Windows do; a Windows-like
 //! disk also refuses the names Windows cannot store. The engine names items
 //! by their NFC form; [`Fs::locate`] finds them by that form, looking at
-//! the folder as it is now (`ferry_client::seams::LocalDisk` uses the
+//! the folder as it is now (`ferry_client::sync::seams::LocalDisk` uses the
 //! spellings its last scan saw).
 
 use std::borrow::Borrow;
@@ -24,10 +24,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use ferry_client::names::NameRules;
-use ferry_client::scan::{ScanError, ScanReport, Twin};
-use ferry_client::seams::{Disk, Hashed, hash_content};
-use ferry_client::tree::{ContentHash, LocalNode, LocalTree};
+use ferry_client::sync::names::NameRules;
+use ferry_client::sync::scan::{ScanError, ScanReport, Twin};
+use ferry_client::sync::seams::{Disk, Hashed, hash_content};
+use ferry_client::sync::tree::{ContentHash, LocalNode, LocalTree};
 use ferry_shared::RelPath;
 use ferry_shared::api::EntryKind;
 use ferry_shared::path::name_key;
@@ -198,7 +198,7 @@ pub struct Fs {
 
 /// Whether Windows (NTFS, FAT, exFAT) refuses `name`, from its own
 /// documentation ("Naming Files, Paths, and Namespaces"), written apart from
-/// `ferry_client::names`: the characters `<>:"/\|?*` and those below 32; a
+/// `ferry_client::sync::names`: the characters `<>:"/\|?*` and those below 32; a
 /// name ending in a space or a dot; the device names CON, PRN, AUX, NUL,
 /// COM1–COM9 and LPT1–LPT9, alone or before an extension, in any case.
 pub fn windows_cannot_store(name: &str) -> bool {
@@ -296,7 +296,7 @@ impl Fs {
 
     /// The stored item the engine's (NFC) path names: the name spelled in
     /// NFC, else one spelled otherwise with that NFC form (the one a scan
-    /// keeps, see `ferry_client::scan`), else on a case-insensitive disk one
+    /// keeps, see `ferry_client::sync::scan`), else on a case-insensitive disk one
     /// that differs only by case.
     pub fn locate(&self, p: &RelPath) -> Option<DiskPath> {
         let mut at = DiskPath::root();
@@ -501,7 +501,7 @@ impl Fs {
         self.temps.len()
     }
 
-    /// The tree as the engine sees it: the scan of `ferry_client::scan`
+    /// The tree as the engine sees it: the scan of `ferry_client::sync::scan`
     /// (names keyed by NFC; of several names with one NFC form in a folder,
     /// the one spelled in NFC, else the first, and the others as twins).
     fn scan_tree(&self) -> (LocalTree, Vec<Twin>) {

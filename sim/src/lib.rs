@@ -41,9 +41,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use ferry_client::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, RoundStats, prefetch_round};
-use ferry_client::status::Status;
-use ferry_client::tree::ContentHash;
+use ferry_client::daemon::status::Status;
+use ferry_client::sync::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, RoundStats, prefetch_round};
+use ferry_client::sync::tree::ContentHash;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -563,7 +563,7 @@ impl World {
     fn start_prefetch(&mut self, d: usize) -> anyhow::Result<()> {
         let dev = &mut self.devices[d];
         let Some(prefetches) = dev.prefetches.clone() else { return Ok(()) };
-        let state = Mutex::new(ferry_client::state::State::open(&dev.state_db)?);
+        let state = Mutex::new(ferry_client::sync::state::State::open(&dev.state_db)?);
         let (disk, api, name) = (dev.disk.clone(), dev.api.clone(), dev.name.clone());
         dev.prefetch = Some(Box::pin(async move {
             let _ = prefetch_round(&prefetches, &disk, &api, &state, &name, 0).await;
@@ -869,8 +869,8 @@ impl World {
             let Some(e) = dev.engine.as_ref() else { continue };
             let errors = e.status.lock().map(|s| s.recent_errors.clone()).unwrap_or_default();
             report.push(format!("{}: last errors {errors:?}", dev.name));
-            if let Ok((local, _)) = ferry_client::seams::Disk::scan(&dev.disk) {
-                let plan = ferry_client::planner::plan(&e.rtree, &local, &e.stree);
+            if let Ok((local, _)) = ferry_client::sync::seams::Disk::scan(&dev.disk) {
+                let plan = ferry_client::sync::planner::plan(&e.rtree, &local, &e.stree);
                 report.extend(plan.ops.iter().map(|op| format!("  plans {op:?}")));
                 if !plan.is_empty() {
                     report.extend(

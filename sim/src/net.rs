@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use ferry_client::remote::{self, RawChanges, RemoteError, Traffic};
-use ferry_client::seams::Api;
+use ferry_client::net::remote::{self, RawChanges, RemoteError, Traffic};
+use ferry_client::sync::seams::Api;
 use ferry_server::api::AppState;
 use ferry_server::serve::ServeOptions;
 use ferry_server::store::Caller;

@@ -24,7 +24,7 @@ impl World {
     }
 
     /// Notes a write by user 1 inside a folder shared with them read-only.
-    pub(crate) fn note_viewer_write(&mut self, d: usize, path: &DiskPath, h: ferry_client::tree::ContentHash) {
+    pub(crate) fn note_viewer_write(&mut self, d: usize, path: &DiskPath, h: ferry_client::sync::tree::ContentHash) {
         if self.users < 2 || self.devices[d].user != 1 {
             return;
         }
@@ -35,7 +35,12 @@ impl World {
 
     /// User 1 moved these contents to `path`: where they may write, what
     /// they wrote in a read-only folder is theirs to send from there.
-    pub(crate) fn note_viewer_move(&mut self, d: usize, path: &DiskPath, moved: Vec<ferry_client::tree::ContentHash>) {
+    pub(crate) fn note_viewer_move(
+        &mut self,
+        d: usize,
+        path: &DiskPath,
+        moved: Vec<ferry_client::sync::tree::ContentHash>,
+    ) {
         if self.users < 2 || self.devices[d].user != 1 || self.viewer_writes.is_empty() {
             return;
         }

@@ -104,7 +104,7 @@ impl Status {
     }
 
     /// Takes in what the client has moved so far.
-    pub fn set_traffic(&mut self, t: crate::remote::Traffic) {
+    pub fn set_traffic(&mut self, t: crate::net::remote::Traffic) {
         self.bytes_sent = t.sent;
         self.bytes_received = t.received;
         self.block_bytes_received = t.block_bytes_received;

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashSet};
 use ferry_shared::RelPath;
 use ferry_shared::api::{EntryKind, Mount, ShareRole};
 
-use crate::planner::{Op, Plan};
-use crate::tree::{SyncedTree, subtree};
+use crate::sync::planner::{Op, Plan};
+use crate::sync::tree::{SyncedTree, subtree};
 
 /// Shared folders by where they are in this tree.
 pub type Mounts = BTreeMap<RelPath, Mount>;

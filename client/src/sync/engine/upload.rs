@@ -12,9 +12,9 @@ use super::download::BlockIndex;
 use super::{
     BATCH_BYTES, COMMIT_BATCH, Engine, PARALLEL_BATCHES, STABLE_MS, UPLOAD_GROUP_BYTES, remote_node, stored_elsewhere,
 };
-use crate::seams::{Api, Clock, Disk, Hashed};
-use crate::state::Write;
-use crate::tree::SyncedNode;
+use crate::sync::seams::{Api, Clock, Disk, Hashed};
+use crate::sync::state::Write;
+use crate::sync::tree::SyncedNode;
 
 /// The block list of a commit: an edit of the parent revision's list
 /// (common prefix and suffix copied) when there is one.

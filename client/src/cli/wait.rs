@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::control::{Request, request};
+use crate::daemon::control::{Request, request};
 
 /// How often the daemon is asked (a display refresh, not a sync mechanism).
 const REFRESH: Duration = Duration::from_millis(250);

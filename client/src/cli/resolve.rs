@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use ferry_shared::RelPath;
 
-use crate::remote::Remote;
-use crate::tree::ContentHash;
+use crate::net::remote::Remote;
+use crate::sync::tree::ContentHash;
 
 /// What to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,7 +51,7 @@ fn plain_name(dir: &Path, original: &str) -> PathBuf {
 fn local_hash(p: &Path) -> anyhow::Result<ContentHash> {
     let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
     let size = f.metadata()?.len();
-    Ok(crate::seams::hash_content(std::io::BufReader::new(f), size)?.1)
+    Ok(crate::sync::seams::hash_content(std::io::BufReader::new(f), size)?.1)
 }
 
 /// Fails unless the server's head at `rel` has the content of the local file `p`.

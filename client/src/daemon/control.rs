@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::daemon::{Control, Event};
-use crate::status::Status;
+use super::events::{Control, Event};
+use crate::daemon::status::Status;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -32,15 +32,15 @@ pub enum Request {
     },
     /// New bandwidth limits (bytes per second; `None`: unlimited) and
     /// their schedule, at once.
-    Limits(crate::limit::Limits),
+    Limits(crate::net::limit::Limits),
 }
 
 pub async fn serve(
     path: PathBuf,
     status: Arc<Mutex<Status>>,
     tx: mpsc::Sender<Event>,
-    limits: Arc<tokio::sync::watch::Sender<crate::limit::Limits>>,
-    remote: crate::remote::Remote,
+    limits: Arc<tokio::sync::watch::Sender<crate::net::limit::Limits>>,
+    remote: crate::net::remote::Remote,
 ) {
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
@@ -72,7 +72,7 @@ pub async fn serve(
             }
             let request = serde_json::from_str::<Request>(&line);
             if let Ok(Request::Watch) = request {
-                let mut changes = crate::status::subscribe();
+                let mut changes = crate::daemon::status::subscribe();
                 loop {
                     if w.write_all(format!("{}\n", now()).as_bytes()).await.is_err() {
                         return;
@@ -102,7 +102,7 @@ pub async fn serve(
                     // At once, also for transfers under way (not at the next
                     // round), and in the status before the answer; then
                     // `limit::follow` keeps them to the schedule.
-                    crate::limit::apply(&l, &remote_limits, &status_limits);
+                    crate::net::limit::apply(&l, &remote_limits, &status_limits);
                     limits.send_replace(l);
                     r#"{"ok":true}"#.to_owned()
                 }

@@ -14,9 +14,9 @@ use futures_util::StreamExt;
 
 use super::prefetch::Prefetches;
 use super::{BATCH_BYTES, DOWNLOAD_CHUNK, Engine, PARALLEL_BATCHES, PARALLEL_BLOCKS, PARALLEL_FILES};
-use crate::seams::{Api, Clock, Disk};
-use crate::state::State;
-use crate::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
+use crate::sync::seams::{Api, Clock, Disk};
+use crate::sync::state::State;
+use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
 
 /// Where the blocks of files already synced sit on disk (delta download).
 pub(super) type BlockIndex = HashMap<BlockId, (RelPath, u64, u32)>;

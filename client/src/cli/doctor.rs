@@ -147,7 +147,7 @@ fn folder_checks(dirs: &Dirs, config: &Config, out: &mut Vec<Check>) {
             format!("mount or move it back to {}; nothing is deleted meanwhile", folder.display()),
         ));
     }
-    let probe = folder.join(format!("{}doctor", crate::scan::TEMP_PREFIX));
+    let probe = folder.join(format!("{}doctor", crate::sync::scan::TEMP_PREFIX));
     match std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)) {
         Ok(()) => out.push(ok("folder", format!("{} is there and writable", folder.display()))),
         Err(e) => out.push(problem(
@@ -156,8 +156,9 @@ fn folder_checks(dirs: &Dirs, config: &Config, out: &mut Vec<Check>) {
             format!("sudo chown -R $(id -un) {}", folder.display()),
         )),
     }
-    let marker = folder.join(crate::scan::MARKER);
-    let expected = crate::state::State::open(&dirs.state_db()).ok().and_then(|s| s.get("folder_id").ok().flatten());
+    let marker = folder.join(crate::sync::scan::MARKER);
+    let expected =
+        crate::sync::state::State::open(&dirs.state_db()).ok().and_then(|s| s.get("folder_id").ok().flatten());
     match (std::fs::read_to_string(&marker).ok().map(|m| m.trim().to_owned()), expected) {
         (Some(m), Some(e)) if m == e => out.push(ok("marker", format!("{} is this folder's", marker.display()))),
         (Some(_), Some(_)) => out.push(problem(
@@ -167,7 +168,7 @@ fn folder_checks(dirs: &Dirs, config: &Config, out: &mut Vec<Check>) {
         )),
         (None, Some(_)) => out.push(problem(
             "marker",
-            format!("{} has lost its {} marker", folder.display(), crate::scan::MARKER),
+            format!("{} has lost its {} marker", folder.display(), crate::sync::scan::MARKER),
             "put the folder back as it was (the daemon waits, deleting nothing)",
         )),
         (_, None) => out.push(ok("marker", "made on the daemon's first start")),
@@ -223,7 +224,7 @@ fn inotify_watches(folder: &Path, out: &mut Vec<Check>) {
 
 async fn daemon_check(dirs: &Dirs, out: &mut Vec<Check>) {
     #[cfg(unix)]
-    match crate::control::request(&dirs.control_socket(), &crate::control::Request::Status).await {
+    match crate::daemon::control::request(&dirs.control_socket(), &crate::daemon::control::Request::Status).await {
         Ok(s) => {
             let state = s["state"].as_str().unwrap_or("?").to_owned();
             let reason = s["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();

@@ -8,10 +8,10 @@ use ferry_shared::RelPath;
 use ferry_shared::api::{CommitOp, EntryKind, ErrorCode, RevId};
 
 use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, numbered_conflict_name, op_entry, stored_elsewhere};
-use crate::planner::{Op, Plan};
-use crate::scan::Twin;
-use crate::seams::{Api, Clock, Disk};
-use crate::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode, subtree};
+use crate::sync::planner::{Op, Plan};
+use crate::sync::scan::Twin;
+use crate::sync::seams::{Api, Clock, Disk};
+use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode, subtree};
 
 impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// Executes a plan; per-operation failures are recorded and retried later.

@@ -9,40 +9,25 @@
 //! reason: the daemon stays up, looks again every few seconds, and resumes
 //! by itself when the folder and its marker are back.
 
+#[cfg(unix)]
+pub mod control;
+pub mod events;
+pub mod logs;
+pub mod status;
+pub mod watcher;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use self::status::{Status, SyncState};
 use crate::config::{Config, Dirs};
-use crate::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, prefetch_round};
-use crate::remote::Remote;
-use crate::seams::{LocalDisk, SystemClock};
-use crate::state::State;
-use crate::status::{Status, SyncState};
-
-#[derive(Debug)]
-pub enum Event {
-    /// The server's journal moved past our cursor.
-    Remote,
-    /// Something changed on disk.
-    Local,
-    /// A control command.
-    Control(Control),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Control {
-    /// Until resumed, or until a time (Unix milliseconds).
-    Pause {
-        until: Option<i64>,
-    },
-    Resume {
-        confirm_deletes: bool,
-    },
-    /// The folders not to sync here.
-    Excluded(Vec<ferry_shared::RelPath>),
-}
+use crate::net::remote::Remote;
+use crate::sync::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, prefetch_round};
+use crate::sync::seams::{LocalDisk, SystemClock};
+use crate::sync::state::State;
+pub use events::{Control, Event};
 
 /// A pause the user asked for: kept in the state directory, so it holds
 /// across restarts; a timed one ends by itself.
@@ -104,7 +89,7 @@ fn backoff(attempt: u32) -> Duration {
     capped.mul_f64(jitter)
 }
 
-fn set_excluded<D: crate::seams::Disk, A: crate::seams::Api, C: crate::seams::Clock>(
+fn set_excluded<D: crate::sync::seams::Disk, A: crate::sync::seams::Api, C: crate::sync::seams::Clock>(
     engine: &mut Engine<D, A, C>,
     status: &Mutex<Status>,
     paths: Vec<ferry_shared::RelPath>,
@@ -126,7 +111,7 @@ fn set_state(status: &Mutex<Status>, state: SyncState, reason: Option<String>) {
         s.state = state;
         s.reason = reason;
     }
-    crate::status::changed();
+    crate::daemon::status::changed();
 }
 
 pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()> {
@@ -139,7 +124,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         let (up, down, _) = config.limits().at(&jiff::Zoned::now());
         remote.set_limits(up, down);
     }
-    tokio::spawn(crate::limit::follow(remote.clone(), Arc::clone(&status), limits_rx));
+    tokio::spawn(crate::net::limit::follow(remote.clone(), Arc::clone(&status), limits_rx));
     let seams = (LocalDisk::new(config.folder.clone()), remote.clone(), SystemClock);
     let mut engine = Engine::open(
         seams,
@@ -168,7 +153,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
     });
     let mut pending_rx = Some(pending_rx);
     #[cfg(unix)]
-    tokio::spawn(crate::control::serve(
+    tokio::spawn(crate::daemon::control::serve(
         dirs.control_socket(),
         Arc::clone(&status),
         tx.clone(),
@@ -176,7 +161,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         remote.clone(),
     ));
     let notices = Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(crate::desktop::notifier(Arc::clone(&status), Arc::clone(&notices), config.notifications));
+    tokio::spawn(crate::desktop::notify::notifier(Arc::clone(&status), Arc::clone(&notices), config.notifications));
     // Set up once the folder is there (and again each time it comes back).
     let mut _watcher: Option<notify::RecommendedWatcher> = None;
     let mut folder_ok = false;
@@ -217,7 +202,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                     if let Err(e) = engine.drop_stale_announcements().await {
                         tracing::debug!(error = format!("{e:#}"), "dropping an earlier run's announcements; later");
                     }
-                    _watcher = match crate::watch::start(&config.folder, tx.clone()) {
+                    _watcher = match crate::daemon::watcher::start(&config.folder, tx.clone()) {
                         Ok(w) => Some(w),
                         Err(e) => {
                             tracing::warn!(error = format!("{e:#}"), "cannot watch the folder; rescanning instead");
@@ -349,7 +334,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
 
 /// Errors that stop the daemon: the token was revoked (log in again).
 pub fn is_fatal(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<crate::remote::RemoteError>().is_some_and(|r| r.is_unauthorized()))
+    e.chain().any(|c| c.downcast_ref::<crate::net::remote::RemoteError>().is_some_and(|r| r.is_unauthorized()))
 }
 
 /// Holds one long poll at a time; wakes the loop when the journal moves,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::tree::ContentHash;
+use crate::sync::tree::ContentHash;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ListRevisionsRequest, ListRevisionsResponse,
@@ -117,11 +117,11 @@ pub struct Remote {
     limits: std::sync::Arc<Limits>,
 }
 
-/// Block uploads and downloads each have a limit (see [`crate::limit`]).
+/// Block uploads and downloads each have a limit (see [`crate::net::limit`]).
 #[derive(Debug, Default)]
 pub struct Limits {
-    pub up: crate::limit::Limiter,
-    pub down: crate::limit::Limiter,
+    pub up: crate::net::limit::Limiter,
+    pub down: crate::net::limit::Limiter,
 }
 
 /// Bytes this client moved, counted at the HTTP layer: bodies plus an
@@ -234,7 +234,7 @@ impl Remote {
                 if at >= body.len() {
                     return None;
                 }
-                let end = (at + crate::limit::PIECE).min(body.len());
+                let end = (at + crate::net::limit::PIECE).min(body.len());
                 limits.up.take(end - at).await;
                 traffic.sent.fetch_add((end - at) as u64, std::sync::atomic::Ordering::Relaxed);
                 Some((Ok::<_, std::io::Error>(body.slice(at..end)), end))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::Status;
+use crate::daemon::status::Status;
 
 /// The size of the pieces a limited body is sent or read in.
 pub const PIECE: usize = 64 << 10;
@@ -374,7 +374,7 @@ const RECHECK: Duration = Duration::from_secs(15 * 60);
 
 /// Sets the limits `l` gives for the local time now, on the client and in
 /// the status; returns that time.
-pub fn apply(l: &Limits, remote: &crate::remote::Remote, status: &Mutex<Status>) -> jiff::Zoned {
+pub fn apply(l: &Limits, remote: &crate::net::remote::Remote, status: &Mutex<Status>) -> jiff::Zoned {
     let now = jiff::Zoned::now();
     let (up, down, scheduled) = l.at(&now);
     if remote.limits() != (up, down) {
@@ -385,14 +385,14 @@ pub fn apply(l: &Limits, remote: &crate::remote::Remote, status: &Mutex<Status>)
         (s.limit_up, s.limit_down) = (up, down);
         s.limit_schedule = l.schedule.map(|s| format!("{s}{}", if scheduled { " (now)" } else { "" }));
     }
-    crate::status::changed();
+    crate::daemon::status::changed();
     now
 }
 
 /// Keeps the client's limits what `limits` says for the local time now: set
 /// at once on a change, and again at each edge of the schedule's window.
 pub async fn follow(
-    remote: crate::remote::Remote,
+    remote: crate::net::remote::Remote,
     status: Arc<Mutex<Status>>,
     mut limits: tokio::sync::watch::Receiver<Limits>,
 ) {

@@ -3,7 +3,7 @@
 //! folder and HTTP in production and inside a seeded simulation in tests.
 //!
 //! Production implementations: [`LocalDisk`] (a real folder), `Remote` (the
-//! HTTP API, `crate::remote`) and [`SystemClock`].
+//! HTTP API, `crate::net::remote`) and [`SystemClock`].
 
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -13,10 +13,10 @@ use ferry_shared::api::{ChangesResponse, CommitOp, CommitResponse, PendingAnnoun
 use ferry_shared::chunk::{ChunkParams, Chunker};
 use ferry_shared::{BlockId, RelPath};
 
-use crate::names::NameRules;
-use crate::remote::{Remote, RemoteError, Traffic};
-use crate::scan::{self, ScanError, ScanReport, TEMP_PREFIX, Twin};
-use crate::tree::{ContentHash, LocalNode, LocalTree};
+use crate::net::remote::{Remote, RemoteError, Traffic};
+use crate::sync::names::NameRules;
+use crate::sync::scan::{self, ScanError, ScanReport, TEMP_PREFIX, Twin};
+use crate::sync::tree::{ContentHash, LocalNode, LocalTree};
 
 /// The time, for names of conflict copies and status.
 pub trait Clock: Send + Sync + 'static {
@@ -150,7 +150,7 @@ pub trait Disk: Clone + Send + Sync + 'static {
 
     /// How to name the folder in messages.
     fn describe(&self) -> String;
-    /// Which names this disk can hold (see [`crate::names`]).
+    /// Which names this disk can hold (see [`crate::sync::names`]).
     fn name_rules(&self) -> NameRules {
         NameRules::Posix
     }

@@ -28,9 +28,9 @@ use futures_util::StreamExt;
 
 use super::PARALLEL_BLOCKS;
 use super::download::BlockIndex;
-use crate::names::NameRules;
-use crate::seams::{Api, Disk};
-use crate::state::State;
+use crate::sync::names::NameRules;
+use crate::sync::seams::{Api, Disk};
+use crate::sync::state::State;
 
 /// Files at least this large are announced before they are sent (the
 /// default of `Engine::stream_min`).

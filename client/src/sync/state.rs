@@ -15,7 +15,7 @@ use ferry_shared::api::{BlockRef, EntryKind};
 use ferry_shared::{BlockId, RelPath};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::tree::{ContentHash, LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
 
 /// Migrations, append-only: index = schema version - 1.
 const SCHEMA: &[&str] = &[

@@ -12,7 +12,7 @@ use tray_icon::{Icon, TrayIconBuilder};
 
 use super::model::{self, Action, Item, View};
 use crate::config::Dirs;
-use crate::control::{self, Request};
+use crate::daemon::control::{self, Request};
 
 enum Msg {
     /// A status line from the daemon (`None`: it is not running).
@@ -55,7 +55,7 @@ fn build(items: &[Item]) -> anyhow::Result<Menu> {
 fn watch_status(dirs: Dirs, tx: mpsc::Sender<Msg>) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    let remote = dirs.load().ok().map(|(c, t)| crate::remote::Remote::new(&c.server, &t));
+    let remote = dirs.load().ok().map(|(c, t)| crate::net::remote::Remote::new(&c.server, &t));
     rt.block_on(async move {
         let mut cursor = None;
         loop {
@@ -125,7 +125,7 @@ fn reveal(folder: &Path, rel: &str) {
         Some(Ok(file)) => {
             let shown = std::thread::Builder::new().name("tray-reveal".into()).spawn(move || {
                 match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt.block_on(crate::desktop::show_in_folder(&file)),
+                    Ok(rt) => rt.block_on(crate::desktop::notify::show_in_folder(&file)),
                     Err(e) => tracing::warn!(error = %e, "cannot show the file"),
                 }
             });

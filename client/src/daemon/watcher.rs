@@ -6,8 +6,8 @@ use std::path::Path;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::daemon::Event;
-use crate::scan::{MARKER, TEMP_PREFIX};
+use super::events::Event;
+use crate::sync::scan::{MARKER, TEMP_PREFIX};
 
 /// Starts watching `root` recursively; events are sent as [`Event::Local`]
 /// (Ferry's own temp files are left out). Keep the watcher alive.

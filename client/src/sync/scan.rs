@@ -18,7 +18,7 @@ use std::path::Path;
 use ferry_shared::RelPath;
 use ferry_shared::api::EntryKind;
 
-use crate::tree::{LocalNode, LocalTree};
+use crate::sync::tree::{LocalNode, LocalTree};
 
 /// Name of the marker file in the folder root that proves it is the synced
 /// folder (and not, say, an empty mount point).

@@ -15,7 +15,7 @@
 //! Errors are "try again later", never "deleted".
 //!
 //! The engine reaches the disk, the server and the clock only through the
-//! traits in [`crate::seams`] (a test checks these files for direct I/O), so
+//! traits in [`crate::sync::seams`] (a test checks these files for direct I/O), so
 //! the same engine runs on a real folder and HTTP, or inside a simulation.
 
 use std::borrow::Cow;
@@ -27,13 +27,13 @@ use anyhow::{Context, bail};
 use ferry_shared::api::{BlockRef, Change, ChangeOp, EntryKind, OpResult};
 use ferry_shared::{BlockId, RelPath};
 
-use crate::names::NameRules;
-use crate::planner::{self, Op, Plan};
-use crate::scan::ScanError;
-use crate::seams::{Api, Clock, Disk};
-use crate::state::{State, Write};
-use crate::status::Status;
-use crate::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedTree, subtree};
+use crate::daemon::status::Status;
+use crate::sync::names::NameRules;
+use crate::sync::planner::{self, Op, Plan};
+use crate::sync::scan::ScanError;
+use crate::sync::seams::{Api, Clock, Disk};
+use crate::sync::state::{State, Write};
+use crate::sync::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedTree, subtree};
 
 mod download;
 mod execute;
@@ -241,7 +241,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 "{} is missing or has lost its {} marker (an unmounted disk? a renamed folder?); \
                  waiting for it to come back, nothing is deleted",
                 self.disk.describe(),
-                crate::scan::MARKER
+                crate::sync::scan::MARKER
             )),
             (found, None) => {
                 let id = match found {
@@ -650,7 +650,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     /// The remote tree without what this disk cannot hold (see
-    /// [`crate::names`]): those entries, and everything under them, are kept
+    /// [`crate::sync::names`]): those entries, and everything under them, are kept
     /// off this disk and listed in the status; the planner never sees them,
     /// so their absence here is never taken for a deletion. Also returns the
     /// folders that hold such entries.
@@ -658,7 +658,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// without what the disk holds as it was synced (so its copy here goes)
     /// or does not hold (so it never comes), but with files changed here
     /// since (and their folders), so a change is sent before its copy goes.
-    fn without_excluded(&self, mut tree: RemoteTree, local: &crate::tree::LocalTree) -> RemoteTree {
+    fn without_excluded(&self, mut tree: RemoteTree, local: &crate::sync::tree::LocalTree) -> RemoteTree {
         for x in &self.excluded {
             let mut keep: HashSet<RelPath> = HashSet::new();
             for k in subtree(&tree, x) {
@@ -805,8 +805,8 @@ mod tests {
         ];
         for (name, src) in files {
             let code = src.find("#[cfg(test)]").map_or(src, |i| &src[..i]);
-            for banned in ["std::fs", "reqwest", "SystemTime", "Instant::now", "crate::remote", "tokio::"] {
-                assert!(!code.contains(banned), "engine/{name} must not use {banned}; go through crate::seams");
+            for banned in ["std::fs", "reqwest", "SystemTime", "Instant::now", "crate::net::remote", "tokio::"] {
+                assert!(!code.contains(banned), "engine/{name} must not use {banned}; go through crate::sync::seams");
             }
         }
     }
@@ -823,6 +823,6 @@ mod tests {
         assert_eq!(conflict_name(".bashrc", "pc", ms), ".bashrc (conflicted copy from pc 2024-03-05 060708)");
         let second = numbered_conflict_name("report.txt", "pc", ms, 2);
         assert_eq!(second, "report (conflicted copy from pc 2024-03-05 060708) 2.txt");
-        assert_eq!(crate::resolve::original_name(&second).as_deref(), Some("report.txt"));
+        assert_eq!(crate::cli::resolve::original_name(&second).as_deref(), Some("report.txt"));
     }
 }

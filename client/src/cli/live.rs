@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use indicatif::{DecimalBytes, HumanDuration};
 use serde_json::Value;
 
-use crate::control::{Request, request};
-use crate::limit::show_rate;
+use crate::daemon::control::{Request, request};
+use crate::net::limit::show_rate;
 
 /// How often the view asks the daemon (a display refresh, not a sync
 /// mechanism).

@@ -24,7 +24,7 @@ use ferry_shared::RelPath;
 use ferry_shared::api::{EntryKind, RevId};
 use ferry_shared::path::name_key;
 
-use crate::tree::{LocalNode, LocalTree, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+use crate::sync::tree::{LocalNode, LocalTree, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ fn rebase(path: &RelPath, from: &RelPath, to: &RelPath) -> RelPath {
 
 /// Moves every key at or under `from` to the same place under `to`.
 fn move_subtree<V>(tree: &mut std::collections::BTreeMap<RelPath, V>, from: &RelPath, to: &RelPath) {
-    let keys = crate::tree::subtree(tree, from);
+    let keys = crate::sync::tree::subtree(tree, from);
     let moved: Vec<(RelPath, V)> =
         keys.into_iter().map(|k| (rebase(&k, from, to), tree.remove(&k).expect("key"))).collect();
     tree.extend(moved);
@@ -464,7 +464,7 @@ fn sendable_move(s: &SyncedNode, l: &LocalNode, r: Option<&RemoteNode>) -> bool 
 /// Everything under `p` on disk is as synced and gone from the server:
 /// deleting `p` here loses nothing.
 fn disk_below_goes(p: &RelPath, remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> bool {
-    crate::tree::subtree(local, p)
+    crate::sync::tree::subtree(local, p)
         .iter()
         .filter(|q| *q != p)
         .all(|q| !remote.contains_key(q) && synced.get(q).zip(local.get(q)).is_some_and(|(s, l)| s.matches_local(l)))
@@ -473,7 +473,7 @@ fn disk_below_goes(p: &RelPath, remote: &RemoteTree, local: &LocalTree, synced: 
 /// Everything under `p` on the server is as synced and gone from disk:
 /// deleting `p` there loses nothing.
 fn server_below_goes(p: &RelPath, remote: &RemoteTree, local: &LocalTree, synced: &SyncedTree) -> bool {
-    crate::tree::subtree(remote, p).iter().filter(|q| *q != p).all(|q| {
+    crate::sync::tree::subtree(remote, p).iter().filter(|q| *q != p).all(|q| {
         !local.contains_key(q)
             && synced.get(q).zip(remote.get(q)).is_some_and(|(s, r)| s.matches_remote(r) && s.kind == r.kind)
     })
@@ -547,7 +547,7 @@ fn plan_path(path: &RelPath, r: Option<&RemoteNode>, l: Option<&LocalNode>, s: O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::ContentHash;
+    use crate::sync::tree::ContentHash;
 
     fn p(s: &str) -> RelPath {
         RelPath::parse(s).unwrap()

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::status::Status;
+use crate::daemon::status::Status;
 
 /// How long the notifier gathers a burst before it says anything.
 pub const BATCH: Duration = Duration::from_secs(2);
