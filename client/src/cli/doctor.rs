@@ -36,6 +36,27 @@ const MAX_SKEW: Duration = Duration::from_secs(60);
 
 /// Runs every check (those that need what an earlier one failed to get
 /// are left out).
+/// `ferry doctor`: the checks, as lines (or JSON); an error when any failed.
+pub async fn doctor(dirs: &Dirs, json: bool) -> anyhow::Result<()> {
+    let checks = run(dirs).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            let mark = if c.ok { "ok " } else { "!! " };
+            println!("{mark} {:<8} {}", c.check, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("             fix: {fix}");
+            }
+        }
+    }
+    let problems = checks.iter().filter(|c| !c.ok).count();
+    if problems > 0 {
+        anyhow::bail!("{problems} problem(s) found; each has its fix above");
+    }
+    Ok(())
+}
+
 pub async fn run(dirs: &Dirs) -> Vec<Check> {
     let mut out = Vec::new();
     let (config, token) = match dirs.load() {
