@@ -2,18 +2,18 @@
 //! `ferry status`, `wait`, `pause` and `resume`.
 
 use crate::config::Dirs;
-use crate::daemon::control::{Request, request};
+use crate::daemon::control::{Request, command};
 
 pub async fn status(dirs: &Dirs, json: bool, once: bool) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     if !json && !once && std::io::stdout().is_terminal() {
         return super::live::live(&dirs.control_socket()).await;
     }
-    let v = request(&dirs.control_socket(), &Request::Status).await?;
+    let status = crate::daemon::control::status(&dirs.control_socket()).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        for l in super::live::lines(&v) {
+        for l in super::live::lines(&status) {
             println!("{l}");
         }
     }
@@ -27,7 +27,7 @@ pub async fn wait(dirs: &Dirs, timeout: Option<u64>) -> anyhow::Result<()> {
 pub async fn pause(dirs: &Dirs, for_secs: Option<u64>) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let until = for_secs.map(|s| now + (s as i64) * 1000);
-    request(&dirs.control_socket(), &Request::Pause { until }).await?;
+    command(&dirs.control_socket(), &Request::Pause { until }).await?;
     match until {
         Some(u) => println!("paused until {} UTC; `ferry resume` resumes now", ferry_shared::time::utc_string(u)),
         None => println!("paused (also after a restart) until `ferry resume`"),
@@ -36,7 +36,7 @@ pub async fn pause(dirs: &Dirs, for_secs: Option<u64>) -> anyhow::Result<()> {
 }
 
 pub async fn resume(dirs: &Dirs, confirm_deletes: bool) -> anyhow::Result<()> {
-    request(&dirs.control_socket(), &Request::Resume { confirm_deletes }).await?;
+    command(&dirs.control_socket(), &Request::Resume { confirm_deletes }).await?;
     println!("resumed");
     Ok(())
 }

@@ -110,12 +110,16 @@ async fn server_checks(config: &Config, token: &str, out: &mut Vec<Check>) {
         .get(reqwest::header::DATE)
         .and_then(|d| d.to_str().ok())
         .and_then(|d| httpdate::parse_http_date(d).ok());
-    let version = doc
-        .json::<serde_json::Value>()
-        .await
-        .ok()
-        .and_then(|v| v["info"]["version"].as_str().map(str::to_owned))
-        .unwrap_or_default();
+    /// What the check reads of the server's API description.
+    #[derive(serde::Deserialize)]
+    struct ApiDoc {
+        info: ApiInfo,
+    }
+    #[derive(serde::Deserialize)]
+    struct ApiInfo {
+        version: String,
+    }
+    let version = doc.json::<ApiDoc>().await.map(|d| d.info.version).unwrap_or_default();
     let mine = env!("CARGO_PKG_VERSION");
     let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
     if major_minor(&version) == major_minor(mine) {
@@ -245,11 +249,11 @@ fn inotify_watches(folder: &Path, out: &mut Vec<Check>) {
 
 async fn daemon_check(dirs: &Dirs, out: &mut Vec<Check>) {
     #[cfg(unix)]
-    match crate::daemon::control::request(&dirs.control_socket(), &crate::daemon::control::Request::Status).await {
+    match crate::daemon::control::status(&dirs.control_socket()).await {
         Ok(s) => {
-            let state = s["state"].as_str().unwrap_or("?").to_owned();
-            let reason = s["reason"].as_str().map(|r| format!(": {r}")).unwrap_or_default();
-            if state == "error" {
+            let state = s.state.as_str();
+            let reason = s.reason.map(|r| format!(": {r}")).unwrap_or_default();
+            if s.state == crate::daemon::status::SyncState::Error {
                 out.push(problem(
                     "daemon",
                     format!("running, in state error{reason}"),

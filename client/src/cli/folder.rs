@@ -35,7 +35,7 @@ pub async fn exclude(dirs: &Dirs, path: &str, exclude: bool) -> anyhow::Result<(
     #[cfg(unix)]
     let req = crate::daemon::control::Request::Excluded { paths: config.excluded.clone() };
     #[cfg(unix)]
-    let told = crate::daemon::control::request(&dirs.control_socket(), &req).await.is_ok();
+    let told = crate::daemon::control::command(&dirs.control_socket(), &req).await.is_ok();
     #[cfg(not(unix))]
     let told = false;
     let when = if told { "" } else { " (when the daemon starts)" };

@@ -47,7 +47,7 @@ pub async fn limit(dirs: &Dirs, change: Change) -> anyhow::Result<()> {
         #[cfg(unix)]
         let req = crate::daemon::control::Request::Limits(config.limits());
         #[cfg(unix)]
-        if crate::daemon::control::request(&dirs.control_socket(), &req).await.is_err() {
+        if crate::daemon::control::command(&dirs.control_socket(), &req).await.is_err() {
             println!("(the daemon is not running: the limits apply when it starts)");
         }
     }

@@ -6,11 +6,10 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use indicatif::{DecimalBytes, HumanDuration};
-use serde_json::Value;
-
-use crate::daemon::control::{Request, request};
+use crate::daemon::control::status;
+use crate::daemon::status::{Status, SyncState};
 use crate::net::limit::show_rate;
+use indicatif::{DecimalBytes, HumanDuration};
 
 /// How often the view asks the daemon (a display refresh, not a sync
 /// mechanism).
@@ -20,39 +19,38 @@ const REFRESH: Duration = Duration::from_millis(500);
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// The status as lines of text (what `ferry status` prints when piped).
-pub fn lines(v: &Value) -> Vec<String> {
-    let mut out = vec![format!("state: {}", v["state"].as_str().unwrap_or("?"))];
-    if let Some(r) = v["reason"].as_str() {
+pub fn lines(s: &Status) -> Vec<String> {
+    let mut out = vec![format!("state: {}", s.state.as_str())];
+    if let Some(r) = &s.reason {
         out.push(format!("  {r}"));
     }
-    out.push(format!("folder: {}  server: {}", v["folder"].as_str().unwrap_or(""), v["server"].as_str().unwrap_or("")));
+    out.push(format!("folder: {}  server: {}", s.folder, s.server));
     out.push(format!(
         "pending: {} uploads ({} bytes), {} downloads ({} bytes)",
-        v["pending_uploads"], v["pending_upload_bytes"], v["pending_downloads"], v["pending_download_bytes"]
+        s.pending_uploads, s.pending_upload_bytes, s.pending_downloads, s.pending_download_bytes
     ));
-    out.push(format!("files synced: {}", v["files"]));
-    if !(v["limit_up"].is_null() && v["limit_down"].is_null() && v["limit_schedule"].is_null()) {
-        let (up, down) = (v["limit_up"].as_u64(), v["limit_down"].as_u64());
-        out.push(format!("bandwidth now: uploads {}, downloads {}", show_rate(up), show_rate(down)));
-        if let Some(s) = v["limit_schedule"].as_str() {
-            out.push(format!("  schedule: {s}"));
+    out.push(format!("files synced: {}", s.files));
+    if s.limit_up.is_some() || s.limit_down.is_some() || s.limit_schedule.is_some() {
+        out.push(format!("bandwidth now: uploads {}, downloads {}", show_rate(s.limit_up), show_rate(s.limit_down)));
+        if let Some(schedule) = &s.limit_schedule {
+            out.push(format!("  schedule: {schedule}"));
         }
     }
-    for (key, title) in [
-        ("shares", "shared folders:"),
-        ("excluded", "folders not synced to this device (`ferry include PATH` brings one back):"),
-        ("share_news", "news of shared folders:"),
-        ("kept_off_disk", "on the server but kept off this disk (it cannot hold the name):"),
-        ("not_synced", "in the folder but not synced:"),
+    for (items, title) in [
+        (&s.shares, "shared folders:"),
+        (&s.excluded, "folders not synced to this device (`ferry include PATH` brings one back):"),
+        (&s.share_news, "news of shared folders:"),
+        (&s.kept_off_disk, "on the server but kept off this disk (it cannot hold the name):"),
+        (&s.not_synced, "in the folder but not synced:"),
     ] {
-        if let Some(items) = v[key].as_array().filter(|e| !e.is_empty()) {
+        if !items.is_empty() {
             out.push(title.to_owned());
-            out.extend(items.iter().map(|e| format!("  {}", e.as_str().unwrap_or(""))));
+            out.extend(items.iter().map(|e| format!("  {e}")));
         }
     }
-    if let Some(errs) = v["recent_errors"].as_array().filter(|e| !e.is_empty()) {
+    if !s.recent_errors.is_empty() {
         out.push("recent errors:".to_owned());
-        out.extend(errs.iter().rev().take(5).map(|e| format!("  {}", e.as_str().unwrap_or(""))));
+        out.extend(s.recent_errors.iter().rev().take(5).map(|e| format!("  {e}")));
     }
     out
 }
@@ -82,26 +80,27 @@ fn files(n: u64) -> String {
 }
 
 /// The live view's head: the state in words, what is left, how fast, how long.
-pub fn progress(v: &Value, rate: Option<f64>) -> Vec<String> {
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    let reason = v["reason"].as_str().unwrap_or("");
-    let (files, bytes) =
-        (n("pending_uploads") + n("pending_downloads"), n("pending_upload_bytes") + n("pending_download_bytes"));
-    let head = match v["state"].as_str().unwrap_or("?") {
-        "idle" if files == 0 => format!("Up to date: {}", self::files(n("files"))),
-        "paused" => format!("Paused: {reason}"),
-        "offline" => format!("Offline: {reason} (retrying)"),
-        "error" => format!("Stopped: {reason}"),
-        _ => format!("Syncing: {}, {} left", self::files(files), DecimalBytes(bytes)),
+pub fn progress(s: &Status, rate: Option<f64>) -> Vec<String> {
+    let reason = s.reason.as_deref().unwrap_or("");
+    let files = (s.pending_uploads + s.pending_downloads) as u64;
+    let bytes = s.pending_upload_bytes + s.pending_download_bytes;
+    let head = match s.state {
+        SyncState::Idle if files == 0 => format!("Up to date: {}", self::files(s.files as u64)),
+        SyncState::Paused => format!("Paused: {reason}"),
+        SyncState::Offline => format!("Offline: {reason} (retrying)"),
+        SyncState::Error => format!("Stopped: {reason}"),
+        SyncState::Idle | SyncState::Syncing => {
+            format!("Syncing: {}, {} left", self::files(files), DecimalBytes(bytes))
+        }
     };
     let mut out = vec![head];
     if files > 0 {
         out.push(format!(
             "  ↑ {} ({})   ↓ {} ({})",
-            self::files(n("pending_uploads")),
-            DecimalBytes(n("pending_upload_bytes")),
-            self::files(n("pending_downloads")),
-            DecimalBytes(n("pending_download_bytes"))
+            self::files(s.pending_uploads as u64),
+            DecimalBytes(s.pending_upload_bytes),
+            self::files(s.pending_downloads as u64),
+            DecimalBytes(s.pending_download_bytes)
         ));
         out.push(match rate {
             Some(r) if r >= 1.0 => {
@@ -125,9 +124,9 @@ pub async fn live(socket: &Path) -> anyhow::Result<()> {
         // Ctrl-C also leaves while the daemon is slow to answer.
         let v = tokio::select! {
             _ = &mut stop => return Ok(()),
-            v = request(socket, &Request::Status) => v?,
+            v = status(socket) => v?,
         };
-        let moved = v["bytes_sent"].as_u64().unwrap_or(0) + v["bytes_received"].as_u64().unwrap_or(0);
+        let moved = v.bytes_sent + v.bytes_received;
         let r = rate.add(Instant::now(), moved);
         let (rows, width) = term.size();
         let width = width as usize;
@@ -163,15 +162,19 @@ mod tests {
         // Old samples leave the window.
         r.add(t + Duration::from_secs(8), 4_000_000);
         assert_eq!(r.add(t + Duration::from_secs(10), 4_000_000), Some(0.0));
-        let v = serde_json::json!({
-            "state": "syncing", "pending_uploads": 2, "pending_upload_bytes": 20_000_000u64,
-            "pending_downloads": 1, "pending_download_bytes": 4_000_000u64, "files": 10
-        });
+        let v = Status {
+            pending_uploads: 2,
+            pending_upload_bytes: 20_000_000,
+            pending_downloads: 1,
+            pending_download_bytes: 4_000_000,
+            files: 10,
+            ..Status::new(String::new(), String::new())
+        };
         let p = progress(&v, Some(2_000_000.0));
         assert_eq!(p[0], "Syncing: 3 files, 24.00 MB left");
         assert!(p[1].contains("↑ 2 files (20.00 MB)") && p[1].contains("↓ 1 file (4.00 MB)"), "{p:?}");
         assert_eq!(p[2], "  2.00 MB/s, about 12 seconds left");
-        let idle = serde_json::json!({"state": "idle", "files": 10, "pending_uploads": 0, "pending_downloads": 0});
+        let idle = Status { state: SyncState::Idle, files: 10, ..Status::new(String::new(), String::new()) };
         assert_eq!(progress(&idle, None), ["Up to date: 10 files"]);
     }
 }

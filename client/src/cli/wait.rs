@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::daemon::control::{Request, request};
+use crate::daemon::control::status;
+use crate::daemon::status::{Status, SyncState};
 
 /// How often the daemon is asked (a display refresh, not a sync mechanism).
 const REFRESH: Duration = Duration::from_millis(250);
@@ -20,13 +21,12 @@ struct Pending {
 }
 
 impl Pending {
-    fn of(v: &serde_json::Value) -> Pending {
-        let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    fn of(s: &Status) -> Pending {
         Pending {
-            uploads: n("pending_uploads"),
-            upload_bytes: n("pending_upload_bytes"),
-            downloads: n("pending_downloads"),
-            download_bytes: n("pending_download_bytes"),
+            uploads: s.pending_uploads as u64,
+            upload_bytes: s.pending_upload_bytes,
+            downloads: s.pending_downloads as u64,
+            download_bytes: s.pending_download_bytes,
         }
     }
 
@@ -54,38 +54,37 @@ pub async fn wait(socket: &Path, timeout: Option<Duration>) -> anyhow::Result<()
     let (mut total, mut last_pending, mut idle_checks) = (0u64, 0u64, 0);
     let mut last_line = String::new();
     loop {
-        let v = request(socket, &Request::Status).await?;
-        let state = v["state"].as_str().unwrap_or("?").to_owned();
-        let reason = v["reason"].as_str().unwrap_or("").to_owned();
+        let v = status(socket).await?;
+        let reason = v.reason.as_deref().unwrap_or("");
         let p = Pending::of(&v);
         let bytes = p.upload_bytes + p.download_bytes;
         if bytes > last_pending {
             total += bytes - last_pending; // more work arrived
         }
         last_pending = bytes;
-        match state.as_str() {
-            "paused" => {
+        match v.state {
+            SyncState::Paused => {
                 bar.finish_and_clear();
                 bail!("the daemon is paused ({reason}); `ferry resume` continues");
             }
-            "error" => {
+            SyncState::Error => {
                 bar.finish_and_clear();
                 bail!("the daemon stopped: {reason}");
             }
-            "idle" if p.uploads + p.downloads == 0 => idle_checks += 1,
+            SyncState::Idle if p.uploads + p.downloads == 0 => idle_checks += 1,
             _ => idle_checks = 0,
         }
         if idle_checks >= 2 {
             bar.finish_and_clear();
-            println!("up to date ({} files)", v["files"]);
+            println!("up to date ({} files)", v.files);
             return Ok(());
         }
-        let line = match state.as_str() {
-            "offline" => format!("offline: {reason} (retrying)"),
+        let line = match v.state {
+            SyncState::Offline => format!("offline: {reason} (retrying)"),
             _ => p.describe(),
         };
         if plain {
-            if line != last_line && (p.uploads + p.downloads > 0 || state == "offline") {
+            if line != last_line && (p.uploads + p.downloads > 0 || v.state == SyncState::Offline) {
                 println!("{line}");
             }
         } else {

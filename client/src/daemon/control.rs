@@ -1,5 +1,6 @@
 //! The control socket: a Unix socket in the state directory (mode 0600) that
-//! answers `ferry status` and takes pause/resume. One JSON line each way.
+//! answers `ferry status` and takes pause/resume. One JSON line each way: a
+//! [`Request`], then an [`Answer`] (a stream of them for `Watch`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,24 @@ pub enum Request {
     Limits(crate::net::limit::Limits),
 }
 
+/// The daemon's answer to one request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// To `Status`, and each line of `Watch`.
+    Status(Box<Status>),
+    /// A command taken.
+    Done { ok: bool },
+    /// A request the daemon could not read.
+    Refused { error: String },
+}
+
+impl Answer {
+    fn line(&self) -> String {
+        format!("{}\n", serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
 pub async fn serve(
     path: PathBuf,
     status: Arc<Mutex<Status>>,
@@ -62,7 +81,7 @@ pub async fn serve(
         let now = move || {
             let mut s = status.lock().expect("status poisoned");
             s.set_traffic(remote.traffic());
-            serde_json::to_string(&*s).unwrap_or_default()
+            Answer::Status(Box::new(s.clone()))
         };
         tokio::spawn(async move {
             let (r, mut w) = stream.into_split();
@@ -74,7 +93,7 @@ pub async fn serve(
             if let Ok(Request::Watch) = request {
                 let mut changes = crate::daemon::status::subscribe();
                 loop {
-                    if w.write_all(format!("{}\n", now()).as_bytes()).await.is_err() {
+                    if w.write_all(now().line().as_bytes()).await.is_err() {
                         return;
                     }
                     tokio::select! {
@@ -88,15 +107,15 @@ pub async fn serve(
                 Ok(Request::Status) => now(),
                 Ok(Request::Pause { until }) => {
                     let _ = tx.send(Event::Control(Control::Pause { until })).await;
-                    r#"{"ok":true}"#.to_owned()
+                    Answer::Done { ok: true }
                 }
                 Ok(Request::Resume { confirm_deletes }) => {
                     let _ = tx.send(Event::Control(Control::Resume { confirm_deletes })).await;
-                    r#"{"ok":true}"#.to_owned()
+                    Answer::Done { ok: true }
                 }
                 Ok(Request::Excluded { paths }) => {
                     let _ = tx.send(Event::Control(Control::Excluded(paths))).await;
-                    r#"{"ok":true}"#.to_owned()
+                    Answer::Done { ok: true }
                 }
                 Ok(Request::Limits(l)) => {
                     // At once, also for transfers under way (not at the next
@@ -104,18 +123,18 @@ pub async fn serve(
                     // `limit::follow` keeps them to the schedule.
                     crate::net::limit::apply(&l, &remote_limits, &status_limits);
                     limits.send_replace(l);
-                    r#"{"ok":true}"#.to_owned()
+                    Answer::Done { ok: true }
                 }
                 Ok(Request::Watch) => unreachable!("answered above"),
-                Err(e) => serde_json::json!({"error": e.to_string()}).to_string(),
+                Err(e) => Answer::Refused { error: e.to_string() },
             };
-            let _ = w.write_all(format!("{answer}\n").as_bytes()).await;
+            let _ = w.write_all(answer.line().as_bytes()).await;
         });
     }
 }
 
-/// Sends one request to the daemon and returns its JSON answer.
-pub async fn request(path: &std::path::Path, req: &Request) -> anyhow::Result<serde_json::Value> {
+/// Sends one request to the daemon and returns its answer.
+pub async fn request(path: &std::path::Path, req: &Request) -> anyhow::Result<Answer> {
     use anyhow::Context;
     let stream = tokio::net::UnixStream::connect(path).await.with_context(|| {
         format!("the daemon is not running (no socket at {}): start it with `ferry daemon`", path.display())
@@ -124,5 +143,22 @@ pub async fn request(path: &std::path::Path, req: &Request) -> anyhow::Result<se
     w.write_all(format!("{}\n", serde_json::to_string(req)?).as_bytes()).await?;
     let mut line = String::new();
     BufReader::new(r).read_line(&mut line).await?;
-    Ok(serde_json::from_str(&line)?)
+    serde_json::from_str(&line).context("the daemon's answer is not one this version of ferry reads")
+}
+
+/// The daemon's status now.
+pub async fn status(path: &std::path::Path) -> anyhow::Result<Status> {
+    match request(path, &Request::Status).await? {
+        Answer::Status(s) => Ok(*s),
+        Answer::Refused { error } => anyhow::bail!("the daemon refused the request: {error}"),
+        Answer::Done { .. } => anyhow::bail!("the daemon answered without its status"),
+    }
+}
+
+/// Sends a command (pause, resume, new settings) to the daemon.
+pub async fn command(path: &std::path::Path, req: &Request) -> anyhow::Result<()> {
+    match request(path, req).await? {
+        Answer::Refused { error } => anyhow::bail!("the daemon refused the request: {error}"),
+        Answer::Done { .. } | Answer::Status(_) => Ok(()),
+    }
 }

@@ -12,6 +12,19 @@ pub enum SyncState {
     Error,
 }
 
+impl SyncState {
+    /// As it reads in the status (`idle`, `syncing`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Idle => "idle",
+            SyncState::Syncing => "syncing",
+            SyncState::Paused => "paused",
+            SyncState::Offline => "offline",
+            SyncState::Error => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub state: SyncState,

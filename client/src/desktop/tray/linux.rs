@@ -13,10 +13,11 @@ use tray_icon::{Icon, TrayIconBuilder};
 use super::model::{self, Action, Item, View};
 use crate::config::Dirs;
 use crate::daemon::control::{self, Request};
+use crate::daemon::status::Status;
 
 enum Msg {
     /// A status line from the daemon (`None`: it is not running).
-    Status(Option<serde_json::Value>),
+    Status(Option<Status>),
     /// Recent changes, newest first.
     Recent(Vec<String>),
     Click(String),
@@ -65,8 +66,8 @@ fn watch_status(dirs: Dirs, tx: mpsc::Sender<Msg>) {
                 if w.write_all(ask.as_bytes()).await.is_ok() {
                     let mut lines = tokio::io::BufReader::new(r).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
-                        let Ok(status) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-                        let now = status["cursor"].as_i64();
+                        let Ok(status) = serde_json::from_str::<Status>(&line) else { continue };
+                        let now = Some(status.cursor);
                         if tx.send(Msg::Status(Some(status))).is_err() {
                             return;
                         }
@@ -206,7 +207,7 @@ pub fn run(dirs: Dirs) -> anyhow::Result<()> {
                     None => None,
                 };
                 if let Some(r) = request
-                    && let Err(e) = control.block_on(control::request(&dirs.control_socket(), &r))
+                    && let Err(e) = control.block_on(control::command(&dirs.control_socket(), &r))
                 {
                     tracing::warn!(error = format!("{e:#}"), "the daemon did not take it");
                 }

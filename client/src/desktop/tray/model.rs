@@ -1,13 +1,13 @@
 //! The tray's menu as data, from the daemon's status: a pure function, so
 //! every state is tested without a desktop.
 
-use serde_json::Value;
+use crate::daemon::status::{Status, SyncState};
 
 /// What the menu shows, taken from the daemon's status (`ferry status --json`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct View {
     /// `None`: the daemon is not running.
-    pub state: Option<String>,
+    pub state: Option<SyncState>,
     pub reason: Option<String>,
     pub pending_files: u64,
     pub pending_bytes: u64,
@@ -18,33 +18,26 @@ pub struct View {
 }
 
 impl View {
-    pub fn from_status(s: &Value) -> View {
-        let list = |k: &str| -> Vec<String> {
-            s[k].as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
-        };
-        let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    pub fn from_status(s: &Status) -> View {
         View {
-            state: s["state"].as_str().map(str::to_owned),
-            reason: s["reason"].as_str().map(str::to_owned),
-            pending_files: n("pending_uploads") + n("pending_downloads"),
-            pending_bytes: n("pending_upload_bytes") + n("pending_download_bytes"),
-            paused_until: s["paused_until"].as_i64(),
-            conflicts: list("conflicts"),
+            state: Some(s.state),
+            reason: s.reason.clone(),
+            pending_files: (s.pending_uploads + s.pending_downloads) as u64,
+            pending_bytes: s.pending_upload_bytes + s.pending_download_bytes,
+            paused_until: s.paused_until,
+            conflicts: s.conflicts.clone(),
             recent: Vec::new(),
         }
     }
 
     /// The icon to show.
     pub fn icon(&self) -> IconKind {
-        match self.state.as_deref() {
-            None => IconKind::Offline,
-            Some("idle") => IconKind::Idle,
-            Some("syncing") => IconKind::Syncing,
-            Some("paused") => IconKind::Paused,
-            Some("offline") => IconKind::Offline,
-            _ => IconKind::Error,
+        match self.state {
+            None | Some(SyncState::Offline) => IconKind::Offline,
+            Some(SyncState::Idle) => IconKind::Idle,
+            Some(SyncState::Syncing) => IconKind::Syncing,
+            Some(SyncState::Paused) => IconKind::Paused,
+            Some(SyncState::Error) => IconKind::Error,
         }
     }
 }
@@ -87,20 +80,20 @@ pub fn clock(ms: i64, offset_secs: i64) -> String {
 
 /// The first line: what the daemon is doing, in words.
 pub fn status_line(v: &View, offset_secs: i64) -> String {
-    match v.state.as_deref() {
+    match v.state {
         None => "Ferry is not running".to_owned(),
-        Some("idle") => "Up to date".to_owned(),
-        Some("syncing") if v.pending_files > 0 => {
+        Some(SyncState::Idle) => "Up to date".to_owned(),
+        Some(SyncState::Syncing) if v.pending_files > 0 => {
             let files = if v.pending_files == 1 { "1 file".to_owned() } else { format!("{} files", v.pending_files) };
             format!("Syncing {files} — {} left", bytes(v.pending_bytes))
         }
-        Some("syncing") => "Syncing…".to_owned(),
-        Some("paused") => match v.paused_until {
+        Some(SyncState::Syncing) => "Syncing…".to_owned(),
+        Some(SyncState::Paused) => match v.paused_until {
             Some(u) => format!("Paused until {}", clock(u, offset_secs)),
             None => "Paused".to_owned(),
         },
-        Some("offline") => "Offline — retrying".to_owned(),
-        Some(_) => format!("Error: {}", v.reason.as_deref().unwrap_or("see ferry status")),
+        Some(SyncState::Offline) => "Offline — retrying".to_owned(),
+        Some(SyncState::Error) => format!("Error: {}", v.reason.as_deref().unwrap_or("see ferry status")),
     }
 }
 
@@ -124,7 +117,7 @@ pub fn menu(v: &View, offset_secs: i64) -> Vec<Item> {
         items: conflicts,
     });
     items.push(Item::Separator);
-    if v.state.as_deref() == Some("paused") {
+    if v.state == Some(SyncState::Paused) {
         items.push(entry("resume", "Resume"));
     } else if running {
         items.push(entry("pause-hour", "Pause for 1 hour"));
@@ -191,7 +184,8 @@ mod tests {
     }
 
     fn view(state: &str) -> View {
-        View { state: Some(state.into()), ..View::default() }
+        let state = serde_json::from_value(serde_json::Value::String(state.into())).expect("a state");
+        View { state: Some(state), ..View::default() }
     }
 
     #[test]
