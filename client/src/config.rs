@@ -4,10 +4,12 @@
 //! machine); otherwise the platform's config and data directories are used
 //! (`directories`). The device token lives in its own file, mode 0600.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+
+use crate::sync::seams::write_file;
 
 /// The client's settings, as stored in `config.json`.
 #[derive(Clone, Serialize, Deserialize)]
@@ -43,7 +45,7 @@ pub struct Config {
     /// Limits that apply instead inside a window of the week
     /// (`ferry limit --between 09:00-18:00 --days mon-fri`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit_schedule: Option<crate::net::limit::Schedule>,
+    pub limit_schedule: Option<crate::net::schedule::Schedule>,
     /// Folders not synced to this device (`ferry exclude`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ferry_shared::RelPath>,
@@ -83,8 +85,8 @@ impl Config {
 
 impl Config {
     /// The bandwidth limits, with their schedule.
-    pub fn limits(&self) -> crate::net::limit::Limits {
-        crate::net::limit::Limits { up: self.limit_up, down: self.limit_down, schedule: self.limit_schedule }
+    pub fn limits(&self) -> crate::net::schedule::Limits {
+        crate::net::schedule::Limits { up: self.limit_up, down: self.limit_down, schedule: self.limit_schedule }
     }
 }
 
@@ -152,29 +154,6 @@ impl Dirs {
         std::fs::create_dir_all(&self.config)?;
         std::fs::create_dir_all(&self.state)?;
         write_file(&self.config_file(), serde_json::to_string_pretty(config)?.as_bytes(), false)?;
-        write_file(&self.token_file(), token.as_bytes(), true)
+        Ok(write_file(&self.token_file(), token.as_bytes(), true)?)
     }
-}
-
-/// Writes a file atomically (temp + fsync + rename), private if asked.
-pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    // Named like a partial download: in the sync folder (the marker) a temp
-    // file left by a crash is never synced and is cleaned up at start.
-    let name = path.file_name().context("a file name")?.to_string_lossy();
-    let tmp = path.with_file_name(format!("{}{name}", crate::sync::scan::TEMP_PREFIX));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = opts.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }

@@ -319,6 +319,12 @@ pub fn content_hash<'a>(size: u64, blocks: impl IntoIterator<Item = &'a BlockId>
     hex::encode(content_digest(size, blocks))
 }
 
+/// True for a content hash as the server spells it: 64 hex digits, or
+/// empty (a folder has none).
+pub fn is_content_hash(s: &str) -> bool {
+    s.is_empty() || (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// [`content_hash`] as 32 raw bytes.
 pub fn content_digest<'a>(size: u64, blocks: impl IntoIterator<Item = &'a BlockId>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();

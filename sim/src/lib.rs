@@ -223,6 +223,9 @@ struct Device {
     state_db: PathBuf,
     /// Whose device it is (`server.callers[user]`).
     user: usize,
+    /// What its engines reported (kept across crashes: the report of a
+    /// failing seed shows its last errors).
+    status: Arc<Mutex<Status>>,
     /// The engine between rounds (`None` after a crash, or while a round runs).
     engine: Option<SimEngine>,
     round: Option<Round>,
@@ -367,6 +370,7 @@ impl World {
                     clock,
                     api: SimApi::new(i, token.clone(), Arc::clone(&net)),
                     state_db: dir.path().join(format!("{name}.db")),
+                    status: Arc::new(Mutex::new(Status::new(format!("{name}:/"), "sim".into()))),
                     engine: None,
                     round: None,
                     fresh: true,
@@ -472,7 +476,6 @@ impl World {
 
     fn open_engine(&self, d: usize) -> anyhow::Result<SimEngine> {
         let dev = &self.devices[d];
-        let status = Arc::new(Mutex::new(Status::new(dev.disk_name(), "sim".into())));
         let mut engine = Engine::open(
             (dev.disk.clone(), dev.api.clone(), dev.clock.clone()),
             dev.name.clone(),
@@ -480,7 +483,7 @@ impl World {
             // Low, so that the guard fires in short histories: a user who
             // removes a folder of several items answers its pause.
             (SIM_MAX_DELETES, 0.5),
-            status,
+            dev.status.clone(),
         )?;
         engine.stream_min = SIM_STREAM_MIN;
         engine.small_file = SIM_STREAM_MIN;
@@ -867,7 +870,7 @@ impl World {
         let mut report = Vec::new();
         for dev in &self.devices {
             let Some(e) = dev.engine.as_ref() else { continue };
-            let errors = e.status.lock().map(|s| s.recent_errors.clone()).unwrap_or_default();
+            let errors = dev.status.lock().map(|s| s.recent_errors.clone()).unwrap_or_default();
             report.push(format!("{}: last errors {errors:?}", dev.name));
             if let Ok((local, _)) = ferry_client::sync::seams::Disk::scan(&dev.disk) {
                 let plan = ferry_client::sync::planner::plan(&e.rtree, &local, &e.stree);
@@ -918,12 +921,6 @@ fn stale_edits(body: &[u8]) -> Option<Vec<u8>> {
         }
     }
     any.then(|| serde_json::to_vec(&page).expect("serializable"))
-}
-
-impl Device {
-    fn disk_name(&self) -> String {
-        format!("{}:/", self.name)
-    }
 }
 
 /// Runs one seed.

@@ -4,7 +4,7 @@
 use anyhow::bail;
 
 use crate::config::Dirs;
-use crate::net::limit::{Days, Rate, Schedule, Window, show_rate};
+use crate::net::schedule::{Days, Rate, Schedule, Window, show_rate};
 
 /// What `ferry limit` was asked to change.
 pub struct Change {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::control::status;
 use crate::daemon::status::{Status, SyncState};
-use crate::net::limit::show_rate;
+use crate::net::schedule::show_rate;
 use indicatif::{DecimalBytes, HumanDuration};
 
 /// How often the view asks the daemon (a display refresh, not a sync

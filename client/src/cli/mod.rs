@@ -132,16 +132,16 @@ pub enum Command {
     /// options, shows the limits.
     Limit {
         #[arg(long)]
-        up: Option<crate::net::limit::Rate>,
+        up: Option<crate::net::schedule::Rate>,
         #[arg(long)]
-        down: Option<crate::net::limit::Rate>,
+        down: Option<crate::net::schedule::Rate>,
         /// Hours these limits apply, local time: 09:00-18:00, or 22:00-06:00
         /// past midnight.
         #[arg(long, value_name = "HH:MM-HH:MM")]
-        between: Option<crate::net::limit::Window>,
+        between: Option<crate::net::schedule::Window>,
         /// Days of `--between`: mon-fri, sat,sun, mon,wed,fri (default: daily).
         #[arg(long, requires = "between")]
-        days: Option<crate::net::limit::Days>,
+        days: Option<crate::net::schedule::Days>,
         /// Drop the schedule (the limits without it stay).
         #[arg(long, conflicts_with_all = ["between", "days"])]
         no_schedule: bool,
@@ -281,7 +281,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Logs { lines, follow } => logs::logs(&dirs, lines, follow).await,
         Command::Tray => {
             let dirs = dirs.clone();
-            tokio::task::spawn_blocking(move || crate::desktop::tray::run(dirs)).await?
+            tokio::task::spawn_blocking(move || crate::tray::run(dirs)).await?
         }
         Command::Doctor { json } => doctor::doctor(&dirs, json).await,
     }

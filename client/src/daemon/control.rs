@@ -33,7 +33,7 @@ pub enum Request {
     },
     /// New bandwidth limits (bytes per second; `None`: unlimited) and
     /// their schedule, at once.
-    Limits(crate::net::limit::Limits),
+    Limits(crate::net::schedule::Limits),
 }
 
 /// The daemon's answer to one request.
@@ -58,7 +58,7 @@ pub async fn serve(
     path: PathBuf,
     status: Arc<Mutex<Status>>,
     tx: mpsc::Sender<Event>,
-    limits: Arc<tokio::sync::watch::Sender<crate::net::limit::Limits>>,
+    limits: Arc<tokio::sync::watch::Sender<crate::net::schedule::Limits>>,
     remote: crate::net::remote::Remote,
 ) {
     let _ = std::fs::remove_file(&path);
@@ -120,8 +120,8 @@ pub async fn serve(
                 Ok(Request::Limits(l)) => {
                     // At once, also for transfers under way (not at the next
                     // round), and in the status before the answer; then
-                    // `limit::follow` keeps them to the schedule.
-                    crate::net::limit::apply(&l, &remote_limits, &status_limits);
+                    // `limits::follow` keeps them to the schedule.
+                    super::limits::apply(&l, &remote_limits, &status_limits);
                     limits.send_replace(l);
                     Answer::Done { ok: true }
                 }

@@ -11,7 +11,9 @@
 
 #[cfg(unix)]
 pub mod control;
+pub mod desktop;
 pub mod events;
+pub mod limits;
 pub mod logs;
 pub mod status;
 pub mod watcher;
@@ -48,7 +50,7 @@ impl UserPause {
 
     fn save(this: Option<UserPause>, dirs: &Dirs) {
         let r = match this {
-            Some(p) => crate::config::write_file(
+            Some(p) => crate::sync::seams::write_file(
                 &dirs.pause_file(),
                 serde_json::to_string(&p).unwrap_or_default().as_bytes(),
                 false,
@@ -124,14 +126,14 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         let (up, down, _) = config.limits().at(&jiff::Zoned::now());
         remote.set_limits(up, down);
     }
-    tokio::spawn(crate::net::limit::follow(remote.clone(), Arc::clone(&status), limits_rx));
+    tokio::spawn(limits::follow(remote.clone(), Arc::clone(&status), limits_rx));
     let seams = (LocalDisk::new(config.folder.clone()), remote.clone(), SystemClock);
     let mut engine = Engine::open(
         seams,
         config.device.clone(),
         &dirs.state_db(),
         (config.max_deletes, config.max_delete_share),
-        Arc::clone(&status),
+        status.clone(),
     )?;
     set_excluded(&mut engine, &status, config.excluded.clone());
     if let Some(n) = std::env::var("FERRY_STREAM_MIN").ok().and_then(|v| v.parse().ok()) {
@@ -161,7 +163,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         remote.clone(),
     ));
     let notices = Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(crate::desktop::notify::notifier(Arc::clone(&status), Arc::clone(&notices), config.notifications));
+    tokio::spawn(crate::daemon::desktop::notifier(Arc::clone(&status), Arc::clone(&notices), config.notifications));
     // Set up once the folder is there (and again each time it comes back).
     let mut _watcher: Option<notify::RecommendedWatcher> = None;
     let mut folder_ok = false;

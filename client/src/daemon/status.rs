@@ -1,6 +1,13 @@
 //! What the daemon reports through `ferry status`.
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
+
+use crate::sync::progress::{Progress, Report};
+
+/// News of shared folders kept in the status (the oldest go first).
+const MAX_NEWS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,6 +136,50 @@ impl Status {
         self.recent_errors.push(msg);
         if self.recent_errors.len() > 20 {
             self.recent_errors.remove(0);
+        }
+    }
+}
+
+/// The engine's reports, kept in the status.
+impl Progress for Mutex<Status> {
+    fn report(&self, report: Report) {
+        let Ok(mut s) = self.lock() else { return };
+        match report {
+            Report::Shares(shares) => s.shares = shares,
+            Report::Cursor(cursor) => s.cursor = cursor,
+            Report::ShareNews(news) => {
+                s.share_news.push(news);
+                let n = s.share_news.len();
+                if n > MAX_NEWS {
+                    s.share_news.drain(..n - MAX_NEWS);
+                }
+            }
+            Report::NotSynced(items) => s.not_synced = items,
+            Report::KeptOffDisk(items) => s.kept_off_disk = items,
+            Report::Conflict(copy) => s.conflicts.push(copy),
+            Report::Error(e) => s.error(e),
+            Report::Planned(p) => {
+                s.pending_uploads = p.uploads;
+                s.pending_upload_bytes = p.upload_bytes;
+                s.pending_downloads = p.downloads;
+                s.pending_download_bytes = p.download_bytes;
+            }
+            Report::Done { done, traffic } => {
+                s.pending_uploads = s.pending_uploads.saturating_sub(done.uploads);
+                s.pending_upload_bytes = s.pending_upload_bytes.saturating_sub(done.upload_bytes);
+                s.pending_downloads = s.pending_downloads.saturating_sub(done.downloads);
+                s.pending_download_bytes = s.pending_download_bytes.saturating_sub(done.download_bytes);
+                s.set_traffic(traffic);
+            }
+            Report::RoundEnd { at_ms, files, traffic } => {
+                s.pending_uploads = 0;
+                s.pending_downloads = 0;
+                s.pending_upload_bytes = 0;
+                s.pending_download_bytes = 0;
+                s.last_sync = Some(at_ms);
+                s.files = files;
+                s.set_traffic(traffic);
+            }
         }
     }
 }

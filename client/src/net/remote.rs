@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::sync::tree::ContentHash;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ListRevisionsRequest, ListRevisionsResponse,
@@ -92,7 +91,7 @@ pub fn parse_changes(raw: RawChanges) -> (ChangesResponse, Vec<String>) {
         .changes
         .into_iter()
         .filter_map(|v| match serde_json::from_value::<ferry_shared::api::Change>(v.clone()) {
-            Ok(c) if ContentHash::parse(&c.entry.hash).is_none() => {
+            Ok(c) if !block::is_content_hash(&c.entry.hash) => {
                 refused.push(format!("refused a change from the server for {}: malformed content hash", c.entry.path));
                 None
             }
@@ -120,8 +119,8 @@ pub struct Remote {
 /// Block uploads and downloads each have a limit (see [`crate::net::limit`]).
 #[derive(Debug, Default)]
 pub struct Limits {
-    pub up: crate::net::limit::Limiter,
-    pub down: crate::net::limit::Limiter,
+    pub up: crate::net::bucket::Limiter,
+    pub down: crate::net::bucket::Limiter,
 }
 
 /// Bytes this client moved, counted at the HTTP layer: bodies plus an
@@ -234,7 +233,7 @@ impl Remote {
                 if at >= body.len() {
                     return None;
                 }
-                let end = (at + crate::net::limit::PIECE).min(body.len());
+                let end = (at + crate::net::bucket::PIECE).min(body.len());
                 limits.up.take(end - at).await;
                 traffic.sent.fetch_add((end - at) as u64, std::sync::atomic::Ordering::Relaxed);
                 Some((Ok::<_, std::io::Error>(body.slice(at..end)), end))

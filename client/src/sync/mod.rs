@@ -11,10 +11,12 @@
 //! - [`scan`]: the local tree, read from disk.
 //! - [`names`]: which names the local disk can hold.
 //! - [`state`]: the persisted trees and cursor (SQLite).
+//! - [`progress`]: what the engine reports as it works, through one trait.
 
 pub mod engine;
 pub mod names;
 pub mod planner;
+pub mod progress;
 pub mod scan;
 pub mod seams;
 pub mod state;

@@ -355,7 +355,7 @@ impl Disk for LocalDisk {
 
     fn init_marker(&self, id: &str) -> io::Result<()> {
         std::fs::create_dir_all(&self.root)?;
-        crate::config::write_file(&self.root.join(scan::MARKER), id.as_bytes(), false).map_err(io::Error::other)
+        write_file(&self.root.join(scan::MARKER), id.as_bytes(), false)
     }
 
     fn scan(&self) -> Result<(LocalTree, ScanReport), ScanError> {
@@ -560,4 +560,26 @@ impl Disk for LocalDisk {
             sync_dir(&d);
         }
     }
+}
+
+/// Writes a file atomically (temp + fsync + rename), private if asked.
+pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
+    use std::io::Write;
+    // Named like a partial download: in the sync folder (the marker) a temp
+    // file left by a crash is never synced and is cleaned up at start.
+    let name = path.file_name().ok_or_else(|| io::Error::other("a file name"))?.to_string_lossy();
+    let tmp = path.with_file_name(format!("{}{name}", scan::TEMP_PREFIX));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(&tmp).map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", tmp.display())))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -12,14 +12,11 @@ use ferry_shared::api::{BlockRef, EntryKind};
 use ferry_shared::{BlockId, RelPath};
 use futures_util::StreamExt;
 
+use super::local_blocks::{BlockIndex, block_index};
 use super::prefetch::Prefetches;
 use super::{BATCH_BYTES, DOWNLOAD_CHUNK, Engine, PARALLEL_BATCHES, PARALLEL_BLOCKS, PARALLEL_FILES};
 use crate::sync::seams::{Api, Clock, Disk};
-use crate::sync::state::State;
 use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
-
-/// Where the blocks of files already synced sit on disk (delta download).
-pub(super) type BlockIndex = HashMap<BlockId, (RelPath, u64, u32)>;
 
 /// A file to bring down: the server's version, its block list, and what the
 /// disk must still show for it to be replaced.
@@ -143,26 +140,6 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         self.progress(&[], &done);
         errors
     }
-}
-
-/// Where the `wanted` blocks sit in synced files (see
-/// [`Engine::local_blocks`]), among the paths `keep` accepts; empty when the
-/// state database cannot say (the blocks are fetched instead).
-pub(super) fn block_index(state: &State, wanted: &HashSet<BlockId>, keep: impl Fn(&RelPath) -> bool) -> BlockIndex {
-    let sources = match state.block_sources(wanted) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = format!("{e:#}"), "cannot look up local copies of blocks; fetching them");
-            return HashMap::new();
-        }
-    };
-    let mut index = HashMap::new();
-    for (id, path, off, len) in sources {
-        if keep(&path) {
-            index.entry(id).or_insert((path, off, len));
-        }
-    }
-    index
 }
 
 /// Downloads a group of small files: blocks from local files where possible

@@ -9,6 +9,7 @@ use ferry_shared::api::{CommitOp, EntryKind, ErrorCode, RevId};
 
 use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, numbered_conflict_name, op_entry, stored_elsewhere};
 use crate::sync::planner::{Op, Plan};
+use crate::sync::progress::Report;
 use crate::sync::scan::Twin;
 use crate::sync::seams::{Api, Clock, Disk};
 use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode, subtree};
@@ -353,9 +354,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 Ok(copy) => {
                     moved += 1;
                     tracing::info!(path = %twin.path, %copy, "a twin spelled in another Unicode form moved aside");
-                    if let Ok(mut s) = self.status.lock() {
-                        s.conflicts.push(copy.to_string());
-                    }
+                    self.progress.report(Report::Conflict(copy.to_string()));
                 }
                 Err(e) => {
                     failed += 1;
@@ -390,11 +389,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let copy = self.free_conflict_name(to)?;
         self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
         tracing::info!(%path, %copy, "kept a change to a read-only shared folder outside it");
-        if let Ok(mut s) = self.status.lock() {
-            s.conflicts.push(copy.to_string());
-            s.share_news
-                .push(format!("{path} is in a folder shared with you read-only: your version is kept as {copy}"));
-        }
+        self.progress.report(Report::Conflict(copy.to_string()));
+        self.progress.report(Report::ShareNews(format!(
+            "{path} is in a folder shared with you read-only: your version is kept as {copy}"
+        )));
         let mut w = Vec::new();
         for k in subtree(&self.stree, path) {
             self.set_synced(&mut w, &k, None);
@@ -408,9 +406,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let copy = self.free_conflict_name(path)?;
         self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
         tracing::info!(%path, %copy, "kept the local version as a conflict copy");
-        if let Ok(mut s) = self.status.lock() {
-            s.conflicts.push(copy.to_string());
-        }
+        self.progress.report(Report::Conflict(copy.to_string()));
         let mut w = Vec::new();
         self.set_synced(&mut w, path, None);
         self.write(w)?;

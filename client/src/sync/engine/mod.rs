@@ -21,15 +21,15 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ferry_shared::api::{BlockRef, Change, ChangeOp, EntryKind, OpResult};
 use ferry_shared::{BlockId, RelPath};
 
-use crate::daemon::status::Status;
 use crate::sync::names::NameRules;
 use crate::sync::planner::{self, Op, Plan};
+use crate::sync::progress::{Pending, Progress, Report};
 use crate::sync::scan::ScanError;
 use crate::sync::seams::{Api, Clock, Disk};
 use crate::sync::state::{State, Write};
@@ -37,6 +37,7 @@ use crate::sync::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedT
 
 mod download;
 mod execute;
+mod local_blocks;
 pub mod prefetch;
 pub mod shares;
 mod upload;
@@ -80,7 +81,8 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
     pub max_delete_share: f64,
     /// Set by `ferry resume --confirm-deletes` for the next round.
     pub deletes_confirmed: bool,
-    pub status: Arc<Mutex<Status>>,
+    /// Where the engine reports what it does (the daemon's status).
+    pub progress: Arc<dyn Progress>,
     /// Tree entries changed since the trees were last rebuilt in one piece.
     churn: usize,
     /// Files deferred in this execution (still being written).
@@ -179,16 +181,14 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         device: String,
         state_db: &Path,
         (max_deletes, max_delete_share): (usize, f64),
-        status: Arc<Mutex<Status>>,
+        progress: Arc<dyn Progress>,
     ) -> anyhow::Result<Self> {
         let state = State::open(state_db)?;
         let rtree = state.load_remote()?;
         let stree = state.load_synced()?;
         let cursor = state.cursor()?;
         let mounts = shares::decode(&state.get("mounts")?.unwrap_or_default());
-        if let Ok(mut s) = status.lock() {
-            s.shares = shares::describe(&mounts);
-        }
+        progress.report(Report::Shares(shares::describe(&mounts)));
         Ok(Engine {
             disk,
             api,
@@ -201,7 +201,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             max_deletes,
             max_delete_share,
             deletes_confirmed: false,
-            status,
+            progress,
             churn: 0,
             deferred: 0,
             prefetches: Prefetches::default(),
@@ -429,18 +429,14 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             writes.push(Write::Cursor(cursor));
             if self.mounts != mounts_before {
                 writes.push(Write::Mounts(shares::encode(&self.mounts)));
-                if let Ok(mut s) = self.status.lock() {
-                    s.shares = shares::describe(&self.mounts);
-                }
+                self.progress.report(Report::Shares(shares::describe(&self.mounts)));
             }
             self.write(writes)?;
             if !page.has_more && stopped_after.is_none() {
                 break;
             }
         }
-        if let Ok(mut s) = self.status.lock() {
-            s.cursor = self.cursor;
-        }
+        self.progress.report(Report::Cursor(self.cursor));
         Ok(changed)
     }
 
@@ -493,13 +489,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     fn share_news(&self, news: String) {
         tracing::info!(%news, "shared folders");
-        if let Ok(mut s) = self.status.lock() {
-            s.share_news.push(news);
-            let n = s.share_news.len();
-            if n > 100 {
-                s.share_news.drain(..n - 100);
-            }
-        }
+        self.progress.report(Report::ShareNews(news));
     }
 
     /// The server's journal ends before our cursor (it was restored from an
@@ -579,9 +569,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             for s in &report.skipped {
                 tracing::debug!(skipped = %s, "not synced");
             }
-            if let Ok(mut s) = self.status.lock() {
-                s.not_synced = report.skipped.into_iter().take(STATUS_LIST).collect();
-            }
+            self.progress.report(Report::NotSynced(report.skipped.into_iter().take(STATUS_LIST).collect()));
             tracing::debug!(entries = local.len(), "scanned");
             if !report.twins.is_empty() {
                 let (moved, failed) = self.move_twins_aside(report.twins).await;
@@ -637,15 +625,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             }
         }
         self.compact_if_churned()?;
-        if let Ok(mut s) = self.status.lock() {
-            s.pending_uploads = 0;
-            s.pending_downloads = 0;
-            s.pending_upload_bytes = 0;
-            s.pending_download_bytes = 0;
-            s.last_sync = Some(self.clock.now_ms());
-            s.files = self.stree.len();
-            s.set_traffic(self.api.traffic());
-        }
+        self.progress.report(Report::RoundEnd {
+            at_ms: self.clock.now_ms(),
+            files: self.stree.len(),
+            traffic: self.api.traffic(),
+        });
         Ok(stats)
     }
 
@@ -700,9 +684,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 }
             }
         }
-        if let Ok(mut s) = self.status.lock() {
-            s.kept_off_disk = listed;
-        }
+        self.progress.report(Report::KeptOffDisk(listed));
         if off.is_empty() {
             return (Cow::Borrowed(&self.rtree), HashSet::new());
         }
@@ -722,40 +704,36 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     fn update_pending(&self, plan: &Plan) {
-        let Ok(mut s) = self.status.lock() else { return };
-        s.pending_uploads = 0;
-        s.pending_downloads = 0;
-        s.pending_upload_bytes = 0;
-        s.pending_download_bytes = 0;
+        let mut p = Pending::default();
         for op in &plan.ops {
             match op {
                 Op::Upload { size, .. } => {
-                    s.pending_uploads += 1;
-                    s.pending_upload_bytes += size;
+                    p.uploads += 1;
+                    p.upload_bytes += size;
                 }
                 Op::Download { remote, .. } | Op::Conflict { remote, .. } => {
-                    s.pending_downloads += 1;
-                    s.pending_download_bytes += remote.size;
+                    p.downloads += 1;
+                    p.download_bytes += remote.size;
                 }
                 _ => {}
             }
         }
+        self.progress.report(Report::Planned(p));
     }
 
     /// Counts finished work off the pending totals (`ferry wait` shows them).
     fn progress(&self, uploads: &[u64], downloads: &[u64]) {
-        let Ok(mut s) = self.status.lock() else { return };
-        s.pending_uploads = s.pending_uploads.saturating_sub(uploads.len());
-        s.pending_upload_bytes = s.pending_upload_bytes.saturating_sub(uploads.iter().sum());
-        s.pending_downloads = s.pending_downloads.saturating_sub(downloads.len());
-        s.pending_download_bytes = s.pending_download_bytes.saturating_sub(downloads.iter().sum());
-        s.set_traffic(self.api.traffic());
+        let done = Pending {
+            uploads: uploads.len(),
+            upload_bytes: uploads.iter().sum(),
+            downloads: downloads.len(),
+            download_bytes: downloads.iter().sum(),
+        };
+        self.progress.report(Report::Done { done, traffic: self.api.traffic() });
     }
 
     fn record_error(&self, e: impl std::fmt::Display) {
-        if let Ok(mut s) = self.status.lock() {
-            s.error(e);
-        }
+        self.progress.report(Report::Error(e.to_string()));
     }
 }
 

@@ -27,7 +27,7 @@ use ferry_shared::{BlockId, RelPath};
 use futures_util::StreamExt;
 
 use super::PARALLEL_BLOCKS;
-use super::download::BlockIndex;
+use super::local_blocks::{BlockIndex, block_index};
 use crate::sync::names::NameRules;
 use crate::sync::seams::{Api, Disk};
 use crate::sync::state::State;
@@ -316,7 +316,7 @@ pub async fn prefetch_round<D: Disk, A: Api>(
     if ids.is_empty() {
         return Ok(false);
     }
-    prefetches.index_new(|wanted| super::download::block_index(&lock(state), wanted, |_| true));
+    prefetches.index_new(|wanted| block_index(&lock(state), wanted, |_| true));
     let mut waiting = false;
     for id in ids {
         waiting |= prefetches.fill(id, disk, api, wait_secs).await == FillEnd::NotYet;

@@ -8,7 +8,7 @@ use ferry_shared::api::{BlockList, BlockRef, CommitOp, EntryKind, OpResult, Pend
 use ferry_shared::{BlockId, RelPath};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::download::BlockIndex;
+use super::local_blocks::BlockIndex;
 use super::{
     BATCH_BYTES, COMMIT_BATCH, Engine, PARALLEL_BATCHES, STABLE_MS, UPLOAD_GROUP_BYTES, remote_node, stored_elsewhere,
 };

@@ -1,83 +1,10 @@
-//! Bandwidth limits: a byte rate shared by every transfer in one direction
-//! (block uploads, block downloads), as a token bucket that lends: a chunk
-//! may pass at once and the next waits until the rate has paid for it, so
-//! the average holds the limit however the chunks come. Small requests
-//! (the long poll, commits, journal pages) are not held back.
-//!
-//! Limits may follow a schedule (`ferry limit --up 2MB/s --between
-//! 09:00-18:00 --days mon-fri`): inside the window, in local time, the
-//! schedule's limits apply; outside it, the others. The daemon changes them
-//! on a timer set to the window's next edge ([`follow`]), not by polling.
-
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+//! Bandwidth limits as people give them: rates (`2MB/s`, `off`), and a
+//! schedule (`ferry limit --up 2MB/s --between 09:00-18:00 --days
+//! mon-fri`): inside the window, in local time, the schedule's limits
+//! apply; outside it, the others. Pure values: the daemon applies them to
+//! the client's buckets at each edge of the window (`daemon::limits`).
 
 use serde::{Deserialize, Serialize};
-
-use crate::daemon::status::Status;
-
-/// The size of the pieces a limited body is sent or read in.
-pub const PIECE: usize = 64 << 10;
-
-#[derive(Debug)]
-struct Bucket {
-    /// Bytes per second; `None`: unlimited.
-    rate: Option<u64>,
-    /// Bytes that may pass now (negative: owed).
-    tokens: f64,
-    last: Instant,
-}
-
-/// One direction's limit.
-#[derive(Debug)]
-pub struct Limiter {
-    bucket: Mutex<Bucket>,
-}
-
-impl Default for Limiter {
-    fn default() -> Self {
-        Limiter { bucket: Mutex::new(Bucket { rate: None, tokens: 0.0, last: Instant::now() }) }
-    }
-}
-
-impl Limiter {
-    pub fn set(&self, rate: Option<u64>) {
-        let mut b = self.bucket.lock().expect("limiter poisoned");
-        b.rate = rate.filter(|r| *r > 0);
-        b.tokens = 0.0;
-        b.last = Instant::now();
-    }
-
-    pub fn rate(&self) -> Option<u64> {
-        self.bucket.lock().expect("limiter poisoned").rate
-    }
-
-    /// How long `n` more bytes must wait (and takes them).
-    fn charge(&self, n: usize) -> Duration {
-        self.charge_at(n, Instant::now())
-    }
-
-    /// [`Limiter::charge`] at `now` (a test gives its own clock).
-    fn charge_at(&self, n: usize, now: Instant) -> Duration {
-        let mut b = self.bucket.lock().expect("limiter poisoned");
-        let Some(rate) = b.rate else { return Duration::ZERO };
-        let rate = rate as f64;
-        // What the rate has paid since, keeping at most a quarter second's worth.
-        let burst = (rate / 4.0).max(PIECE as f64);
-        b.tokens = (b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate).min(burst);
-        b.last = now;
-        b.tokens -= n as f64;
-        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / rate) }
-    }
-
-    /// Waits until `n` bytes may pass.
-    pub async fn take(&self, n: usize) {
-        let wait = self.charge(n);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
 
 /// `2MB/s`, `500KB/s`, `10MiB/s`, `1.5MB/s`, `800000` (bytes per second) or
 /// `off` (`None`).
@@ -367,52 +294,6 @@ impl Limits {
     }
 }
 
-/// The longest the daemon trusts its timer to the next edge: a suspended
-/// machine, a changed clock or an edge in an hour a change of daylight
-/// saving time skips or repeats is caught within this.
-const RECHECK: Duration = Duration::from_secs(15 * 60);
-
-/// Sets the limits `l` gives for the local time now, on the client and in
-/// the status; returns that time.
-pub fn apply(l: &Limits, remote: &crate::net::remote::Remote, status: &Mutex<Status>) -> jiff::Zoned {
-    let now = jiff::Zoned::now();
-    let (up, down, scheduled) = l.at(&now);
-    if remote.limits() != (up, down) {
-        remote.set_limits(up, down);
-        tracing::info!(up = show_rate(up), down = show_rate(down), scheduled, "bandwidth limits");
-    }
-    if let Ok(mut s) = status.lock() {
-        (s.limit_up, s.limit_down) = (up, down);
-        s.limit_schedule = l.schedule.map(|s| format!("{s}{}", if scheduled { " (now)" } else { "" }));
-    }
-    crate::daemon::status::changed();
-    now
-}
-
-/// Keeps the client's limits what `limits` says for the local time now: set
-/// at once on a change, and again at each edge of the schedule's window.
-pub async fn follow(
-    remote: crate::net::remote::Remote,
-    status: Arc<Mutex<Status>>,
-    mut limits: tokio::sync::watch::Receiver<Limits>,
-) {
-    loop {
-        let l = *limits.borrow_and_update();
-        let now = apply(&l, &remote, &status);
-        let wait = l
-            .next_edge(&now)
-            .map(|t| {
-                Duration::from_millis((t.timestamp().as_millisecond() - now.timestamp().as_millisecond()).max(0) as u64)
-            })
-            .map_or(RECHECK, |w| w.min(RECHECK));
-        tokio::select! {
-            changed = limits.changed() => if changed.is_err() { return },
-            // Without a schedule nothing changes until the config does.
-            () = tokio::time::sleep(wait), if l.schedule.is_some() => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,20 +308,6 @@ mod tests {
         assert_eq!(parse_rate("off"), Ok(None));
         assert!(parse_rate("fast").is_err() && parse_rate("2XB/s").is_err() && parse_rate("10").is_err());
         assert_eq!(show_rate(Some(2_000_000)), "2.0 MB/s");
-    }
-
-    #[test]
-    fn a_limit_charges_what_passed() {
-        let l = Limiter::default();
-        assert_eq!(l.charge(1 << 30), Duration::ZERO, "unlimited");
-        l.set(Some(1_000_000));
-        let start = l.bucket.lock().expect("limiter").last;
-        // Nothing paid yet: a second's worth waits a second.
-        assert_eq!(l.charge_at(1_000_000, start), Duration::from_secs(1));
-        // Two seconds on, at most a quarter second's worth was kept: the
-        // next second's worth waits three quarters.
-        let w = l.charge_at(1_000_000, start + Duration::from_secs(3));
-        assert_eq!(w.as_millis(), 750, "{w:?}");
     }
 }
 

@@ -126,7 +126,7 @@ fn reveal(folder: &Path, rel: &str) {
         Some(Ok(file)) => {
             let shown = std::thread::Builder::new().name("tray-reveal".into()).spawn(move || {
                 match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt.block_on(crate::desktop::notify::show_in_folder(&file)),
+                    Ok(rt) => rt.block_on(crate::daemon::desktop::show_in_folder(&file)),
                     Err(e) => tracing::warn!(error = %e, "cannot show the file"),
                 }
             });

@@ -1,4 +1,0 @@
-//! The desktop: notifications ([`notify`]) and the tray ([`tray`]).
-
-pub mod notify;
-pub mod tray;
