@@ -42,7 +42,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use ferry_client::daemon::status::Status;
-use ferry_client::sync::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, RoundStats, prefetch_round};
+use ferry_client::sync::engine::{
+    Engine, Error as EngineError, FolderUnavailable, Prefetches, RoundStats, prefetch_round,
+};
 use ferry_client::sync::tree::ContentHash;
 
 use rand::rngs::StdRng;
@@ -203,7 +205,7 @@ impl std::fmt::Display for Violation {
 }
 
 type SimEngine = Engine<SimDisk, SimApi, SimClock>;
-type Round = Pin<Box<dyn Future<Output = (SimEngine, anyhow::Result<RoundStats>)>>>;
+type Round = Pin<Box<dyn Future<Output = (SimEngine, Result<RoundStats, EngineError>)>>>;
 
 /// A device's "was woken" flag: the scheduler polls only woken rounds.
 #[derive(Default)]
@@ -316,7 +318,7 @@ fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix("ferry-sim-").tempdir()
 }
 
-async fn round(engine: &mut SimEngine, fresh: bool, confirm: bool) -> anyhow::Result<RoundStats> {
+async fn round(engine: &mut SimEngine, fresh: bool, confirm: bool) -> Result<RoundStats, EngineError> {
     if fresh {
         engine.check_root()?;
         engine.remove_stale_temp_files().await?;
@@ -529,7 +531,7 @@ impl World {
                 }
                 self.log(format!("{name} round done: {stats:?}"));
             }
-            Err(e) if e.downcast_ref::<MassDelete>().is_some() => {
+            Err(EngineError::MassDelete(e)) => {
                 dev.engine = Some(engine);
                 dev.fresh = false; // the pause comes after start-up
                 dev.last = None;
@@ -545,7 +547,7 @@ impl World {
                     self.log(alarm);
                 }
             }
-            Err(e) if matches!(e.downcast_ref::<FolderUnavailable>(), Some(FolderUnavailable::Missing(_))) => {
+            Err(EngineError::FolderUnavailable(e @ FolderUnavailable::Missing(_))) => {
                 // The daemon stays up and starts afresh once the folder is back.
                 dev.engine = Some(engine);
                 dev.fresh = true;

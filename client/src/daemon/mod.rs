@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use self::status::{Status, SyncState};
 use crate::config::{Config, Dirs};
 use crate::net::remote::Remote;
-use crate::sync::engine::{Engine, FolderUnavailable, MassDelete, Prefetches, prefetch_round};
+use crate::sync::engine::{Engine, Error as EngineError, FolderUnavailable, Prefetches, prefetch_round};
 use crate::sync::seams::{LocalDisk, SystemClock};
 use crate::sync::state::State;
 pub use events::{Control, Event};
@@ -216,11 +216,11 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                         tokio::spawn(p.run(rx, tx.clone()));
                     }
                 }
-                Err(e) if e.downcast_ref::<FolderUnavailable>().is_some() => {
-                    tracing::warn!(error = format!("{e:#}"), "the sync folder is unavailable");
-                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                Err(EngineError::FolderUnavailable(e)) => {
+                    tracing::warn!(error = %e, "the sync folder is unavailable");
+                    set_state(&status, SyncState::Error, Some(e.to_string()));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         if !paused && folder_ok {
@@ -249,32 +249,33 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                         failures = 0;
                     }
                 }
-                Err(e) if matches!(e.downcast_ref::<FolderUnavailable>(), Some(FolderUnavailable::Missing(_))) => {
-                    tracing::warn!(error = format!("{e:#}"), "the sync folder is unavailable");
-                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                Err(EngineError::FolderUnavailable(e @ FolderUnavailable::Missing(_))) => {
+                    tracing::warn!(error = %e, "the sync folder is unavailable");
+                    set_state(&status, SyncState::Error, Some(e.to_string()));
                     folder_ok = false;
                     _watcher = None;
                 }
-                Err(e) if e.downcast_ref::<FolderUnavailable>().is_some() => {
+                Err(EngineError::FolderUnavailable(e)) => {
                     failures += 1;
-                    tracing::warn!(error = format!("{e:#}"), "cannot read the sync folder; retrying");
-                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                    tracing::warn!(error = %e, "cannot read the sync folder; retrying");
+                    set_state(&status, SyncState::Error, Some(e.to_string()));
                 }
-                Err(e) if e.downcast_ref::<MassDelete>().is_some() => {
+                Err(EngineError::MassDelete(e)) => {
                     tracing::warn!(error = %e, "paused");
                     paused = true;
                     set_state(&status, SyncState::Paused, Some(e.to_string()));
                 }
-                Err(e) if is_fatal(&e) => {
-                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
-                    return Err(e);
+                Err(e) if !e.is_retryable() => {
+                    set_state(&status, SyncState::Error, Some(describe(&e)));
+                    return Err(e.into());
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(error = format!("{e:#}"), "sync round failed; retrying");
-                    set_state(&status, SyncState::Offline, Some(format!("{e:#}")));
+                    let e = describe(&e);
+                    tracing::warn!(error = e, "sync round failed; retrying");
+                    set_state(&status, SyncState::Offline, Some(e.clone()));
                     if let Ok(mut s) = status.lock() {
-                        s.error(format!("{e:#}"));
+                        s.error(e);
                     }
                 }
             }
@@ -334,9 +335,19 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
     }
 }
 
-/// Errors that stop the daemon: the token was revoked (log in again).
-pub fn is_fatal(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<crate::net::remote::RemoteError>().is_some_and(|r| r.is_unauthorized()))
+/// An error with its causes, as one line (`what: why: why`), each cause
+/// once.
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out = format!("{out}: {m}");
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// Holds one long poll at a time; wakes the loop when the journal moves,

@@ -1,13 +1,14 @@
 //! The server as the engine sees it: a typed HTTP client for the API.
-//! Errors say whether trying again later can help ([`RemoteError::is_retryable`]).
+//! Errors carry the server's status and [`ErrorCode`], so callers match
+//! on codes, not on words.
 
 use std::time::Duration;
 
 use ferry_shared::BlockId;
 use ferry_shared::api::{
-    ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ListRevisionsRequest, ListRevisionsResponse,
-    LoginResponse, MissingBlocksRequest, MissingBlocksResponse, PendingAnnounce, PendingAnnounced, PendingList,
-    PollResponse,
+    ChangesResponse, CommitOp, CommitRequest, CommitResponse, ErrorBody, ErrorCode, ListRevisionsRequest,
+    ListRevisionsResponse, LoginResponse, MissingBlocksRequest, MissingBlocksResponse, PendingAnnounce,
+    PendingAnnounced, PendingList, PollResponse,
 };
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
 
@@ -16,27 +17,20 @@ pub enum RemoteError {
     #[error("cannot reach the server: {0}")]
     Network(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the server answered {status}: {message}")]
-    Http { status: u16, code: Option<String>, message: String },
+    Http { status: u16, code: Option<ErrorCode>, message: String },
     #[error("the server sent a bad block: {0}")]
     BadBlock(#[from] block::DecodeError),
 }
 
 impl RemoteError {
-    /// Network trouble and server-side errors pass; client errors do not.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            RemoteError::Network(_) | RemoteError::BadBlock(_) => true,
-            RemoteError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-        }
-    }
-
+    /// The token was revoked or is unknown: log in again.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, RemoteError::Http { status: 401, .. })
     }
 
     /// The server's journal does not reach our cursor (`cursor_reset`).
     pub fn is_cursor_reset(&self) -> bool {
-        matches!(self, RemoteError::Http { code: Some(c), .. } if c == "cursor_reset")
+        matches!(self, RemoteError::Http { code: Some(ErrorCode::CursorReset), .. })
     }
 }
 
@@ -57,7 +51,7 @@ impl From<reqwest::Error> for RemoteError {
 /// (`{"error":{"code","message"}}`, or plain text from something in between).
 pub fn error_from_body(status: u16, text: &str) -> RemoteError {
     let (code, message) = match serde_json::from_str::<ErrorBody>(text) {
-        Ok(b) => (serde_json::to_value(b.error.code).ok().and_then(|v| v.as_str().map(str::to_owned)), b.error.message),
+        Ok(b) => (Some(b.error.code), b.error.message),
         Err(_) => (None, text.to_owned()),
     };
     RemoteError::Http { status, code, message }

@@ -6,16 +6,31 @@
 //! (a rebuilt state makes every path "new on both sides", which the planner
 //! merges, with conflict copies where contents differ, and never deletes).
 
-use std::path::Path;
-
-use anyhow::Context;
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use ferry_shared::api::{BlockRef, EntryKind};
 use ferry_shared::{BlockId, RelPath};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, RemoteTree, SyncedNode, SyncedTree};
+
+/// What can go wrong with the state database.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("opening {}: {source}", path.display())]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("{} was written by a newer ferry (schema {found}, this one knows {known}); upgrade ferry", path.display())]
+    Newer { path: PathBuf, found: usize, known: usize },
+    #[error("the state database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("the state database: {0}")]
+    Read(#[from] rusqlite::types::FromSqlError),
+    #[error("creating the state folder: {0}")]
+    Folder(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
 /// Migrations, append-only: index = schema version - 1.
 const SCHEMA: &[&str] = &[
@@ -98,20 +113,16 @@ pub enum Write {
 }
 
 impl State {
-    pub fn open(path: &Path) -> anyhow::Result<State> {
+    pub fn open(path: &Path) -> Result<State> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut conn = Connection::open(path).map_err(|source| StateError::Open { path: path.to_owned(), source })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
         let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
         if version > SCHEMA.len() {
-            anyhow::bail!(
-                "{} was written by a newer ferry (schema {version}, this one knows {}); upgrade ferry",
-                path.display(),
-                SCHEMA.len()
-            );
+            return Err(StateError::Newer { path: path.to_owned(), found: version, known: SCHEMA.len() });
         }
         for (i, sql) in SCHEMA.iter().enumerate().skip(version) {
             let tx = conn.transaction()?;
@@ -122,20 +133,20 @@ impl State {
         Ok(State { conn })
     }
 
-    pub fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
         Ok(self.conn.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
-    pub fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+    pub fn set(&self, key: &str, value: &str) -> Result<()> {
         self.conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?1, ?2)", [key, value])?;
         Ok(())
     }
 
-    pub fn cursor(&self) -> anyhow::Result<i64> {
+    pub fn cursor(&self) -> Result<i64> {
         Ok(self.get("cursor")?.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
-    pub fn load_remote(&self) -> anyhow::Result<RemoteTree> {
+    pub fn load_remote(&self) -> Result<RemoteTree> {
         let mut s = self.conn.prepare("SELECT path, id, rev, kind, size, mtime, executable, hash FROM remote")?;
         let rows = s.query_map([], |r| {
             Ok((
@@ -164,7 +175,7 @@ impl State {
         Ok(nodes.into_iter().collect())
     }
 
-    pub fn load_synced(&self) -> anyhow::Result<SyncedTree> {
+    pub fn load_synced(&self) -> Result<SyncedTree> {
         let mut s =
             self.conn.prepare("SELECT path, id, rev, kind, size, mtime_ns, inode, executable, hash FROM synced")?;
         let rows = s.query_map([], |r| {
@@ -197,7 +208,7 @@ impl State {
     }
 
     /// The block list of the remote file at `path` (empty when unknown).
-    pub fn remote_blocks(&self, path: &RelPath) -> anyhow::Result<Vec<BlockRef>> {
+    pub fn remote_blocks(&self, path: &RelPath) -> Result<Vec<BlockRef>> {
         let mut s = self.conn.prepare_cached("SELECT blocks FROM remote WHERE path = ?1")?;
         let blob: Option<Vec<u8>> = s.query_row([path.as_str()], |r| r.get(0)).optional()?;
         Ok(blob.map(|b| decode_blocks(&b)).unwrap_or_default())
@@ -207,7 +218,7 @@ impl State {
     /// far as the last sync knows: `(block, path, offset, length)`, every
     /// occurrence (the caller verifies what it reads). Streams the table;
     /// memory stays with the answer.
-    pub fn block_sources(&self, wanted: &HashSet<BlockId>) -> anyhow::Result<Vec<(BlockId, RelPath, u64, u32)>> {
+    pub fn block_sources(&self, wanted: &HashSet<BlockId>) -> Result<Vec<(BlockId, RelPath, u64, u32)>> {
         let mut out = Vec::new();
         if wanted.is_empty() {
             return Ok(out);
@@ -234,14 +245,14 @@ impl State {
     }
 
     /// The block list recorded for the synced file at `path` (empty when unknown).
-    pub fn synced_blocks(&self, path: &RelPath) -> anyhow::Result<Vec<BlockRef>> {
+    pub fn synced_blocks(&self, path: &RelPath) -> Result<Vec<BlockRef>> {
         let mut s = self.conn.prepare_cached("SELECT blocks FROM synced WHERE path = ?1")?;
         let blob: Option<Vec<u8>> = s.query_row([path.as_str()], |r| r.get(0)).optional()?;
         Ok(blob.map(|b| decode_blocks(&b)).unwrap_or_default())
     }
 
     /// Applies writes in one transaction.
-    pub fn apply(&mut self, writes: &[Write]) -> anyhow::Result<()> {
+    pub fn apply(&mut self, writes: &[Write]) -> Result<()> {
         if writes.is_empty() {
             return Ok(());
         }

@@ -7,11 +7,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use ferry_shared::api::{BlockRef, EntryKind};
 use ferry_shared::{BlockId, RelPath};
 use futures_util::StreamExt;
 
+use super::error::{Error, Result};
 use super::local_blocks::{BlockIndex, block_index};
 use super::prefetch::Prefetches;
 use super::{BATCH_BYTES, DOWNLOAD_CHUNK, Engine, PARALLEL_BATCHES, PARALLEL_BLOCKS, PARALLEL_FILES};
@@ -101,9 +101,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         .buffer_unordered(PARALLEL_BATCHES)
         .collect::<Vec<_>>()
         .await;
-        let mut results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
+        let mut results: Vec<(RelPath, RemoteNode, Result<Option<LocalNode>>)> =
             small_results.into_iter().flatten().collect();
-        let large_results: Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> =
+        let large_results: Vec<(RelPath, RemoteNode, Result<Option<LocalNode>>)> =
             futures_util::stream::iter(large.into_iter().map(|f| {
                 let (api, disk, index) = (self.api.clone(), self.disk.clone(), Arc::clone(&index));
                 let prefetches = self.prefetches.clone();
@@ -151,7 +151,7 @@ async fn download_group<D: Disk, A: Api>(
     disk: &D,
     index: &BlockIndex,
     group: Vec<Fetch>,
-) -> Vec<(RelPath, RemoteNode, anyhow::Result<Option<LocalNode>>)> {
+) -> Vec<(RelPath, RemoteNode, Result<Option<LocalNode>>)> {
     let ids: Vec<BlockId> = group.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).collect();
     let blocks = match gather(api, disk, index, ids).await {
         Ok(b) => b,
@@ -159,7 +159,7 @@ async fn download_group<D: Disk, A: Api>(
             let msg = format!("{e}");
             return group
                 .into_iter()
-                .map(|f| (f.path, f.remote, Err(anyhow::anyhow!("fetching blocks: {msg}"))))
+                .map(|f| (f.path, f.remote, Err(Error::Refused(format!("fetching blocks: {msg}")))))
                 .collect();
         }
     };
@@ -181,7 +181,7 @@ async fn download_group<D: Disk, A: Api>(
         let mut written = Vec::new();
         for ((f, (temp, _, _)), fin) in ready.into_iter().zip(temps).zip(finished) {
             let r = match fin {
-                Ok(()) => disk.commit_temp(temp, &f.path, f.expect, false).map_err(anyhow::Error::from),
+                Ok(()) => disk.commit_temp(temp, &f.path, f.expect, false).map_err(Error::from),
                 Err(e) => {
                     disk.discard_temp(temp);
                     Err(e.into())
@@ -203,13 +203,15 @@ fn write_small<D: Disk>(
     disk: &D,
     Fetch { path, remote: rnode, blocks, .. }: &Fetch,
     have: &HashMap<BlockId, Vec<u8>>,
-) -> anyhow::Result<D::Temp> {
+) -> Result<D::Temp> {
     let mut data = Vec::with_capacity(rnode.size as usize);
     for b in blocks {
-        data.extend_from_slice(have.get(&b.id).context("the server did not send a block")?);
+        data.extend_from_slice(
+            have.get(&b.id).ok_or_else(|| Error::Refused("the server did not send a block".into()))?,
+        );
     }
     if data.len() as u64 != rnode.size {
-        bail!("the server's blocks add up to {} bytes, not {}", data.len(), rnode.size);
+        return Err(Error::Refused(format!("the server's blocks add up to {} bytes, not {}", data.len(), rnode.size)));
     }
     let mut temp = disk.create_temp(path)?;
     if let Err(e) = disk.write_temp(&mut temp, &data) {
@@ -227,7 +229,7 @@ async fn gather<D: Disk, A: Api>(
     disk: &D,
     index: &BlockIndex,
     mut ids: Vec<BlockId>,
-) -> anyhow::Result<HashMap<BlockId, Vec<u8>>> {
+) -> Result<HashMap<BlockId, Vec<u8>>> {
     ids.sort();
     ids.dedup();
     let sources: Vec<(BlockId, (RelPath, u64, u32))> =
@@ -264,7 +266,7 @@ async fn download<D: Disk, A: Api>(
     index: &BlockIndex,
     prefetches: &Prefetches<D>,
     Fetch { path, remote: rnode, blocks, expect }: &Fetch,
-) -> anyhow::Result<Option<LocalNode>> {
+) -> Result<Option<LocalNode>> {
     let expect = *expect;
     let (mut temp, done, mut size) = match prefetches.claim(disk, path, blocks).await {
         Some((t, done, bytes)) => (Some(t), done, bytes),
@@ -293,7 +295,7 @@ async fn download<D: Disk, A: Api>(
                     if let Ok(data) = got
                         && BlockId::of(&data) == id
                     {
-                        return anyhow::Ok((data, times));
+                        return Ok::<_, Error>((data, times));
                     }
                 }
                 Ok((api.get_block(&id).await?, times))
@@ -314,7 +316,7 @@ async fn download<D: Disk, A: Api>(
             r?;
         }
         if size != rnode.size {
-            bail!("the server's blocks add up to {size} bytes, not {}", rnode.size);
+            return Err(Error::Refused(format!("the server's blocks add up to {size} bytes, not {}", rnode.size)));
         }
         let (mut t, target) = (temp.take().expect("temp file"), path.clone());
         let (mtime, exec) = (rnode.mtime, rnode.executable);

@@ -3,10 +3,10 @@
 //! folders, deletions and conflict copies, each re-checking its
 //! precondition on disk right before it acts.
 
-use anyhow::{Context, bail};
 use ferry_shared::RelPath;
 use ferry_shared::api::{CommitOp, EntryKind, ErrorCode, RevId};
 
+use super::error::{Error, OnDisk, Result};
 use super::{COMMIT_BATCH, Engine, RoundStats, conflict_name, numbered_conflict_name, op_entry, stored_elsewhere};
 use crate::sync::planner::{Op, Plan};
 use crate::sync::progress::Report;
@@ -16,7 +16,7 @@ use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode, subtree}
 
 impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// Executes a plan; per-operation failures are recorded and retried later.
-    pub async fn execute(&mut self, plan: Plan) -> anyhow::Result<RoundStats> {
+    pub async fn execute(&mut self, plan: Plan) -> Result<RoundStats> {
         let mut stats = RoundStats { ops: plan.ops.len(), ..RoundStats::default() };
         self.deferred = 0;
         let mut uploads = Vec::new();
@@ -94,20 +94,20 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         Ok(stats)
     }
 
-    fn move_local(&mut self, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+    fn move_local(&mut self, from: &RelPath, to: &RelPath) -> Result<()> {
         // On a case-insensitive disk a case-only rename finds the item itself at `to`.
         if let Some(there) = self.disk.stat(to)?
             && Some(there) != self.disk.stat(from)?
         {
-            bail!("cannot move {from} to {to}: {to} exists on disk");
+            return Err(Error::Changed(format!("cannot move {from} to {to}: {to} exists on disk")));
         }
-        self.disk.rename(from, to).with_context(|| format!("moving {from} to {to}"))?;
+        self.disk.rename(from, to).on_disk(|| format!("moving {from} to {to}"))?;
         let mut w = Vec::new();
         self.rename_synced(&mut w, from, to)?;
         self.write(w)
     }
 
-    async fn move_remote(&mut self, from: &RelPath, to: &RelPath, rev: RevId) -> anyhow::Result<()> {
+    async fn move_remote(&mut self, from: &RelPath, to: &RelPath, rev: RevId) -> Result<()> {
         let resp =
             self.api.commit(vec![CommitOp::Move { from: from.clone(), to: to.clone(), parent_rev: Some(rev) }]).await?;
         let result = resp.results.into_iter().next();
@@ -118,7 +118,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         }
         let entry = op_entry(result)?;
         if entry.path != *to {
-            bail!(stored_elsewhere(to, &entry));
+            return Err(Error::Refused(stored_elsewhere(to, &entry)));
         }
         let mut w = Vec::new();
         self.rename_synced(&mut w, from, to)?;
@@ -133,7 +133,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// If its old place is taken meanwhile, the moved item is synced as new
     /// where it is now (without what it held of a share) and the old one
     /// comes back: nothing is lost either way.
-    fn undo_move(&mut self, from: &RelPath, to: &RelPath, why: &str) -> anyhow::Result<()> {
+    fn undo_move(&mut self, from: &RelPath, to: &RelPath, why: &str) -> Result<()> {
         let back = match (self.disk.stat(from)?, from.parent()) {
             (None, Some(parent)) if self.disk.stat(&parent)?.is_some_and(|p| p.kind == EntryKind::Dir) => {
                 self.disk.rename(to, from).is_ok()
@@ -154,18 +154,20 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         Ok(())
     }
 
-    fn mkdir_local(&mut self, path: &RelPath, remote: RemoteNode) -> anyhow::Result<()> {
+    fn mkdir_local(&mut self, path: &RelPath, remote: RemoteNode) -> Result<()> {
         match self.disk.stat(path)? {
             // On a case-insensitive disk a folder synced under a twin name
             // answers for `path`: it is another item, not this one.
             Some(l) if l.kind == EntryKind::Dir && l.inode != 0 && self.synced_elsewhere(path, &l) => {
-                bail!("cannot create folder {path}: a folder synced under another spelling holds its name on this disk")
+                return Err(Error::Changed(format!(
+                    "cannot create folder {path}: a folder synced under another spelling holds its name on this disk"
+                )));
             }
             Some(l) if l.kind == EntryKind::Dir => {}
-            Some(_) => bail!("cannot create folder {path}: a file is in the way"),
-            None => self.disk.mkdir_all(path).with_context(|| format!("creating folder {path}"))?,
+            Some(_) => return Err(Error::Changed(format!("cannot create folder {path}: a file is in the way"))),
+            None => self.disk.mkdir_all(path).on_disk(|| format!("creating folder {path}"))?,
         }
-        let local = self.disk.stat(path)?.with_context(|| format!("folder {path} vanished"))?;
+        let local = self.disk.stat(path)?.ok_or_else(|| Error::Changed(format!("folder {path} vanished")))?;
         let mut w = Vec::new();
         let node = SyncedNode { id: remote.id, rev: remote.rev, kind: EntryKind::Dir, local, hash: ContentHash::NONE };
         self.set_synced(&mut w, path, Some(node));
@@ -223,7 +225,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         errors
     }
 
-    fn delete_local(&mut self, path: &RelPath, expect: LocalNode) -> anyhow::Result<()> {
+    fn delete_local(&mut self, path: &RelPath, expect: LocalNode) -> Result<()> {
         let Some(now) = self.disk.stat(path)? else {
             let mut w = Vec::new();
             self.set_synced(&mut w, path, None);
@@ -302,7 +304,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         path: &RelPath,
         remote: RemoteNode,
         local: LocalNode,
-    ) -> anyhow::Result<Option<(RelPath, RemoteNode, Option<LocalNode>)>> {
+    ) -> Result<Option<(RelPath, RemoteNode, Option<LocalNode>)>> {
         if local.kind == EntryKind::File && remote.kind == EntryKind::File {
             let p = path.clone();
             let hashed = self.on_disk(move |d| d.hash_file(&p)).await?;
@@ -346,7 +348,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             let r = match self.free_conflict_name(&twin.path) {
                 Ok(copy) => {
                     let (t, c) = (twin.clone(), copy.clone());
-                    self.on_disk(move |d| d.move_twin_aside(&t, &c)).await.map(|()| copy).map_err(anyhow::Error::from)
+                    self.on_disk(move |d| d.move_twin_aside(&t, &c)).await.map(|()| copy).map_err(Error::from)
                 }
                 Err(e) => Err(e),
             };
@@ -366,7 +368,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     /// A conflict-copy name beside `path` that nothing on disk has.
-    fn free_conflict_name(&self, path: &RelPath) -> anyhow::Result<RelPath> {
+    fn free_conflict_name(&self, path: &RelPath) -> Result<RelPath> {
         let name = path.name().expect("not root");
         let parent = path.parent().expect("not root");
         let now_ms = self.clock.now_ms();
@@ -383,11 +385,11 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// folder) out of the share as a conflict copy at `to`'s folder, and
     /// forgets its synced records: the copy is sent as a new item of this
     /// user's next round, and the server's version comes back at `path`.
-    fn keep_outside(&mut self, path: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+    fn keep_outside(&mut self, path: &RelPath, to: &RelPath) -> Result<()> {
         let parent = to.parent().expect("not root");
-        self.disk.mkdir_all(&parent).with_context(|| format!("creating folder {parent}"))?;
+        self.disk.mkdir_all(&parent).on_disk(|| format!("creating folder {parent}"))?;
         let copy = self.free_conflict_name(to)?;
-        self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
+        self.disk.rename(path, &copy).on_disk(|| format!("keeping {path} as {copy}"))?;
         tracing::info!(%path, %copy, "kept a change to a read-only shared folder outside it");
         self.progress.report(Report::Conflict(copy.to_string()));
         self.progress.report(Report::ShareNews(format!(
@@ -402,9 +404,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     /// Renames a local item to a free conflict-copy name beside it and forgets
     /// its synced record; the copy is uploaded as a new item next round.
-    fn move_aside(&mut self, path: &RelPath) -> anyhow::Result<RelPath> {
+    fn move_aside(&mut self, path: &RelPath) -> Result<RelPath> {
         let copy = self.free_conflict_name(path)?;
-        self.disk.rename(path, &copy).with_context(|| format!("keeping {path} as {copy}"))?;
+        self.disk.rename(path, &copy).on_disk(|| format!("keeping {path} as {copy}"))?;
         tracing::info!(%path, %copy, "kept the local version as a conflict copy");
         self.progress.report(Report::Conflict(copy.to_string()));
         let mut w = Vec::new();

@@ -23,7 +23,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use ferry_shared::api::{BlockRef, Change, ChangeOp, EntryKind, OpResult};
 use ferry_shared::{BlockId, RelPath};
 
@@ -36,12 +35,15 @@ use crate::sync::state::{State, Write};
 use crate::sync::tree::{ContentHash, RemoteNode, RemoteTree, SyncedNode, SyncedTree, subtree};
 
 mod download;
+mod error;
 mod execute;
 mod local_blocks;
 pub mod prefetch;
 pub mod shares;
 mod upload;
 
+use error::OnDisk;
+pub use error::{Error, FolderUnavailable, MassDelete, Result};
 pub use prefetch::{FillEnd, Prefetches, prefetch_round};
 
 /// Blocks of one large file fetched at once.
@@ -118,28 +120,6 @@ pub struct RoundStats {
     pub deferred: usize,
 }
 
-/// The sync folder cannot be synced right now; the daemon stays up, says so
-/// in its status, and tries again.
-#[derive(Debug, thiserror::Error)]
-pub enum FolderUnavailable {
-    /// Missing, without its marker, unreadable at the top, or another
-    /// folder: checked again every few seconds (a cheap look at the marker).
-    #[error("{0}")]
-    Missing(String),
-    /// Present, but a scan could not read all of it: retried with a backoff.
-    #[error("{0}")]
-    Unreadable(String),
-}
-
-/// A mass deletion waiting for confirmation.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{count} items would be deleted on the server at once; check the folder, then run `ferry resume --confirm-deletes`"
-)]
-pub struct MassDelete {
-    pub count: usize,
-}
-
 /// `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`, in UTC.
 pub fn conflict_name(name: &str, device: &str, now_ms: i64) -> String {
     numbered_conflict_name(name, device, now_ms, 1)
@@ -182,7 +162,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         state_db: &Path,
         (max_deletes, max_delete_share): (usize, f64),
         progress: Arc<dyn Progress>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         let state = State::open(state_db)?;
         let rtree = state.load_remote()?;
         let stree = state.load_synced()?;
@@ -224,9 +204,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// unmounted disk, a renamed folder), unreadable or another Ferry folder
     /// is a [`FolderUnavailable`] error, never "everything was deleted"; the
     /// daemon waits for it to come back.
-    pub fn check_root(&mut self) -> anyhow::Result<()> {
+    pub fn check_root(&mut self) -> Result<()> {
         let expected = self.state.get("folder_id")?;
-        let unavailable = |message: String| -> anyhow::Result<()> { Err(FolderUnavailable::Missing(message).into()) };
+        let unavailable = |message: String| -> Result<()> { Err(FolderUnavailable::Missing(message).into()) };
         match (self.disk.read_marker(), expected) {
             (Ok(Some(found)), Some(exp)) if found == exp => Ok(()),
             (Ok(Some(found)), Some(_)) => unavailable(format!(
@@ -250,7 +230,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                         let id = hex::encode(rand::random::<[u8; 16]>());
                         self.disk
                             .init_marker(&id)
-                            .with_context(|| format!("creating the sync folder {}", self.disk.describe()))?;
+                            .on_disk(|| format!("creating the sync folder {}", self.disk.describe()))?;
                         id
                     }
                 };
@@ -260,15 +240,15 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         }
     }
 
-    fn write(&mut self, writes: Vec<Write>) -> anyhow::Result<()> {
+    fn write(&mut self, writes: Vec<Write>) -> Result<()> {
         self.churn += writes.len();
-        self.state.apply(&writes)
+        Ok(self.state.apply(&writes)?)
     }
 
     /// After many changes, rebuilds both trees from the state database in one
     /// piece: trees grown entry by entry have half-empty nodes and their keys
     /// are scattered among freed memory; rebuilt, they take about half as much.
-    fn compact_if_churned(&mut self) -> anyhow::Result<()> {
+    fn compact_if_churned(&mut self) -> Result<()> {
         if self.churn < COMPACT_AFTER {
             return Ok(());
         }
@@ -307,7 +287,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     /// Moves the remote record at `from` (and everything under it) to `to`,
     /// block lists included.
-    fn rename_remote(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+    fn rename_remote(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> Result<()> {
         if from == to {
             return Ok(());
         }
@@ -322,7 +302,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     /// Moves the synced records at and under `from` to `to`.
-    fn rename_synced(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> anyhow::Result<()> {
+    fn rename_synced(&mut self, writes: &mut Vec<Write>, from: &RelPath, to: &RelPath) -> Result<()> {
         if from == to {
             return Ok(());
         }
@@ -341,7 +321,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// revision's list; one that cannot be applied here (its base is not the
     /// list this device holds) stops the page there, and the rest is asked
     /// for again with full lists.
-    pub async fn refresh_remote(&mut self) -> Result<bool, anyhow::Error> {
+    pub async fn refresh_remote(&mut self) -> Result<bool> {
         let mut changed = false;
         let mut edits = true;
         loop {
@@ -497,7 +477,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// again from the start and merge. With no synced base, a file only on
     /// one side is copied to the other and one that differs keeps both
     /// versions (a conflict copy); nothing reads as deleted.
-    fn forget_trees(&mut self) -> anyhow::Result<()> {
+    fn forget_trees(&mut self) -> Result<()> {
         tracing::warn!(cursor = self.cursor, "the server's journal is behind this device: listing again and merging");
         self.record_error(
             "the server's history is older than this device's (restored from a backup?): \
@@ -540,20 +520,20 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     }
 
     /// Removes partial downloads a crash left behind (call before any round).
-    pub async fn remove_stale_temp_files(&self) -> anyhow::Result<usize> {
+    pub async fn remove_stale_temp_files(&self) -> Result<usize> {
         Ok(self.on_disk(|d| d.remove_temp_files()).await?)
     }
 
     /// Drops the announcements an earlier run of this device left (their
     /// uploads died with it). Part of start-up, like removing temp files.
-    pub async fn drop_stale_announcements(&mut self) -> anyhow::Result<()> {
+    pub async fn drop_stale_announcements(&mut self) -> Result<()> {
         self.api.drop_pending(None).await?;
         self.announced.clear();
         Ok(())
     }
 
     /// Scans, plans and executes until nothing is left to do (or a limit).
-    pub async fn sync_round(&mut self) -> anyhow::Result<RoundStats> {
+    pub async fn sync_round(&mut self) -> Result<RoundStats> {
         let mut stats = RoundStats::default();
         let mut quiet = false;
         for _ in 0..8 {
@@ -760,11 +740,13 @@ fn stored_elsewhere(path: &RelPath, entry: &ferry_shared::api::Entry) -> String 
     format!("the server stored {path} as {}, a name it already had; syncing it again", entry.path)
 }
 
-fn op_entry(r: Option<OpResult>) -> anyhow::Result<ferry_shared::api::Entry> {
+fn op_entry(r: Option<OpResult>) -> Result<ferry_shared::api::Entry> {
     match r {
         Some(OpResult { entry: Some(e), .. }) => Ok(e),
-        Some(OpResult { error: Some(e), status, .. }) => bail!("the server refused ({status}): {}", e.message),
-        _ => bail!("the server gave no result"),
+        Some(OpResult { error: Some(e), status, .. }) => {
+            Err(Error::Refused(format!("the server refused ({status}): {}", e.message)))
+        }
+        _ => Err(Error::Refused("the server gave no result".to_owned())),
     }
 }
 

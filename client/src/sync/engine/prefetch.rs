@@ -310,7 +310,7 @@ pub async fn prefetch_round<D: Disk, A: Api>(
     state: &Mutex<State>,
     me: &str,
     wait_secs: u64,
-) -> anyhow::Result<bool> {
+) -> super::error::Result<bool> {
     let list = api.pending().await?;
     let ids = prefetches.update(&list, me, disk.name_rules());
     if ids.is_empty() {
