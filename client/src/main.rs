@@ -42,7 +42,7 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         tokio::select! {
             r = ferry_client::cli::run(cli.command) => r,
             // Ctrl-C or SIGTERM: stop (a daemon resumes from its saved state next time).
-            _ = ferry_server::serve::shutdown_signal() => Ok(()),
+            _ = ferry_shared::signal::shutdown() => Ok(()),
         }
     });
     // Blocking work still under way (the tray's loop, a file being hashed)

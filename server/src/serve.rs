@@ -172,7 +172,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let app = api::router(Arc::clone(&state)).layer(axum::middleware::from_fn(log_request));
     let shutdown_state = Arc::clone(&state);
     let shutdown = async move {
-        shutdown_signal().await;
+        ferry_shared::signal::shutdown().await;
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown_state.notifier.shutdown();
         shutdown_state.ingests.stop();
@@ -324,22 +324,5 @@ fn redact(path: &str) -> String {
             None => "/l/…".to_owned(),
         },
         None => path.to_owned(),
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

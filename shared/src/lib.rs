@@ -16,6 +16,8 @@ pub mod block;
 pub mod chunk;
 pub mod path;
 pub mod range;
+#[cfg(feature = "signal")]
+pub mod signal;
 pub mod time;
 
 pub use block::BlockId;

@@ -1,7 +1,7 @@
 //! `ferry login`, `logout`, `quickstart` and `daemon`: who this device is,
 //! and running the daemon in the foreground.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
@@ -63,33 +63,166 @@ fn default_device() -> String {
         .unwrap_or_else(|| "device".to_owned())
 }
 
-/// Starts the embedded server on `listen` in this process and waits until it answers.
-async fn start_embedded_server(data: PathBuf, listen: std::net::SocketAddr) -> anyhow::Result<String> {
-    let server = tokio::spawn(ferry_server::serve::serve(ferry_server::serve::ServeOptions::new(data, listen)));
+/// The quickstart's own server: inside this process (the `embedded-server`
+/// feature), or the `ferry-server` binary as a child that stops with it.
+struct LocalServer {
+    url: String,
+    #[cfg(not(feature = "embedded-server"))]
+    _child: server_process::Child,
+}
+
+/// The user quickstart creates on first start, and its password.
+struct Credentials {
+    path: PathBuf,
+    user: String,
+    password: String,
+}
+
+const QUICKSTART_USER: &str = "me";
+
+/// Starts the server on `listen` with its data in `data` and waits until
+/// it answers.
+async fn start_server(data: &Path, listen: std::net::SocketAddr) -> anyhow::Result<LocalServer> {
     let url = format!("http://{listen}");
+    #[cfg(feature = "embedded-server")]
+    let mut running =
+        tokio::spawn(ferry_server::serve::serve(ferry_server::serve::ServeOptions::new(data.to_owned(), listen)));
+    #[cfg(not(feature = "embedded-server"))]
+    let mut running = server_process::spawn(data, listen, QUICKSTART_USER)?;
     let http = reqwest::Client::new();
     for _ in 0..200 {
-        if server.is_finished() {
-            return match server.await {
-                Ok(Err(e)) => Err(e.context(format!("starting the embedded server on {listen} (use --listen)"))),
-                _ => bail!("the embedded server stopped"),
-            };
+        if let Some(why) = stopped(&mut running).await {
+            return Err(why.context(format!("starting the server on {listen} (use --listen)")));
         }
         if http.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(url);
+            #[cfg(feature = "embedded-server")]
+            return Ok(LocalServer { url });
+            #[cfg(not(feature = "embedded-server"))]
+            return Ok(LocalServer { url, _child: running });
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    bail!("the embedded server did not answer on {url}")
+    bail!("the server did not answer on {url}")
+}
+
+/// The first start: the quickstart user is created (with a generated
+/// password saved beside the data), and the server started.
+async fn first_start(data: &Path, listen: std::net::SocketAddr) -> anyhow::Result<(LocalServer, Credentials)> {
+    #[cfg(feature = "embedded-server")]
+    {
+        let c = ferry_server::admin::quickstart_user(data, QUICKSTART_USER)?;
+        let server = start_server(data, listen).await?;
+        Ok((server, Credentials { path: c.path, user: c.user, password: c.password }))
+    }
+    #[cfg(not(feature = "embedded-server"))]
+    {
+        // `ferry-server quickstart` creates the user as it starts.
+        let server = start_server(data, listen).await?;
+        Ok((server, server_process::credentials(data)?))
+    }
+}
+
+/// Why the server stopped, if it has.
+#[cfg(feature = "embedded-server")]
+async fn stopped(server: &mut tokio::task::JoinHandle<anyhow::Result<()>>) -> Option<anyhow::Error> {
+    if !server.is_finished() {
+        return None;
+    }
+    Some(match server.await {
+        Ok(Err(e)) => e,
+        _ => anyhow::anyhow!("the embedded server stopped"),
+    })
+}
+
+#[cfg(not(feature = "embedded-server"))]
+async fn stopped(child: &mut server_process::Child) -> Option<anyhow::Error> {
+    child.exited()
+}
+
+/// `ferry-server` as a child process (a `ferry` built without the server).
+#[cfg(not(feature = "embedded-server"))]
+mod server_process {
+    use std::path::{Path, PathBuf};
+
+    use anyhow::Context;
+
+    /// The child; killed when dropped (quickstart's server lives as long as
+    /// quickstart does).
+    pub struct Child(std::process::Child);
+
+    impl Child {
+        pub fn exited(&mut self) -> Option<anyhow::Error> {
+            match self.0.try_wait() {
+                Ok(None) => None,
+                Ok(Some(status)) => Some(anyhow::anyhow!("ferry-server exited ({status}); its messages are above")),
+                Err(e) => Some(e.into()),
+            }
+        }
+    }
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// `ferry-server` beside this binary, else the one on PATH.
+    fn binary() -> PathBuf {
+        let name = format!("ferry-server{}", std::env::consts::EXE_SUFFIX);
+        std::env::current_exe()
+            .ok()
+            .map(|me| me.with_file_name(&name))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from(name))
+    }
+
+    pub fn spawn(data: &Path, listen: std::net::SocketAddr, user: &str) -> anyhow::Result<Child> {
+        let bin = binary();
+        let child = std::process::Command::new(&bin)
+            .arg("quickstart")
+            .arg("--data")
+            .arg(data)
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--user")
+            .arg(user)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {}: quickstart needs the Ferry server (install the ferry-server package, \
+                     or log in to a server with `ferry login`)",
+                    bin.display()
+                )
+            })?;
+        Ok(Child(child))
+    }
+
+    /// The credentials `ferry-server quickstart` wrote beside its data.
+    pub fn credentials(data: &Path) -> anyhow::Result<super::Credentials> {
+        let path = data.join("credentials.txt");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::to_owned)
+                .with_context(|| format!("no {name:?} line in {}", path.display()))
+        };
+        Ok(super::Credentials { user: field("user: ")?, password: field("password: ")?, path })
+    }
 }
 
 pub async fn quickstart(dirs: Dirs, folder: Option<PathBuf>, listen: std::net::SocketAddr) -> anyhow::Result<()> {
     if dirs.config_file().exists() {
         let (config, token) = dirs.load()?;
-        if let Some(data) = &config.embedded_server {
-            let addr = config.server.trim_start_matches("http://").parse().unwrap_or(listen);
-            start_embedded_server(data.clone(), addr).await?;
-        }
+        let _server = match &config.embedded_server {
+            Some(data) => {
+                let addr = config.server.trim_start_matches("http://").parse().unwrap_or(listen);
+                Some(start_server(data, addr).await?)
+            }
+            None => None,
+        };
         println!("Ferry is syncing {} with {}", config.folder.display(), config.server);
         return crate::daemon::run(dirs, config, token).await;
     }
@@ -100,8 +233,8 @@ pub async fn quickstart(dirs: Dirs, folder: Option<PathBuf>, listen: std::net::S
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     let folder = std::fs::canonicalize(&folder)?;
     let data = dirs.state.join("server");
-    let creds = ferry_server::admin::quickstart_user(&data, "me")?;
-    let url = start_embedded_server(data.clone(), listen).await?;
+    let (server, creds) = first_start(&data, listen).await?;
+    let url = server.url.clone();
     let device = default_device();
     let login = Remote::login(&url, &creds.user, &creds.password, &device).await?;
     let config = Config { embedded_server: Some(data), ..Config::new(url.clone(), creds.user.clone(), folder, device) };
