@@ -13,7 +13,8 @@
 #   --prefix DIR    install under DIR (DIR/bin, DIR/config, DIR/share) instead
 #                   of ~/.local/bin, ~/.config and ~/.local/share (tests, staging)
 #   --binaries DIR  take ferry (and ferry-server) from DIR instead of building
-#                   a release build with cargo
+#                   them with cargo (profile dist: release code, stripped;
+#                   ferry without the embedded server)
 #   --server        also install ferry-server
 set -euo pipefail
 
@@ -41,11 +42,15 @@ else
 fi
 
 if [ -z "$binaries" ]; then
-  packages=(-p ferry)
-  [ "$server" = 1 ] && packages+=(-p ferry-server)
-  echo "building a release build (cargo build --release ${packages[*]}) ..."
-  (cd "$repo" && cargo build --release --locked "${packages[@]}")
-  binaries="${CARGO_TARGET_DIR:-$repo/target}/release"
+  # The desktop client holds no server: with --server, `ferry quickstart`
+  # runs the ferry-server installed beside it.
+  echo "building ferry (cargo build --profile dist -p ferry --no-default-features --features tray) ..."
+  (cd "$repo" && cargo build --profile dist --locked -p ferry --no-default-features --features tray)
+  if [ "$server" = 1 ]; then
+    echo "building ferry-server (cargo build --profile dist -p ferry-server) ..."
+    (cd "$repo" && cargo build --profile dist --locked -p ferry-server)
+  fi
+  binaries="${CARGO_TARGET_DIR:-$repo/target}/dist"
 fi
 for b in ferry $([ "$server" = 1 ] && echo ferry-server); do
   [ -x "$binaries/$b" ] || { echo "install.sh: $binaries/$b is missing: build it, or leave out --binaries" >&2; exit 1; }
