@@ -1,5 +1,16 @@
 //! Server-side chunking of whole-file uploads (web app, file API): the bytes
 //! are cut with the same CDC rule as clients use, so both dedupe together.
+//!
+//! `Ingests`: a large resumable upload is chunked, sealed and stored by a
+//! blocking task that follows its staging file as the PUTs write it (only
+//! up to what they have written), so the last chunk only commits. An
+//! ingest lost to a restart, a failed write or the cap (8 at once, 2 per
+//! user; one idle for 2 minutes gives up) is replaced by one from the
+//! file's start, or the last chunk ingests the file as before. A simple
+//! upload (`uploadType=media`) is read as it arrives: into memory up to
+//! 8 MiB, else into a private staging file ingested alongside. Blocks the
+//! uploader has are not stored again; every other block is, whether or not
+//! another account has it (the time an upload takes tells nothing).
 
 use std::io::Read;
 

@@ -110,7 +110,7 @@ pub struct Remote {
     limits: std::sync::Arc<Limits>,
 }
 
-/// Block uploads and downloads each have a limit (see [`crate::net::limit`]).
+/// Block uploads and downloads each have a limit (see [`crate::net::bucket`]).
 #[derive(Debug, Default)]
 pub struct Limits {
     pub up: crate::net::bucket::Limiter,

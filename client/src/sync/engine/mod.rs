@@ -1,23 +1,50 @@
 //! The engine: keeps the three trees, pulls the server's journal into the
 //! remote tree, scans the disk, asks the planner, and executes the plan.
 //!
-//! - `mod.rs` (here): the trees, the journal, the round loop (scan, plan,
-//!   execute until nothing is left to do) and the mass-deletion guard;
+//! - `mod.rs` (here): the trees, the journal (block lists as edits of the
+//!   previous revision's; a full list asked for when an edit's base is not
+//!   held), the round loop (scan, plan, execute until nothing is left to
+//!   do; the remote tree planned without what this disk cannot hold) and
+//!   the mass-deletion guard; after 10,000 changed entries the trees are
+//!   rebuilt from the state database in one piece (compact nodes);
 //! - [`execute`]: the executor's dispatch and the operations on names
-//!   (moves, folders, deletions, conflict copies);
-//! - [`upload`]: sending files (hash, ask what is missing, send, commit);
-//! - [`download`]: bringing files down (local blocks first, then the server;
-//!   temp file, fsync, checked rename).
+//!   (moves, folders, deletions, conflict copies, twins moved aside; what a
+//!   plan put where a failed move would have taken it waits a round);
+//! - [`upload`]: sending files in groups of up to 1,000 files or 64 MiB,
+//!   small files first (hash, ask what is missing, announce large ones,
+//!   send in 4 MiB batches four at once, one commit with block lists as
+//!   edits of the parent), so memory is bounded and other devices start on
+//!   the first group while later ones are sent;
+//! - [`download`]: bringing files down in chunks of 4,096 files (blocks
+//!   from files on disk first, see `local_blocks`, then the server; small
+//!   files in groups with one batch fetch, large ones block by block with
+//!   runs of zeros left as holes; temp file or a prefetch's taken over,
+//!   fsync, checked rename);
+//! - [`prefetch`]: files other devices are still uploading, fetched into
+//!   temp files that downloads take over; [`shares`]: the mounts of shared
+//!   folders; `error`: the engine's [`Error`].
 //!
-//! The executor re-checks each operation's precondition right before acting
-//! (a download replaces a file only if the disk still shows what the plan
-//! saw), so a plan made a moment ago can never overwrite a newer local edit.
-//! Errors are "try again later", never "deleted".
+//! Invariants:
+//! - the remote tree is exactly what the journal says up to the cursor:
+//!   the engine's own commits come back through the journal, and a commit
+//!   answer only updates the synced tree. A server whose journal ends
+//!   before the cursor (restored from an older backup) answers
+//!   `cursor_reset`: both trees are forgotten and listed from 0, so the
+//!   merge has no base and nothing can read as deleted;
+//! - the executor re-checks each operation's precondition right before
+//!   acting (a download replaces a file only if the disk still shows what
+//!   the plan saw), so a plan made a moment ago never overwrites a newer
+//!   local edit;
+//! - a file is sent only when it read the same before and after hashing
+//!   and has not changed for 50 ms (no half-written revisions);
+//! - errors are "try again later", never "deleted"; the folder's marker
+//!   must be there; a plan deleting more than `max_deletes` items remotely
+//!   waits for `ferry resume --confirm-deletes`.
 //!
 //! The engine reaches the disk, the server and the clock only through the
-//! traits in [`crate::sync::seams`] (a test checks these files for direct I/O), so
-//! the same engine runs on a real folder and HTTP, or inside a simulation.
-
+//! traits in [`crate::sync::seams`] (a test checks these files for direct
+//! I/O), and reports what it does through [`crate::sync::progress`], so the
+//! same engine runs on a real folder and HTTP, or inside a simulation.
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
