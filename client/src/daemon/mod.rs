@@ -56,8 +56,7 @@ impl UserPause {
                 false,
             ),
             None => std::fs::remove_file(dirs.pause_file())
-                .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-                .map_err(Into::into),
+                .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
         };
         if let Err(e) = r {
             tracing::warn!(error = format!("{e:#}"), "cannot keep the pause across restarts");

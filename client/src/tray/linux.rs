@@ -17,7 +17,7 @@ use crate::daemon::status::Status;
 
 enum Msg {
     /// A status line from the daemon (`None`: it is not running).
-    Status(Option<Status>),
+    Status(Option<Box<Status>>),
     /// Recent changes, newest first.
     Recent(Vec<String>),
     Click(String),
@@ -68,7 +68,7 @@ fn watch_status(dirs: Dirs, tx: mpsc::Sender<Msg>) {
                     while let Ok(Some(line)) = lines.next_line().await {
                         let Ok(status) = serde_json::from_str::<Status>(&line) else { continue };
                         let now = Some(status.cursor);
-                        if tx.send(Msg::Status(Some(status))).is_err() {
+                        if tx.send(Msg::Status(Some(Box::new(status)))).is_err() {
                             return;
                         }
                         if now != cursor {
@@ -179,7 +179,7 @@ pub fn run(dirs: Dirs) -> anyhow::Result<()> {
             Msg::Status(s) => {
                 view = View {
                     recent: std::mem::take(&mut view.recent),
-                    ..s.as_ref().map(View::from_status).unwrap_or_default()
+                    ..s.as_deref().map(View::from_status).unwrap_or_default()
                 }
             }
             Msg::Recent(r) => view.recent = r,
