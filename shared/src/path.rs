@@ -189,7 +189,7 @@ pub fn is_hidden_char(c: char) -> bool {
 /// `name` as a person should read it: every [`is_hidden_char`] shown as
 /// `[U+XXXX]`, but a zero-width joiner or non-joiner between two non-ASCII
 /// characters (emoji sequences, Persian words), where it is part of the
-/// writing. The web app does the same (`visible` in `app.js`).
+/// writing. The web app does the same (`visible` in `server/web/dom.js`).
 pub fn visible(name: &str) -> std::borrow::Cow<'_, str> {
     if !name.chars().any(is_hidden_char) {
         return std::borrow::Cow::Borrowed(name);

@@ -53,6 +53,23 @@ static ASSETS: &[Asset] = assets! {
     "/app/app.js" => "app.js", "text/javascript; charset=utf-8";
     "/app/api.js" => "api.js", "text/javascript; charset=utf-8";
     "/app/upload.js" => "upload.js", "text/javascript; charset=utf-8";
+    "/app/account.js" => "account.js", "text/javascript; charset=utf-8";
+    "/app/change.js" => "change.js", "text/javascript; charset=utf-8";
+    "/app/dom.js" => "dom.js", "text/javascript; charset=utf-8";
+    "/app/folder.js" => "folder.js", "text/javascript; charset=utf-8";
+    "/app/format.js" => "format.js", "text/javascript; charset=utf-8";
+    "/app/history.js" => "history.js", "text/javascript; charset=utf-8";
+    "/app/items.js" => "items.js", "text/javascript; charset=utf-8";
+    "/app/notifications.js" => "notifications.js", "text/javascript; charset=utf-8";
+    "/app/pages.js" => "pages.js", "text/javascript; charset=utf-8";
+    "/app/paths.js" => "paths.js", "text/javascript; charset=utf-8";
+    "/app/place.js" => "place.js", "text/javascript; charset=utf-8";
+    "/app/preview.js" => "preview.js", "text/javascript; charset=utf-8";
+    "/app/router.js" => "router.js", "text/javascript; charset=utf-8";
+    "/app/session.js" => "session.js", "text/javascript; charset=utf-8";
+    "/app/sharing.js" => "sharing.js", "text/javascript; charset=utf-8";
+    "/app/ui.js" => "ui.js", "text/javascript; charset=utf-8";
+    "/app/upload-ui.js" => "upload-ui.js", "text/javascript; charset=utf-8";
     "/app/app.css" => "app.css", "text/css; charset=utf-8";
     "/app/icon.svg" => "icon.svg", "image/svg+xml";
     "/app/manifest.json" => "manifest.json", "application/manifest+json";
@@ -209,4 +226,34 @@ pub async fn logout(State(state): State<AppState>, Auth(_): Auth, headers: Heade
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &headers, "gone", 0));
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// The page is ES modules that import each other: every file of
+    /// `server/web/` is served, and every module a script imports is one
+    /// of them (one left out of `ASSETS` would stop the page loading).
+    #[test]
+    fn every_file_and_module_is_served() {
+        let served = |file: &str| {
+            ASSETS.iter().any(|a| a.path.strip_prefix("/app/") == Some(file) || (a.path == "/" && file == "index.html"))
+        };
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/web")).unwrap() {
+            let file = entry.unwrap().file_name().into_string().unwrap();
+            assert!(served(&file), "server/web/{file} is not in ASSETS");
+        }
+        let mut imports = 0;
+        for a in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+            let text = std::str::from_utf8(a.body).unwrap();
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let module = line.split("'./").nth(1).and_then(|rest| rest.split('\'').next());
+                let module = module.unwrap_or_else(|| panic!("{}: an import not of a sibling: {line}", a.path));
+                assert!(served(module), "{} imports ./{module}, which is not in ASSETS", a.path);
+                imports += 1;
+            }
+        }
+        assert!(imports > 20, "imports found: {imports}");
+    }
 }
