@@ -79,7 +79,10 @@ fn seeds_that_once_failed_pass() {
     // shared read-only, then moved with that folder into one they edit; a
     // server move of a folder into a twin of itself on a case-insensitive
     // disk (kept failing); deletions whose round failed, then paused (the
-    // person who made them confirms).
+    // person who made them confirms); a crashed run's announcement
+    // delivered after its restart dropped them all (another device kept its
+    // prefetch); a viewer's edit to keep outside a share where a file held
+    // a folder's name on the way (never moved out, round after round).
     let four = Options { devices: 4, steps: 500, ..Options::default() };
     for (seed, opts) in [
         (44_800, &five),
@@ -90,6 +93,8 @@ fn seeds_that_once_failed_pass() {
         (7_000_705, &four),
         (7_001_563, &four),
         (7_002_533, &four),
+        (916_248, &four),
+        (365, &four),
     ] {
         if let Err(v) = run_seed(seed, opts) {
             panic!("{v}");

@@ -386,9 +386,9 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// forgets its synced records: the copy is sent as a new item of this
     /// user's next round, and the server's version comes back at `path`.
     fn keep_outside(&mut self, path: &RelPath, to: &RelPath) -> Result<()> {
-        let parent = to.parent().expect("not root");
+        let parent = self.folder_for_copy(to)?;
         self.disk.mkdir_all(&parent).on_disk(|| format!("creating folder {parent}"))?;
-        let copy = self.free_conflict_name(to)?;
+        let copy = self.free_conflict_name(&parent.join(to.name().expect("not root"))?)?;
         self.disk.rename(path, &copy).on_disk(|| format!("keeping {path} as {copy}"))?;
         tracing::info!(%path, %copy, "kept a change to a read-only shared folder outside it");
         self.progress.report(Report::Conflict(copy.to_string()));
@@ -400,6 +400,22 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             self.set_synced(&mut w, &k, None);
         }
         self.write(w)
+    }
+
+    /// The folder a copy kept outside a share goes to: `to`'s folder, or,
+    /// where a file on disk holds one of the names on the way, the deepest
+    /// folder above that file (else the copy could never be made, and the
+    /// edit would wait inside the share round after round).
+    fn folder_for_copy(&self, to: &RelPath) -> Result<RelPath> {
+        let mut at = RelPath::root();
+        for name in to.parent().expect("not root").segments() {
+            let next = at.join(name)?;
+            if self.disk.stat(&next)?.is_some_and(|n| n.kind != EntryKind::Dir) {
+                break;
+            }
+            at = next;
+        }
+        Ok(at)
     }
 
     /// Renames a local item to a free conflict-copy name beside it and forgets
