@@ -2,7 +2,7 @@
 # Renders the templates in installer/files for the .deb packages (paths under
 # /usr) into installer/deb/, which cargo-deb reads (see [package.metadata.deb]
 # in client/Cargo.toml and server/Cargo.toml). The rendered files are
-# committed; tests/tests/installer.rs checks they are current.
+# committed; tests/tests/e2e/installer.rs checks they are current.
 #   installer/deb-assets.sh [OUT_DIR]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -1,5 +1,5 @@
 // Ferry's web app in headless Chromium, as a person uses it. Run by
-// tests/tests/web.rs, which holds the real server and daemon and answers
+// tests/tests/e2e/web.rs, which holds the real server and daemon and answers
 // requests written as `@@ferry {json}` lines (see `host`).
 //
 // Environment: FERRY_URL, FERRY_CHROMIUM, FERRY_FILES (big.bin, mid.bin,

@@ -2,7 +2,7 @@
 //! 127.0.0.1, spoken to over real HTTP (no mocks). Each test starts its own
 //! server with a fresh data directory.
 //!
-//! Run with `cargo build -p ferry-server && cargo test -p ferry-tests --test server_api`.
+//! Run with `cargo build -p ferry-server && cargo test -p ferry-tests --test e2e server_api::`.
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! the `ferry` command line. Every condition is awaited with a deadline;
 //! nothing sleeps to "give sync time".
 //!
-//! Run with `cargo build -p ferry -p ferry-server && cargo test -p ferry-tests --test sync`.
+//! Run with `cargo build -p ferry -p ferry-server && cargo test -p ferry-tests --test e2e sync::`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
