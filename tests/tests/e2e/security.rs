@@ -1,7 +1,8 @@
-//! The security suite beyond the per-endpoint auth matrix of `server_api.rs`:
-//! revoked tokens on every endpoint, another user's blocks through the batch
-//! endpoints, login throttling, bodies refused before they are read, and
-//! secrets that never reach a log. (A hostile server is `hostile.rs`.)
+//! The security suite beyond the per-endpoint auth matrix of
+//! `server_api/auth.rs`: revoked tokens on every endpoint, another user's
+//! blocks through the batch endpoints, login throttling, bodies refused
+//! before they are read, and secrets that never reach a log. (A hostile
+//! server is `hostile.rs`.)
 
 use std::time::Duration;
 
