@@ -265,12 +265,14 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                     set_state(&status, SyncState::Paused, Some(e.to_string()));
                 }
                 Err(e) if !e.is_retryable() => {
-                    set_state(&status, SyncState::Error, Some(describe(&e)));
-                    return Err(e.into());
+                    let e = anyhow::Error::from(e);
+                    set_state(&status, SyncState::Error, Some(format!("{e:#}")));
+                    return Err(e);
                 }
                 Err(e) => {
                     failures += 1;
-                    let e = describe(&e);
+                    // The error with its causes, as one line.
+                    let e = format!("{:#}", anyhow::Error::from(e));
                     tracing::warn!(error = e, "sync round failed; retrying");
                     set_state(&status, SyncState::Offline, Some(e.clone()));
                     if let Ok(mut s) = status.lock() {
@@ -332,21 +334,6 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
             }
         }
     }
-}
-
-/// An error with its causes, as one line (`what: why: why`), each cause
-/// once.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let m = c.to_string();
-        if !out.contains(&m) {
-            out = format!("{out}: {m}");
-        }
-        cause = c.source();
-    }
-    out
 }
 
 /// Holds one long poll at a time; wakes the loop when the journal moves,

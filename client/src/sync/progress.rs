@@ -45,8 +45,3 @@ pub enum Report {
     /// A round ended: nothing is left pending.
     RoundEnd { at_ms: i64, files: usize, traffic: Traffic },
 }
-
-/// Reports go nowhere (tools and tests that only want the engine's work).
-impl Progress for () {
-    fn report(&self, _: Report) {}
-}
