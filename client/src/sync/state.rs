@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use ferry_shared::api::{BlockRef, EntryKind};
+use ferry_shared::api::{BlockRef, EntryKind, FileId, RevId};
 use ferry_shared::{BlockId, RelPath};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -53,6 +53,12 @@ const SCHEMA: &[&str] = &[
         (SELECT r.blocks FROM remote r WHERE r.path = synced.path AND r.hash = synced.hash AND r.kind = 0), x'')
     WHERE kind = 0;
     "#,
+    // 3: downloads about to land: a daemon killed between a download's
+    // rename and the record of it finds here what it had written.
+    r#"
+    CREATE TABLE IF NOT EXISTS landing(
+        path TEXT PRIMARY KEY, id INTEGER NOT NULL, rev INTEGER NOT NULL, hash TEXT NOT NULL);
+    "#,
 ];
 
 pub struct State {
@@ -84,6 +90,16 @@ fn hash_of(hex: String) -> ContentHash {
     ContentHash::parse(&hex).unwrap_or(ContentHash([0xff; 32]))
 }
 
+/// A download renamed into place, perhaps before its synced record was
+/// written: a file with this content at the path is that revision, not an
+/// edit made here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landing {
+    pub id: FileId,
+    pub rev: RevId,
+    pub hash: ContentHash,
+}
+
 /// A change to the persisted trees, applied in one transaction with others.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -102,6 +118,9 @@ pub enum Write {
     SyncedBlocks(RelPath, Vec<BlockRef>),
     /// A synced record moves to another path, block list and all.
     RenameSynced(RelPath, RelPath),
+    /// A download about to be renamed into place (the server's file and
+    /// revision and its content hash), or, once recorded, its removal.
+    Landing(RelPath, Option<Landing>),
     Cursor(i64),
     /// The shared folders mounted in this tree (JSON, see `engine::shares`).
     Mounts(String),
@@ -144,6 +163,13 @@ impl State {
 
     pub fn cursor(&self) -> Result<i64> {
         Ok(self.get("cursor")?.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// The download that was about to land at `path`, if one was.
+    pub fn landing(&self, path: &RelPath) -> Result<Option<Landing>> {
+        let mut s = self.conn.prepare_cached("SELECT id, rev, hash FROM landing WHERE path = ?1")?;
+        Ok(s.query_row([path.as_str()], |r| Ok(Landing { id: r.get(0)?, rev: r.get(1)?, hash: hash_of(r.get(2)?) }))
+            .optional()?)
     }
 
     pub fn load_remote(&self) -> Result<RemoteTree> {
@@ -281,6 +307,9 @@ impl State {
             let mut del_synced = tx.prepare_cached("DELETE FROM synced WHERE path = ?1")?;
             let mut put_synced_blocks = tx.prepare_cached("UPDATE synced SET blocks = ?2 WHERE path = ?1")?;
             let mut rename_synced = tx.prepare_cached("UPDATE synced SET path = ?2 WHERE path = ?1")?;
+            let mut put_landing =
+                tx.prepare_cached("INSERT OR REPLACE INTO landing(path, id, rev, hash) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut del_landing = tx.prepare_cached("DELETE FROM landing WHERE path = ?1")?;
             for w in writes {
                 match w {
                     Write::Remote(p, Some(n)) => {
@@ -330,6 +359,12 @@ impl State {
                         del_synced.execute([to.as_str()])?;
                         rename_synced.execute([from.as_str(), to.as_str()])?;
                     }
+                    Write::Landing(p, Some(l)) => {
+                        put_landing.execute(params![p.as_str(), l.id, l.rev, l.hash.to_hex()])?;
+                    }
+                    Write::Landing(p, None) => {
+                        del_landing.execute([p.as_str()])?;
+                    }
                     Write::Cursor(c) => {
                         tx.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('cursor', ?1)", [c.to_string()])?;
                     }
@@ -337,7 +372,7 @@ impl State {
                         tx.execute("INSERT OR REPLACE INTO kv(key, value) VALUES ('mounts', ?1)", [json])?;
                     }
                     Write::ForgetTrees => tx.execute_batch(
-                        "DELETE FROM remote; DELETE FROM synced; DELETE FROM kv WHERE key = 'mounts';",
+                        "DELETE FROM remote; DELETE FROM synced; DELETE FROM landing; DELETE FROM kv WHERE key = 'mounts';",
                     )?,
                 }
             }

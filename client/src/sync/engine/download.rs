@@ -16,6 +16,7 @@ use super::local_blocks::{BlockIndex, block_index};
 use super::prefetch::Prefetches;
 use super::{BATCH_BYTES, DOWNLOAD_CHUNK, Engine, PARALLEL_BATCHES, PARALLEL_BLOCKS, PARALLEL_FILES};
 use crate::sync::seams::{Api, Clock, Disk};
+use crate::sync::state::{Landing, Write};
 use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode};
 
 /// A file to bring down: the server's version, its block list, and what the
@@ -75,6 +76,18 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             }
             fetches.push(Fetch { path, remote, blocks, expect });
         }
+        // Recorded before any rename: a daemon killed between a rename and
+        // the record below finds the file to be this revision, not an edit.
+        let landing = fetches
+            .iter()
+            .map(|f| {
+                let l = Landing { id: f.remote.id, rev: f.remote.rev, hash: f.remote.hash };
+                Write::Landing(f.path.clone(), Some(l))
+            })
+            .collect();
+        if let Err(e) = self.write(landing) {
+            self.record_error(e);
+        }
         let wanted: HashSet<BlockId> = fetches.iter().flat_map(|f| f.blocks.iter().map(|b| b.id)).collect();
         let index = Arc::new(self.local_blocks(&wanted));
         drop(wanted);
@@ -120,6 +133,7 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
         let mut w = Vec::new();
         let mut done = Vec::new();
         for (path, rnode, r) in results {
+            w.push(Write::Landing(path.clone(), None));
             match r {
                 Ok(Some(local)) => {
                     done.push(rnode.size);

@@ -12,6 +12,7 @@ use crate::sync::planner::{Op, Plan};
 use crate::sync::progress::Report;
 use crate::sync::scan::Twin;
 use crate::sync::seams::{Api, Clock, Disk};
+use crate::sync::state::Write;
 use crate::sync::tree::{ContentHash, LocalNode, RemoteNode, SyncedNode, subtree};
 
 impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
@@ -323,6 +324,19 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 self.set_synced(&mut w, path, Some(node));
                 self.write(w)?;
                 return Ok(None);
+            }
+            // A download that landed just before the daemon was killed, its
+            // record unwritten: not an edit, only older than the server's.
+            if let Some(l) = self.state.landing(path)?
+                && l.hash == hashed.hash
+            {
+                tracing::info!(%path, rev = l.rev, "a download that landed before a restart: the newer one follows");
+                let node =
+                    SyncedNode { id: l.id, rev: l.rev, kind: EntryKind::File, local: hashed.local, hash: l.hash };
+                let mut w = vec![Write::Landing(path.clone(), None)];
+                self.set_synced(&mut w, path, Some(node));
+                self.write(w)?;
+                return Ok(Some((path.clone(), remote, Some(hashed.local))));
             }
         }
         // Only if the disk still shows what the plan saw.
