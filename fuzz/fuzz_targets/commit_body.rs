@@ -8,8 +8,8 @@
 
 use std::sync::OnceLock;
 
-use ferry_server::store::sqlite::SqliteStore;
-use ferry_server::store::{Accounts, BlockRecords, Caller, Files, NewBlock};
+use ferry_server::meta::sqlite::SqliteStore;
+use ferry_server::meta::{Accounts, BlockRecords, Caller, Files, NewBlock};
 use ferry_shared::BlockId;
 use ferry_shared::api::{CommitRequest, MAX_COMMIT_OPS};
 use libfuzzer_sys::fuzz_target;
@@ -37,7 +37,7 @@ fn world() -> &'static World {
                     id: BlockId::of(&data),
                     size,
                     stored_size: size,
-                    loc: ferry_server::blockstore::BlockLoc::Loose,
+                    loc: ferry_server::blocks::BlockLoc::Loose,
                 })
             })
             .collect();

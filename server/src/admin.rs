@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::meta::Accounts;
+use crate::meta::sqlite::SqliteStore;
 use crate::passwords;
-use crate::store::Accounts;
-use crate::store::sqlite::SqliteStore;
 
 /// Opens (creating if needed, mode 0700) a data directory's metadata store.
 pub fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {

@@ -1,25 +1,30 @@
 //! `ferry-server`: the thin server of Ferry.
 //!
-//! - [`store`]: metadata (users, devices, tokens, files, versions, journal) behind
-//!   the [`store::MetaStore`] trait; SQLite embedded by default.
-//! - [`blockstore`]: encrypted blocks by id behind [`blockstore::BlockStore`];
-//!   a local folder by default. [`crypto`] seals them with AES-256-GCM.
-//! - [`notify`]: in-process wake-ups for long polls.
+//! - [`stores`]: the domain layer, the rules every backend shares (storing
+//!   and reading blocks, publishing wake-ups after writes), above three
+//!   seams, each a folder with its implementations side by side:
+//!   - [`meta`]: metadata (users, devices, tokens, files, versions, journal,
+//!     shares, links) behind [`meta::MetaStore`]; `meta/sqlite` embedded;
+//!   - [`blocks`]: sealed blocks by id behind [`blocks::BlockStore`];
+//!     `blocks/local` a folder. [`crypto`] seals them with AES-256-GCM;
+//!   - [`notify`]: wake-ups for long polls behind [`notify::Notifier`];
+//!     `notify/local` in-process.
 //! - [`api`]: the HTTP API (axum), one handler module per area; [`limit`]
-//!   throttles failed logins.
+//!   throttles failed logins; [`upload`] ingests large uploads as they arrive.
 //! - [`serve`]: start-up, TLS, graceful shutdown.
 
 pub mod admin;
 pub mod api;
-pub mod blockstore;
+pub mod blocks;
 pub mod crypto;
 pub mod error;
 pub mod fsutil;
 pub mod limit;
+pub mod meta;
 pub mod notify;
 pub mod passwords;
 pub mod serve;
-pub mod store;
+pub mod stores;
 pub mod upload;
 
 pub use error::{Error, Result};

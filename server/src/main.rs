@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use ferry_server::meta::Accounts;
+use ferry_server::meta::sqlite::SqliteStore;
 use ferry_server::passwords;
 use ferry_server::serve::{self, ServeOptions};
-use ferry_server::store::Accounts;
-use ferry_server::store::sqlite::SqliteStore;
 
 #[derive(Parser)]
 #[command(name = "ferry-server", version, about = "Ferry's server: file sync and storage you run yourself")]

@@ -10,11 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::api::{self, AppState, Inner, Limits};
-use crate::blockstore::LocalBlockStore;
+use crate::blocks::LocalBlockStore;
 use crate::crypto::Vault;
-use crate::notify::Notifier;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{MetaStore, now_ms};
+use crate::meta::sqlite::SqliteStore;
+use crate::meta::{MetaStore, now_ms};
+use crate::notify::LocalNotifier;
+use crate::stores::Stores;
 
 /// Options of `ferry-server serve`, validated.
 #[derive(Debug, Clone)]
@@ -76,11 +77,9 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
         Arc::new(SqliteStore::open(&db_path(&opts.data)).map_err(|e| anyhow::anyhow!("{e}"))?);
     let blocks = Arc::new(LocalBlockStore::open(&opts.data.join("blocks"))?);
     let vault = Vault::load_or_create(&opts.data)?;
+    let notifier = Arc::new(LocalNotifier::default());
     Ok(Arc::new(Inner {
-        meta,
-        blocks,
-        vault,
-        notifier: Notifier::default(),
+        stores: Arc::new(Stores { meta, blocks, vault, notifier }),
         limits: Limits {
             upload_expiry_ms: opts.upload_expiry.as_millis() as i64,
             public_url: opts.public_url.clone(),
@@ -104,12 +103,12 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
 /// their accounts' quotas).
 fn sweep_uploads(state: &AppState) -> crate::Result<usize> {
     let now = now_ms();
-    let expired = state.meta.expired_uploads(now)?;
+    let expired = state.stores.meta.expired_uploads(now)?;
     for id in &expired {
         let _ = std::fs::remove_file(state.uploads_dir.join(id));
-        state.meta.delete_upload(id)?;
+        state.stores.meta.delete_upload(id)?;
     }
-    let blocks = state.meta.expire_uploaded_blocks(now - state.limits.upload_expiry_ms)?;
+    let blocks = state.stores.meta.expire_uploaded_blocks(now - state.limits.upload_expiry_ms)?;
     if blocks > 0 {
         tracing::info!(blocks, "forgot uploaded blocks no commit used");
     }
@@ -146,15 +145,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             for n in 0u64.. {
                 tick.tick().await;
-                let st = Arc::clone(&state);
-                match tokio::task::spawn_blocking(move || st.meta.sweep_pending(now_ms())).await {
-                    Ok(Ok(changed)) => {
-                        for (ns, seq) in changed {
-                            state.notifier.publish_pending(ns, seq);
-                        }
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "sweeping pending uploads"),
-                    Err(_) => {}
+                let stores = Arc::clone(&state.stores);
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || stores.sweep_pending(now_ms())).await {
+                    tracing::warn!(error = %e, "sweeping pending uploads");
                 }
                 if n % 60 != 0 {
                     continue;
@@ -174,7 +167,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let shutdown = async move {
         ferry_shared::signal::shutdown().await;
         tracing::info!("shutting down: finishing in-flight requests");
-        shutdown_state.notifier.shutdown();
+        shutdown_state.stores.notifier.shutdown();
         shutdown_state.ingests.stop();
     };
     let tls = match &opts.tls {

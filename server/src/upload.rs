@@ -13,76 +13,16 @@
 //! another account has it (the time an upload takes tells nothing).
 
 use std::io::Read;
+use std::sync::Arc;
 
 use ferry_shared::BlockId;
-use ferry_shared::chunk::{self, ChunkParams};
 
-use crate::api::AppState;
-use crate::blockstore::BlockLoc;
-use crate::error::{Error, Result};
-use crate::store::NewBlock;
-
-/// Chunks, seals and stores everything `reader` yields for `user`
-/// (blocking). Returns the block list; every block is durable on return.
-/// Blocks the user has already are not stored again; every other block is
-/// sealed and written, whether or not another account has it (the time an
-/// upload takes must not tell; a second copy is garbage for the collector).
-pub fn store_stream(
-    state: &AppState,
-    user: i64,
-    reader: impl Read + Send,
-    expected_size: u64,
-) -> Result<(Vec<BlockId>, Vec<NewBlock>)> {
-    let mut ids = Vec::new();
-    let mut new_blocks = Vec::new();
-    // New blocks are written in packs of up to 8 MiB: one fsync per pack.
-    let mut pending: Vec<NewBlock> = Vec::new();
-    let mut sealed: Vec<Vec<u8>> = Vec::new();
-    let mut pending_bytes = 0usize;
-    let flush =
-        |pending: &mut Vec<NewBlock>, sealed: &mut Vec<Vec<u8>>, new_blocks: &mut Vec<NewBlock>| -> Result<()> {
-            if sealed.is_empty() {
-                return Ok(());
-            }
-            let locs = state.blocks.put_pack(sealed)?;
-            new_blocks.extend(pending.drain(..).zip(locs).map(|(nb, loc)| NewBlock { loc, ..nb }));
-            sealed.clear();
-            Ok(())
-        };
-    let stats = chunk::encode_stream(
-        reader,
-        ChunkParams::for_size(expected_size),
-        chunk::default_workers(),
-        |sb| -> Result<()> {
-            let b = sb.block;
-            ids.push(b.id);
-            let nb = NewBlock { id: b.id, size: b.len, stored_size: b.bytes.len() as u32, loc: BlockLoc::Loose };
-            // (An owned block's record is kept as it is: its location here is not used.)
-            match state.meta.owns_block(user, &b.id)? {
-                true => new_blocks.push(nb),
-                false if pending.iter().any(|p| p.id == b.id) => {}
-                false => {
-                    pending_bytes += b.bytes.len();
-                    sealed.push(state.vault.seal(&b.id, b.encoding, &b.bytes));
-                    pending.push(nb);
-                    if pending_bytes >= 8 << 20 {
-                        pending_bytes = 0;
-                        flush(&mut pending, &mut sealed, &mut new_blocks)?;
-                    }
-                }
-            }
-            Ok(())
-        },
-    )?;
-    flush(&mut pending, &mut sealed, &mut new_blocks)?;
-    if stats.size != expected_size {
-        return Err(Error::bad_request(format!("received {} bytes but {expected_size} were announced", stats.size)));
-    }
-    Ok((ids, new_blocks))
-}
+use crate::error::Result;
+use crate::meta::NewBlock;
+use crate::stores::Stores;
 
 /// A resumable upload's bytes ingested while they arrive: a blocking task
-/// runs [`store_stream`] over the staging file, reading only what the PUT
+/// runs [`Stores::store_stream`] over the staging file, reading only what the PUT
 /// handlers have written (published through `written`), so that chunking,
 /// sealing and storing overlap the transfer instead of all starting at the
 /// last chunk. Losing it costs only time: with none (a restart, a PUT that
@@ -116,7 +56,15 @@ impl Ingests {
     /// The ingest of session `id` whose bytes end at `received` (the file
     /// as it is now), started from the file's beginning if there is none or
     /// it had read past what the session kept.
-    pub fn follow(&self, state: &AppState, id: &str, user: i64, path: std::path::PathBuf, received: u64, size: u64) {
+    pub fn follow(
+        &self,
+        stores: &Arc<Stores>,
+        id: &str,
+        user: i64,
+        path: std::path::PathBuf,
+        received: u64,
+        size: u64,
+    ) {
         let mut map = self.0.lock().expect("ingests poisoned");
         let Some(map) = map.as_mut() else { return };
         if map.get(id).is_some_and(|i| *i.written.borrow() == received && !i.task.is_finished()) {
@@ -130,10 +78,10 @@ impl Ingests {
         let Ok(file) = std::fs::File::open(&path) else { return };
         let (written, rx) = tokio::sync::watch::channel(received);
         let runtime = tokio::runtime::Handle::current();
-        let st = state.clone();
+        let stores = Arc::clone(stores);
         let task = tokio::task::spawn_blocking(move || {
             let reader = Follow { file, at: 0, size, written: rx, runtime, waited: false };
-            store_stream(&st, user, std::io::BufReader::with_capacity(1 << 20, reader), size)
+            stores.store_stream(user, std::io::BufReader::with_capacity(1 << 20, reader), size)
         });
         map.insert(id.to_owned(), Ingest { user, written, task });
     }

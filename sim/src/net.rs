@@ -19,8 +19,8 @@ use axum::http::{Method, Request, StatusCode};
 use ferry_client::net::remote::{self, RawChanges, RemoteError, Traffic};
 use ferry_client::sync::seams::Api;
 use ferry_server::api::AppState;
+use ferry_server::meta::Caller;
 use ferry_server::serve::ServeOptions;
-use ferry_server::store::Caller;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     ChangesResponse, CommitOp, CommitRequest, CommitResponse, MAX_MISSING_QUERY, MissingBlocksRequest,
@@ -239,13 +239,17 @@ impl SimServer {
         let mut server = SimServer { opts, state: None, rt, callers: Vec::new(), tokens: Vec::new() };
         let state = server.open()?;
         for (u, devices) in users.iter().enumerate() {
-            let user = state.meta.add_user(&format!("user{u}"), "not a password hash", 1 << 40)?;
+            let user = state.stores.meta.add_user(&format!("user{u}"), "not a password hash", 1 << 40)?;
             for (device, token) in devices {
-                state.meta.create_token(user, device, ferry_server::passwords::token_hash(token))?;
+                state.stores.meta.create_token(user, device, ferry_server::passwords::token_hash(token))?;
             }
             let (_, token) = devices.first().expect("a device");
             server.callers.push(
-                state.meta.authenticate(ferry_server::passwords::token_hash(token))?.expect("the token just made"),
+                state
+                    .stores
+                    .meta
+                    .authenticate(ferry_server::passwords::token_hash(token))?
+                    .expect("the token just made"),
             );
             server.tokens.push(token.clone());
         }
@@ -309,7 +313,7 @@ impl SimServer {
 
     /// User `u`'s whole journal, read straight from the store.
     pub fn journal(&self, u: usize) -> anyhow::Result<Vec<ferry_shared::api::Change>> {
-        let meta = &self.state().meta;
+        let meta = &self.state().stores.meta;
         let mut out = Vec::new();
         let mut cursor = 0;
         loop {
@@ -323,7 +327,7 @@ impl SimServer {
     }
 
     pub fn cursor(&self, u: usize) -> anyhow::Result<i64> {
-        Ok(self.state().meta.cursor(self.callers[u].ns)?)
+        Ok(self.state().stores.meta.cursor(self.callers[u].ns)?)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::disk::DiskPath;
 impl World {
     /// The folders shared with user 1: `(where in their tree, role, id)`.
     pub(crate) fn shared_with_second(&self) -> Vec<(RelPath, ShareRole, i64)> {
-        let meta = &self.server.state().meta;
+        let meta = &self.server.state().stores.meta;
         meta.shares(&self.server.callers[1])
             .map(|l| l.into_iter().filter(|s| s.role != ShareRole::Owner).map(|s| (s.path, s.role, s.id)).collect())
             .unwrap_or_default()
@@ -65,7 +65,7 @@ impl World {
         let shares = self.shared_with_second();
         let role = if self.rng.random_bool(0.5) { "editor" } else { "viewer" };
         let (who, what, resp) = if shares.is_empty() || self.rng.random_bool(0.2) {
-            let top = self.server.state().meta.list_folder(self.server.callers[0].ns, &RelPath::root())?;
+            let top = self.server.state().stores.meta.list_folder(self.server.callers[0].ns, &RelPath::root())?;
             let dirs: Vec<RelPath> = top.into_iter().filter(|e| e.kind == EntryKind::Dir).map(|e| e.path).collect();
             if dirs.is_empty() {
                 return Ok(());

@@ -58,7 +58,7 @@ pub(super) async fn sign_in(
         .logins
         .begin(&username, ip, std::time::Instant::now())
         .map_err(|wait| Error::RateLimited { retry_after: wait })?;
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let name = username.clone();
     let user = blocking(move || meta.password_hash(&name)).await?;
     let (user_id, hash) = user.map_or((None, None), |(id, h)| (Some(id), Some(h)));
@@ -74,7 +74,7 @@ pub(super) async fn sign_in(
     let user_id = user_id
         .filter(|_| ok)
         .ok_or_else(|| Error::client(ferry_shared::api::ErrorCode::Unauthorized, "wrong user name or password"))?;
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     blocking(move || {
         let token = passwords::new_token();
         let device_id = meta.create_token(user_id, &device, passwords::token_hash(&token))?;
@@ -90,7 +90,7 @@ pub(super) async fn sign_in(
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode> {
     let token = super::bearer_of(&headers).ok_or_else(Error::unauthorized)?;
     let hash = passwords::token_hash(token);
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     blocking(move || {
         if meta.authenticate(hash)?.is_none() {
             return Err(Error::unauthorized());
@@ -104,7 +104,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result
 /// The caller's account: storage used and the quota.
 #[utoipa::path(get, path = "/account", responses((status = 200, body = Account)), security(("bearer" = [])))]
 pub async fn account(State(state): State<AppState>, super::Auth(caller): super::Auth) -> Result<Json<Account>> {
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let user = blocking(move || meta.user_info(caller.user_id)).await?;
     Ok(Json(Account { user: user.name, used: user.used, quota: user.quota }))
 }

@@ -18,14 +18,15 @@ use ferry_shared::api::{
     BLOCK_WAIT_MAX_SECS, ErrorBody, ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, MissingBlocksResponse,
 };
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
+use futures_util::StreamExt;
 
 use super::blocking;
 use super::body::JsonBody;
 use super::doc::Binary;
 use super::{AppState, Auth};
-use crate::blockstore::BlockLoc;
+use crate::blocks::BlockLoc;
 use crate::error::{Error, Result};
-use crate::store::NewBlock;
+use crate::stores::Incoming;
 
 fn parse_id(s: &str) -> Result<BlockId> {
     s.parse().map_err(|_| Error::bad_request("block id must be 64 hex digits"))
@@ -44,7 +45,7 @@ pub async fn missing(
     if req.ids.len() > MAX_MISSING_QUERY {
         return Err(Error::bad_request(format!("ask about at most {MAX_MISSING_QUERY} blocks at a time")));
     }
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let missing = blocking(move || meta.missing_blocks(caller.user_id, &req.ids)).await?;
     Ok(Json(MissingBlocksResponse { missing }))
 }
@@ -78,71 +79,8 @@ pub async fn put_block(
             .and_then(BlockEncoding::parse)
             .ok_or_else(|| Error::bad_request("ferry-block-encoding must be 'zstd' or 'raw'"))?,
     };
-    blocking(move || store_blocks(&state, caller.user_id, vec![(id, encoding, &body[..])])).await?;
+    state.stores.store_blocks(caller.user_id, Incoming::One(id, encoding, body)).await?;
     Ok(StatusCode::CREATED)
-}
-
-/// The refusal of a block that does not decode to its id, or is too large.
-fn refused(id: &BlockId, e: block::DecodeError) -> Error {
-    match e {
-        block::DecodeError::TooLarge | block::DecodeError::OverBudget => {
-            Error::client(ErrorCode::PayloadTooLarge, format!("block {id}: {e}"))
-        }
-        _ => Error::client(ErrorCode::BadBlock, format!("block {id}: {e}")),
-    }
-}
-
-/// Verifies, seals and stores the blocks of one upload for `user`, and
-/// records them (blocking). Blocks the account has are only verified. Every
-/// other block costs the same work, whether or not another account stored
-/// it (so the time an upload takes tells nothing of other accounts; the
-/// second copy is garbage for the collector). What they expand to is
-/// bounded per request, and what is new to the account must fit its quota
-/// before anything is written.
-fn store_blocks(state: &AppState, user: i64, frames: Vec<block::Frame<'_>>) -> Result<()> {
-    let ids: Vec<BlockId> = frames.iter().map(|f| f.0).collect();
-    let lacking: std::collections::HashSet<BlockId> = state.meta.missing_blocks(user, &ids)?.into_iter().collect();
-    let mut budget = block::MAX_BATCH_PLAIN_BYTES;
-    let mut new_blocks: Vec<NewBlock> = Vec::new();
-    let mut sealed = Vec::new();
-    for (id, encoding, bytes) in frames {
-        // Every block is checked against its id; those the account lacks are stored.
-        let plain = block::decode_within(&id, encoding, bytes, &mut budget).map_err(|e| refused(&id, e))?;
-        if !lacking.contains(&id) || new_blocks.iter().any(|b| b.id == id) {
-            continue;
-        }
-        sealed.push(state.vault.seal(&id, encoding, bytes));
-        new_blocks.push(NewBlock {
-            id,
-            size: plain.len() as u32,
-            stored_size: bytes.len() as u32,
-            loc: BlockLoc::Loose,
-        });
-    }
-    if new_blocks.is_empty() {
-        return Ok(());
-    }
-    let wanted: u64 = new_blocks.iter().map(|b| u64::from(b.size)).sum();
-    if wanted > state.meta.upload_room(user)? {
-        return Err(Error::client(
-            ErrorCode::QuotaExceeded,
-            format!(
-                "quota exceeded: these blocks need {wanted} bytes more than your quota leaves (files and uploaded \
-                 blocks not yet committed count); commit what you uploaded, delete files or ask the admin for more space"
-            ),
-        ));
-    }
-    if let [one] = &sealed[..] {
-        state.blocks.put(&new_blocks[0].id, one)?;
-    } else {
-        let locs = state.blocks.put_pack(&sealed)?;
-        for (nb, loc) in new_blocks.iter_mut().zip(locs) {
-            nb.loc = loc;
-        }
-    }
-    state.meta.add_blocks(user, &new_blocks)?;
-    state.notifier.blocks_stored(user);
-    Ok(())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -175,11 +113,11 @@ pub async fn get_block(
         w => Duration::from_secs(w).min(state.limits.poll_max),
     };
     // Subscribe before looking, so a block stored in between wakes us.
-    let mut stored = state.notifier.subscribe_blocks(caller.user_id);
-    let mut shutdown = state.notifier.shutdown_signal();
+    let mut stored = state.stores.notifier.subscribe_blocks(caller.user_id);
+    let mut shutdown = state.stores.notifier.shutdown_signal();
     let find = || {
         let st = Arc::clone(&state);
-        blocking(move || st.meta.owned_block_location(caller.user_id, &id))
+        blocking(move || st.stores.meta.owned_block_location(caller.user_id, &id))
     };
     let mut loc = find().await?;
     if loc.is_none() && !wait.is_zero() {
@@ -195,12 +133,7 @@ pub async fn get_block(
         }
     }
     let loc = loc.ok_or_else(|| Error::not_found("no such block"))?;
-    let (encoding, bytes) = blocking(move || {
-        let sealed =
-            state.blocks.get(&id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
-        Ok(state.vault.open(&id, &sealed)?)
-    })
-    .await?;
+    let (encoding, bytes) = state.stores.read_block(id, loc).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
@@ -225,14 +158,7 @@ pub async fn get_block(
             commit has used yet count)")),
     security(("bearer" = [])))]
 pub async fn batch(State(state): State<AppState>, Auth(caller): Auth, body: Bytes) -> Result<StatusCode> {
-    blocking(move || {
-        let frames = block::read_frames(&body).map_err(|e| Error::bad_request(e.to_string()))?;
-        if frames.is_empty() {
-            return Err(Error::bad_request("the batch holds no blocks"));
-        }
-        store_blocks(&state, caller.user_id, frames)
-    })
-    .await?;
+    state.stores.store_blocks(caller.user_id, Incoming::Frames(body)).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -252,23 +178,33 @@ pub async fn fetch(
     if req.ids.len() > block::MAX_BATCH_BLOCKS {
         return Err(Error::bad_request(format!("fetch at most {} blocks at a time", block::MAX_BATCH_BLOCKS)));
     }
-    let body = blocking(move || {
-        let mut out = Vec::new();
-        for id in &req.ids {
-            let loc = state
-                .meta
-                .owned_block_location(caller.user_id, id)?
-                .ok_or_else(|| Error::not_found("no such block"))?;
-            let sealed =
-                state.blocks.get(id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
-            let (encoding, bytes) = state.vault.open(id, &sealed)?;
-            block::write_frame(&mut out, id, encoding, &bytes);
-            if out.len() > block::MAX_BATCH_BYTES {
-                return Err(Error::client(ErrorCode::PayloadTooLarge, "ask for fewer blocks at a time"));
-            }
-        }
-        Ok(out)
+    let st = Arc::clone(&state);
+    let ids = req.ids.clone();
+    let locs = blocking(move || {
+        ids.iter()
+            .map(|id| {
+                st.stores
+                    .meta
+                    .owned_block_location(caller.user_id, id)?
+                    .ok_or_else(|| Error::not_found("no such block"))
+            })
+            .collect::<Result<Vec<BlockLoc>>>()
     })
     .await?;
+    // Several reads in flight (a remote store answers each after a round trip).
+    let mut blocks = futures_util::stream::iter(req.ids.into_iter().zip(locs))
+        .map(|(id, loc)| {
+            let stores = Arc::clone(&state.stores);
+            async move { Ok::<_, Error>((id, stores.read_block(id, loc).await?)) }
+        })
+        .buffered(8);
+    let mut body = Vec::new();
+    while let Some(got) = blocks.next().await {
+        let (id, (encoding, bytes)) = got?;
+        block::write_frame(&mut body, &id, encoding, &bytes);
+        if body.len() > block::MAX_BATCH_BYTES {
+            return Err(Error::client(ErrorCode::PayloadTooLarge, "ask for fewer blocks at a time"));
+        }
+    }
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }

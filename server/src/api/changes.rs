@@ -51,7 +51,7 @@ pub async fn changes(
     if !(1..=5000).contains(&limit) {
         return Err(Error::bad_request("limit must be 1 to 5000"));
     }
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let edits = q.blocks == Some(BlocksMode::Edit);
     Ok(Json(blocking(move || meta.changes(caller.ns, q.cursor, limit, edits)).await?))
 }
@@ -91,12 +91,12 @@ pub async fn poll(
         t => Duration::from_secs(t).min(state.limits.poll_max),
     };
     // Subscribe first, then read: a commit in between is seen either way.
-    let mut rx = state.notifier.subscribe(caller.ns);
-    let mut shutdown = state.notifier.shutdown_signal();
-    let meta = Arc::clone(&state.meta);
+    let mut rx = state.stores.notifier.subscribe(caller.ns);
+    let mut shutdown = state.stores.notifier.shutdown_signal();
+    let meta = Arc::clone(&state.stores.meta);
     let ns = caller.ns;
     let (seq, pending) = blocking(move || meta.poll_state(ns)).await?;
-    crate::store::check_cursor(q.cursor, seq)?;
+    crate::meta::check_cursor(q.cursor, seq)?;
     let news = |(seq, pending): (i64, i64)| seq > q.cursor || q.pending.is_some_and(|p| pending > p);
     if news((seq, pending)) {
         let changes = seq > q.cursor;
@@ -157,7 +157,7 @@ pub async fn activity(
     if q.before.is_some_and(|b| b < 1) {
         return Err(Error::bad_request("before must be the `before` of an earlier page"));
     }
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let events = blocking(move || meta.activity(caller.ns, q.before, limit)).await?;
     let before = if events.len() == limit as usize { events.last().map(|e| e.seq) } else { None };
     Ok(Json(ActivityPage { events, before }))

@@ -31,9 +31,8 @@ pub async fn commit(
     if req.ops.iter().any(|op| matches!(op, CommitOp::Put { size, .. } if *size > ferry_shared::MAX_FILE_SIZE)) {
         return Err(Error::client(ErrorCode::PayloadTooLarge, "files larger than 10 GiB are not accepted"));
     }
-    let meta = Arc::clone(&state.meta);
-    let outcome = blocking(move || meta.commit(&caller, req.ops, Vec::new())).await?;
-    state.notifier.publish_all(&outcome.touched);
+    let stores = Arc::clone(&state.stores);
+    let outcome = blocking(move || stores.commit(&caller, req.ops, Vec::new())).await?;
     let results = outcome
         .results
         .into_iter()

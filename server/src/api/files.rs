@@ -26,8 +26,7 @@ use super::conditional;
 use super::doc::Binary;
 use super::{AppState, Auth};
 use crate::error::{Error, Result};
-use crate::store::{Caller, NewBlock, UploadSession, now_ms};
-use crate::upload::store_stream;
+use crate::meta::{Caller, NewBlock, UploadSession, now_ms};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -85,7 +84,7 @@ fn too_large() -> Error {
 }
 
 fn check_quota(state: &AppState, caller: &Caller, size: u64) -> Result<()> {
-    let info = state.meta.user_info(caller.user_id)?;
+    let info = state.stores.meta.user_info(caller.user_id)?;
     if info.used.saturating_add(info.uploaded).saturating_add(size) > info.quota {
         return Err(Error::client(
             ErrorCode::QuotaExceeded,
@@ -131,7 +130,7 @@ fn commit_file(
     let parent_rev = match over {
         Over::Rev(r) => Some(r),
         Over::Nothing => None,
-        Over::Head => match state.meta.file_version(caller.ns, path, None) {
+        Over::Head => match state.stores.meta.file_version(caller.ns, path, None) {
             Ok(v) => Some(v.entry.rev),
             Err(Error::Client { code: ErrorCode::NotFound, .. }) => None,
             Err(e) => return Err(e),
@@ -145,15 +144,14 @@ fn commit_file(
         executable: false,
         blocks: BlockList::Full(ids),
     };
-    let outcome = state.meta.commit(caller, vec![op], new_blocks)?;
-    state.notifier.publish_all(&outcome.touched);
+    let outcome = state.stores.commit(caller, vec![op], new_blocks)?;
     let entry = outcome.results.into_iter().next().expect("one result")?;
     Ok((entry, parent_rev.is_none()))
 }
 
 /// The live file at `path`, if there is one.
 fn head_entry(state: &AppState, caller: &Caller, path: &RelPath) -> Result<Option<Entry>> {
-    match state.meta.file_version(caller.ns, path, None) {
+    match state.stores.meta.file_version(caller.ns, path, None) {
         Ok(v) => Ok(Some(v.entry)),
         Err(Error::Client { code: ErrorCode::NotFound, .. }) => Ok(None),
         Err(e) => Err(e),
@@ -303,7 +301,7 @@ pub async fn upload_start(
                 let pinned = conditional::write(&headers, head_entry(&st, &caller, &session.path)?.as_ref())?;
                 session.parent_rev = session.parent_rev.or(pinned);
                 // Bytes of unfinished sessions take space too.
-                let (open, staged) = st.meta.staged_uploads(caller.user_id, now_ms())?;
+                let (open, staged) = st.stores.meta.staged_uploads(caller.user_id, now_ms())?;
                 if open >= MAX_OPEN_SESSIONS {
                     return Err(Error::client(
                         ErrorCode::TooManyRequests,
@@ -313,7 +311,7 @@ pub async fn upload_start(
                 check_quota(&st, &caller, session.size.saturating_add(staged))?;
                 let f = crate::fsutil::create_private_file(&st.uploads_dir.join(&session.id))?;
                 f.sync_all()?;
-                st.meta.create_upload(&session)
+                st.stores.meta.create_upload(&session)
             })
             .await?;
             let mut resp = Json(ResumableStartResponse { upload_url: url.clone(), expires }).into_response();
@@ -362,12 +360,12 @@ async fn receive_file(
             return Err(short(bytes.len() as u64));
         }
         let (st, user) = (Arc::clone(state), caller.user_id);
-        return blocking(move || store_stream(&st, user, &bytes[..], size)).await;
+        return blocking(move || st.stores.store_stream(user, &bytes[..], size)).await;
     }
     let staged = Staged::new(state, format!("media-{}", hex::encode(rand::random::<[u8; 16]>())));
     let path = staged.path.clone();
     let mut file = blocking(move || Ok(crate::fsutil::create_private_file(&path)?)).await?;
-    state.ingests.follow(state, &staged.id, caller.user_id, staged.path.clone(), 0, size);
+    state.ingests.follow(&state.stores, &staged.id, caller.user_id, staged.path.clone(), 0, size);
     let mut stream = body.into_data_stream();
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -388,7 +386,7 @@ async fn receive_file(
     let (st, user, path) = (Arc::clone(state), caller.user_id, staged.path.clone());
     blocking(move || {
         let file = std::fs::File::open(&path)?;
-        store_stream(&st, user, std::io::BufReader::with_capacity(1 << 20, file), size)
+        st.stores.store_stream(user, std::io::BufReader::with_capacity(1 << 20, file), size)
     })
     .await
 }
@@ -480,7 +478,7 @@ pub async fn upload_put(
     let _guard = BusyGuard(Arc::clone(&state), id.clone());
     let st = Arc::clone(&state);
     let lookup_id = id.clone();
-    let session = blocking(move || st.meta.upload(&lookup_id))
+    let session = blocking(move || st.stores.meta.upload(&lookup_id))
         .await?
         .filter(|s| s.user_id == caller.user_id && s.expires > now_ms())
         .ok_or_else(|| Error::not_found("no such upload session (it may have expired): start a new one"))?;
@@ -519,7 +517,7 @@ pub async fn upload_put(
             }
             // Ingested while it arrives (large files; see `upload::Ingests`).
             if session.size >= INGEST_FROM {
-                state.ingests.follow(&state, &id, caller.user_id, file_path.clone(), received, session.size);
+                state.ingests.follow(&state.stores, &id, caller.user_id, file_path.clone(), received, session.size);
             }
             // Append what is new; bytes the server already has are skipped.
             let mut skip = received - start;
@@ -558,7 +556,7 @@ pub async fn upload_put(
             let sid = id.clone();
             blocking(move || {
                 file.sync_data()?;
-                st.meta.set_upload_received(&sid, received)
+                st.stores.meta.set_upload_received(&sid, received)
             })
             .await?;
             if let Some(e) = write_err {
@@ -577,16 +575,20 @@ pub async fn upload_put(
             Some(blocks) => blocks,
             None => {
                 let file = std::fs::File::open(&file_path)?;
-                store_stream(&state, caller.user_id, std::io::BufReader::with_capacity(1 << 20, file), session.size)?
+                state.stores.store_stream(
+                    caller.user_id,
+                    std::io::BufReader::with_capacity(1 << 20, file),
+                    session.size,
+                )?
             }
         };
         let over = Over::from(session.parent_rev);
         let r = commit_file(&state, &caller, &session.path, over, session.size, session.mtime, blocks);
         match &r {
             // The session answers with its revision until it expires.
-            Ok((entry, _)) => state.meta.finish_upload(&session.id, entry)?,
+            Ok((entry, _)) => state.stores.meta.finish_upload(&session.id, entry)?,
             Err(Error::Internal(_)) => return r,
-            Err(_) => state.meta.delete_upload(&session.id)?,
+            Err(_) => state.stores.meta.delete_upload(&session.id)?,
         }
         let _ = std::fs::remove_file(&file_path);
         r
@@ -646,7 +648,7 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response> {
     let path = RelPath::parse_non_root(&q.path)?;
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let fv = blocking(move || meta.file_version(caller.ns, &path, q.rev)).await?;
     let name = fv.entry.path.name().unwrap_or("file").to_owned();
     let mut resp = send_file(state, fv, &headers)?;
@@ -673,7 +675,7 @@ pub async fn list(
     Query(q): Query<FolderQuery>,
 ) -> Result<Json<Listing>> {
     let path = RelPath::parse(&q.path)?;
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let p = path.clone();
     let entries = blocking(move || meta.list_folder(caller.ns, &p)).await?;
     Ok(Json(Listing { path, entries }))
@@ -685,6 +687,7 @@ pub async fn list(
 fn delete_ops(state: &AppState, caller: &Caller, path: &RelPath) -> Result<Vec<CommitOp>> {
     let parent = path.parent().expect("not root");
     let entry = state
+        .stores
         .meta
         .list_folder(caller.ns, &parent)?
         .into_iter()
@@ -703,7 +706,7 @@ fn delete_ops(state: &AppState, caller: &Caller, path: &RelPath) -> Result<Vec<C
             ops.push(CommitOp::Rmdir { path, parent_rev: Some(e.rev) });
             continue;
         }
-        let children = state.meta.list_folder(caller.ns, &path)?;
+        let children = state.stores.meta.list_folder(caller.ns, &path)?;
         stack.push((e, true));
         stack.extend(children.into_iter().map(|c| (c, false)));
     }
@@ -728,8 +731,7 @@ pub async fn delete(
     }
     blocking(move || {
         let ops = delete_ops(&state, &caller, &req.path)?;
-        let outcome = state.meta.commit(&caller, ops, Vec::new())?;
-        state.notifier.publish_all(&outcome.touched);
+        let outcome = state.stores.commit(&caller, ops, Vec::new())?;
         // A folder that kept something says why that thing stayed.
         let mut errors: Vec<Error> = outcome.results.into_iter().filter_map(|r| r.err()).collect();
         errors.sort_by_key(|e| matches!(e, Error::Client { code: ErrorCode::NotEmpty, .. }));
@@ -749,7 +751,7 @@ pub async fn delete(
     security(("bearer" = [])))]
 pub async fn zip(State(state): State<AppState>, Auth(caller): Auth, Query(q): Query<FolderQuery>) -> Result<Response> {
     let path = RelPath::parse(&q.path)?;
-    let (meta, p) = (Arc::clone(&state.meta), path.clone());
+    let (meta, p) = (Arc::clone(&state.stores.meta), path.clone());
     // A folder, present now (the zip itself lists as it goes).
     blocking(move || meta.list_folder(caller.ns, &p)).await?;
     let places = super::links::zip_places(&state, caller.user_id)?;
@@ -765,7 +767,7 @@ pub async fn zip(State(state): State<AppState>, Auth(caller): Auth, Query(q): Qu
 /// Answers with a file revision: one `Range` (unless `If-Range` no longer
 /// matches), the validators, and the preconditions of RFC 9110 evaluated;
 /// blocks are read, opened and cut as the body streams.
-pub fn send_file(state: AppState, fv: crate::store::FileVersion, headers: &HeaderMap) -> Result<Response> {
+pub fn send_file(state: AppState, fv: crate::meta::FileVersion, headers: &HeaderMap) -> Result<Response> {
     let size = fv.entry.size;
     let validators = conditional::Validators::of(&fv.entry);
     let use_range = match conditional::read(headers, &validators)? {
@@ -800,26 +802,19 @@ pub fn send_file(state: AppState, fv: crate::store::FileVersion, headers: &Heade
         let to = ((end + 1).min(b1) - b0) as usize;
         pieces.push((id, from, to));
     }
-    let stream = futures_util::stream::iter(pieces).then(move |(id, from, to)| {
-        let state = Arc::clone(&state);
-        async move {
-            blocking(move || {
-                let loc =
-                    state.meta.block_location(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} is not recorded"))?;
-                let sealed =
-                    state.blocks.get(&id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} missing from the store"))?;
-                let (enc, bytes) = state.vault.open(&id, &sealed)?;
-                let plain = ferry_shared::block::decode(&id, enc, &bytes)
-                    .map_err(|e| anyhow::anyhow!("stored block {id}: {e}"))?;
-                Ok(Bytes::from(plain).slice(from..to))
-            })
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "download aborted");
-                std::io::Error::other(e.to_string())
-            })
-        }
-    });
+    // A few blocks read ahead of the one being sent.
+    let stream = futures_util::stream::iter(pieces)
+        .map(move |(id, from, to)| {
+            let stores = Arc::clone(&state.stores);
+            async move {
+                let plain = stores.read_plain(id).await.map_err(|e| {
+                    tracing::error!(error = %e, "download aborted");
+                    std::io::Error::other(e.to_string())
+                })?;
+                Ok::<_, std::io::Error>(Bytes::from(plain).slice(from..to))
+            }
+        })
+        .buffered(4);
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
@@ -859,7 +854,7 @@ async fn list_revisions(
     if !(1..=1000).contains(&limit) {
         return Err(Error::bad_request("limit must be 1 to 1000"));
     }
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let revisions = blocking(move || meta.revisions(caller.ns, &path, limit)).await?;
     Ok(Json(ListRevisionsResponse { revisions }))
 }

@@ -27,7 +27,7 @@ use super::body::JsonBody;
 use super::files::{absolute_url, send_file};
 use super::{AppState, Auth, blocking};
 use crate::error::{Error, Result};
-use crate::store::{LinkRecord, now_ms};
+use crate::meta::{LinkRecord, now_ms};
 
 /// The longest `expires_in`: 100 years, in seconds.
 const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 3600;
@@ -78,14 +78,14 @@ pub async fn create(
         None => None,
     };
     let st = Arc::clone(&state);
-    let rec = blocking(move || st.meta.create_link(&caller, &req.path, &token, expires, pw_hash)).await?;
+    let rec = blocking(move || st.stores.meta.create_link(&caller, &req.path, &token, expires, pw_hash)).await?;
     Ok((StatusCode::CREATED, Json(link_of(&state, &headers, rec))))
 }
 
 /// The links you made (with where their items are now).
 #[utoipa::path(get, path = "/links", operation_id = "list_links", responses((status = 200, body = LinkList)), security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(caller): Auth, headers: HeaderMap) -> Result<Json<LinkList>> {
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let recs = blocking(move || meta.links(caller.user_id)).await?;
     Ok(Json(LinkList { links: recs.into_iter().map(|r| link_of(&state, &headers, r)).collect() }))
 }
@@ -95,7 +95,7 @@ pub async fn list(State(state): State<AppState>, Auth(caller): Auth, headers: He
     responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody, description = "no such link of yours")),
     security(("bearer" = [])))]
 pub async fn revoke(State(state): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> Result<StatusCode> {
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     blocking(move || meta.revoke_link(caller.user_id, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -122,7 +122,7 @@ async fn live_link(state: &AppState, token: String) -> Result<(LinkRecord, RelPa
     if token.len() > 100 {
         return Err(gone());
     }
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let rec = blocking(move || meta.link(&token)).await?.ok_or_else(gone)?;
     if rec.expires.is_some_and(|e| e <= now_ms()) {
         return Err(gone());
@@ -142,7 +142,7 @@ const COOKIE_SECS: i64 = 86_400;
 /// password ends every cookie) and the expiry, which the server checks.
 fn cookie_value(state: &AppState, rec: &LinkRecord, expires: i64) -> String {
     let pw = rec.pw_hash.as_deref().unwrap_or("");
-    let mac = hex::encode(state.vault.mac(format!("link {} {pw} {expires}", rec.id).as_bytes()));
+    let mac = hex::encode(state.stores.vault.mac(format!("link {} {pw} {expires}", rec.id).as_bytes()));
     format!("{expires}.{mac}")
 }
 
@@ -307,7 +307,7 @@ async fn open(state: AppState, token: String, rest: String, q: OpenQuery, header
     for seg in rest.segments() {
         target = target.join(seg)?;
     }
-    let (meta, ns, t) = (Arc::clone(&state.meta), rec.ns, target.clone());
+    let (meta, ns, t) = (Arc::clone(&state.stores.meta), rec.ns, target.clone());
     let found = blocking(move || {
         // Never through a shared folder its maker may only view.
         if !meta.link_reaches(ns, &t)? {
@@ -546,11 +546,12 @@ fn zip_time(ms: i64) -> Option<zip::DateTime> {
 /// (most files are compressed already; stored is fast and predictable).
 fn write_zip(state: &AppState, ns: i64, root: &RelPath, of: ZipOf, w: ChannelWriter) -> anyhow::Result<()> {
     use zip::write::SimpleFileOptions;
+    let runtime = tokio::runtime::Handle::current();
     let mut zip = zip::ZipWriter::new_stream(w);
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let mut folders = vec![(root.clone(), String::new())];
     while let Some((folder, prefix)) = folders.pop() {
-        for e in state.meta.list_folder(ns, &folder)? {
+        for e in state.stores.meta.list_folder(ns, &folder)? {
             if of == ZipOf::Link && read_only_mount(&e) {
                 continue;
             }
@@ -561,7 +562,7 @@ fn write_zip(state: &AppState, ns: i64, root: &RelPath, of: ZipOf, w: ChannelWri
                 folders.push((path, format!("{name}/")));
                 continue;
             }
-            let fv = match state.meta.file_version(ns, &path, None) {
+            let fv = match state.stores.meta.file_version(ns, &path, None) {
                 Ok(fv) => fv,
                 Err(Error::Client { code: ErrorCode::NotFound, .. }) => continue, // deleted meanwhile
                 Err(e) => return Err(anyhow::anyhow!("{e}")),
@@ -572,12 +573,7 @@ fn write_zip(state: &AppState, ns: i64, root: &RelPath, of: ZipOf, w: ChannelWri
             }
             zip.start_file(name, file_options)?;
             for (id, _) in fv.blocks {
-                let loc =
-                    state.meta.block_location(&id)?.ok_or_else(|| anyhow::anyhow!("block {id} is not recorded"))?;
-                let sealed = state.blocks.get(&id, loc)?.ok_or_else(|| anyhow::anyhow!("block {id} is missing"))?;
-                let (enc, bytes) = state.vault.open(&id, &sealed)?;
-                let plain =
-                    ferry_shared::block::decode(&id, enc, &bytes).map_err(|e| anyhow::anyhow!("block {id}: {e}"))?;
+                let plain = runtime.block_on(state.stores.read_plain(id)).map_err(|e| anyhow::anyhow!("{e}"))?;
                 zip.write_all(&plain)?;
             }
         }

@@ -11,11 +11,8 @@ use axum::http::request::Parts;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 
-use crate::blockstore::BlockStore;
-use crate::crypto::Vault;
 use crate::error::Error;
-use crate::notify::Notifier;
-use crate::store::{Caller, MetaStore};
+use crate::meta::Caller;
 
 pub mod auth;
 pub mod blocks;
@@ -57,10 +54,8 @@ pub const MAX_UPLOADS_PER_USER: usize = 16;
 pub const MAX_ZIPS_PER_USER: usize = 3;
 
 pub struct Inner {
-    pub meta: Arc<dyn MetaStore>,
-    pub blocks: Arc<dyn BlockStore>,
-    pub vault: Vault,
-    pub notifier: Notifier,
+    /// The stores and the rules above them.
+    pub stores: Arc<crate::stores::Stores>,
     pub limits: Limits,
     /// Where resumable uploads keep their bytes until complete.
     pub uploads_dir: PathBuf,
@@ -107,7 +102,7 @@ impl FromRequestParts<AppState> for Auth {
             None => web::session_token(parts)?.ok_or_else(Error::unauthorized)?,
         };
         let hash = crate::passwords::token_hash(token);
-        let meta = Arc::clone(&state.meta);
+        let meta = Arc::clone(&state.stores.meta);
         let caller = blocking(move || meta.authenticate(hash)).await?;
         caller.map(Auth).ok_or_else(Error::unauthorized)
     }

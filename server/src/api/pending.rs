@@ -14,7 +14,7 @@ use ferry_shared::api::{ErrorBody, MAX_PENDING_BLOCKS, PendingAnnounce, PendingA
 use super::body::JsonBody;
 use super::{AppState, Auth, blocking};
 use crate::error::{Error, Result};
-use crate::store::now_ms;
+use crate::meta::now_ms;
 
 /// How long an announcement lives: ten minutes, plus the time its bytes
 /// take at 1 MB/s (an uploader that dies is forgotten after that; one that
@@ -52,16 +52,15 @@ pub async fn announce(
         return Err(Error::bad_request(format!("size is {} but the blocks add up to {total} bytes", a.size)));
     }
     let expires = now_ms() + lifetime_ms(a.size);
-    let (meta, ns, c) = (Arc::clone(&state.meta), caller.ns, caller.clone());
-    let (id, seq) = blocking(move || meta.announce_pending(&c, a, expires)).await?;
-    state.notifier.publish_pending(ns, seq);
+    let stores = Arc::clone(&state.stores);
+    let id = blocking(move || stores.announce_pending(&caller, a, expires)).await?;
     Ok(Json(PendingAnnounced { id, expires }))
 }
 
 /// The uploads other devices are announcing (the caller's own are left out).
 #[utoipa::path(get, path = "/uploads/pending", responses((status = 200, body = PendingList)), security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(caller): Auth) -> Result<Json<PendingList>> {
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     Ok(Json(blocking(move || meta.pending_uploads(caller.ns, caller.device_id, now_ms())).await?))
 }
 
@@ -81,10 +80,8 @@ pub async fn drop_all(State(state): State<AppState>, Auth(caller): Auth) -> Resu
     drop_pending(&state, caller, None).await
 }
 
-async fn drop_pending(state: &AppState, caller: crate::store::Caller, id: Option<i64>) -> Result<StatusCode> {
-    let (meta, ns) = (Arc::clone(&state.meta), caller.ns);
-    if let Some(seq) = blocking(move || meta.drop_pending(&caller, id)).await? {
-        state.notifier.publish_pending(ns, seq);
-    }
+async fn drop_pending(state: &AppState, caller: crate::meta::Caller, id: Option<i64>) -> Result<StatusCode> {
+    let stores = Arc::clone(&state.stores);
+    blocking(move || stores.drop_pending(&caller, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

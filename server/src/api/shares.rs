@@ -38,13 +38,12 @@ pub async fn create(
         .unknown_names
         .begin(&caller.user_id.to_string(), std::time::Instant::now())
         .map_err(|wait| Error::RateLimited { retry_after: wait })?;
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let with = req.with.clone();
     let known = blocking(move || Ok(meta.password_hash(&with)?.is_some())).await?;
     attempt.finish(known);
-    let meta = Arc::clone(&state.meta);
-    let (share, touched) = blocking(move || meta.share(&caller, &req.path, &req.with, req.role.into())).await?;
-    state.notifier.publish_all(&touched);
+    let stores = Arc::clone(&state.stores);
+    let share = blocking(move || stores.share(&caller, &req.path, &req.with, req.role.into())).await?;
     Ok((StatusCode::CREATED, Json(share)))
 }
 
@@ -53,7 +52,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/shares", operation_id = "list_shares", responses((status = 200, body = ShareList)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(caller): Auth) -> Result<Json<ShareList>> {
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     Ok(Json(ShareList { shares: blocking(move || meta.shares(&caller)).await? }))
 }
 
@@ -70,9 +69,8 @@ pub async fn set_role(
     Path((id, user)): Path<(i64, String)>,
     JsonBody(req): JsonBody<RoleRequest>,
 ) -> Result<Json<Share>> {
-    let meta = Arc::clone(&state.meta);
-    let (share, touched) = blocking(move || meta.set_role(&caller, id, &user, req.role.into())).await?;
-    state.notifier.publish_all(&touched);
+    let stores = Arc::clone(&state.stores);
+    let share = blocking(move || stores.set_role(&caller, id, &user, req.role.into())).await?;
     Ok(Json(share))
 }
 
@@ -89,9 +87,8 @@ pub async fn remove_member(
     Auth(caller): Auth,
     Path((id, user)): Path<(i64, String)>,
 ) -> Result<StatusCode> {
-    let meta = Arc::clone(&state.meta);
-    let touched = blocking(move || meta.remove_member(&caller, id, Some(&user))).await?;
-    state.notifier.publish_all(&touched);
+    let stores = Arc::clone(&state.stores);
+    blocking(move || stores.remove_member(&caller, id, Some(&user))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -103,8 +100,7 @@ pub async fn remove_member(
         (status = 404, body = ErrorBody, description = "no such share of yours")),
     security(("bearer" = [])))]
 pub async fn unshare(State(state): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> Result<StatusCode> {
-    let meta = Arc::clone(&state.meta);
-    let touched = blocking(move || meta.remove_member(&caller, id, None)).await?;
-    state.notifier.publish_all(&touched);
+    let stores = Arc::clone(&state.stores);
+    blocking(move || stores.remove_member(&caller, id, None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,5 @@
 //! The trash: what was deleted in the caller's own tree, and bringing it
-//! back (see `store::sqlite::trash`).
+//! back (see `meta::sqlite::trash`).
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub async fn list(
     if !(1..=5000).contains(&limit) {
         return Err(Error::bad_request("limit must be 1 to 5000"));
     }
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     Ok(Json(TrashList { items: blocking(move || meta.trash(caller.ns, limit)).await? }))
 }
 
@@ -55,7 +55,6 @@ pub async fn restore(
         return Err(Error::bad_request("give the path of a deleted file or folder"));
     }
     let st = Arc::clone(&state);
-    let outcome = blocking(move || st.meta.restore_deleted(&caller, &req.path)).await?;
-    state.notifier.publish_all(&outcome.touched);
+    let outcome = blocking(move || st.stores.restore_deleted(&caller, &req.path)).await?;
     Ok(Json(outcome.results.into_iter().next().expect("one result")?))
 }

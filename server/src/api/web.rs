@@ -204,7 +204,7 @@ pub async fn login(
     responses((status = 200, body = Session)), security(("cookie" = [])))]
 pub async fn current(State(state): State<AppState>, Auth(caller): Auth, headers: HeaderMap) -> Result<Response> {
     let token = cookie(&headers, COOKIE).ok_or_else(Error::unauthorized)?.to_owned();
-    let meta = Arc::clone(&state.meta);
+    let meta = Arc::clone(&state.stores.meta);
     let user = blocking(move || meta.user_info(caller.user_id)).await?;
     let session = Session { user: user.name, user_id: user.id, device: browser_name(&headers), csrf: csrf_of(&token) };
     let mut resp = Json(session).into_response();
@@ -221,7 +221,7 @@ pub async fn current(State(state): State<AppState>, Auth(caller): Auth, headers:
     security(("cookie" = [])))]
 pub async fn logout(State(state): State<AppState>, Auth(_): Auth, headers: HeaderMap) -> Result<Response> {
     let token = cookie(&headers, COOKIE).ok_or_else(Error::unauthorized)?;
-    let (meta, hash) = (Arc::clone(&state.meta), passwords::token_hash(token));
+    let (meta, hash) = (Arc::clone(&state.stores.meta), passwords::token_hash(token));
     blocking(move || meta.revoke_token(hash)).await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, &headers, "gone", 0));

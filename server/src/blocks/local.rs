@@ -1,38 +1,23 @@
-//! Block storage: where sealed (encrypted) blocks live, addressed by id.
-//!
-//! [`BlockStore`] is the seam for S3-compatible storage later; [`LocalBlockStore`]
-//! is the embedded default: `DIR/blocks/ab/cd/<hex id>`. A block is durable
-//! (fsync'd file and directory) when `put` returns, before any commit can
-//! reference it. Many small blocks uploaded together go into one pack file
-//! (`DIR/blocks/packs/<id>.pack`, one fsync for all); the metadata store keeps
-//! each block's [`BlockLoc`]. Blocks are never deleted here yet; garbage collection of
-//! unreferenced blocks is future work and must follow the garage-style
-//! delayed-delete argument (a block can be re-referenced while being deleted).
+//! Blocks in a local folder, the embedded default: `DIR/ab/cd/<hex id>` for
+//! a block on its own, `DIR/packs/<id>.pack` for a pack. Every write is a
+//! temp file, fsync, rename and a directory fsync; the file work runs on
+//! the blocking pool.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 
 use ferry_shared::BlockId;
 
-/// Where a block is stored: on its own, or inside a pack (many small blocks
-/// uploaded together share one file and one fsync).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockLoc {
-    Loose,
-    Packed { pack: u64, offset: u64, len: u32 },
-}
+use super::{BlockLoc, BlockStore, Object};
 
-pub trait BlockStore: Send + Sync + 'static {
-    /// Stores a sealed block durably. Storing an id twice keeps one copy.
-    fn put(&self, id: &BlockId, sealed: &[u8]) -> io::Result<()>;
-    /// Stores sealed blocks together, durably, with one fsync; returns where
-    /// each one is.
-    fn put_pack(&self, sealed: &[Vec<u8>]) -> io::Result<Vec<BlockLoc>>;
-    /// The sealed block, or `None` when it is not stored.
-    fn get(&self, id: &BlockId, loc: BlockLoc) -> io::Result<Option<Vec<u8>>>;
-}
+#[derive(Clone)]
+pub struct LocalBlockStore(Arc<Folder>);
 
-pub struct LocalBlockStore {
+struct Folder {
     root: PathBuf,
     tmp: PathBuf,
 }
@@ -45,9 +30,24 @@ impl LocalBlockStore {
         for e in std::fs::read_dir(&tmp)? {
             let _ = std::fs::remove_file(e?.path());
         }
-        Ok(LocalBlockStore { root: root.to_owned(), tmp })
+        Ok(LocalBlockStore(Arc::new(Folder { root: root.to_owned(), tmp })))
     }
 
+    /// Runs `f` on the folder on the blocking pool.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Folder) -> io::Result<T> + Send + 'static,
+    ) -> BoxFuture<'static, io::Result<T>> {
+        let folder = Arc::clone(&self.0);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&folder))
+                .await
+                .map_err(|e| io::Error::other(format!("block store worker: {e}")))?
+        })
+    }
+}
+
+impl Folder {
     fn pack_path(&self, pack: u64) -> PathBuf {
         self.root.join("packs").join(format!("{pack:016x}.pack"))
     }
@@ -56,9 +56,7 @@ impl LocalBlockStore {
         let hex = id.to_hex();
         self.root.join(&hex[..2]).join(&hex[2..4]).join(hex)
     }
-}
 
-impl BlockStore for LocalBlockStore {
     fn put(&self, id: &BlockId, sealed: &[u8]) -> io::Result<()> {
         let path = self.path_of(id);
         // Written even when another account's copy is here: a block someone
@@ -108,5 +106,79 @@ impl BlockStore for LocalBlockStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn delete(&self, object: Object) -> io::Result<()> {
+        let path = match object {
+            Object::Loose(id) => self.path_of(&id),
+            Object::Pack(pack) => self.pack_path(pack),
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => crate::fsutil::sync_dir(path.parent().expect("a folder")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends every object to `tx`, folder by folder; stops when the
+    /// receiver is gone.
+    fn list(&self, tx: &tokio::sync::mpsc::Sender<io::Result<Object>>) -> io::Result<()> {
+        let hex2 = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let names = |dir: &Path| -> io::Result<Vec<String>> {
+            match std::fs::read_dir(dir) {
+                Ok(entries) => entries.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
+        };
+        for name in names(&self.root.join("packs"))? {
+            let pack = name.strip_suffix(".pack").and_then(|h| u64::from_str_radix(h, 16).ok());
+            if let Some(pack) = pack
+                && tx.blocking_send(Ok(Object::Pack(pack))).is_err()
+            {
+                return Ok(());
+            }
+        }
+        for a in names(&self.root)?.into_iter().filter(|n| hex2(n)) {
+            for b in names(&self.root.join(&a))?.into_iter().filter(|n| hex2(n)) {
+                for name in names(&self.root.join(&a).join(&b))? {
+                    if let Ok(id) = name.parse::<BlockId>()
+                        && tx.blocking_send(Ok(Object::Loose(id))).is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BlockStore for LocalBlockStore {
+    fn put(&self, id: BlockId, sealed: Vec<u8>) -> BoxFuture<'_, io::Result<()>> {
+        self.run(move |f| f.put(&id, &sealed))
+    }
+
+    fn put_pack(&self, sealed: Vec<Vec<u8>>) -> BoxFuture<'_, io::Result<Vec<BlockLoc>>> {
+        self.run(move |f| f.put_pack(&sealed))
+    }
+
+    fn get(&self, id: BlockId, loc: BlockLoc) -> BoxFuture<'_, io::Result<Option<Vec<u8>>>> {
+        self.run(move |f| f.get(&id, loc))
+    }
+
+    fn delete(&self, object: Object) -> BoxFuture<'_, io::Result<()>> {
+        self.run(move |f| f.delete(object))
+    }
+
+    fn list(&self) -> BoxStream<'static, io::Result<Object>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let folder = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = folder.list(&tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|o| (o, rx)) }))
     }
 }

@@ -1,7 +1,7 @@
 //! Metadata store: users, devices, tokens, namespaces, files, immutable file
 //! versions, block ownership, the change journal and upload sessions.
 //!
-//! [`MetaStore`] is the seam for PostgreSQL later; [`sqlite::SqliteStore`] is
+//! [`MetaStore`] is the seam; [`sqlite::SqliteStore`] is
 //! the embedded default. Methods are blocking (call them from
 //! `spawn_blocking`); every write is one ACID transaction, and concurrent
 //! writes share one fsync (group commit, see `sqlite`).
@@ -10,7 +10,7 @@ use ferry_shared::BlockId;
 use ferry_shared::api::{ChangesResponse, CommitOp, Entry, PendingAnnounce, PendingList, RevId, Revision};
 use ferry_shared::path::RelPath;
 
-use crate::blockstore::BlockLoc;
+use crate::blocks::BlockLoc;
 use crate::error::Result;
 
 pub mod sqlite;

@@ -1,5 +1,6 @@
-//! The metadata store suite: every `MetaStore` backend must pass it (today
-//! SQLite; PostgreSQL joins by adding one `#[test]` that calls these).
+//! The metadata store suite: every `MetaStore` backend must pass all of it.
+//! Each check takes a fresh, empty store; [`conformance!`] makes a test of
+//! each for a backend.
 
 use std::sync::Arc;
 
@@ -8,8 +9,8 @@ use ferry_shared::api::{BlockList, CommitOp, ErrorCode};
 use ferry_shared::path::RelPath;
 
 use super::sqlite::SqliteStore;
-use super::{Accounts, BlockRecords, Caller, Files, Journal, MetaStore, NewBlock};
-use crate::blockstore::BlockLoc;
+use super::{BlockRecords, Caller, Files, Journal, MetaStore, NewBlock};
+use crate::blocks::BlockLoc;
 use crate::error::Error;
 
 fn caller(store: &dyn MetaStore, name: &str, device: &str) -> Caller {
@@ -340,36 +341,6 @@ fn block_lists_are_bounded(store: Arc<dyn MetaStore>) {
 }
 
 #[test]
-fn sqlite_block_lists_are_bounded() {
-    block_lists_are_bounded(sqlite().1);
-}
-
-#[test]
-fn sqlite_concurrent_commits_form_one_journal() {
-    concurrent_commits_form_one_journal(sqlite().1);
-}
-
-#[test]
-fn sqlite_same_head_one_winner() {
-    same_head_one_winner(sqlite().1);
-}
-
-#[test]
-fn sqlite_blocks_are_per_account() {
-    blocks_are_per_account(sqlite().1);
-}
-
-#[test]
-fn sqlite_journal_block_lists_as_edits() {
-    journal_block_lists_as_edits(sqlite().1);
-}
-
-#[test]
-fn sqlite_pending_uploads_follow_commits() {
-    pending_uploads_follow_commits(sqlite().1);
-}
-
-#[test]
 fn sqlite_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferry.db");
@@ -425,13 +396,10 @@ fn ok(out: super::CommitOutcome) {
 /// A shared folder: each member's journal shows it at their own path,
 /// moves into and out of it and between members' views are journaled as
 /// each reader sees them, and revoking takes it out of the member's tree.
-#[test]
-fn shared_folders_in_every_members_journal() {
-    use super::Shares;
+fn shared_folders_in_every_members_journal(store: Arc<dyn MetaStore>) {
     use ferry_shared::api::ShareRole;
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
-    let (a, b) = (caller(&store, "alice", "laptop"), caller(&store, "bob", "desk"));
+    let store = &*store;
+    let (a, b) = (caller(store, "alice", "laptop"), caller(store, "bob", "desk"));
     let blk = block(b"hello");
     ok(store
         .commit(&a, vec![put("team/sub/x.txt", None, &blk), put("mine.txt", None, &blk)], vec![blk.clone()])
@@ -439,22 +407,22 @@ fn shared_folders_in_every_members_journal() {
     let (share, _) = store.share(&a, &p("team"), "bob", ShareRole::Editor).unwrap();
     assert_eq!(share.path, p("team"));
     let want = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
-    assert_eq!(tree_of(&store, &b), want(&["team", "team/sub", "team/sub/x.txt"]));
+    assert_eq!(tree_of(store, &b), want(&["team", "team/sub", "team/sub/x.txt"]));
     // bob renames his mount and moves a folder out of the share into his own tree.
     ok(store.commit(&b, vec![CommitOp::Move { from: p("team"), to: p("alice"), parent_rev: None }], vec![]).unwrap());
     ok(store
         .commit(&b, vec![CommitOp::Move { from: p("alice/sub"), to: p("sub"), parent_rev: None }], vec![])
         .unwrap());
-    assert_eq!(tree_of(&store, &b), want(&["alice", "sub", "sub/x.txt"]));
-    assert_eq!(tree_of(&store, &a), want(&["mine.txt", "team"]));
+    assert_eq!(tree_of(store, &b), want(&["alice", "sub", "sub/x.txt"]));
+    assert_eq!(tree_of(store, &a), want(&["mine.txt", "team"]));
     // bob may read what he moved out (its blocks are his now).
     assert!(store.owns_block(b.user_id, &blk.id).unwrap());
     // alice moves her own file into the share: bob sees it appear.
     ok(store
         .commit(&a, vec![CommitOp::Move { from: p("mine.txt"), to: p("team/mine.txt"), parent_rev: None }], vec![])
         .unwrap());
-    assert_eq!(tree_of(&store, &b), want(&["alice", "alice/mine.txt", "sub", "sub/x.txt"]));
-    assert_eq!(tree_of(&store, &a), want(&["team", "team/mine.txt"]));
+    assert_eq!(tree_of(store, &b), want(&["alice", "alice/mine.txt", "sub", "sub/x.txt"]));
+    assert_eq!(tree_of(store, &a), want(&["team", "team/mine.txt"]));
     // A folder holding a mount cannot go into a share; a mount neither.
     ok(store.commit(&b, vec![CommitOp::Mkdir { path: p("box") }], vec![]).unwrap());
     ok(store
@@ -476,20 +444,18 @@ fn shared_folders_in_every_members_journal() {
     // Revoked: gone from bob's tree, alice's untouched.
     let id = share.id;
     store.remove_member(&a, id, Some("bob")).unwrap();
-    assert_eq!(tree_of(&store, &b), want(&["box", "sub", "sub/x.txt"]));
-    assert_eq!(tree_of(&store, &a), want(&["team", "team/big.bin", "team/mine.txt"]));
+    assert_eq!(tree_of(store, &b), want(&["box", "sub", "sub/x.txt"]));
+    assert_eq!(tree_of(store, &a), want(&["team", "team/big.bin", "team/mine.txt"]));
     assert!(store.shares(&b).unwrap().is_empty());
 }
 
 /// The trash: a folder deleted file by file (as a daemon does) is one item
 /// standing for what was in it; a file on its own is another; restoring the
 /// folder brings back all of it, and a path taken meanwhile is refused.
-#[test]
-fn trash_lists_and_restores_deleted_items() {
+fn trash_lists_and_restores_deleted_items(store: Arc<dyn MetaStore>) {
     use ferry_shared::api::EntryKind;
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("meta.db")).unwrap();
-    let (a, b) = (caller(&store, "alice", "laptop"), caller(&store, "bob", "desk"));
+    let store = &*store;
+    let (a, b) = (caller(store, "alice", "laptop"), caller(store, "bob", "desk"));
     let (one, two) = (block(b"one"), block(b"second"));
     ok(store
         .commit(
@@ -526,7 +492,7 @@ fn trash_lists_and_restores_deleted_items() {
 
     let out = store.restore_deleted(&a, &p("docs")).unwrap();
     ok(out);
-    assert_eq!(tree_of(&store, &a), ["docs", "docs/a.txt", "docs/sub", "docs/sub/b.txt"].map(String::from).into());
+    assert_eq!(tree_of(store, &a), ["docs", "docs/a.txt", "docs/sub", "docs/sub/b.txt"].map(String::from).into());
     assert_eq!(store.file_version(a.ns, &p("docs/sub/b.txt"), None).unwrap().entry.size, 6);
     let paths: Vec<_> = store.trash(a.ns, 100).unwrap().into_iter().map(|t| t.path.to_string()).collect();
     assert_eq!(paths, ["solo.txt"]);
@@ -543,3 +509,33 @@ fn trash_lists_and_restores_deleted_items() {
     }
     assert!(matches!(store.restore_deleted(&a, &p("never")), Err(Error::Client { code: ErrorCode::NotFound, .. })));
 }
+
+/// One `#[test]` per check of the suite, each on a fresh store that
+/// `$make` returns (with a guard that keeps it alive).
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            conformance!(@each $make;
+                block_lists_are_bounded,
+                concurrent_commits_form_one_journal,
+                same_head_one_winner,
+                blocks_are_per_account,
+                journal_block_lists_as_edits,
+                pending_uploads_follow_commits,
+                shared_folders_in_every_members_journal,
+                trash_lists_and_restores_deleted_items,
+            );
+        }
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let (_guard, store) = $make;
+                super::$check(store);
+            }
+        )*
+    };
+}
+
+conformance!(sqlite, super::sqlite());

@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Cached, SqliteStore};
 use crate::error::{Error, Result};
-use crate::store::{Accounts, Caller, UserInfo, now_ms};
+use crate::meta::{Accounts, Caller, UserInfo, now_ms};
 
 fn user_row(r: &rusqlite::Row) -> rusqlite::Result<UserInfo> {
     Ok(UserInfo {

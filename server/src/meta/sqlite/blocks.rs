@@ -7,9 +7,9 @@ use ferry_shared::BlockId;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Cached, SqliteStore};
-use crate::blockstore::BlockLoc;
+use crate::blocks::BlockLoc;
 use crate::error::{Error, Result};
-use crate::store::{BlockRecords, NewBlock, now_ms};
+use crate::meta::{BlockRecords, NewBlock, now_ms};
 use ferry_shared::api::ErrorCode;
 
 /// Records `blocks` as stored and owned by `user`; those new to the

@@ -20,7 +20,7 @@ use super::shares::{
 use super::tree::*;
 use super::{Cached, SqliteStore, pending};
 use crate::error::{Error, Result};
-use crate::store::{Caller, CommitOutcome, FileVersion, Files, NewBlock, Touched, now_ms};
+use crate::meta::{Caller, CommitOutcome, FileVersion, Files, NewBlock, Touched, now_ms};
 
 struct Ctx<'a> {
     conn: &'a Connection,

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use super::tree::*;
 use super::{Cached, SqliteStore};
 use crate::error::Result;
-use crate::store::{Journal, check_cursor};
+use crate::meta::{Journal, check_cursor};
 
 impl Journal for SqliteStore {
     fn cursor(&self, ns: i64) -> Result<i64> {

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::tree::*;
 use super::{Cached, SqliteStore};
 use crate::error::{Error, Result};
-use crate::store::{Caller, LinkRecord, Links, now_ms};
+use crate::meta::{Caller, LinkRecord, Links, now_ms};
 
 const COLS: &str = "l.id, l.token, l.owner, l.ns, l.file, f.kind, f.deleted, l.created, l.expires, l.pw_hash";
 /// Links and their items, which must be in the link's namespace.

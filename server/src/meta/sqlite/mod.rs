@@ -19,7 +19,7 @@
 //! blob of `(32-byte id, u32 LE size)` records.
 //!
 //! # Parts
-//! One module per part of [`crate::store::MetaStore`], each implementing its
+//! One module per part of [`crate::meta::MetaStore`], each implementing its
 //! trait (a PostgreSQL backend mirrors them one by one): `schema` (the
 //! append-only migrations), `accounts`, `blocks`, `tree` (paths to rows),
 //! `commit` (the operations and the reads of files and history), `journal`,

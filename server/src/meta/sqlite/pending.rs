@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Cached, SqliteStore};
 use crate::error::{Error, Result};
-use crate::store::{Caller, PendingUploads, now_ms};
+use crate::meta::{Caller, PendingUploads, now_ms};
 
 /// Most announcements one device may hold at once.
 const MAX_PER_DEVICE: i64 = 64;

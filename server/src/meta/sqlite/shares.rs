@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::tree::*;
 use super::{Cached, SqliteStore, pending};
 use crate::error::{Error, Result};
-use crate::store::{Caller, Shares, Touched, now_ms};
+use crate::meta::{Caller, Shares, Touched, now_ms};
 
 /// Where a path of a member's tree lives.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Cached, SqliteStore};
 use crate::error::Result;
-use crate::store::{UploadSession, UploadSessions};
+use crate::meta::{UploadSession, UploadSessions};
 
 pub(super) fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
     let path: String = r.get(3)?;

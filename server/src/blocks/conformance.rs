@@ -1,0 +1,71 @@
+//! What every [`BlockStore`] must do, run against each implementation.
+
+use std::collections::HashSet;
+
+use futures_util::StreamExt;
+
+use ferry_shared::BlockId;
+
+use super::{BlockLoc, BlockStore, Object};
+
+/// Runs every check against `store`, which starts empty.
+pub async fn check(store: &dyn BlockStore) {
+    let block = |n: u8| (BlockId::of(&[n; 7]), vec![n; 100 + n as usize]);
+
+    // Nothing yet.
+    let (a, a_bytes) = block(1);
+    assert_eq!(store.get(a, BlockLoc::Loose).await.unwrap(), None);
+    assert_eq!(store.list().collect::<Vec<_>>().await.len(), 0);
+
+    // A block on its own; stored twice, one copy.
+    store.put(a, a_bytes.clone()).await.unwrap();
+    store.put(a, a_bytes.clone()).await.unwrap();
+    assert_eq!(store.get(a, BlockLoc::Loose).await.unwrap(), Some(a_bytes.clone()));
+
+    // A pack: each block read back by a ranged read, none of its neighbours'.
+    let packed: Vec<(BlockId, Vec<u8>)> = (2..6).map(block).collect();
+    let locs = store.put_pack(packed.iter().map(|(_, b)| b.clone()).collect()).await.unwrap();
+    assert_eq!(locs.len(), packed.len());
+    for ((id, bytes), loc) in packed.iter().zip(&locs) {
+        assert!(matches!(loc, BlockLoc::Packed { len, .. } if *len as usize == bytes.len()));
+        assert_eq!(store.get(*id, *loc).await.unwrap().as_ref(), Some(bytes));
+    }
+    let pack = Object::of(&packed[0].0, locs[0]);
+    assert!(locs.iter().zip(&packed).all(|(l, (id, _))| Object::of(id, *l) == pack), "one pack");
+    // A second pack is another object.
+    let more = store.put_pack(vec![block(9).1]).await.unwrap();
+    let other = Object::of(&block(9).0, more[0]);
+    assert_ne!(other, pack);
+
+    // Listed: every object once.
+    let listed: Vec<Object> = store.list().map(|o| o.unwrap()).collect().await;
+    let set: HashSet<Object> = listed.iter().copied().collect();
+    assert_eq!(listed.len(), set.len(), "listed twice: {listed:?}");
+    assert_eq!(set, HashSet::from([Object::Loose(a), pack, other]));
+
+    // Deleted: gone, the others stay; deleting again is no error.
+    store.delete(pack).await.unwrap();
+    store.delete(pack).await.unwrap();
+    assert_eq!(store.get(packed[0].0, locs[0]).await.unwrap(), None);
+    store.delete(Object::Loose(a)).await.unwrap();
+    assert_eq!(store.get(a, BlockLoc::Loose).await.unwrap(), None);
+    assert_eq!(store.get(block(9).0, more[0]).await.unwrap(), Some(block(9).1));
+    let listed: Vec<Object> = store.list().map(|o| o.unwrap()).collect().await;
+    assert_eq!(listed, [other]);
+
+    // Many objects are listed in full (a listing is read in pages).
+    let ids: Vec<BlockId> = (0..1100u32).map(|n| BlockId::of(&n.to_le_bytes())).collect();
+    futures_util::stream::iter(ids.iter().map(|id| store.put(*id, id.as_bytes().to_vec())))
+        .buffer_unordered(16)
+        .for_each(|r| async move { r.unwrap() })
+        .await;
+    let listed: HashSet<Object> = store.list().map(|o| o.unwrap()).collect().await;
+    assert_eq!(listed.len(), ids.len() + 1);
+    assert!(ids.iter().all(|id| listed.contains(&Object::Loose(*id))));
+}
+
+#[tokio::test]
+async fn local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    check(&super::LocalBlockStore::open(dir.path()).unwrap()).await;
+}
