@@ -4,7 +4,8 @@
 //!   and reading blocks, publishing wake-ups after writes), above three
 //!   seams, each a folder with its implementations side by side:
 //!   - [`meta`]: metadata (users, devices, tokens, files, versions, journal,
-//!     shares, links) behind [`meta::MetaStore`]; `meta/sqlite` embedded;
+//!     shares, links) behind [`meta::MetaStore`]: the rules once in
+//!     `meta/sql`, over `meta/sqlite` (embedded) or `meta/postgres`;
 //!   - [`blocks`]: sealed blocks by id behind [`blocks::BlockStore`];
 //!     `blocks/local` a folder. [`crypto`] seals them with AES-256-GCM;
 //!   - [`notify`]: wake-ups for long polls behind [`notify::Notifier`];
@@ -25,6 +26,8 @@ pub mod notify;
 pub mod passwords;
 pub mod serve;
 pub mod stores;
+#[doc(hidden)]
+pub mod testing;
 pub mod upload;
 
 pub use error::{Error, Result};

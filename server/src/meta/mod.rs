@@ -13,6 +13,8 @@ use ferry_shared::path::RelPath;
 use crate::blocks::BlockLoc;
 use crate::error::Result;
 
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! The embedded metadata store: SQLite in WAL mode with `synchronous=FULL`.
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
 //!
 //! # Group commit
 //! All writes go through one writer thread. It takes every job that is queued,
@@ -8,23 +8,7 @@
 //! durable, and commits that arrive together share an fsync.
 //!
 //! Reads use a small pool of read-only connections (WAL lets them run beside
-//! the writer).
-//!
-//! # Tree
-//! `files` holds the head state of every file and folder: parent id, name,
-//! case-folded name key, head revision, deleted flag. Names are unique per
-//! folder among live rows on the name key. Deleted rows stay (their history
-//! stays reachable by path); re-creating a deleted path revives its row, so
-//! history continues. `file_versions` rows are immutable; a block list is a
-//! blob of `(32-byte id, u32 LE size)` records.
-//!
-//! # Parts
-//! One module per part of [`crate::meta::MetaStore`], each implementing its
-//! trait (a PostgreSQL backend mirrors them one by one): `schema` (the
-//! append-only migrations), `accounts`, `blocks`, `tree` (paths to rows),
-//! `commit` (the operations and the reads of files and history), `journal`,
-//! `pending` (uploads in progress) and `uploads` (resumable sessions). This
-//! file holds the connections: the group-commit writer and the readers.
+//! the writer), each read in a transaction of its own.
 
 use std::path::Path;
 use std::sync::{Condvar, Mutex, mpsc};
@@ -32,19 +16,11 @@ use std::sync::{Condvar, Mutex, mpsc};
 use anyhow::Context;
 use rusqlite::Connection;
 
+use super::sql::db::Db;
+use super::sql::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
 
-mod accounts;
-mod blocks;
-mod commit;
-mod journal;
-mod links;
-mod pending;
 mod schema;
-mod shares;
-mod trash;
-mod tree;
-mod uploads;
 
 use schema::migrate;
 
@@ -55,7 +31,8 @@ type Job = Box<dyn FnOnce(&Connection) -> Done + Send>;
 const MAX_GROUP: usize = 1024;
 const READERS: usize = 4;
 
-pub struct SqliteStore {
+/// The SQLite connections: the writer's queue and the readers.
+pub struct Sqlite {
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<ReaderPool>,
     reader_free: Condvar,
@@ -69,34 +46,6 @@ struct ReaderPool {
     open: usize,
 }
 
-/// Statements through the connection's prepared-statement cache: commits run
-/// the same few statements for every operation, and parsing SQL again each
-/// time was most of the database writer's work.
-trait Cached {
-    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
-    fn row<T>(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T>;
-}
-
-impl Cached for Connection {
-    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-
-    fn row<T>(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        self.prepare_cached(sql)?.query_row(params, f)
-    }
-}
-
 fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     conn.set_prepared_statement_cache_capacity(128);
@@ -105,7 +54,10 @@ fn open_conn(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-impl SqliteStore {
+/// The embedded metadata store.
+pub type SqliteStore = SqlStore<Sqlite>;
+
+impl SqlStore<Sqlite> {
     /// Opens (creating and migrating if needed) the database at `path`.
     /// It holds link tokens and password hashes: it is made readable by
     /// its owner only (and SQLite gives its WAL files the same mode).
@@ -118,21 +70,24 @@ impl SqliteStore {
             .name("ferry-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .context("starting the database writer")?;
-        Ok(SqliteStore {
+        Ok(SqlStore::new(Sqlite {
             jobs: Mutex::new(tx),
             readers: Mutex::new(ReaderPool::default()),
             reader_free: Condvar::new(),
             path: path.to_owned(),
-        })
+        }))
     }
+}
 
+impl Backend for Sqlite {
     /// Runs `f` in the writer's transaction; returns once it is durable.
-    fn write<R: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<R> + Send + 'static) -> Result<R> {
+    /// (One writer: every write takes its turn.)
+    fn write<R: Send + 'static>(&self, _: Turn, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R> {
         let (tx, rx) = mpsc::sync_channel::<Result<R>>(1);
         let job: Job = Box::new(move |conn: &Connection| -> Done {
             let r = match conn.execute_batch("SAVEPOINT job") {
                 Ok(()) => {
-                    let r = f(conn);
+                    let r = f(&Db::Sqlite(conn));
                     let end = if r.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
                     match conn.execute_batch(end) {
                         Ok(()) => r,
@@ -157,7 +112,7 @@ impl SqliteStore {
         rx.recv().map_err(|_| Error::Internal(anyhow::anyhow!("database writer stopped")))?
     }
 
-    fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    fn read<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
         let conn = {
             let mut pool = self.readers.lock().expect("reader pool poisoned");
             loop {
@@ -182,7 +137,15 @@ impl SqliteStore {
                 }
             },
         };
-        let r = f(&conn);
+        // One snapshot for all the read's statements.
+        let r = match conn.execute_batch("BEGIN") {
+            Ok(()) => {
+                let r = f(&Db::Sqlite(&conn));
+                let _ = conn.execute_batch("COMMIT");
+                r
+            }
+            Err(e) => Err(e.into()),
+        };
         self.readers.lock().expect("reader pool poisoned").idle.push(conn);
         self.reader_free.notify_one();
         r

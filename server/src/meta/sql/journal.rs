@@ -1,17 +1,17 @@
 //! The change journal of a namespace, read in pages, and the sequence
 //! numbers the long poll watches.
 
+use super::db::{OptionalExtension, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{ActivityEvent, BlockRef, BlocksEdit, Change, ChangeOp, ChangesResponse, EntryKind};
 use ferry_shared::path::RelPath;
-use rusqlite::{OptionalExtension, params};
 
 use super::tree::*;
-use super::{Cached, SqliteStore};
+use super::{Backend, SqlStore};
 use crate::error::Result;
 use crate::meta::{Journal, check_cursor};
 
-impl Journal for SqliteStore {
+impl<B: Backend> Journal for SqlStore<B> {
     fn cursor(&self, ns: i64) -> Result<i64> {
         self.read(|c| Ok(c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
     }
@@ -24,10 +24,9 @@ impl Journal for SqliteStore {
 
     fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse> {
         self.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let head: i64 = tx.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
+            let head: i64 = c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
             check_cursor(cursor, head)?;
-            let mut s = tx.prepare_cached(
+            let mut s = c.prepare_cached(
                 "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind, f.mount FROM journal j
                  JOIN files f ON f.id = j.file WHERE j.ns = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3",
             )?;
@@ -54,13 +53,13 @@ impl Journal for SqliteStore {
                         mount: r.get(7)?,
                     })
                 })?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<super::db::SqlResult<_>>()?;
             let mut changes = Vec::with_capacity(rows.len());
             let mut last = cursor;
             for Row { seq, op, file, rev, path, from, kind, mount } in rows {
                 let op = op_of(op);
                 let kind = kind_of(kind);
-                let v = version(&tx, rev)?;
+                let v = version(c, rev)?;
                 let path = RelPath::parse(&path).map_err(|e| anyhow::anyhow!("journal path {path:?}: {e}"))?;
                 let from = from.map(|f| RelPath::parse(&f)).transpose().map_err(|e| anyhow::anyhow!("{e}"))?;
                 let refs = |l: &[(BlockId, u32)]| -> Vec<BlockRef> {
@@ -72,7 +71,7 @@ impl Journal for SqliteStore {
                 if edits && kind == EntryKind::File && op == ChangeOp::Modify {
                     // The file's previous revision is the one its previous
                     // journal record named: a client that followed the journal holds its list.
-                    let prev: Option<(i64, Vec<u8>, bool)> = tx
+                    let prev: Option<(i64, Vec<u8>, bool)> = c
                         .row(
                             "SELECT id, blocks, deleted FROM file_versions WHERE file = ?1 AND id < ?2
                              ORDER BY id DESC LIMIT 1",
@@ -90,7 +89,7 @@ impl Journal for SqliteStore {
                 }
                 let mut entry = entry_of(file, kind, &path, rev, &v);
                 if mount.is_some() && op == ChangeOp::Mkdir {
-                    entry.share = mount_info(&tx, file)?;
+                    entry.share = mount_info(c, file)?;
                 }
                 changes.push(Change { seq, op, entry, from, blocks, blocks_edit });
                 last = seq;
@@ -122,7 +121,7 @@ impl Journal for SqliteStore {
                     time: r.get(7)?,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            Ok(rows.collect::<super::db::SqlResult<_>>()?)
         })
     }
 }

@@ -5,12 +5,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
+use super::db::{Db, OptionalExtension, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, MAX_COMMIT_BLOCKS, RevId, Revision,
 };
 use ferry_shared::path::{RelPath, name_key};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::blocks::{insert_blocks, settle, unstage};
 use super::shares::{
@@ -18,12 +18,12 @@ use super::shares::{
     under,
 };
 use super::tree::*;
-use super::{Cached, SqliteStore, pending};
+use super::{Backend, SqlStore, Turn, pending};
 use crate::error::{Error, Result};
 use crate::meta::{Caller, CommitOutcome, FileVersion, Files, NewBlock, Touched, now_ms};
 
 struct Ctx<'a> {
-    conn: &'a Connection,
+    conn: &'a Db<'a>,
     caller: &'a Caller,
     now: i64,
     /// The namespace the current operation works in (the caller's root or
@@ -60,7 +60,7 @@ struct NewVersion<'a> {
 
 impl Ctx<'_> {
     fn insert_version(&self, v: NewVersion<'_>) -> Result<i64> {
-        self.conn.exec(
+        Ok(self.conn.insert(
             "INSERT INTO file_versions(file, path, size, mtime, executable, hash, blocks, deleted, created, device)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
@@ -75,8 +75,7 @@ impl Ctx<'_> {
                 self.now,
                 self.caller.device_id
             ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        )?)
     }
 
     /// A new head of `file` with the content of its revision `from`, at `path`.
@@ -142,14 +141,17 @@ impl Ctx<'_> {
     }
 }
 
-fn adjust_used(conn: &Connection, user: i64, delta: i64) -> Result<()> {
+fn adjust_used(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
     if delta != 0 {
-        conn.exec("UPDATE users SET used = MAX(0, used + ?1) WHERE id = ?2", params![delta, user])?;
+        conn.exec(
+            "UPDATE users SET used = CASE WHEN used + ?1 < 0 THEN 0 ELSE used + ?1 END WHERE id = ?2",
+            params![delta, user],
+        )?;
     }
     Ok(())
 }
 
-fn check_quota(conn: &Connection, user: i64, delta: i64) -> Result<()> {
+fn check_quota(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
     {
         if delta <= 0 {
             return Ok(());
@@ -189,11 +191,10 @@ impl Ctx<'_> {
 
     /// Creates a folder row, or a file row to be given a version by the caller.
     fn create_node(&mut self, parent: i64, name: &str, kind: EntryKind, path: &RelPath) -> Result<(i64, i64)> {
-        self.conn.exec(
+        let id = self.conn.insert(
             "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
             params![self.ns, parent, name, name_key(name), kind_num(kind)],
         )?;
-        let id = self.conn.last_insert_rowid();
         let rev = if kind == EntryKind::Dir { self.new_dir_version(id, path)? } else { 0 };
         Ok((id, rev))
     }
@@ -529,7 +530,9 @@ impl Ctx<'_> {
         self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
         if self.ns != self.caller.ns {
             // Every member may read what an editor wrote into the share.
-            let mut s = self.conn.prepare_cached("INSERT OR IGNORE INTO share_blocks(ns, block) VALUES (?1, ?2)")?;
+            let mut s = self
+                .conn
+                .prepare_cached("INSERT INTO share_blocks(ns, block) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
             for (b, _) in &blocks {
                 s.execute(params![self.ns, b.as_bytes()])?;
             }
@@ -627,7 +630,7 @@ impl Ctx<'_> {
         let others: Vec<i64> = conn
             .prepare_cached("SELECT user_id FROM members WHERE ns = ?1 AND role != 0")?
             .query_map([share], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<super::db::SqlResult<_>>()?;
         for user in others {
             super::shares::remove_member(conn, share, user, self.caller.device_id, &mut self.touched)?;
         }
@@ -845,7 +848,7 @@ impl Ctx<'_> {
                  ORDER BY v.id DESC",
             )?;
             s.query_map(params![self.ns, id, since], |r| Ok((r.get(0)?, kind_of(r.get(1)?), r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?
+                .collect::<super::db::SqlResult<_>>()?
         };
         for (child_id, child_kind, child_name) in inside {
             // Two deleted items of one name: the one deleted last comes back.
@@ -859,7 +862,7 @@ impl Ctx<'_> {
     }
 }
 
-impl Files for SqliteStore {
+impl<B: Backend> Files for SqlStore<B> {
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome> {
         let caller = caller.clone();
         let lists = || {
@@ -879,7 +882,7 @@ impl Files for SqliteStore {
         } else {
             self.read(|c| super::blocks::unusable(c, caller.user_id, named))?
         };
-        self.write(move |conn| {
+        self.write_in(Turn::Namespace(caller.ns), move |conn| {
             let now = now_ms();
             insert_blocks(conn, caller.user_id, &new_blocks, now)?;
             let mut ctx = Ctx {
@@ -893,18 +896,22 @@ impl Files for SqliteStore {
                 has_pending: HashMap::new(),
                 pending_dropped: BTreeSet::new(),
                 audience: None,
-                unknown,
+                unknown: unknown.clone(),
                 blocks_left: MAX_COMMIT_BLOCKS,
             };
             let mut results = Vec::with_capacity(ops.len());
-            for op in ops {
-                conn.exec("SAVEPOINT op", [])?;
+            for op in ops.iter().cloned() {
+                conn.exec("SAVEPOINT op", ())?;
                 let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
                 // Mounts may move between operations: audiences are looked up anew.
                 ctx.audience = None;
-                let r = ctx.apply(op);
+                let r = match ctx.apply(op) {
+                    // A transaction that lost a race runs again as a whole.
+                    Err(e) if super::db::lost_race(&e) => return Err(e),
+                    r => r,
+                };
                 if r.is_ok() {
-                    conn.exec("RELEASE op", [])?;
+                    conn.exec("RELEASE op", ())?;
                 } else {
                     conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
                     ctx.touched = touched_before;
@@ -968,7 +975,7 @@ impl Files for SqliteStore {
                     deleted: r.get(6)?,
                 })
             })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            Ok(rows.collect::<super::db::SqlResult<_>>()?)
         })
     }
 
@@ -982,7 +989,7 @@ impl Files for SqliteStore {
 
     fn restore_deleted(&self, caller: &Caller, path: &RelPath) -> Result<CommitOutcome> {
         let (caller, path) = (caller.clone(), path.clone());
-        self.write(move |conn| {
+        self.write_in(Turn::Namespace(caller.ns), move |conn| {
             let found: Option<(i64, i64, i64)> = conn
                 .row(
                     "SELECT f.id, f.kind, v.created FROM files f JOIN file_versions v ON v.id = f.head

@@ -1,12 +1,12 @@
 //! Users, their devices and tokens, quotas.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{OptionalExtension, params};
 
-use super::{Cached, SqliteStore};
+use super::{Backend, SqlStore};
 use crate::error::{Error, Result};
 use crate::meta::{Accounts, Caller, UserInfo, now_ms};
 
-fn user_row(r: &rusqlite::Row) -> rusqlite::Result<UserInfo> {
+fn user_row(r: &super::db::Row) -> super::db::SqlResult<UserInfo> {
     Ok(UserInfo {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -16,7 +16,7 @@ fn user_row(r: &rusqlite::Row) -> rusqlite::Result<UserInfo> {
     })
 }
 
-impl Accounts for SqliteStore {
+impl<B: Backend> Accounts for SqlStore<B> {
     fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
         self.write(move |c| {
@@ -24,11 +24,10 @@ impl Accounts for SqliteStore {
             if exists.is_some() {
                 return Err(Error::conflict(format!("user '{name}' already exists"), None));
             }
-            c.exec(
+            let id = c.insert(
                 "INSERT INTO users(name, pw_hash, quota, created) VALUES (?1, ?2, ?3, ?4)",
                 params![name, hash, quota as i64, now_ms()],
             )?;
-            let id = c.last_insert_rowid();
             c.exec("INSERT INTO namespaces(owner) VALUES (?1)", [id])?;
             Ok(id)
         })
@@ -37,8 +36,8 @@ impl Accounts for SqliteStore {
     fn list_users(&self) -> Result<Vec<UserInfo>> {
         self.read(|c| {
             let mut s = c.prepare("SELECT id, name, quota, used, staged FROM users ORDER BY name")?;
-            let rows = s.query_map([], user_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let rows = s.query_map((), user_row)?;
+            Ok(rows.collect::<super::db::SqlResult<_>>()?)
         })
     }
 
@@ -109,7 +108,7 @@ impl Accounts for SqliteStore {
         let device_name = device_name.to_owned();
         self.write(move |c| {
             c.exec(
-                "INSERT OR IGNORE INTO devices(user_id, name, created) VALUES (?1, ?2, ?3)",
+                "INSERT INTO devices(user_id, name, created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![user_id, device_name, now_ms()],
             )?;
             let device: i64 =

@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
+use super::db::{Db, OptionalExtension, params};
 use ferry_shared::BlockId;
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Cached, SqliteStore};
+use super::{Backend, SqlStore, Turn};
 use crate::blocks::BlockLoc;
 use crate::error::{Error, Result};
 use crate::meta::{BlockRecords, NewBlock, now_ms};
@@ -15,13 +15,13 @@ use ferry_shared::api::ErrorCode;
 /// Records `blocks` as stored and owned by `user`; those new to the
 /// account are uploaded, not yet committed (see [`settle`]). Returns
 /// their bytes, which it has added to the user's uploaded bytes.
-pub(super) fn insert_blocks(conn: &Connection, user_id: i64, blocks: &[NewBlock], now: i64) -> Result<u64> {
+pub(super) fn insert_blocks(conn: &Db<'_>, user_id: i64, blocks: &[NewBlock], now: i64) -> Result<u64> {
     let mut b = conn.prepare_cached(
-        "INSERT OR IGNORE INTO blocks(id, size, stored_size, created, pack, pack_offset, pack_len)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO blocks(id, size, stored_size, created, pack, pack_offset, pack_len)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
     )?;
     let mut a = conn.prepare_cached(
-        "INSERT OR IGNORE INTO account_blocks(user_id, block, pending, created) VALUES (?1, ?2, 1, ?3)",
+        "INSERT INTO account_blocks(user_id, block, pending, created) VALUES (?1, ?2, 1, ?3) ON CONFLICT DO NOTHING",
     )?;
     let mut added = 0u64;
     for nb in blocks {
@@ -43,7 +43,7 @@ pub(super) fn insert_blocks(conn: &Connection, user_id: i64, blocks: &[NewBlock]
 /// Block `id`, which `user` owns, is used by a commit: if it was only
 /// uploaded, it counts against the quota as part of a file from now on
 /// (and never expires). Returns its bytes if it was.
-pub(super) fn settle(conn: &Connection, user: i64, id: &BlockId) -> Result<u64> {
+pub(super) fn settle(conn: &Db<'_>, user: i64, id: &BlockId) -> Result<u64> {
     let size: Option<i64> = conn
         .row(
             "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block = ?2 AND pending = 1
@@ -56,15 +56,18 @@ pub(super) fn settle(conn: &Connection, user: i64, id: &BlockId) -> Result<u64> 
 }
 
 /// Takes `bytes` settled by commits off a user's uploaded bytes.
-pub(super) fn unstage(conn: &Connection, user: i64, bytes: u64) -> Result<()> {
+pub(super) fn unstage(conn: &Db<'_>, user: i64, bytes: u64) -> Result<()> {
     if bytes > 0 {
-        conn.exec("UPDATE users SET staged = MAX(0, staged - ?1) WHERE id = ?2", params![bytes as i64, user])?;
+        conn.exec(
+            "UPDATE users SET staged = CASE WHEN staged < ?1 THEN 0 ELSE staged - ?1 END WHERE id = ?2",
+            params![bytes as i64, user],
+        )?;
     }
     Ok(())
 }
 
 /// `(quota, used by files, uploaded blocks not yet committed)` of a user.
-fn usage(conn: &Connection, user: i64) -> Result<(u64, u64, u64)> {
+fn usage(conn: &Db<'_>, user: i64) -> Result<(u64, u64, u64)> {
     let (quota, used, staged): (i64, i64, i64) =
         conn.row("SELECT quota, used, staged FROM users WHERE id = ?1", [user], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -79,7 +82,7 @@ fn room((quota, used, staged): (u64, u64, u64)) -> u64 {
 
 /// The ids among `ids` that `user` can use nowhere: not theirs, and in no
 /// shared folder they are in (one indexed look per id).
-pub(super) fn unusable(conn: &Connection, user: i64, ids: HashSet<BlockId>) -> Result<HashSet<BlockId>> {
+pub(super) fn unusable(conn: &Db<'_>, user: i64, ids: HashSet<BlockId>) -> Result<HashSet<BlockId>> {
     let mut s = conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM account_blocks WHERE user_id = ?1 AND block = ?2)
              OR EXISTS (SELECT 1 FROM share_blocks sb JOIN members m ON m.ns = sb.ns
@@ -105,7 +108,7 @@ fn over_quota((quota, used, staged): (u64, u64, u64), wanted: u64) -> Error {
     )
 }
 
-pub(super) fn loc_row(r: &rusqlite::Row) -> rusqlite::Result<BlockLoc> {
+pub(super) fn loc_row(r: &super::db::Row) -> super::db::SqlResult<BlockLoc> {
     let pack: Option<i64> = r.get(0)?;
     Ok(match pack {
         None => BlockLoc::Loose,
@@ -113,7 +116,7 @@ pub(super) fn loc_row(r: &rusqlite::Row) -> rusqlite::Result<BlockLoc> {
     })
 }
 
-impl BlockRecords for SqliteStore {
+impl<B: Backend> BlockRecords for SqlStore<B> {
     fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>> {
         self.read(|c| {
             let mut s = c.prepare_cached("SELECT 1 FROM account_blocks WHERE user_id = ?1 AND block = ?2")?;
@@ -150,7 +153,7 @@ impl BlockRecords for SqliteStore {
 
     fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()> {
         let blocks = blocks.to_vec();
-        self.write(move |c| {
+        self.write_in(Turn::Account(user_id), move |c| {
             let before = usage(c, user_id)?;
             let added = insert_blocks(c, user_id, &blocks, now_ms())?;
             if added > room(before) {
@@ -169,11 +172,11 @@ impl BlockRecords for SqliteStore {
         self.write(move |c| {
             let per_user: Vec<(i64, i64)> = c
                 .prepare_cached(
-                    "SELECT a.user_id, SUM(b.size) FROM account_blocks a JOIN blocks b ON b.id = a.block
+                    "SELECT a.user_id, CAST(SUM(b.size) AS BIGINT) FROM account_blocks a JOIN blocks b ON b.id = a.block
                      WHERE a.pending = 1 AND a.created < ?1 GROUP BY a.user_id",
                 )?
                 .query_map([before], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<super::db::SqlResult<_>>()?;
             for (user, bytes) in per_user {
                 unstage(c, user, bytes as u64)?;
             }

@@ -13,12 +13,12 @@
 //! (`link_reaches`). The owner of a shared folder sees and may revoke every
 //! link into it.
 
+use super::db::{Db, OptionalExtension, params};
 use ferry_shared::api::{ErrorCode, ShareRole};
 use ferry_shared::path::RelPath;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::tree::*;
-use super::{Cached, SqliteStore};
+use super::{Backend, SqlStore};
 use crate::error::{Error, Result};
 use crate::meta::{Caller, LinkRecord, Links, now_ms};
 
@@ -26,7 +26,7 @@ const COLS: &str = "l.id, l.token, l.owner, l.ns, l.file, f.kind, f.deleted, l.c
 /// Links and their items, which must be in the link's namespace.
 const FROM: &str = "links l JOIN files f ON f.id = l.file AND f.ns = l.ns";
 
-fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
+fn record(r: &super::db::Row) -> super::db::SqlResult<(LinkRecord, bool)> {
     let rec = LinkRecord {
         id: r.get(0)?,
         token: r.get(1)?,
@@ -45,7 +45,7 @@ fn record(r: &rusqlite::Row) -> rusqlite::Result<(LinkRecord, bool)> {
 }
 
 /// `user`'s role in a shared folder `ns`, if they are in it.
-fn member_role(conn: &Connection, ns: i64, user: i64) -> Result<Option<ShareRole>> {
+fn member_role(conn: &Db<'_>, ns: i64, user: i64) -> Result<Option<ShareRole>> {
     Ok(conn
         .row("SELECT role FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user], |r| r.get::<_, i64>(0))
         .optional()?
@@ -54,7 +54,7 @@ fn member_role(conn: &Connection, ns: i64, user: i64) -> Result<Option<ShareRole
 
 /// Whether `user` may make (and keep) links to what is in namespace `ns`:
 /// their own tree, or a shared folder they own or edit.
-pub(super) fn may_link(conn: &Connection, ns: i64, user: i64) -> Result<bool> {
+pub(super) fn may_link(conn: &Db<'_>, ns: i64, user: i64) -> Result<bool> {
     let (owner, shared): (i64, bool) =
         conn.row("SELECT owner, shared FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if !shared {
@@ -65,13 +65,13 @@ pub(super) fn may_link(conn: &Connection, ns: i64, user: i64) -> Result<bool> {
 
 /// Ends the links on `rows` (now in namespace `ns`) whose makers may not
 /// link there: an item moved out of its maker's reach takes no link along.
-pub(super) fn drop_unreachable(conn: &Connection, ns: i64, rows: &[i64]) -> Result<()> {
+pub(super) fn drop_unreachable(conn: &Db<'_>, ns: i64, rows: &[i64]) -> Result<()> {
     let mut on_row = conn.prepare_cached("SELECT id, owner FROM links WHERE file = ?1")?;
     let mut drop = conn.prepare_cached("DELETE FROM links WHERE id = ?1")?;
     let mut allowed = std::collections::HashMap::new();
     for row in rows {
         let links: Vec<(i64, i64)> =
-            on_row.query_map([row], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+            on_row.query_map([row], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<super::db::SqlResult<_>>()?;
         for (id, maker) in links {
             let ok = match allowed.get(&maker) {
                 Some(ok) => *ok,
@@ -87,7 +87,7 @@ pub(super) fn drop_unreachable(conn: &Connection, ns: i64, rows: &[i64]) -> Resu
 
 /// Fills in where the item is now, as `viewer` sees it: nothing unless
 /// its maker may still link there and it and every folder above it are live.
-fn with_path(conn: &Connection, (mut rec, deleted): (LinkRecord, bool), viewer: i64) -> Result<LinkRecord> {
+fn with_path(conn: &Db<'_>, (mut rec, deleted): (LinkRecord, bool), viewer: i64) -> Result<LinkRecord> {
     if deleted || !may_link(conn, rec.ns, rec.owner)? {
         return Ok(rec);
     }
@@ -120,7 +120,7 @@ fn with_path(conn: &Connection, (mut rec, deleted): (LinkRecord, bool), viewer: 
 /// Links into shared folders `user` owns, and `user`'s own.
 const VISIBLE_TO: &str = "(l.owner = ?1 OR l.ns IN (SELECT ns FROM members WHERE user_id = ?1 AND role = 0))";
 
-impl Links for SqliteStore {
+impl<B: Backend> Links for SqlStore<B> {
     fn create_link(
         &self,
         caller: &Caller,
@@ -143,24 +143,23 @@ impl Links for SqliteStore {
             }
             let ns = loc.ns;
             let now = now_ms();
-            c.exec(
+            let id = c.insert(
                 "INSERT INTO links(token, owner, ns, file, created, expires, pw_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![token, caller.user_id, ns, node.id, now, expires, pw_hash],
             )?;
-            let id = c.last_insert_rowid();
             Ok(LinkRecord {
                 id,
-                token,
+                token: token.clone(),
                 owner: caller.user_id,
                 ns,
                 file: node.id,
                 kind: node.kind,
                 path: stored_path(c, node.id)?,
-                shown: Some(path),
+                shown: Some(path.clone()),
                 by: None,
                 created: now,
                 expires,
-                pw_hash,
+                pw_hash: pw_hash.clone(),
             })
         })
     }
@@ -168,7 +167,7 @@ impl Links for SqliteStore {
     fn links(&self, user: i64) -> Result<Vec<LinkRecord>> {
         self.read(|c| {
             let mut s = c.prepare_cached(&format!("SELECT {COLS} FROM {FROM} WHERE {VISIBLE_TO} ORDER BY l.id"))?;
-            let rows: Vec<(LinkRecord, bool)> = s.query_map([user], record)?.collect::<rusqlite::Result<_>>()?;
+            let rows: Vec<(LinkRecord, bool)> = s.query_map([user], record)?.collect::<super::db::SqlResult<_>>()?;
             rows.into_iter().map(|r| with_path(c, r, user)).collect()
         })
     }

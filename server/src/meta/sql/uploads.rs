@@ -1,14 +1,14 @@
 //! Resumable upload sessions.
 
+use super::db::{OptionalExtension, params};
 use ferry_shared::api::Entry;
 use ferry_shared::path::RelPath;
-use rusqlite::{OptionalExtension, params};
 
-use super::{Cached, SqliteStore};
+use super::{Backend, SqlStore};
 use crate::error::Result;
 use crate::meta::{UploadSession, UploadSessions};
 
-pub(super) fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
+pub(super) fn upload_row(r: &super::db::Row) -> super::db::SqlResult<UploadSession> {
     let path: String = r.get(3)?;
     Ok(UploadSession {
         id: r.get(0)?,
@@ -24,7 +24,7 @@ pub(super) fn upload_row(r: &rusqlite::Row) -> rusqlite::Result<UploadSession> {
     })
 }
 
-impl UploadSessions for SqliteStore {
+impl<B: Backend> UploadSessions for SqlStore<B> {
     fn create_upload(&self, u: &UploadSession) -> Result<()> {
         let u = u.clone();
         self.write(move |c| {
@@ -79,7 +79,7 @@ impl UploadSessions for SqliteStore {
     fn delete_upload(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.write(move |c| {
-            c.exec("DELETE FROM upload_sessions WHERE id = ?1", [id])?;
+            c.exec("DELETE FROM upload_sessions WHERE id = ?1", [&id])?;
             Ok(())
         })
     }
@@ -87,7 +87,7 @@ impl UploadSessions for SqliteStore {
     fn staged_uploads(&self, user_id: i64, now: i64) -> Result<(u64, u64)> {
         self.read(|c| {
             Ok(c.row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM upload_sessions
+                "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM upload_sessions
                  WHERE user_id = ?1 AND done IS NULL AND expires > ?2",
                 params![user_id, now],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
@@ -99,7 +99,7 @@ impl UploadSessions for SqliteStore {
         self.read(|c| {
             let mut s = c.prepare("SELECT id FROM upload_sessions WHERE expires < ?1")?;
             let rows = s.query_map([now], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            Ok(rows.collect::<super::db::SqlResult<_>>()?)
         })
     }
 }

@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{Db, OptionalExtension, params};
 use ferry_shared::api::{ChangeOp, EntryKind, ErrorCode, Member, Share, ShareRole};
 use ferry_shared::path::{RelPath, name_key};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::tree::*;
-use super::{Cached, SqliteStore, pending};
+use super::{Backend, SqlStore, Turn, pending};
 use crate::error::{Error, Result};
 use crate::meta::{Caller, Shares, Touched, now_ms};
 
@@ -42,7 +42,7 @@ pub(super) fn under(prefix: &RelPath, inner: &RelPath) -> Result<RelPath> {
 /// Follows `path` of the tree rooted at namespace `root` into the share it
 /// is in, if any. A path naming a mount itself stays in `root` (the mount
 /// row is the member's own: they may rename, move or remove it).
-pub(super) fn locate(conn: &Connection, root: i64, path: &RelPath) -> Result<Loc> {
+pub(super) fn locate(conn: &Db<'_>, root: i64, path: &RelPath) -> Result<Loc> {
     let segments: Vec<&str> = path.segments().collect();
     let mut parent = 0;
     let mut prefix = RelPath::root();
@@ -68,7 +68,7 @@ pub(super) fn locate(conn: &Connection, root: i64, path: &RelPath) -> Result<Loc
 }
 
 /// Refuses a write where the caller may only read.
-pub(super) fn check_write(conn: &Connection, loc: &Loc) -> Result<()> {
+pub(super) fn check_write(conn: &Db<'_>, loc: &Loc) -> Result<()> {
     if loc.role.can_write() {
         return Ok(());
     }
@@ -90,7 +90,7 @@ pub(super) type Audience = Vec<(i64, RelPath)>;
 
 /// Who sees namespace `ns`, and where: `(root namespace, path of ns's root
 /// there)` of each member (the owner of a root namespace alone).
-pub(super) fn audience(conn: &Connection, ns: i64) -> Result<Audience> {
+pub(super) fn audience(conn: &Db<'_>, ns: i64) -> Result<Audience> {
     let shared: bool = conn.row("SELECT shared FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
     if !shared {
         return Ok(vec![(ns, RelPath::root())]);
@@ -99,7 +99,8 @@ pub(super) fn audience(conn: &Connection, ns: i64) -> Result<Audience> {
         "SELECT n.id, m.mount FROM members m JOIN namespaces n ON n.owner = m.user_id AND n.shared = 0
          WHERE m.ns = ?1 ORDER BY m.user_id",
     )?;
-    let rows: Vec<(i64, i64)> = s.query_map([ns], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let rows: Vec<(i64, i64)> =
+        s.query_map([ns], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<super::db::SqlResult<_>>()?;
     let mut out = Vec::with_capacity(rows.len());
     for (root, mount) in rows {
         if let Some(p) = stored_path(conn, mount)? {
@@ -111,7 +112,7 @@ pub(super) fn audience(conn: &Connection, ns: i64) -> Result<Audience> {
 
 /// Appends one record to a root namespace's journal; returns its sequence.
 pub(super) fn append(
-    conn: &Connection,
+    conn: &Db<'_>,
     root: i64,
     op: ChangeOp,
     file: i64,
@@ -129,22 +130,17 @@ pub(super) fn append(
 
 /// Every row of `ns` at or under row `id` (deleted ones too: history goes
 /// where its file goes).
-pub(super) fn subtree_rows(conn: &Connection, ns: i64, id: i64) -> Result<Vec<i64>> {
+pub(super) fn subtree_rows(conn: &Db<'_>, ns: i64, id: i64) -> Result<Vec<i64>> {
     let mut s = conn.prepare_cached(
-        "WITH RECURSIVE t(id) AS (SELECT ?1 UNION ALL SELECT f.id FROM files f JOIN t ON f.parent = t.id WHERE f.ns = ?2)
+        "WITH RECURSIVE t(id) AS (SELECT CAST(?1 AS BIGINT) UNION ALL SELECT f.id FROM files f JOIN t ON f.parent = t.id WHERE f.ns = ?2)
          SELECT id FROM t",
     )?;
-    Ok(s.query_map(params![id, ns], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+    Ok(s.query_map(params![id, ns], |r| r.get(0))?.collect::<super::db::SqlResult<_>>()?)
 }
 
 /// The live rows among `rows` with their paths relative to `base` (the path
 /// of row `rows[0]`'s parent folder), parents before children.
-pub(super) fn live_items(
-    conn: &Connection,
-    rows: &[i64],
-    top: i64,
-    top_path: &RelPath,
-) -> Result<Vec<(RelPath, Node)>> {
+pub(super) fn live_items(conn: &Db<'_>, rows: &[i64], top: i64, top_path: &RelPath) -> Result<Vec<(RelPath, Node)>> {
     let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS}, name FROM files WHERE id = ?1"))?;
     let mut nodes: BTreeMap<i64, (Node, String)> = BTreeMap::new();
     for id in rows {
@@ -176,10 +172,10 @@ pub(super) fn live_items(
 }
 
 /// Every live item of share `ns`, parents first, with paths inside it.
-fn share_items(conn: &Connection, ns: i64) -> Result<Vec<(RelPath, Node)>> {
+fn share_items(conn: &Db<'_>, ns: i64) -> Result<Vec<(RelPath, Node)>> {
     let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = 0"))?;
     let tops: Vec<(Node, String)> =
-        s.query_map([ns], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<rusqlite::Result<_>>()?;
+        s.query_map([ns], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<super::db::SqlResult<_>>()?;
     let mut out = Vec::new();
     for (top, name) in tops {
         if top.deleted {
@@ -195,7 +191,7 @@ fn share_items(conn: &Connection, ns: i64) -> Result<Vec<(RelPath, Node)>> {
 /// Journals `items` (paths inside their namespace) as appearing at `prefix`
 /// in root namespace `root`.
 pub(super) fn journal_appearing(
-    conn: &Connection,
+    conn: &Db<'_>,
     root: i64,
     prefix: &RelPath,
     items: &[(RelPath, Node)],
@@ -210,19 +206,19 @@ pub(super) fn journal_appearing(
 
 /// Makes every block of every version of `rows` readable in `ns`: for a
 /// share its members, for a root namespace its owner.
-pub(super) fn grant_blocks(conn: &Connection, ns: i64, rows: &[i64]) -> Result<()> {
+pub(super) fn grant_blocks(conn: &Db<'_>, ns: i64, rows: &[i64]) -> Result<()> {
     let (owner, shared): (i64, bool) =
         conn.row("SELECT owner, shared FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut versions = conn.prepare_cached("SELECT blocks FROM file_versions WHERE file = ?1")?;
     let mut ins = if shared {
-        conn.prepare_cached("INSERT OR IGNORE INTO share_blocks(ns, block) VALUES (?1, ?2)")?
+        conn.prepare_cached("INSERT INTO share_blocks(ns, block) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
     } else {
-        conn.prepare_cached("INSERT OR IGNORE INTO account_blocks(user_id, block) VALUES (?1, ?2)")?
+        conn.prepare_cached("INSERT INTO account_blocks(user_id, block) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
     };
     let who = if shared { ns } else { owner };
     let mut settled = 0;
     for id in rows {
-        let lists: Vec<Vec<u8>> = versions.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let lists: Vec<Vec<u8>> = versions.query_map([id], |r| r.get(0))?.collect::<super::db::SqlResult<_>>()?;
         for l in lists {
             for (b, _) in ferry_shared::block::decode_list(&l) {
                 if !shared {
@@ -237,32 +233,31 @@ pub(super) fn grant_blocks(conn: &Connection, ns: i64, rows: &[i64]) -> Result<(
 }
 
 /// The user id of a name, or a clear 404.
-fn user_id(conn: &Connection, name: &str) -> Result<i64> {
+fn user_id(conn: &Db<'_>, name: &str) -> Result<i64> {
     conn.row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
         .optional()?
         .ok_or_else(|| Error::not_found(format!("there is no user '{name}' on this server: check the name")))
 }
 
-fn root_of(conn: &Connection, user: i64) -> Result<i64> {
+fn root_of(conn: &Db<'_>, user: i64) -> Result<i64> {
     Ok(conn.row("SELECT id FROM namespaces WHERE owner = ?1 AND shared = 0", [user], |r| r.get(0))?)
 }
 
 /// A new folder version for a mount row (made or removed by `device`).
-fn mount_version(conn: &Connection, row: i64, path: &RelPath, deleted: bool, device: i64) -> Result<i64> {
+fn mount_version(conn: &Db<'_>, row: i64, path: &RelPath, deleted: bool, device: i64) -> Result<i64> {
     let now = now_ms();
-    conn.exec(
+    let rev = conn.insert(
         "INSERT INTO file_versions(file, path, size, mtime, executable, hash, blocks, deleted, created, device)
-         VALUES (?1, ?2, 0, ?3, 0, '', x'', ?4, ?3, ?5)",
-        params![row, path.as_str(), now, deleted, device],
+         VALUES (?1, ?2, 0, ?3, 0, '', ?6, ?4, ?3, ?5)",
+        params![row, path.as_str(), now, deleted, device, Vec::<u8>::new()],
     )?;
-    let rev = conn.last_insert_rowid();
     conn.exec("UPDATE files SET head = ?1, deleted = ?2 WHERE id = ?3", params![rev, deleted, row])?;
     Ok(rev)
 }
 
 /// A free name for a new mount in a root namespace: the folder's own, or
 /// `NAME (OWNER)`, `NAME (OWNER 2)`, ….
-fn free_name(conn: &Connection, root: i64, name: &str, owner: &str) -> Result<String> {
+fn free_name(conn: &Db<'_>, root: i64, name: &str, owner: &str) -> Result<String> {
     let mut candidate = name.to_owned();
     for i in 1.. {
         if child(conn, root, 0, &candidate, true)?.is_none() {
@@ -275,14 +270,7 @@ fn free_name(conn: &Connection, root: i64, name: &str, owner: &str) -> Result<St
 
 /// Adds `user` to share `ns` with a mount at the top of their tree, and
 /// journals the share's whole content for them.
-fn add_member(
-    conn: &Connection,
-    ns: i64,
-    user: i64,
-    role: ShareRole,
-    device: i64,
-    touched: &mut Touched,
-) -> Result<()> {
+fn add_member(conn: &Db<'_>, ns: i64, user: i64, role: ShareRole, device: i64, touched: &mut Touched) -> Result<()> {
     let root = root_of(conn, user)?;
     let (owner_name, owner_mount): (String, i64) = conn.row(
         "SELECT u.name, m.mount FROM namespaces n JOIN users u ON u.id = n.owner
@@ -292,11 +280,10 @@ fn add_member(
     )?;
     let name: String = conn.row("SELECT name FROM files WHERE id = ?1", [owner_mount], |r| r.get(0))?;
     let name = free_name(conn, root, &name, &owner_name)?;
-    conn.exec(
+    let row = conn.insert(
         "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted, mount) VALUES (?1, 0, ?2, ?3, 1, 0, 0, ?4)",
         params![root, name, name_key(&name), ns],
     )?;
-    let row = conn.last_insert_rowid();
     let path = RelPath::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rev = mount_version(conn, row, &path, false, device)?;
     conn.exec(
@@ -314,7 +301,7 @@ fn add_member(
 /// Ends `user`'s membership of share `ns`: their mount goes, journaled as
 /// the removal of its folder (every device of theirs drops what is under
 /// it, and keeps what it changed there and had not sent).
-pub(super) fn remove_member(conn: &Connection, ns: i64, user: i64, device: i64, touched: &mut Touched) -> Result<()> {
+pub(super) fn remove_member(conn: &Db<'_>, ns: i64, user: i64, device: i64, touched: &mut Touched) -> Result<()> {
     let Some(mount) = conn
         .row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user], |r| r.get::<_, i64>(0))
         .optional()?
@@ -340,16 +327,16 @@ pub(super) fn remove_member(conn: &Connection, ns: i64, user: i64, device: i64, 
 
 /// Removes every membership of a user who is being removed, and the shares
 /// they own from everyone else's trees.
-pub(super) fn remove_user_shares(conn: &Connection, user: i64, touched: &mut Touched) -> Result<()> {
+pub(super) fn remove_user_shares(conn: &Db<'_>, user: i64, touched: &mut Touched) -> Result<()> {
     let owned: Vec<i64> = conn
         .prepare("SELECT id FROM namespaces WHERE owner = ?1 AND shared = 1")?
         .query_map([user], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::SqlResult<_>>()?;
     for ns in &owned {
         let members: Vec<i64> = conn
             .prepare("SELECT user_id FROM members WHERE ns = ?1 AND user_id != ?2")?
             .query_map(params![ns, user], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<super::db::SqlResult<_>>()?;
         for m in members {
             remove_member(conn, *ns, m, 0, touched)?;
         }
@@ -359,7 +346,7 @@ pub(super) fn remove_user_shares(conn: &Connection, user: i64, touched: &mut Tou
     let joined: Vec<i64> = conn
         .prepare("SELECT ns FROM members WHERE user_id = ?1")?
         .query_map([user], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::SqlResult<_>>()?;
     for ns in joined {
         conn.exec("DELETE FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user])?;
     }
@@ -369,7 +356,7 @@ pub(super) fn remove_user_shares(conn: &Connection, user: i64, touched: &mut Tou
 /// Makes folder `node` (at `path` of root namespace `root`) a share owned
 /// by `user`: its content moves to a new namespace, the folder's row
 /// becomes the owner's mount. Nothing changes in the owner's tree.
-fn make_share(conn: &Connection, root: i64, user: i64, node: &Node, path: &RelPath) -> Result<i64> {
+fn make_share(conn: &Db<'_>, root: i64, user: i64, node: &Node, path: &RelPath) -> Result<i64> {
     let rows = subtree_rows(conn, root, node.id)?;
     let inner: Vec<i64> = rows.iter().copied().filter(|r| *r != node.id).collect();
     // A mount under it (shares do not nest): one indexed look per row.
@@ -389,8 +376,7 @@ fn make_share(conn: &Connection, root: i64, user: i64, node: &Node, path: &RelPa
             format!("'{path}' holds the shared folder '{p}': shared folders cannot be nested; move it out first"),
         ));
     }
-    conn.exec("INSERT INTO namespaces(owner, shared) VALUES (?1, 1)", [user])?;
-    let ns = conn.last_insert_rowid();
+    let ns = conn.insert("INSERT INTO namespaces(owner, shared) VALUES (?1, 1)", [user])?;
     {
         let mut mv = conn.prepare_cached(
             "UPDATE files SET ns = ?1, parent = CASE WHEN parent = ?2 THEN 0 ELSE parent END WHERE id = ?3",
@@ -411,13 +397,14 @@ fn make_share(conn: &Connection, root: i64, user: i64, node: &Node, path: &RelPa
 }
 
 /// The shares a user is in, as they see them.
-fn list(conn: &Connection, user: i64, only: Option<i64>) -> Result<Vec<Share>> {
+fn list(conn: &Db<'_>, user: i64, only: Option<i64>) -> Result<Vec<Share>> {
     let mut s = conn.prepare_cached(
         "SELECT m.ns, m.role, m.mount, u.name FROM members m JOIN namespaces n ON n.id = m.ns
          JOIN users u ON u.id = n.owner WHERE m.user_id = ?1 ORDER BY m.ns",
     )?;
-    let rows: Vec<(i64, i64, i64, String)> =
-        s.query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
+    let rows: Vec<(i64, i64, i64, String)> = s
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<super::db::SqlResult<_>>()?;
     let mut mem = conn.prepare_cached(
         "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.user_id WHERE m.ns = ?1 ORDER BY m.role, u.name",
     )?;
@@ -429,7 +416,7 @@ fn list(conn: &Connection, user: i64, only: Option<i64>) -> Result<Vec<Share>> {
         let Some(path) = stored_path(conn, mount)? else { continue };
         let members = mem
             .query_map([ns], |r| Ok(Member { user: r.get(0)?, role: role_of(r.get(1)?) }))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<super::db::SqlResult<_>>()?;
         out.push(Share { id: ns, path, owner, role: role_of(role), members });
     }
     Ok(out)
@@ -437,7 +424,7 @@ fn list(conn: &Connection, user: i64, only: Option<i64>) -> Result<Vec<Share>> {
 
 /// The caller's share `id`, or the same 404 whether it does not exist or
 /// they are not in it.
-fn my_share(conn: &Connection, caller: &Caller, id: i64) -> Result<Share> {
+fn my_share(conn: &Db<'_>, caller: &Caller, id: i64) -> Result<Share> {
     list(conn, caller.user_id, Some(id))?
         .pop()
         .ok_or_else(|| Error::not_found(format!("you are in no share {id}: `ferry shares` lists yours")))
@@ -450,10 +437,10 @@ fn not_owner(share: &Share) -> Error {
     )
 }
 
-impl Shares for SqliteStore {
+impl<B: Backend> Shares for SqlStore<B> {
     fn share(&self, caller: &Caller, path: &RelPath, with: &str, role: ShareRole) -> Result<(Share, Touched)> {
         let (caller, path, with) = (caller.clone(), path.clone(), with.to_owned());
-        self.write(move |conn| {
+        self.write_in(Turn::Namespace(caller.ns), move |conn| {
             if role == ShareRole::Owner {
                 return Err(Error::bad_request("a share has one owner; share as editor or viewer"));
             }
@@ -475,7 +462,7 @@ impl Shares for SqliteStore {
                     "'{path}' is a file: share the folder holding it, or share the file by link (`ferry link`)"
                 )));
             }
-            let path = stored_path(conn, node.id)?.unwrap_or(path);
+            let path = stored_path(conn, node.id)?.unwrap_or_else(|| path.clone());
             let mut touched = Touched::default();
             let ns = match node.mount {
                 Some(ns) => {
@@ -513,7 +500,7 @@ impl Shares for SqliteStore {
 
     fn set_role(&self, caller: &Caller, id: i64, user: &str, role: ShareRole) -> Result<(Share, Touched)> {
         let (caller, user) = (caller.clone(), user.to_owned());
-        self.write(move |conn| {
+        self.write_in(Turn::Namespace(caller.ns), move |conn| {
             let share = my_share(conn, &caller, id)?;
             if share.role != ShareRole::Owner {
                 return Err(not_owner(&share));
@@ -533,7 +520,7 @@ impl Shares for SqliteStore {
 
     fn remove_member(&self, caller: &Caller, id: i64, user: Option<&str>) -> Result<Touched> {
         let (caller, user) = (caller.clone(), user.map(str::to_owned));
-        self.write(move |conn| {
+        self.write_in(Turn::Namespace(caller.ns), move |conn| {
             let share = my_share(conn, &caller, id)?;
             let mut touched = Touched::default();
             let targets: Vec<i64> = match &user {
@@ -559,7 +546,7 @@ impl Shares for SqliteStore {
                     }
                     conn.prepare("SELECT user_id FROM members WHERE ns = ?1 AND role != 0")?
                         .query_map([id], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?
+                        .collect::<super::db::SqlResult<_>>()?
                 }
             };
             for t in targets {
@@ -576,7 +563,7 @@ impl Shares for SqliteStore {
 
 /// A member's new role, journaled for them as their mount folder again
 /// (its entry carries the role).
-fn set_role(conn: &Connection, ns: i64, user: i64, role: ShareRole, touched: &mut Touched) -> Result<()> {
+fn set_role(conn: &Db<'_>, ns: i64, user: i64, role: ShareRole, touched: &mut Touched) -> Result<()> {
     conn.exec("UPDATE members SET role = ?1 WHERE ns = ?2 AND user_id = ?3", params![role_num(role), ns, user])?;
     if !role.can_write() {
         // A viewer publishes nothing of it: their links into it end.

@@ -5,12 +5,12 @@
 //! and it expires. Every change bumps the namespace's `pending_seq`, which
 //! long polls watch beside the journal's sequence.
 
+use super::db::{Db, OptionalExtension, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{BlockRef, ErrorCode, PendingAnnounce, PendingList, PendingUpload};
 use ferry_shared::path::RelPath;
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Cached, SqliteStore};
+use super::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
 use crate::meta::{Caller, PendingUploads, now_ms};
 
@@ -19,7 +19,7 @@ const MAX_PER_DEVICE: i64 = 64;
 
 /// Records (or replaces) the caller device's announcement for `a.path`.
 pub(super) fn announce(
-    conn: &Connection,
+    conn: &Db<'_>,
     caller: &Caller,
     a: &PendingAnnounce,
     hash: &str,
@@ -42,7 +42,7 @@ pub(super) fn announce(
             format!("this device has {held} uploads announced already; finish or drop some first"),
         ));
     }
-    conn.exec(
+    Ok(conn.insert(
         "INSERT INTO pending_uploads(ns, user_id, device_id, path, parent_rev, size, hash, blocks, created, expires)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
@@ -57,13 +57,12 @@ pub(super) fn announce(
             now,
             expires
         ],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )?)
 }
 
 /// Drops the caller device's announcement `id`, or all of them; returns how
 /// many went (0 when `id` is not one of the caller device's).
-pub(super) fn drop_own(conn: &Connection, caller: &Caller, id: Option<i64>) -> Result<usize> {
+pub(super) fn drop_own(conn: &Db<'_>, caller: &Caller, id: Option<i64>) -> Result<usize> {
     Ok(match id {
         Some(id) => conn.exec(
             "DELETE FROM pending_uploads WHERE id = ?1 AND ns = ?2 AND device_id = ?3",
@@ -77,12 +76,12 @@ pub(super) fn drop_own(conn: &Connection, caller: &Caller, id: Option<i64>) -> R
 }
 
 /// Drops every announcement at `path` (a commit changed what is there).
-pub(super) fn drop_at(conn: &Connection, ns: i64, path: &RelPath) -> Result<usize> {
+pub(super) fn drop_at(conn: &Db<'_>, ns: i64, path: &RelPath) -> Result<usize> {
     Ok(conn.exec("DELETE FROM pending_uploads WHERE ns = ?1 AND path = ?2", params![ns, path.as_str()])?)
 }
 
 /// Drops every announcement at or under `path` (a folder moved or went).
-pub(super) fn drop_under(conn: &Connection, ns: i64, path: &RelPath) -> Result<usize> {
+pub(super) fn drop_under(conn: &Db<'_>, ns: i64, path: &RelPath) -> Result<usize> {
     // `a/…` sorts between `a/` and `a0` (`0` follows `/`).
     let (lo, hi) = (format!("{path}/"), format!("{path}0"));
     Ok(drop_at(conn, ns, path)?
@@ -91,13 +90,13 @@ pub(super) fn drop_under(conn: &Connection, ns: i64, path: &RelPath) -> Result<u
 
 /// True when the namespace has any announcement (commits skip the per-path
 /// clean-up otherwise).
-pub(super) fn any(conn: &Connection, ns: i64) -> Result<bool> {
+pub(super) fn any(conn: &Db<'_>, ns: i64) -> Result<bool> {
     Ok(conn.row("SELECT 1 FROM pending_uploads WHERE ns = ?1 LIMIT 1", [ns], |_| Ok(())).optional()?.is_some())
 }
 
 /// Moves the namespace's pending sequence on; returns the new value
 /// (`None` when the namespace is gone).
-pub(super) fn bump(conn: &Connection, ns: i64) -> Result<Option<i64>> {
+pub(super) fn bump(conn: &Db<'_>, ns: i64) -> Result<Option<i64>> {
     Ok(conn
         .row("UPDATE namespaces SET pending_seq = pending_seq + 1 WHERE id = ?1 RETURNING pending_seq", [ns], |r| {
             r.get(0)
@@ -107,7 +106,7 @@ pub(super) fn bump(conn: &Connection, ns: i64) -> Result<Option<i64>> {
 
 /// The announcements of a namespace that have not expired, oldest first,
 /// but those of device `except`.
-pub(super) fn list(conn: &Connection, ns: i64, except: i64, now: i64) -> Result<Vec<PendingUpload>> {
+pub(super) fn list(conn: &Db<'_>, ns: i64, except: i64, now: i64) -> Result<Vec<PendingUpload>> {
     let mut s = conn.prepare_cached(
         "SELECT p.id, p.path, p.parent_rev, p.size, p.hash, p.blocks, COALESCE(d.name, ''), p.expires
          FROM pending_uploads p LEFT JOIN devices d ON d.id = p.device_id
@@ -137,18 +136,18 @@ pub(super) fn list(conn: &Connection, ns: i64, except: i64, now: i64) -> Result<
 }
 
 /// Removes expired announcements; returns the namespaces that had some.
-pub(super) fn sweep(conn: &Connection, now: i64) -> Result<Vec<i64>> {
+pub(super) fn sweep(conn: &Db<'_>, now: i64) -> Result<Vec<i64>> {
     let mut s = conn.prepare("DELETE FROM pending_uploads WHERE expires <= ?1 RETURNING ns")?;
-    let mut ns: Vec<i64> = s.query_map([now], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let mut ns: Vec<i64> = s.query_map([now], |r| r.get(0))?.collect::<super::db::SqlResult<_>>()?;
     ns.sort_unstable();
     ns.dedup();
     Ok(ns)
 }
 
-impl PendingUploads for SqliteStore {
+impl<B: Backend> PendingUploads for SqlStore<B> {
     fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)> {
         let caller = caller.clone();
-        self.write(move |conn| {
+        self.write_in(Turn::Namespace(caller.ns), move |conn| {
             let ids: Vec<BlockId> = a.blocks.iter().map(|b| b.id).collect();
             let hash = ferry_shared::block::content_hash(a.size, &ids);
             let id = announce(conn, &caller, &a, &hash, now_ms(), expires)?;
@@ -158,7 +157,7 @@ impl PendingUploads for SqliteStore {
 
     fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>> {
         let caller = caller.clone();
-        self.write(move |conn| {
+        self.write_in(Turn::Namespace(caller.ns), move |conn| {
             let n = drop_own(conn, &caller, id)?;
             if n == 0 && id.is_some() {
                 return Err(Error::not_found("no such pending upload of this device"));
@@ -169,14 +168,13 @@ impl PendingUploads for SqliteStore {
 
     fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList> {
         self.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            let seq = tx.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0)).optional()?;
-            Ok(PendingList { pending: list(&tx, ns, except, now)?, seq: seq.unwrap_or(0) })
+            let seq = c.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0)).optional()?;
+            Ok(PendingList { pending: list(c, ns, except, now)?, seq: seq.unwrap_or(0) })
         })
     }
 
     fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>> {
-        let expired = |c: &Connection| -> Result<bool> {
+        let expired = |c: &Db<'_>| -> Result<bool> {
             Ok(c.row("SELECT 1 FROM pending_uploads WHERE expires <= ?1 LIMIT 1", [now], |_| Ok(()))
                 .optional()?
                 .is_some())

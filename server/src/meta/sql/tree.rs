@@ -1,12 +1,11 @@
 //! Paths to rows: nodes (`files`), immutable versions (`file_versions`),
 //! and the entries built from them.
 
+use super::db::{Db, OptionalExtension, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{ChangeOp, Entry, EntryKind, Mount, ShareRole};
 use ferry_shared::path::{RelPath, name_key};
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Cached;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -67,7 +66,7 @@ pub(super) fn op_of(i: i64) -> ChangeOp {
 
 pub(super) const NODE_COLS: &str = "id, parent, kind, head, deleted, mount";
 
-pub(super) fn node_row(r: &rusqlite::Row) -> rusqlite::Result<Node> {
+pub(super) fn node_row(r: &super::db::Row) -> super::db::SqlResult<Node> {
     Ok(Node {
         id: r.get(0)?,
         parent: r.get(1)?,
@@ -78,7 +77,7 @@ pub(super) fn node_row(r: &rusqlite::Row) -> rusqlite::Result<Node> {
     })
 }
 
-pub(super) fn version(conn: &Connection, rev: i64) -> Result<Version> {
+pub(super) fn version(conn: &Db<'_>, rev: i64) -> Result<Version> {
     Ok(conn.row(
         "SELECT v.size, v.mtime, v.executable, v.hash, v.blocks, v.deleted, v.created, COALESCE(d.name, '')
          FROM file_versions v LEFT JOIN devices d ON d.id = v.device WHERE v.id = ?1",
@@ -117,7 +116,7 @@ pub(super) fn entry_of(id: i64, kind: EntryKind, path: &RelPath, rev: i64, v: &V
 
 /// What a mount row (`files.mount`) shows its member: the share, their
 /// role, its owner. `None` once the membership ended.
-pub(super) fn mount_info(conn: &Connection, mount_row: i64) -> Result<Option<Mount>> {
+pub(super) fn mount_info(conn: &Db<'_>, mount_row: i64) -> Result<Option<Mount>> {
     Ok(conn
         .row(
             "SELECT m.ns, m.role, u.name FROM members m JOIN namespaces s ON s.id = m.ns
@@ -147,7 +146,7 @@ pub(super) fn role_num(r: ShareRole) -> i64 {
 /// The head entry of `node`, which was looked up at `path`. Lookups go by
 /// name key, so the entry names the path as stored (the existing item's own
 /// spelling), not `path` (which may differ in case or normalization).
-pub(super) fn node_entry(conn: &Connection, node: &Node, path: &RelPath) -> Result<Entry> {
+pub(super) fn node_entry(conn: &Db<'_>, node: &Node, path: &RelPath) -> Result<Entry> {
     let path = stored_path(conn, node.id)?.unwrap_or_else(|| path.clone());
     let mut e = entry_of(node.id, node.kind, &path, node.head, &version(conn, node.head)?);
     if node.mount.is_some() {
@@ -160,7 +159,7 @@ pub(super) fn node_entry(conn: &Connection, node: &Node, path: &RelPath) -> Resu
 /// takes that item's own spelling (names are matched on the case-folded key),
 /// except the last one when `keep_last` (a case-only rename). So journals and
 /// entries always carry the one path every device has.
-pub(super) fn canonical(conn: &Connection, ns: i64, path: &RelPath, keep_last: bool) -> Result<RelPath> {
+pub(super) fn canonical(conn: &Db<'_>, ns: i64, path: &RelPath, keep_last: bool) -> Result<RelPath> {
     let segments: Vec<&str> = path.segments().collect();
     let mut out = RelPath::root();
     let mut parent = Some(0);
@@ -182,7 +181,7 @@ pub(super) fn canonical(conn: &Connection, ns: i64, path: &RelPath, keep_last: b
 
 /// The path of row `id` as stored, walking up its folders (`None` if a row
 /// on the way is missing).
-pub(super) fn stored_path(conn: &Connection, id: i64) -> Result<Option<RelPath>> {
+pub(super) fn stored_path(conn: &Db<'_>, id: i64) -> Result<Option<RelPath>> {
     let mut s = conn.prepare_cached("SELECT parent, name FROM files WHERE id = ?1")?;
     let mut names = Vec::new();
     let mut cur = id;
@@ -201,7 +200,7 @@ pub(super) fn stored_path(conn: &Connection, id: i64) -> Result<Option<RelPath>>
 
 /// The child named `name` of folder `parent`: the live one, else (unless
 /// `live_only`) the most recently created deleted one.
-pub(super) fn child(conn: &Connection, ns: i64, parent: i64, name: &str, live_only: bool) -> Result<Option<Node>> {
+pub(super) fn child(conn: &Db<'_>, ns: i64, parent: i64, name: &str, live_only: bool) -> Result<Option<Node>> {
     let key = name_key(name);
     let live = conn
         .row(
@@ -226,7 +225,7 @@ pub(super) fn child(conn: &Connection, ns: i64, parent: i64, name: &str, live_on
 }
 
 /// The node at `path` (the root has id 0 and is not a row).
-pub(super) fn resolve(conn: &Connection, ns: i64, path: &RelPath, live_only: bool) -> Result<Option<Node>> {
+pub(super) fn resolve(conn: &Db<'_>, ns: i64, path: &RelPath, live_only: bool) -> Result<Option<Node>> {
     let mut cur: Option<Node> = None;
     let mut parent = 0;
     for seg in path.segments() {
@@ -246,7 +245,7 @@ pub(super) fn resolve(conn: &Connection, ns: i64, path: &RelPath, live_only: boo
     Ok(cur)
 }
 
-pub(super) fn has_live_children(conn: &Connection, ns: i64, id: i64) -> Result<bool> {
+pub(super) fn has_live_children(conn: &Db<'_>, ns: i64, id: i64) -> Result<bool> {
     Ok(conn
         .row("SELECT 1 FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 LIMIT 1", params![ns, id], |_| Ok(()))
         .optional()?
@@ -254,7 +253,7 @@ pub(super) fn has_live_children(conn: &Connection, ns: i64, id: i64) -> Result<b
 }
 
 /// The live children of the folder at `path`, by name.
-pub(super) fn list_folder(c: &Connection, ns: i64, path: &RelPath) -> Result<Vec<Entry>> {
+pub(super) fn list_folder(c: &Db<'_>, ns: i64, path: &RelPath) -> Result<Vec<Entry>> {
     let loc = super::shares::locate(c, ns, path)?;
     let (ns, inner) = (loc.ns, &loc.inner);
     let parent = if inner.is_root() {
@@ -273,12 +272,12 @@ pub(super) fn list_folder(c: &Connection, ns: i64, path: &RelPath) -> Result<Vec
 }
 
 /// The live children of row `parent` of `ns`, shown under `path`.
-fn list_folder_rows(c: &Connection, ns: i64, parent: i64, path: &RelPath) -> Result<Vec<Entry>> {
+fn list_folder_rows(c: &Db<'_>, ns: i64, parent: i64, path: &RelPath) -> Result<Vec<Entry>> {
     let mut s = c.prepare_cached(&format!(
         "SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 ORDER BY name"
     ))?;
     let rows: Vec<(Node, String)> =
-        s.query_map(params![ns, parent], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<rusqlite::Result<_>>()?;
+        s.query_map(params![ns, parent], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<super::db::SqlResult<_>>()?;
     rows.into_iter()
         .map(|(n, name)| {
             let mut e = entry_of(n.id, n.kind, &path.join(&name)?, n.head, &version(c, n.head)?);

@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 
+use super::db::{Db, params};
 use ferry_shared::api::{EntryKind, TrashItem};
 use ferry_shared::path::RelPath;
-use rusqlite::{Connection, params};
 
 use super::tree::kind_of;
 use crate::error::Result;
@@ -31,7 +31,7 @@ struct Row {
 
 /// Deleted items of namespace `ns`, most recently deleted first, each
 /// folder standing for what was deleted with it.
-pub(super) fn trash(c: &Connection, ns: i64, limit: u32) -> Result<Vec<TrashItem>> {
+pub(super) fn trash(c: &Db<'_>, ns: i64, limit: u32) -> Result<Vec<TrashItem>> {
     let mut s = c.prepare_cached(
         "SELECT f.id, f.parent, f.kind, v.path, v.created, COALESCE(d.name, ''), COALESCE(u.name, ''),
                 COALESCE((SELECT l.size FROM file_versions l WHERE l.file = f.id AND l.deleted = 0
@@ -55,7 +55,7 @@ pub(super) fn trash(c: &Connection, ns: i64, limit: u32) -> Result<Vec<TrashItem
                 },
             ))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::SqlResult<_>>()?;
     // Deleted with its folder: the folder is deleted too, and not long after.
     let with_parent = |row: &Row| {
         rows.get(&row.parent).is_some_and(|p| p.kind == EntryKind::Dir && row.deleted >= p.deleted - WITH_FOLDER_MS)

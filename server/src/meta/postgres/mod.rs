@@ -1,0 +1,215 @@
+//! The PostgreSQL backend, for servers that outgrow one machine: the rules
+//! of [`crate::meta::sql`] over a pool of `tokio-postgres` connections.
+//!
+//! # Transactions
+//! Every write is one `SERIALIZABLE` transaction: PostgreSQL runs them side
+//! by side and guarantees the outcome of some serial order, the guarantee
+//! SQLite's single writer gives. One that loses a race (a serialization
+//! failure, a deadlock) is rolled back and run again, so rules that read
+//! and then write need no locks of their own. A commit's answer means it
+//! is durable (`synchronous_commit` stays on).
+//!
+//! Journal sequences come from a counter row per namespace, updated inside
+//! the commit: a commit that takes sequence 42 of a namespace waits on the
+//! row until the one that took 41 has committed, so a reader that has seen
+//! 42 has seen 41 (cursors never skip). Wake-ups are never sent inside a
+//! transaction (`NOTIFY` serialises committing transactions).
+//!
+//! Reads are `REPEATABLE READ READ ONLY` transactions (one snapshot).
+//!
+//! # Connections
+//! A pool (`deadpool-postgres`) that checks a connection before handing it
+//! out again (a broken one is dropped, not reused). The store's methods are
+//! blocking, like every store's: each statement waits on the pool's own
+//! small runtime, so the caller's runtime threads are never held.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+use super::sql::db::{Db, PgConn, SqlError, lost_race};
+use super::sql::schema::MIGRATIONS;
+use super::sql::{Backend, SqlStore, Turn};
+use crate::error::{Error, Result};
+
+/// Connections the pool keeps at most.
+const POOL_SIZE: usize = 16;
+/// Times a write that lost a race runs again before the caller sees an error.
+const RETRIES: u32 = 20;
+/// The advisory lock `migrate` holds (two nodes starting together take turns).
+const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d69; // "ferry_mi"
+
+/// The PostgreSQL connections.
+pub struct Postgres {
+    pool: Pool,
+    /// Runs the connections; statements wait on it from blocking threads.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The metadata store on PostgreSQL.
+pub type PostgresStore = SqlStore<Postgres>;
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Dropped from anywhere (an async test, the server's shutdown).
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl SqlStore<Postgres> {
+    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`), creates the schema
+    /// of an empty database and migrates an older one; refuses one newer
+    /// than this server.
+    pub fn connect(url: &str) -> anyhow::Result<Self> {
+        let store = Self::connect_only(url)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema.
+    pub fn connect_only(url: &str) -> anyhow::Result<Self> {
+        let config = tokio_postgres::Config::from_str(url).context("the --db URL")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-postgres")
+            .enable_all()
+            .build()
+            .context("starting the database runtime")?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Verified },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .context("the database pool")?;
+        let backend = Postgres { pool, runtime: Some(runtime) };
+        // Reachable now, or a clear error at start-up.
+        drop(backend.runtime().block_on(backend.pool.get()).map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?);
+        Ok(SqlStore::new(backend))
+    }
+
+    /// Brings the schema to this server's version, under an advisory lock.
+    /// Returns the versions it applied.
+    pub fn migrate(&self) -> anyhow::Result<usize> {
+        let backend = self.backend();
+        let rt = backend.runtime();
+        let mut client = rt.block_on(backend.pool.get()).map_err(|e| anyhow::anyhow!("connecting: {e}"))?;
+        rt.block_on(async {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+            tx.batch_execute("CREATE TABLE IF NOT EXISTS ferry_schema(version BIGINT NOT NULL)").await?;
+            let version: i64 = match tx.query_opt("SELECT version FROM ferry_schema", &[]).await? {
+                Some(r) => r.get(0),
+                None => {
+                    tx.execute("INSERT INTO ferry_schema(version) VALUES (0)", &[]).await?;
+                    0
+                }
+            };
+            let version = version as usize;
+            if version > MIGRATIONS.len() {
+                anyhow::bail!(
+                    "the database's schema version is {version}, newer than this ferry-server knows ({}); \
+                     upgrade ferry-server",
+                    MIGRATIONS.len()
+                );
+            }
+            for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
+                tx.batch_execute(m.postgres).await.with_context(|| format!("schema version {}", i + 1))?;
+            }
+            tx.execute("UPDATE ferry_schema SET version = $1", &[&(MIGRATIONS.len() as i64)]).await?;
+            tx.commit().await?;
+            Ok(MIGRATIONS.len() - version)
+        })
+    }
+}
+
+impl Postgres {
+    fn runtime(&self) -> &tokio::runtime::Handle {
+        self.runtime.as_ref().expect("runtime until dropped").handle()
+    }
+
+    fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.runtime().block_on(self.pool.get()).map_err(|e| Error::from(SqlError::Pool(e.to_string())))
+    }
+
+    /// Runs `f` in a transaction begun with `begin`; `Ok` once committed.
+    /// With a turn, the transaction begins once no other of the same turn
+    /// runs (a session lock taken before its snapshot), so writes that
+    /// would race for the same rows wait instead.
+    fn run<R>(&self, begin: &str, turn: Turn, f: &impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
+        let client = self.client()?;
+        let rt = self.runtime();
+        let key = match turn {
+            Turn::Any => None,
+            Turn::Namespace(ns) => Some(ns),
+            Turn::Account(user) => Some(1 << 62 | user),
+        };
+        if let Some(key) = key {
+            rt.block_on(client.execute("SELECT pg_advisory_lock($1)", &[&key])).map_err(SqlError::from)?;
+        }
+        let r = self.transaction(&client, begin, f);
+        if let Some(key) = key
+            && rt.block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&key])).is_err()
+        {
+            // Its lock ends with its session: never reused.
+            let _ = deadpool_postgres::Object::take(client);
+        }
+        r
+    }
+
+    fn transaction<R>(
+        &self,
+        client: &deadpool_postgres::Object,
+        begin: &str,
+        f: &impl Fn(&Db<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let rt = self.runtime();
+        rt.block_on(client.batch_execute(begin)).map_err(SqlError::from)?;
+        let db = Db::Pg(PgConn { client, runtime: rt });
+        match f(&db) {
+            Ok(r) => {
+                rt.block_on(client.batch_execute("COMMIT")).map_err(SqlError::from)?;
+                Ok(r)
+            }
+            Err(e) => {
+                // (A connection that cannot even roll back fails its check
+                // before it is handed out again, and is dropped.)
+                let _ = rt.block_on(client.batch_execute("ROLLBACK"));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Backend for Postgres {
+    fn write<R: Send + 'static>(&self, turn: Turn, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R> {
+        let mut attempt = 0;
+        loop {
+            match self.run("BEGIN ISOLATION LEVEL SERIALIZABLE", turn, &f) {
+                Err(e) if lost_race(&e) && attempt < RETRIES => {
+                    attempt += 1;
+                    // Apart a little, so the same racers do not meet again.
+                    let jitter = rand::random::<u64>() % (1 << attempt.min(6));
+                    std::thread::sleep(Duration::from_millis(jitter));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
+        let f = std::cell::Cell::new(Some(f));
+        self.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", Turn::Any, &|db: &Db<'_>| {
+            (f.take().expect("a read runs once"))(db)
+        })
+    }
+}
