@@ -2,17 +2,35 @@
 //! quickstart: opening a data directory's store, user names, the quickstart user.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::meta::Accounts;
+use crate::meta::postgres::PostgresStore;
 use crate::meta::sqlite::SqliteStore;
+use crate::meta::{Accounts, MetaStore};
 use crate::passwords;
 
 /// Opens (creating if needed, mode 0700) a data directory's metadata store.
 pub fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {
     crate::fsutil::create_private_dir(data)?;
     SqliteStore::open(&crate::serve::db_path(data)).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The metadata store a server or a command uses: PostgreSQL at `db`
+/// (`postgres://USER@HOST:PORT/DB`, its schema created or migrated), else
+/// SQLite in the data directory.
+pub fn open_meta(data: Option<&Path>, db: Option<&str>) -> anyhow::Result<Arc<dyn MetaStore>> {
+    match (db, data) {
+        (Some(url), _) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(PostgresStore::connect(url)?))
+        }
+        (Some(other), _) => {
+            bail!("--db takes a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE (not {other:?})")
+        }
+        (None, Some(data)) => Ok(Arc::new(open_store(data)?)),
+        (None, None) => bail!("give --data DIR (SQLite in that folder) or --db postgres://USER@HOST:PORT/DATABASE"),
+    }
 }
 
 pub fn valid_user_name(name: &str) -> anyhow::Result<()> {

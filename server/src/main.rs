@@ -2,13 +2,13 @@
 
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use ferry_server::meta::Accounts;
-use ferry_server::meta::sqlite::SqliteStore;
+use ferry_server::meta::MetaStore;
+use ferry_server::meta::postgres::PostgresStore;
 use ferry_server::passwords;
 use ferry_server::serve::{self, ServeOptions};
 
@@ -21,11 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API (SQLite metadata and a local block folder under --data).
+    /// Serve the API (SQLite metadata and a local block folder under --data,
+    /// or the metadata on PostgreSQL with --db).
     Serve {
-        /// Data directory: database, blocks, master key.
+        /// Data directory: database, blocks, master key, unfinished uploads.
         #[arg(long, env = "FERRY_DATA")]
         data: PathBuf,
+        /// The metadata on PostgreSQL: postgres://USER@HOST:PORT/DATABASE
+        /// (its schema is created or migrated at start). Without it, SQLite
+        /// under --data.
+        #[arg(long, env = "FERRY_DB")]
+        db: Option<String>,
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -73,6 +79,30 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Create or bring up to date the schema of a PostgreSQL database
+    /// (several servers starting at once take turns; `serve` does this too).
+    Migrate {
+        /// postgres://USER@HOST:PORT/DATABASE
+        #[arg(long, env = "FERRY_DB")]
+        db: String,
+    },
+}
+
+/// Where a command finds the metadata: SQLite under --data, or PostgreSQL.
+#[derive(clap::Args)]
+struct Store {
+    /// Data directory (SQLite metadata).
+    #[arg(long, env = "FERRY_DATA")]
+    data: Option<PathBuf>,
+    /// The metadata on PostgreSQL: postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, env = "FERRY_DB")]
+    db: Option<String>,
+}
+
+impl Store {
+    fn open(&self) -> anyhow::Result<std::sync::Arc<dyn MetaStore>> {
+        ferry_server::admin::open_meta(self.data.as_deref(), self.db.as_deref())
+    }
 }
 
 #[derive(Subcommand)]
@@ -85,34 +115,34 @@ enum UserCommand {
         /// Storage quota, e.g. 10GiB, 500MiB or bytes.
         #[arg(long, default_value = "10GiB")]
         quota: String,
-        #[arg(long, env = "FERRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: Store,
     },
     /// List users with their quota and usage.
     List {
-        #[arg(long, env = "FERRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: Store,
     },
     /// Change a user's password (signs out all their devices).
     Passwd {
         name: String,
         #[arg(long)]
         password_stdin: bool,
-        #[arg(long, env = "FERRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: Store,
     },
     /// Set a user's storage quota (e.g. 20GiB).
     Quota {
         name: String,
         quota: String,
-        #[arg(long, env = "FERRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: Store,
     },
     /// Remove a user and their metadata.
     Remove {
         name: String,
-        #[arg(long, env = "FERRY_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: Store,
     },
 }
 
@@ -145,10 +175,6 @@ fn read_password(password_stdin: bool) -> anyhow::Result<String> {
     Ok(pw)
 }
 
-fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {
-    ferry_server::admin::open_store(data)
-}
-
 fn main() -> anyhow::Result<()> {
     // Two rustls crypto providers are compiled in; pick one before any TLS use.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -162,6 +188,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
             data,
+            db,
             listen,
             tls_cert,
             tls_key,
@@ -180,6 +207,7 @@ fn main() -> anyhow::Result<()> {
                 poll_max: Duration::from_secs(poll_max_secs),
                 max_conns_per_address: max_connections_per_address,
                 trusted_proxies,
+                db,
                 ..ServeOptions::new(data, listen)
             };
             runtime()?.block_on(serve::serve(opts))
@@ -192,6 +220,11 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(serve::serve(ServeOptions::new(data, listen)))
         }
         Command::User { command } => user_command(command),
+        Command::Migrate { db } => {
+            let applied = PostgresStore::connect_only(&db)?.migrate()?;
+            println!("the schema is up to date ({applied} versions applied)");
+            Ok(())
+        }
     }
 }
 
@@ -216,33 +249,33 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn user_command(command: UserCommand) -> anyhow::Result<()> {
     let err = |e: ferry_server::Error| anyhow::anyhow!("{e}");
     match command {
-        UserCommand::Add { name, password_stdin, quota, data } => {
+        UserCommand::Add { name, password_stdin, quota, store } => {
             ferry_server::admin::valid_user_name(&name)?;
             let quota = parse_size(&quota)?;
             let pw = read_password(password_stdin)?;
-            let store = open_store(&data)?;
+            let store = store.open()?;
             let id = store.add_user(&name, &passwords::hash_password(&pw)?, quota).map_err(err)?;
             println!("added user {name} (id {id}, quota {quota} bytes)");
         }
-        UserCommand::List { data } => {
-            let store = open_store(&data)?;
+        UserCommand::List { store } => {
+            let store = store.open()?;
             for u in store.list_users().map_err(err)? {
                 println!("{}\t{}\tused {} of {} bytes", u.id, u.name, u.used, u.quota);
             }
         }
-        UserCommand::Passwd { name, password_stdin, data } => {
+        UserCommand::Passwd { name, password_stdin, store } => {
             let pw = read_password(password_stdin)?;
-            let store = open_store(&data)?;
+            let store = store.open()?;
             store.set_password(&name, &passwords::hash_password(&pw)?).map_err(err)?;
             println!("changed the password of {name}; their devices must log in again");
         }
-        UserCommand::Quota { name, quota, data } => {
+        UserCommand::Quota { name, quota, store } => {
             let quota = parse_size(&quota)?;
-            open_store(&data)?.set_quota(&name, quota).map_err(err)?;
+            store.open()?.set_quota(&name, quota).map_err(err)?;
             println!("set the quota of {name} to {quota} bytes");
         }
-        UserCommand::Remove { name, data } => {
-            let store = open_store(&data)?;
+        UserCommand::Remove { name, store } => {
+            let store = store.open()?;
             store.remove_user(&name).map_err(err)?;
             println!("removed user {name}");
         }

@@ -12,8 +12,7 @@ use anyhow::{Context, bail};
 use crate::api::{self, AppState, Inner, Limits};
 use crate::blocks::LocalBlockStore;
 use crate::crypto::Vault;
-use crate::meta::sqlite::SqliteStore;
-use crate::meta::{MetaStore, now_ms};
+use crate::meta::now_ms;
 use crate::notify::LocalNotifier;
 use crate::stores::Stores;
 
@@ -21,6 +20,8 @@ use crate::stores::Stores;
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub data: PathBuf,
+    /// PostgreSQL for the metadata (`postgres://…`); `None`: SQLite in `data`.
+    pub db: Option<String>,
     pub listen: SocketAddr,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub insecure_http: bool,
@@ -44,6 +45,7 @@ impl ServeOptions {
     pub fn new(data: PathBuf, listen: SocketAddr) -> Self {
         ServeOptions {
             data,
+            db: None,
             listen,
             tls: None,
             insecure_http: false,
@@ -73,8 +75,7 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
     let uploads_dir = opts.data.join("uploads");
     crate::fsutil::create_private_dir(&uploads_dir)?;
     crate::fsutil::make_private(&uploads_dir)?;
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(SqliteStore::open(&db_path(&opts.data)).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let meta = crate::admin::open_meta(Some(&opts.data), opts.db.as_deref())?;
     let blocks = Arc::new(LocalBlockStore::open(&opts.data.join("blocks"))?);
     let vault = Vault::load_or_create(&opts.data)?;
     let notifier = Arc::new(LocalNotifier::default());
@@ -123,7 +124,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             opts.listen
         );
     }
-    let state = open_state(&opts)?;
+    // (Off the async threads: opening a store waits on its database.)
+    let state = {
+        let opts = opts.clone();
+        tokio::task::spawn_blocking(move || open_state(&opts)).await.context("opening the stores")??
+    };
     let listener = std::net::TcpListener::bind(opts.listen).with_context(|| format!("binding {}", opts.listen))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;

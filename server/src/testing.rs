@@ -103,16 +103,23 @@ impl PgCluster {
     /// A new, empty database; returns its URL.
     pub fn fresh_db(&self) -> anyhow::Result<String> {
         let name = format!("t{}", self.databases.fetch_add(1, Ordering::Relaxed));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&self.admin_url(), tokio_postgres::NoTls).await?;
-            let task = tokio::spawn(conn);
-            client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-            drop(client);
-            let _ = task.await;
-            anyhow::Ok(())
-        })?;
-        Ok(format!("postgres://postgres@127.0.0.1:{}/{name}", self.port))
+        let db = name.clone();
+        let admin = self.admin_url();
+        // On a thread of its own: tests call this from async code too.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+                let task = tokio::spawn(conn);
+                client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+                drop(client);
+                let _ = task.await;
+                anyhow::Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("creating a database panicked"))??;
+        Ok(format!("postgres://postgres@127.0.0.1:{}/{db}", self.port))
     }
 }
 
@@ -149,11 +156,12 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A test that cannot run here says so and passes, except under `CI=true`
-/// (`.ci/run`), where nothing may skip: it fails.
+/// Skips the calling test because `why` (a tool or a privilege it needs is
+/// missing), saying so on stderr and in `$FERRY_SKIP_LOG` (which `.ci/run`
+/// prints at the end). Under `CI=true` nothing may skip: this panics.
 pub fn skip(test: &str, why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test} cannot run: {why} (CI=true: no test may skip)");
+        panic!("{test} cannot run: {why} (CI=true: no test may skip; .ci/run installs what tests need)");
     }
     eprintln!("skipped {test}: {why}");
     if let Ok(log) = std::env::var("FERRY_SKIP_LOG") {

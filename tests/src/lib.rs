@@ -31,26 +31,14 @@ pub fn binary(name: &str) -> PathBuf {
     p
 }
 
-/// Skips the calling test because `why` (a tool or a privilege it needs is
-/// missing), saying so on stderr and in `$FERRY_SKIP_LOG` (which `.ci/run`
-/// prints at the end). Under `CI=true` nothing may skip: this panics.
-pub fn skip(test: &str, why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test} cannot run: {why} (CI=true: no test may skip; .ci/run installs what tests need)");
-    }
-    eprintln!("skipped {test}: {why}");
-    if let Ok(log) = std::env::var("FERRY_SKIP_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(f, "{test}: {why}");
-        }
-    }
-}
+pub use ferry_server::testing::skip;
 
 /// A running `ferry-server` with its own data directory.
 pub struct Server {
     pub url: String,
     pub data: PathBuf,
+    /// The PostgreSQL cluster its metadata is in (`FERRY_TEST_BACKEND=postgres`).
+    cluster: Option<std::sync::Arc<ferry_server::testing::PgCluster>>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
     stderr_log: PathBuf,
@@ -67,6 +55,8 @@ impl Server {
     pub fn start_args(extra: &[&str]) -> anyhow::Result<Server> {
         let tmp = tempfile::tempdir()?;
         let data = tmp.path().join("data");
+        // (Its PostgreSQL cluster, if any, stays up from the first user on.)
+        let _cluster = test_db(&data)?;
         for user in ["alice", "bob"] {
             add_user(&data, user, &format!("password-{user}"), None)?;
         }
@@ -95,10 +85,12 @@ impl Server {
 
     fn start_listening_env(data: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
+        let (cluster, db) = test_db(data)?;
         let stderr_log = data.join(format!("server-{}.log", rand_suffix()));
         let mut child = Command::new(binary("ferry-server"))
             .args(["serve", "--listen", listen, "--data"])
             .arg(data)
+            .args(db.iter().flat_map(|url| ["--db", url.as_str()]))
             .args(extra)
             .env("RUST_LOG", "info,ferry_server=debug")
             .envs(env.iter().copied())
@@ -123,7 +115,7 @@ impl Server {
             }
         };
         let url = line.rsplit(' ').next().context("listening line")?.to_owned();
-        Ok(Server { url, data: data.to_owned(), child: Some(child), _tmp: None, stderr_log })
+        Ok(Server { url, data: data.to_owned(), cluster, child: Some(child), _tmp: None, stderr_log })
     }
 
     /// Stops the server with SIGTERM (graceful) and waits for it.
@@ -183,6 +175,7 @@ impl Server {
         let mut next = std::mem::ManuallyDrop::new(next);
         self.url = std::mem::take(&mut next.url);
         self.child = next.child.take();
+        self.cluster = next.cluster.take().or(self.cluster.take());
         self.stderr_log = std::mem::take(&mut next.stderr_log);
     }
 
@@ -218,6 +211,36 @@ impl Drop for Server {
     }
 }
 
+/// Which metadata backend the servers of these tests use: SQLite in their
+/// data directory, or with `FERRY_TEST_BACKEND=postgres` a database of
+/// their own in a throwaway PostgreSQL cluster.
+pub fn postgres_backend() -> bool {
+    std::env::var("FERRY_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The PostgreSQL database of the server in `data` (made on first use and
+/// kept for its restarts), with the cluster it is in; `(None, None)` on
+/// SQLite.
+fn test_db(data: &Path) -> anyhow::Result<(Option<std::sync::Arc<ferry_server::testing::PgCluster>>, Option<String>)> {
+    if !postgres_backend() {
+        return Ok((None, None));
+    }
+    let Some(cluster) = ferry_server::testing::PgCluster::shared()? else {
+        bail!("FERRY_TEST_BACKEND=postgres, but this machine has no PostgreSQL binaries (initdb, pg_ctl)");
+    };
+    std::fs::create_dir_all(data)?;
+    let file = data.join("test-db-url");
+    let url = match std::fs::read_to_string(&file) {
+        Ok(url) => url,
+        Err(_) => {
+            let url = cluster.fresh_db()?;
+            std::fs::write(&file, &url)?;
+            url
+        }
+    };
+    Ok((Some(cluster), Some(url)))
+}
+
 fn rand_suffix() -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!("{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
@@ -226,8 +249,11 @@ fn rand_suffix() -> String {
 /// `ferry-server user add` on a data directory.
 pub fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) -> anyhow::Result<()> {
     use std::io::Write;
+    std::fs::create_dir_all(data)?;
+    let (_cluster, db) = test_db(data)?;
     let mut cmd = Command::new(binary("ferry-server"));
     cmd.args(["user", "add", name, "--password-stdin", "--data"]).arg(data);
+    cmd.args(db.iter().flat_map(|url| ["--db", url.as_str()]));
     if let Some(q) = quota {
         cmd.args(["--quota", q]);
     }

@@ -98,6 +98,9 @@ impl<B: Backend> Accounts for SqlStore<B> {
     }
 
     fn password_hash(&self, name: &str) -> Result<Option<(i64, String)>> {
+        if !super::db::storable(name) {
+            return Ok(None);
+        }
         self.read(|c| {
             Ok(c.row("SELECT id, pw_hash FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?)

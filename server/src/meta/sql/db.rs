@@ -291,6 +291,9 @@ impl tokio_postgres::types::ToSql for Val<'_> {
                 Type::BOOL => (n != 0).to_sql(ty, out),
                 _ => Err(format!("an integer for a parameter of type {ty} (cast it in the query)").into()),
             },
+            // PostgreSQL's text cannot hold NUL (SQLite's can): no name or
+            // path that has one exists, and none is stored.
+            Val::Text(t) if t.contains('\0') => Err(Box::new(NulInText)),
             Val::Text(t) => t.to_sql(ty, out),
             Val::Blob(b) => b.to_sql(ty, out),
         }
@@ -302,6 +305,18 @@ impl tokio_postgres::types::ToSql for Val<'_> {
 
     tokio_postgres::types::to_sql_checked!();
 }
+
+/// Whether `text` can be stored (and so found): not with a NUL character,
+/// which PostgreSQL's text cannot hold. A lookup of such a name finds
+/// nothing on either backend.
+pub fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
+/// Text with a NUL character, which PostgreSQL's text type cannot hold.
+#[derive(Debug, thiserror::Error)]
+#[error("text with a NUL character")]
+pub struct NulInText;
 
 /// A PostgreSQL connection inside a transaction, used from a blocking
 /// thread (each statement waits on the backend's runtime).
@@ -478,6 +493,11 @@ pub fn lost_race(e: &crate::error::Error) -> bool {
 
 impl From<SqlError> for crate::error::Error {
     fn from(e: SqlError) -> Self {
+        if let SqlError::Pg(pg) = &e
+            && std::error::Error::source(pg).is_some_and(|s| s.is::<NulInText>())
+        {
+            return crate::error::Error::bad_request("names, paths and tokens cannot hold the NUL character");
+        }
         crate::error::Error::Internal(anyhow::Error::new(e).context("database"))
     }
 }

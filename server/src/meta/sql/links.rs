@@ -173,6 +173,9 @@ impl<B: Backend> Links for SqlStore<B> {
     }
 
     fn link(&self, token: &str) -> Result<Option<LinkRecord>> {
+        if !super::db::storable(token) {
+            return Ok(None);
+        }
         self.read(|c| {
             let row = c.row(&format!("SELECT {COLS} FROM {FROM} WHERE l.token = ?1"), [token], record).optional()?;
             row.map(|r| {

@@ -234,9 +234,11 @@ pub(super) fn grant_blocks(conn: &Db<'_>, ns: i64, rows: &[i64]) -> Result<()> {
 
 /// The user id of a name, or a clear 404.
 fn user_id(conn: &Db<'_>, name: &str) -> Result<i64> {
-    conn.row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| Error::not_found(format!("there is no user '{name}' on this server: check the name")))
+    let found = match super::db::storable(name) {
+        true => conn.row("SELECT id FROM users WHERE name = ?1", [name], |r| r.get(0)).optional()?,
+        false => None,
+    };
+    found.ok_or_else(|| Error::not_found(format!("there is no user '{name}' on this server: check the name")))
 }
 
 fn root_of(conn: &Db<'_>, user: i64) -> Result<i64> {
