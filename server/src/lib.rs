@@ -6,7 +6,8 @@
 //!   - [`meta`]: metadata (users, devices, tokens, files, versions, journal,
 //!     shares, links) behind [`meta::MetaStore`]; `meta/sqlite` embedded;
 //!   - [`blocks`]: sealed blocks by id behind [`blocks::BlockStore`];
-//!     `blocks/local` a folder. [`crypto`] seals them with AES-256-GCM;
+//!     `blocks/local` a folder, `blocks/s3` a bucket. [`crypto`] seals them
+//!     with AES-256-GCM;
 //!   - [`notify`]: wake-ups for long polls behind [`notify::Notifier`];
 //!     `notify/local` in-process.
 //! - [`api`]: the HTTP API (axum), one handler module per area; [`limit`]
