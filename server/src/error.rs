@@ -23,11 +23,20 @@ pub enum Error {
     /// zips): try again in a moment (`Retry-After: 1`).
     #[error("{message}")]
     Busy { message: String },
+    /// The block store failed (an S3 outage, a disk error): 503 with
+    /// `Retry-After`, so clients try again; never an answer that says a
+    /// block or file is missing. The cause is logged, not sent.
+    #[error("block storage: {0}")]
+    Storage(std::io::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `Retry-After` of a block storage failure: long enough not to hammer a
+/// store that is down, short enough for a blip.
+const STORAGE_RETRY_AFTER_SECS: u64 = 5;
 
 impl Error {
     pub fn busy(message: impl Into<String>) -> Self {
@@ -55,6 +64,7 @@ impl Error {
             Error::Conflict { .. } => ErrorCode::Conflict,
             Error::MissingBlocks { .. } => ErrorCode::MissingBlocks,
             Error::RateLimited { .. } | Error::Busy { .. } => ErrorCode::TooManyRequests,
+            Error::Storage(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -66,6 +76,10 @@ impl Error {
             Error::Conflict { message, head } => (message.clone(), head.as_deref().cloned(), Vec::new()),
             Error::MissingBlocks { missing } => (self.to_string() + ": upload them first", None, missing.clone()),
             Error::RateLimited { .. } | Error::Busy { .. } => (self.to_string(), None, Vec::new()),
+            Error::Storage(e) => {
+                tracing::error!(error = %e, "block storage failed");
+                ("block storage is unavailable right now; try again shortly".to_owned(), None, Vec::new())
+            }
             Error::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 ("internal server error; the server log has details".to_owned(), None, Vec::new())
@@ -101,6 +115,7 @@ impl IntoResponse for Error {
         let retry_after = match self {
             Error::RateLimited { retry_after } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
             Error::Busy { .. } => Some(1),
+            Error::Storage(_) => Some(STORAGE_RETRY_AFTER_SECS),
             _ => None,
         };
         if let Some(secs) = retry_after {

@@ -7,7 +7,8 @@
 //!     shares, links) behind [`meta::MetaStore`]: the rules once in
 //!     `meta/sql`, over `meta/sqlite` (embedded) or `meta/postgres`;
 //!   - [`blocks`]: sealed blocks by id behind [`blocks::BlockStore`];
-//!     `blocks/local` a folder. [`crypto`] seals them with AES-256-GCM;
+//!     `blocks/local` a folder, `blocks/s3` a bucket. [`crypto`] seals them
+//!     with AES-256-GCM;
 //!   - [`notify`]: wake-ups for long polls behind [`notify::Notifier`];
 //!     `notify/local` in-process.
 //! - [`api`]: the HTTP API (axum), one handler module per area; [`limit`]

@@ -21,8 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API (SQLite metadata and a local block folder under --data,
-    /// or the metadata on PostgreSQL with --db).
+    /// Serve the API: metadata in SQLite under --data or on PostgreSQL
+    /// (--db), blocks in a folder under --data or where --blocks says.
     Serve {
         /// Data directory: database, blocks, master key, unfinished uploads.
         #[arg(long, env = "FERRY_DATA")]
@@ -62,6 +62,12 @@ enum Command {
         /// client, and its connections are not capped.
         #[arg(long = "trusted-proxy", value_name = "IP")]
         trusted_proxies: Vec<std::net::IpAddr>,
+        /// Where blocks are stored: a folder (default DATA/blocks), or an
+        /// S3-compatible bucket, s3://BUCKET?endpoint=https://HOST:PORT&region=R&prefix=FOLDER
+        /// (endpoint, region, prefix optional), with credentials from
+        /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+        #[arg(long, env = "FERRY_BLOCKS", value_name = "SPEC")]
+        blocks: Option<String>,
     },
     /// Serve with embedded defaults for a first try: data under ./ferry-data,
     /// a user created on first start with a generated password saved beside it.
@@ -198,6 +204,7 @@ fn main() -> anyhow::Result<()> {
             poll_max_secs,
             max_connections_per_address,
             trusted_proxies,
+            blocks,
         } => {
             let opts = ServeOptions {
                 tls: tls_cert.zip(tls_key),
@@ -208,6 +215,7 @@ fn main() -> anyhow::Result<()> {
                 max_conns_per_address: max_connections_per_address,
                 trusted_proxies,
                 db,
+                blocks,
                 ..ServeOptions::new(data, listen)
             };
             runtime()?.block_on(serve::serve(opts))

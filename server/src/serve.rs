@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::api::{self, AppState, Inner, Limits};
-use crate::blocks::LocalBlockStore;
 use crate::crypto::Vault;
 use crate::meta::now_ms;
 use crate::notify::LocalNotifier;
@@ -37,6 +36,9 @@ pub struct ServeOptions {
     /// Proxies in front whose `X-Forwarded-For` names the client (for the
     /// login throttles), and whose connections are not capped.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Where blocks are stored (see [`crate::blocks::open`]): none, the
+    /// folder `DATA/blocks`.
+    pub blocks: Option<String>,
 }
 
 impl ServeOptions {
@@ -54,6 +56,7 @@ impl ServeOptions {
             poll_max: Duration::from_secs(300),
             max_conns_per_address: DEFAULT_CONNS_PER_ADDRESS,
             trusted_proxies: Vec::new(),
+            blocks: None,
         }
     }
 }
@@ -76,7 +79,7 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
     crate::fsutil::create_private_dir(&uploads_dir)?;
     crate::fsutil::make_private(&uploads_dir)?;
     let meta = crate::admin::open_meta(Some(&opts.data), opts.db.as_deref())?;
-    let blocks = Arc::new(LocalBlockStore::open(&opts.data.join("blocks"))?);
+    let blocks = crate::blocks::open(opts.blocks.as_deref(), &opts.data)?;
     let vault = Vault::load_or_create(&opts.data)?;
     let notifier = Arc::new(LocalNotifier::default());
     Ok(Arc::new(Inner {

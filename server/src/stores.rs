@@ -66,9 +66,9 @@ impl Stores {
         };
         if sealed.len() == 1 {
             let one = sealed.into_iter().next().expect("one");
-            self.blocks.put(blocks[0].id, one).await?;
+            self.blocks.put(blocks[0].id, one).await.map_err(Error::Storage)?;
         } else {
-            let locs = self.blocks.put_pack(sealed).await?;
+            let locs = self.blocks.put_pack(sealed).await.map_err(Error::Storage)?;
             for (nb, loc) in blocks.iter_mut().zip(locs) {
                 nb.loc = loc;
             }
@@ -152,7 +152,7 @@ impl Stores {
             if sealed.is_empty() {
                 return Ok::<_, Error>(());
             }
-            let locs = runtime.block_on(self.blocks.put_pack(std::mem::take(sealed)))?;
+            let locs = runtime.block_on(self.blocks.put_pack(std::mem::take(sealed))).map_err(Error::Storage)?;
             new_blocks.extend(pending.drain(..).zip(locs).map(|(nb, loc)| NewBlock { loc, ..nb }));
             Ok(())
         };
@@ -195,8 +195,12 @@ impl Stores {
 
     /// A stored block as its uploader sent it (encoding and bytes), opened.
     pub async fn read_block(self: &Arc<Self>, id: BlockId, loc: BlockLoc) -> Result<(BlockEncoding, Vec<u8>)> {
-        let sealed =
-            self.blocks.get(id, loc).await?.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
+        let sealed = self
+            .blocks
+            .get(id, loc)
+            .await
+            .map_err(Error::Storage)?
+            .ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
         let st = Arc::clone(self);
         blocking(move || Ok(st.vault.open(&id, &sealed)?)).await
     }
@@ -207,7 +211,12 @@ impl Stores {
         let st = Arc::clone(self);
         let loc = blocking(move || st.meta.block_location(&id)).await?;
         let loc = loc.ok_or_else(|| anyhow::anyhow!("block {id} is not recorded"))?;
-        let sealed = self.blocks.get(id, loc).await?.ok_or_else(|| anyhow::anyhow!("block {id} is not stored"))?;
+        let sealed = self
+            .blocks
+            .get(id, loc)
+            .await
+            .map_err(Error::Storage)?
+            .ok_or_else(|| anyhow::anyhow!("block {id} is not stored"))?;
         let st = Arc::clone(self);
         blocking(move || {
             let (enc, bytes) = st.vault.open(&id, &sealed)?;

@@ -587,7 +587,7 @@ pub async fn upload_put(
         match &r {
             // The session answers with its revision until it expires.
             Ok((entry, _)) => state.stores.meta.finish_upload(&session.id, entry)?,
-            Err(Error::Internal(_)) => return r,
+            Err(Error::Internal(_) | Error::Storage(_)) => return r,
             Err(_) => state.stores.meta.delete_upload(&session.id)?,
         }
         let _ = std::fs::remove_file(&file_path);

@@ -1,13 +1,17 @@
 //! Block storage: where sealed (encrypted) blocks live, addressed by id.
 //!
 //! [`BlockStore`] is the seam; [`local::LocalBlockStore`] is the embedded
-//! default (a folder). Every method is async and never holds a runtime
+//! default (a folder), [`s3::S3BlockStore`] an S3-compatible bucket (same
+//! layout, conditional creates, ranged GETs); [`open`] picks one from
+//! `--blocks`. Every method is async and never holds a runtime
 //! thread while it waits: the local folder does its file work on the
-//! blocking pool, a remote store waits on the network. A block is durable
-//! when `put` returns, before any commit can reference it. Many small
-//! blocks uploaded together go into one pack object (one write, one
-//! fsync); the metadata store keeps each block's [`BlockLoc`], and a packed
-//! block is read with a ranged read of its pack.
+//! blocking pool, a remote store waits on the network with timeouts. A
+//! block is durable when `put` returns, before any commit can reference it.
+//! Many small blocks uploaded together go into one pack object (one write,
+//! one fsync); the metadata store keeps each block's [`BlockLoc`], and a
+//! packed block is read with a ranged read of its pack. A store that fails
+//! (a disk error, an S3 outage) answers an `io::Error`, never "not stored":
+//! the API turns it into a retryable 503.
 //!
 //! Objects are immutable and content-addressed (a pack's id is random and
 //! never reused), so `delete` and `list` are all garbage collection needs:
@@ -15,15 +19,20 @@
 //! block be re-referenced while it is being deleted.
 
 use std::io;
+use std::path::Path;
+use std::sync::Arc;
 
+use anyhow::{Context, bail};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
 use ferry_shared::BlockId;
 
 pub mod local;
+pub mod s3;
 
 pub use local::LocalBlockStore;
+pub use s3::S3BlockStore;
 
 /// Where a block is stored: on its own, or inside a pack (many small blocks
 /// uploaded together share one object and one fsync).
@@ -64,6 +73,46 @@ pub trait BlockStore: Send + Sync + 'static {
     fn delete(&self, object: Object) -> BoxFuture<'_, io::Result<()>>;
     /// Every stored object, in no particular order, read as it is listed.
     fn list(&self) -> BoxStream<'static, io::Result<Object>>;
+}
+
+/// The block store `spec` names (`--blocks`): none or a folder path, the
+/// local folder (by default `DATA/blocks`); `s3://BUCKET?endpoint=…&region=…
+/// &prefix=…`, a bucket, with credentials from `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY`. A bucket is checked before the server starts
+/// (one page of its listing), so a wrong endpoint, bucket or key stops
+/// start-up with the reason instead of failing every upload.
+pub fn open(spec: Option<&str>, data: &Path) -> anyhow::Result<Arc<dyn BlockStore>> {
+    let folder = |dir: &Path| -> anyhow::Result<Arc<dyn BlockStore>> {
+        let store = LocalBlockStore::open(dir).with_context(|| format!("opening block folder {}", dir.display()))?;
+        Ok(Arc::new(store))
+    };
+    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        None => folder(&data.join("blocks")),
+        Some(spec) if spec.starts_with("s3://") => {
+            let parsed = s3::S3Spec::parse(spec)?;
+            let store = S3BlockStore::from_env(&parsed)?;
+            // On a client of its own, in a runtime of its own: `open` runs
+            // in or outside a runtime, and the store's pooled connections
+            // must not belong to a runtime that is gone.
+            let probe = S3BlockStore::from_env(&parsed)?;
+            let checked = std::thread::scope(|s| {
+                s.spawn(|| tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(probe.check()))
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the check panicked")))
+            });
+            checked.with_context(|| {
+                format!(
+                    "block storage {spec} is not usable (check the endpoint, the bucket, and the credentials in \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                )
+            })?;
+            Ok(Arc::new(store))
+        }
+        Some(spec) if spec.contains("://") => {
+            bail!("unsupported block storage {spec:?}: give a folder path or s3://BUCKET?endpoint=…")
+        }
+        Some(dir) => folder(Path::new(dir)),
+    }
 }
 
 #[cfg(test)]
