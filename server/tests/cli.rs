@@ -55,8 +55,7 @@ fn refuses_plain_http_on_public_address() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-http"));
 }
 
-#[path = "../src/blocks/s3/s3s_fs.rs"]
-mod s3s_fs;
+use ferry_server::testing::s3s_fs;
 
 /// `ferry-server serve` with `--blocks` (and the test credentials in the
 /// environment), killed on drop.

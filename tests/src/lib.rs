@@ -37,8 +37,8 @@ pub use ferry_server::testing::skip;
 pub struct Server {
     pub url: String,
     pub data: PathBuf,
-    /// The PostgreSQL cluster its metadata is in (`FERRY_TEST_BACKEND=postgres`).
-    cluster: Option<std::sync::Arc<ferry_server::testing::PgCluster>>,
+    /// What its metadata and blocks are in, with `FERRY_TEST_BACKEND`.
+    backends: Backends,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
     stderr_log: PathBuf,
@@ -55,8 +55,8 @@ impl Server {
     pub fn start_args(extra: &[&str]) -> anyhow::Result<Server> {
         let tmp = tempfile::tempdir()?;
         let data = tmp.path().join("data");
-        // (Its PostgreSQL cluster, if any, stays up from the first user on.)
-        let _cluster = test_db(&data)?;
+        // (Its backends, if any, stay up from the first user on.)
+        let _backends = backends(&data)?;
         for user in ["alice", "bob"] {
             add_user(&data, user, &format!("password-{user}"), None)?;
         }
@@ -85,12 +85,14 @@ impl Server {
 
     fn start_listening_env(data: &Path, listen: &str, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
-        let (cluster, db) = test_db(data)?;
+        let backends = backends(data)?;
         let stderr_log = data.join(format!("server-{}.log", rand_suffix()));
-        let mut child = Command::new(binary("ferry-server"))
+        let mut cmd = Command::new(binary("ferry-server"));
+        s3_env(&mut cmd);
+        let mut child = cmd
             .args(["serve", "--listen", listen, "--data"])
             .arg(data)
-            .args(db.iter().flat_map(|url| ["--db", url.as_str()]))
+            .args(&backends.args)
             .args(extra)
             .env("RUST_LOG", "info,ferry_server=debug")
             .envs(env.iter().copied())
@@ -115,7 +117,7 @@ impl Server {
             }
         };
         let url = line.rsplit(' ').next().context("listening line")?.to_owned();
-        Ok(Server { url, data: data.to_owned(), cluster, child: Some(child), _tmp: None, stderr_log })
+        Ok(Server { url, data: data.to_owned(), backends, child: Some(child), _tmp: None, stderr_log })
     }
 
     /// Stops the server with SIGTERM (graceful) and waits for it.
@@ -175,7 +177,7 @@ impl Server {
         let mut next = std::mem::ManuallyDrop::new(next);
         self.url = std::mem::take(&mut next.url);
         self.child = next.child.take();
-        self.cluster = next.cluster.take().or(self.cluster.take());
+        self.backends = std::mem::take(&mut next.backends);
         self.stderr_log = std::mem::take(&mut next.stderr_log);
     }
 
@@ -211,34 +213,57 @@ impl Drop for Server {
     }
 }
 
-/// Which metadata backend the servers of these tests use: SQLite in their
-/// data directory, or with `FERRY_TEST_BACKEND=postgres` a database of
-/// their own in a throwaway PostgreSQL cluster.
-pub fn postgres_backend() -> bool {
-    std::env::var("FERRY_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+/// Whether the servers of these tests run on the backends for scale:
+/// `FERRY_TEST_BACKEND=postgres-s3` puts each one's metadata in a database
+/// of its own in a throwaway PostgreSQL cluster and its blocks under a
+/// prefix of its own in a real S3 server (s3s-fs); otherwise SQLite and a
+/// folder in its data directory.
+pub fn scale_backends() -> bool {
+    std::env::var("FERRY_TEST_BACKEND").is_ok_and(|b| b == "postgres-s3")
 }
 
-/// The PostgreSQL database of the server in `data` (made on first use and
-/// kept for its restarts), with the cluster it is in; `(None, None)` on
-/// SQLite.
-fn test_db(data: &Path) -> anyhow::Result<(Option<std::sync::Arc<ferry_server::testing::PgCluster>>, Option<String>)> {
-    if !postgres_backend() {
-        return Ok((None, None));
+/// The servers that a test's servers run on (kept up while it holds them).
+#[derive(Clone, Default)]
+pub struct Backends {
+    _cluster: Option<std::sync::Arc<ferry_server::testing::PgCluster>>,
+    _s3: Option<std::sync::Arc<ferry_server::testing::s3s_fs::S3sFs>>,
+    /// `serve` and `user` arguments naming them.
+    args: Vec<String>,
+}
+
+/// The backends of the server in `data`: made on first use and kept (in the
+/// data directory) for its restarts and its `user` commands.
+fn backends(data: &Path) -> anyhow::Result<Backends> {
+    if !scale_backends() {
+        return Ok(Backends::default());
     }
-    let Some(cluster) = ferry_server::testing::PgCluster::shared()? else {
-        bail!("FERRY_TEST_BACKEND=postgres, but this machine has no PostgreSQL binaries (initdb, pg_ctl)");
+    use ferry_server::testing::{PgCluster, s3s_fs};
+    let Some(cluster) = PgCluster::shared()? else {
+        bail!("FERRY_TEST_BACKEND=postgres-s3, but this machine has no PostgreSQL binaries (initdb, pg_ctl)");
+    };
+    let Some(s3) = s3s_fs::S3sFs::shared("FERRY_TEST_BACKEND=postgres-s3") else {
+        bail!("FERRY_TEST_BACKEND=postgres-s3, but s3s-fs is not installed ({})", s3s_fs::INSTALL);
     };
     std::fs::create_dir_all(data)?;
-    let file = data.join("test-db-url");
-    let url = match std::fs::read_to_string(&file) {
-        Ok(url) => url,
+    let file = data.join("test-backends");
+    let args = match std::fs::read_to_string(&file) {
+        Ok(text) => text.lines().map(str::to_owned).collect(),
         Err(_) => {
-            let url = cluster.fresh_db()?;
-            std::fs::write(&file, &url)?;
-            url
+            let db = cluster.fresh_db()?;
+            let blocks =
+                format!("s3://{}?endpoint={}&region=us-east-1&prefix=s{}", s3s_fs::BUCKET, s3.endpoint, rand_suffix());
+            let args = vec!["--db".to_owned(), db, "--blocks".to_owned(), blocks];
+            std::fs::write(&file, args.join("\n"))?;
+            args
         }
     };
-    Ok((Some(cluster), Some(url)))
+    Ok(Backends { _cluster: Some(cluster), _s3: Some(s3), args })
+}
+
+/// The credentials of the tests' S3 server, for a server process.
+fn s3_env(cmd: &mut Command) {
+    use ferry_server::testing::s3s_fs;
+    cmd.env("AWS_ACCESS_KEY_ID", s3s_fs::ACCESS_KEY).env("AWS_SECRET_ACCESS_KEY", s3s_fs::SECRET_KEY);
 }
 
 fn rand_suffix() -> String {
@@ -250,10 +275,11 @@ fn rand_suffix() -> String {
 pub fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) -> anyhow::Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(data)?;
-    let (_cluster, db) = test_db(data)?;
+    let backends = backends(data)?;
     let mut cmd = Command::new(binary("ferry-server"));
     cmd.args(["user", "add", name, "--password-stdin", "--data"]).arg(data);
-    cmd.args(db.iter().flat_map(|url| ["--db", url.as_str()]));
+    // (Its metadata's place: the first two arguments, `--db URL`.)
+    cmd.args(backends.args.iter().take(2));
     if let Some(q) = quota {
         cmd.args(["--quota", q]);
     }

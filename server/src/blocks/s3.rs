@@ -345,6 +345,4 @@ impl BlockStore for S3BlockStore {
 }
 
 #[cfg(test)]
-pub(crate) mod s3s_fs;
-#[cfg(test)]
 mod tests;

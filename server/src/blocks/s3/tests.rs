@@ -20,7 +20,7 @@ use crate::blocks::{BlockLoc, BlockStore, Object, conformance};
 use crate::error::Error;
 use crate::stores::{Incoming, Stores};
 
-use super::s3s_fs::{self, S3sFs};
+use crate::testing::s3s_fs::{self, S3sFs};
 
 fn credentials() -> AmazonS3Builder {
     AmazonS3Builder::new().with_access_key_id(s3s_fs::ACCESS_KEY).with_secret_access_key(s3s_fs::SECRET_KEY)

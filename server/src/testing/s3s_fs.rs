@@ -1,7 +1,5 @@
 //! A real S3 server for tests: `s3s-fs` (pinned 0.14.1) on a free port of
-//! 127.0.0.1, serving a temporary folder, killed on drop. Only std and
-//! `tempfile`, so integration tests can include this file too
-//! (`#[path = …] mod s3s_fs;`).
+//! 127.0.0.1, serving a temporary folder, killed on drop.
 //!
 //! The binary is `$FERRY_S3S_FS`, else `tools/bin/s3s-fs` under
 //! `$CARGO_TARGET_DIR` or the workspace's `target/` (where `.ci/run`
@@ -9,9 +7,10 @@
 //! `$FERRY_SKIP_LOG`; under `CI=true` it fails instead, with the command
 //! that installs it.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, Weak};
+
+use super::skip;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +32,8 @@ pub struct S3sFs {
     /// The folder served: each folder in it is a bucket, each object a file.
     pub root: PathBuf,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    /// Removed when dropped.
+    dir: PathBuf,
 }
 
 impl S3sFs {
@@ -47,10 +47,10 @@ impl S3sFs {
                 return None;
             }
         };
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let root = dir.path().join("s3");
+        let dir = std::env::temp_dir().join(format!("ferry-s3-{}-{}", std::process::id(), rand::random::<u32>()));
+        let root = dir.join("s3");
         std::fs::create_dir_all(root.join(BUCKET)).expect("the bucket's folder");
-        let log = dir.path().join("s3s-fs.log");
+        let log = dir.join("s3s-fs.log");
         // The port is free when picked; another process may take it before
         // s3s-fs binds it (s3s-fs then exits): pick again.
         let mut last = String::new();
@@ -69,7 +69,7 @@ impl S3sFs {
             match wait_until_answering(&mut child, port) {
                 Ok(()) => {
                     let endpoint = format!("http://127.0.0.1:{port}");
-                    return Some(S3sFs { child, endpoint, root, log, _dir: dir });
+                    return Some(S3sFs { child, endpoint, root, log, dir });
                 }
                 Err(e) => {
                     let _ = child.kill();
@@ -79,6 +79,20 @@ impl S3sFs {
             }
         }
         panic!("s3s-fs did not start: {last}")
+    }
+
+    /// The instance the tests of this process share (each uses a prefix of
+    /// its own in [`BUCKET`]), started if none runs; `None` when the binary
+    /// is missing and `test` may skip.
+    pub fn shared(test: &str) -> Option<Arc<S3sFs>> {
+        static SHARED: Mutex<Weak<S3sFs>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().expect("s3s-fs lock poisoned");
+        if let Some(s) = shared.upgrade() {
+            return Some(s);
+        }
+        let s = Arc::new(S3sFs::start(test)?);
+        *shared = Arc::downgrade(&s);
+        Some(s)
     }
 
     /// What s3s-fs logged so far (for failure messages).
@@ -96,6 +110,7 @@ impl S3sFs {
 impl Drop for S3sFs {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -162,17 +177,4 @@ fn binary() -> Result<PathBuf, String> {
             tried.join(", ")
         )
     })
-}
-
-/// Skips `test` because `why`; under `CI=true` nothing may skip: panics.
-fn skip(test: &str, why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test} cannot run: {why} (CI=true: no test may skip; .ci/run installs s3s-fs)");
-    }
-    eprintln!("skipped {test}: {why}");
-    if let Ok(log) = std::env::var("FERRY_SKIP_LOG")
-        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log)
-    {
-        let _ = writeln!(f, "{test}: {why}");
-    }
 }

@@ -1,4 +1,5 @@
-//! Real servers for tests: a throwaway PostgreSQL cluster.
+//! Real servers for tests: a throwaway PostgreSQL cluster, and an S3
+//! server ([`s3s_fs`]).
 //!
 //! PostgreSQL's own binaries (`initdb`, `pg_ctl`; Debian puts them in
 //! `/usr/lib/postgresql/15/bin`, `FERRY_PG_BIN` names another folder) start
@@ -13,6 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use anyhow::{Context, bail};
+
+pub mod s3s_fs;
 
 /// A running cluster (stopped when dropped).
 pub struct PgCluster {
