@@ -72,11 +72,22 @@ pub struct Options {
     /// with the last device, and folders shared between them; `None`: two
     /// users for odd seeds.
     pub users: Option<usize>,
+    /// The server's metadata on PostgreSQL (a database of its own in a
+    /// throwaway cluster for each seed), not SQLite.
+    pub postgres: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { devices: 3, steps: 300, faults: true, trace: false, case_insensitive: None, users: None }
+        Options {
+            devices: 3,
+            steps: 300,
+            faults: true,
+            trace: false,
+            case_insensitive: None,
+            users: None,
+            postgres: false,
+        }
     }
 }
 
@@ -96,6 +107,9 @@ impl Options {
         }
         if !self.faults {
             f += " --no-faults";
+        }
+        if self.postgres {
+            f += " --postgres";
         }
         f
     }
@@ -344,7 +358,11 @@ impl World {
         let by_user: Vec<Vec<(String, String)>> = (0..users)
             .map(|u| names.iter().enumerate().filter(|(i, _)| user_of(*i) == u).map(|(_, n)| n.clone()).collect())
             .collect();
-        let server = SimServer::start(&dir.path().join("server"), &by_user)?;
+        let db = match opts.postgres {
+            true => Some(net::SeedDb::new()?),
+            false => None,
+        };
+        let server = SimServer::start(&dir.path().join("server"), &by_user, db)?;
         let devices = names
             .iter()
             .enumerate()

@@ -39,6 +39,10 @@ struct Args {
     /// Print every event as it happens.
     #[arg(long)]
     trace: bool,
+    /// The server's metadata on PostgreSQL: a database of its own for each
+    /// seed in a throwaway cluster (PostgreSQL's binaries are needed).
+    #[arg(long)]
+    postgres: bool,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -59,6 +63,7 @@ fn main() -> std::process::ExitCode {
         faults: !args.no_faults,
         trace: args.trace,
         users: args.users,
+        postgres: args.postgres,
         ..Options::default()
     };
     let (start, count) = match args.seed {

@@ -215,6 +215,31 @@ impl Api for SimApi {
     }
 }
 
+/// A seed's PostgreSQL database, dropped with it (a run of many seeds
+/// would otherwise fill the cluster's disk).
+pub struct SeedDb {
+    cluster: Arc<ferry_server::testing::PgCluster>,
+    url: String,
+}
+
+impl SeedDb {
+    pub fn new() -> anyhow::Result<SeedDb> {
+        let Some(cluster) = ferry_server::testing::PgCluster::shared()? else {
+            anyhow::bail!("--postgres needs PostgreSQL's binaries (initdb, pg_ctl; FERRY_PG_BIN names their folder)");
+        };
+        let url = cluster.fresh_db()?;
+        Ok(SeedDb { cluster, url })
+    }
+}
+
+impl Drop for SeedDb {
+    fn drop(&mut self) {
+        if let Err(e) = self.cluster.drop_db(&self.url) {
+            eprintln!("dropping {}: {e:#}", self.url);
+        }
+    }
+}
+
 /// The real server, in-process, restartable from its data directory.
 pub struct SimServer {
     opts: ServeOptions,
@@ -225,18 +250,22 @@ pub struct SimServer {
     pub callers: Vec<Caller>,
     /// A token of each user (for what they do outside a device: sharing).
     tokens: Vec<String>,
+    /// Its PostgreSQL database, if any: declared last, dropped after the
+    /// stores that use it.
+    _db: Option<SeedDb>,
 }
 
 impl SimServer {
     /// Starts a server in `data` with users `user0`, `user1`, … and the
     /// devices of each: `users[u]` is `[(device name, token)]`.
-    pub fn start(data: &Path, users: &[Vec<(String, String)>]) -> anyhow::Result<SimServer> {
+    pub fn start(data: &Path, users: &[Vec<(String, String)>], db: Option<SeedDb>) -> anyhow::Result<SimServer> {
         let opts = ServeOptions {
             upload_expiry: Duration::from_secs(3600),
+            db: db.as_ref().map(|d| d.url.clone()),
             ..ServeOptions::new(data.to_owned(), ([127, 0, 0, 1], 0).into())
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let mut server = SimServer { opts, state: None, rt, callers: Vec::new(), tokens: Vec::new() };
+        let mut server = SimServer { opts, state: None, rt, callers: Vec::new(), tokens: Vec::new(), _db: db };
         let state = server.open()?;
         for (u, devices) in users.iter().enumerate() {
             let user = state.stores.meta.add_user(&format!("user{u}"), "not a password hash", 1 << 40)?;

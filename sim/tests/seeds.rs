@@ -1,6 +1,7 @@
 //! The whole-system simulation in the test suite: 10,000 seeds (or
 //! `FERRY_SIM_SEEDS`), each a random history of three devices and the
-//! server with faults, checked after quiescence. A failing seed prints the
+//! server with faults, checked after quiescence; 1,000 of them again with
+//! the server's metadata on PostgreSQL. A failing seed prints the
 //! command that replays it with its full event trace.
 
 use std::sync::Mutex;
@@ -14,8 +15,25 @@ fn seeds() -> u64 {
 
 #[test]
 fn ten_thousand_seeds_keep_every_invariant() {
-    let count = seeds();
-    let opts = Options::default();
+    run_seeds(seeds(), &Options::default());
+}
+
+/// The same histories with the server's metadata on PostgreSQL (a
+/// database of its own for each seed in a throwaway cluster): 1,000 seeds,
+/// or `FERRY_SIM_PG_SEEDS`.
+#[test]
+fn a_thousand_seeds_on_postgresql() {
+    if ferry_server::testing::PgCluster::binaries().is_none() {
+        ferry_server::testing::skip("the simulation on PostgreSQL", "no PostgreSQL binaries (initdb, pg_ctl)");
+        return;
+    }
+    let count = std::env::var("FERRY_SIM_PG_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    run_seeds(count, &Options { postgres: true, ..Options::default() });
+}
+
+/// Runs seeds `0..count` on up to four threads; fails with every seed
+/// that failed, each with the command that replays it.
+fn run_seeds(count: u64, opts: &Options) {
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
     let totals = Mutex::new((Faults::default(), 0u64, 0u64));
@@ -28,7 +46,7 @@ fn ten_thousand_seeds_keep_every_invariant() {
                     if seed >= count {
                         return;
                     }
-                    match run_seed(seed, &opts) {
+                    match run_seed(seed, opts) {
                         Ok(o) => {
                             let mut t = totals.lock().unwrap();
                             t.0.add(&o.faults);
@@ -43,7 +61,8 @@ fn ten_thousand_seeds_keep_every_invariant() {
     });
     let (faults, ops, requests) = *totals.lock().unwrap();
     eprintln!(
-        "{count} seeds: {ops} user operations, {requests} requests, {} faults injected ({faults:?})",
+        "{count} seeds{}: {ops} user operations, {requests} requests, {} faults injected ({faults:?})",
+        opts.flags(),
         faults.total()
     );
     let failures = failures.into_inner().unwrap();

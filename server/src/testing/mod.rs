@@ -126,6 +126,28 @@ impl PgCluster {
     }
 }
 
+impl PgCluster {
+    /// Drops the database at `url` (one of [`PgCluster::fresh_db`]'s), its
+    /// connections cut.
+    pub fn drop_db(&self, url: &str) -> anyhow::Result<()> {
+        let name = url.rsplit('/').next().context("a database URL")?.to_owned();
+        let admin = self.admin_url();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+                let task = tokio::spawn(conn);
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+                drop(client);
+                let _ = task.await;
+                anyhow::Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("dropping a database panicked"))?
+    }
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         let _ = self.pg("pg_ctl").args(["-m", "immediate", "-D"]).arg(&self.dir).arg("stop").output();
