@@ -77,6 +77,7 @@ fn run(sc: &Scenario) -> Result<(), String> {
         trace: false,
         case_insensitive: Some(sc.case_insensitive),
         users: Some(1),
+        postgres: false,
     };
     let world = World::new(0, opts).map_err(|e| e.to_string())?;
     world.run_scenario(sc).map(|_| ()).map_err(|v| v.to_string())
