@@ -341,16 +341,40 @@ where
 }
 
 async fn commits(files: usize, concurrency: usize) -> anyhow::Result<()> {
-    println!("== commits: {files} files of 1 KiB, {concurrency} concurrent requests ==");
     let server = Server::start()?;
-    let client = Client::user(&server, "alice", "bench").await?;
+    let r = commits_on(&server, files, concurrency).await;
+    if r.is_err() {
+        // What the server said about it (its data folder goes with it).
+        let log = server.log();
+        let tail: Vec<&str> = log.lines().filter(|l| l.contains("ERROR") || l.contains("WARN")).take(20).collect();
+        eprintln!("the server's errors and warnings:\n{}", tail.join("\n"));
+    }
+    r
+}
+
+async fn commits_on(server: &Server, files: usize, concurrency: usize) -> anyhow::Result<()> {
+    println!(
+        "== commits: {files} files of 1 KiB, {concurrency} concurrent requests, on {} ==",
+        if ferry_tests::scale_backends() { "PostgreSQL + S3" } else { "SQLite + a folder" }
+    );
+    // Several accounts, as a server has: one account may send 16 requests
+    // with bodies at once, and its commits take turns on its journal.
+    let accounts = concurrency.div_ceil(8).max(1);
+    let mut users = Vec::with_capacity(accounts);
+    for u in 0..accounts {
+        let name = format!("bench{u}");
+        ferry_tests::add_user(&server.data, &name, &format!("password-{name}"), Some("100GiB"))?;
+        users.push(Client::user(server, &name, "bench").await?);
+    }
+    let users = Arc::new(users);
+    println!("({accounts} accounts, {} concurrent requests each)", concurrency.div_ceil(accounts));
     let data: Arc<Vec<Vec<u8>>> = Arc::new((0..files * 2).map(|i| pseudo_random(1024, i as u64 + 1)).collect());
 
     // (a) Block upload + commit per file (what a client does for a new file).
-    let c = client.clone();
+    let us = Arc::clone(&users);
     let d = Arc::clone(&data);
     let took = run_parallel(files, concurrency, move |i| {
-        let (c, d) = (c.clone(), Arc::clone(&d));
+        let (c, d) = (us[i % us.len()].clone(), Arc::clone(&d));
         async move {
             let id = c.upload_block(&d[i]).await?;
             let r = c.commit(vec![put_op(format!("a/{i}.txt"), id)]).await?;
@@ -363,28 +387,42 @@ async fn commits(files: usize, concurrency: usize) -> anyhow::Result<()> {
 
     // (b) Commits alone (blocks already uploaded): the metadata path.
     let ids: Arc<Vec<BlockId>> = Arc::new(data[..files].iter().map(|d| BlockId::of(d)).collect());
-    let c = client.clone();
+    let us = Arc::clone(&users);
     let ids2 = Arc::clone(&ids);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(files)));
+    let lat = Arc::clone(&latencies);
     let took = run_parallel(files, concurrency, move |i| {
-        let (c, ids) = (c.clone(), Arc::clone(&ids2));
+        let (c, ids, lat) = (us[i % us.len()].clone(), Arc::clone(&ids2), Arc::clone(&lat));
         async move {
+            let t = Instant::now();
             let r = c.commit(vec![put_op(format!("b/{i}.txt"), ids[i])]).await?;
+            lat.lock().expect("latencies").push(t.elapsed());
             anyhow::ensure!(r.results[0].status == 200, "commit failed: {:?}", r.results[0].error);
             Ok(())
         }
     })
     .await?;
+    let mut lat = latencies.lock().expect("latencies").clone();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
     println!(
-        "commit only, one file per commit (every answer durable): {:.0} commits/s",
-        files as f64 / took.as_secs_f64()
+        "commit only, one file per commit (every answer durable): {:.0} commits/s, latency p50 {:.1} ms, p99 {:.1} ms",
+        files as f64 / took.as_secs_f64(),
+        pct(0.5),
+        pct(0.99)
     );
 
-    // (c) Batched: 1,000 files per commit request.
+    // (c) Batched: 1,000 files per commit request, each of one account's
+    // blocks (an account commits only what it uploaded).
     let t = Instant::now();
-    for (k, batch) in ids.chunks(1000).enumerate() {
-        let ops = batch.iter().enumerate().map(|(j, id)| put_op(format!("c/{k}/{j}.txt"), *id)).collect();
-        let r = client.commit(ops).await?;
-        anyhow::ensure!(r.results.iter().all(|x| x.status == 200), "batch failed");
+    for (u, owner) in users.iter().enumerate() {
+        let own: Vec<BlockId> =
+            ids.iter().enumerate().filter(|(i, _)| i % users.len() == u).map(|(_, id)| *id).collect();
+        for (k, batch) in own.chunks(1000).enumerate() {
+            let ops = batch.iter().enumerate().map(|(j, id)| put_op(format!("c/{k}/{j}.txt"), *id)).collect();
+            let r = owner.commit(ops).await?;
+            anyhow::ensure!(r.results.iter().all(|x| x.status == 200), "batch failed");
+        }
     }
     println!("commit only, 1,000 files per request: {:.0} files/s", files as f64 / t.elapsed().as_secs_f64());
     println!("server RSS after {} files: {:.0} MiB", files * 3, rss_mib(server.pid().context("pid")?));

@@ -67,11 +67,15 @@ impl PgCluster {
             .context("initdb")?;
         // A port nobody holds now (the server binds it a moment later).
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
-            base.display()
-        );
+        // Tests need no durability across a power cut; benchmarks do
+        // (`FERRY_PG_DURABLE=1` keeps PostgreSQL's defaults).
+        let fast = if std::env::var("FERRY_PG_DURABLE").is_ok_and(|v| v == "1") {
+            ""
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
+        let options =
+            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 {fast} -c max_connections=200", base.display());
         cluster.port = port;
         run(cluster
             .pg("pg_ctl")
