@@ -110,45 +110,34 @@ impl PgCluster {
     /// A new, empty database; returns its URL.
     pub fn fresh_db(&self) -> anyhow::Result<String> {
         let name = format!("t{}", self.databases.fetch_add(1, Ordering::Relaxed));
-        let db = name.clone();
-        let admin = self.admin_url();
-        // On a thread of its own: tests call this from async code too.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
-                let task = tokio::spawn(conn);
-                client.batch_execute(&format!("CREATE DATABASE {name}")).await?;
-                drop(client);
-                let _ = task.await;
-                anyhow::Ok(())
-            })
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("creating a database panicked"))??;
-        Ok(format!("postgres://postgres@127.0.0.1:{}/{db}", self.port))
+        self.admin(format!("CREATE DATABASE {name}"))?;
+        Ok(format!("postgres://postgres@127.0.0.1:{}/{name}", self.port))
     }
-}
 
-impl PgCluster {
     /// Drops the database at `url` (one of [`PgCluster::fresh_db`]'s), its
     /// connections cut.
     pub fn drop_db(&self, url: &str) -> anyhow::Result<()> {
-        let name = url.rsplit('/').next().context("a database URL")?.to_owned();
+        let name = url.rsplit('/').next().context("a database URL")?;
+        self.admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    }
+
+    /// Runs `sql` on the cluster's `postgres` database, on a thread of its
+    /// own (tests call this from async code too).
+    fn admin(&self, sql: String) -> anyhow::Result<()> {
         let admin = self.admin_url();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
                 let task = tokio::spawn(conn);
-                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+                client.batch_execute(&sql).await?;
                 drop(client);
                 let _ = task.await;
                 anyhow::Ok(())
             })
         })
         .join()
-        .map_err(|_| anyhow::anyhow!("dropping a database panicked"))?
+        .map_err(|_| anyhow::anyhow!("a statement on the cluster panicked"))?
     }
 }
 

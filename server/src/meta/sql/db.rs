@@ -365,11 +365,6 @@ impl<'a> Db<'a> {
         self.prepare_cached(sql)?.query_row(args, f)
     }
 
-    /// Every row of a query.
-    pub fn rows<T>(&self, sql: &str, args: impl Args, f: impl FnMut(&Row<'_>) -> SqlResult<T>) -> SqlResult<Vec<T>> {
-        self.prepare_cached(sql)?.query_map(args, f)?.collect()
-    }
-
     /// Inserts a row; returns its new `id`.
     pub fn insert(&self, sql: &str, args: impl Args) -> SqlResult<i64> {
         self.row(&format!("{sql} RETURNING id"), args, |r| r.get(0))
