@@ -319,19 +319,19 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
     let f = Arc::new(f);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let t = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (f, next) = (Arc::clone(&f), Arc::clone(&next));
+    // Task `w` does items w, w + concurrency, …: an item's account (`i %
+    // accounts`) is always that of the same tasks, so no account ever has
+    // more requests in flight than its share (the server refuses an
+    // account's 17th upload at once).
+    for w in 0..concurrency {
+        let f = Arc::clone(&f);
         tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return anyhow::Ok(());
-                }
+            for i in (w..n).step_by(concurrency) {
                 f(i).await?;
             }
+            anyhow::Ok(())
         }));
     }
     for t in tasks {

@@ -588,6 +588,69 @@ fn overlapping_shares_fan_out_at_once(store: Arc<dyn MetaStore>) {
     }
 }
 
+/// Every live path of a user's tree, as listed folder by folder.
+fn listed(store: &dyn MetaStore, c: &Caller) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut folders = vec![RelPath::root()];
+    while let Some(folder) = folders.pop() {
+        for e in store.list_folder(c.ns, &folder).unwrap() {
+            if e.kind == ferry_shared::api::EntryKind::Dir {
+                folders.push(e.path.clone());
+            }
+            out.insert(e.path.to_string());
+        }
+    }
+    out
+}
+
+/// A member renames their mount of a share while its owner writes into
+/// it, both at once: every change reaches the member's journal at the
+/// path the mount had when it was made, so replaying the journal gives
+/// the tree the member lists.
+fn mounts_move_while_their_share_is_written(store: Arc<dyn MetaStore>) {
+    use ferry_shared::api::ShareRole;
+    let (amy, mia) = (caller(&*store, "amy", "a"), caller(&*store, "mia", "m"));
+    let blk = block(b"moving mount");
+    for c in [&amy, &mia] {
+        store.add_blocks(c.user_id, std::slice::from_ref(&blk)).unwrap();
+    }
+    ok(store.commit(&amy, vec![CommitOp::Mkdir { path: p("team") }], vec![]).unwrap());
+    store.share(&amy, &p("team"), "mia", ShareRole::Editor).unwrap();
+    let owner = (0..2)
+        .map(|t| {
+            let (store, amy, blk) = (Arc::clone(&store), amy.clone(), blk.clone());
+            std::thread::spawn(move || {
+                for i in 0..30 {
+                    ok(store.commit(&amy, vec![put(&format!("team/{t}-{i}"), None, &blk)], Vec::new()).unwrap());
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    let member = {
+        let (store, mia, blk) = (Arc::clone(&store), mia.clone(), blk.clone());
+        std::thread::spawn(move || {
+            let mut at = "team".to_owned();
+            for i in 0..60 {
+                // A new name each time: a change journaled at an old one
+                // would stay in the replayed tree.
+                let to = &format!("m{i}");
+                let mv = CommitOp::Move { from: p(&at), to: p(to), parent_rev: None };
+                ok(store.commit(&mia, vec![mv], Vec::new()).unwrap());
+                ok(store.commit(&mia, vec![put(&format!("{to}/m-{i}"), None, &blk)], Vec::new()).unwrap());
+                ok(store.commit(&mia, vec![put(&format!("own-{i}"), None, &blk)], Vec::new()).unwrap());
+                at = to.to_owned();
+            }
+        })
+    };
+    owner.into_iter().chain([member]).for_each(|t| t.join().unwrap());
+    let changes = store.changes(mia.ns, 0, 10_000, false).unwrap().changes;
+    let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free");
+    let tree = listed(&*store, &mia);
+    assert_eq!(tree_of(&*store, &mia), tree, "the journal replays to the tree");
+    assert_eq!(tree.iter().filter(|p| p.starts_with("m59/")).count(), 120, "60 of amy's, 60 of mia's");
+}
+
 /// One `#[test]` per check of the suite, each on a fresh store that
 /// `$make` returns (with a guard that keeps it alive).
 macro_rules! conformance {
@@ -604,6 +667,7 @@ macro_rules! conformance {
                 trash_lists_and_restores_deleted_items,
                 readers_never_skip_a_sequence,
                 overlapping_shares_fan_out_at_once,
+                mounts_move_while_their_share_is_written,
             );
         }
     };

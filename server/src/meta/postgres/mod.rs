@@ -2,19 +2,26 @@
 //! of [`crate::meta::sql`] over a pool of `tokio-postgres` connections.
 //!
 //! # Transactions
-//! Writes take turns, as under SQLite's single writer: each holds the
-//! server-wide write lock (a session advisory lock, taken before its
-//! transaction begins) for its one transaction, so the rules, which read
-//! and then write, see what every earlier write did. Reads run beside them
-//! on snapshots of their own. A write that still loses a race (a deadlock
-//! or serialization failure from outside the rules) is run again. A
-//! commit's answer means it is durable (`synchronous_commit` stays on).
+//! Writes run side by side under `READ COMMITTED`, each holding the locks
+//! of what it reads and then writes (transaction-scoped advisory locks,
+//! see [`Turn`] and [`Db::enter`]): a commit holds its namespace and its
+//! account from the start, and each share it enters, each member's root it
+//! journals to and each account whose quota it charges from where it gets
+//! there. Locks are taken in ascending order; one wanted out of order is
+//! only tried, and if busy the write runs again taking it first, so
+//! writes never wait on each other in a cycle. Since each statement of a
+//! `READ COMMITTED` transaction sees what committed before it began, what
+//! a write reads under a lock is what the lock's last holder left. Rare
+//! writes that read widely (shares and members, accounts, links, sweeps)
+//! run alone: every write holds one server-wide lock, shared, and those
+//! hold it exclusively. Reads run beside all of them on snapshots of their
+//! own. A write that still loses a race (a deadlock between row locks) is
+//! run again. A commit's answer means it is durable (`synchronous_commit`
+//! stays on); commits side by side share their flushes to disk.
 //!
-//! (`SERIALIZABLE` writes side by side were tried: PostgreSQL's predicate
-//! locks are coarse on these tables, and with 64 writers over 8 accounts
-//! some writes lost 20 times running. Turns per namespace, under `READ
-//! COMMITTED` with each namespace a write enters locked in order, are the
-//! way to writes side by side.)
+//! (`SERIALIZABLE` writes side by side were tried first: PostgreSQL's
+//! predicate locks are coarse on these tables, and with 64 writers over 8
+//! accounts some writes lost 20 times running.)
 //!
 //! Journal sequences come from a counter row per namespace, updated inside
 //! the commit: a commit that takes sequence 42 of a namespace waits on the
@@ -30,13 +37,14 @@
 //! blocking, like every store's: each statement waits on the pool's own
 //! small runtime, so the caller's runtime threads are never held.
 
+use std::cell::RefCell;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use super::sql::db::{Db, PgConn, SqlError, lost_race};
+use super::sql::db::{Db, Locks, PgConn, SqlError, lost_race};
 use super::sql::schema::MIGRATIONS;
 use super::sql::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
@@ -47,7 +55,8 @@ const POOL_SIZE: usize = 16;
 const RETRIES: u32 = 20;
 /// The advisory lock `migrate` holds (two nodes starting together take turns).
 const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d69; // "ferry_mi"
-/// The advisory lock a write holds for its transaction.
+/// The advisory lock every write holds for its transaction: shared by those
+/// that run beside others, exclusive for one that runs alone.
 const WRITE_LOCK: i64 = 0x6665_7272_795f_7772; // "ferry_wr"
 
 /// The PostgreSQL connections.
@@ -151,35 +160,18 @@ impl Postgres {
     }
 
     /// Runs `f` in a transaction begun with `begin`; `Ok` once committed.
-    /// With a turn, the transaction begins once no other write runs (a
-    /// session lock taken before its snapshot).
-    fn run<R>(&self, begin: &str, turn: Option<Turn>, f: &impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
-        let client = self.client()?;
-        let rt = self.runtime();
-        // One turn for every write for now (see the module's notes).
-        let key = turn.map(|_| WRITE_LOCK);
-        if let Some(key) = key {
-            rt.block_on(client.execute("SELECT pg_advisory_lock($1)", &[&key])).map_err(SqlError::from)?;
-        }
-        let r = self.transaction(&client, begin, f);
-        if let Some(key) = key
-            && rt.block_on(client.execute("SELECT pg_advisory_unlock($1)", &[&key])).is_err()
-        {
-            // Its lock ends with its session: never reused.
-            let _ = deadpool_postgres::Object::take(client);
-        }
-        r
-    }
-
+    /// `locks` are a write's (see [`Db::enter`]): those already held were
+    /// taken by `begin`.
     fn transaction<R>(
         &self,
-        client: &deadpool_postgres::Object,
         begin: &str,
+        locks: Option<&RefCell<Locks>>,
         f: &impl Fn(&Db<'_>) -> Result<R>,
     ) -> Result<R> {
+        let client = self.client()?;
         let rt = self.runtime();
         rt.block_on(client.batch_execute(begin)).map_err(SqlError::from)?;
-        let db = Db::Pg(PgConn { client, runtime: rt });
+        let db = Db::Pg(PgConn { client: &client, runtime: rt, locks });
         match f(&db) {
             Ok(r) => {
                 rt.block_on(client.batch_execute("COMMIT")).map_err(SqlError::from)?;
@@ -193,13 +185,38 @@ impl Postgres {
             }
         }
     }
+
+    /// One run of a write: its transaction begun, the turn's locks and
+    /// those an earlier run found busy taken in order, in one round trip.
+    fn write_once<R>(&self, turn: &Turn, locks: &RefCell<Locks>, f: &impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
+        let mut begin = String::from("BEGIN ISOLATION LEVEL READ COMMITTED; ");
+        match turn {
+            Turn::Alone => {
+                begin.push_str(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"));
+                self.transaction(&begin, None, f)
+            }
+            Turn::With(first) => {
+                {
+                    let mut l = locks.borrow_mut();
+                    let wanted = std::mem::take(&mut l.wanted);
+                    l.held = first.iter().map(|k| k.key()).chain(wanted).collect();
+                    begin.push_str(&format!("SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})"));
+                    for key in &l.held {
+                        begin.push_str(&format!("; SELECT pg_advisory_xact_lock({key})"));
+                    }
+                }
+                self.transaction(&begin, Some(locks), f)
+            }
+        }
+    }
 }
 
 impl Backend for Postgres {
     fn write<R: Send + 'static>(&self, turn: Turn, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R> {
         let mut attempt = 0;
+        let locks = RefCell::new(Locks::default());
         loop {
-            match self.run("BEGIN", Some(turn), &f) {
+            match self.write_once(&turn, &locks, &f) {
                 Err(e) if lost_race(&e) && attempt >= RETRIES => {
                     tracing::warn!(attempt, "a write lost its race every time");
                     return Err(e);
@@ -217,7 +234,7 @@ impl Backend for Postgres {
 
     fn read<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
         let f = std::cell::Cell::new(Some(f));
-        self.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None, &|db: &Db<'_>| {
+        self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None, &|db: &Db<'_>| {
             (f.take().expect("a read runs once"))(db)
         })
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::db::{Db, OptionalExtension, params};
+use super::db::{Db, Lock, OptionalExtension, params};
 use ferry_shared::BlockId;
 
 use super::{Backend, SqlStore, Turn};
@@ -24,6 +24,10 @@ pub(super) fn insert_blocks(conn: &Db<'_>, user_id: i64, blocks: &[NewBlock], no
         "INSERT INTO account_blocks(user_id, block, pending, created) VALUES (?1, ?2, 1, ?3) ON CONFLICT DO NOTHING",
     )?;
     let mut added = 0u64;
+    // In one order in every transaction: two inserting the same new blocks
+    // wait for each other instead of deadlocking.
+    let mut blocks: Vec<&NewBlock> = blocks.iter().collect();
+    blocks.sort_unstable_by_key(|nb| nb.id);
     for nb in blocks {
         let (pack, offset, len) = match nb.loc {
             BlockLoc::Loose => (None, None, None),
@@ -153,7 +157,7 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
 
     fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()> {
         let blocks = blocks.to_vec();
-        self.write_in(Turn::Account(user_id), move |c| {
+        self.write_in(Turn::With(vec![Lock::Account(user_id)]), move |c| {
             let before = usage(c, user_id)?;
             let added = insert_blocks(c, user_id, &blocks, now_ms())?;
             if added > room(before) {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
-use super::db::{Db, OptionalExtension, params};
+use super::db::{Db, Lock, OptionalExtension, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, MAX_COMMIT_BLOCKS, RevId, Revision,
@@ -109,6 +109,7 @@ impl Ctx<'_> {
 
     /// Works in `loc`'s namespace from now on.
     fn enter(&mut self, loc: &Loc) -> Result<()> {
+        self.conn.enter(Lock::Namespace(loc.ns))?;
         self.ns = loc.ns;
         self.prefix = loc.prefix.clone();
         self.owner = self.conn.row("SELECT owner FROM namespaces WHERE id = ?1", [loc.ns], |r| r.get(0))?;
@@ -143,6 +144,7 @@ impl Ctx<'_> {
 
 fn adjust_used(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
     if delta != 0 {
+        conn.enter(Lock::Account(user))?;
         conn.exec(
             "UPDATE users SET used = CASE WHEN used + ?1 < 0 THEN 0 ELSE used + ?1 END WHERE id = ?2",
             params![delta, user],
@@ -156,6 +158,7 @@ fn check_quota(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
         if delta <= 0 {
             return Ok(());
         }
+        conn.enter(Lock::Account(user))?;
         let (quota, used): (i64, i64) =
             conn.row("SELECT quota, used FROM users WHERE id = ?1", [user], |r| Ok((r.get(0)?, r.get(1)?)))?;
         if used + delta > quota {
@@ -617,6 +620,7 @@ impl Ctx<'_> {
         let conn = self.conn;
         self.check_parent_rev(node, path, parent_rev)?;
         let share = node.mount.expect("a mount");
+        conn.enter(Lock::Namespace(share))?;
         let role: Option<i64> =
             conn.row("SELECT role FROM members WHERE mount = ?1", [node.id], |r| r.get(0)).optional()?;
         if role.is_some_and(|r| r != 0) {
@@ -882,7 +886,7 @@ impl<B: Backend> Files for SqlStore<B> {
         } else {
             self.read(|c| super::blocks::unusable(c, caller.user_id, named))?
         };
-        self.write_in(Turn::Namespace(caller.ns), move |conn| {
+        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns), Lock::Account(caller.user_id)]), move |conn| {
             let now = now_ms();
             insert_blocks(conn, caller.user_id, &new_blocks, now)?;
             let mut ctx = Ctx {
@@ -901,7 +905,7 @@ impl<B: Backend> Files for SqlStore<B> {
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops.iter().cloned() {
-                conn.exec("SAVEPOINT op", ())?;
+                let point = conn.savepoint()?;
                 let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
                 // Mounts may move between operations: audiences are looked up anew.
                 ctx.audience = None;
@@ -911,9 +915,9 @@ impl<B: Backend> Files for SqlStore<B> {
                     r => r,
                 };
                 if r.is_ok() {
-                    conn.exec("RELEASE op", ())?;
+                    conn.release(point)?;
                 } else {
-                    conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                    conn.rollback_to(point)?;
                     ctx.touched = touched_before;
                     ctx.pending_dropped = dropped_before;
                 }
@@ -989,7 +993,7 @@ impl<B: Backend> Files for SqlStore<B> {
 
     fn restore_deleted(&self, caller: &Caller, path: &RelPath) -> Result<CommitOutcome> {
         let (caller, path) = (caller.clone(), path.clone());
-        self.write_in(Turn::Namespace(caller.ns), move |conn| {
+        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns), Lock::Account(caller.user_id)]), move |conn| {
             let found: Option<(i64, i64, i64)> = conn
                 .row(
                     "SELECT f.id, f.kind, v.created FROM files f JOIN file_versions v ON v.id = f.head

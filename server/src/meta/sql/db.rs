@@ -25,6 +25,10 @@ pub enum SqlError {
     /// A column did not hold what the rules read from it.
     #[error("column {0}: {1}")]
     Column(usize, String),
+    /// A lock the write needed out of order was taken: it runs again,
+    /// taking it in order (see [`Db::enter`]).
+    #[error("a lock out of order was busy")]
+    Busy,
 }
 
 pub type SqlResult<T> = std::result::Result<T, SqlError>;
@@ -318,16 +322,75 @@ pub fn storable(text: &str) -> bool {
 #[error("text with a NUL character")]
 pub struct NulInText;
 
+/// What a write transaction must hold before it reads or writes rows that
+/// other writes read and then write: a namespace (its tree, journal,
+/// counters, pending uploads and members) or an account (its quota row).
+/// Under SQLite's single writer these are nothing; on PostgreSQL they are
+/// transaction-scoped advisory locks (see [`Db::enter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lock {
+    Namespace(i64),
+    Account(i64),
+}
+
+impl Lock {
+    /// The advisory lock's key: the kind in the top byte, so that every
+    /// write takes namespaces before accounts, each in ascending id order.
+    pub fn key(self) -> i64 {
+        match self {
+            Lock::Namespace(id) => (1 << 56) | id,
+            Lock::Account(id) => (2 << 56) | id,
+        }
+    }
+}
+
+/// The advisory locks a PostgreSQL write holds, and those a run found busy
+/// out of order (the next run takes them first, in order).
+#[derive(Debug, Default)]
+pub struct Locks {
+    pub held: std::collections::BTreeSet<i64>,
+    pub wanted: std::collections::BTreeSet<i64>,
+}
+
+/// A savepoint of [`Db::savepoint`]: the locks held when it began.
+#[must_use]
+pub struct Savepoint {
+    held: Option<std::collections::BTreeSet<i64>>,
+}
+
 /// A PostgreSQL connection inside a transaction, used from a blocking
 /// thread (each statement waits on the backend's runtime).
 pub struct PgConn<'a> {
     pub client: &'a deadpool_postgres::ClientWrapper,
     pub runtime: &'a tokio::runtime::Handle,
+    /// A write's locks; `None` where [`Db::enter`] has nothing to take (a
+    /// read, or a write that runs alone).
+    pub locks: Option<&'a std::cell::RefCell<Locks>>,
 }
 
 impl PgConn<'_> {
     fn prepare(&self, sql: &str) -> SqlResult<tokio_postgres::Statement> {
         Ok(self.runtime.block_on(self.client.prepare_cached(&dollar_params(sql)))?)
+    }
+
+    fn enter(&self, key: i64) -> SqlResult<()> {
+        let Some(locks) = self.locks else { return Ok(()) };
+        let mut locks = locks.borrow_mut();
+        if locks.held.contains(&key) {
+            return Ok(());
+        }
+        if locks.held.last().is_none_or(|&top| key > top) {
+            // In order: waiting cannot close a cycle of these locks.
+            self.runtime.block_on(self.client.execute("SELECT pg_advisory_xact_lock($1)", &[&key]))?;
+        } else {
+            let got = self.runtime.block_on(self.client.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key]))?;
+            if !got.get::<_, bool>(0) {
+                locks.wanted.insert(key);
+                return Err(SqlError::Busy);
+            }
+        }
+        locks.held.insert(key);
+        Ok(())
     }
 }
 
@@ -385,6 +448,48 @@ impl<'a> Db<'a> {
         match self {
             Db::Sqlite(c) => Ok(Stmt::Sqlite(c.prepare_cached(sql)?)),
             Db::Pg(p) => Ok(Stmt::Pg(p, p.prepare(sql)?)),
+        }
+    }
+
+    /// Takes `lock` for the rest of this write transaction, if it has not
+    /// already: from here on, this transaction's statements see what every
+    /// earlier holder committed, and no other write changes those rows
+    /// until it ends. A lock wanted out of order is only tried; when busy,
+    /// [`SqlError::Busy`] has the write run again, taking it first.
+    pub fn enter(&self, lock: Lock) -> SqlResult<()> {
+        match self {
+            Db::Sqlite(_) => Ok(()),
+            Db::Pg(p) => p.enter(lock.key()),
+        }
+    }
+
+    /// Begins a savepoint: what follows until [`Db::rollback_to`] can be
+    /// undone alone.
+    pub fn savepoint(&self) -> SqlResult<Savepoint> {
+        self.execute_batch("SAVEPOINT op")?;
+        Ok(Savepoint { held: self.held() })
+    }
+
+    /// Keeps what was done since the savepoint.
+    pub fn release(&self, _: Savepoint) -> SqlResult<()> {
+        self.execute_batch("RELEASE op")
+    }
+
+    /// Undoes what was done since the savepoint. Locks taken since go too
+    /// (PostgreSQL releases them with the savepoint), so they are taken
+    /// again when next entered.
+    pub fn rollback_to(&self, point: Savepoint) -> SqlResult<()> {
+        self.execute_batch("ROLLBACK TO op; RELEASE op")?;
+        if let (Db::Pg(PgConn { locks: Some(locks), .. }), Some(held)) = (self, point.held) {
+            locks.borrow_mut().held = held;
+        }
+        Ok(())
+    }
+
+    fn held(&self) -> Option<std::collections::BTreeSet<i64>> {
+        match self {
+            Db::Pg(PgConn { locks: Some(locks), .. }) => Some(locks.borrow().held.clone()),
+            _ => None,
         }
     }
 
@@ -473,6 +578,7 @@ impl SqlError {
                 *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
             }),
+            SqlError::Busy => true,
             _ => false,
         }
     }

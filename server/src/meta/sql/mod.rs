@@ -31,16 +31,23 @@ mod trash;
 mod tree;
 mod uploads;
 
-use db::Db;
+use db::{Db, Lock};
 
-/// Writes that contend for the same rows, taken in turn: those of one
-/// namespace (commits, shares, pending uploads: its counter rows and its
-/// tree) or of one account (its quota row).
-#[derive(Debug, Clone, Copy)]
+/// How a write runs beside other writes.
+///
+/// A write reads and then writes, so whatever it reads that another write
+/// may change must stay put until it ends. Under SQLite's single writer
+/// that holds of itself. Where writes run side by side (PostgreSQL), a
+/// write either runs [`Turn::Alone`], or holds the [`Lock`] of each
+/// namespace and account whose rows it reads or writes: those named here
+/// from its start, the rest from where it [`Db::enter`]s them.
+#[derive(Debug, Clone)]
 pub enum Turn {
-    Any,
-    Namespace(i64),
-    Account(i64),
+    /// No other write runs meanwhile: writes that read widely (shares and
+    /// their members, accounts, links, sweeps), all rare.
+    Alone,
+    /// Beside other writes, these locks held from the start.
+    With(Vec<Lock>),
 }
 
 /// What a backend gives the rules: transactions.
@@ -69,8 +76,9 @@ impl<B: Backend> SqlStore<B> {
         &self.backend
     }
 
+    /// A write that runs alone (see [`Turn::Alone`]).
     fn write<R: Send + 'static>(&self, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R> {
-        self.backend.write(Turn::Any, f)
+        self.backend.write(Turn::Alone, f)
     }
 
     /// A write taking its turn (see [`Turn`]).

@@ -5,7 +5,7 @@
 //! and it expires. Every change bumps the namespace's `pending_seq`, which
 //! long polls watch beside the journal's sequence.
 
-use super::db::{Db, OptionalExtension, params};
+use super::db::{Db, Lock, OptionalExtension, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{BlockRef, ErrorCode, PendingAnnounce, PendingList, PendingUpload};
 use ferry_shared::path::RelPath;
@@ -147,7 +147,7 @@ pub(super) fn sweep(conn: &Db<'_>, now: i64) -> Result<Vec<i64>> {
 impl<B: Backend> PendingUploads for SqlStore<B> {
     fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)> {
         let caller = caller.clone();
-        self.write_in(Turn::Namespace(caller.ns), move |conn| {
+        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns)]), move |conn| {
             let ids: Vec<BlockId> = a.blocks.iter().map(|b| b.id).collect();
             let hash = ferry_shared::block::content_hash(a.size, &ids);
             let id = announce(conn, &caller, &a, &hash, now_ms(), expires)?;
@@ -157,7 +157,7 @@ impl<B: Backend> PendingUploads for SqlStore<B> {
 
     fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>> {
         let caller = caller.clone();
-        self.write_in(Turn::Namespace(caller.ns), move |conn| {
+        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns)]), move |conn| {
             let n = drop_own(conn, &caller, id)?;
             if n == 0 && id.is_some() {
                 return Err(Error::not_found("no such pending upload of this device"));

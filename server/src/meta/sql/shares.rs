@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use super::db::{Db, OptionalExtension, params};
+use super::db::{Db, Lock, OptionalExtension, params};
 use ferry_shared::api::{ChangeOp, EntryKind, ErrorCode, Member, Share, ShareRole};
 use ferry_shared::path::{RelPath, name_key};
 
 use super::tree::*;
-use super::{Backend, SqlStore, Turn, pending};
+use super::{Backend, SqlStore, pending};
 use crate::error::{Error, Result};
 use crate::meta::{Caller, Shares, Touched, now_ms};
 
@@ -90,7 +90,11 @@ pub(super) type Audience = Vec<(i64, RelPath)>;
 
 /// Who sees namespace `ns`, and where: `(root namespace, path of ns's root
 /// there)` of each member (the owner of a root namespace alone).
+///
+/// Takes the lock of each of those root namespaces (their journals are
+/// appended to, and the paths of the mounts in them must stay put).
 pub(super) fn audience(conn: &Db<'_>, ns: i64) -> Result<Audience> {
+    conn.enter(Lock::Namespace(ns))?;
     let shared: bool = conn.row("SELECT shared FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
     if !shared {
         return Ok(vec![(ns, RelPath::root())]);
@@ -101,6 +105,11 @@ pub(super) fn audience(conn: &Db<'_>, ns: i64) -> Result<Audience> {
     )?;
     let rows: Vec<(i64, i64)> =
         s.query_map([ns], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<super::db::SqlResult<_>>()?;
+    let mut roots: Vec<i64> = rows.iter().map(|&(root, _)| root).collect();
+    roots.sort_unstable();
+    for root in roots {
+        conn.enter(Lock::Namespace(root))?;
+    }
     let mut out = Vec::with_capacity(rows.len());
     for (root, mount) in rows {
         if let Some(p) = stored_path(conn, mount)? {
@@ -304,6 +313,7 @@ fn add_member(conn: &Db<'_>, ns: i64, user: i64, role: ShareRole, device: i64, t
 /// the removal of its folder (every device of theirs drops what is under
 /// it, and keeps what it changed there and had not sent).
 pub(super) fn remove_member(conn: &Db<'_>, ns: i64, user: i64, device: i64, touched: &mut Touched) -> Result<()> {
+    conn.enter(Lock::Namespace(ns))?;
     let Some(mount) = conn
         .row("SELECT mount FROM members WHERE ns = ?1 AND user_id = ?2", params![ns, user], |r| r.get::<_, i64>(0))
         .optional()?
@@ -311,6 +321,7 @@ pub(super) fn remove_member(conn: &Db<'_>, ns: i64, user: i64, device: i64, touc
         return Ok(());
     };
     let root = root_of(conn, user)?;
+    conn.enter(Lock::Namespace(root))?;
     if let Some(path) = stored_path(conn, mount)? {
         let rev = mount_version(conn, mount, &path, true, device)?;
         touched.journal(root, append(conn, root, ChangeOp::Rmdir, mount, rev, &path, None)?);
@@ -442,7 +453,7 @@ fn not_owner(share: &Share) -> Error {
 impl<B: Backend> Shares for SqlStore<B> {
     fn share(&self, caller: &Caller, path: &RelPath, with: &str, role: ShareRole) -> Result<(Share, Touched)> {
         let (caller, path, with) = (caller.clone(), path.clone(), with.to_owned());
-        self.write_in(Turn::Namespace(caller.ns), move |conn| {
+        self.write(move |conn| {
             if role == ShareRole::Owner {
                 return Err(Error::bad_request("a share has one owner; share as editor or viewer"));
             }
@@ -502,7 +513,7 @@ impl<B: Backend> Shares for SqlStore<B> {
 
     fn set_role(&self, caller: &Caller, id: i64, user: &str, role: ShareRole) -> Result<(Share, Touched)> {
         let (caller, user) = (caller.clone(), user.to_owned());
-        self.write_in(Turn::Namespace(caller.ns), move |conn| {
+        self.write(move |conn| {
             let share = my_share(conn, &caller, id)?;
             if share.role != ShareRole::Owner {
                 return Err(not_owner(&share));
@@ -522,7 +533,7 @@ impl<B: Backend> Shares for SqlStore<B> {
 
     fn remove_member(&self, caller: &Caller, id: i64, user: Option<&str>) -> Result<Touched> {
         let (caller, user) = (caller.clone(), user.map(str::to_owned));
-        self.write_in(Turn::Namespace(caller.ns), move |conn| {
+        self.write(move |conn| {
             let share = my_share(conn, &caller, id)?;
             let mut touched = Touched::default();
             let targets: Vec<i64> = match &user {
