@@ -48,7 +48,7 @@ const RETRIES: u32 = 20;
 /// The advisory lock `migrate` holds (two nodes starting together take turns).
 const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d69; // "ferry_mi"
 /// The advisory lock a write holds for its transaction.
-const WRITE_LOCK: i64 = 0x6665_7272_795f_7772; // "ferry_wr"
+pub(crate) const WRITE_LOCK: i64 = 0x6665_7272_795f_7772; // "ferry_wr"
 
 /// The PostgreSQL connections.
 pub struct Postgres {
