@@ -697,14 +697,14 @@ impl Blocks {
                     Ok(())
                 })
                 .await??;
-                let (tp, to, tl) = self.types;
+                let (pack_ty, offset_ty, len_ty) = self.types;
                 let mut rows = Vec::with_capacity(unit.rows.len());
                 for (r, loc) in unit.rows.into_iter().zip(locs) {
                     let BlockLoc::Packed { pack, offset, len } = loc else { bail!("the target stored a block loose") };
                     let mut values = r.values;
-                    values[self.cols.pack] = PgVal::int_for(pack as i64, tp)?;
-                    values[self.cols.offset] = PgVal::int_for(offset as i64, to)?;
-                    values[self.cols.len] = PgVal::int_for(i64::from(len), tl)?;
+                    values[self.cols.pack] = PgVal::int_for(pack as i64, pack_ty)?;
+                    values[self.cols.offset] = PgVal::int_for(offset as i64, offset_ty)?;
+                    values[self.cols.len] = PgVal::int_for(i64::from(len), len_ty)?;
                     rows.push(values);
                 }
                 Ok(Copied { rows, bytes, packs: 1 })
@@ -906,12 +906,22 @@ async fn copy(
     stats.rows += stats.blocks;
 
     // Every other table.
+    let (mut so_far, mut told) = (0u64, Instant::now());
     loop {
         match msg_rx.recv().await {
-            Some(Ok(Msg::Rows { table, rows })) => ins.insert(&tables[table], table, &rows).await?,
+            Some(Ok(Msg::Rows { table, rows })) => {
+                ins.insert(&tables[table], table, &rows).await?;
+                so_far += rows.len() as u64;
+                if told.elapsed() >= PROGRESS_EVERY {
+                    told = Instant::now();
+                    let t = &tables[table].name;
+                    progress(&format!("{t}: {so_far} of {} rows copied", counts[t]));
+                }
+            }
             Some(Ok(Msg::TableDone { table, rows })) => {
                 stats.rows += rows;
-                progress(&format!("{}: {rows} rows", tables[table].name));
+                so_far = 0;
+                progress(&format!("{}: {rows} rows copied", tables[table].name));
             }
             Some(Ok(Msg::Done)) => break,
             Some(Ok(_)) => bail!("the source reader sent blocks after the tables"),

@@ -443,3 +443,64 @@ fn migrate_to_refuses_a_target_that_is_not_empty() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("newer than this ferry-server"));
 }
+
+/// A larger source, for figures (`cargo test -p ferry-server --test
+/// migrate_to -- --ignored --nocapture`): many small files, one large one.
+#[test]
+#[ignore]
+fn migrate_to_a_larger_server() {
+    let test = "migrate_to::migrate_to_a_larger_server";
+    let Some(cluster) = PgCluster::shared().unwrap() else {
+        return skip(test, "no PostgreSQL binaries (initdb, pg_ctl)");
+    };
+    let Some(s3) = s3s_fs::S3sFs::shared(test) else { return };
+    let n_small: usize = std::env::var("FERRY_MIGRATE_SMALL").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let big_mib: usize = std::env::var("FERRY_MIGRATE_BIG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("single");
+    let data_s = data.to_str().unwrap();
+    add_user("alice", &["--data", data_s]);
+    {
+        let server = Serving::start(&["--data", data_s], &[]);
+        let addr = server.addr.as_str();
+        let alice = login(addr, "alice", "laptop");
+        upload(addr, &alice, "big.bin", &noise("big", big_mib << 20));
+        for start in (0..n_small).step_by(4000) {
+            let mut frames = Vec::new();
+            let mut ops = Vec::new();
+            for i in start..(start + 4000).min(n_small) {
+                let bytes = noise(&format!("small {i}"), 1024);
+                let id = BlockId::of(&bytes);
+                write_frame(&mut frames, &id, BlockEncoding::Raw, &bytes);
+                ops.push(json!({"op": "put", "path": format!("small/{}/f{i}", i / 1000), "parent_rev": null,
+                                "size": bytes.len(), "mtime": 1, "blocks": {"full": [id.to_hex()]}}));
+            }
+            json_ok(addr, "POST", "/blocks/batch", &alice, &frames, 201);
+            json_ok(addr, "POST", "/commit", &alice, json!({"ops": ops}).to_string().as_bytes(), 200);
+        }
+    }
+    let db = cluster.fresh_db().unwrap();
+    let blocks = format!(
+        "s3://{}?endpoint={}&region=us-east-1&prefix=large-{}",
+        s3s_fs::BUCKET,
+        s3.endpoint,
+        std::process::id()
+    );
+    // With its peak memory where GNU time is installed.
+    let mut cmd = match Path::new("/usr/bin/time").is_file() {
+        true => {
+            let mut c = Command::new("/usr/bin/time");
+            c.arg("-v").arg(env!("CARGO_BIN_EXE_ferry-server"));
+            c
+        }
+        false => Command::new(env!("CARGO_BIN_EXE_ferry-server")),
+    };
+    let out = cmd
+        .args(["migrate-to", "--data", data_s, "--db", &db, "--blocks", &blocks])
+        .env("AWS_ACCESS_KEY_ID", s3s_fs::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", s3s_fs::SECRET_KEY)
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    println!("{}", ok(out));
+}
