@@ -59,6 +59,22 @@ impl Vault {
         *blake3::keyed_hash(&self.mac_key, msg).as_bytes()
     }
 
+    /// The key from `FERRY_MASTER_KEY`, else from `DIR/master.key`; never
+    /// creates one (for commands that read blocks an existing server sealed).
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        if let Ok(hex_key) = std::env::var(KEY_ENV) {
+            return Ok(Self::from_key(parse_hex_key(&hex_key).context(KEY_ENV)?));
+        }
+        let path = data_dir.join("master.key");
+        let s = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading the master key {} (or give it in {KEY_ENV}): the blocks cannot be read without it",
+                path.display()
+            )
+        })?;
+        Ok(Self::from_key(parse_hex_key(&s).with_context(|| path.display().to_string())?))
+    }
+
     /// The key from `FERRY_MASTER_KEY`, else from `DIR/master.key`, created
     /// (mode 0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {

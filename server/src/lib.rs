@@ -14,6 +14,8 @@
 //! - [`api`]: the HTTP API (axum), one handler module per area; [`limit`]
 //!   throttles failed logins; [`upload`] ingests large uploads as they arrive.
 //! - [`serve`]: start-up, TLS, graceful shutdown.
+//! - [`migrate_to`]: `ferry-server migrate-to`, a single-node server's
+//!   metadata and blocks copied into PostgreSQL and S3.
 
 pub mod admin;
 pub mod api;
@@ -23,6 +25,7 @@ pub mod error;
 pub mod fsutil;
 pub mod limit;
 pub mod meta;
+pub mod migrate_to;
 pub mod notify;
 pub mod passwords;
 pub mod serve;

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ferry_server::meta::MetaStore;
 use ferry_server::meta::postgres::PostgresStore;
+use ferry_server::migrate_to::{MigrateToOptions, human_bytes, migrate_to};
 use ferry_server::passwords;
 use ferry_server::serve::{self, ServeOptions};
 
@@ -91,6 +92,39 @@ enum Command {
         /// postgres://USER@HOST:PORT/DATABASE
         #[arg(long, env = "FERRY_DB")]
         db: String,
+    },
+    /// Copy a single-node server (SQLite and blocks under --data) into
+    /// PostgreSQL and S3: users, devices and their tokens, files, history,
+    /// trash, shares, links and blocks, with the same ids.
+    ///
+    /// Stop the server first. The source is only read (one consistent
+    /// snapshot) and never changed; the target database must be empty.
+    /// Every block is read back from the target and checked against its
+    /// id before the metadata is committed, in one transaction: a failure
+    /// leaves the target database empty. Then start `serve --db … --blocks …`
+    /// with the same master key (FERRY_MASTER_KEY, or DATA/master.key in
+    /// its --data) and point devices at it: their tokens and cursors still
+    /// hold, nothing is uploaded or listed again.
+    #[command(name = "migrate-to")]
+    MigrateTo {
+        /// The single-node server's data directory (ferry.db, master.key, blocks/).
+        #[arg(long, env = "FERRY_DATA")]
+        data: PathBuf,
+        /// The target: an empty PostgreSQL database,
+        /// postgres://USER@HOST:PORT/DATABASE (its schema is created if needed).
+        #[arg(long)]
+        db: String,
+        /// The target block storage: s3://BUCKET?endpoint=https://HOST:PORT&region=R&prefix=FOLDER
+        /// (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or a folder.
+        #[arg(long, value_name = "SPEC")]
+        blocks: String,
+        /// Where the source's blocks are, if the server ran with --blocks
+        /// (default: DATA/blocks).
+        #[arg(long, value_name = "SPEC")]
+        from_blocks: Option<String>,
+        /// Blocks or packs copied at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        parallel: u16,
     },
 }
 
@@ -228,6 +262,25 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(serve::serve(ServeOptions::new(data, listen)))
         }
         Command::User { command } => user_command(command),
+        Command::MigrateTo { data, db, blocks, from_blocks, parallel } => {
+            let opts = MigrateToOptions { data, db, blocks, from_blocks, parallel: parallel.into() };
+            let stats = migrate_to(&opts, &|line: &str| eprintln!("{line}"))?;
+            println!(
+                "migrated {} users, {} files and folders, {} versions, {} blocks ({}) in {:.1} s",
+                stats.users,
+                stats.files,
+                stats.versions,
+                stats.blocks,
+                human_bytes(stats.bytes),
+                stats.elapsed.as_secs_f64()
+            );
+            println!(
+                "next: start `ferry-server serve --db … --blocks …` with the same master key (FERRY_MASTER_KEY, or \
+                 {} in its --data), and point devices at it",
+                opts.data.join("master.key").display()
+            );
+            Ok(())
+        }
         Command::Migrate { db } => {
             let applied = PostgresStore::connect_only(&db)?.migrate()?;
             println!("the schema is up to date ({applied} versions applied)");

@@ -33,6 +33,13 @@ impl LocalBlockStore {
         Ok(LocalBlockStore(Arc::new(Folder { root: root.to_owned(), tmp })))
     }
 
+    /// Opens an existing folder to read from, changing nothing in it (no
+    /// `tmp/` made or emptied): `ferry-server migrate-to` reads a source
+    /// it must leave as it was. Writes to it may fail.
+    pub fn open_existing(root: &Path) -> Self {
+        LocalBlockStore(Arc::new(Folder { root: root.to_owned(), tmp: root.join("tmp") }))
+    }
+
     /// Runs `f` on the folder on the blocking pool.
     fn run<T: Send + 'static>(
         &self,

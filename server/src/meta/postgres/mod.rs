@@ -56,8 +56,9 @@ const RETRIES: u32 = 20;
 /// The advisory lock `migrate` holds (two nodes starting together take turns).
 const MIGRATION_LOCK: i64 = 0x6665_7272_795f_6d69; // "ferry_mi"
 /// The advisory lock every write holds for its transaction: shared by those
-/// that run beside others, exclusive for one that runs alone.
-const WRITE_LOCK: i64 = 0x6665_7272_795f_7772; // "ferry_wr"
+/// that run beside others, exclusive for one that runs alone (and for
+/// `migrate-to`'s copy).
+pub(crate) const WRITE_LOCK: i64 = 0x6665_7272_795f_7772; // "ferry_wr"
 
 /// The PostgreSQL connections.
 pub struct Postgres {
