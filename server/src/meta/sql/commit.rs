@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::db::{Db, Lock, OptionalExtension, params};
 use ferry_shared::BlockId;
@@ -45,6 +47,9 @@ struct Ctx<'a> {
     /// Block references the commit's lists may still make
     /// ([`MAX_COMMIT_BLOCKS`] in all): a put past it is refused unbuilt.
     blocks_left: u64,
+    /// The caller's device's name, once looked up (for the entries of the
+    /// versions this commit makes).
+    device: Option<String>,
 }
 
 struct NewVersion<'a> {
@@ -99,6 +104,13 @@ impl Ctx<'_> {
     fn audience(&mut self) -> Result<Rc<Audience>> {
         match &self.audience {
             Some((ns, a)) if *ns == self.ns => Ok(Rc::clone(a)),
+            // The caller's own tree: theirs alone (a root namespace is
+            // never shared), its lock held since the write began.
+            _ if self.ns == self.caller.ns => {
+                let a = Rc::new(vec![(self.ns, RelPath::root())]);
+                self.audience = Some((self.ns, Rc::clone(&a)));
+                Ok(a)
+            }
             _ => {
                 let a = Rc::new(audience(self.conn, self.ns)?);
                 self.audience = Some((self.ns, Rc::clone(&a)));
@@ -112,7 +124,11 @@ impl Ctx<'_> {
         self.conn.enter(Lock::Namespace(loc.ns))?;
         self.ns = loc.ns;
         self.prefix = loc.prefix.clone();
-        self.owner = self.conn.row("SELECT owner FROM namespaces WHERE id = ?1", [loc.ns], |r| r.get(0))?;
+        self.owner = if loc.ns == self.caller.ns {
+            self.caller.user_id
+        } else {
+            self.conn.row("SELECT owner FROM namespaces WHERE id = ?1", [loc.ns], |r| r.get(0))?
+        };
         Ok(())
     }
 
@@ -200,6 +216,20 @@ impl Ctx<'_> {
         )?;
         let rev = if kind == EntryKind::Dir { self.new_dir_version(id, path)? } else { 0 };
         Ok((id, rev))
+    }
+
+    /// The caller's device's name (as a version's `device` reads).
+    fn device_name(&mut self) -> Result<String> {
+        if let Some(d) = &self.device {
+            return Ok(d.clone());
+        }
+        let name: Option<String> = self
+            .conn
+            .row("SELECT name FROM devices WHERE id = ?1", [self.caller.device_id], |r| r.get(0))
+            .optional()?;
+        let name = name.unwrap_or_default();
+        self.device = Some(name.clone());
+        Ok(name)
     }
 
     fn entry(&self, id: i64, kind: EntryKind, path: &RelPath, rev: i64) -> Result<Entry> {
@@ -542,7 +572,18 @@ impl Ctx<'_> {
         }
         self.adjust_used(size as i64 - old_size as i64)?;
         self.journal(op, id, rev, path, None)?;
-        self.entry(id, EntryKind::File, path, rev)
+        // The version just made, as `version` would read it back.
+        let made = Version {
+            size,
+            mtime,
+            executable,
+            hash,
+            blocks: Vec::new(),
+            deleted: false,
+            created: self.now,
+            device: self.device_name()?,
+        };
+        Ok(entry_of(id, EntryKind::File, path, rev, &made))
     }
 
     fn delete(&mut self, path: &RelPath, parent_rev: Option<RevId>, kind: EntryKind) -> Result<Entry> {
@@ -886,51 +927,74 @@ impl<B: Backend> Files for SqlStore<B> {
         } else {
             self.read(|c| super::blocks::unusable(c, caller.user_id, named))?
         };
-        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns), Lock::Account(caller.user_id)]), move |conn| {
-            let now = now_ms();
-            insert_blocks(conn, caller.user_id, &new_blocks, now)?;
-            let mut ctx = Ctx {
-                conn,
-                caller: &caller,
-                now,
-                ns: caller.ns,
-                prefix: RelPath::root(),
-                owner: caller.user_id,
-                touched: Touched::default(),
-                has_pending: HashMap::new(),
-                pending_dropped: BTreeSet::new(),
-                audience: None,
-                unknown: unknown.clone(),
-                blocks_left: MAX_COMMIT_BLOCKS,
-            };
-            let mut results = Vec::with_capacity(ops.len());
-            for op in ops.iter().cloned() {
-                let point = conn.savepoint()?;
-                let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
-                // Mounts may move between operations: audiences are looked up anew.
-                ctx.audience = None;
-                let r = match ctx.apply(op) {
-                    // A transaction that lost a race runs again as a whole.
-                    Err(e) if super::db::lost_race(&e) => return Err(e),
-                    r => r,
+        // A commit of one operation needs no savepoint: when it fails, the
+        // whole transaction is undone, and its failure is the answer.
+        let single = ops.len() == 1;
+        let op_failed = Arc::new(AtomicBool::new(false));
+        let failed = Arc::clone(&op_failed);
+        let outcome =
+            self.write_in(Turn::With(vec![Lock::Namespace(caller.ns), Lock::Account(caller.user_id)]), move |conn| {
+                failed.store(false, Ordering::Relaxed);
+                let now = now_ms();
+                insert_blocks(conn, caller.user_id, &new_blocks, now)?;
+                let mut ctx = Ctx {
+                    conn,
+                    caller: &caller,
+                    now,
+                    ns: caller.ns,
+                    prefix: RelPath::root(),
+                    owner: caller.user_id,
+                    touched: Touched::default(),
+                    has_pending: HashMap::new(),
+                    pending_dropped: BTreeSet::new(),
+                    audience: None,
+                    unknown: unknown.clone(),
+                    blocks_left: MAX_COMMIT_BLOCKS,
+                    device: None,
                 };
-                if r.is_ok() {
-                    conn.release(point)?;
-                } else {
-                    conn.rollback_to(point)?;
-                    ctx.touched = touched_before;
-                    ctx.pending_dropped = dropped_before;
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops.iter().cloned() {
+                    let point = if single { None } else { Some(conn.savepoint()?) };
+                    let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
+                    // Mounts may move between operations: audiences are looked up anew.
+                    ctx.audience = None;
+                    let r = match ctx.apply(op) {
+                        // A transaction that lost a race runs again as a whole.
+                        Err(e) if super::db::lost_race(&e) => return Err(e),
+                        r => r,
+                    };
+                    match (r, point) {
+                        (Ok(e), Some(point)) => {
+                            conn.release(point)?;
+                            results.push(Ok(e));
+                        }
+                        (Ok(e), None) => results.push(Ok(e)),
+                        (Err(e), Some(point)) => {
+                            conn.rollback_to(point)?;
+                            ctx.touched = touched_before;
+                            ctx.pending_dropped = dropped_before;
+                            results.push(Err(e));
+                        }
+                        (Err(e), None) => {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
                 }
-                results.push(r);
-            }
-            let mut touched = ctx.touched;
-            for root in ctx.pending_dropped {
-                if let Some(p) = pending::bump(conn, root)? {
-                    touched.pending(root, p);
+                let mut touched = ctx.touched;
+                for root in ctx.pending_dropped {
+                    if let Some(p) = pending::bump(conn, root)? {
+                        touched.pending(root, p);
+                    }
                 }
+                Ok(CommitOutcome { results, touched })
+            });
+        match outcome {
+            Err(e) if op_failed.load(Ordering::Relaxed) => {
+                Ok(CommitOutcome { results: vec![Err(e)], touched: Touched::default() })
             }
-            Ok(CommitOutcome { results, touched })
-        })
+            r => r,
+        }
     }
 
     fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion> {
@@ -1018,6 +1082,7 @@ impl<B: Backend> Files for SqlStore<B> {
                 audience: None,
                 unknown: HashSet::new(),
                 blocks_left: MAX_COMMIT_BLOCKS,
+                device: None,
             };
             let entry = ctx.undelete(id, kind_of(kind), &path, deleted - super::trash::WITH_FOLDER_MS)?;
             Ok(CommitOutcome { results: vec![Ok(entry)], touched: ctx.touched })

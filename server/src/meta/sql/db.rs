@@ -451,6 +451,12 @@ impl<'a> Db<'a> {
         }
     }
 
+    /// Whether each statement is a round trip to another process (where one
+    /// statement doing the work of two is worth it).
+    pub fn remote(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+
     /// Takes `lock` for the rest of this write transaction, if it has not
     /// already: from here on, this transaction's statements see what every
     /// earlier holder committed, and no other write changes those rows

@@ -48,8 +48,7 @@ pub(super) fn locate(conn: &Db<'_>, root: i64, path: &RelPath) -> Result<Loc> {
     let mut prefix = RelPath::root();
     for (i, seg) in segments.iter().enumerate() {
         let Some(node) = child(conn, root, parent, seg, true)? else { break };
-        let name: String = conn.row("SELECT name FROM files WHERE id = ?1", [node.id], |r| r.get(0))?;
-        prefix = prefix.join(&name)?;
+        prefix = prefix.join(&node.name)?;
         if let Some(share) = node.mount {
             if i + 1 == segments.len() {
                 break;
@@ -150,7 +149,7 @@ pub(super) fn subtree_rows(conn: &Db<'_>, ns: i64, id: i64) -> Result<Vec<i64>> 
 /// The live rows among `rows` with their paths relative to `base` (the path
 /// of row `rows[0]`'s parent folder), parents before children.
 pub(super) fn live_items(conn: &Db<'_>, rows: &[i64], top: i64, top_path: &RelPath) -> Result<Vec<(RelPath, Node)>> {
-    let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS}, name FROM files WHERE id = ?1"))?;
+    let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS} FROM files WHERE id = ?1"))?;
     let mut nodes: BTreeMap<i64, (Node, String)> = BTreeMap::new();
     for id in rows {
         if let Some(x) = s.query_row([id], |r| Ok((node_row(r)?, r.get::<_, String>(6)?))).optional()? {
@@ -182,7 +181,7 @@ pub(super) fn live_items(conn: &Db<'_>, rows: &[i64], top: i64, top_path: &RelPa
 
 /// Every live item of share `ns`, parents first, with paths inside it.
 fn share_items(conn: &Db<'_>, ns: i64) -> Result<Vec<(RelPath, Node)>> {
-    let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = 0"))?;
+    let mut s = conn.prepare_cached(&format!("SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = 0"))?;
     let tops: Vec<(Node, String)> =
         s.query_map([ns], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<super::db::SqlResult<_>>()?;
     let mut out = Vec::new();

@@ -17,6 +17,8 @@ pub(super) struct Node {
     pub(super) deleted: bool,
     /// For a shared folder's place in a member's tree: the share's namespace.
     pub(super) mount: Option<i64>,
+    /// Its name as stored (as its creator spelled it).
+    pub(super) name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -64,7 +66,7 @@ pub(super) fn op_of(i: i64) -> ChangeOp {
     }
 }
 
-pub(super) const NODE_COLS: &str = "id, parent, kind, head, deleted, mount";
+pub(super) const NODE_COLS: &str = "id, parent, kind, head, deleted, mount, name";
 
 pub(super) fn node_row(r: &super::db::Row) -> super::db::SqlResult<Node> {
     Ok(Node {
@@ -74,6 +76,7 @@ pub(super) fn node_row(r: &super::db::Row) -> super::db::SqlResult<Node> {
         head: r.get(3)?,
         deleted: r.get(4)?,
         mount: r.get(5)?,
+        name: r.get(6)?,
     })
 }
 
@@ -170,7 +173,7 @@ pub(super) fn canonical(conn: &Db<'_>, ns: i64, path: &RelPath, keep_last: bool)
             _ => None,
         };
         let name = match &found {
-            Some(n) => conn.row("SELECT name FROM files WHERE id = ?1", [n.id], |r| r.get::<_, String>(0))?,
+            Some(n) => n.name.clone(),
             None => (*seg).to_owned(),
         };
         parent = found.filter(|n| n.kind == EntryKind::Dir).map(|n| n.id);
@@ -202,6 +205,15 @@ pub(super) fn stored_path(conn: &Db<'_>, id: i64) -> Result<Option<RelPath>> {
 /// `live_only`) the most recently created deleted one.
 pub(super) fn child(conn: &Db<'_>, ns: i64, parent: i64, name: &str, live_only: bool) -> Result<Option<Node>> {
     let key = name_key(name);
+    if !live_only && conn.remote() {
+        // One round trip: the live one sorts first (at most one is live),
+        // then the newest.
+        let sql = format!(
+            "SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3
+             ORDER BY deleted, id DESC LIMIT 1"
+        );
+        return Ok(conn.row(&sql, params![ns, parent, key], node_row).optional()?);
+    }
     let live = conn
         .row(
             &format!("SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3 AND deleted = 0"),
@@ -274,7 +286,7 @@ pub(super) fn list_folder(c: &Db<'_>, ns: i64, path: &RelPath) -> Result<Vec<Ent
 /// The live children of row `parent` of `ns`, shown under `path`.
 fn list_folder_rows(c: &Db<'_>, ns: i64, parent: i64, path: &RelPath) -> Result<Vec<Entry>> {
     let mut s = c.prepare_cached(&format!(
-        "SELECT {NODE_COLS}, name FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 ORDER BY name"
+        "SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND deleted = 0 ORDER BY name"
     ))?;
     let rows: Vec<(Node, String)> =
         s.query_map(params![ns, parent], |r| Ok((node_row(r)?, r.get(6)?)))?.collect::<super::db::SqlResult<_>>()?;
