@@ -384,9 +384,16 @@ wire! {
     }
 
     pub struct PendingList {
+        /// Other devices' announcements.
         pub pending: Vec<PendingUpload>,
         /// The pending-upload sequence this list is at (see `PollResponse::pending`).
         pub seq: i64,
+        /// How many announcements of the asking device's own are listed
+        /// (left out of `pending`). A device with no upload under way drops
+        /// them: one an earlier run sent just before it was killed can
+        /// reach the server after the new run dropped them all.
+        #[serde(default)]
+        pub own: u32,
     }
 
     pub struct ListRevisionsRequest {

@@ -101,7 +101,10 @@ fn seeds_that_once_failed_pass() {
     // person who made them confirms); a crashed run's announcement
     // delivered after its restart dropped them all (another device kept its
     // prefetch); a viewer's edit to keep outside a share where a file held
-    // a folder's name on the way (never moved out, round after round).
+    // a folder's name on the way (never moved out, round after round); a
+    // crashed run's announcement that reached the server after its restart
+    // dropped them all, of a file committed before it (listed until it
+    // expired: the device did not know of it).
     let four = Options { devices: 4, steps: 500, ..Options::default() };
     for (seed, opts) in [
         (44_800, &five),
@@ -114,6 +117,7 @@ fn seeds_that_once_failed_pass() {
         (7_002_533, &four),
         (916_248, &four),
         (365, &four),
+        (1_796_644_566, &four),
     ] {
         if let Err(v) = run_seed(seed, opts) {
             panic!("{v}");

@@ -623,10 +623,15 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             // Everything the journal said is on disk: a prefetch not taken
             // over by now belongs to an upload that is gone.
             stats.ops += self.prefetches.drop_orphans(&self.disk).await;
-            // Announcements of uploads that did not end in a commit.
-            if !self.announced.is_empty() {
+            // Announcements of uploads that did not end in a commit, and
+            // any other of this device's the server still lists (see
+            // `Prefetches::own_listed`).
+            if !self.announced.is_empty() || self.prefetches.own_listed() {
                 match self.api.drop_pending(None).await {
-                    Ok(()) => self.announced.clear(),
+                    Ok(()) => {
+                        self.announced.clear();
+                        self.prefetches.own_dropped();
+                    }
                     Err(e) => tracing::debug!(error = %e, "dropping announcements; later"),
                 }
             }

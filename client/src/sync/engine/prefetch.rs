@@ -13,7 +13,10 @@
 //! fetches the rest, verifies, fsyncs and renames as any download does. A
 //! slot whose announcement is gone (committed, dropped, expired) and was
 //! not claimed is dropped after a quiet round; one whose list turns out
-//! different is dropped when claimed.
+//! different is dropped when claimed. An uploader drops its own
+//! announcements after a quiet round, those it knows of and those the
+//! list says the server still holds for it (an earlier run's, sent just
+//! before it was killed).
 //!
 //! Like the rest of the engine this reaches disk and server only through
 //! the seams, so the simulation runs it (and crashes it mid-stream).
@@ -42,17 +45,23 @@ pub struct Prefetches<D: Disk> {
     slots: Arc<Mutex<HashMap<i64, Arc<Slot<D>>>>>,
     /// Announcement ids in the last list seen (`None` before the first).
     listed: Arc<Mutex<Option<HashSet<i64>>>>,
+    /// Whether that list held announcements of this device's.
+    own_listed: Arc<AtomicBool>,
 }
 
 impl<D: Disk> Clone for Prefetches<D> {
     fn clone(&self) -> Self {
-        Prefetches { slots: Arc::clone(&self.slots), listed: Arc::clone(&self.listed) }
+        Prefetches {
+            slots: Arc::clone(&self.slots),
+            listed: Arc::clone(&self.listed),
+            own_listed: Arc::clone(&self.own_listed),
+        }
     }
 }
 
 impl<D: Disk> Default for Prefetches<D> {
     fn default() -> Self {
-        Prefetches { slots: Default::default(), listed: Default::default() }
+        Prefetches { slots: Default::default(), listed: Default::default(), own_listed: Default::default() }
     }
 }
 
@@ -97,6 +106,7 @@ impl<D: Disk> Prefetches<D> {
     pub fn update(&self, list: &PendingList, me: &str, rules: NameRules) -> Vec<i64> {
         let ids: HashSet<i64> = list.pending.iter().map(|p| p.id).collect();
         *lock(&self.listed) = Some(ids);
+        self.own_listed.store(list.own > 0 || list.pending.iter().any(|p| p.device == me), Ordering::SeqCst);
         let mut slots = lock(&self.slots);
         for p in &list.pending {
             if p.device == me || rules.refuses_path(&p.path).is_some() {
@@ -265,6 +275,20 @@ impl<D: Disk> Prefetches<D> {
                 disk.blocking(move |d| d.discard_temp(t)).await;
             }
         }
+    }
+
+    /// Whether the last list held announcements of this device's. After a
+    /// round that left nothing to do they are stale: one sent by an earlier
+    /// run of the daemon just before it was killed can reach the server
+    /// after this run dropped them all, and would keep other devices'
+    /// prefetches until it expired.
+    pub fn own_listed(&self) -> bool {
+        self.own_listed.load(Ordering::SeqCst)
+    }
+
+    /// This device's announcements are dropped (until the next list).
+    pub fn own_dropped(&self) {
+        self.own_listed.store(false, Ordering::SeqCst);
     }
 
     /// True when some prefetch's announcement is no longer listed (a round

@@ -169,7 +169,12 @@ impl<B: Backend> PendingUploads for SqlStore<B> {
     fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList> {
         self.read(|c| {
             let seq = c.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0)).optional()?;
-            Ok(PendingList { pending: list(c, ns, except, now)?, seq: seq.unwrap_or(0) })
+            let own: i64 = c.row(
+                "SELECT COUNT(*) FROM pending_uploads WHERE ns = ?1 AND device_id = ?2 AND expires > ?3",
+                params![ns, except, now],
+                |r| r.get(0),
+            )?;
+            Ok(PendingList { pending: list(c, ns, except, now)?, seq: seq.unwrap_or(0), own: own as u32 })
         })
     }
 
