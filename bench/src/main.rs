@@ -355,7 +355,7 @@ async fn commits(files: usize, concurrency: usize) -> anyhow::Result<()> {
 async fn commits_on(server: &Server, files: usize, concurrency: usize) -> anyhow::Result<()> {
     println!(
         "== commits: {files} files of 1 KiB, {concurrency} concurrent requests, on {} ==",
-        if ferry_tests::scale_backends() { "PostgreSQL + S3" } else { "SQLite + a folder" }
+        ferry_tests::BackendChoice::from_env().name()
     );
     // Several accounts, as a server has: one account may send 16 requests
     // with bodies at once, and its commits take turns on its journal.

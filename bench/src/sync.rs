@@ -91,7 +91,7 @@ pub fn run(parts: &[String]) -> anyhow::Result<()> {
     if let Some(p) = parts.iter().find(|p| !BASIC.contains(&p.as_str()) && *p != "tree-100k" && *p != "huge") {
         anyhow::bail!("unknown part {p:?}; known: {}, tree-100k, huge", BASIC.join(", "));
     }
-    println!("== sync: server + daemons A and B on 127.0.0.1 ==");
+    println!("== sync: server ({}) + daemons A and B on 127.0.0.1 ==", ferry_tests::BackendChoice::from_env().name());
     // Quiet daemons: their log writes would count as bytes written.
     if std::env::var_os("FERRY_TEST_LOG").is_none() {
         eprintln!("(set FERRY_TEST_LOG=warn to keep daemon logs out of the byte counts)");

@@ -213,13 +213,41 @@ impl Drop for Server {
     }
 }
 
-/// Whether the servers of these tests run on the backends for scale:
-/// `FERRY_TEST_BACKEND=postgres-s3` puts each one's metadata in a database
-/// of its own in a throwaway PostgreSQL cluster and its blocks under a
-/// prefix of its own in a real S3 server (s3s-fs); otherwise SQLite and a
-/// folder in its data directory.
-pub fn scale_backends() -> bool {
-    std::env::var("FERRY_TEST_BACKEND").is_ok_and(|b| b == "postgres-s3")
+/// What the servers of these tests run on, from `FERRY_TEST_BACKEND`:
+/// `postgres-s3` puts each one's metadata in a database of its own in a
+/// throwaway PostgreSQL cluster and its blocks under a prefix of its own in
+/// a real S3 server (s3s-fs); `postgres` or `s3` only the one (for
+/// benchmarks that tell the two apart); unset, SQLite and a folder in its
+/// data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendChoice {
+    pub postgres: bool,
+    pub s3: bool,
+}
+
+impl BackendChoice {
+    /// Read from `FERRY_TEST_BACKEND`; a value it does not know panics (a
+    /// typo must not run the tests on SQLite unnoticed).
+    pub fn from_env() -> BackendChoice {
+        let (postgres, s3) = match std::env::var("FERRY_TEST_BACKEND").as_deref() {
+            Err(_) | Ok("") | Ok("sqlite") => (false, false),
+            Ok("postgres-s3") => (true, true),
+            Ok("postgres") => (true, false),
+            Ok("s3") => (false, true),
+            Ok(other) => panic!("FERRY_TEST_BACKEND={other}: expected postgres-s3, postgres, s3 or sqlite"),
+        };
+        BackendChoice { postgres, s3 }
+    }
+
+    /// How a benchmark names it.
+    pub fn name(self) -> &'static str {
+        match (self.postgres, self.s3) {
+            (true, true) => "PostgreSQL + S3",
+            (true, false) => "PostgreSQL + a folder",
+            (false, true) => "SQLite + S3",
+            (false, false) => "SQLite + a folder",
+        }
+    }
 }
 
 /// The servers that a test's servers run on (kept up while it holds them).
@@ -234,30 +262,43 @@ pub struct Backends {
 /// The backends of the server in `data`: made on first use and kept (in the
 /// data directory) for its restarts and its `user` commands.
 fn backends(data: &Path) -> anyhow::Result<Backends> {
-    if !scale_backends() {
+    let choice = BackendChoice::from_env();
+    if choice == (BackendChoice { postgres: false, s3: false }) {
         return Ok(Backends::default());
     }
     use ferry_server::testing::{PgCluster, s3s_fs};
-    let Some(cluster) = PgCluster::shared()? else {
-        bail!("FERRY_TEST_BACKEND=postgres-s3, but this machine has no PostgreSQL binaries (initdb, pg_ctl)");
+    let cluster = match choice.postgres {
+        false => None,
+        true => Some(PgCluster::shared()?.context(
+            "FERRY_TEST_BACKEND names PostgreSQL, but this machine has no PostgreSQL binaries (initdb, pg_ctl)",
+        )?),
     };
-    let Some(s3) = s3s_fs::S3sFs::shared("FERRY_TEST_BACKEND=postgres-s3") else {
-        bail!("FERRY_TEST_BACKEND=postgres-s3, but s3s-fs is not installed ({})", s3s_fs::INSTALL);
+    let s3 = match choice.s3 {
+        false => None,
+        true => Some(s3s_fs::S3sFs::shared("FERRY_TEST_BACKEND names S3").with_context(|| {
+            format!("FERRY_TEST_BACKEND names S3, but s3s-fs is not installed ({})", s3s_fs::INSTALL)
+        })?),
     };
     std::fs::create_dir_all(data)?;
     let file = data.join("test-backends");
     let args = match std::fs::read_to_string(&file) {
         Ok(text) => text.lines().map(str::to_owned).collect(),
         Err(_) => {
-            let db = cluster.fresh_db()?;
-            let blocks =
-                format!("s3://{}?endpoint={}&region=us-east-1&prefix=s{}", s3s_fs::BUCKET, s3.endpoint, rand_suffix());
-            let args = vec!["--db".to_owned(), db, "--blocks".to_owned(), blocks];
+            let mut args = Vec::new();
+            if let Some(cluster) = &cluster {
+                args.extend(["--db".to_owned(), cluster.fresh_db()?]);
+            }
+            if let Some(s3) = &s3 {
+                let prefix = rand_suffix();
+                let spec =
+                    format!("s3://{}?endpoint={}&region=us-east-1&prefix=s{prefix}", s3s_fs::BUCKET, s3.endpoint);
+                args.extend(["--blocks".to_owned(), spec]);
+            }
             std::fs::write(&file, args.join("\n"))?;
             args
         }
     };
-    Ok(Backends { _cluster: Some(cluster), _s3: Some(s3), args })
+    Ok(Backends { _cluster: cluster, _s3: s3, args })
 }
 
 /// The credentials of the tests' S3 server, for a server process.
@@ -278,8 +319,10 @@ pub fn add_user(data: &Path, name: &str, password: &str, quota: Option<&str>) ->
     let backends = backends(data)?;
     let mut cmd = Command::new(binary("ferry-server"));
     cmd.args(["user", "add", name, "--password-stdin", "--data"]).arg(data);
-    // (Its metadata's place: the first two arguments, `--db URL`.)
-    cmd.args(backends.args.iter().take(2));
+    // (Its metadata's place, `--db URL`, if any.)
+    if backends.args.first().is_some_and(|a| a == "--db") {
+        cmd.args(&backends.args[..2]);
+    }
     if let Some(q) = quota {
         cmd.args(["--quota", q]);
     }

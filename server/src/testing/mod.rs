@@ -74,8 +74,13 @@ impl PgCluster {
         } else {
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         };
-        let options =
-            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 {fast} -c max_connections=200", base.display());
+        // (`FERRY_PG_OPTIONS` adds server options, to profile a benchmark:
+        // `-c shared_preload_libraries=pg_stat_statements`, say.)
+        let more = std::env::var("FERRY_PG_OPTIONS").unwrap_or_default();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 {fast} -c max_connections=200 {more}",
+            base.display()
+        );
         cluster.port = port;
         run(cluster
             .pg("pg_ctl")
