@@ -205,6 +205,27 @@ impl Stores {
         blocking(move || Ok(st.vault.open(&id, &sealed)?)).await
     }
 
+    /// Many stored blocks as their uploaders sent them, opened, in the
+    /// order asked (the blocks of a pack read together).
+    pub async fn read_blocks(
+        self: &Arc<Self>,
+        wanted: Vec<(BlockId, BlockLoc)>,
+    ) -> Result<Vec<(BlockEncoding, Vec<u8>)>> {
+        let ids: Vec<BlockId> = wanted.iter().map(|(id, _)| *id).collect();
+        let sealed = self.blocks.get_many(wanted).await.map_err(Error::Storage)?;
+        let st = Arc::clone(self);
+        blocking(move || {
+            ids.iter()
+                .zip(sealed)
+                .map(|(id, sealed)| {
+                    let sealed = sealed.ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
+                    Ok(st.vault.open(id, &sealed)?)
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// A block's plain bytes, wherever it is stored (for files and zips:
     /// who may read it was checked on the way to the file).
     pub async fn read_plain(self: &Arc<Self>, id: BlockId) -> Result<Vec<u8>> {

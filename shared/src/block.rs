@@ -243,6 +243,9 @@ pub const MAX_BATCH_BLOCKS: usize = 4096;
 /// sends 4 MiB of blocks a batch, or one larger block alone).
 pub const MAX_BATCH_PLAIN_BYTES: usize = 64 * 1024 * 1024;
 
+/// Bytes a frame holds before its block's: id, encoding and length.
+pub const FRAME_HEADER: usize = 32 + 1 + 4;
+
 /// Appends one block to a batch body: id (32 bytes) | encoding (1 byte: 0 raw,
 /// 1 zstd) | length (u32 LE) | the encoded bytes.
 pub fn write_frame(out: &mut Vec<u8>, id: &BlockId, encoding: BlockEncoding, bytes: &[u8]) {
@@ -260,16 +263,16 @@ pub fn write_frame(out: &mut Vec<u8>, id: &BlockId, encoding: BlockEncoding, byt
 #[error("malformed block batch at byte {0} (truncated, or more than 4096 blocks)")]
 pub struct BadFrame(pub usize);
 
-/// Splits a batch body into its frames (no decoding or verification yet).
 /// One frame of a batch: the block id, its encoding and its encoded bytes.
 pub type Frame<'a> = (BlockId, BlockEncoding, &'a [u8]);
 
+/// Splits a batch body into its frames (no decoding or verification yet).
 pub fn read_frames(mut buf: &[u8]) -> Result<Vec<Frame<'_>>, BadFrame> {
     let total = buf.len();
     let mut out = Vec::new();
     while !buf.is_empty() {
         let at = total - buf.len();
-        if buf.len() < 37 || out.len() >= MAX_BATCH_BLOCKS {
+        if buf.len() < FRAME_HEADER || out.len() >= MAX_BATCH_BLOCKS {
             // Truncated, or more blocks than one batch may hold.
             return Err(BadFrame(at));
         }
@@ -279,8 +282,8 @@ pub fn read_frames(mut buf: &[u8]) -> Result<Vec<Frame<'_>>, BadFrame> {
             1 => BlockEncoding::Zstd,
             _ => return Err(BadFrame(at)),
         };
-        let len = u32::from_le_bytes(buf[33..37].try_into().expect("4 bytes")) as usize;
-        let rest = &buf[37..];
+        let len = u32::from_le_bytes(buf[33..FRAME_HEADER].try_into().expect("4 bytes")) as usize;
+        let rest = &buf[FRAME_HEADER..];
         if rest.len() < len {
             return Err(BadFrame(at));
         }

@@ -18,13 +18,12 @@ use ferry_shared::api::{
     BLOCK_WAIT_MAX_SECS, ErrorBody, ErrorCode, MAX_MISSING_QUERY, MissingBlocksRequest, MissingBlocksResponse,
 };
 use ferry_shared::block::{self, BlockEncoding, ENCODING_HEADER};
-use futures_util::StreamExt;
 
 use super::blocking;
 use super::body::JsonBody;
 use super::doc::Binary;
 use super::{AppState, Auth};
-use crate::blocks::BlockLoc;
+
 use crate::error::{Error, Result};
 use crate::stores::Incoming;
 
@@ -180,31 +179,24 @@ pub async fn fetch(
     }
     let st = Arc::clone(&state);
     let ids = req.ids.clone();
-    let locs = blocking(move || {
-        ids.iter()
-            .map(|id| {
-                st.stores
-                    .meta
-                    .owned_block_location(caller.user_id, id)?
-                    .ok_or_else(|| Error::not_found("no such block"))
-            })
-            .collect::<Result<Vec<BlockLoc>>>()
-    })
-    .await?;
-    // Several reads in flight (a remote store answers each after a round trip).
-    let mut blocks = futures_util::stream::iter(req.ids.into_iter().zip(locs))
-        .map(|(id, loc)| {
-            let stores = Arc::clone(&state.stores);
-            async move { Ok::<_, Error>((id, stores.read_block(id, loc).await?)) }
-        })
-        .buffered(8);
-    let mut body = Vec::new();
-    while let Some(got) = blocks.next().await {
-        let (id, (encoding, bytes)) = got?;
-        block::write_frame(&mut body, &id, encoding, &bytes);
-        if body.len() > block::MAX_BATCH_BYTES {
+    let found = blocking(move || st.stores.meta.owned_block_locations(caller.user_id, &ids)).await?;
+    // The answer's size is known before anything is read: refused whole if
+    // it could not be sent.
+    let mut locs = Vec::with_capacity(found.len());
+    let mut answer = 0usize;
+    for (id, got) in req.ids.iter().zip(found) {
+        let (loc, stored) = got.ok_or_else(|| Error::not_found("no such block"))?;
+        answer += block::FRAME_HEADER + stored as usize;
+        if answer > block::MAX_BATCH_BYTES {
             return Err(Error::client(ErrorCode::PayloadTooLarge, "ask for fewer blocks at a time"));
         }
+        locs.push((*id, loc));
+    }
+    // One read of the store for them all: the blocks of one pack together.
+    let blocks = state.stores.read_blocks(locs).await?;
+    let mut body = Vec::with_capacity(answer);
+    for (id, (encoding, bytes)) in req.ids.iter().zip(blocks) {
+        block::write_frame(&mut body, id, encoding, &bytes);
     }
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }

@@ -37,6 +37,30 @@ pub async fn check(store: &dyn BlockStore) {
     let other = Object::of(&block(9).0, more[0]);
     assert_ne!(other, pack);
 
+    // Many read at once come back in the order asked: loose and packed mixed,
+    // a pack's blocks out of order and twice, one never stored.
+    let never = (block(7).0, BlockLoc::Loose);
+    let wanted = vec![
+        (packed[3].0, locs[3]),
+        (a, BlockLoc::Loose),
+        never,
+        (packed[0].0, locs[0]),
+        (block(9).0, more[0]),
+        (packed[3].0, locs[3]),
+        (packed[1].0, locs[1]),
+    ];
+    let expected: Vec<Option<Vec<u8>>> = vec![
+        Some(packed[3].1.clone()),
+        Some(a_bytes.clone()),
+        None,
+        Some(packed[0].1.clone()),
+        Some(block(9).1),
+        Some(packed[3].1.clone()),
+        Some(packed[1].1.clone()),
+    ];
+    assert_eq!(store.get_many(wanted).await.unwrap(), expected);
+    assert_eq!(store.get_many(Vec::new()).await.unwrap(), Vec::<Option<Vec<u8>>>::new());
+
     // Listed: every object once.
     let listed: Vec<Object> = store.list().map(|o| o.unwrap()).collect().await;
     let set: HashSet<Object> = listed.iter().copied().collect();

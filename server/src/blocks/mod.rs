@@ -34,6 +34,9 @@ pub mod s3;
 pub use local::LocalBlockStore;
 pub use s3::S3BlockStore;
 
+/// Reads one request may have in flight against a store.
+pub const READS_AT_ONCE: usize = 8;
+
 /// Where a block is stored: on its own, or inside a pack (many small blocks
 /// uploaded together share one object and one fsync).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +72,18 @@ pub trait BlockStore: Send + Sync + 'static {
     /// The sealed block (a ranged read of its pack when packed), or `None`
     /// when it is not stored.
     fn get(&self, id: BlockId, loc: BlockLoc) -> BoxFuture<'_, io::Result<Option<Vec<u8>>>>;
+    /// Many sealed blocks, in the order asked (`None` for one not stored).
+    /// A remote store reads the blocks of one pack with as few requests as
+    /// it can; the default reads each on its own, a few at a time.
+    fn get_many(&self, wanted: Vec<(BlockId, BlockLoc)>) -> BoxFuture<'_, io::Result<Vec<Option<Vec<u8>>>>> {
+        use futures_util::stream::{StreamExt, TryStreamExt};
+        Box::pin(
+            futures_util::stream::iter(wanted)
+                .map(move |(id, loc)| self.get(id, loc))
+                .buffered(READS_AT_ONCE)
+                .try_collect(),
+        )
+    }
     /// Removes an object; one already gone is no error.
     fn delete(&self, object: Object) -> BoxFuture<'_, io::Result<()>>;
     /// Every stored object, in no particular order, read as it is listed.

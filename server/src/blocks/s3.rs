@@ -297,6 +297,68 @@ impl BlockStore for S3BlockStore {
         })
     }
 
+    fn get_many(&self, wanted: Vec<(BlockId, BlockLoc)>) -> BoxFuture<'_, io::Result<Vec<Option<Vec<u8>>>>> {
+        Box::pin(async move {
+            // Loose blocks one GET each; the blocks of a pack in one
+            // `get_ranges` (which joins near ranges into one ranged GET).
+            let mut loose = Vec::new();
+            let mut packs: std::collections::BTreeMap<u64, Vec<(usize, Range<u64>)>> = Default::default();
+            for (i, (id, loc)) in wanted.iter().enumerate() {
+                match *loc {
+                    BlockLoc::Loose => loose.push((i, *id)),
+                    BlockLoc::Packed { pack, offset, len } => {
+                        packs.entry(pack).or_default().push((i, offset..offset + u64::from(len)))
+                    }
+                }
+            }
+            let mut out: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
+            let loose_reads = futures_util::stream::iter(loose)
+                .map(|(i, id)| async move { Ok::<_, io::Error>((i, self.get(id, BlockLoc::Loose).await?)) })
+                .buffer_unordered(super::READS_AT_ONCE);
+            let mut loose_reads = std::pin::pin!(loose_reads);
+            while let Some(r) = loose_reads.next().await {
+                let (i, got) = r?;
+                out[i] = got;
+            }
+            let pack_reads = futures_util::stream::iter(packs)
+                .map(|(pack, blocks)| async move {
+                    let location = self.pack_path(pack);
+                    let ranges: Vec<Range<u64>> = blocks.iter().map(|(_, r)| r.clone()).collect();
+                    match self.store.get_ranges(&location, &ranges).await {
+                        Ok(parts) => {
+                            let mut got = Vec::with_capacity(blocks.len());
+                            for ((i, r), b) in blocks.into_iter().zip(parts) {
+                                if b.len() as u64 != r.end - r.start {
+                                    return Err(io::Error::new(
+                                        io::ErrorKind::UnexpectedEof,
+                                        format!(
+                                            "S3 block store {}{}: {} bytes read of {}",
+                                            self.name,
+                                            self.relative(&location),
+                                            b.len(),
+                                            r.end - r.start
+                                        ),
+                                    ));
+                                }
+                                got.push((i, Some(b.to_vec())));
+                            }
+                            Ok(got)
+                        }
+                        Err(e) if is_missing_object(&e) => Ok(blocks.into_iter().map(|(i, _)| (i, None)).collect()),
+                        Err(e) => Err(self.error("reading", self.relative(&location), e)),
+                    }
+                })
+                .buffer_unordered(super::READS_AT_ONCE);
+            let mut pack_reads = std::pin::pin!(pack_reads);
+            while let Some(r) = pack_reads.next().await {
+                for (i, got) in r? {
+                    out[i] = got;
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn get(&self, id: BlockId, loc: BlockLoc) -> BoxFuture<'_, io::Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             let got = match loc {

@@ -168,7 +168,12 @@ pub trait BlockRecords: Send + Sync + 'static {
     /// Where a block is stored, if it is (server-wide).
     fn block_location(&self, id: &BlockId) -> Result<Option<BlockLoc>>;
     /// Where a block the account owns is stored; `None` if it does not own it.
-    fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>>;
+    fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>> {
+        Ok(self.owned_block_locations(user_id, std::slice::from_ref(id))?.pop().flatten().map(|(loc, _)| loc))
+    }
+    /// [`BlockRecords::owned_block_location`] of each of `ids`, in order, in
+    /// one read, with the size of each as stored (its frame's payload).
+    fn owned_block_locations(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<Option<(BlockLoc, u32)>>>;
     /// Records blocks as stored and owned by the account. Blocks new to it
     /// count against its quota as uploaded until a commit uses them (or
     /// they expire): past the quota, 507 and nothing is recorded.

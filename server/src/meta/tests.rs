@@ -141,6 +141,70 @@ fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
     assert!(store.owns_block(d.user_id, &half.id).unwrap());
 }
 
+/// Many blocks at once (more than one statement's list holds, repeats
+/// among them): found, located, recorded and settled as one at a time
+/// would; another account's and a share's blocks as before.
+fn many_blocks_at_once(store: Arc<dyn MetaStore>) {
+    let a = caller(&*store, "gina", "a");
+    let b = caller(&*store, "hal", "a");
+    // Blocks as small as chunking cuts (a list may be no longer than that).
+    let sized = |text: String| {
+        let mut data = text.into_bytes();
+        data.resize(ferry_shared::chunk::MIN_CHUNK, b'.');
+        block(&data)
+    };
+    let mine: Vec<NewBlock> = (0..300u32).map(|i| sized(format!("gina {i}"))).collect();
+    let theirs: Vec<NewBlock> = (0..5u32).map(|i| sized(format!("hal {i}"))).collect();
+    // Recorded with repeats: counted once each.
+    let mut twice = mine[..260].to_vec();
+    twice.extend_from_slice(&mine[250..]);
+    store.add_blocks(a.user_id, &twice).unwrap();
+    store.add_blocks(b.user_id, &theirs).unwrap();
+    let total: u64 = mine.iter().map(|nb| u64::from(nb.size)).sum();
+    assert_eq!(store.user_info(a.user_id).unwrap().uploaded, total);
+
+    // Asked in another order, with repeats and others' blocks between.
+    let mut asked: Vec<BlockId> = mine.iter().rev().map(|nb| nb.id).collect();
+    asked.insert(7, theirs[0].id);
+    asked.insert(100, mine[3].id);
+    asked.push(theirs[1].id);
+    asked.push(theirs[0].id);
+    assert_eq!(store.missing_blocks(a.user_id, &asked).unwrap(), vec![theirs[0].id, theirs[1].id]);
+    let found = store.owned_block_locations(a.user_id, &asked).unwrap();
+    assert_eq!(found.len(), asked.len());
+    for (id, got) in asked.iter().zip(&found) {
+        let expected = mine.iter().find(|nb| nb.id == *id).map(|nb| (nb.loc, nb.stored_size));
+        assert_eq!(*got, expected, "{id}");
+    }
+
+    // One file of them all, a block named twice: each settled once, the
+    // file's size counted, nothing left uploaded.
+    let mut list: Vec<BlockId> = mine.iter().map(|nb| nb.id).collect();
+    list.push(mine[0].id);
+    let size: u64 = list.iter().map(|id| u64::from(mine.iter().find(|nb| nb.id == *id).unwrap().size)).sum();
+    let op = |blocks: Vec<BlockId>, size: u64, path: &str| CommitOp::Put {
+        path: RelPath::parse(path).unwrap(),
+        parent_rev: None,
+        size,
+        mtime: 0,
+        executable: false,
+        blocks: BlockList::Full(blocks),
+    };
+    let r = store.commit(&a, vec![op(list.clone(), size, "all")], Vec::new()).unwrap();
+    assert!(r.results[0].is_ok(), "{:?}", r.results[0]);
+    let info = store.user_info(a.user_id).unwrap();
+    assert_eq!((info.used, info.uploaded), (size, 0));
+    // A list naming another account's block is refused, with just those named.
+    list.insert(150, theirs[2].id);
+    list.push(theirs[2].id);
+    let r = store.commit(&a, vec![op(list, size + 2 * u64::from(theirs[2].size), "stolen")], Vec::new()).unwrap();
+    assert!(
+        matches!(&r.results[0], Err(Error::MissingBlocks { missing }) if *missing == vec![theirs[2].id]),
+        "{:?}",
+        r.results[0]
+    );
+}
+
 /// With `edits`, a modification's block list comes as an edit of the
 /// previous revision's (a move's revision counts: it has the same list), and
 /// applying it to that list gives the full list; additions, revivals and a
@@ -661,6 +725,7 @@ macro_rules! conformance {
                 concurrent_commits_form_one_journal,
                 same_head_one_winner,
                 blocks_are_per_account,
+                many_blocks_at_once,
                 journal_block_lists_as_edits,
                 pending_uploads_follow_commits,
                 shared_folders_in_every_members_journal,

@@ -1,9 +1,9 @@
 //! Block records: where each block is stored, and which accounts own it
 //! (proof of possession: an account owns what it uploaded).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::db::{Db, Lock, OptionalExtension, params};
+use super::db::{Arg, Db, Lock, OptionalExtension, SqlResult, list_sql, padded_chunks, params, rows_sql};
 use ferry_shared::BlockId;
 
 use super::{Backend, SqlStore, Turn};
@@ -16,27 +16,47 @@ use ferry_shared::api::ErrorCode;
 /// account are uploaded, not yet committed (see [`settle`]). Returns
 /// their bytes, which it has added to the user's uploaded bytes.
 pub(super) fn insert_blocks(conn: &Db<'_>, user_id: i64, blocks: &[NewBlock], now: i64) -> Result<u64> {
-    let mut b = conn.prepare_cached(
-        "INSERT INTO blocks(id, size, stored_size, created, pack, pack_offset, pack_len)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-    )?;
-    let mut a = conn.prepare_cached(
-        "INSERT INTO account_blocks(user_id, block, pending, created) VALUES (?1, ?2, 1, ?3) ON CONFLICT DO NOTHING",
-    )?;
-    let mut added = 0u64;
     // In one order in every transaction: two inserting the same new blocks
     // wait for each other instead of deadlocking.
     let mut blocks: Vec<&NewBlock> = blocks.iter().collect();
     blocks.sort_unstable_by_key(|nb| nb.id);
-    for nb in blocks {
-        let (pack, offset, len) = match nb.loc {
-            BlockLoc::Loose => (None, None, None),
-            BlockLoc::Packed { pack, offset, len } => (Some(pack as i64), Some(offset as i64), Some(len)),
-        };
-        b.execute(params![nb.id.as_bytes(), nb.size, nb.stored_size, now, pack, offset, len])?;
-        if a.execute(params![user_id, nb.id.as_bytes(), now])? == 1 {
-            added += u64::from(nb.size);
+    blocks.dedup_by_key(|nb| nb.id);
+    let mut added = 0u64;
+    for chunk in padded_chunks(&blocks) {
+        let places: Vec<(Option<i64>, Option<i64>, Option<u32>)> = chunk
+            .iter()
+            .map(|nb| match nb.loc {
+                BlockLoc::Loose => (None, None, None),
+                BlockLoc::Packed { pack, offset, len } => (Some(pack as i64), Some(offset as i64), Some(len)),
+            })
+            .collect();
+        let mut args: Vec<&dyn Arg> = vec![&now];
+        for (nb, (pack, offset, len)) in chunk.iter().zip(&places) {
+            args.extend([nb.id.as_bytes() as &dyn Arg, &nb.size, &nb.stored_size, pack, offset, len]);
         }
+        let rows = rows_sql(chunk.len(), |i| {
+            let p = |k: usize| 2 + i * 6 + k;
+            format!("(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?1)", p(0), p(1), p(2), p(3), p(4), p(5))
+        });
+        conn.exec(
+            &format!(
+                "INSERT INTO blocks(id, size, stored_size, pack, pack_offset, pack_len, created) VALUES {rows}
+                 ON CONFLICT DO NOTHING"
+            ),
+            &args[..],
+        )?;
+        let mut args: Vec<&dyn Arg> = vec![&user_id, &now];
+        args.extend(chunk.iter().map(|nb| nb.id.as_bytes() as &dyn Arg));
+        let rows = rows_sql(chunk.len(), |i| format!("(?1, ?{}, 1, ?2)", i + 3));
+        // Those new to the account (a padded row inserts nothing).
+        let mut new: HashSet<BlockId> = conn
+            .prepare_cached(&format!(
+                "INSERT INTO account_blocks(user_id, block, pending, created) VALUES {rows}
+                 ON CONFLICT DO NOTHING RETURNING block"
+            ))?
+            .query_map(&args[..], |r| r.get(0))?
+            .collect::<SqlResult<_>>()?;
+        added += chunk.iter().filter(|nb| new.remove(&nb.id)).map(|nb| u64::from(nb.size)).sum::<u64>();
     }
     if added > 0 {
         conn.exec("UPDATE users SET staged = staged + ?1 WHERE id = ?2", params![added as i64, user_id])?;
@@ -44,19 +64,27 @@ pub(super) fn insert_blocks(conn: &Db<'_>, user_id: i64, blocks: &[NewBlock], no
     Ok(added)
 }
 
-/// Block `id`, which `user` owns, is used by a commit: if it was only
-/// uploaded, it counts against the quota as part of a file from now on
-/// (and never expires). Returns its bytes if it was.
-pub(super) fn settle(conn: &Db<'_>, user: i64, id: &BlockId) -> Result<u64> {
-    let size: Option<i64> = conn
-        .row(
-            "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block = ?2 AND pending = 1
-             RETURNING (SELECT size FROM blocks WHERE id = ?2)",
-            params![user, id.as_bytes()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(size.unwrap_or(0) as u64)
+/// Blocks `ids`, which `user` owns, are used by a commit: those only
+/// uploaded so far count against the quota as parts of files from now on
+/// (and never expire). Returns their bytes.
+pub(super) fn settle(conn: &Db<'_>, user: i64, ids: &[BlockId]) -> Result<u64> {
+    let mut bytes = 0u64;
+    for chunk in padded_chunks(ids) {
+        let mut args: Vec<&dyn Arg> = vec![&user];
+        args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
+        let sizes: Vec<i64> = conn
+            .prepare_cached(&format!(
+                // (`pending <> 0`, not `= 1`: found through the key, never
+                // through the index of all pending blocks.)
+                "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block IN {} AND pending <> 0
+                 RETURNING (SELECT size FROM blocks WHERE id = account_blocks.block)",
+                list_sql(chunk.len(), 1)
+            ))?
+            .query_map(&args[..], |r| r.get(0))?
+            .collect::<SqlResult<_>>()?;
+        bytes += sizes.into_iter().map(|s| s.max(0) as u64).sum::<u64>();
+    }
+    Ok(bytes)
 }
 
 /// Takes `bytes` settled by commits off a user's uploaded bytes.
@@ -85,17 +113,24 @@ fn room((quota, used, staged): (u64, u64, u64)) -> u64 {
 }
 
 /// The ids among `ids` that `user` can use nowhere: not theirs, and in no
-/// shared folder they are in (one indexed look per id).
+/// shared folder they are in.
 pub(super) fn unusable(conn: &Db<'_>, user: i64, ids: HashSet<BlockId>) -> Result<HashSet<BlockId>> {
-    let mut s = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM account_blocks WHERE user_id = ?1 AND block = ?2)
-             OR EXISTS (SELECT 1 FROM share_blocks sb JOIN members m ON m.ns = sb.ns
-                        WHERE sb.block = ?2 AND m.user_id = ?1)",
-    )?;
-    let mut out = HashSet::new();
-    for id in ids {
-        if !s.query_row(params![user, id.as_bytes()], |r| r.get::<_, bool>(0))? {
-            out.insert(id);
+    let ids: Vec<BlockId> = ids.into_iter().collect();
+    let mut out: HashSet<BlockId> = ids.iter().copied().collect();
+    for chunk in padded_chunks(&ids) {
+        let mut args: Vec<&dyn Arg> = vec![&user];
+        args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
+        let list = list_sql(chunk.len(), 1);
+        let usable: Vec<BlockId> = conn
+            .prepare_cached(&format!(
+                "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {list}
+                 UNION SELECT sb.block FROM share_blocks sb JOIN members m ON m.ns = sb.ns
+                       WHERE m.user_id = ?1 AND sb.block IN {list}"
+            ))?
+            .query_map(&args[..], |r| r.get(0))?
+            .collect::<SqlResult<_>>()?;
+        for id in usable {
+            out.remove(&id);
         }
     }
     Ok(out)
@@ -122,17 +157,24 @@ pub(super) fn loc_row(r: &super::db::Row) -> super::db::SqlResult<BlockLoc> {
 
 impl<B: Backend> BlockRecords for SqlStore<B> {
     fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>> {
-        self.read(|c| {
-            let mut s = c.prepare_cached("SELECT 1 FROM account_blocks WHERE user_id = ?1 AND block = ?2")?;
-            let mut seen = HashSet::new();
-            let mut missing = Vec::new();
-            for id in ids {
-                if seen.insert(*id) && s.query_row(params![user_id, id.as_bytes()], |_| Ok(())).optional()?.is_none() {
-                    missing.push(*id);
+        let mut seen = HashSet::new();
+        let ids: Vec<BlockId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        let owned = self.read(|c| {
+            let mut owned = HashSet::new();
+            for chunk in padded_chunks(&ids) {
+                let mut args: Vec<&dyn Arg> = vec![&user_id];
+                args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
+                let sql = format!(
+                    "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {}",
+                    list_sql(chunk.len(), 1)
+                );
+                for id in c.prepare_cached(&sql)?.query_map(&args[..], |r| r.get::<_, BlockId>(0))? {
+                    owned.insert(id?);
                 }
             }
-            Ok(missing)
-        })
+            Ok(owned)
+        })?;
+        Ok(ids.into_iter().filter(|id| !owned.contains(id)).collect())
     }
 
     fn block_location(&self, id: &BlockId) -> Result<Option<BlockLoc>> {
@@ -142,17 +184,34 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
         })
     }
 
-    fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>> {
-        self.read(|c| {
-            let mut s = c.prepare_cached(
-                "SELECT b.pack, b.pack_offset, b.pack_len FROM blocks b WHERE b.id = ?2 AND (
-                     EXISTS (SELECT 1 FROM account_blocks a WHERE a.user_id = ?1 AND a.block = ?2)
-                     OR EXISTS (SELECT 1 FROM share_blocks sb JOIN members m ON m.ns = sb.ns
-                                WHERE sb.block = ?2 AND m.user_id = ?1))",
-            )?;
-            // Owned, or in a share the user is a member of.
-            Ok(s.query_row(params![user_id, id.as_bytes()], loc_row).optional()?)
-        })
+    fn owned_block_locations(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<Option<(BlockLoc, u32)>>> {
+        let found = self.read(|c| {
+            let mut found = HashMap::new();
+            for chunk in padded_chunks(ids) {
+                let mut args: Vec<&dyn Arg> = vec![&user_id];
+                args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
+                // Owned, or in a share the user is a member of (each half
+                // found from the ids, through the keys).
+                let list = list_sql(chunk.len(), 1);
+                let sql = format!(
+                    "SELECT b.pack, b.pack_offset, b.pack_len, b.stored_size, b.id
+                     FROM account_blocks a JOIN blocks b ON b.id = a.block WHERE a.user_id = ?1 AND a.block IN {list}
+                     UNION
+                     SELECT b.pack, b.pack_offset, b.pack_len, b.stored_size, b.id
+                     FROM share_blocks sb JOIN members m ON m.ns = sb.ns JOIN blocks b ON b.id = sb.block
+                     WHERE m.user_id = ?1 AND sb.block IN {list}"
+                );
+                let rows = c
+                    .prepare_cached(&sql)?
+                    .query_map(&args[..], |r| Ok((r.get::<_, BlockId>(4)?, (loc_row(r)?, r.get::<_, u32>(3)?))))?;
+                for row in rows {
+                    let (id, place) = row?;
+                    found.insert(id, place);
+                }
+            }
+            Ok(found)
+        })?;
+        Ok(ids.iter().map(|id| found.get(id).copied()).collect())
     }
 
     fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()> {

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::db::{Db, Lock, OptionalExtension, params};
+use super::db::{Arg, Db, Lock, OptionalExtension, list_sql, padded_chunks, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, MAX_COMMIT_BLOCKS, RevId, Revision,
@@ -431,43 +431,46 @@ impl Ctx<'_> {
         let ids = list
             .expand(parent, |(id, _)| *id, ferry_shared::chunk::max_blocks(size))
             .map_err(|e| Error::bad_request(e.to_string()))?;
-        let mut sizes: HashMap<BlockId, u32> = HashMap::with_capacity(ids.len().min(1 << 16));
-        let mut missing = Vec::new();
-        let mut absent = HashSet::new();
-        // The caller's own blocks (and whether they were only uploaded so
-        // far), or (in a share) the share's.
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT b.size, COALESCE((SELECT a.pending FROM account_blocks a WHERE a.user_id = ?1 AND a.block = ?2), 0)
-             FROM blocks b WHERE b.id = ?2 AND (
-                 EXISTS (SELECT 1 FROM account_blocks a WHERE a.user_id = ?1 AND a.block = ?2)
-                 OR EXISTS (SELECT 1 FROM share_blocks s WHERE s.ns = ?3 AND s.block = ?2))",
-        )?;
-        let mut settled = 0;
-        for id in &ids {
-            if sizes.contains_key(id) || absent.contains(id) {
-                continue;
-            }
-            match stmt
-                .query_row(params![self.caller.user_id, id.as_bytes(), self.ns], |r| {
-                    Ok((r.get::<_, u32>(0)?, r.get::<_, bool>(1)?))
-                })
-                .optional()?
-            {
-                Some((s, uploaded)) => {
-                    sizes.insert(*id, s);
-                    if uploaded {
-                        settled += settle(self.conn, self.caller.user_id, id)?;
-                    }
-                }
-                None => {
-                    absent.insert(*id);
-                    missing.push(*id);
+        let mut seen = HashSet::new();
+        let distinct: Vec<BlockId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        drop(seen);
+        let mut sizes: HashMap<BlockId, u32> = HashMap::with_capacity(distinct.len());
+        // Those only uploaded so far.
+        let mut uploaded = BTreeSet::new();
+        for chunk in padded_chunks(&distinct) {
+            let mut args: Vec<&dyn Arg> = vec![&self.caller.user_id, &self.ns];
+            args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
+            // The caller's own blocks (and whether they were only uploaded
+            // so far), or (in a share) the share's: each half found from
+            // the ids, through the keys.
+            let list = list_sql(chunk.len(), 2);
+            let sql = format!(
+                "SELECT b.id, b.size, a.pending FROM account_blocks a JOIN blocks b ON b.id = a.block
+                 WHERE a.user_id = ?1 AND a.block IN {list}
+                 UNION ALL
+                 SELECT b.id, b.size, 0 FROM share_blocks s JOIN blocks b ON b.id = s.block
+                 WHERE s.ns = ?2 AND s.block IN {list}"
+            );
+            let rows = self
+                .conn
+                .prepare_cached(&sql)?
+                .query_map(&args[..], |r| Ok((r.get::<_, BlockId>(0)?, r.get::<_, u32>(1)?, r.get::<_, bool>(2)?)))?;
+            for row in rows {
+                // (An id both the caller's and the share's comes twice, and
+                // a padded one more often.)
+                let (id, size, pending) = row?;
+                sizes.insert(id, size);
+                if pending {
+                    uploaded.insert(id);
                 }
             }
         }
+        let missing: Vec<BlockId> = distinct.into_iter().filter(|id| !sizes.contains_key(id)).collect();
         if !missing.is_empty() {
             return Err(Error::MissingBlocks { missing });
         }
+        let uploaded: Vec<BlockId> = uploaded.into_iter().collect();
+        let settled = settle(self.conn, self.caller.user_id, &uploaded)?;
         // (Rolled back with the operation if it fails after this.)
         unstage(self.conn, self.caller.user_id, settled)?;
         Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect())

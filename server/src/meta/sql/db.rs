@@ -215,6 +215,15 @@ impl FromCol for Vec<u8> {
     }
 }
 
+impl FromCol for ferry_shared::BlockId {
+    fn from_col(v: Val<'_>) -> Result<Self, String> {
+        match v {
+            Val::Blob(b) => Self::from_slice(b).ok_or_else(|| format!("expected a block id, found {} bytes", b.len())),
+            other => Err(format!("expected a block id, found {other:?}")),
+        }
+    }
+}
+
 impl<T: FromCol> FromCol for Option<T> {
     fn from_col(v: Val<'_>) -> Result<Self, String> {
         match v {
@@ -409,6 +418,37 @@ pub fn dollar_params(sql: &str) -> String {
         }
     }
     out
+}
+
+/// Lengths of the lists one statement takes many keys or rows in (`IN (…)`,
+/// `VALUES (…), (…)`): a few only, so each is one cached statement.
+const LIST_LENGTHS: [usize; 4] = [1, 8, 64, 256];
+
+/// `items` in chunks for statements that take a list of them: each chunk
+/// padded to one of a few lengths by repeating its last item (a key twice
+/// in an `IN` list, or a row twice under `ON CONFLICT DO NOTHING`, changes
+/// nothing).
+pub fn padded_chunks<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
+    items
+        .chunks(LIST_LENGTHS[LIST_LENGTHS.len() - 1])
+        .map(|chunk| {
+            let n = *LIST_LENGTHS.iter().find(|&&n| n >= chunk.len()).expect("a chunk fits the longest list");
+            let mut padded = chunk.to_vec();
+            padded.resize(n, chunk[chunk.len() - 1].clone());
+            padded
+        })
+        .collect()
+}
+
+/// `n` rows for `VALUES`, each as `row(i)` spells it (`(?1, ?{i + 2})`).
+pub fn rows_sql(n: usize, row: impl Fn(usize) -> String) -> String {
+    (0..n).map(row).collect::<Vec<_>>().join(", ")
+}
+
+/// An `IN` list of `n` parameters numbered on from `?{after}`:
+/// `list_sql(3, 1)` is `(?2, ?3, ?4)`.
+pub fn list_sql(n: usize, after: usize) -> String {
+    format!("({})", (after + 1..=after + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "))
 }
 
 /// The connection of one transaction.

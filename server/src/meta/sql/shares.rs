@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::db::{Db, Lock, OptionalExtension, params};
+use ferry_shared::BlockId;
 use ferry_shared::api::{ChangeOp, EntryKind, ErrorCode, Member, Share, ShareRole};
 use ferry_shared::path::{RelPath, name_key};
 
@@ -218,26 +219,28 @@ pub(super) fn grant_blocks(conn: &Db<'_>, ns: i64, rows: &[i64]) -> Result<()> {
     let (owner, shared): (i64, bool) =
         conn.row("SELECT owner, shared FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mut versions = conn.prepare_cached("SELECT blocks FROM file_versions WHERE file = ?1")?;
-    let mut ins = if shared {
-        conn.prepare_cached("INSERT INTO share_blocks(ns, block) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
-    } else {
-        conn.prepare_cached("INSERT INTO account_blocks(user_id, block) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
-    };
-    let who = if shared { ns } else { owner };
-    let mut settled = 0;
+    let mut blocks = std::collections::BTreeSet::new();
     for id in rows {
         let lists: Vec<Vec<u8>> = versions.query_map([id], |r| r.get(0))?.collect::<super::db::SqlResult<_>>()?;
         for l in lists {
-            for (b, _) in ferry_shared::block::decode_list(&l) {
-                if !shared {
-                    // Its files' blocks: no longer only uploaded, never to expire.
-                    settled += super::blocks::settle(conn, owner, &b)?;
-                }
-                ins.execute(params![who, b.as_bytes()])?;
-            }
+            blocks.extend(ferry_shared::block::decode_list(&l).into_iter().map(|(b, _)| b));
         }
     }
-    super::blocks::unstage(conn, owner, settled)
+    let blocks: Vec<BlockId> = blocks.into_iter().collect();
+    let who = if shared { ns } else { owner };
+    for chunk in super::db::padded_chunks(&blocks) {
+        let mut args: Vec<&dyn super::db::Arg> = vec![&who];
+        args.extend(chunk.iter().map(|b| b.as_bytes() as &dyn super::db::Arg));
+        let rows = super::db::rows_sql(chunk.len(), |i| format!("(?1, ?{})", i + 2));
+        let table = if shared { "share_blocks(ns, block)" } else { "account_blocks(user_id, block)" };
+        conn.exec(&format!("INSERT INTO {table} VALUES {rows} ON CONFLICT DO NOTHING"), &args[..])?;
+    }
+    if !shared {
+        // Its files' blocks: no longer only uploaded, never to expire.
+        let settled = super::blocks::settle(conn, owner, &blocks)?;
+        super::blocks::unstage(conn, owner, settled)?;
+    }
+    Ok(())
 }
 
 /// The user id of a name, or a clear 404.

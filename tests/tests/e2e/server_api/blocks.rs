@@ -104,6 +104,57 @@ async fn block_upload_encodings_and_verification() -> TestResult {
     Ok(())
 }
 
+/// Many blocks in one fetch come back framed in the order asked, repeats
+/// included; one the account lacks is a 404; an answer that could not be
+/// sent whole is a 413 before anything is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_fetched_many_at_once() -> TestResult {
+    let server = Server::start()?;
+    let alice = Client::user(&server, "alice", "dev1").await?;
+    let bob = Client::user(&server, "bob", "dev1").await?;
+    let put = |who: &Client, enc: &block::EncodedBlock| {
+        let req = who.put(&format!("/blocks/{}", enc.id)).body(enc.bytes.clone());
+        let encoding = if enc.encoding == BlockEncoding::Zstd { "zstd" } else { "raw" };
+        async move {
+            let resp = req.header(ENCODING_HEADER, encoding).send().await?;
+            assert_eq!(resp.status(), StatusCode::CREATED);
+            anyhow::Ok(())
+        }
+    };
+    let plain: Vec<Vec<u8>> = (0..4u64).map(|n| pseudo_random(1000 + 700 * n as usize, n)).collect();
+    let encoded: Vec<block::EncodedBlock> = plain.iter().map(|p| block::encode(p)).collect();
+    for enc in &encoded {
+        put(&alice, enc).await?;
+    }
+    let order = [3, 0, 3, 1, 2];
+    let ids: Vec<BlockId> = order.iter().map(|&i| encoded[i].id).collect();
+    let resp = alice.post("/blocks/fetch").json(&json!({ "ids": ids })).send().await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.bytes().await?;
+    let frames = block::read_frames(&body)?;
+    assert_eq!(frames.len(), order.len());
+    for ((id, encoding, bytes), &i) in frames.into_iter().zip(&order) {
+        assert_eq!(id, encoded[i].id);
+        assert_eq!(block::decode(&id, encoding, bytes)?, plain[i]);
+    }
+
+    // Bob's block is not Alice's to fetch, even beside her own.
+    let secret = block::encode(b"bob's own block");
+    put(&bob, &secret).await?;
+    let resp = alice.post("/blocks/fetch").json(&json!({ "ids": [encoded[0].id, secret.id] })).send().await?;
+    expect_error(resp, 404, "not_found").await?;
+
+    // 12 MiB that do not compress, asked three times: more than one answer holds.
+    let big = block::encode(&pseudo_random(12 << 20, 99));
+    put(&alice, &big).await?;
+    let resp = alice.post("/blocks/fetch").json(&json!({ "ids": [big.id, big.id] })).send().await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await?.len(), 2 * (block::FRAME_HEADER + big.bytes.len()));
+    let resp = alice.post("/blocks/fetch").json(&json!({ "ids": [big.id, big.id, big.id] })).send().await?;
+    expect_error(resp, 413, "payload_too_large").await?;
+    Ok(())
+}
+
 /// An upload announced before its blocks are up: other devices see it in
 /// the list and their long polls wake; a block still being uploaded can be
 /// waited for; it never shows in the journal or at its path; the commit at
