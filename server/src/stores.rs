@@ -195,14 +195,7 @@ impl Stores {
 
     /// A stored block as its uploader sent it (encoding and bytes), opened.
     pub async fn read_block(self: &Arc<Self>, id: BlockId, loc: BlockLoc) -> Result<(BlockEncoding, Vec<u8>)> {
-        let sealed = self
-            .blocks
-            .get(id, loc)
-            .await
-            .map_err(Error::Storage)?
-            .ok_or_else(|| anyhow::anyhow!("block {id} is recorded but not stored"))?;
-        let st = Arc::clone(self);
-        blocking(move || Ok(st.vault.open(&id, &sealed)?)).await
+        Ok(self.read_blocks(vec![(id, loc)]).await?.pop().expect("one block asked, one read"))
     }
 
     /// Many stored blocks as their uploaders sent them, opened, in the

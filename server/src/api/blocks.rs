@@ -23,7 +23,6 @@ use super::blocking;
 use super::body::JsonBody;
 use super::doc::Binary;
 use super::{AppState, Auth};
-
 use crate::error::{Error, Result};
 use crate::stores::Incoming;
 

@@ -243,14 +243,27 @@ impl S3BlockStore {
         location.as_ref().strip_prefix(self.root.as_ref()).unwrap_or(location.as_ref())
     }
 
-    async fn get_range(&self, location: &Path, range: Range<u64>) -> io::Result<Option<Bytes>> {
-        let want = range.end - range.start;
-        match self.store.get_range(location, range).await {
-            Ok(b) if b.len() as u64 == want => Ok(Some(b)),
-            Ok(b) => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("S3 block store {}{}: {} bytes read of {want}", self.name, self.relative(location), b.len()),
-            )),
+    /// Ranges of one object, in one request where they lie near each other
+    /// (`None` when the object is missing); each must be read whole.
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> io::Result<Option<Vec<Bytes>>> {
+        match self.store.get_ranges(location, ranges).await {
+            Ok(parts) => {
+                for (b, r) in parts.iter().zip(ranges) {
+                    let want = r.end - r.start;
+                    if b.len() as u64 != want {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "S3 block store {}{}: {} bytes read of {want}",
+                                self.name,
+                                self.relative(location),
+                                b.len()
+                            ),
+                        ));
+                    }
+                }
+                Ok(Some(parts))
+            }
             Err(e) if is_missing_object(&e) => Ok(None),
             Err(e) => Err(self.error("reading", self.relative(location), e)),
         }
@@ -322,31 +335,12 @@ impl BlockStore for S3BlockStore {
             }
             let pack_reads = futures_util::stream::iter(packs)
                 .map(|(pack, blocks)| async move {
-                    let location = self.pack_path(pack);
                     let ranges: Vec<Range<u64>> = blocks.iter().map(|(_, r)| r.clone()).collect();
-                    match self.store.get_ranges(&location, &ranges).await {
-                        Ok(parts) => {
-                            let mut got = Vec::with_capacity(blocks.len());
-                            for ((i, r), b) in blocks.into_iter().zip(parts) {
-                                if b.len() as u64 != r.end - r.start {
-                                    return Err(io::Error::new(
-                                        io::ErrorKind::UnexpectedEof,
-                                        format!(
-                                            "S3 block store {}{}: {} bytes read of {}",
-                                            self.name,
-                                            self.relative(&location),
-                                            b.len(),
-                                            r.end - r.start
-                                        ),
-                                    ));
-                                }
-                                got.push((i, Some(b.to_vec())));
-                            }
-                            Ok(got)
-                        }
-                        Err(e) if is_missing_object(&e) => Ok(blocks.into_iter().map(|(i, _)| (i, None)).collect()),
-                        Err(e) => Err(self.error("reading", self.relative(&location), e)),
-                    }
+                    let parts = self.get_ranges(&self.pack_path(pack), &ranges).await?;
+                    Ok::<_, io::Error>(match parts {
+                        Some(parts) => blocks.into_iter().zip(parts).map(|((i, _), b)| (i, Some(b.to_vec()))).collect(),
+                        None => blocks.into_iter().map(|(i, _)| (i, None)).collect::<Vec<_>>(),
+                    })
                 })
                 .buffer_unordered(super::READS_AT_ONCE);
             let mut pack_reads = std::pin::pin!(pack_reads);
@@ -371,7 +365,8 @@ impl BlockStore for S3BlockStore {
                     }
                 }
                 BlockLoc::Packed { pack, offset, len } => {
-                    self.get_range(&self.pack_path(pack), offset..offset + u64::from(len)).await?
+                    let range = offset..offset + u64::from(len);
+                    self.get_ranges(&self.pack_path(pack), &[range]).await?.and_then(|mut parts| parts.pop())
                 }
             };
             Ok(got.map(Vec::from))

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::db::{Arg, Db, Lock, OptionalExtension, SqlResult, list_sql, padded_chunks, params, rows_sql};
+use super::db::{Arg, Db, Lock, OptionalExtension, SqlResult, padded_chunks, params, rows_sql};
 use ferry_shared::BlockId;
 
 use super::{Backend, SqlStore, Turn};
@@ -32,7 +32,7 @@ pub(super) fn insert_blocks(conn: &Db<'_>, user_id: i64, blocks: &[NewBlock], no
             .collect();
         let mut args: Vec<&dyn Arg> = vec![&now];
         for (nb, (pack, offset, len)) in chunk.iter().zip(&places) {
-            args.extend([nb.id.as_bytes() as &dyn Arg, &nb.size, &nb.stored_size, pack, offset, len]);
+            args.extend([&nb.id as &dyn Arg, &nb.size, &nb.stored_size, pack, offset, len]);
         }
         let rows = rows_sql(chunk.len(), |i| {
             let p = |k: usize| 2 + i * 6 + k;
@@ -46,7 +46,7 @@ pub(super) fn insert_blocks(conn: &Db<'_>, user_id: i64, blocks: &[NewBlock], no
             &args[..],
         )?;
         let mut args: Vec<&dyn Arg> = vec![&user_id, &now];
-        args.extend(chunk.iter().map(|nb| nb.id.as_bytes() as &dyn Arg));
+        args.extend(chunk.iter().map(|nb| &nb.id as &dyn Arg));
         let rows = rows_sql(chunk.len(), |i| format!("(?1, ?{}, 1, ?2)", i + 3));
         // Those new to the account (a padded row inserts nothing).
         let mut new: HashSet<BlockId> = conn
@@ -68,23 +68,16 @@ pub(super) fn insert_blocks(conn: &Db<'_>, user_id: i64, blocks: &[NewBlock], no
 /// uploaded so far count against the quota as parts of files from now on
 /// (and never expire). Returns their bytes.
 pub(super) fn settle(conn: &Db<'_>, user: i64, ids: &[BlockId]) -> Result<u64> {
-    let mut bytes = 0u64;
-    for chunk in padded_chunks(ids) {
-        let mut args: Vec<&dyn Arg> = vec![&user];
-        args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
-        let sizes: Vec<i64> = conn
-            .prepare_cached(&format!(
-                // (`pending <> 0`, not `= 1`: found through the key, never
-                // through the index of all pending blocks.)
-                "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block IN {} AND pending <> 0
-                 RETURNING (SELECT size FROM blocks WHERE id = account_blocks.block)",
-                list_sql(chunk.len(), 1)
-            ))?
-            .query_map(&args[..], |r| r.get(0))?
-            .collect::<SqlResult<_>>()?;
-        bytes += sizes.into_iter().map(|s| s.max(0) as u64).sum::<u64>();
-    }
-    Ok(bytes)
+    // (`pending <> 0`, not `= 1`: found through the key, never through the
+    // index of all pending blocks.)
+    let sizes: Vec<i64> = conn.query_list(
+        "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block IN {list} AND pending <> 0
+         RETURNING (SELECT size FROM blocks WHERE id = account_blocks.block)",
+        &[&user],
+        ids,
+        |r| r.get(0),
+    )?;
+    Ok(sizes.into_iter().map(|s| s.max(0) as u64).sum())
 }
 
 /// Takes `bytes` settled by commits off a user's uploaded bytes.
@@ -116,24 +109,18 @@ fn room((quota, used, staged): (u64, u64, u64)) -> u64 {
 /// shared folder they are in.
 pub(super) fn unusable(conn: &Db<'_>, user: i64, ids: HashSet<BlockId>) -> Result<HashSet<BlockId>> {
     let ids: Vec<BlockId> = ids.into_iter().collect();
-    let mut out: HashSet<BlockId> = ids.iter().copied().collect();
-    for chunk in padded_chunks(&ids) {
-        let mut args: Vec<&dyn Arg> = vec![&user];
-        args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
-        let list = list_sql(chunk.len(), 1);
-        let usable: Vec<BlockId> = conn
-            .prepare_cached(&format!(
-                "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {list}
-                 UNION SELECT sb.block FROM share_blocks sb JOIN members m ON m.ns = sb.ns
-                       WHERE m.user_id = ?1 AND sb.block IN {list}"
-            ))?
-            .query_map(&args[..], |r| r.get(0))?
-            .collect::<SqlResult<_>>()?;
-        for id in usable {
-            out.remove(&id);
-        }
-    }
-    Ok(out)
+    let usable: HashSet<BlockId> = conn
+        .query_list(
+            "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {list}
+             UNION SELECT sb.block FROM share_blocks sb JOIN members m ON m.ns = sb.ns
+                   WHERE m.user_id = ?1 AND sb.block IN {list}",
+            &[&user],
+            &ids,
+            |r| r.get(0),
+        )?
+        .into_iter()
+        .collect();
+    Ok(ids.into_iter().filter(|id| !usable.contains(id)).collect())
 }
 
 /// The 507 of an upload past the quota, saying where the space went.
@@ -159,20 +146,15 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
     fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>> {
         let mut seen = HashSet::new();
         let ids: Vec<BlockId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
-        let owned = self.read(|c| {
-            let mut owned = HashSet::new();
-            for chunk in padded_chunks(&ids) {
-                let mut args: Vec<&dyn Arg> = vec![&user_id];
-                args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
-                let sql = format!(
-                    "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {}",
-                    list_sql(chunk.len(), 1)
-                );
-                for id in c.prepare_cached(&sql)?.query_map(&args[..], |r| r.get::<_, BlockId>(0))? {
-                    owned.insert(id?);
-                }
-            }
-            Ok(owned)
+        let owned: HashSet<BlockId> = self.read(|c| {
+            Ok(c.query_list(
+                "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {list}",
+                &[&user_id],
+                &ids,
+                |r| r.get(0),
+            )?
+            .into_iter()
+            .collect())
         })?;
         Ok(ids.into_iter().filter(|id| !owned.contains(id)).collect())
     }
@@ -185,31 +167,22 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
     }
 
     fn owned_block_locations(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<Option<(BlockLoc, u32)>>> {
-        let found = self.read(|c| {
-            let mut found = HashMap::new();
-            for chunk in padded_chunks(ids) {
-                let mut args: Vec<&dyn Arg> = vec![&user_id];
-                args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
-                // Owned, or in a share the user is a member of (each half
-                // found from the ids, through the keys).
-                let list = list_sql(chunk.len(), 1);
-                let sql = format!(
-                    "SELECT b.pack, b.pack_offset, b.pack_len, b.stored_size, b.id
-                     FROM account_blocks a JOIN blocks b ON b.id = a.block WHERE a.user_id = ?1 AND a.block IN {list}
-                     UNION
-                     SELECT b.pack, b.pack_offset, b.pack_len, b.stored_size, b.id
-                     FROM share_blocks sb JOIN members m ON m.ns = sb.ns JOIN blocks b ON b.id = sb.block
-                     WHERE m.user_id = ?1 AND sb.block IN {list}"
-                );
-                let rows = c
-                    .prepare_cached(&sql)?
-                    .query_map(&args[..], |r| Ok((r.get::<_, BlockId>(4)?, (loc_row(r)?, r.get::<_, u32>(3)?))))?;
-                for row in rows {
-                    let (id, place) = row?;
-                    found.insert(id, place);
-                }
-            }
-            Ok(found)
+        // Owned, or in a share the user is a member of (each half found
+        // from the ids, through the keys).
+        let found: HashMap<BlockId, (BlockLoc, u32)> = self.read(|c| {
+            Ok(c.query_list(
+                "SELECT b.pack, b.pack_offset, b.pack_len, b.stored_size, b.id
+                 FROM account_blocks a JOIN blocks b ON b.id = a.block WHERE a.user_id = ?1 AND a.block IN {list}
+                 UNION
+                 SELECT b.pack, b.pack_offset, b.pack_len, b.stored_size, b.id
+                 FROM share_blocks sb JOIN members m ON m.ns = sb.ns JOIN blocks b ON b.id = sb.block
+                 WHERE m.user_id = ?1 AND sb.block IN {list}",
+                &[&user_id],
+                ids,
+                |r| Ok((r.get(4)?, (loc_row(r)?, r.get(3)?))),
+            )?
+            .into_iter()
+            .collect())
         })?;
         Ok(ids.iter().map(|id| found.get(id).copied()).collect())
     }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::db::{Arg, Db, Lock, OptionalExtension, list_sql, padded_chunks, params};
+use super::db::{Db, Lock, OptionalExtension, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, MAX_COMMIT_BLOCKS, RevId, Revision,
@@ -437,32 +437,24 @@ impl Ctx<'_> {
         let mut sizes: HashMap<BlockId, u32> = HashMap::with_capacity(distinct.len());
         // Those only uploaded so far.
         let mut uploaded = BTreeSet::new();
-        for chunk in padded_chunks(&distinct) {
-            let mut args: Vec<&dyn Arg> = vec![&self.caller.user_id, &self.ns];
-            args.extend(chunk.iter().map(|id| id.as_bytes() as &dyn Arg));
-            // The caller's own blocks (and whether they were only uploaded
-            // so far), or (in a share) the share's: each half found from
-            // the ids, through the keys.
-            let list = list_sql(chunk.len(), 2);
-            let sql = format!(
-                "SELECT b.id, b.size, a.pending FROM account_blocks a JOIN blocks b ON b.id = a.block
-                 WHERE a.user_id = ?1 AND a.block IN {list}
-                 UNION ALL
-                 SELECT b.id, b.size, 0 FROM share_blocks s JOIN blocks b ON b.id = s.block
-                 WHERE s.ns = ?2 AND s.block IN {list}"
-            );
-            let rows = self
-                .conn
-                .prepare_cached(&sql)?
-                .query_map(&args[..], |r| Ok((r.get::<_, BlockId>(0)?, r.get::<_, u32>(1)?, r.get::<_, bool>(2)?)))?;
-            for row in rows {
-                // (An id both the caller's and the share's comes twice, and
-                // a padded one more often.)
-                let (id, size, pending) = row?;
-                sizes.insert(id, size);
-                if pending {
-                    uploaded.insert(id);
-                }
+        // The caller's own blocks (and whether they were only uploaded so
+        // far), or (in a share) the share's: each half found from the ids,
+        // through the keys. (An id both the caller's and the share's comes
+        // twice, and a padded one more often.)
+        let rows: Vec<(BlockId, u32, bool)> = self.conn.query_list(
+            "SELECT b.id, b.size, a.pending FROM account_blocks a JOIN blocks b ON b.id = a.block
+             WHERE a.user_id = ?1 AND a.block IN {list}
+             UNION ALL
+             SELECT b.id, b.size, 0 FROM share_blocks s JOIN blocks b ON b.id = s.block
+             WHERE s.ns = ?2 AND s.block IN {list}",
+            &[&self.caller.user_id, &self.ns],
+            &distinct,
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        for (id, size, pending) in rows {
+            sizes.insert(id, size);
+            if pending {
+                uploaded.insert(id);
             }
         }
         let missing: Vec<BlockId> = distinct.into_iter().filter(|id| !sizes.contains_key(id)).collect();

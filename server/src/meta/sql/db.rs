@@ -215,6 +215,12 @@ impl FromCol for Vec<u8> {
     }
 }
 
+impl Arg for ferry_shared::BlockId {
+    fn val(&self) -> Val<'_> {
+        Val::Blob(self.as_bytes())
+    }
+}
+
 impl FromCol for ferry_shared::BlockId {
     fn from_col(v: Val<'_>) -> Result<Self, String> {
         match v {
@@ -489,6 +495,29 @@ impl<'a> Db<'a> {
             Db::Sqlite(c) => Ok(Stmt::Sqlite(c.prepare_cached(sql)?)),
             Db::Pg(p) => Ok(Stmt::Pg(p, p.prepare(sql)?)),
         }
+    }
+
+    /// Runs `sql` for `keys` a list at a time (see [`padded_chunks`]):
+    /// `{list}` in it stands for an `IN` list of the keys, numbered after
+    /// `lead`'s parameters. Returns every row mapped with `f`; a key
+    /// repeated to pad a list may give its rows twice.
+    pub fn query_list<K: Arg + Clone, T>(
+        &self,
+        sql: &str,
+        lead: &[&dyn Arg],
+        keys: &[K],
+        mut f: impl FnMut(&Row<'_>) -> SqlResult<T>,
+    ) -> SqlResult<Vec<T>> {
+        let mut out = Vec::new();
+        for chunk in padded_chunks(keys) {
+            let mut args: Vec<&dyn Arg> = lead.to_vec();
+            args.extend(chunk.iter().map(|k| k as &dyn Arg));
+            let sql = sql.replace("{list}", &list_sql(chunk.len(), lead.len()));
+            for row in self.prepare_cached(&sql)?.query_map(&args[..], &mut f)? {
+                out.push(row?);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether each statement is a round trip to another process (where one

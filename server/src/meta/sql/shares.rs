@@ -230,7 +230,7 @@ pub(super) fn grant_blocks(conn: &Db<'_>, ns: i64, rows: &[i64]) -> Result<()> {
     let who = if shared { ns } else { owner };
     for chunk in super::db::padded_chunks(&blocks) {
         let mut args: Vec<&dyn super::db::Arg> = vec![&who];
-        args.extend(chunk.iter().map(|b| b.as_bytes() as &dyn super::db::Arg));
+        args.extend(chunk.iter().map(|b| b as &dyn super::db::Arg));
         let rows = super::db::rows_sql(chunk.len(), |i| format!("(?1, ?{})", i + 2));
         let table = if shared { "share_blocks(ns, block)" } else { "account_blocks(user_id, block)" };
         conn.exec(&format!("INSERT INTO {table} VALUES {rows} ON CONFLICT DO NOTHING"), &args[..])?;
