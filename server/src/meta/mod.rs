@@ -26,6 +26,9 @@ pub struct Caller {
     pub device_id: i64,
     /// The user's root namespace.
     pub ns: i64,
+    /// The device's name when the token was checked (what the versions it
+    /// makes show; empty for a device that is gone).
+    pub device: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

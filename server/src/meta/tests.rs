@@ -34,6 +34,18 @@ fn put(path: &str, parent_rev: Option<i64>, block: &NewBlock) -> CommitOp {
     }
 }
 
+/// A put of a file made of `block` twice.
+fn put_twice(path: &str, block: &NewBlock) -> CommitOp {
+    CommitOp::Put {
+        path: RelPath::parse(path).unwrap(),
+        parent_rev: None,
+        size: 2 * u64::from(block.size),
+        mtime: 0,
+        executable: false,
+        blocks: BlockList::Full(vec![block.id, block.id]),
+    }
+}
+
 fn block(data: &[u8]) -> NewBlock {
     NewBlock { id: BlockId::of(data), size: data.len() as u32, stored_size: data.len() as u32, loc: BlockLoc::Loose }
 }
@@ -119,14 +131,7 @@ fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
     assert!(r.results[0].is_ok(), "{:?}", r.results[0]);
     let info = store.user_info(d.user_id).unwrap();
     assert_eq!((info.used, info.uploaded), (600 << 20, 0));
-    let big = CommitOp::Put {
-        path: RelPath::parse("big").unwrap(),
-        parent_rev: None,
-        size: 1200 << 20,
-        mtime: 0,
-        executable: false,
-        blocks: BlockList::Full(vec![half.id, half.id]),
-    };
+    let big = put_twice("big", &half);
     let r = store.commit(&d, vec![big], Vec::new()).unwrap();
     assert!(matches!(&r.results[0], Err(e) if e.code() == ErrorCode::QuotaExceeded), "{:?}", r.results[0]);
     // Uploaded blocks no commit used expire: no longer counted, nor owned;
@@ -139,6 +144,43 @@ fn blocks_are_per_account(store: Arc<dyn MetaStore>) {
     assert_eq!(store.user_info(d.user_id).unwrap().uploaded, 0);
     assert!(!store.owns_block(d.user_id, &small.id).unwrap());
     assert!(store.owns_block(d.user_id, &half.id).unwrap());
+}
+
+/// In a commit of many operations, each that fails changes nothing, and
+/// the others stand: whether it failed before it wrote (a conflict) or
+/// after (past the quota, once its uploaded blocks were settled).
+fn operations_fail_alone(store: Arc<dyn MetaStore>) {
+    let c = caller(&*store, "erin", "a");
+    let small = block(b"small");
+    let half = NewBlock { id: BlockId::of(b"half"), size: 600 << 20, stored_size: 3, loc: BlockLoc::Loose };
+    store.add_blocks(c.user_id, &[small.clone(), half.clone()]).unwrap();
+    let big = put_twice("big", &half);
+    let ops = vec![
+        put("new/a", None, &small),
+        big,
+        put("new/a", None, &small),
+        CommitOp::Mkdir { path: RelPath::parse("new/dir").unwrap() },
+        put("new/b", None, &small),
+    ];
+    let r = store.commit(&c, ops, Vec::new()).unwrap();
+    assert!(r.results[0].is_ok(), "{:?}", r.results[0]);
+    assert!(matches!(&r.results[1], Err(e) if e.code() == ErrorCode::QuotaExceeded), "{:?}", r.results[1]);
+    assert!(matches!(&r.results[2], Err(Error::Conflict { .. })), "{:?}", r.results[2]);
+    assert!(r.results[3].is_ok() && r.results[4].is_ok(), "{:?}", &r.results[3..]);
+    let want: std::collections::BTreeSet<String> =
+        ["new", "new/a", "new/b", "new/dir"].into_iter().map(String::from).collect();
+    assert_eq!(tree_of(&*store, &c), want);
+    // The journal has what stood, gap-free; the failed put's blocks are
+    // still only uploaded, counted as such; the files count as files.
+    let page = store.changes(c.ns, 0, 100, false).unwrap();
+    let paths: Vec<String> = page.changes.iter().map(|ch| ch.entry.path.to_string()).collect();
+    assert_eq!(paths, ["new", "new/a", "new/dir", "new/b"]);
+    assert_eq!(page.changes.iter().map(|ch| ch.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let info = store.user_info(c.user_id).unwrap();
+    assert_eq!((info.used, info.uploaded), (2 * u64::from(small.size), 600 << 20));
+    // The same operations once more, each on its own: as before.
+    let again = store.commit(&c, vec![put("new/a", None, &small)], Vec::new()).unwrap();
+    assert!(matches!(&again.results[0], Err(Error::Conflict { .. })), "{:?}", again.results[0]);
 }
 
 /// Many blocks at once (more than one statement's list holds, repeats
@@ -726,6 +768,7 @@ macro_rules! conformance {
                 same_head_one_winner,
                 blocks_are_per_account,
                 many_blocks_at_once,
+                operations_fail_alone,
                 journal_block_lists_as_edits,
                 pending_uploads_follow_commits,
                 shared_folders_in_every_members_journal,
@@ -749,6 +792,41 @@ macro_rules! conformance {
 
 conformance!(sqlite, Some(super::sqlite()));
 conformance!(postgres, super::postgres());
+
+/// Connections the database server ended while idle in the pool (a
+/// restart) cost writes nothing: each runs again on a new connection.
+#[test]
+fn postgres_writes_outlive_broken_connections() {
+    let Some(cluster) = crate::testing::PgCluster::shared().unwrap() else {
+        crate::testing::skip("the PostgreSQL metadata suite", "no PostgreSQL binaries (initdb, pg_ctl)");
+        return;
+    };
+    let url = cluster.fresh_db().unwrap();
+    let store: Arc<dyn MetaStore> = Arc::new(super::postgres::PostgresStore::connect(&url).unwrap());
+    let c = caller(&*store, "frank", "a");
+    let b = block(b"content");
+    store.add_blocks(c.user_id, std::slice::from_ref(&b)).unwrap();
+    // Several connections in the pool: commits side by side.
+    let commit_all = |round: usize| {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (store, c, b) = (Arc::clone(&store), c.clone(), b.clone());
+                std::thread::spawn(move || {
+                    let out = store.commit(&c, vec![put(&format!("r{round}/t{t}"), None, &b)], Vec::new()).unwrap();
+                    out.results.into_iter().for_each(|r| {
+                        r.unwrap();
+                    });
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    };
+    commit_all(0);
+    cluster.break_connections(&url).unwrap();
+    commit_all(1);
+    // 8 files in 2 folders, each once.
+    assert_eq!(store.cursor(c.ns).unwrap(), 10);
+}
 
 /// A fresh database of the tests' PostgreSQL cluster (`None`: skipped).
 fn postgres() -> Option<(Arc<crate::testing::PgCluster>, Arc<dyn MetaStore>)> {

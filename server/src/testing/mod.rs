@@ -126,6 +126,16 @@ impl PgCluster {
         self.admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     }
 
+    /// Ends the server process of every connection to the database at
+    /// `url`, as a restart would (the clients find out when they next use
+    /// them).
+    pub fn break_connections(&self, url: &str) -> anyhow::Result<()> {
+        let name = url.rsplit('/').next().context("a database URL")?;
+        self.admin(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ))
+    }
+
     /// Runs `sql` on the cluster's `postgres` database, on a thread of its
     /// own (tests call this from async code too).
     fn admin(&self, sql: String) -> anyhow::Result<()> {

@@ -32,10 +32,27 @@
 //! Reads are `REPEATABLE READ READ ONLY` transactions (one snapshot).
 //!
 //! # Connections
-//! A pool (`deadpool-postgres`) that checks a connection before handing it
-//! out again (a broken one is dropped, not reused). The store's methods are
-//! blocking, like every store's: each statement waits on the pool's own
-//! small runtime, so the caller's runtime threads are never held.
+//! A pool (`deadpool-postgres`) that drops a connection known to be closed
+//! rather than hand it out again. One that broke unnoticed (its server
+//! restarted) fails its first statement: a write runs again on another
+//! connection, unless it broke while committing (then whether it committed
+//! is unknown, and the caller is told so); a read fails once. (Checking
+//! each connection with a query before handing it out costs a round trip
+//! per transaction, a quarter of a small commit's.)
+//!
+//! The store's methods are blocking, like every store's: each statement
+//! waits on the pool's own runtime of one thread, which the waiting thread
+//! drives itself, so the caller's runtime threads are never held.
+//!
+//! # Round trips
+//! Each statement is a round trip, which on a small commit costs more than
+//! the work: a transaction's `BEGIN` goes with its first statement, and
+//! statements whose answers are not needed ([`Db::exec_later`]) go with
+//! the next one waited on, its `COMMIT` included. What a transaction has
+//! read it keeps for its later statements ([`super::sql::db::TxCache`]).
+//! Writes of one namespace queue on the node before they take a
+//! connection, so connections are not held waiting for the namespace's
+//! lock.
 
 use std::cell::RefCell;
 use std::str::FromStr;
@@ -44,7 +61,7 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use super::sql::db::{Db, Locks, PgConn, SqlError, lost_race};
+use super::sql::db::{Db, Locks, PgConn, SqlError, broken, lost_race};
 use super::sql::schema::MIGRATIONS;
 use super::sql::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
@@ -65,6 +82,31 @@ pub struct Postgres {
     pool: Pool,
     /// Runs the connections; statements wait on it from blocking threads.
     runtime: Option<tokio::runtime::Runtime>,
+    /// Writes of one namespace on this node wait for each other here,
+    /// not holding a connection while they wait for its lock.
+    lanes: Lanes,
+}
+
+/// One queue per lock key that writes of this node are waiting for or
+/// hold (see [`Postgres::write`]).
+#[derive(Default)]
+struct Lanes(std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<std::sync::Mutex<()>>>>);
+
+impl Lanes {
+    /// Runs `f` once this node's earlier writes of `key` are done.
+    fn run<R>(&self, key: i64, f: impl FnOnce() -> R) -> R {
+        let lane = std::sync::Arc::clone(self.0.lock().expect("lanes").entry(key).or_default());
+        let r = {
+            let _turn = lane.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f()
+        };
+        let mut lanes = self.0.lock().expect("lanes");
+        // The map's and this one: nobody else waits in it.
+        if std::sync::Arc::strong_count(&lane) == 2 {
+            lanes.remove(&key);
+        }
+        r
+    }
 }
 
 /// The metadata store on PostgreSQL.
@@ -92,16 +134,18 @@ impl SqlStore<Postgres> {
     /// Connects without touching the schema.
     pub fn connect_only(url: &str) -> anyhow::Result<Self> {
         let config = tokio_postgres::Config::from_str(url).context("the --db URL")?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ferry-postgres")
+        // One thread's: whichever thread waits on a statement drives the
+        // connections meanwhile (reading its answer itself), where a
+        // runtime of its own would wake a thread of its own to read it and
+        // then wake the waiting one.
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the database runtime")?;
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Verified },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -110,7 +154,7 @@ impl SqlStore<Postgres> {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .context("the database pool")?;
-        let backend = Postgres { pool, runtime: Some(runtime) };
+        let backend = Postgres { pool, runtime: Some(runtime), lanes: Lanes::default() };
         // Reachable now, or a clear error at start-up.
         drop(backend.runtime().block_on(backend.pool.get()).map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?);
         Ok(SqlStore::new(backend))
@@ -152,8 +196,8 @@ impl SqlStore<Postgres> {
 }
 
 impl Postgres {
-    fn runtime(&self) -> &tokio::runtime::Handle {
-        self.runtime.as_ref().expect("runtime until dropped").handle()
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("runtime until dropped")
     }
 
     fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -171,20 +215,18 @@ impl Postgres {
     ) -> Result<R> {
         let client = self.client()?;
         let rt = self.runtime();
-        rt.block_on(client.batch_execute(begin)).map_err(SqlError::from)?;
-        let db = Db::Pg(PgConn { client: &client, runtime: rt, locks });
-        match f(&db) {
-            Ok(r) => {
-                rt.block_on(client.batch_execute("COMMIT")).map_err(SqlError::from)?;
-                Ok(r)
-            }
-            Err(e) => {
-                // (A connection that cannot even roll back fails its check
-                // before it is handed out again, and is dropped.)
-                let _ = rt.block_on(client.batch_execute("ROLLBACK"));
-                Err(e)
-            }
+        let db = Db::pg(PgConn::new(&client, rt, locks));
+        // (Sent with the first statement.)
+        db.begin_later(begin.to_owned());
+        let r = f(&db).and_then(|r| Ok(db.commit().map(|()| r)?));
+        drop(db);
+        if r.is_err() {
+            // (A connection that cannot even roll back fails its check
+            // before it is handed out again, and is dropped. One whose
+            // transaction never began says so, harmlessly.)
+            let _ = rt.block_on(client.batch_execute("ROLLBACK"));
         }
+        r
     }
 
     /// One run of a write: its transaction begun, the turn's locks and
@@ -214,10 +256,46 @@ impl Postgres {
 
 impl Backend for Postgres {
     fn write<R: Send + 'static>(&self, turn: Turn, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R> {
+        // Writes of one namespace (its first lock) queue on this node
+        // before they take a connection: one at a time waits on the
+        // database's lock, the rest leave the connections to others.
+        match &turn {
+            Turn::With(first) if !first.is_empty() => {
+                let key = first.iter().map(|l| l.key()).min().expect("not empty");
+                self.lanes.run(key, || self.write_runs(&turn, &f))
+            }
+            _ => self.write_runs(&turn, &f),
+        }
+    }
+
+    fn read<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
+        // Again on another connection while the one it had is found broken
+        // (each of the pool's may be, once).
+        let mut attempt = 0;
+        loop {
+            match self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None, &f) {
+                Err(e) if attempt <= POOL_SIZE && on_broken_connection(&e) => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+}
+
+/// Whether `e` is a statement's failure on a connection found broken.
+fn on_broken_connection(e: &Error) -> bool {
+    match e {
+        Error::Internal(e) => e.downcast_ref::<SqlError>().is_some_and(|e| matches!(e, SqlError::Pg(pg) if broken(pg))),
+        _ => false,
+    }
+}
+
+impl Postgres {
+    /// Runs a write, again while it loses races.
+    fn write_runs<R>(&self, turn: &Turn, f: &impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
         let mut attempt = 0;
         let locks = RefCell::new(Locks::default());
         loop {
-            match self.write_once(&turn, &locks, &f) {
+            match self.write_once(turn, &locks, f) {
                 Err(e) if lost_race(&e) && attempt >= RETRIES => {
                     tracing::warn!(attempt, "a write lost its race every time");
                     return Err(e);
@@ -231,12 +309,5 @@ impl Backend for Postgres {
                 r => return r,
             }
         }
-    }
-
-    fn read<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
-        let f = std::cell::Cell::new(Some(f));
-        self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None, &|db: &Db<'_>| {
-            (f.take().expect("a read runs once"))(db)
-        })
     }
 }

@@ -129,10 +129,14 @@ impl<B: Backend> Accounts for SqlStore<B> {
     fn authenticate(&self, token_hash: [u8; 32]) -> Result<Option<Caller>> {
         self.read(|c| {
             let mut s = c.prepare_cached(
-                "SELECT t.user_id, t.device_id, n.id FROM tokens t JOIN namespaces n ON n.owner = t.user_id AND n.shared = 0 WHERE t.hash = ?1",
+                "SELECT t.user_id, t.device_id, n.id, COALESCE(d.name, '') FROM tokens t
+                 JOIN namespaces n ON n.owner = t.user_id AND n.shared = 0
+                 LEFT JOIN devices d ON d.id = t.device_id WHERE t.hash = ?1",
             )?;
-            Ok(s.query_row([&token_hash[..]], |r| Ok(Caller { user_id: r.get(0)?, device_id: r.get(1)?, ns: r.get(2)? }))
-                .optional()?)
+            Ok(s.query_row([&token_hash[..]], |r| {
+                Ok(Caller { user_id: r.get(0)?, device_id: r.get(1)?, ns: r.get(2)?, device: r.get(3)? })
+            })
+            .optional()?)
         })
     }
 

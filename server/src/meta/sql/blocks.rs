@@ -83,7 +83,7 @@ pub(super) fn settle(conn: &Db<'_>, user: i64, ids: &[BlockId]) -> Result<u64> {
 /// Takes `bytes` settled by commits off a user's uploaded bytes.
 pub(super) fn unstage(conn: &Db<'_>, user: i64, bytes: u64) -> Result<()> {
     if bytes > 0 {
-        conn.exec(
+        conn.exec_later(
             "UPDATE users SET staged = CASE WHEN staged < ?1 THEN 0 ELSE staged - ?1 END WHERE id = ?2",
             params![bytes as i64, user],
         )?;
@@ -105,22 +105,38 @@ fn room((quota, used, staged): (u64, u64, u64)) -> u64 {
     quota.saturating_sub(used).saturating_sub(staged)
 }
 
-/// The ids among `ids` that `user` can use nowhere: not theirs, and in no
-/// shared folder they are in.
-pub(super) fn unusable(conn: &Db<'_>, user: i64, ids: HashSet<BlockId>) -> Result<HashSet<BlockId>> {
-    let ids: Vec<BlockId> = ids.into_iter().collect();
-    let usable: HashSet<BlockId> = conn
-        .query_list(
-            "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {list}
-             UNION SELECT sb.block FROM share_blocks sb JOIN members m ON m.ns = sb.ns
-                   WHERE m.user_id = ?1 AND sb.block IN {list}",
-            &[&user],
-            &ids,
-            |r| r.get(0),
-        )?
-        .into_iter()
-        .collect();
-    Ok(ids.into_iter().filter(|id| !usable.contains(id)).collect())
+/// What a commit's reader finds of the block ids it names, before its
+/// writer runs.
+pub(super) struct Named {
+    /// Those `user` can use nowhere: not theirs, and in no shared folder
+    /// they are in.
+    pub unknown: HashSet<BlockId>,
+    /// Those of `user`'s own that a commit has used already, with their
+    /// sizes. They stay `user`'s (only blocks still pending are swept), so
+    /// the writer takes them as found here.
+    pub settled: HashMap<BlockId, u32>,
+}
+
+pub(super) fn named(conn: &Db<'_>, user: i64, ids: &HashSet<BlockId>) -> Result<Named> {
+    let ids: Vec<BlockId> = ids.iter().copied().collect();
+    let rows: Vec<(BlockId, i64, bool)> = conn.query_list(
+        "SELECT a.block, b.size, a.pending FROM account_blocks a JOIN blocks b ON b.id = a.block
+         WHERE a.user_id = ?1 AND a.block IN {list}
+         UNION ALL SELECT sb.block, -1, 1 FROM share_blocks sb JOIN members m ON m.ns = sb.ns
+               WHERE m.user_id = ?1 AND sb.block IN {list}",
+        &[&user],
+        &ids,
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut settled = HashMap::new();
+    let mut usable = HashSet::new();
+    for (id, size, pending) in rows {
+        usable.insert(id);
+        if !pending && let Ok(size) = u32::try_from(size) {
+            settled.insert(id, size);
+        }
+    }
+    Ok(Named { unknown: ids.into_iter().filter(|id| !usable.contains(id)).collect(), settled })
 }
 
 /// The 507 of an upload past the quota, saying where the space went.

@@ -43,13 +43,13 @@ struct Ctx<'a> {
     audience: Option<(i64, Rc<Audience>)>,
     /// Block ids named in the commit that the caller cannot have (neither
     /// theirs nor in a share of theirs), found before the writer ran.
-    unknown: HashSet<BlockId>,
+    unknown: &'a HashSet<BlockId>,
+    /// The caller's blocks that commits used already, with their sizes
+    /// (see [`super::blocks::Named`]).
+    settled: &'a HashMap<BlockId, u32>,
     /// Block references the commit's lists may still make
     /// ([`MAX_COMMIT_BLOCKS`] in all): a put past it is refused unbuilt.
     blocks_left: u64,
-    /// The caller's device's name, once looked up (for the entries of the
-    /// versions this commit makes).
-    device: Option<String>,
 }
 
 struct NewVersion<'a> {
@@ -63,24 +63,99 @@ struct NewVersion<'a> {
     deleted: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context in the caller's own tree.
+    fn new(
+        conn: &'a Db<'a>,
+        caller: &'a Caller,
+        now: i64,
+        unknown: &'a HashSet<BlockId>,
+        settled: &'a HashMap<BlockId, u32>,
+    ) -> Self {
+        Ctx {
+            conn,
+            caller,
+            now,
+            ns: caller.ns,
+            prefix: RelPath::root(),
+            owner: caller.user_id,
+            touched: Touched::default(),
+            has_pending: HashMap::new(),
+            pending_dropped: BTreeSet::new(),
+            audience: None,
+            unknown,
+            settled,
+            blocks_left: MAX_COMMIT_BLOCKS,
+        }
+    }
+
     fn insert_version(&self, v: NewVersion<'_>) -> Result<i64> {
-        Ok(self.conn.insert(
-            "INSERT INTO file_versions(file, path, size, mtime, executable, hash, blocks, deleted, created, device)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                v.file,
-                v.path.as_str(),
-                v.size as i64,
-                v.mtime,
-                v.executable,
-                v.hash,
-                ferry_shared::block::encode_list(v.blocks.iter().copied()),
-                v.deleted,
-                self.now,
-                self.caller.device_id
-            ],
-        )?)
+        Ok(self.insert_version_of(&v, None)?.0)
+    }
+
+    /// Inserts version `v`; returns its id and its file's. With `new`
+    /// (`(parent, name key)` of a file row sent ahead, see
+    /// [`Ctx::create_file`]) the file is found by its name.
+    fn insert_version_of(&self, v: &NewVersion<'_>, new: Option<(i64, &str)>) -> Result<(i64, i64)> {
+        let blocks = ferry_shared::block::encode_list(v.blocks.iter().copied());
+        let cols =
+            "INSERT INTO file_versions(file, path, size, mtime, executable, hash, blocks, deleted, created, device)";
+        let rest: [&dyn super::db::Arg; 9] = [
+            &v.path.as_str(),
+            &(v.size as i64),
+            &v.mtime,
+            &v.executable,
+            &v.hash,
+            &blocks,
+            &v.deleted,
+            &self.now,
+            &self.caller.device_id,
+        ];
+        let row = |r: &super::db::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        Ok(match new {
+            None => {
+                let mut args: Vec<&dyn super::db::Arg> = vec![&v.file];
+                args.extend(rest);
+                self.conn.row(
+                    &format!("{cols} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id, file"),
+                    &args[..],
+                    row,
+                )?
+            }
+            Some((parent, key)) => {
+                let mut args: Vec<&dyn super::db::Arg> = vec![&parent];
+                args.extend(rest);
+                args.extend([&self.ns as &dyn super::db::Arg, &key]);
+                self.conn.row(
+                    &format!(
+                        "{cols} VALUES ((SELECT id FROM files WHERE ns = ?11 AND parent = ?1 AND name_key = ?12 AND deleted = 0),
+                         ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id, file"
+                    ),
+                    &args[..],
+                    row,
+                )?
+            }
+        })
+    }
+
+    /// A new file row named `name` in folder `parent`, with its first
+    /// version `v` as its head: one round trip (the row is sent ahead, the
+    /// version finds it by its name). Returns `(file, rev)`.
+    fn create_file(&mut self, parent: i64, name: &str, v: NewVersion<'_>) -> Result<(i64, i64)> {
+        let (ns, key) = (self.ns, name_key(name));
+        // (The cache is made true below, once the row's id is known.)
+        self.conn.exec_tree(
+            "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, 0, 0, 0)",
+            params![ns, parent, name, key],
+            true,
+            |_| {},
+        )?;
+        let (rev, id) = self.insert_version_of(&v, Some((parent, &key)))?;
+        let node =
+            Node { id, parent, kind: EntryKind::File, head: rev, deleted: false, mount: None, name: name.to_owned() };
+        self.conn.cache().created(ns, key.into_owned(), node);
+        self.set_head(id, rev)?;
+        Ok((id, rev))
     }
 
     /// A new head of `file` with the content of its revision `from`, at `path`.
@@ -96,8 +171,15 @@ impl Ctx<'_> {
             blocks: &old.blocks,
             deleted: false,
         })?;
-        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, file])?;
+        self.set_head(file, rev)?;
         Ok(rev)
+    }
+
+    /// Row `file`'s head is now `rev`.
+    fn set_head(&self, file: i64, rev: i64) -> Result<()> {
+        Ok(self.conn.exec_tree("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, file], true, |c| {
+            c.head_moved(file, rev)
+        })?)
     }
 
     /// Who sees the current namespace, and where (see [`audience`]).
@@ -161,10 +243,11 @@ impl Ctx<'_> {
 fn adjust_used(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
     if delta != 0 {
         conn.enter(Lock::Account(user))?;
-        conn.exec(
+        conn.exec_later(
             "UPDATE users SET used = CASE WHEN used + ?1 < 0 THEN 0 ELSE used + ?1 END WHERE id = ?2",
             params![delta, user],
         )?;
+        conn.cache().used_changed(user, delta);
     }
     Ok(())
 }
@@ -175,8 +258,17 @@ fn check_quota(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
             return Ok(());
         }
         conn.enter(Lock::Account(user))?;
-        let (quota, used): (i64, i64) =
-            conn.row("SELECT quota, used FROM users WHERE id = ?1", [user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        // (The account's lock is held: its row stays as read or set here.)
+        let cached = conn.cache().usage(user);
+        let (quota, used) = match cached {
+            Some(u) => u,
+            None => {
+                let (quota, used) =
+                    conn.row("SELECT quota, used FROM users WHERE id = ?1", [user], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                conn.cache().usage_read(user, quota, used);
+                (quota, used)
+            }
+        };
         if used + delta > quota {
             return Err(Error::client(
                 ErrorCode::QuotaExceeded,
@@ -210,26 +302,17 @@ impl Ctx<'_> {
 
     /// Creates a folder row, or a file row to be given a version by the caller.
     fn create_node(&mut self, parent: i64, name: &str, kind: EntryKind, path: &RelPath) -> Result<(i64, i64)> {
-        let id = self.conn.insert(
+        let (ns, key) = (self.ns, name_key(name));
+        let id = self.conn.insert_tree(
             "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
-            params![self.ns, parent, name, name_key(name), kind_num(kind)],
+            params![ns, parent, name, key, kind_num(kind)],
+            |c, id| {
+                let node = Node { id, parent, kind, head: 0, deleted: false, mount: None, name: name.to_owned() };
+                c.created(ns, key.clone().into_owned(), node)
+            },
         )?;
         let rev = if kind == EntryKind::Dir { self.new_dir_version(id, path)? } else { 0 };
         Ok((id, rev))
-    }
-
-    /// The caller's device's name (as a version's `device` reads).
-    fn device_name(&mut self) -> Result<String> {
-        if let Some(d) = &self.device {
-            return Ok(d.clone());
-        }
-        let name: Option<String> = self
-            .conn
-            .row("SELECT name FROM devices WHERE id = ?1", [self.caller.device_id], |r| r.get(0))
-            .optional()?;
-        let name = name.unwrap_or_default();
-        self.device = Some(name.clone());
-        Ok(name)
     }
 
     fn entry(&self, id: i64, kind: EntryKind, path: &RelPath, rev: i64) -> Result<Entry> {
@@ -434,6 +517,12 @@ impl Ctx<'_> {
         let mut seen = HashSet::new();
         let distinct: Vec<BlockId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
         drop(seen);
+        if let Some(sizes) =
+            distinct.iter().map(|id| self.settled.get(id).map(|s| (*id, *s))).collect::<Option<HashMap<_, _>>>()
+        {
+            // All the caller's, used before: nothing to look up or settle.
+            return Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect());
+        }
         let mut sizes: HashMap<BlockId, u32> = HashMap::with_capacity(distinct.len());
         // Those only uploaded so far.
         let mut uploaded = BTreeSet::new();
@@ -529,8 +618,14 @@ impl Ctx<'_> {
         }
         self.check_quota(size as i64 - old_size as i64)?;
         let hash = ferry_shared::block::content_hash(size, blocks.iter().map(|(id, _)| id));
-        let (id, op) = match existing {
-            Some(n) if !n.deleted => (n.id, ChangeOp::Modify),
+        let version =
+            |file| NewVersion { file, path, size, mtime, executable, hash: &hash, blocks: &blocks, deleted: false };
+        let (id, op, rev) = match existing {
+            Some(n) if !n.deleted => {
+                let rev = self.insert_version(version(n.id))?;
+                self.set_head(n.id, rev)?;
+                (n.id, ChangeOp::Modify, rev)
+            }
             Some(n) => {
                 // Revive the deleted row: the history continues.
                 let parent_id = self.ensure_dir(&parent_path)?;
@@ -538,31 +633,23 @@ impl Ctx<'_> {
                     "UPDATE files SET deleted = 0, parent = ?1, name = ?2, name_key = ?3 WHERE id = ?4",
                     params![parent_id, name, name_key(name), n.id],
                 )?;
-                (n.id, ChangeOp::Add)
+                let rev = self.insert_version(version(n.id))?;
+                self.set_head(n.id, rev)?;
+                (n.id, ChangeOp::Add, rev)
             }
             None => {
                 let parent_id = self.ensure_dir(&parent_path)?;
-                (self.create_node(parent_id, name, EntryKind::File, path)?.0, ChangeOp::Add)
+                let (id, rev) = self.create_file(parent_id, name, version(0))?;
+                (id, ChangeOp::Add, rev)
             }
         };
-        let rev = self.insert_version(NewVersion {
-            file: id,
-            path,
-            size,
-            mtime,
-            executable,
-            hash: &hash,
-            blocks: &blocks,
-            deleted: false,
-        })?;
-        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
         if self.ns != self.caller.ns {
             // Every member may read what an editor wrote into the share.
-            let mut s = self
-                .conn
-                .prepare_cached("INSERT INTO share_blocks(ns, block) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
             for (b, _) in &blocks {
-                s.execute(params![self.ns, b.as_bytes()])?;
+                self.conn.exec_later(
+                    "INSERT INTO share_blocks(ns, block) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![self.ns, b.as_bytes()],
+                )?;
             }
         }
         self.adjust_used(size as i64 - old_size as i64)?;
@@ -576,7 +663,7 @@ impl Ctx<'_> {
             blocks: Vec::new(),
             deleted: false,
             created: self.now,
-            device: self.device_name()?,
+            device: self.caller.device.clone(),
         };
         Ok(entry_of(id, EntryKind::File, path, rev, &made))
     }
@@ -834,7 +921,7 @@ impl Ctx<'_> {
             blocks: &[],
             deleted: false,
         })?;
-        self.conn.exec("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, id])?;
+        self.set_head(id, rev)?;
         self.journal(ChangeOp::Mkdir, id, rev, path, None)?;
         Ok(rev)
     }
@@ -902,6 +989,75 @@ impl Ctx<'_> {
     }
 }
 
+/// How a commit's operations ran.
+enum Ran {
+    Done(CommitOutcome),
+    /// An operation failed after it wrote, in a commit that ran its
+    /// operations without savepoints: the commit runs again with them.
+    Undo,
+    /// The one operation of a commit failed: its failure is the answer
+    /// (and the transaction is undone).
+    Failed(Error),
+}
+
+/// Runs a commit's operations: each in a savepoint if `careful` (a single
+/// operation needs none: when it fails the whole transaction is undone,
+/// and its failure is the answer).
+fn commit_ops(
+    conn: &Db<'_>,
+    caller: &Caller,
+    ops: &[CommitOp],
+    careful: bool,
+    now: i64,
+    unknown: &HashSet<BlockId>,
+    settled: &HashMap<BlockId, u32>,
+) -> Result<Ran> {
+    let single = ops.len() == 1;
+    let mut ctx = Ctx::new(conn, caller, now, unknown, settled);
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops.iter().cloned() {
+        let point = if careful && !single { Some(conn.savepoint()?) } else { None };
+        let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
+        let writes = conn.writes();
+        // Mounts may move between operations: audiences are looked up anew.
+        ctx.audience = None;
+        let r = match ctx.apply(op) {
+            // A transaction that lost a race runs again as a whole.
+            Err(e) if super::db::lost_race(&e) => return Err(e),
+            r => r,
+        };
+        match (r, point) {
+            (Ok(e), Some(point)) => {
+                conn.release(point)?;
+                results.push(Ok(e));
+            }
+            (Ok(e), None) => results.push(Ok(e)),
+            (Err(e), Some(point)) => {
+                conn.rollback_to(point)?;
+                ctx.touched = touched_before;
+                ctx.pending_dropped = dropped_before;
+                results.push(Err(e));
+            }
+            (Err(e), None) if single => return Ok(Ran::Failed(e)),
+            // Refused before it wrote anything: nothing to undo. (A
+            // statement that failed may have broken the transaction.)
+            (Err(e), None) if conn.writes() == writes && !matches!(e, Error::Internal(_)) => {
+                ctx.touched = touched_before;
+                ctx.pending_dropped = dropped_before;
+                results.push(Err(e));
+            }
+            (Err(_), None) => return Ok(Ran::Undo),
+        }
+    }
+    let mut touched = ctx.touched;
+    for root in ctx.pending_dropped {
+        if let Some(p) = pending::bump(conn, root)? {
+            touched.pending(root, p);
+        }
+    }
+    Ok(Ran::Done(CommitOutcome { results, touched }))
+}
+
 impl<B: Backend> Files for SqlStore<B> {
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome> {
         let caller = caller.clone();
@@ -917,10 +1073,10 @@ impl<B: Backend> Files for SqlStore<B> {
         for nb in &new_blocks {
             named.remove(&nb.id);
         }
-        let unknown = if named.is_empty() {
-            HashSet::new()
+        let super::blocks::Named { unknown, settled } = if named.is_empty() {
+            super::blocks::Named { unknown: HashSet::new(), settled: HashMap::new() }
         } else {
-            self.read(|c| super::blocks::unusable(c, caller.user_id, named))?
+            self.read(|c| super::blocks::named(c, caller.user_id, &named))?
         };
         // A commit of one operation needs no savepoint: when it fails, the
         // whole transaction is undone, and its failure is the answer.
@@ -932,57 +1088,32 @@ impl<B: Backend> Files for SqlStore<B> {
                 failed.store(false, Ordering::Relaxed);
                 let now = now_ms();
                 insert_blocks(conn, caller.user_id, &new_blocks, now)?;
-                let mut ctx = Ctx {
-                    conn,
-                    caller: &caller,
-                    now,
-                    ns: caller.ns,
-                    prefix: RelPath::root(),
-                    owner: caller.user_id,
-                    touched: Touched::default(),
-                    has_pending: HashMap::new(),
-                    pending_dropped: BTreeSet::new(),
-                    audience: None,
-                    unknown: unknown.clone(),
-                    blocks_left: MAX_COMMIT_BLOCKS,
-                    device: None,
-                };
-                let mut results = Vec::with_capacity(ops.len());
-                for op in ops.iter().cloned() {
-                    let point = if single { None } else { Some(conn.savepoint()?) };
-                    let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
-                    // Mounts may move between operations: audiences are looked up anew.
-                    ctx.audience = None;
-                    let r = match ctx.apply(op) {
-                        // A transaction that lost a race runs again as a whole.
-                        Err(e) if super::db::lost_race(&e) => return Err(e),
-                        r => r,
-                    };
-                    match (r, point) {
-                        (Ok(e), Some(point)) => {
-                            conn.release(point)?;
-                            results.push(Ok(e));
+                // Each operation is undone alone when it fails. Most fail, if
+                // at all, before they write, and need nothing undone: the
+                // operations run without a savepoint each (on PostgreSQL, a
+                // subtransaction each, which every later statement of a long
+                // commit pays for). When one fails after it wrote, the commit
+                // goes back to its start and runs again with them.
+                let mut careful = single;
+                loop {
+                    let start = if careful { None } else { Some(conn.outer_savepoint()?) };
+                    match commit_ops(conn, &caller, &ops, careful, now, &unknown, &settled)? {
+                        Ran::Done(outcome) => {
+                            if let Some(start) = start {
+                                conn.release(start)?;
+                            }
+                            return Ok(outcome);
                         }
-                        (Ok(e), None) => results.push(Ok(e)),
-                        (Err(e), Some(point)) => {
-                            conn.rollback_to(point)?;
-                            ctx.touched = touched_before;
-                            ctx.pending_dropped = dropped_before;
-                            results.push(Err(e));
+                        Ran::Undo => {
+                            conn.rollback_to(start.expect("only a commit without savepoints is undone"))?;
+                            careful = true;
                         }
-                        (Err(e), None) => {
+                        Ran::Failed(e) => {
                             failed.store(true, Ordering::Relaxed);
                             return Err(e);
                         }
                     }
                 }
-                let mut touched = ctx.touched;
-                for root in ctx.pending_dropped {
-                    if let Some(p) = pending::bump(conn, root)? {
-                        touched.pending(root, p);
-                    }
-                }
-                Ok(CommitOutcome { results, touched })
             });
         match outcome {
             Err(e) if op_failed.load(Ordering::Relaxed) => {
@@ -1064,21 +1195,8 @@ impl<B: Backend> Files for SqlStore<B> {
                 .optional()?;
             let (id, kind, deleted) =
                 found.ok_or_else(|| Error::not_found(format!("nothing deleted at '{path}' is in the trash")))?;
-            let mut ctx = Ctx {
-                conn,
-                caller: &caller,
-                now: now_ms(),
-                ns: caller.ns,
-                prefix: RelPath::root(),
-                owner: caller.user_id,
-                touched: Touched::default(),
-                has_pending: HashMap::new(),
-                pending_dropped: BTreeSet::new(),
-                audience: None,
-                unknown: HashSet::new(),
-                blocks_left: MAX_COMMIT_BLOCKS,
-                device: None,
-            };
+            let (unknown, settled) = (HashSet::new(), HashMap::new());
+            let mut ctx = Ctx::new(conn, &caller, now_ms(), &unknown, &settled);
             let entry = ctx.undelete(id, kind_of(kind), &path, deleted - super::trash::WITH_FOLDER_MS)?;
             Ok(CommitOutcome { results: vec![Ok(entry)], touched: ctx.touched })
         })

@@ -9,6 +9,8 @@
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
+pub use super::cache::TxCache;
+
 /// What a statement failed with.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
@@ -29,6 +31,13 @@ pub enum SqlError {
     /// taking it in order (see [`Db::enter`]).
     #[error("a lock out of order was busy")]
     Busy,
+    /// The connection broke while the transaction was committing: whether
+    /// it was, nobody can say (not to be run again).
+    #[error("the database connection broke while committing")]
+    CommitUnknown,
+    /// A statement sent ahead failed earlier in this transaction.
+    #[error("an earlier statement of this transaction failed")]
+    Earlier { retryable: bool },
 }
 
 pub type SqlResult<T> = std::result::Result<T, SqlError>;
@@ -325,6 +334,69 @@ impl tokio_postgres::types::ToSql for Val<'_> {
     tokio_postgres::types::to_sql_checked!();
 }
 
+/// A [`Val`] that owns its text or bytes (the parameters of a statement
+/// sent ahead, see [`Db::exec_later`]).
+#[derive(Debug)]
+enum OwnedVal {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<Val<'_>> for OwnedVal {
+    fn from(v: Val<'_>) -> Self {
+        match v {
+            Val::Null => OwnedVal::Null,
+            Val::Int(i) => OwnedVal::Int(i),
+            Val::Text(t) => OwnedVal::Text(t.to_owned()),
+            Val::Blob(b) => OwnedVal::Blob(b.to_vec()),
+        }
+    }
+}
+
+impl tokio_postgres::types::ToSql for OwnedVal {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let v = match self {
+            OwnedVal::Null => Val::Null,
+            OwnedVal::Int(i) => Val::Int(*i),
+            OwnedVal::Text(t) => Val::Text(t),
+            OwnedVal::Blob(b) => Val::Blob(b),
+        };
+        v.to_sql(ty, out)
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Whether `sql` may write (a statement that begins with `WITH` is taken to).
+fn is_write(sql: &str) -> bool {
+    let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    ["INSERT", "UPDATE", "DELETE", "WITH", "CREATE", "DROP", "ALTER"].contains(&first)
+}
+
+/// Whether `sql` writes the tree (rows of `files`): what a transaction
+/// cached of it is then stale. (A statement that begins with `WITH` is
+/// taken to.)
+fn writes_tree(sql: &str) -> bool {
+    let mut words = sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty());
+    let table = match words.next() {
+        Some("INSERT") | Some("DELETE") => words.nth(1),
+        Some("UPDATE") => words.next(),
+        Some("WITH") => return true,
+        _ => return false,
+    };
+    table == Some("files")
+}
+
 /// Whether `text` can be stored (and so found): not with a NUL character,
 /// which PostgreSQL's text cannot hold. A lookup of such a name finds
 /// nothing on either backend.
@@ -371,21 +443,71 @@ pub struct Locks {
 #[must_use]
 pub struct Savepoint {
     held: Option<std::collections::BTreeSet<i64>>,
+    outer: bool,
+}
+
+/// A statement whose answer can wait: sent with the next one that is
+/// waited on, in the same round trip (see [`Db::exec_later`]).
+enum Later {
+    Exec(tokio_postgres::Statement, Vec<OwnedVal>),
+    Batch(std::borrow::Cow<'static, str>),
 }
 
 /// A PostgreSQL connection inside a transaction, used from a blocking
 /// thread (each statement waits on the backend's runtime).
 pub struct PgConn<'a> {
-    pub client: &'a deadpool_postgres::ClientWrapper,
-    pub runtime: &'a tokio::runtime::Handle,
+    client: &'a deadpool_postgres::ClientWrapper,
+    runtime: &'a tokio::runtime::Runtime,
     /// A write's locks; `None` where [`Db::enter`] has nothing to take (a
     /// read, or a write that runs alone).
-    pub locks: Option<&'a std::cell::RefCell<Locks>>,
+    locks: Option<&'a std::cell::RefCell<Locks>>,
+    /// Statements to send ahead of the next one waited on.
+    later: std::cell::RefCell<Vec<Later>>,
+    /// Set once a statement sent ahead failed: the transaction is undone
+    /// as a whole (whether it may simply run again).
+    failed: std::cell::Cell<Option<bool>>,
 }
 
-impl PgConn<'_> {
+impl<'a> PgConn<'a> {
+    pub fn new(
+        client: &'a deadpool_postgres::ClientWrapper,
+        runtime: &'a tokio::runtime::Runtime,
+        locks: Option<&'a std::cell::RefCell<Locks>>,
+    ) -> Self {
+        PgConn { client, runtime, locks, later: Default::default(), failed: Default::default() }
+    }
+
+    /// Runs `f` and awaits it, with the statements sent ahead of it in the
+    /// same round trip (they go first, in order); the first of theirs that
+    /// failed is the error.
+    fn wait<T>(&self, f: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> SqlResult<T> {
+        if let Some(retryable) = self.failed.get() {
+            return Err(SqlError::Earlier { retryable });
+        }
+        let later = std::mem::take(&mut *self.later.borrow_mut());
+        if later.is_empty() {
+            return Ok(self.runtime.block_on(f)?);
+        }
+        type Sent<'s> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + 's>>;
+        let client = self.client;
+        let sent = later.iter().map(|l| -> Sent<'_> {
+            match l {
+                Later::Exec(st, vals) => Box::pin(client.execute_raw(st, vals.iter())),
+                Later::Batch(sql) => Box::pin(async move { client.batch_execute(sql).await.map(|()| 0) }),
+            }
+        });
+        // Polled in order: each is sent before the next, and `f` last.
+        let (sent, r) = self.runtime.block_on(futures_util::future::join(futures_util::future::join_all(sent), f));
+        if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+            let e = SqlError::from(e);
+            self.failed.set(Some(e.is_retryable()));
+            return Err(e);
+        }
+        Ok(r?)
+    }
+
     fn prepare(&self, sql: &str) -> SqlResult<tokio_postgres::Statement> {
-        Ok(self.runtime.block_on(self.client.prepare_cached(&dollar_params(sql)))?)
+        self.wait(self.client.prepare_cached(&dollar_params(sql)))
     }
 
     fn enter(&self, key: i64) -> SqlResult<()> {
@@ -396,9 +518,9 @@ impl PgConn<'_> {
         }
         if locks.held.last().is_none_or(|&top| key > top) {
             // In order: waiting cannot close a cycle of these locks.
-            self.runtime.block_on(self.client.execute("SELECT pg_advisory_xact_lock($1)", &[&key]))?;
+            self.wait(self.client.execute("SELECT pg_advisory_xact_lock($1)", &[&key]))?;
         } else {
-            let got = self.runtime.block_on(self.client.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key]))?;
+            let got = self.wait(self.client.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key]))?;
             if !got.get::<_, bool>(0) {
                 locks.wanted.insert(key);
                 return Err(SqlError::Busy);
@@ -406,6 +528,11 @@ impl PgConn<'_> {
         }
         locks.held.insert(key);
         Ok(())
+    }
+
+    /// Sends `sql` with the next statement waited on.
+    fn later_batch(&self, sql: impl Into<std::borrow::Cow<'static, str>>) {
+        self.later.borrow_mut().push(Later::Batch(sql.into()));
     }
 }
 
@@ -457,13 +584,112 @@ pub fn list_sql(n: usize, after: usize) -> String {
     format!("({})", (after + 1..=after + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "))
 }
 
-/// The connection of one transaction.
-pub enum Db<'a> {
+/// The connection of one transaction, and what the transaction has read
+/// that its later statements may use again ([`TxCache`]).
+pub struct Db<'a> {
+    conn: Conn<'a>,
+    cache: std::cell::RefCell<TxCache>,
+    /// Statements run that write (see [`Db::writes`]).
+    writes: std::cell::Cell<u64>,
+}
+
+enum Conn<'a> {
     Sqlite(&'a rusqlite::Connection),
     Pg(PgConn<'a>),
 }
 
 impl<'a> Db<'a> {
+    pub fn sqlite(conn: &'a rusqlite::Connection) -> Self {
+        Db { conn: Conn::Sqlite(conn), cache: Default::default(), writes: Default::default() }
+    }
+
+    pub fn pg(conn: PgConn<'a>) -> Self {
+        Db { conn: Conn::Pg(conn), cache: Default::default(), writes: Default::default() }
+    }
+
+    /// How many statements that write this transaction has run so far:
+    /// a step that failed with the count unchanged wrote nothing, and
+    /// needs no savepoint to be undone.
+    pub fn writes(&self) -> u64 {
+        self.writes.get()
+    }
+
+    fn count(&self, sql: &str) {
+        if is_write(sql) {
+            self.writes.set(self.writes.get() + 1);
+        }
+    }
+
+    /// What this transaction has read and may use again. Rules that write
+    /// what they cached keep it true; [`Db::rollback_to`] empties it.
+    pub fn cache(&self) -> std::cell::RefMut<'_, TxCache> {
+        self.cache.borrow_mut()
+    }
+
+    /// Runs a statement whose answer is not needed: on PostgreSQL it is
+    /// sent now and its answer awaited with the next statement waited on
+    /// (one round trip for both); on SQLite it runs now. If it fails, the
+    /// whole transaction fails.
+    pub fn exec_later(&self, sql: &str, args: impl Args) -> SqlResult<()> {
+        if writes_tree(sql) {
+            self.cache().tree_changed();
+        }
+        self.send_later(sql, args)
+    }
+
+    fn send_later(&self, sql: &str, args: impl Args) -> SqlResult<()> {
+        self.count(sql);
+        match &self.conn {
+            Conn::Sqlite(_) => self.exec(sql, args).map(drop),
+            Conn::Pg(p) => {
+                let st = p.prepare(sql)?;
+                let vals: Vec<OwnedVal> = args.vals().into_iter().map(OwnedVal::from).collect();
+                p.later.borrow_mut().push(Later::Exec(st, vals));
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `sql`, which writes the tree, sent ahead if `later` (see
+    /// [`Db::exec_later`]); `keep` keeps the cache true, where otherwise
+    /// the tree's part would go.
+    pub fn exec_tree(&self, sql: &str, args: impl Args, later: bool, keep: impl FnOnce(&mut TxCache)) -> SqlResult<()> {
+        if later {
+            self.send_later(sql, args)?;
+        } else {
+            self.statement(sql, false)?.execute(args)?;
+        }
+        keep(&mut self.cache());
+        Ok(())
+    }
+
+    /// [`Db::insert`] of a row of the tree; `keep` keeps the cache true
+    /// with the new row's id.
+    pub fn insert_tree(&self, sql: &str, args: impl Args, keep: impl FnOnce(&mut TxCache, i64)) -> SqlResult<i64> {
+        let id = self.statement(&format!("{sql} RETURNING id"), false)?.query_row(args, |r| r.get(0))?;
+        keep(&mut self.cache(), id);
+        Ok(id)
+    }
+
+    /// Begins the transaction with the first statement sent (PostgreSQL).
+    pub(in crate::meta) fn begin_later(&self, begin: String) {
+        if let Conn::Pg(p) = &self.conn {
+            p.later_batch(begin);
+        }
+    }
+
+    /// Commits, with the statements sent ahead in the same round trip
+    /// (PostgreSQL).
+    pub(in crate::meta) fn commit(&self) -> SqlResult<()> {
+        match &self.conn {
+            Conn::Sqlite(_) => Ok(()),
+            Conn::Pg(p) => match p.wait(p.client.batch_execute("COMMIT")) {
+                Err(SqlError::Pg(e)) if broken(&e) => Err(SqlError::CommitUnknown),
+                r => r,
+            },
+        }
+    }
+
     /// Runs a statement; returns how many rows it changed.
     pub fn exec(&self, sql: &str, args: impl Args) -> SqlResult<usize> {
         self.prepare_cached(sql)?.execute(args)
@@ -491,10 +717,17 @@ impl<'a> Db<'a> {
 
     /// A statement to run many times (cached by the connection).
     pub fn prepare_cached(&self, sql: &str) -> SqlResult<Stmt<'_>> {
-        match self {
-            Db::Sqlite(c) => Ok(Stmt::Sqlite(c.prepare_cached(sql)?)),
-            Db::Pg(p) => Ok(Stmt::Pg(p, p.prepare(sql)?)),
-        }
+        self.statement(sql, writes_tree(sql))
+    }
+
+    /// A statement; `tracked` if running it makes the tree's cache stale.
+    fn statement(&self, sql: &str, tracked: bool) -> SqlResult<Stmt<'_>> {
+        self.count(sql);
+        let inner = match &self.conn {
+            Conn::Sqlite(c) => StmtInner::Sqlite(c.prepare_cached(sql)?),
+            Conn::Pg(p) => StmtInner::Pg(p, p.prepare(sql)?),
+        };
+        Ok(Stmt { inner, cache: tracked.then_some(&self.cache) })
     }
 
     /// Runs `sql` for `keys` a list at a time (see [`padded_chunks`]):
@@ -523,7 +756,7 @@ impl<'a> Db<'a> {
     /// Whether each statement is a round trip to another process (where one
     /// statement doing the work of two is worth it).
     pub fn remote(&self) -> bool {
-        matches!(self, Db::Pg(_))
+        matches!(self.conn, Conn::Pg(_))
     }
 
     /// Takes `lock` for the rest of this write transaction, if it has not
@@ -532,38 +765,61 @@ impl<'a> Db<'a> {
     /// until it ends. A lock wanted out of order is only tried; when busy,
     /// [`SqlError::Busy`] has the write run again, taking it first.
     pub fn enter(&self, lock: Lock) -> SqlResult<()> {
-        match self {
-            Db::Sqlite(_) => Ok(()),
-            Db::Pg(p) => p.enter(lock.key()),
+        match &self.conn {
+            Conn::Sqlite(_) => Ok(()),
+            Conn::Pg(p) => p.enter(lock.key()),
         }
     }
 
     /// Begins a savepoint: what follows until [`Db::rollback_to`] can be
     /// undone alone.
     pub fn savepoint(&self) -> SqlResult<Savepoint> {
-        self.execute_batch("SAVEPOINT op")?;
-        Ok(Savepoint { held: self.held() })
+        self.batch_later("SAVEPOINT op")?;
+        Ok(Savepoint { held: self.held(), outer: false })
+    }
+
+    /// A savepoint that others ([`Db::savepoint`]) may be taken inside.
+    pub fn outer_savepoint(&self) -> SqlResult<Savepoint> {
+        self.batch_later("SAVEPOINT outer_op")?;
+        Ok(Savepoint { held: self.held(), outer: true })
     }
 
     /// Keeps what was done since the savepoint.
-    pub fn release(&self, _: Savepoint) -> SqlResult<()> {
-        self.execute_batch("RELEASE op")
+    pub fn release(&self, point: Savepoint) -> SqlResult<()> {
+        self.batch_later(if point.outer { "RELEASE outer_op" } else { "RELEASE op" })
+    }
+
+    /// [`Db::execute_batch`] of statements whose answer can wait (see
+    /// [`Db::exec_later`]).
+    fn batch_later(&self, sql: &'static str) -> SqlResult<()> {
+        match &self.conn {
+            Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Conn::Pg(p) => {
+                p.later_batch(sql);
+                Ok(())
+            }
+        }
     }
 
     /// Undoes what was done since the savepoint. Locks taken since go too
     /// (PostgreSQL releases them with the savepoint), so they are taken
     /// again when next entered.
     pub fn rollback_to(&self, point: Savepoint) -> SqlResult<()> {
-        self.execute_batch("ROLLBACK TO op; RELEASE op")?;
-        if let (Db::Pg(PgConn { locks: Some(locks), .. }), Some(held)) = (self, point.held) {
+        self.execute_batch(if point.outer {
+            "ROLLBACK TO outer_op; RELEASE outer_op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        })?;
+        *self.cache() = TxCache::default();
+        if let (Conn::Pg(PgConn { locks: Some(locks), .. }), Some(held)) = (&self.conn, point.held) {
             locks.borrow_mut().held = held;
         }
         Ok(())
     }
 
     fn held(&self) -> Option<std::collections::BTreeSet<i64>> {
-        match self {
-            Db::Pg(PgConn { locks: Some(locks), .. }) => Some(locks.borrow().held.clone()),
+        match &self.conn {
+            Conn::Pg(PgConn { locks: Some(locks), .. }) => Some(locks.borrow().held.clone()),
             _ => None,
         }
     }
@@ -571,15 +827,33 @@ impl<'a> Db<'a> {
     /// Runs statements without parameters or results (savepoints, several
     /// statements at once).
     pub fn execute_batch(&self, sql: &str) -> SqlResult<()> {
-        match self {
-            Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Db::Pg(p) => Ok(p.runtime.block_on(p.client.batch_execute(sql))?),
+        *self.cache() = TxCache::default();
+        self.count(sql);
+        match &self.conn {
+            Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Conn::Pg(p) => p.wait(p.client.batch_execute(sql)),
+        }
+    }
+
+    /// Whether rows of namespace `ns` stay as this transaction reads them
+    /// until it ends: SQLite's one writer, a read's snapshot, a write that
+    /// runs alone, or one that holds the namespace's lock.
+    pub fn holds(&self, ns: i64) -> bool {
+        match &self.conn {
+            Conn::Sqlite(_) | Conn::Pg(PgConn { locks: None, .. }) => true,
+            Conn::Pg(PgConn { locks: Some(locks), .. }) => locks.borrow().held.contains(&Lock::Namespace(ns).key()),
         }
     }
 }
 
 /// A prepared statement.
-pub enum Stmt<'a> {
+pub struct Stmt<'a> {
+    inner: StmtInner<'a>,
+    /// For a statement that writes the tree: the cache it makes stale.
+    cache: Option<&'a std::cell::RefCell<TxCache>>,
+}
+
+enum StmtInner<'a> {
     Sqlite(rusqlite::CachedStatement<'a>),
     Pg(&'a PgConn<'a>, tokio_postgres::Statement),
 }
@@ -590,33 +864,44 @@ fn pg_params<'v>(vals: &'v [Val<'v>]) -> Vec<&'v (dyn tokio_postgres::types::ToS
 }
 
 impl Stmt<'_> {
-    pub fn execute(&mut self, args: impl Args) -> SqlResult<usize> {
-        match self {
-            Stmt::Sqlite(s) => Ok(s.execute(rusqlite::params_from_iter(args.vals()))?),
-            Stmt::Pg(p, st) => {
-                let vals = args.vals();
-                Ok(p.runtime.block_on(p.client.execute(st, &pg_params(&vals)))? as usize)
-            }
+    /// After a statement that wrote the tree, what was cached of it goes.
+    fn wrote(&self) {
+        if let Some(c) = self.cache {
+            c.borrow_mut().tree_changed();
         }
     }
 
+    pub fn execute(&mut self, args: impl Args) -> SqlResult<usize> {
+        let r = match &mut self.inner {
+            StmtInner::Sqlite(s) => Ok(s.execute(rusqlite::params_from_iter(args.vals()))?),
+            StmtInner::Pg(p, st) => {
+                let vals = args.vals();
+                Ok(p.wait(p.client.execute(st, &pg_params(&vals)))? as usize)
+            }
+        };
+        self.wrote();
+        r
+    }
+
     pub fn query_row<T>(&mut self, args: impl Args, f: impl FnOnce(&Row<'_>) -> SqlResult<T>) -> SqlResult<T> {
-        match self {
-            Stmt::Sqlite(s) => {
+        let r = match &mut self.inner {
+            StmtInner::Sqlite(s) => {
                 let mut rows = s.query(rusqlite::params_from_iter(args.vals()))?;
                 match rows.next()? {
                     Some(r) => f(&Row::Sqlite(r)),
                     None => Err(SqlError::NoRows),
                 }
             }
-            Stmt::Pg(p, st) => {
+            StmtInner::Pg(p, st) => {
                 let vals = args.vals();
-                match p.runtime.block_on(p.client.query(st, &pg_params(&vals)))?.first() {
+                match p.wait(p.client.query(st, &pg_params(&vals)))?.first() {
                     Some(r) => f(&Row::Pg(r)),
                     None => Err(SqlError::NoRows),
                 }
             }
-        }
+        };
+        self.wrote();
+        r
     }
 
     /// Every row, mapped (collect the iterator into a `SqlResult<Vec<_>>`).
@@ -626,20 +911,21 @@ impl Stmt<'_> {
         mut f: impl FnMut(&Row<'_>) -> SqlResult<T>,
     ) -> SqlResult<std::vec::IntoIter<SqlResult<T>>> {
         let mut out = Vec::new();
-        match self {
-            Stmt::Sqlite(s) => {
+        match &mut self.inner {
+            StmtInner::Sqlite(s) => {
                 let mut rows = s.query(rusqlite::params_from_iter(args.vals()))?;
                 while let Some(r) = rows.next()? {
                     out.push(f(&Row::Sqlite(r)));
                 }
             }
-            Stmt::Pg(p, st) => {
+            StmtInner::Pg(p, st) => {
                 let vals = args.vals();
-                for r in p.runtime.block_on(p.client.query(st, &pg_params(&vals)))? {
+                for r in p.wait(p.client.query(st, &pg_params(&vals)))? {
                     out.push(f(&Row::Pg(&r)));
                 }
             }
         }
+        self.wrote();
         Ok(out.into_iter())
     }
 }
@@ -649,14 +935,28 @@ impl SqlError {
     /// deadlock) and may simply run again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SqlError::Pg(e) => e.code().is_some_and(|c| {
-                *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-            }),
+            SqlError::Pg(e) => {
+                e.code().is_some_and(|c| {
+                    *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                        || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                }) || broken(e)
+            }
             SqlError::Busy => true,
+            SqlError::Earlier { retryable } => *retryable,
             _ => false,
         }
     }
+}
+
+/// Whether `e` says the connection is gone (its server process ended, or
+/// the socket closed): a transaction not yet committing left nothing, and
+/// may run again on another connection.
+pub fn broken(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN || *c == SqlState::CANNOT_CONNECT_NOW
+        })
 }
 
 /// Whether `e` is a transaction that lost a race and may run again.
@@ -675,5 +975,23 @@ impl From<SqlError> for crate::error::Error {
             return crate::error::Error::bad_request("names, paths and tokens cannot hold the NUL character");
         }
         crate::error::Error::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statements_that_write_the_tree_are_told_apart() {
+        use super::writes_tree;
+        assert!(writes_tree("INSERT INTO files(ns) VALUES (?1)"));
+        assert!(writes_tree("  UPDATE files SET head = ?1"));
+        assert!(writes_tree("DELETE FROM files WHERE id = ?1"));
+        assert!(writes_tree("WITH RECURSIVE t AS (SELECT 1) SELECT * FROM t"));
+        assert!(!writes_tree("INSERT INTO file_versions(file) VALUES ((SELECT id FROM files))"));
+        assert!(!writes_tree("SELECT id FROM files"));
+        assert!(!writes_tree("UPDATE users SET used = 0"));
+        assert!(super::is_write("  UPDATE users SET used = 0"));
+        assert!(!super::is_write("SELECT pg_advisory_xact_lock(1)"));
+        assert!(!super::is_write("SAVEPOINT op"));
     }
 }

@@ -20,6 +20,7 @@ use crate::error::Result;
 
 mod accounts;
 mod blocks;
+mod cache;
 mod commit;
 pub mod db;
 mod journal;
@@ -59,7 +60,7 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Turn`] may be made to wait for each other rather than race.
     fn write<R: Send + 'static>(&self, turn: Turn, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R>;
     /// Runs `f` in a read-only transaction (one consistent snapshot).
-    fn read<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R>;
+    fn read<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R>;
 }
 
 /// The metadata store over a backend.
@@ -86,7 +87,7 @@ impl<B: Backend> SqlStore<B> {
         self.backend.write(turn, f)
     }
 
-    fn read<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
+    fn read<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
         self.backend.read(f)
     }
 }

@@ -129,8 +129,22 @@ pub(super) fn append(
     path: &RelPath,
     from: Option<&RelPath>,
 ) -> Result<i64> {
-    let seq: i64 = conn.row("UPDATE namespaces SET seq = seq + 1 WHERE id = ?1 RETURNING seq", [root], |r| r.get(0))?;
-    conn.exec(
+    // The first entry this transaction makes there takes the counter's
+    // row (locked until the transaction ends); the rest count on from it.
+    let next = conn.cache().next_seq(root);
+    let seq = match next {
+        Some(seq) => {
+            conn.exec_later("UPDATE namespaces SET seq = ?2 WHERE id = ?1", params![root, seq])?;
+            seq
+        }
+        None => {
+            let seq: i64 =
+                conn.row("UPDATE namespaces SET seq = seq + 1 WHERE id = ?1 RETURNING seq", [root], |r| r.get(0))?;
+            conn.cache().seq_taken(root, seq);
+            seq
+        }
+    };
+    conn.exec_later(
         "INSERT INTO journal(ns, seq, op, file, rev, path, from_path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![root, seq, op_num(op), file, rev, path.as_str(), from.map(|p| p.as_str())],
     )?;

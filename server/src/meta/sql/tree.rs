@@ -205,35 +205,47 @@ pub(super) fn stored_path(conn: &Db<'_>, id: i64) -> Result<Option<RelPath>> {
 /// `live_only`) the most recently created deleted one.
 pub(super) fn child(conn: &Db<'_>, ns: i64, parent: i64, name: &str, live_only: bool) -> Result<Option<Node>> {
     let key = name_key(name);
-    if !live_only && conn.remote() {
-        // One round trip: the live one sorts first (at most one is live),
-        // then the newest.
-        let sql = format!(
-            "SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3
-             ORDER BY deleted, id DESC LIMIT 1"
-        );
-        return Ok(conn.row(&sql, params![ns, parent, key], node_row).optional()?);
-    }
-    let live = conn
-        .row(
-            &format!("SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3 AND deleted = 0"),
-            params![ns, parent, key],
-            node_row,
-        )
-        .optional()?;
-    if live.is_some() || live_only {
-        return Ok(live);
-    }
-    Ok(conn
-        .row(
-            &format!(
+    let keep = conn.holds(ns);
+    let best = match keep.then(|| conn.cache().child(ns, parent, &key)).flatten() {
+        Some(best) => best,
+        None if keep || (!live_only && conn.remote()) => {
+            // One statement for both: the live one sorts first (at most one
+            // is live), then the newest.
+            let sql = format!(
                 "SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3
-                 ORDER BY id DESC LIMIT 1"
-            ),
-            params![ns, parent, key],
-            node_row,
-        )
-        .optional()?)
+                 ORDER BY deleted, id DESC LIMIT 1"
+            );
+            let best = conn.row(&sql, params![ns, parent, key], node_row).optional()?;
+            if keep {
+                conn.cache().found(ns, parent, key.into_owned(), best.clone());
+            }
+            best
+        }
+        None => {
+            let live = conn
+                .row(
+                    &format!(
+                        "SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3 AND deleted = 0"
+                    ),
+                    params![ns, parent, key],
+                    node_row,
+                )
+                .optional()?;
+            if live.is_some() || live_only {
+                return Ok(live);
+            }
+            conn.row(
+                &format!(
+                    "SELECT {NODE_COLS} FROM files WHERE ns = ?1 AND parent = ?2 AND name_key = ?3
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![ns, parent, key],
+                node_row,
+            )
+            .optional()?
+        }
+    };
+    Ok(best.filter(|n| !(live_only && n.deleted)))
 }
 
 /// The node at `path` (the root has id 0 and is not a row).

@@ -87,7 +87,7 @@ impl Backend for Sqlite {
         let job: Job = Box::new(move |conn: &Connection| -> Done {
             let r = match conn.execute_batch("SAVEPOINT job") {
                 Ok(()) => {
-                    let r = f(&Db::Sqlite(conn));
+                    let r = f(&Db::sqlite(conn));
                     let end = if r.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
                     match conn.execute_batch(end) {
                         Ok(()) => r,
@@ -112,7 +112,7 @@ impl Backend for Sqlite {
         rx.recv().map_err(|_| Error::Internal(anyhow::anyhow!("database writer stopped")))?
     }
 
-    fn read<R>(&self, f: impl FnOnce(&Db<'_>) -> Result<R>) -> Result<R> {
+    fn read<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
         let conn = {
             let mut pool = self.readers.lock().expect("reader pool poisoned");
             loop {
@@ -140,7 +140,7 @@ impl Backend for Sqlite {
         // One snapshot for all the read's statements.
         let r = match conn.execute_batch("BEGIN") {
             Ok(()) => {
-                let r = f(&Db::Sqlite(&conn));
+                let r = f(&Db::sqlite(&conn));
                 let _ = conn.execute_batch("COMMIT");
                 r
             }
