@@ -69,6 +69,11 @@ enum Command {
         /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
         #[arg(long, env = "FERRY_BLOCKS", value_name = "SPEC")]
         blocks: Option<String>,
+        /// Memory for the blocks this node wrote or read lately, kept in
+        /// front of a bucket so that other devices fetch them without a
+        /// request to it (0: none). A folder needs none.
+        #[arg(long, value_name = "MIB", default_value_t = serve::DEFAULT_BLOCK_CACHE_MIB)]
+        block_cache_mib: u64,
     },
     /// Serve with embedded defaults for a first try: data under ./ferry-data,
     /// a user created on first start with a generated password saved beside it.
@@ -239,6 +244,7 @@ fn main() -> anyhow::Result<()> {
             max_connections_per_address,
             trusted_proxies,
             blocks,
+            block_cache_mib,
         } => {
             let opts = ServeOptions {
                 tls: tls_cert.zip(tls_key),
@@ -250,6 +256,7 @@ fn main() -> anyhow::Result<()> {
                 trusted_proxies,
                 db,
                 blocks,
+                block_cache: block_cache_mib << 20,
                 ..ServeOptions::new(data, listen)
             };
             runtime()?.block_on(serve::serve(opts))

@@ -39,7 +39,12 @@ pub struct ServeOptions {
     /// Where blocks are stored (see [`crate::blocks::open`]): none, the
     /// folder `DATA/blocks`.
     pub blocks: Option<String>,
+    /// Bytes of recent blocks kept in memory in front of a bucket.
+    pub block_cache: u64,
 }
+
+/// Memory kept for recent blocks in front of a bucket, by default.
+pub const DEFAULT_BLOCK_CACHE_MIB: u64 = 256;
 
 impl ServeOptions {
     /// The defaults: plain HTTP (loopback only), uploads kept a week, long
@@ -57,6 +62,7 @@ impl ServeOptions {
             max_conns_per_address: DEFAULT_CONNS_PER_ADDRESS,
             trusted_proxies: Vec::new(),
             blocks: None,
+            block_cache: DEFAULT_BLOCK_CACHE_MIB << 20,
         }
     }
 }
@@ -79,7 +85,7 @@ pub fn open_state(opts: &ServeOptions) -> anyhow::Result<AppState> {
     crate::fsutil::create_private_dir(&uploads_dir)?;
     crate::fsutil::make_private(&uploads_dir)?;
     let meta = crate::admin::open_meta(Some(&opts.data), opts.db.as_deref())?;
-    let blocks = crate::blocks::open(opts.blocks.as_deref(), &opts.data)?;
+    let blocks = crate::blocks::open(opts.blocks.as_deref(), &opts.data, opts.block_cache)?;
     let vault = Vault::load_or_create(&opts.data)?;
     let notifier = Arc::new(LocalNotifier::default());
     Ok(Arc::new(Inner {

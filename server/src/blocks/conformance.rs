@@ -93,3 +93,44 @@ async fn local_folder() {
     let dir = tempfile::tempdir().unwrap();
     check(&super::LocalBlockStore::open(dir.path()).unwrap()).await;
 }
+
+/// A cache in front of a store is a store: roomy, and so small that it
+/// forgets as it goes.
+#[tokio::test]
+async fn cache_in_front_of_a_folder() {
+    for capacity in [1 << 20, 800] {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = std::sync::Arc::new(super::LocalBlockStore::open(dir.path()).unwrap());
+        check(&super::cache::CachedBlockStore::new(folder, capacity)).await;
+    }
+}
+
+/// What the cache holds it answers without the store; what it let go, or
+/// never took (a block of more than an eighth of its room), the store does.
+#[tokio::test]
+async fn the_cache_answers_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = std::sync::Arc::new(super::LocalBlockStore::open(dir.path()).unwrap());
+    let cache = super::cache::CachedBlockStore::new(folder.clone(), 8 << 10);
+    let block = |n: u32, len: usize| (BlockId::of(&n.to_le_bytes()), vec![n as u8; len]);
+    let (a, a_bytes) = block(1, 100);
+    cache.put(a, a_bytes.clone()).await.unwrap();
+    let locs = cache.put_pack(vec![block(2, 100).1, block(3, 100).1]).await.unwrap();
+    let (big, big_bytes) = block(4, 2 << 10);
+    cache.put(big, big_bytes.clone()).await.unwrap();
+    // Gone from the store behind it (not through the cache).
+    folder.delete(Object::Loose(a)).await.unwrap();
+    folder.delete(Object::of(&block(2, 0).0, locs[0])).await.unwrap();
+    folder.delete(Object::Loose(big)).await.unwrap();
+    assert_eq!(cache.get(a, BlockLoc::Loose).await.unwrap(), Some(a_bytes));
+    let both = vec![(block(2, 0).0, locs[0]), (block(3, 0).0, locs[1]), (big, BlockLoc::Loose)];
+    assert_eq!(cache.get_many(both).await.unwrap(), vec![Some(block(2, 100).1), Some(block(3, 100).1), None]);
+    // 100 blocks of 100 bytes through an 8 KiB cache: the first ones went.
+    for n in 10..110 {
+        let (id, bytes) = block(n, 100);
+        cache.put(id, bytes).await.unwrap();
+        folder.delete(Object::Loose(id)).await.unwrap();
+    }
+    assert_eq!(cache.get(block(10, 0).0, BlockLoc::Loose).await.unwrap(), None);
+    assert_eq!(cache.get(block(109, 0).0, BlockLoc::Loose).await.unwrap(), Some(block(109, 100).1));
+}

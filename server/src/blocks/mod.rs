@@ -28,6 +28,7 @@ use futures_util::stream::BoxStream;
 
 use ferry_shared::BlockId;
 
+pub mod cache;
 pub mod local;
 pub mod s3;
 
@@ -95,8 +96,10 @@ pub trait BlockStore: Send + Sync + 'static {
 /// &prefix=…`, a bucket, with credentials from `AWS_ACCESS_KEY_ID` and
 /// `AWS_SECRET_ACCESS_KEY`. A bucket is checked before the server starts
 /// (one page of its listing), so a wrong endpoint, bucket or key stops
-/// start-up with the reason instead of failing every upload.
-pub fn open(spec: Option<&str>, data: &Path) -> anyhow::Result<Arc<dyn BlockStore>> {
+/// start-up with the reason instead of failing every upload; up to
+/// `cache_bytes` of the blocks the node wrote or read lately are kept in
+/// front of it ([`cache`]).
+pub fn open(spec: Option<&str>, data: &Path, cache_bytes: u64) -> anyhow::Result<Arc<dyn BlockStore>> {
     let folder = |dir: &Path| -> anyhow::Result<Arc<dyn BlockStore>> {
         let store = LocalBlockStore::open(dir).with_context(|| format!("opening block folder {}", dir.display()))?;
         Ok(Arc::new(store))
@@ -121,7 +124,10 @@ pub fn open(spec: Option<&str>, data: &Path) -> anyhow::Result<Arc<dyn BlockStor
                      AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
                 )
             })?;
-            Ok(Arc::new(store))
+            if cache_bytes == 0 {
+                return Ok(Arc::new(store));
+            }
+            Ok(Arc::new(cache::CachedBlockStore::new(Arc::new(store), cache_bytes)))
         }
         Some(spec) if spec.contains("://") => {
             bail!("unsupported block storage {spec:?}: give a folder path or s3://BUCKET?endpoint=…")
