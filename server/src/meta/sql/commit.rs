@@ -1,6 +1,6 @@
-//! Commits: each operation in its own savepoint, `parent_rev` checked,
-//! the journal appended and quota kept in the same transaction; and the
-//! reads of files and their history.
+//! Commits: each operation undone alone when it fails (see [`commit_ops`]),
+//! `parent_rev` checked, the journal appended and quota kept in the same
+//! transaction; and the reads of files and their history.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
