@@ -66,7 +66,14 @@ struct Serving {
 
 impl Serving {
     fn start(data: &std::path::Path, blocks: &str) -> Result<Serving, String> {
-        let mut child = serve_command(data, blocks).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        Self::start_with(data, blocks, &[])
+    }
+
+    /// [`Serving::start`] with more arguments to `serve`.
+    fn start_with(data: &std::path::Path, blocks: &str, more: &[&str]) -> Result<Serving, String> {
+        let mut command = serve_command(data, blocks);
+        command.args(more);
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -154,7 +161,8 @@ fn serve_stops_at_once_when_the_bucket_is_unreachable() {
 
 /// Blocks go to the bucket (not to DATA/blocks) with the credentials of
 /// the environment, and come back; when the bucket goes away, reads are a
-/// 503 the client retries, not a missing block.
+/// 503 the client retries, not a missing block. (Without the node's
+/// memory of recent blocks, which would still answer this one.)
 #[test]
 fn blocks_in_a_bucket_through_the_api() {
     let Some(mut s3) = s3s_fs::S3sFs::start("cli::blocks_in_a_bucket_through_the_api") else { return };
@@ -163,7 +171,8 @@ fn blocks_in_a_bucket_through_the_api() {
     let out = run(&["user", "add", "carol", "--password-stdin", "--data", data.to_str().unwrap()], "long-password\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let spec = format!("s3://{}?endpoint={}&region=us-east-1&prefix=ferry", s3s_fs::BUCKET, s3.endpoint);
-    let server = Serving::start(&data, &spec).unwrap_or_else(|e| panic!("ferry-server did not start: {e}"));
+    let server = Serving::start_with(&data, &spec, &["--block-cache-mib", "0"])
+        .unwrap_or_else(|e| panic!("ferry-server did not start: {e}"));
 
     let login = br#"{"username":"carol","password":"long-password","device_name":"test"}"#;
     let (status, _, body) = http(&server.addr, "POST", "/auth/login", &[("Content-Type", "application/json")], login);
