@@ -147,7 +147,6 @@ impl<'a> Ctx<'a> {
         self.conn.exec_tree(
             "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, 0, 0, 0)",
             params![ns, parent, name, key],
-            true,
             |_| {},
         )?;
         let (rev, id) = self.insert_version_of(&v, Some((parent, &key)))?;
@@ -177,9 +176,9 @@ impl<'a> Ctx<'a> {
 
     /// Row `file`'s head is now `rev`.
     fn set_head(&self, file: i64, rev: i64) -> Result<()> {
-        Ok(self.conn.exec_tree("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, file], true, |c| {
-            c.head_moved(file, rev)
-        })?)
+        Ok(self
+            .conn
+            .exec_tree("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, file], |c| c.head_moved(file, rev))?)
     }
 
     /// Who sees the current namespace, and where (see [`audience`]).
@@ -294,15 +293,17 @@ impl Ctx<'_> {
                     let head = node_entry(self.conn, &n, &cur)?;
                     return Err(Error::conflict(format!("'{cur}' is a file, not a folder"), Some(head)));
                 }
-                None => self.create_node(parent, &seg, EntryKind::Dir, &cur)?.0,
+                None => self.create_dir(parent, &seg, &cur)?.0,
             };
         }
         Ok(parent)
     }
 
-    /// Creates a folder row, or a file row to be given a version by the caller.
-    fn create_node(&mut self, parent: i64, name: &str, kind: EntryKind, path: &RelPath) -> Result<(i64, i64)> {
+    /// Creates a folder row with its first version; returns `(id, rev)`.
+    /// (A file's row comes with its version: [`Ctx::create_file`].)
+    fn create_dir(&mut self, parent: i64, name: &str, path: &RelPath) -> Result<(i64, i64)> {
         let (ns, key) = (self.ns, name_key(name));
+        let kind = EntryKind::Dir;
         let id = self.conn.insert_tree(
             "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, ?5, 0, 0)",
             params![ns, parent, name, key, kind_num(kind)],
@@ -311,8 +312,7 @@ impl Ctx<'_> {
                 c.created(ns, key.clone().into_owned(), node)
             },
         )?;
-        let rev = if kind == EntryKind::Dir { self.new_dir_version(id, path)? } else { 0 };
-        Ok((id, rev))
+        Ok((id, self.new_dir_version(id, path)?))
     }
 
     fn entry(&self, id: i64, kind: EntryKind, path: &RelPath, rev: i64) -> Result<Entry> {
@@ -477,7 +477,7 @@ impl Ctx<'_> {
                 }
                 let parent_id = self.ensure_dir(&parent)?;
                 let name = path.name().expect("not root");
-                let (id, rev) = self.create_node(parent_id, name, EntryKind::Dir, &path)?;
+                let (id, rev) = self.create_dir(parent_id, name, &path)?;
                 self.entry(id, EntryKind::Dir, &path, rev)
             }
             CommitOp::Restore { path, rev } => {

@@ -664,15 +664,10 @@ impl<'a> Db<'a> {
         }
     }
 
-    /// Runs `sql`, which writes the tree, sent ahead if `later` (see
-    /// [`Db::exec_later`]); `keep` keeps the cache true, where otherwise
-    /// the tree's part would go.
-    pub fn exec_tree(&self, sql: &str, args: impl Args, later: bool, keep: impl FnOnce(&mut TxCache)) -> SqlResult<()> {
-        if later {
-            self.send_later(sql, args)?;
-        } else {
-            self.statement(sql, false)?.execute(args)?;
-        }
+    /// [`Db::exec_later`] of `sql`, which writes the tree; `keep` keeps the
+    /// cache true, where otherwise the tree's part would go.
+    pub fn exec_tree(&self, sql: &str, args: impl Args, keep: impl FnOnce(&mut TxCache)) -> SqlResult<()> {
+        self.send_later(sql, args)?;
         keep(&mut self.cache());
         Ok(())
     }
