@@ -174,7 +174,9 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
         set_paused_until(&status, p.until);
     }
     let mut failures = 0u32;
-    let mut deferred = false;
+    // Something deferred (files still being written, deletions settling):
+    // when to look again.
+    let mut deferred: Option<Duration> = None;
     loop {
         // A timed pause that has run out.
         if let Some(UserPause { until: Some(u) }) = user_pause
@@ -223,7 +225,7 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
             }
         }
         if !paused && folder_ok {
-            deferred = false;
+            deferred = None;
             set_state(&status, SyncState::Syncing, None);
             let round = async {
                 engine.refresh_remote().await?;
@@ -236,8 +238,9 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
                     // What the round's scan and plan used goes back to the OS.
                     crate::alloc::release_free_memory();
                     // Files still being written: not idle, look again shortly.
-                    deferred = stats.deferred > 0;
-                    let state = if deferred { SyncState::Syncing } else { SyncState::Idle };
+                    deferred = (stats.deferred > 0)
+                        .then(|| DEFERRED_RETRY.max(Duration::from_millis(stats.recheck_ms.max(0) as u64)));
+                    let state = if deferred.is_some() { SyncState::Syncing } else { SyncState::Idle };
                     set_state(&status, state, None);
                     notices.notify_one();
                     if stats.errors > 0 {
@@ -286,8 +289,8 @@ pub async fn run(dirs: Dirs, config: Config, token: String) -> anyhow::Result<()
             user_pause.and_then(|p| p.until).map(|u| Duration::from_millis((u - now_ms()).max(0) as u64))
         } else if !folder_ok {
             Some(FOLDER_RETRY)
-        } else if deferred {
-            Some(DEFERRED_RETRY)
+        } else if deferred.is_some() {
+            deferred
         } else {
             (failures > 0).then(|| backoff(failures))
         };

@@ -755,8 +755,8 @@ fn an_edit_wins_over_a_delete() {
 
 /// The mass-deletion guard: a folder that vanishes (an unmounted disk)
 /// deletes nothing and syncing goes on when it is back; 1,200 files removed
-/// at once pause the daemon with nothing deleted anywhere, until the person
-/// runs `ferry resume --confirm-deletes`.
+/// (even by a removal that stalls on the way) pause the daemon with nothing
+/// deleted anywhere, until the person runs `ferry resume --confirm-deletes`.
 #[test]
 fn mass_deletions_wait_for_the_person() {
     let p = Pair::start();
@@ -783,7 +783,14 @@ fn mass_deletions_wait_for_the_person() {
     p.wait(T, "after.txt on B", || p.b.path("after.txt").exists());
     assert_eq!(count(&p.b), 1200, "an unmounted folder deleted files");
 
-    // Emptied at once: paused, nothing deleted on the server or on B.
+    // Emptied by a removal that stalls a third of the way (a slow disk, a
+    // busy machine): A's watcher goes quiet and a round sees 400 deletions,
+    // which wait for the rest; then all of it pauses, nothing deleted on the
+    // server or on B.
+    for i in 0..400 {
+        std::fs::remove_file(p.a.path(&format!("many/f{i:04}.txt"))).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300)); // the stall, not a wait for anything
     std::fs::remove_dir_all(p.a.path("many")).unwrap();
     let mut last = Value::Null;
     p.wait(T, "A to pause for the deletions", || {

@@ -38,8 +38,9 @@
 //! - a file is sent only when it read the same before and after hashing
 //!   and has not changed for 50 ms (no half-written revisions);
 //! - errors are "try again later", never "deleted"; the folder's marker
-//!   must be there; a plan deleting more than `max_deletes` items remotely
-//!   waits for `ferry resume --confirm-deletes`.
+//!   must be there; deletions on the server wait until their set stops
+//!   growing ([`DELETES_SETTLE_MS`]), and a plan deleting more than
+//!   `max_deletes` items remotely waits for `ferry resume --confirm-deletes`.
 //!
 //! The engine reaches the disk, the server and the clock only through the
 //! traits in [`crate::sync::seams`] (a test checks these files for direct
@@ -86,6 +87,11 @@ pub const SMALL_FILE: u64 = 1 << 20;
 const PARALLEL_FILES: usize = 2;
 /// A file modified less than this long ago is not sent yet.
 const STABLE_MS: i64 = 50;
+/// Deletions on the server wait until the set of them has not grown for
+/// this long: a `rm -rf` caught halfway by a scan (a busy machine, a
+/// watcher thread that ran late) is then judged whole by the
+/// mass-deletion guard, never a first part deleted before the rest pauses.
+pub const DELETES_SETTLE_MS: i64 = 1000;
 /// Operations per commit request.
 const COMMIT_BATCH: usize = 1000;
 /// Tree entries changed before the trees are rebuilt compactly.
@@ -110,6 +116,10 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
     pub max_delete_share: f64,
     /// Set by `ferry resume --confirm-deletes` for the next round.
     pub deletes_confirmed: bool,
+    /// The deletions on the server the last plan held back, and when that
+    /// set last grew ([`DELETES_SETTLE_MS`]).
+    deletes_seen: HashSet<RelPath>,
+    deletes_grew_ms: i64,
     /// Where the engine reports what it does (the daemon's status).
     pub progress: Arc<dyn Progress>,
     /// Tree entries changed since the trees were last rebuilt in one piece.
@@ -143,8 +153,12 @@ pub struct Engine<D: Disk, A: Api, C: Clock> {
 pub struct RoundStats {
     pub ops: usize,
     pub errors: usize,
-    /// Files left for a moment because they were still being written.
+    /// Files left for a moment because they were still being written, and
+    /// deletions still settling.
     pub deferred: usize,
+    /// When to look again for what was deferred (milliseconds; 0: nothing
+    /// deferred, or a look right away).
+    pub recheck_ms: i64,
 }
 
 /// `NAME (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).EXT`, in UTC.
@@ -208,6 +222,8 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             max_deletes,
             max_delete_share,
             deletes_confirmed: false,
+            deletes_seen: HashSet::new(),
+            deletes_grew_ms: 0,
             progress,
             churn: 0,
             deferred: 0,
@@ -607,9 +623,19 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             if mass && !self.deletes_confirmed {
                 return Err(MassDelete { count: plan.remote_deletes }.into());
             }
-            self.deletes_confirmed = false;
             self.update_pending(&plan);
-            let r = self.execute(plan).await?;
+            let held = if std::mem::take(&mut self.deletes_confirmed) {
+                self.deletes_seen.clear();
+                0
+            } else {
+                self.hold_unsettled_deletes(&mut plan)
+            };
+            if held > 0 {
+                let wait = self.deletes_grew_ms + DELETES_SETTLE_MS - self.clock.now_ms();
+                stats.recheck_ms = stats.recheck_ms.max(wait);
+            }
+            let mut r = self.execute(plan).await?;
+            r.deferred += held;
             stats.ops += r.ops;
             stats.errors += r.errors;
             stats.deferred += r.deferred;
@@ -746,6 +772,35 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
 
     fn record_error(&self, e: impl std::fmt::Display) {
         self.progress.report(Report::Error(e.to_string()));
+    }
+}
+
+impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
+    /// Takes the plan's deletions on the server out of it unless the set of
+    /// them has stopped growing for [`DELETES_SETTLE_MS`]; returns how many
+    /// it held. A clock that went back restarts the wait.
+    fn hold_unsettled_deletes(&mut self, plan: &mut Plan) -> usize {
+        let now = self.clock.now_ms();
+        let deletes: HashSet<RelPath> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::DeleteRemote { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        if !deletes.is_subset(&self.deletes_seen) || now < self.deletes_grew_ms {
+            self.deletes_grew_ms = now;
+        }
+        self.deletes_seen = deletes;
+        if self.deletes_seen.is_empty() || now - self.deletes_grew_ms >= DELETES_SETTLE_MS {
+            return 0;
+        }
+        plan.ops.retain(|op| !matches!(op, Op::DeleteRemote { .. }));
+        let held = plan.remote_deletes;
+        plan.remote_deletes = 0;
+        tracing::debug!(held, "deletions on the server wait until no more come");
+        held
     }
 }
 
