@@ -27,7 +27,7 @@ use crate::api::blocking;
 use crate::blocks::{BlockLoc, BlockStore};
 use crate::crypto::Vault;
 use crate::error::{Error, Result};
-use crate::meta::{Caller, CommitOutcome, MetaStore, NewBlock, Touched};
+use crate::meta::{Caller, CommitOutcome, MetaStore, NewBlock, ShareId, Touched, UserId};
 use crate::notify::Notifier;
 
 pub struct Stores {
@@ -59,7 +59,7 @@ impl Stores {
     /// second copy is garbage for the collector). What they expand to is
     /// bounded per request, and what is new to the account must fit its
     /// quota before anything is written.
-    pub async fn store_blocks(self: &Arc<Self>, user: i64, incoming: Incoming) -> Result<()> {
+    pub async fn store_blocks(self: &Arc<Self>, user: UserId, incoming: Incoming) -> Result<()> {
         let st = Arc::clone(self);
         let Some(Sealed { mut blocks, sealed }) = blocking(move || st.seal_incoming(user, &incoming)).await? else {
             return Ok(());
@@ -81,7 +81,7 @@ impl Stores {
 
     /// The blocking half of [`Stores::store_blocks`]: what to put, or
     /// nothing when the account has every block.
-    fn seal_incoming(&self, user: i64, incoming: &Incoming) -> Result<Option<Sealed>> {
+    fn seal_incoming(&self, user: UserId, incoming: &Incoming) -> Result<Option<Sealed>> {
         let frames = match incoming {
             Incoming::One(id, encoding, bytes) => vec![(*id, *encoding, &bytes[..])],
             Incoming::Frames(body) => {
@@ -137,7 +137,7 @@ impl Stores {
     /// copy is garbage for the collector).
     pub fn store_stream(
         &self,
-        user: i64,
+        user: UserId,
         reader: impl std::io::Read + Send,
         expected_size: u64,
     ) -> Result<(Vec<BlockId>, Vec<NewBlock>)> {
@@ -272,11 +272,17 @@ impl Stores {
         self.woke(self.meta.share(caller, path, with, role))
     }
 
-    pub fn set_role(&self, caller: &Caller, id: i64, user: &str, role: ShareRole) -> Result<ferry_shared::api::Share> {
+    pub fn set_role(
+        &self,
+        caller: &Caller,
+        id: ShareId,
+        user: &str,
+        role: ShareRole,
+    ) -> Result<ferry_shared::api::Share> {
         self.woke(self.meta.set_role(caller, id, user, role))
     }
 
-    pub fn remove_member(&self, caller: &Caller, id: i64, user: Option<&str>) -> Result<()> {
+    pub fn remove_member(&self, caller: &Caller, id: ShareId, user: Option<&str>) -> Result<()> {
         self.woke(self.meta.remove_member(caller, id, user).map(|t| ((), t)))
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use ferry_shared::BlockId;
 
 use crate::error::Result;
-use crate::meta::NewBlock;
+use crate::meta::{NewBlock, UserId};
 use crate::stores::Stores;
 
 /// A resumable upload's bytes ingested while they arrive: a blocking task
@@ -29,7 +29,7 @@ use crate::stores::Stores;
 /// failed half-way, too many at once) the last chunk ingests the file from
 /// the start, as before.
 pub struct Ingest {
-    user: i64,
+    user: UserId,
     written: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<Result<(Vec<BlockId>, Vec<NewBlock>)>>,
 }
@@ -60,7 +60,7 @@ impl Ingests {
         &self,
         stores: &Arc<Stores>,
         id: &str,
-        user: i64,
+        user: UserId,
         path: std::path::PathBuf,
         received: u64,
         size: u64,

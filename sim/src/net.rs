@@ -19,7 +19,7 @@ use axum::http::{Method, Request, StatusCode};
 use ferry_client::net::remote::{self, RawChanges, RemoteError, Traffic};
 use ferry_client::sync::seams::Api;
 use ferry_server::api::AppState;
-use ferry_server::meta::Caller;
+use ferry_server::meta::{Caller, Seq};
 use ferry_server::serve::ServeOptions;
 use ferry_shared::BlockId;
 use ferry_shared::api::{
@@ -346,7 +346,7 @@ impl SimServer {
         let mut out = Vec::new();
         let mut cursor = 0;
         loop {
-            let page = meta.changes(self.callers[u].ns, cursor, 5000, false)?;
+            let page = meta.changes(self.callers[u].ns, Seq(cursor), 5000, false)?;
             out.extend(page.changes);
             cursor = page.cursor;
             if !page.has_more {
@@ -356,7 +356,7 @@ impl SimServer {
     }
 
     pub fn cursor(&self, u: usize) -> anyhow::Result<i64> {
-        Ok(self.state().stores.meta.cursor(self.callers[u].ns)?)
+        Ok(self.state().stores.meta.cursor(self.callers[u].ns)?.0)
     }
 }
 

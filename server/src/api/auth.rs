@@ -78,8 +78,8 @@ pub(super) async fn sign_in(
     blocking(move || {
         let token = passwords::new_token();
         let device_id = meta.create_token(user_id, &device, passwords::token_hash(&token))?;
-        tracing::info!(user_id, device_id, device, "login");
-        Ok(SignedIn { token, user_id, device_id })
+        tracing::info!(%user_id, %device_id, device, "login");
+        Ok(SignedIn { token, user_id: user_id.0, device_id: device_id.0 })
     })
     .await
 }

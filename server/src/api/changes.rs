@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::blocking;
 use super::{AppState, Auth};
 use crate::error::{Error, Result};
+use crate::meta::Seq;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -53,7 +54,7 @@ pub async fn changes(
     }
     let meta = Arc::clone(&state.stores.meta);
     let edits = q.blocks == Some(BlocksMode::Edit);
-    Ok(Json(blocking(move || meta.changes(caller.ns, q.cursor, limit, edits)).await?))
+    Ok(Json(blocking(move || meta.changes(caller.ns, Seq(q.cursor), limit, edits)).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -95,14 +96,14 @@ pub async fn poll(
     let mut shutdown = state.stores.notifier.shutdown_signal();
     let meta = Arc::clone(&state.stores.meta);
     let ns = caller.ns;
-    let (seq, pending) = blocking(move || meta.poll_state(ns)).await?;
-    crate::meta::check_cursor(q.cursor, seq)?;
+    let (Seq(seq), pending) = blocking(move || meta.poll_state(ns)).await?;
+    crate::meta::check_cursor(Seq(q.cursor), Seq(seq))?;
     let news = |(seq, pending): (i64, i64)| seq > q.cursor || q.pending.is_some_and(|p| pending > p);
     if news((seq, pending)) {
         let changes = seq > q.cursor;
         return Ok(Json(PollResponse { changes, cursor: if changes { seq } else { q.cursor }, pending }));
     }
-    tracing::debug!(ns, cursor = q.cursor, "long poll waiting");
+    tracing::debug!(%ns, cursor = q.cursor, "long poll waiting");
     let wait = async {
         loop {
             if rx.changed().await.is_err() {
@@ -158,7 +159,7 @@ pub async fn activity(
         return Err(Error::bad_request("before must be the `before` of an earlier page"));
     }
     let meta = Arc::clone(&state.stores.meta);
-    let events = blocking(move || meta.activity(caller.ns, q.before, limit)).await?;
+    let events = blocking(move || meta.activity(caller.ns, q.before.map(Seq), limit)).await?;
     let before = if events.len() == limit as usize { events.last().map(|e| e.seq) } else { None };
     Ok(Json(ActivityPage { events, before }))
 }

@@ -27,7 +27,7 @@ use super::body::JsonBody;
 use super::files::{absolute_url, send_file};
 use super::{AppState, Auth, blocking};
 use crate::error::{Error, Result};
-use crate::meta::{LinkRecord, now_ms};
+use crate::meta::{LinkId, LinkRecord, NsId, UserId, now_ms};
 
 /// The longest `expires_in`: 100 years, in seconds.
 const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 3600;
@@ -37,7 +37,7 @@ pub const PASSWORD_HEADER: &str = "x-ferry-link-password";
 
 fn link_of(state: &AppState, headers: &HeaderMap, r: LinkRecord) -> Link {
     Link {
-        id: r.id,
+        id: r.id.0,
         url: absolute_url(state, headers, &format!("/l/{}", r.token)),
         path: r.shown,
         kind: r.kind,
@@ -96,7 +96,7 @@ pub async fn list(State(state): State<AppState>, Auth(caller): Auth, headers: He
     security(("bearer" = [])))]
 pub async fn revoke(State(state): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> Result<StatusCode> {
     let meta = Arc::clone(&state.stores.meta);
-    blocking(move || meta.revoke_link(caller.user_id, id)).await?;
+    blocking(move || meta.revoke_link(caller.user_id, LinkId(id))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -462,10 +462,10 @@ static ZIPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 /// (so one user's unread zips cannot hold them all).
 pub(crate) struct ZipPlaces {
     _server: tokio::sync::SemaphorePermit<'static>,
-    _user: crate::limit::Place<i64>,
+    _user: crate::limit::Place<UserId>,
 }
 
-pub(crate) fn zip_places(state: &AppState, user: i64) -> Result<ZipPlaces> {
+pub(crate) fn zip_places(state: &AppState, user: UserId) -> Result<ZipPlaces> {
     let mine = state.zips.try_take(user, super::MAX_ZIPS_PER_USER).ok_or_else(|| {
         Error::busy(format!(
             "{} zips of yours (or through your links) are being written: try again shortly",
@@ -518,7 +518,7 @@ pub(crate) enum ZipOf {
     Link,
 }
 
-pub(crate) fn zip_stream(state: AppState, ns: i64, root: RelPath, of: ZipOf, places: ZipPlaces) -> Body {
+pub(crate) fn zip_stream(state: AppState, ns: NsId, root: RelPath, of: ZipOf, places: ZipPlaces) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let err_tx = tx.clone();
     let rt = tokio::runtime::Handle::current();
@@ -544,7 +544,7 @@ fn zip_time(ms: i64) -> Option<zip::DateTime> {
 
 /// Writes every live file and folder under `root`, depth first, stored
 /// (most files are compressed already; stored is fast and predictable).
-fn write_zip(state: &AppState, ns: i64, root: &RelPath, of: ZipOf, w: ChannelWriter) -> anyhow::Result<()> {
+fn write_zip(state: &AppState, ns: NsId, root: &RelPath, of: ZipOf, w: ChannelWriter) -> anyhow::Result<()> {
     use zip::write::SimpleFileOptions;
     let runtime = tokio::runtime::Handle::current();
     let mut zip = zip::ZipWriter::new_stream(w);

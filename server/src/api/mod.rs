@@ -72,9 +72,9 @@ pub struct Inner {
     /// who exists: throttled like failed logins).
     pub unknown_names: crate::limit::LoginLimiter,
     /// Uploads in flight per user.
-    pub uploads: crate::limit::InFlight<i64>,
+    pub uploads: crate::limit::InFlight<crate::meta::UserId>,
     /// Zips being written per user (a link's count against its maker).
-    pub zips: crate::limit::InFlight<i64>,
+    pub zips: crate::limit::InFlight<crate::meta::UserId>,
 }
 
 pub type AppState = Arc<Inner>;

@@ -12,6 +12,7 @@ use ferry_shared::api::{ErrorBody, RoleRequest, Share, ShareList, ShareRequest};
 use super::body::JsonBody;
 use super::{AppState, Auth, blocking};
 use crate::error::{Error, Result};
+use crate::meta::ShareId;
 
 /// Share a folder with another user as editor or viewer (or change the role
 /// of someone already in it). The folder appears at the top of their tree.
@@ -70,7 +71,7 @@ pub async fn set_role(
     JsonBody(req): JsonBody<RoleRequest>,
 ) -> Result<Json<Share>> {
     let stores = Arc::clone(&state.stores);
-    let share = blocking(move || stores.set_role(&caller, id, &user, req.role.into())).await?;
+    let share = blocking(move || stores.set_role(&caller, ShareId(id), &user, req.role.into())).await?;
     Ok(Json(share))
 }
 
@@ -88,7 +89,7 @@ pub async fn remove_member(
     Path((id, user)): Path<(i64, String)>,
 ) -> Result<StatusCode> {
     let stores = Arc::clone(&state.stores);
-    blocking(move || stores.remove_member(&caller, id, Some(&user))).await?;
+    blocking(move || stores.remove_member(&caller, ShareId(id), Some(&user))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,6 +102,6 @@ pub async fn remove_member(
     security(("bearer" = [])))]
 pub async fn unshare(State(state): State<AppState>, Auth(caller): Auth, Path(id): Path<i64>) -> Result<StatusCode> {
     let stores = Arc::clone(&state.stores);
-    blocking(move || stores.remove_member(&caller, id, None)).await?;
+    blocking(move || stores.remove_member(&caller, ShareId(id), None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

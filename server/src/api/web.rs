@@ -206,7 +206,8 @@ pub async fn current(State(state): State<AppState>, Auth(caller): Auth, headers:
     let token = cookie(&headers, COOKIE).ok_or_else(Error::unauthorized)?.to_owned();
     let meta = Arc::clone(&state.stores.meta);
     let user = blocking(move || meta.user_info(caller.user_id)).await?;
-    let session = Session { user: user.name, user_id: user.id, device: browser_name(&headers), csrf: csrf_of(&token) };
+    let session =
+        Session { user: user.name, user_id: user.id.0, device: browser_name(&headers), csrf: csrf_of(&token) };
     let mut resp = Json(session).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)

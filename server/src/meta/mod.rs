@@ -13,6 +13,9 @@ use ferry_shared::path::RelPath;
 use crate::blocks::BlockLoc;
 use crate::error::Result;
 
+pub use ids::{DeviceId, FileId, LinkId, NsId, Seq, ShareId, UserId};
+
+mod ids;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -22,10 +25,10 @@ mod tests;
 /// Who is calling: resolved from a bearer token.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub user_id: i64,
-    pub device_id: i64,
+    pub user_id: UserId,
+    pub device_id: DeviceId,
     /// The user's root namespace.
-    pub ns: i64,
+    pub ns: NsId,
     /// The device's name when the token was checked (what the versions it
     /// makes show; empty for a device that is gone).
     pub device: String,
@@ -33,7 +36,7 @@ pub struct Caller {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserInfo {
-    pub id: i64,
+    pub id: UserId,
     pub name: String,
     pub quota: u64,
     /// Bytes of the user's files (heads).
@@ -64,8 +67,8 @@ pub struct FileVersion {
 #[derive(Debug, Clone)]
 pub struct UploadSession {
     pub id: String,
-    pub user_id: i64,
-    pub device_id: i64,
+    pub user_id: UserId,
+    pub device_id: DeviceId,
     pub path: RelPath,
     pub size: u64,
     pub received: u64,
@@ -88,17 +91,17 @@ pub struct CommitOutcome {
 /// sequences, for the long polls to wake.
 #[derive(Debug, Default, Clone)]
 pub struct Touched {
-    pub journals: std::collections::BTreeMap<i64, i64>,
-    pub pendings: std::collections::BTreeMap<i64, i64>,
+    pub journals: std::collections::BTreeMap<NsId, Seq>,
+    pub pendings: std::collections::BTreeMap<NsId, i64>,
 }
 
 impl Touched {
-    pub fn journal(&mut self, ns: i64, seq: i64) {
+    pub fn journal(&mut self, ns: NsId, seq: Seq) {
         let e = self.journals.entry(ns).or_insert(seq);
         *e = (*e).max(seq);
     }
 
-    pub fn pending(&mut self, ns: i64, seq: i64) {
+    pub fn pending(&mut self, ns: NsId, seq: i64) {
         let e = self.pendings.entry(ns).or_insert(seq);
         *e = (*e).max(seq);
     }
@@ -129,13 +132,13 @@ pub trait Shares: Send + Sync + 'static {
     fn set_role(
         &self,
         caller: &Caller,
-        id: i64,
+        id: ShareId,
         user: &str,
         role: ferry_shared::api::ShareRole,
     ) -> Result<(ferry_shared::api::Share, Touched)>;
     /// Removes `user` (`None`: everyone but the owner) from share `id`: the
     /// owner revokes, a member leaves by naming themselves.
-    fn remove_member(&self, caller: &Caller, id: i64, user: Option<&str>) -> Result<Touched>;
+    fn remove_member(&self, caller: &Caller, id: ShareId, user: Option<&str>) -> Result<Touched>;
     /// The shares the caller is in, with their members.
     fn shares(&self, caller: &Caller) -> Result<Vec<ferry_shared::api::Share>>;
 }
@@ -143,27 +146,27 @@ pub trait Shares: Send + Sync + 'static {
 /// Users, their devices and tokens, quotas.
 pub trait Accounts: Send + Sync + 'static {
     // Users (administration).
-    fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64>;
+    fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<UserId>;
     fn list_users(&self) -> Result<Vec<UserInfo>>;
     fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
     fn set_quota(&self, name: &str, quota: u64) -> Result<()>;
     /// Removes a user with their devices, tokens and metadata.
     fn remove_user(&self, name: &str) -> Result<()>;
     /// `(user id, password hash)` of a user.
-    fn password_hash(&self, name: &str) -> Result<Option<(i64, String)>>;
+    fn password_hash(&self, name: &str) -> Result<Option<(UserId, String)>>;
 
     // Devices and tokens.
     /// Records a login: the device (reused by name) and a token hash. Returns the device id.
-    fn create_token(&self, user_id: i64, device_name: &str, token_hash: [u8; 32]) -> Result<i64>;
+    fn create_token(&self, user_id: UserId, device_name: &str, token_hash: [u8; 32]) -> Result<DeviceId>;
     fn authenticate(&self, token_hash: [u8; 32]) -> Result<Option<Caller>>;
     fn revoke_token(&self, token_hash: [u8; 32]) -> Result<()>;
-    fn user_info(&self, user_id: i64) -> Result<UserInfo>;
+    fn user_info(&self, user_id: UserId) -> Result<UserInfo>;
 }
 
 /// Where blocks are stored and which accounts own them.
 pub trait BlockRecords: Send + Sync + 'static {
     /// The ids among `ids` this account does not own (input order, no duplicates).
-    fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>>;
+    fn missing_blocks(&self, user_id: UserId, ids: &[BlockId]) -> Result<Vec<BlockId>>;
     /// True when some account already stored this block (server-wide).
     fn block_stored(&self, id: &BlockId) -> Result<bool> {
         Ok(self.block_location(id)?.is_some())
@@ -171,24 +174,24 @@ pub trait BlockRecords: Send + Sync + 'static {
     /// Where a block is stored, if it is (server-wide).
     fn block_location(&self, id: &BlockId) -> Result<Option<BlockLoc>>;
     /// Where a block the account owns is stored; `None` if it does not own it.
-    fn owned_block_location(&self, user_id: i64, id: &BlockId) -> Result<Option<BlockLoc>> {
+    fn owned_block_location(&self, user_id: UserId, id: &BlockId) -> Result<Option<BlockLoc>> {
         Ok(self.owned_block_locations(user_id, std::slice::from_ref(id))?.pop().flatten().map(|(loc, _)| loc))
     }
     /// [`BlockRecords::owned_block_location`] of each of `ids`, in order, in
     /// one read, with the size of each as stored (its frame's payload).
-    fn owned_block_locations(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<Option<(BlockLoc, u32)>>>;
+    fn owned_block_locations(&self, user_id: UserId, ids: &[BlockId]) -> Result<Vec<Option<(BlockLoc, u32)>>>;
     /// Records blocks as stored and owned by the account. Blocks new to it
     /// count against its quota as uploaded until a commit uses them (or
     /// they expire): past the quota, 507 and nothing is recorded.
-    fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()>;
+    fn add_blocks(&self, user_id: UserId, blocks: &[NewBlock]) -> Result<()>;
     /// Bytes the account may still upload: its quota less its files and
     /// its uploaded blocks no commit has used yet.
-    fn upload_room(&self, user_id: i64) -> Result<u64>;
+    fn upload_room(&self, user_id: UserId) -> Result<u64>;
     /// Forgets the blocks accounts uploaded before `before` (Unix ms) that
     /// no commit used: they no longer count against quotas, and the
     /// accounts no longer own them. Returns how many.
     fn expire_uploaded_blocks(&self, before: i64) -> Result<u64>;
-    fn owns_block(&self, user_id: i64, id: &BlockId) -> Result<bool> {
+    fn owns_block(&self, user_id: UserId, id: &BlockId) -> Result<bool> {
         Ok(self.owned_block_location(user_id, id)?.is_some())
     }
 }
@@ -198,13 +201,13 @@ pub trait Files: Send + Sync + 'static {
     fn commit(&self, caller: &Caller, ops: Vec<CommitOp>, new_blocks: Vec<NewBlock>) -> Result<CommitOutcome>;
     /// The live file at `path` (or, with `rev`, that revision of the file that
     /// is or was at `path`).
-    fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;
-    fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
+    fn file_version(&self, ns: NsId, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion>;
+    fn revisions(&self, ns: NsId, path: &RelPath, limit: u32) -> Result<Vec<Revision>>;
     /// The live entries of the folder at `path` (the root too), by name.
-    fn list_folder(&self, ns: i64, path: &RelPath) -> Result<Vec<Entry>>;
+    fn list_folder(&self, ns: NsId, path: &RelPath) -> Result<Vec<Entry>>;
     /// What was deleted in the caller's own tree, most recently deleted
     /// first (see `sqlite::trash`).
-    fn trash(&self, ns: i64, limit: u32) -> Result<Vec<ferry_shared::api::TrashItem>>;
+    fn trash(&self, ns: NsId, limit: u32) -> Result<Vec<ferry_shared::api::TrashItem>>;
     /// Brings back the item deleted at `path` of the caller's own tree, a
     /// folder with what was deleted inside it along with it; one result.
     fn restore_deleted(&self, caller: &Caller, path: &RelPath) -> Result<CommitOutcome>;
@@ -213,11 +216,11 @@ pub trait Files: Send + Sync + 'static {
 /// A share link as stored, with where its item is now.
 #[derive(Debug, Clone)]
 pub struct LinkRecord {
-    pub id: i64,
+    pub id: LinkId,
     pub token: String,
-    pub owner: i64,
-    pub ns: i64,
-    pub file: i64,
+    pub owner: UserId,
+    pub ns: NsId,
+    pub file: FileId,
     pub kind: ferry_shared::api::EntryKind,
     /// The item's path now, in its namespace; `None` once it is deleted (or
     /// its maker left the shared folder it is in).
@@ -245,29 +248,29 @@ pub trait Links: Send + Sync + 'static {
     ) -> Result<LinkRecord>;
     /// The links a user made, and those others made into shared folders
     /// the user owns, oldest first.
-    fn links(&self, user: i64) -> Result<Vec<LinkRecord>>;
+    fn links(&self, user: UserId) -> Result<Vec<LinkRecord>>;
     fn link(&self, token: &str) -> Result<Option<LinkRecord>>;
     /// Revokes a link the user made, or one into a shared folder they own
     /// (404 if there is no such link).
-    fn revoke_link(&self, user: i64, id: i64) -> Result<()>;
+    fn revoke_link(&self, user: UserId, id: LinkId) -> Result<()>;
     /// Whether a link in namespace `ns` reaches `path` of it: a link never
     /// passes through a shared folder its maker may only view (the maker
     /// is the owner of `ns`; see `sqlite::links`).
-    fn link_reaches(&self, ns: i64, path: &RelPath) -> Result<bool>;
+    fn link_reaches(&self, ns: NsId, path: &RelPath) -> Result<bool>;
 }
 
 /// The change journal of each namespace.
 pub trait Journal: Send + Sync + 'static {
-    fn cursor(&self, ns: i64) -> Result<i64>;
+    fn cursor(&self, ns: NsId) -> Result<Seq>;
     /// `(journal sequence, pending-upload sequence)` of a namespace, read together.
-    fn poll_state(&self, ns: i64) -> Result<(i64, i64)>;
+    fn poll_state(&self, ns: NsId) -> Result<(Seq, i64)>;
     /// Journal records after `cursor`, oldest first. With `edits`, a file
     /// modification's block list comes as an edit of its previous revision's
     /// list where that is shorter (see `ferry_shared::api::Change::blocks_edit`).
-    fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse>;
+    fn changes(&self, ns: NsId, cursor: Seq, limit: u32, edits: bool) -> Result<ChangesResponse>;
     /// Up to `limit` journal records before `before` (the newest without
     /// it), newest first, with who made each and when.
-    fn activity(&self, ns: i64, before: Option<i64>, limit: u32) -> Result<Vec<ferry_shared::api::ActivityEvent>>;
+    fn activity(&self, ns: NsId, before: Option<Seq>, limit: u32) -> Result<Vec<ferry_shared::api::ActivityEvent>>;
 }
 
 /// Pending uploads (`ferry_shared::api::PendingAnnounce`): files whose
@@ -281,9 +284,9 @@ pub trait PendingUploads: Send + Sync + 'static {
     fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>>;
     /// The announcements of a namespace that have not expired at `now`,
     /// but those of device `except`.
-    fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList>;
+    fn pending_uploads(&self, ns: NsId, except: DeviceId, now: i64) -> Result<PendingList>;
     /// Removes expired announcements; returns `(namespace, new sequence)` of each changed one.
-    fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>>;
+    fn sweep_pending(&self, now: i64) -> Result<Vec<(NsId, i64)>>;
 }
 
 /// Resumable upload sessions.
@@ -299,7 +302,7 @@ pub trait UploadSessions: Send + Sync + 'static {
     fn expired_uploads(&self, now_ms: i64) -> Result<Vec<String>>;
     /// `(open sessions, their total size)` of a user: unfinished ones that
     /// have not expired at `now_ms` (their bytes take disk space too).
-    fn staged_uploads(&self, user_id: i64, now_ms: i64) -> Result<(u64, u64)>;
+    fn staged_uploads(&self, user_id: UserId, now_ms: i64) -> Result<(u64, u64)>;
 }
 
 pub fn now_ms() -> i64 {
@@ -309,10 +312,10 @@ pub fn now_ms() -> i64 {
 /// Refuses a cursor the journal cannot continue from: negative, or past its
 /// head (a server restored from an older backup, a cursor of another
 /// server). Accepting it would let a device wait for changes it has missed.
-pub fn check_cursor(cursor: i64, head: i64) -> Result<()> {
+pub fn check_cursor(cursor: Seq, head: Seq) -> Result<()> {
     use crate::error::Error;
     use ferry_shared::api::ErrorCode;
-    if cursor < 0 {
+    if cursor.0 < 0 {
         return Err(Error::bad_request("cursor must be 0 or a cursor this server gave"));
     }
     if cursor > head {

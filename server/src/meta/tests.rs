@@ -9,7 +9,7 @@ use ferry_shared::api::{BlockList, CommitOp, ErrorCode};
 use ferry_shared::path::RelPath;
 
 use super::sqlite::SqliteStore;
-use super::{BlockRecords, Caller, Files, Journal, MetaStore, NewBlock};
+use super::{BlockRecords, Caller, DeviceId, Files, Journal, MetaStore, NewBlock, Seq, ShareId};
 use crate::blocks::BlockLoc;
 use crate::error::Error;
 
@@ -71,11 +71,11 @@ fn concurrent_commits_form_one_journal(store: Arc<dyn MetaStore>) {
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
     // 800 files and 8 folders.
-    assert_eq!(store.cursor(c.ns).unwrap(), 808);
+    assert_eq!(store.cursor(c.ns).unwrap(), Seq(808));
     let mut seen = Vec::new();
     let mut cursor = 0;
     loop {
-        let page = store.changes(c.ns, cursor, 100, false).unwrap();
+        let page = store.changes(c.ns, Seq(cursor), 100, false).unwrap();
         seen.extend(page.changes.iter().map(|ch| ch.seq));
         cursor = page.cursor;
         if !page.has_more {
@@ -172,7 +172,7 @@ fn operations_fail_alone(store: Arc<dyn MetaStore>) {
     assert_eq!(tree_of(&*store, &c), want);
     // The journal has what stood, gap-free; the failed put's blocks are
     // still only uploaded, counted as such; the files count as files.
-    let page = store.changes(c.ns, 0, 100, false).unwrap();
+    let page = store.changes(c.ns, Seq(0), 100, false).unwrap();
     let paths: Vec<String> = page.changes.iter().map(|ch| ch.entry.path.to_string()).collect();
     assert_eq!(paths, ["new", "new/a", "new/dir", "new/b"]);
     assert_eq!(page.changes.iter().map(|ch| ch.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
@@ -289,8 +289,8 @@ fn journal_block_lists_as_edits(store: Arc<dyn MetaStore>) {
     };
     let v3 = commit(g(with_parent(list(&[5, 0, 1, 4, 3]), moved.rev)));
     let v4 = commit(g(with_parent(list(&[2]), v3.rev)));
-    let full = store.changes(c.ns, 0, 100, false).unwrap().changes;
-    let edited = store.changes(c.ns, 0, 100, true).unwrap().changes;
+    let full = store.changes(c.ns, Seq(0), 100, false).unwrap().changes;
+    let edited = store.changes(c.ns, Seq(0), 100, true).unwrap().changes;
     assert_eq!(full.len(), edited.len());
     let mut held: Option<Vec<ferry_shared::api::BlockRef>> = None;
     for (f, e) in full.iter().zip(&edited) {
@@ -384,7 +384,7 @@ fn pending_uploads_follow_commits(store: Arc<dyn MetaStore>) {
     assert_eq!(over.code(), ErrorCode::TooManyRequests);
     // Removing the account removes them; sweeping still works.
     store.remove_user("gina").unwrap();
-    assert!(store.pending_uploads(a.ns, 0, super::now_ms()).unwrap().pending.is_empty());
+    assert!(store.pending_uploads(a.ns, DeviceId(0), super::now_ms()).unwrap().pending.is_empty());
     store.sweep_pending(super::now_ms() + 10_000_000).unwrap();
 }
 
@@ -461,7 +461,7 @@ fn sqlite_survives_reopen() {
     let store = SqliteStore::open(&path).unwrap();
     let v = store.file_version(ns, &RelPath::parse("kept.txt").unwrap(), None).unwrap();
     assert_eq!(v.entry.size, 4);
-    assert_eq!(store.cursor(ns).unwrap(), 1);
+    assert_eq!(store.cursor(ns).unwrap(), Seq(1));
 }
 
 fn p(s: &str) -> RelPath {
@@ -472,7 +472,7 @@ fn p(s: &str) -> RelPath {
 fn tree_of(store: &dyn MetaStore, c: &Caller) -> std::collections::BTreeSet<String> {
     use ferry_shared::api::ChangeOp;
     let mut tree = std::collections::BTreeSet::new();
-    for ch in store.changes(c.ns, 0, 10_000, false).unwrap().changes {
+    for ch in store.changes(c.ns, Seq(0), 10_000, false).unwrap().changes {
         let path = ch.entry.path.to_string();
         match ch.op {
             ChangeOp::Add | ChangeOp::Modify | ChangeOp::Mkdir => {
@@ -549,7 +549,7 @@ fn shared_folders_in_every_members_journal(store: Arc<dyn MetaStore>) {
     assert!(matches!(&r.results[0], Err(Error::Client { code: ErrorCode::Forbidden, .. })), "{:?}", r.results[0]);
     // Revoked: gone from bob's tree, alice's untouched.
     let id = share.id;
-    store.remove_member(&a, id, Some("bob")).unwrap();
+    store.remove_member(&a, ShareId(id), Some("bob")).unwrap();
     assert_eq!(tree_of(store, &b), want(&["box", "sub", "sub/x.txt"]));
     assert_eq!(tree_of(store, &a), want(&["team", "team/big.bin", "team/mine.txt"]));
     assert!(store.shares(&b).unwrap().is_empty());
@@ -631,7 +631,7 @@ fn readers_never_skip_a_sequence(store: Arc<dyn MetaStore>) {
             let (mut cursor, mut next) = (0, 1);
             loop {
                 let finished = done.load(Ordering::SeqCst);
-                let page = store.changes(c.ns, cursor, 1000, false).unwrap();
+                let page = store.changes(c.ns, Seq(cursor), 1000, false).unwrap();
                 for ch in &page.changes {
                     assert_eq!(ch.seq, next, "after {cursor} the journal gave {} next", ch.seq);
                     next += 1;
@@ -686,7 +686,7 @@ fn overlapping_shares_fan_out_at_once(store: Arc<dyn MetaStore>) {
         .collect();
     writers.into_iter().for_each(|w| w.join().unwrap());
     for m in [&m1, &m2] {
-        let changes = store.changes(m.ns, 0, 10_000, false).unwrap().changes;
+        let changes = store.changes(m.ns, Seq(0), 10_000, false).unwrap().changes;
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
         assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free");
         let files = tree_of(&*store, m).into_iter().filter(|p| p.matches('/').count() == 1).count();
@@ -749,7 +749,7 @@ fn mounts_move_while_their_share_is_written(store: Arc<dyn MetaStore>) {
         })
     };
     owner.into_iter().chain([member]).for_each(|t| t.join().unwrap());
-    let changes = store.changes(mia.ns, 0, 10_000, false).unwrap().changes;
+    let changes = store.changes(mia.ns, Seq(0), 10_000, false).unwrap().changes;
     let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free");
     let tree = listed(&*store, &mia);
@@ -825,7 +825,7 @@ fn postgres_writes_outlive_broken_connections() {
     cluster.break_connections(&url).unwrap();
     commit_all(1);
     // 8 files in 2 folders, each once.
-    assert_eq!(store.cursor(c.ns).unwrap(), 10);
+    assert_eq!(store.cursor(c.ns).unwrap(), Seq(10));
 }
 
 /// A fresh database of the tests' PostgreSQL cluster (`None`: skipped).

@@ -7,11 +7,12 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use super::{Notifier, NsState};
+use crate::meta::{NsId, Seq, UserId};
 
 pub struct LocalNotifier {
-    namespaces: Mutex<HashMap<i64, watch::Sender<NsState>>>,
+    namespaces: Mutex<HashMap<NsId, watch::Sender<NsState>>>,
     /// Blocks stored, per account.
-    blocks: Mutex<HashMap<i64, watch::Sender<u64>>>,
+    blocks: Mutex<HashMap<UserId, watch::Sender<u64>>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -26,14 +27,14 @@ impl Default for LocalNotifier {
 }
 
 /// Drops channels nobody waits on any more, so a map stays small.
-fn prune<T>(map: &mut HashMap<i64, watch::Sender<T>>) {
+fn prune<K, T>(map: &mut HashMap<K, watch::Sender<T>>) {
     if map.len() > 1024 {
         map.retain(|_, tx| tx.receiver_count() > 0);
     }
 }
 
 impl LocalNotifier {
-    fn update_ns(&self, ns: i64, f: impl FnOnce(&mut NsState) -> bool) {
+    fn update_ns(&self, ns: NsId, f: impl FnOnce(&mut NsState) -> bool) {
         let map = self.namespaces.lock().expect("notifier poisoned");
         if let Some(tx) = map.get(&ns) {
             tx.send_if_modified(f);
@@ -42,28 +43,28 @@ impl LocalNotifier {
 }
 
 impl Notifier for LocalNotifier {
-    fn publish(&self, ns: i64, seq: i64) {
-        self.update_ns(ns, |cur| (seq > cur.0).then(|| cur.0 = seq).is_some());
+    fn publish(&self, ns: NsId, seq: Seq) {
+        self.update_ns(ns, |cur| (seq.0 > cur.0).then(|| cur.0 = seq.0).is_some());
     }
 
-    fn publish_pending(&self, ns: i64, seq: i64) {
+    fn publish_pending(&self, ns: NsId, seq: i64) {
         self.update_ns(ns, |cur| (seq > cur.1).then(|| cur.1 = seq).is_some());
     }
 
-    fn subscribe(&self, ns: i64) -> watch::Receiver<NsState> {
+    fn subscribe(&self, ns: NsId) -> watch::Receiver<NsState> {
         let mut map = self.namespaces.lock().expect("notifier poisoned");
         prune(&mut map);
         map.entry(ns).or_insert_with(|| watch::channel((0, 0)).0).subscribe()
     }
 
-    fn blocks_stored(&self, user: i64) {
+    fn blocks_stored(&self, user: UserId) {
         let map = self.blocks.lock().expect("notifier poisoned");
         if let Some(tx) = map.get(&user) {
             tx.send_modify(|n| *n += 1);
         }
     }
 
-    fn subscribe_blocks(&self, user: i64) -> watch::Receiver<u64> {
+    fn subscribe_blocks(&self, user: UserId) -> watch::Receiver<u64> {
         let mut map = self.blocks.lock().expect("notifier poisoned");
         prune(&mut map);
         map.entry(user).or_insert_with(|| watch::channel(0).0).subscribe()

@@ -14,7 +14,7 @@
 
 use tokio::sync::watch;
 
-use crate::meta::Touched;
+use crate::meta::{NsId, Seq, Touched, UserId};
 
 pub mod local;
 
@@ -25,17 +25,17 @@ pub type NsState = (i64, i64);
 
 pub trait Notifier: Send + Sync + 'static {
     /// Records that namespace `ns` reached journal sequence `seq` and wakes its waiters.
-    fn publish(&self, ns: i64, seq: i64);
+    fn publish(&self, ns: NsId, seq: Seq);
     /// Records that namespace `ns`'s pending uploads reached sequence `seq`.
-    fn publish_pending(&self, ns: i64, seq: i64);
+    fn publish_pending(&self, ns: NsId, seq: i64);
     /// A receiver that changes whenever `ns` gets a new journal or
     /// pending-upload sequence number. Subscribe before reading the current
     /// state, so no wake-up is missed.
-    fn subscribe(&self, ns: i64) -> watch::Receiver<NsState>;
+    fn subscribe(&self, ns: NsId) -> watch::Receiver<NsState>;
     /// Records that the account `user` stored blocks.
-    fn blocks_stored(&self, user: i64);
+    fn blocks_stored(&self, user: UserId);
     /// A receiver that changes whenever the account `user` stores blocks.
-    fn subscribe_blocks(&self, user: i64) -> watch::Receiver<u64>;
+    fn subscribe_blocks(&self, user: UserId) -> watch::Receiver<u64>;
     /// Releases every long poll (graceful shutdown).
     fn shutdown(&self);
     fn shutdown_signal(&self) -> watch::Receiver<bool>;

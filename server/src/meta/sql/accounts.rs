@@ -4,7 +4,7 @@ use super::db::{OptionalExtension, params};
 
 use super::{Backend, SqlStore};
 use crate::error::{Error, Result};
-use crate::meta::{Accounts, Caller, UserInfo, now_ms};
+use crate::meta::{Accounts, Caller, DeviceId, UserId, UserInfo, now_ms};
 
 fn user_row(r: &super::db::Row) -> super::db::SqlResult<UserInfo> {
     Ok(UserInfo {
@@ -17,7 +17,7 @@ fn user_row(r: &super::db::Row) -> super::db::SqlResult<UserInfo> {
 }
 
 impl<B: Backend> Accounts for SqlStore<B> {
-    fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<i64> {
+    fn add_user(&self, name: &str, password_hash: &str, quota: u64) -> Result<UserId> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
         self.write(move |c| {
             let exists = c.row("SELECT 1 FROM users WHERE name = ?1", [&name], |_| Ok(())).optional()?;
@@ -29,7 +29,7 @@ impl<B: Backend> Accounts for SqlStore<B> {
                 params![name, hash, quota as i64, now_ms()],
             )?;
             c.exec("INSERT INTO namespaces(owner) VALUES (?1)", [id])?;
-            Ok(id)
+            Ok(UserId(id))
         })
     }
 
@@ -41,7 +41,7 @@ impl<B: Backend> Accounts for SqlStore<B> {
         })
     }
 
-    fn user_info(&self, user_id: i64) -> Result<UserInfo> {
+    fn user_info(&self, user_id: UserId) -> Result<UserInfo> {
         self.read(|c| {
             Ok(c.row("SELECT id, name, quota, used, staged FROM users WHERE id = ?1", [user_id], user_row)?)
         })
@@ -97,7 +97,7 @@ impl<B: Backend> Accounts for SqlStore<B> {
         })
     }
 
-    fn password_hash(&self, name: &str) -> Result<Option<(i64, String)>> {
+    fn password_hash(&self, name: &str) -> Result<Option<(UserId, String)>> {
         if !super::db::storable(name) {
             return Ok(None);
         }
@@ -107,14 +107,14 @@ impl<B: Backend> Accounts for SqlStore<B> {
         })
     }
 
-    fn create_token(&self, user_id: i64, device_name: &str, token_hash: [u8; 32]) -> Result<i64> {
+    fn create_token(&self, user_id: UserId, device_name: &str, token_hash: [u8; 32]) -> Result<DeviceId> {
         let device_name = device_name.to_owned();
         self.write(move |c| {
             c.exec(
                 "INSERT INTO devices(user_id, name, created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                 params![user_id, device_name, now_ms()],
             )?;
-            let device: i64 =
+            let device: DeviceId =
                 c.row("SELECT id FROM devices WHERE user_id = ?1 AND name = ?2", params![user_id, device_name], |r| {
                     r.get(0)
                 })?;

@@ -9,7 +9,7 @@ use ferry_shared::BlockId;
 use super::{Backend, SqlStore, Turn};
 use crate::blocks::BlockLoc;
 use crate::error::{Error, Result};
-use crate::meta::{BlockRecords, NewBlock, now_ms};
+use crate::meta::{BlockRecords, NewBlock, UserId, now_ms};
 use ferry_shared::api::ErrorCode;
 
 /// Records `blocks` as stored and owned by `user`; those new to the
@@ -159,7 +159,8 @@ pub(super) fn loc_row(r: &super::db::Row) -> super::db::SqlResult<BlockLoc> {
 }
 
 impl<B: Backend> BlockRecords for SqlStore<B> {
-    fn missing_blocks(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<BlockId>> {
+    fn missing_blocks(&self, user_id: UserId, ids: &[BlockId]) -> Result<Vec<BlockId>> {
+        let user_id = user_id.0;
         let mut seen = HashSet::new();
         let ids: Vec<BlockId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
         let owned: HashSet<BlockId> = self.read(|c| {
@@ -182,7 +183,8 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
         })
     }
 
-    fn owned_block_locations(&self, user_id: i64, ids: &[BlockId]) -> Result<Vec<Option<(BlockLoc, u32)>>> {
+    fn owned_block_locations(&self, user_id: UserId, ids: &[BlockId]) -> Result<Vec<Option<(BlockLoc, u32)>>> {
+        let user_id = user_id.0;
         // Owned, or in a share the user is a member of (each half found
         // from the ids, through the keys).
         let found: HashMap<BlockId, (BlockLoc, u32)> = self.read(|c| {
@@ -203,7 +205,8 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
         Ok(ids.iter().map(|id| found.get(id).copied()).collect())
     }
 
-    fn add_blocks(&self, user_id: i64, blocks: &[NewBlock]) -> Result<()> {
+    fn add_blocks(&self, user_id: UserId, blocks: &[NewBlock]) -> Result<()> {
+        let user_id = user_id.0;
         let blocks = blocks.to_vec();
         self.write_in(Turn::With(vec![Lock::Account(user_id)]), move |c| {
             let before = usage(c, user_id)?;
@@ -216,7 +219,8 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
         })
     }
 
-    fn upload_room(&self, user_id: i64) -> Result<u64> {
+    fn upload_room(&self, user_id: UserId) -> Result<u64> {
+        let user_id = user_id.0;
         self.read(|c| Ok(room(usage(c, user_id)?)))
     }
 

@@ -22,7 +22,7 @@ use super::shares::{
 use super::tree::*;
 use super::{Backend, SqlStore, Turn, pending};
 use crate::error::{Error, Result};
-use crate::meta::{Caller, CommitOutcome, FileVersion, Files, NewBlock, Touched, now_ms};
+use crate::meta::{Caller, CommitOutcome, FileVersion, Files, NewBlock, NsId, Seq, Touched, now_ms};
 
 struct Ctx<'a> {
     conn: &'a Db<'a>,
@@ -76,9 +76,9 @@ impl<'a> Ctx<'a> {
             conn,
             caller,
             now,
-            ns: caller.ns,
+            ns: caller.ns.0,
             prefix: RelPath::root(),
-            owner: caller.user_id,
+            owner: caller.user_id.0,
             touched: Touched::default(),
             has_pending: HashMap::new(),
             pending_dropped: BTreeSet::new(),
@@ -187,7 +187,7 @@ impl<'a> Ctx<'a> {
             Some((ns, a)) if *ns == self.ns => Ok(Rc::clone(a)),
             // The caller's own tree: theirs alone (a root namespace is
             // never shared), its lock held since the write began.
-            _ if self.ns == self.caller.ns => {
+            _ if self.ns == self.caller.ns.0 => {
                 let a = Rc::new(vec![(self.ns, RelPath::root())]);
                 self.audience = Some((self.ns, Rc::clone(&a)));
                 Ok(a)
@@ -205,8 +205,8 @@ impl<'a> Ctx<'a> {
         self.conn.enter(Lock::Namespace(loc.ns))?;
         self.ns = loc.ns;
         self.prefix = loc.prefix.clone();
-        self.owner = if loc.ns == self.caller.ns {
-            self.caller.user_id
+        self.owner = if loc.ns == self.caller.ns.0 {
+            self.caller.user_id.0
         } else {
             self.conn.row("SELECT owner FROM namespaces WHERE id = ?1", [loc.ns], |r| r.get(0))?
         };
@@ -225,7 +225,7 @@ impl<'a> Ctx<'a> {
         for &(root, ref prefix) in self.audience()?.iter() {
             let from = from.map(|f| under(prefix, f)).transpose()?;
             let seq = append(self.conn, root, op, file, rev, &under(prefix, path)?, from.as_ref())?;
-            self.touched.journal(root, seq);
+            self.touched.journal(NsId(root), Seq(seq));
         }
         Ok(())
     }
@@ -365,7 +365,7 @@ impl Ctx<'_> {
     /// shared folder's mount into the share), run there, and its entry (or
     /// the conflicting head) answered at the caller's paths.
     fn apply(&mut self, op: CommitOp) -> Result<Entry> {
-        let root = self.caller.ns;
+        let root = self.caller.ns.0;
         let conn = self.conn;
         let (loc, to) = match &op {
             CommitOp::Move { from, to, .. } => (locate(conn, root, from)?, Some(locate(conn, root, to)?)),
@@ -551,9 +551,9 @@ impl Ctx<'_> {
             return Err(Error::MissingBlocks { missing });
         }
         let uploaded: Vec<BlockId> = uploaded.into_iter().collect();
-        let settled = settle(self.conn, self.caller.user_id, &uploaded)?;
+        let settled = settle(self.conn, self.caller.user_id.0, &uploaded)?;
         // (Rolled back with the operation if it fails after this.)
-        unstage(self.conn, self.caller.user_id, settled)?;
+        unstage(self.conn, self.caller.user_id.0, settled)?;
         Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect())
     }
 
@@ -643,7 +643,7 @@ impl Ctx<'_> {
                 (id, ChangeOp::Add, rev)
             }
         };
-        if self.ns != self.caller.ns {
+        if self.ns != self.caller.ns.0 {
             // Every member may read what an editor wrote into the share.
             for (b, _) in &blocks {
                 self.conn.exec_later(
@@ -747,7 +747,13 @@ impl Ctx<'_> {
         let role: Option<i64> =
             conn.row("SELECT role FROM members WHERE mount = ?1", [node.id], |r| r.get(0)).optional()?;
         if role.is_some_and(|r| r != 0) {
-            super::shares::remove_member(conn, share, self.caller.user_id, self.caller.device_id, &mut self.touched)?;
+            super::shares::remove_member(
+                conn,
+                share,
+                self.caller.user_id.0,
+                self.caller.device_id.0,
+                &mut self.touched,
+            )?;
             let head: i64 = conn.row("SELECT head FROM files WHERE id = ?1", [node.id], |r| r.get(0))?;
             return self.entry(node.id, EntryKind::Dir, path, head);
         }
@@ -759,7 +765,7 @@ impl Ctx<'_> {
             .query_map([share], |r| r.get(0))?
             .collect::<super::db::SqlResult<_>>()?;
         for user in others {
-            super::shares::remove_member(conn, share, user, self.caller.device_id, &mut self.touched)?;
+            super::shares::remove_member(conn, share, user, self.caller.device_id.0, &mut self.touched)?;
         }
         conn.exec("DELETE FROM members WHERE ns = ?1", [share])?;
         conn.exec("DELETE FROM share_blocks WHERE ns = ?1", [share])?;
@@ -852,13 +858,13 @@ impl Ctx<'_> {
                     append(conn, *root, op, node.id, rev, &old_path, None)?
                 }
             };
-            self.touched.journal(*root, seq);
+            self.touched.journal(NsId(*root), Seq(seq));
         }
         for (root, prefix) in &to_aud {
             if !from_aud.iter().any(|(r, _)| r == root)
                 && let Some(seq) = journal_appearing(conn, *root, prefix, &items)?
             {
-                self.touched.journal(*root, seq);
+                self.touched.journal(NsId(*root), Seq(seq));
             }
         }
         self.enter(from)?;
@@ -1052,7 +1058,7 @@ fn commit_ops(
     let mut touched = ctx.touched;
     for root in ctx.pending_dropped {
         if let Some(p) = pending::bump(conn, root)? {
-            touched.pending(root, p);
+            touched.pending(NsId(root), p);
         }
     }
     Ok(Ran::Done(CommitOutcome { results, touched }))
@@ -1076,18 +1082,19 @@ impl<B: Backend> Files for SqlStore<B> {
         let super::blocks::Named { unknown, settled } = if named.is_empty() {
             super::blocks::Named { unknown: HashSet::new(), settled: HashMap::new() }
         } else {
-            self.read(|c| super::blocks::named(c, caller.user_id, &named))?
+            self.read(|c| super::blocks::named(c, caller.user_id.0, &named))?
         };
         // A commit of one operation needs no savepoint: when it fails, the
         // whole transaction is undone, and its failure is the answer.
         let single = ops.len() == 1;
         let op_failed = Arc::new(AtomicBool::new(false));
         let failed = Arc::clone(&op_failed);
-        let outcome =
-            self.write_in(Turn::With(vec![Lock::Namespace(caller.ns), Lock::Account(caller.user_id)]), move |conn| {
+        let outcome = self.write_in(
+            Turn::With(vec![Lock::Namespace(caller.ns.0), Lock::Account(caller.user_id.0)]),
+            move |conn| {
                 failed.store(false, Ordering::Relaxed);
                 let now = now_ms();
-                insert_blocks(conn, caller.user_id, &new_blocks, now)?;
+                insert_blocks(conn, caller.user_id.0, &new_blocks, now)?;
                 // Each operation is undone alone when it fails. Most fail, if
                 // at all, before they write, and need nothing undone: the
                 // operations run without a savepoint each (on PostgreSQL, a
@@ -1114,7 +1121,8 @@ impl<B: Backend> Files for SqlStore<B> {
                         }
                     }
                 }
-            });
+            },
+        );
         match outcome {
             Err(e) if op_failed.load(Ordering::Relaxed) => {
                 Ok(CommitOutcome { results: vec![Err(e)], touched: Touched::default() })
@@ -1123,7 +1131,7 @@ impl<B: Backend> Files for SqlStore<B> {
         }
     }
 
-    fn file_version(&self, ns: i64, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion> {
+    fn file_version(&self, NsId(ns): NsId, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion> {
         self.read(|c| {
             let loc = locate(c, ns, path)?;
             let node = resolve(c, loc.ns, &loc.inner, rev.is_none())?
@@ -1148,7 +1156,7 @@ impl<B: Backend> Files for SqlStore<B> {
         })
     }
 
-    fn revisions(&self, ns: i64, path: &RelPath, limit: u32) -> Result<Vec<Revision>> {
+    fn revisions(&self, NsId(ns): NsId, path: &RelPath, limit: u32) -> Result<Vec<Revision>> {
         self.read(|c| {
             let loc = locate(c, ns, path)?;
             let node = resolve(c, loc.ns, &loc.inner, false)?
@@ -1173,17 +1181,17 @@ impl<B: Backend> Files for SqlStore<B> {
         })
     }
 
-    fn list_folder(&self, ns: i64, path: &RelPath) -> Result<Vec<Entry>> {
+    fn list_folder(&self, NsId(ns): NsId, path: &RelPath) -> Result<Vec<Entry>> {
         self.read(|c| list_folder(c, ns, path))
     }
 
-    fn trash(&self, ns: i64, limit: u32) -> Result<Vec<ferry_shared::api::TrashItem>> {
+    fn trash(&self, NsId(ns): NsId, limit: u32) -> Result<Vec<ferry_shared::api::TrashItem>> {
         self.read(|c| super::trash::trash(c, ns, limit))
     }
 
     fn restore_deleted(&self, caller: &Caller, path: &RelPath) -> Result<CommitOutcome> {
         let (caller, path) = (caller.clone(), path.clone());
-        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns), Lock::Account(caller.user_id)]), move |conn| {
+        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns.0), Lock::Account(caller.user_id.0)]), move |conn| {
             let found: Option<(i64, i64, i64)> = conn
                 .row(
                     "SELECT f.id, f.kind, v.created FROM files f JOIN file_versions v ON v.id = f.head

@@ -9,23 +9,24 @@ use ferry_shared::path::RelPath;
 use super::tree::*;
 use super::{Backend, SqlStore};
 use crate::error::Result;
-use crate::meta::{Journal, check_cursor};
+use crate::meta::{Journal, NsId, Seq, check_cursor};
 
 impl<B: Backend> Journal for SqlStore<B> {
-    fn cursor(&self, ns: i64) -> Result<i64> {
+    fn cursor(&self, ns: NsId) -> Result<Seq> {
         self.read(|c| Ok(c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
     }
 
-    fn poll_state(&self, ns: i64) -> Result<(i64, i64)> {
+    fn poll_state(&self, ns: NsId) -> Result<(Seq, i64)> {
         self.read(|c| {
             Ok(c.row("SELECT seq, pending_seq FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?)
         })
     }
 
-    fn changes(&self, ns: i64, cursor: i64, limit: u32, edits: bool) -> Result<ChangesResponse> {
+    fn changes(&self, ns: NsId, cursor: Seq, limit: u32, edits: bool) -> Result<ChangesResponse> {
         self.read(|c| {
-            let head: i64 = c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
+            let head: Seq = c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?;
             check_cursor(cursor, head)?;
+            let (cursor, head) = (cursor.0, head.0);
             let mut s = c.prepare_cached(
                 "SELECT j.seq, j.op, j.file, j.rev, j.path, j.from_path, f.kind, f.mount FROM journal j
                  JOIN files f ON f.id = j.file WHERE j.ns = ?1 AND j.seq > ?2 ORDER BY j.seq LIMIT ?3",
@@ -99,7 +100,7 @@ impl<B: Backend> Journal for SqlStore<B> {
         })
     }
 
-    fn activity(&self, ns: i64, before: Option<i64>, limit: u32) -> Result<Vec<ActivityEvent>> {
+    fn activity(&self, ns: NsId, before: Option<Seq>, limit: u32) -> Result<Vec<ActivityEvent>> {
         self.read(|c| {
             let mut s = c.prepare_cached(
                 "SELECT j.seq, j.op, f.kind, j.path, j.from_path, COALESCE(u.name, ''), COALESCE(d.name, ''), v.created
@@ -107,7 +108,7 @@ impl<B: Backend> Journal for SqlStore<B> {
                  LEFT JOIN devices d ON d.id = v.device LEFT JOIN users u ON u.id = d.user_id
                  WHERE j.ns = ?1 AND j.seq < ?2 AND j.path != '' ORDER BY j.seq DESC LIMIT ?3",
             )?;
-            let rows = s.query_map(params![ns, before.unwrap_or(i64::MAX), limit], |r| {
+            let rows = s.query_map(params![ns, before.map_or(i64::MAX, |s| s.0), limit], |r| {
                 let path: String = r.get(3)?;
                 let from: Option<String> = r.get(4)?;
                 Ok(ActivityEvent {

@@ -20,7 +20,7 @@ use ferry_shared::path::RelPath;
 use super::tree::*;
 use super::{Backend, SqlStore};
 use crate::error::{Error, Result};
-use crate::meta::{Caller, LinkRecord, Links, now_ms};
+use crate::meta::{Caller, FileId, LinkId, LinkRecord, Links, NsId, UserId, now_ms};
 
 const COLS: &str = "l.id, l.token, l.owner, l.ns, l.file, f.kind, f.deleted, l.created, l.expires, l.pw_hash";
 /// Links and their items, which must be in the link's namespace.
@@ -87,12 +87,12 @@ pub(super) fn drop_unreachable(conn: &Db<'_>, ns: i64, rows: &[i64]) -> Result<(
 
 /// Fills in where the item is now, as `viewer` sees it: nothing unless
 /// its maker may still link there and it and every folder above it are live.
-fn with_path(conn: &Db<'_>, (mut rec, deleted): (LinkRecord, bool), viewer: i64) -> Result<LinkRecord> {
-    if deleted || !may_link(conn, rec.ns, rec.owner)? {
+fn with_path(conn: &Db<'_>, (mut rec, deleted): (LinkRecord, bool), viewer: UserId) -> Result<LinkRecord> {
+    if deleted || !may_link(conn, rec.ns.0, rec.owner.0)? {
         return Ok(rec);
     }
-    let Some(p) = stored_path(conn, rec.file)?.filter(|p| !p.is_root()) else { return Ok(rec) };
-    if resolve(conn, rec.ns, &p, true)?.is_none_or(|n| n.id != rec.file) {
+    let Some(p) = stored_path(conn, rec.file.0)?.filter(|p| !p.is_root()) else { return Ok(rec) };
+    if resolve(conn, rec.ns.0, &p, true)?.is_none_or(|n| n.id != rec.file.0) {
         return Ok(rec);
     }
     // In a shared folder: seen from the viewer's mount.
@@ -131,7 +131,7 @@ impl<B: Backend> Links for SqlStore<B> {
     ) -> Result<LinkRecord> {
         let (caller, path, token) = (caller.clone(), path.clone(), token.to_owned());
         self.write(move |c| {
-            let loc = super::shares::locate(c, caller.ns, &path)?;
+            let loc = super::shares::locate(c, caller.ns.0, &path)?;
             super::shares::check_write(c, &loc)?;
             let node = resolve(c, loc.ns, &loc.inner, true)?
                 .ok_or_else(|| Error::not_found(format!("nothing at '{path}' to link to")))?;
@@ -148,11 +148,11 @@ impl<B: Backend> Links for SqlStore<B> {
                 params![token, caller.user_id, ns, node.id, now, expires, pw_hash],
             )?;
             Ok(LinkRecord {
-                id,
+                id: LinkId(id),
                 token: token.clone(),
                 owner: caller.user_id,
-                ns,
-                file: node.id,
+                ns: NsId(ns),
+                file: FileId(node.id),
                 kind: node.kind,
                 path: stored_path(c, node.id)?,
                 shown: Some(path.clone()),
@@ -164,7 +164,7 @@ impl<B: Backend> Links for SqlStore<B> {
         })
     }
 
-    fn links(&self, user: i64) -> Result<Vec<LinkRecord>> {
+    fn links(&self, user: UserId) -> Result<Vec<LinkRecord>> {
         self.read(|c| {
             let mut s = c.prepare_cached(&format!("SELECT {COLS} FROM {FROM} WHERE {VISIBLE_TO} ORDER BY l.id"))?;
             let rows: Vec<(LinkRecord, bool)> = s.query_map([user], record)?.collect::<super::db::SqlResult<_>>()?;
@@ -186,7 +186,7 @@ impl<B: Backend> Links for SqlStore<B> {
         })
     }
 
-    fn revoke_link(&self, user: i64, id: i64) -> Result<()> {
+    fn revoke_link(&self, user: UserId, id: LinkId) -> Result<()> {
         self.write(move |c| {
             let sql =
                 format!("DELETE FROM links WHERE id = ?2 AND id IN (SELECT l.id FROM links l WHERE {VISIBLE_TO})");
@@ -197,7 +197,7 @@ impl<B: Backend> Links for SqlStore<B> {
         })
     }
 
-    fn link_reaches(&self, ns: i64, path: &RelPath) -> Result<bool> {
+    fn link_reaches(&self, NsId(ns): NsId, path: &RelPath) -> Result<bool> {
         self.read(|c| {
             let mut parent = 0;
             for seg in path.segments() {

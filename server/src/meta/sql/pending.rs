@@ -12,7 +12,7 @@ use ferry_shared::path::RelPath;
 
 use super::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
-use crate::meta::{Caller, PendingUploads, now_ms};
+use crate::meta::{Caller, DeviceId, NsId, PendingUploads, now_ms};
 
 /// Most announcements one device may hold at once.
 const MAX_PER_DEVICE: i64 = 64;
@@ -147,26 +147,26 @@ pub(super) fn sweep(conn: &Db<'_>, now: i64) -> Result<Vec<i64>> {
 impl<B: Backend> PendingUploads for SqlStore<B> {
     fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)> {
         let caller = caller.clone();
-        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns)]), move |conn| {
+        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns.0)]), move |conn| {
             let ids: Vec<BlockId> = a.blocks.iter().map(|b| b.id).collect();
             let hash = ferry_shared::block::content_hash(a.size, &ids);
             let id = announce(conn, &caller, &a, &hash, now_ms(), expires)?;
-            Ok((id, bump(conn, caller.ns)?.unwrap_or(0)))
+            Ok((id, bump(conn, caller.ns.0)?.unwrap_or(0)))
         })
     }
 
     fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>> {
         let caller = caller.clone();
-        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns)]), move |conn| {
+        self.write_in(Turn::With(vec![Lock::Namespace(caller.ns.0)]), move |conn| {
             let n = drop_own(conn, &caller, id)?;
             if n == 0 && id.is_some() {
                 return Err(Error::not_found("no such pending upload of this device"));
             }
-            Ok(if n > 0 { bump(conn, caller.ns)? } else { None })
+            Ok(if n > 0 { bump(conn, caller.ns.0)? } else { None })
         })
     }
 
-    fn pending_uploads(&self, ns: i64, except: i64, now: i64) -> Result<PendingList> {
+    fn pending_uploads(&self, NsId(ns): NsId, DeviceId(except): DeviceId, now: i64) -> Result<PendingList> {
         self.read(|c| {
             let seq = c.row("SELECT pending_seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0)).optional()?;
             let own: i64 = c.row(
@@ -178,7 +178,7 @@ impl<B: Backend> PendingUploads for SqlStore<B> {
         })
     }
 
-    fn sweep_pending(&self, now: i64) -> Result<Vec<(i64, i64)>> {
+    fn sweep_pending(&self, now: i64) -> Result<Vec<(NsId, i64)>> {
         let expired = |c: &Db<'_>| -> Result<bool> {
             Ok(c.row("SELECT 1 FROM pending_uploads WHERE expires <= ?1 LIMIT 1", [now], |_| Ok(()))
                 .optional()?
@@ -191,7 +191,7 @@ impl<B: Backend> PendingUploads for SqlStore<B> {
             let mut out = Vec::new();
             for ns in sweep(conn, now)? {
                 if let Some(seq) = bump(conn, ns)? {
-                    out.push((ns, seq));
+                    out.push((NsId(ns), seq));
                 }
             }
             Ok(out)

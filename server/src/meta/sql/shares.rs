@@ -14,7 +14,7 @@ use ferry_shared::path::{RelPath, name_key};
 use super::tree::*;
 use super::{Backend, SqlStore, pending};
 use crate::error::{Error, Result};
-use crate::meta::{Caller, Shares, Touched, now_ms};
+use crate::meta::{Caller, NsId, Seq, ShareId, Shares, Touched, now_ms};
 
 /// Where a path of a member's tree lives.
 #[derive(Debug, Clone)]
@@ -321,7 +321,7 @@ fn add_member(conn: &Db<'_>, ns: i64, user: i64, role: ShareRole, device: i64, t
     if let Some(s) = journal_appearing(conn, root, &path, &share_items(conn, ns)?)? {
         seq = s;
     }
-    touched.journal(root, seq);
+    touched.journal(NsId(root), Seq(seq));
     Ok(())
 }
 
@@ -340,11 +340,11 @@ pub(super) fn remove_member(conn: &Db<'_>, ns: i64, user: i64, device: i64, touc
     conn.enter(Lock::Namespace(root))?;
     if let Some(path) = stored_path(conn, mount)? {
         let rev = mount_version(conn, mount, &path, true, device)?;
-        touched.journal(root, append(conn, root, ChangeOp::Rmdir, mount, rev, &path, None)?);
+        touched.journal(NsId(root), Seq(append(conn, root, ChangeOp::Rmdir, mount, rev, &path, None)?));
         if pending::drop_under(conn, root, &path)? > 0
             && let Some(p) = pending::bump(conn, root)?
         {
-            touched.pending(root, p);
+            touched.pending(NsId(root), p);
         }
     }
     conn.exec("UPDATE files SET deleted = 1, mount = NULL WHERE id = ?1", [mount])?;
@@ -454,7 +454,7 @@ fn list(conn: &Db<'_>, user: i64, only: Option<i64>) -> Result<Vec<Share>> {
 /// The caller's share `id`, or the same 404 whether it does not exist or
 /// they are not in it.
 fn my_share(conn: &Db<'_>, caller: &Caller, id: i64) -> Result<Share> {
-    list(conn, caller.user_id, Some(id))?
+    list(conn, caller.user_id.0, Some(id))?
         .pop()
         .ok_or_else(|| Error::not_found(format!("you are in no share {id}: `ferry shares` lists yours")))
 }
@@ -474,8 +474,8 @@ impl<B: Backend> Shares for SqlStore<B> {
                 return Err(Error::bad_request("a share has one owner; share as editor or viewer"));
             }
             let target = user_id(conn, &with)?;
-            let loc = locate(conn, caller.ns, &path)?;
-            if loc.ns != caller.ns {
+            let loc = locate(conn, caller.ns.0, &path)?;
+            if loc.ns != caller.ns.0 {
                 return Err(Error::client(
                     ErrorCode::NestedShare,
                     format!(
@@ -484,7 +484,7 @@ impl<B: Backend> Shares for SqlStore<B> {
                     ),
                 ));
             }
-            let node = resolve(conn, caller.ns, &path, true)?
+            let node = resolve(conn, caller.ns.0, &path, true)?
                 .ok_or_else(|| Error::not_found(format!("'{path}' does not exist")))?;
             if node.kind != EntryKind::Dir {
                 return Err(Error::bad_request(format!(
@@ -502,17 +502,19 @@ impl<B: Backend> Shares for SqlStore<B> {
                     ns
                 }
                 None => {
-                    if target == caller.user_id {
+                    if target == caller.user_id.0 {
                         return Err(Error::bad_request(format!("'{path}' is yours already")));
                     }
-                    let ns = make_share(conn, caller.ns, caller.user_id, &node, &path)?;
+                    let ns = make_share(conn, caller.ns.0, caller.user_id.0, &node, &path)?;
                     // The owner's devices learn it is shared (its entry says so).
-                    touched
-                        .journal(caller.ns, append(conn, caller.ns, ChangeOp::Mkdir, node.id, node.head, &path, None)?);
+                    touched.journal(
+                        caller.ns,
+                        Seq(append(conn, caller.ns.0, ChangeOp::Mkdir, node.id, node.head, &path, None)?),
+                    );
                     ns
                 }
             };
-            if target == caller.user_id {
+            if target == caller.user_id.0 {
                 return Err(Error::bad_request(format!("'{path}' is yours already")));
             }
             let existing: Option<i64> = conn
@@ -521,13 +523,13 @@ impl<B: Backend> Shares for SqlStore<B> {
             match existing {
                 Some(r) if role_of(r) == role => {}
                 Some(_) => set_role(conn, ns, target, role, &mut touched)?,
-                None => add_member(conn, ns, target, role, caller.device_id, &mut touched)?,
+                None => add_member(conn, ns, target, role, caller.device_id.0, &mut touched)?,
             }
             Ok((my_share(conn, &caller, ns)?, touched))
         })
     }
 
-    fn set_role(&self, caller: &Caller, id: i64, user: &str, role: ShareRole) -> Result<(Share, Touched)> {
+    fn set_role(&self, caller: &Caller, ShareId(id): ShareId, user: &str, role: ShareRole) -> Result<(Share, Touched)> {
         let (caller, user) = (caller.clone(), user.to_owned());
         self.write(move |conn| {
             let share = my_share(conn, &caller, id)?;
@@ -535,7 +537,7 @@ impl<B: Backend> Shares for SqlStore<B> {
                 return Err(not_owner(&share));
             }
             let target = user_id(conn, &user)?;
-            if target == caller.user_id || role == ShareRole::Owner {
+            if target == caller.user_id.0 || role == ShareRole::Owner {
                 return Err(Error::bad_request("the owner's role does not change; share as editor or viewer"));
             }
             if !share.members.iter().any(|m| m.user == user) {
@@ -547,7 +549,7 @@ impl<B: Backend> Shares for SqlStore<B> {
         })
     }
 
-    fn remove_member(&self, caller: &Caller, id: i64, user: Option<&str>) -> Result<Touched> {
+    fn remove_member(&self, caller: &Caller, ShareId(id): ShareId, user: Option<&str>) -> Result<Touched> {
         let (caller, user) = (caller.clone(), user.map(str::to_owned));
         self.write(move |conn| {
             let share = my_share(conn, &caller, id)?;
@@ -555,7 +557,7 @@ impl<B: Backend> Shares for SqlStore<B> {
             let targets: Vec<i64> = match &user {
                 Some(name) => {
                     let target = user_id(conn, name)?;
-                    if target == caller.user_id {
+                    if target == caller.user_id.0 {
                         if share.role == ShareRole::Owner {
                             return Err(Error::bad_request(format!(
                                 "you own '{}': remove the others (`ferry unshare`) or delete the folder",
@@ -579,14 +581,14 @@ impl<B: Backend> Shares for SqlStore<B> {
                 }
             };
             for t in targets {
-                remove_member(conn, id, t, caller.device_id, &mut touched)?;
+                remove_member(conn, id, t, caller.device_id.0, &mut touched)?;
             }
             Ok(touched)
         })
     }
 
     fn shares(&self, caller: &Caller) -> Result<Vec<Share>> {
-        self.read(|c| list(c, caller.user_id, None))
+        self.read(|c| list(c, caller.user_id.0, None))
     }
 }
 
@@ -603,7 +605,7 @@ fn set_role(conn: &Db<'_>, ns: i64, user: i64, role: ShareRole, touched: &mut To
     let root = root_of(conn, user)?;
     let head: i64 = conn.row("SELECT head FROM files WHERE id = ?1", [mount], |r| r.get(0))?;
     if let Some(path) = stored_path(conn, mount)? {
-        touched.journal(root, append(conn, root, ChangeOp::Mkdir, mount, head, &path, None)?);
+        touched.journal(NsId(root), Seq(append(conn, root, ChangeOp::Mkdir, mount, head, &path, None)?));
     }
     Ok(())
 }

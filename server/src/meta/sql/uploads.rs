@@ -6,7 +6,7 @@ use ferry_shared::path::RelPath;
 
 use super::{Backend, SqlStore};
 use crate::error::Result;
-use crate::meta::{UploadSession, UploadSessions};
+use crate::meta::{UploadSession, UploadSessions, UserId};
 
 pub(super) fn upload_row(r: &super::db::Row) -> super::db::SqlResult<UploadSession> {
     let path: String = r.get(3)?;
@@ -84,7 +84,7 @@ impl<B: Backend> UploadSessions for SqlStore<B> {
         })
     }
 
-    fn staged_uploads(&self, user_id: i64, now: i64) -> Result<(u64, u64)> {
+    fn staged_uploads(&self, UserId(user_id): UserId, now: i64) -> Result<(u64, u64)> {
         self.read(|c| {
             Ok(c.row(
                 "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM upload_sessions
