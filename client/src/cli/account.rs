@@ -50,6 +50,60 @@ pub async fn logout(dirs: &Dirs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ferry server [URL]`: checks that URL is this device's server (it knows
+/// the login; its journal reaches the device's cursor, or the device lists
+/// again, deleting nothing), saves it, and tells a running daemon.
+pub async fn server(dirs: &Dirs, url: Option<String>) -> anyhow::Result<()> {
+    let (mut config, token) = dirs.load()?;
+    let Some(url) = url else {
+        println!("{}", config.server);
+        return Ok(());
+    };
+    let url = url.trim_end_matches('/').to_owned();
+    let parsed = reqwest::Url::parse(&url).with_context(|| format!("{url:?} is not a URL like https://host:port"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        bail!("{url:?} is not a server address: give one like https://ferry.example.com");
+    }
+    if url == config.server.trim_end_matches('/') {
+        println!("this device syncs with {url} already");
+        return Ok(());
+    }
+    let cursor = crate::sync::state::State::open(&dirs.state_db())
+        .and_then(|s| s.cursor())
+        .context("reading this device's place in the journal")?;
+    match Remote::new(&url, &token).poll(cursor, 0, std::time::Duration::ZERO).await {
+        Ok(_) => {}
+        Err(e) if e.is_cursor_reset() => println!(
+            "note: {url} has not seen all that this device has (restored from an older backup?); \
+             the device lists everything again there, deleting nothing"
+        ),
+        Err(e) if e.is_unauthorized() => bail!(
+            "{url} does not know this device's login, so it is not the server this device synced with \
+             (or not a copy of it): nothing changed; to start over there, `ferry login --server {url}`"
+        ),
+        Err(e) => bail!("checking {url}: {e}; nothing changed"),
+    }
+    let old = std::mem::replace(&mut config.server, url.clone());
+    // Moved off the server `ferry quickstart` runs in-process: it no longer
+    // starts with the daemon (its data stays where it is).
+    if let Some(data) = config.embedded_server.take() {
+        println!("the server this device ran itself no longer starts with it (its data stays in {})", data.display());
+    }
+    dirs.save(&config, &token)?;
+    #[cfg(unix)]
+    let told = crate::daemon::control::command(
+        &dirs.control_socket(),
+        &crate::daemon::control::Request::Server { url: url.clone() },
+    )
+    .await
+    .is_ok();
+    #[cfg(not(unix))]
+    let told = false;
+    let when = if told { "" } else { " (when the daemon starts)" };
+    println!("this device syncs with {url} now{when}, from where it was (was {old})");
+    Ok(())
+}
+
 pub async fn daemon(dirs: Dirs) -> anyhow::Result<()> {
     let (config, token) = dirs.load()?;
     crate::daemon::run(dirs, config, token).await

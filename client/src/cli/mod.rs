@@ -66,6 +66,14 @@ pub enum Command {
     },
     /// Log out: revoke this device's token and forget it.
     Logout,
+    /// Show the server this device syncs with, or move it to URL: the same
+    /// server at a new address, or the one `ferry-server migrate-to` filled.
+    /// The new address must know this device's login; a running daemon
+    /// goes on there at once, from where it was.
+    Server {
+        /// The server's new address (`https://…`).
+        url: Option<String>,
+    },
     /// Keep the folder in sync until stopped (runs in the foreground).
     Daemon,
     /// Show what the daemon is doing: in a terminal a live view (files and
@@ -246,6 +254,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Quickstart { folder, listen } => account::quickstart(dirs, folder, listen).await,
         Command::Logout => account::logout(&dirs).await,
+        Command::Server { url } => account::server(&dirs, url).await,
         Command::Daemon => account::daemon(dirs).await,
         #[cfg(unix)]
         Command::Status { json, once } => control::status(&dirs, json, once).await,

@@ -34,6 +34,11 @@ pub enum Request {
     /// New bandwidth limits (bytes per second; `None`: unlimited) and
     /// their schedule, at once.
     Limits(crate::net::schedule::Limits),
+    /// The server moved to `url` (`ferry server URL`, which checked it and
+    /// saved it in the configuration): every request goes there from now on.
+    Server {
+        url: String,
+    },
 }
 
 /// The daemon's answer to one request.
@@ -123,6 +128,17 @@ pub async fn serve(
                     // `limits::follow` keeps them to the schedule.
                     super::limits::apply(&l, &remote_limits, &status_limits);
                     limits.send_replace(l);
+                    Answer::Done { ok: true }
+                }
+                Ok(Request::Server { url }) => {
+                    tracing::info!(%url, from = %remote_limits.base(), "the server moved");
+                    remote_limits.set_base(&url);
+                    if let Ok(mut s) = status_limits.lock() {
+                        s.server = url;
+                    }
+                    crate::daemon::status::changed();
+                    // A round at once, against the new address.
+                    let _ = tx.send(Event::Remote).await;
                     Answer::Done { ok: true }
                 }
                 Ok(Request::Watch) => unreachable!("answered above"),

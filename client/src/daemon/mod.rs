@@ -349,10 +349,21 @@ async fn poller(
     status: Arc<Mutex<Status>>,
 ) {
     let mut failures = 0u32;
+    // The server moved (`ferry server URL`): a poll held by the old address,
+    // or a wait after failures there, ends at once.
+    let mut moves = remote.moves();
     loop {
         let at = *cursor.borrow_and_update();
         let seen = *pending.borrow();
-        match remote.poll(at, seen, Duration::from_secs(60)).await {
+        moves.mark_unchanged();
+        let polled = tokio::select! {
+            r = remote.poll(at, seen, Duration::from_secs(60)) => r,
+            _ = moves.changed() => {
+                failures = 0;
+                continue;
+            }
+        };
+        match polled {
             Ok(p) => {
                 failures = 0;
                 if p.pending != seen {
@@ -378,7 +389,10 @@ async fn poller(
                 failures += 1;
                 tracing::debug!(error = %e, "long poll failed");
                 set_state(&status, SyncState::Offline, Some(e.to_string()));
-                tokio::time::sleep(backoff(failures)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(failures)) => {}
+                    _ = moves.changed() => failures = 0,
+                }
                 // Back online? Let the loop try a round.
                 let _ = tx.send(Event::Remote).await;
             }

@@ -103,7 +103,9 @@ pub fn parse_changes(raw: RawChanges) -> (ChangesResponse, Vec<String>) {
 #[derive(Clone)]
 pub struct Remote {
     http: reqwest::Client,
-    base: String,
+    /// The server's address, shared by clones: `ferry server URL` moves
+    /// every one of them at once (see [`Remote::set_base`]).
+    base: std::sync::Arc<tokio::sync::watch::Sender<String>>,
     token: String,
     traffic: std::sync::Arc<Counters>,
     /// Bandwidth limits of block uploads and downloads (shared by clones).
@@ -160,11 +162,27 @@ impl Remote {
     pub fn new(base: &str, token: &str) -> Remote {
         Remote {
             http: client(),
-            base: base.trim_end_matches('/').to_owned(),
+            base: std::sync::Arc::new(tokio::sync::watch::channel(base.trim_end_matches('/').to_owned()).0),
             token: token.to_owned(),
             traffic: Default::default(),
             limits: Default::default(),
         }
+    }
+
+    /// The server's address now.
+    pub fn base(&self) -> String {
+        self.base.borrow().clone()
+    }
+
+    /// Sends every clone's next request to `base` (the server moved).
+    pub fn set_base(&self, base: &str) {
+        self.base.send_replace(base.trim_end_matches('/').to_owned());
+    }
+
+    /// Changes when the server's address does (a long poll held by the old
+    /// address ends then).
+    pub fn moves(&self) -> tokio::sync::watch::Receiver<String> {
+        self.base.subscribe()
     }
 
     /// Limits block uploads and downloads to these rates (bytes per second;
@@ -287,7 +305,7 @@ impl Remote {
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.count(HEADER_BYTES as usize);
         self.http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base.borrow().as_str()))
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(300))
     }

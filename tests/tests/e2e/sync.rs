@@ -1095,3 +1095,48 @@ fn case_twins_keep_both_files() {
     assert!(snap.keys().any(|k| k.contains("(conflicted copy from devA ")), "{:?}", snap.keys());
     p.settle_on_a("the twins on both");
 }
+
+// ---------------------------------------------------------------------------
+// 15. The server moves to another address
+
+/// The server moves (a new host name, or the server `ferry-server
+/// migrate-to` filled): `ferry server URL` on each device, and syncing goes
+/// on from where it was, nothing listed again; an address that is not this
+/// device's server is refused with the configuration unchanged.
+#[test]
+fn devices_follow_the_server_to_a_new_address() {
+    let mut p = Pair::start();
+    write(&p.a.path("before.txt"), "before the move");
+    p.settle_on_a("a first file");
+
+    // Refused: nothing listening there; a server that never knew this device.
+    let err = p.a.ferry(&["server", "http://127.0.0.1:9"]).expect_err("an address nothing listens on");
+    assert!(err.to_string().contains("nothing changed"), "{err}");
+    let stranger = Server::start().expect("another server");
+    let err = p.a.ferry(&["server", &stranger.url]).expect_err("a server that does not know the device");
+    assert!(err.to_string().contains("does not know this device's login"), "{err}");
+    let err = p.a.ferry(&["server", "ftp://example.com"]).expect_err("not a server address");
+    assert!(err.to_string().contains("not a server address"), "{err}");
+    assert_eq!(p.a.ferry(&["server"]).expect("ferry server").trim(), p.server.url);
+
+    // The same server (its data) behind a new address.
+    let old = p.server.url.clone();
+    p.server.restart().expect("the server at a new address");
+    assert_ne!(p.server.url, old);
+    for d in [&p.a, &p.b] {
+        let out = d.ferry(&["server", &p.server.url]).expect("ferry server URL");
+        assert!(out.contains(&format!("syncs with {} now,", p.server.url)), "{out}");
+        assert_eq!(d.ferry(&["server"]).expect("ferry server").trim(), p.server.url);
+        let status = d.status().expect("status");
+        assert_eq!(status["server"], p.server.url.as_str(), "{status}");
+    }
+    write(&p.a.path("after.txt"), "written after the move");
+    p.settle_on_a("a file through the new address");
+    for d in [&p.a, &p.b] {
+        assert!(!d.log().contains("listing again"), "a device listed everything again:{}", p.logs());
+    }
+    // A restarted daemon goes to the new address (its configuration).
+    p.b.restart().expect("restart B");
+    write(&p.a.path("later.txt"), "after B restarted");
+    p.settle_on_a("a file after the restart");
+}
