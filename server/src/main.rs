@@ -283,7 +283,7 @@ fn main() -> anyhow::Result<()> {
             );
             println!(
                 "next: start `ferry-server serve --db … --blocks …` with the same master key (FERRY_MASTER_KEY, or \
-                 {} in its --data), and point devices at it",
+                 {} in its --data), and point each device at it with `ferry server URL`",
                 opts.data.join("master.key").display()
             );
             Ok(())

@@ -120,6 +120,33 @@ impl Server {
         Ok(Server { url, data: data.to_owned(), backends, child: Some(child), _tmp: None, stderr_log })
     }
 
+    /// Grows this single-node server (SQLite and a block folder) the way
+    /// README says: stopped, copied into a fresh PostgreSQL database and S3
+    /// prefix by `ferry-server migrate-to`, and served from there (the same
+    /// data folder and master key) at a new address. Returns what
+    /// migrate-to printed.
+    pub fn grow_into_postgres_and_s3(&mut self) -> anyhow::Result<String> {
+        use ferry_server::testing::{PgCluster, s3s_fs};
+        anyhow::ensure!(self.backends.args.is_empty(), "migrate-to copies a single-node server");
+        let cluster = PgCluster::shared()?.context("no PostgreSQL binaries (initdb, pg_ctl)")?;
+        let s3 = s3s_fs::S3sFs::shared("grow_into_postgres_and_s3")
+            .with_context(|| format!("s3s-fs is not installed ({})", s3s_fs::INSTALL))?;
+        self.stop()?;
+        let db = cluster.fresh_db()?;
+        let spec =
+            format!("s3://{}?endpoint={}&region=us-east-1&prefix=g{}", s3s_fs::BUCKET, s3.endpoint, rand_suffix());
+        let mut cmd = Command::new(binary("ferry-server"));
+        s3_env(&mut cmd);
+        let out = cmd.args(["migrate-to", "--data"]).arg(&self.data).args(["--db", &db, "--blocks", &spec]).output()?;
+        if !out.status.success() {
+            bail!("migrate-to failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let args = ["--db".to_owned(), db, "--blocks".to_owned(), spec];
+        std::fs::write(self.data.join("test-backends"), args.join("\n"))?;
+        self.take_over(Server::start_on(&self.data)?);
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Stops the server with SIGTERM (graceful) and waits for it.
     pub fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -260,9 +287,19 @@ pub struct Backends {
 }
 
 /// The backends of the server in `data`: made on first use and kept (in the
-/// data directory) for its restarts and its `user` commands.
+/// data directory) for its restarts and its `user` commands; a server that
+/// grew ([`Server::grow_into_postgres_and_s3`]) keeps the ones it grew into.
 fn backends(data: &Path) -> anyhow::Result<Backends> {
-    let choice = BackendChoice::from_env();
+    let file = data.join("test-backends");
+    let kept: Option<Vec<String>> =
+        std::fs::read_to_string(&file).ok().map(|text| text.lines().map(str::to_owned).collect());
+    let choice = match &kept {
+        Some(args) => BackendChoice {
+            postgres: args.iter().any(|a| a == "--db"),
+            s3: args.iter().any(|a| a.starts_with("s3://")),
+        },
+        None => BackendChoice::from_env(),
+    };
     if choice == (BackendChoice { postgres: false, s3: false }) {
         return Ok(Backends::default());
     }
@@ -280,10 +317,9 @@ fn backends(data: &Path) -> anyhow::Result<Backends> {
         })?),
     };
     std::fs::create_dir_all(data)?;
-    let file = data.join("test-backends");
-    let args = match std::fs::read_to_string(&file) {
-        Ok(text) => text.lines().map(str::to_owned).collect(),
-        Err(_) => {
+    let args = match kept {
+        Some(args) => args,
+        None => {
             let mut args = Vec::new();
             if let Some(cluster) = &cluster {
                 args.extend(["--db".to_owned(), cluster.fresh_db()?]);

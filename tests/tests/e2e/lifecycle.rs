@@ -302,3 +302,69 @@ fn plain_http_beyond_loopback_needs_insecure_http() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
     assert!(line.contains("http://"), "--insecure-http did not let the server start: {line:?}");
 }
+
+/// A single-node server grows into PostgreSQL + S3 as README tells
+/// (`ferry-server migrate-to`, then serving from there at a new address)
+/// while two devices sync with it: after `ferry server URL` on each, they
+/// go on from where they were (nothing listed again, nothing deleted or
+/// copied aside), with the history and the trash carried over.
+#[test]
+fn devices_follow_their_server_into_postgres_and_s3() {
+    const T: Duration = Duration::from_secs(60);
+    if ferry_tests::BackendChoice::from_env() != (ferry_tests::BackendChoice { postgres: false, s3: false }) {
+        // (Selected in the SQLite run only: it grows a single-node server.)
+        return ferry_tests::skip("devices_follow_their_server_into_postgres_and_s3", "a server on PostgreSQL already");
+    }
+    let mut server = Server::start().expect("server");
+    let dir = tempfile::tempdir().unwrap();
+    let a = Daemon::start(&server, "alice", "laptop", dir.path()).expect("daemon A");
+    let b = Daemon::start(&server, "alice", "desktop", dir.path()).expect("daemon B");
+    let big = ferry_tests::pseudo_random(3 << 20, 7);
+    std::fs::create_dir_all(a.folder.join("docs")).unwrap();
+    std::fs::write(a.folder.join("docs/a.txt"), "version one").unwrap();
+    std::fs::write(a.folder.join("docs/big.bin"), &big).unwrap();
+    std::fs::write(a.folder.join("old.txt"), "soon in the trash").unwrap();
+    let on_b = |rel: &str, want: &[u8]| std::fs::read(b.folder.join(rel)).is_ok_and(|got| got == want);
+    wait_until(T, "the first files on B", || on_b("docs/big.bin", &big) && on_b("old.txt", b"soon in the trash"))
+        .unwrap();
+    std::fs::write(a.folder.join("docs/a.txt"), "version two").unwrap();
+    std::fs::remove_file(a.folder.join("old.txt")).unwrap();
+    wait_until(T, "the edit and the deletion on B", || {
+        on_b("docs/a.txt", b"version two") && !b.folder.join("old.txt").exists()
+    })
+    .unwrap();
+
+    let old = server.url.clone();
+    let printed = server.grow_into_postgres_and_s3().expect("migrate-to");
+    assert_ne!(server.url, old);
+    assert!(printed.contains("users"), "migrate-to's summary: {printed}");
+    for d in [&a, &b] {
+        let out = d.ferry(&["server", &server.url]).expect("ferry server URL");
+        assert!(out.contains("syncs with"), "{out}");
+    }
+    std::fs::write(a.folder.join("docs/a.txt"), "version three, after the move").unwrap();
+    std::fs::write(b.folder.join("from-b.txt"), "written on B after the move").unwrap();
+    wait_until(T, "both changes on both devices, through PostgreSQL and S3", || {
+        on_b("docs/a.txt", b"version three, after the move")
+            && std::fs::read(a.folder.join("from-b.txt")).is_ok_and(|g| g == b"written on B after the move")
+    })
+    .unwrap_or_else(|e| {
+        panic!("{e}\n--- A ---\n{}\n--- B ---\n{}\n--- server ---\n{}", a.log(), b.log(), server.log())
+    });
+    for (name, d) in [("A", &a), ("B", &b)] {
+        let log = d.log();
+        assert!(!log.contains("listing again"), "{name} listed everything again:\n{log}");
+        let names: Vec<String> = std::fs::read_dir(&d.folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("conflicted copy")), "{name}: {names:?}");
+    }
+    assert_eq!(std::fs::read(b.folder.join("docs/big.bin")).unwrap(), big);
+    // The history and the trash came along.
+    let history = b.ferry(&["history", "docs/a.txt"]).expect("ferry history");
+    assert_eq!(history.lines().filter(|l| l.contains("laptop")).count(), 3, "{history}");
+    let trash = b.ferry(&["trash"]).expect("ferry trash");
+    assert!(trash.contains("old.txt"), "{trash}");
+}
