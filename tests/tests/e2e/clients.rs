@@ -90,11 +90,17 @@ async fn openapi_document_validates_and_schemathesis_finds_nothing() -> TestResu
     let summary: Vec<&str> = report.lines().filter(|l| l.contains(" generated, ") || l.contains("Seed:")).collect();
     println!("schemathesis: {}", summary.join(" | ").trim());
     // Every finding fails the test. Only an exception inside schemathesis
-    // itself (a Python `KeyError` from its schema walker, seen now and
-    // then; no request of ours behind it) is reported and let pass.
+    // itself, with no request of ours behind it, is reported and let pass:
+    // a Python `KeyError` from its schema walker, seen now and then, and
+    // CPython 3.11's `SystemError` "AST constructor recursion depth
+    // mismatch" when hypothesis parses its own source to describe a filter.
     let findings = report.contains(" unique failure") || !report.contains(" generated, ");
-    let exceptions = exceptions_in(&errors_section(&report));
-    let tool_errors_only = !exceptions.is_empty() && exceptions.iter().all(|e| e == "KeyError");
+    let section = errors_section(&report);
+    let exceptions = exceptions_in(&section);
+    let tool_error = |e: &String| {
+        e == "KeyError" || (e == "SystemError" && section.contains("AST constructor recursion depth mismatch"))
+    };
+    let tool_errors_only = !exceptions.is_empty() && exceptions.iter().all(tool_error);
     if !out.status.success() && (findings || !tool_errors_only) {
         bail!(
             "schemathesis found problems:\n{report}\n{}\nserver log:\n{}",
@@ -110,8 +116,8 @@ async fn openapi_document_validates_and_schemathesis_finds_nothing() -> TestResu
 }
 
 /// The exception names in an ERRORS section (`KeyError: 'x'` → `KeyError`):
-/// only schemathesis' own `KeyError` (its schema walker, no request of
-/// ours behind it) is let pass; any other exception fails the test.
+/// only schemathesis' own errors (see the test) are let pass; any other
+/// exception fails the test.
 fn exceptions_in(section: &str) -> Vec<String> {
     section
         .lines()
