@@ -80,7 +80,7 @@ pub async fn serve(
     }
     while let Ok((stream, _)) = listener.accept().await {
         let (status, tx, limits, remote) = (Arc::clone(&status), tx.clone(), Arc::clone(&limits), remote.clone());
-        let (remote_limits, status_limits) = (remote.clone(), Arc::clone(&status));
+        let (remote_ctl, status_ctl) = (remote.clone(), Arc::clone(&status));
         // The status as of now, with the bytes moved so far (counted as
         // they go, not only when a file is done: `ferry status` shows a rate).
         let now = move || {
@@ -126,14 +126,14 @@ pub async fn serve(
                     // At once, also for transfers under way (not at the next
                     // round), and in the status before the answer; then
                     // `limits::follow` keeps them to the schedule.
-                    super::limits::apply(&l, &remote_limits, &status_limits);
+                    super::limits::apply(&l, &remote_ctl, &status_ctl);
                     limits.send_replace(l);
                     Answer::Done { ok: true }
                 }
                 Ok(Request::Server { url }) => {
-                    tracing::info!(%url, from = %remote_limits.base(), "the server moved");
-                    remote_limits.set_base(&url);
-                    if let Ok(mut s) = status_limits.lock() {
+                    tracing::info!(%url, from = %remote_ctl.base(), "the server moved");
+                    remote_ctl.set_base(&url);
+                    if let Ok(mut s) = status_ctl.lock() {
                         s.server = url;
                     }
                     crate::daemon::status::changed();

@@ -96,8 +96,9 @@ pub async fn poll(
     let mut shutdown = state.stores.notifier.shutdown_signal();
     let meta = Arc::clone(&state.stores.meta);
     let ns = caller.ns;
-    let (Seq(seq), pending) = blocking(move || meta.poll_state(ns)).await?;
-    crate::meta::check_cursor(Seq(q.cursor), Seq(seq))?;
+    let (head, pending) = blocking(move || meta.poll_state(ns)).await?;
+    crate::meta::check_cursor(Seq(q.cursor), head)?;
+    let seq = head.0;
     let news = |(seq, pending): (i64, i64)| seq > q.cursor || q.pending.is_some_and(|p| pending > p);
     if news((seq, pending)) {
         let changes = seq > q.cursor;

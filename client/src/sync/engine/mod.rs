@@ -91,7 +91,7 @@ const STABLE_MS: i64 = 50;
 /// this long: a `rm -rf` caught halfway by a scan (a busy machine, a
 /// watcher thread that ran late) is then judged whole by the
 /// mass-deletion guard, never a first part deleted before the rest pauses.
-pub const DELETES_SETTLE_MS: i64 = 1000;
+const DELETES_SETTLE_MS: i64 = 1000;
 /// Operations per commit request.
 const COMMIT_BATCH: usize = 1000;
 /// Tree entries changed before the trees are rebuilt compactly.
@@ -628,12 +628,10 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
                 self.deletes_seen.clear();
                 0
             } else {
-                self.hold_unsettled_deletes(&mut plan)
+                let (held, wait_ms) = self.hold_unsettled_deletes(&mut plan);
+                stats.recheck_ms = stats.recheck_ms.max(wait_ms);
+                held
             };
-            if held > 0 {
-                let wait = self.deletes_grew_ms + DELETES_SETTLE_MS - self.clock.now_ms();
-                stats.recheck_ms = stats.recheck_ms.max(wait);
-            }
             let mut r = self.execute(plan).await?;
             r.deferred += held;
             stats.ops += r.ops;
@@ -773,13 +771,12 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     fn record_error(&self, e: impl std::fmt::Display) {
         self.progress.report(Report::Error(e.to_string()));
     }
-}
 
-impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
     /// Takes the plan's deletions on the server out of it unless the set of
     /// them has stopped growing for [`DELETES_SETTLE_MS`]; returns how many
-    /// it held. A clock that went back restarts the wait.
-    fn hold_unsettled_deletes(&mut self, plan: &mut Plan) -> usize {
+    /// it held and how long until they may go. A clock that went back
+    /// restarts the wait.
+    fn hold_unsettled_deletes(&mut self, plan: &mut Plan) -> (usize, i64) {
         let now = self.clock.now_ms();
         let deletes: HashSet<RelPath> = plan
             .ops
@@ -793,14 +790,14 @@ impl<D: Disk, A: Api, C: Clock> Engine<D, A, C> {
             self.deletes_grew_ms = now;
         }
         self.deletes_seen = deletes;
-        if self.deletes_seen.is_empty() || now - self.deletes_grew_ms >= DELETES_SETTLE_MS {
-            return 0;
+        let wait_ms = self.deletes_grew_ms + DELETES_SETTLE_MS - now;
+        if self.deletes_seen.is_empty() || wait_ms <= 0 {
+            return (0, 0);
         }
         plan.ops.retain(|op| !matches!(op, Op::DeleteRemote { .. }));
-        let held = plan.remote_deletes;
-        plan.remote_deletes = 0;
+        let held = std::mem::take(&mut plan.remote_deletes);
         tracing::debug!(held, "deletions on the server wait until no more come");
-        held
+        (held, wait_ms)
     }
 }
 
