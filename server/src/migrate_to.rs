@@ -781,8 +781,9 @@ async fn copy(
     vault: Arc<Vault>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<MigrateStats> {
+    let target = crate::meta::postgres::tls::Target::parse(&opts.db)?;
     let (mut client, connection) =
-        tokio_postgres::connect(&opts.db, tokio_postgres::NoTls).await.context("connecting to the target database")?;
+        target.config.connect(target.tls).await.context("connecting to the target database")?;
     let connection = tokio::spawn(connection);
     let tx = client.transaction().await?;
     // A server already running on the target waits for the copy.

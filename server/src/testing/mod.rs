@@ -46,12 +46,20 @@ impl PgCluster {
             return Ok(Some(c));
         }
         let Some(bin) = Self::binaries() else { return Ok(None) };
-        let c = Arc::new(Self::start(&bin)?);
+        let c = Arc::new(Self::start(&bin, None)?);
         *shared = Arc::downgrade(&c);
         Ok(Some(c))
     }
 
-    fn start(bin: &Path) -> anyhow::Result<PgCluster> {
+    /// A cluster of its own that takes connections over TLS only, with the
+    /// certificate `cert` and its key `key` (PEM files). `Ok(None)` when
+    /// this machine has no PostgreSQL binaries.
+    pub fn start_tls(cert: &Path, key: &Path) -> anyhow::Result<Option<PgCluster>> {
+        let Some(bin) = Self::binaries() else { return Ok(None) };
+        Ok(Some(Self::start(&bin, Some((cert, key)))?))
+    }
+
+    fn start(bin: &Path, tls: Option<(&Path, &Path)>) -> anyhow::Result<PgCluster> {
         let as_postgres = is_root();
         let base = std::env::temp_dir().join(format!("ferry-pg-{}-{}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir_all(&base)?;
@@ -76,7 +84,33 @@ impl PgCluster {
         };
         // (`FERRY_PG_OPTIONS` adds server options, to profile a benchmark:
         // `-c shared_preload_libraries=pg_stat_statements`, say.)
-        let more = std::env::var("FERRY_PG_OPTIONS").unwrap_or_default();
+        let mut more = std::env::var("FERRY_PG_OPTIONS").unwrap_or_default();
+        if let Some((cert, key)) = tls {
+            // The server's copies, its user's (it refuses a key others can read).
+            std::fs::copy(cert, base.join("server.crt")).context("the certificate")?;
+            std::fs::copy(key, base.join("server.key")).context("the key")?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(base.join("server.key"), std::fs::Permissions::from_mode(0o600))?;
+            }
+            if as_postgres {
+                run(Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(base.join("server.crt"))
+                    .arg(base.join("server.key")))?;
+            }
+            // TLS from 127.0.0.1, and nothing else over TCP.
+            std::fs::write(
+                dir.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 reject\n",
+            )?;
+            more.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                base.join("server.crt").display(),
+                base.join("server.key").display()
+            ));
+        }
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 {fast} -c max_connections=200 {more}",
             base.display()
@@ -143,7 +177,9 @@ impl PgCluster {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+                // (TLS when the cluster offers it, as the server's connections.)
+                let target = crate::meta::postgres::tls::Target::parse(&admin)?;
+                let (client, conn) = target.config.connect(target.tls).await?;
                 let task = tokio::spawn(conn);
                 client.batch_execute(&sql).await?;
                 drop(client);

@@ -55,7 +55,6 @@
 //! lock.
 
 use std::cell::RefCell;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -65,6 +64,8 @@ use super::sql::db::{Db, Locks, PgConn, SqlError, broken, lost_race};
 use super::sql::schema::MIGRATIONS;
 use super::sql::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
+
+pub mod tls;
 
 /// Connections the pool keeps at most.
 const POOL_SIZE: usize = 16;
@@ -133,7 +134,7 @@ impl SqlStore<Postgres> {
 
     /// Connects without touching the schema.
     pub fn connect_only(url: &str) -> anyhow::Result<Self> {
-        let config = tokio_postgres::Config::from_str(url).context("the --db URL")?;
+        let tls::Target { config, tls } = tls::Target::parse(url)?;
         // One thread's: whichever thread waits on a statement drives the
         // connections meanwhile (reading its answer itself), where a
         // runtime of its own would wake a thread of its own to read it and
@@ -142,11 +143,7 @@ impl SqlStore<Postgres> {
             .enable_all()
             .build()
             .context("starting the database runtime")?;
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -156,7 +153,12 @@ impl SqlStore<Postgres> {
             .context("the database pool")?;
         let backend = Postgres { pool, runtime: Some(runtime), lanes: Lanes::default() };
         // Reachable now, or a clear error at start-up.
-        drop(backend.runtime().block_on(backend.pool.get()).map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?);
+        drop(
+            backend
+                .runtime()
+                .block_on(backend.pool.get())
+                .map_err(|e| anyhow::anyhow!("connecting to {}: {}", tls::without_password(url), pool_error(&e)))?,
+        );
         Ok(SqlStore::new(backend))
     }
 
@@ -165,7 +167,8 @@ impl SqlStore<Postgres> {
     pub fn migrate(&self) -> anyhow::Result<usize> {
         let backend = self.backend();
         let rt = backend.runtime();
-        let mut client = rt.block_on(backend.pool.get()).map_err(|e| anyhow::anyhow!("connecting: {e}"))?;
+        let mut client =
+            rt.block_on(backend.pool.get()).map_err(|e| anyhow::anyhow!("connecting: {}", pool_error(&e)))?;
         rt.block_on(async {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
@@ -201,7 +204,7 @@ impl Postgres {
     }
 
     fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.runtime().block_on(self.pool.get()).map_err(|e| Error::from(SqlError::Pool(e.to_string())))
+        self.runtime().block_on(self.pool.get()).map_err(|e| Error::from(SqlError::Pool(pool_error(&e))))
     }
 
     /// Runs `f` in a transaction begun with `begin`; `Ok` once committed.
@@ -279,6 +282,20 @@ impl Backend for Postgres {
             }
         }
     }
+}
+
+/// The pool's error with its causes ("db error" alone says nothing).
+fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Whether `e` is a statement's failure on a connection found broken.
