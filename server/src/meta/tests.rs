@@ -85,6 +85,55 @@ fn concurrent_commits_form_one_journal(store: Arc<dyn MetaStore>) {
     assert_eq!(seen, (1..=808).collect::<Vec<_>>());
 }
 
+/// Writes of one account at once (on PostgreSQL, run together in one
+/// transaction of their namespace's lane) succeed or fail each alone: one
+/// refused after it wrote (past the quota) leaves nothing, one refused
+/// before (a name taken) nothing either, and the rest stand, their
+/// journal gap-free.
+fn writes_at_once_fail_alone(store: Arc<dyn MetaStore>) {
+    let c = caller(&*store, "ivy", "a");
+    let small = block(b"small");
+    let half = NewBlock { id: BlockId::of(b"half"), size: 600 << 20, stored_size: 3, loc: BlockLoc::Loose };
+    store.add_blocks(c.user_id, &[small.clone(), half.clone()]).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (store, c, small, half) = (Arc::clone(&store), c.clone(), small.clone(), half.clone());
+            std::thread::spawn(move || {
+                let commit = |op| store.commit(&c, vec![op], Vec::new()).unwrap().results.remove(0);
+                commit(put(&format!("t{t}/x"), None, &small)).unwrap();
+                for i in 0..30 {
+                    match i % 3 {
+                        0 => {
+                            let r = commit(put_twice(&format!("big{t}/f{i}"), &half));
+                            assert!(matches!(&r, Err(e) if e.code() == ErrorCode::QuotaExceeded), "{r:?}");
+                        }
+                        1 => {
+                            let r = commit(put(&format!("t{t}/x"), None, &small));
+                            assert!(matches!(&r, Err(Error::Conflict { .. })), "{r:?}");
+                        }
+                        _ => {
+                            commit(put(&format!("t{t}/f{i}"), None, &small)).unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let mut want = std::collections::BTreeSet::new();
+    for t in 0..8 {
+        want.insert(format!("t{t}"));
+        want.insert(format!("t{t}/x"));
+        want.extend((0..30).filter(|i| i % 3 == 2).map(|i| format!("t{t}/f{i}")));
+    }
+    assert_eq!(listed(&*store, &c), want);
+    assert_eq!(tree_of(&*store, &c), want, "the journal replays to the tree");
+    let page = store.changes(c.ns, Seq(0), 1000, false).unwrap();
+    assert_eq!(page.changes.iter().map(|ch| ch.seq).collect::<Vec<_>>(), (1..=want.len() as i64).collect::<Vec<_>>());
+    let info = store.user_info(c.user_id).unwrap();
+    assert_eq!((info.used, info.uploaded), (8 * 11 * u64::from(small.size), 600 << 20));
+}
+
 /// Two devices commit against the same head: exactly one wins.
 fn same_head_one_winner(store: Arc<dyn MetaStore>) {
     let a = caller(&*store, "bob", "a");
@@ -765,6 +814,7 @@ macro_rules! conformance {
             conformance!(@each $make;
                 block_lists_are_bounded,
                 concurrent_commits_form_one_journal,
+                writes_at_once_fail_alone,
                 same_head_one_winner,
                 blocks_are_per_account,
                 many_blocks_at_once,

@@ -50,17 +50,28 @@
 //! statements whose answers are not needed ([`Db::exec_later`]) go with
 //! the next one waited on, its `COMMIT` included. What a transaction has
 //! read it keeps for its later statements ([`super::sql::db::TxCache`]).
-//! Writes of one namespace queue on the node before they take a
-//! connection, so connections are not held waiting for the namespace's
-//! lock.
+//! Reads of one statement ([`Backend::read_each`]) run outside a
+//! transaction: no `BEGIN`, no `COMMIT` to wait for.
+//!
+//! # Writes of one namespace together
+//! Writes of one namespace (their first lock) queue on the node before
+//! they take a connection, and whoever finds the queue free runs those
+//! waiting (up to 32) in one transaction, each in a savepoint
+//! of its own that is undone alone if it fails: they share the lock's
+//! wait, the round trips that begin and commit, and the flush to disk, as
+//! the SQLite writer's group commit does. If the transaction fails as a
+//! whole (other than by losing a race, which runs it again), each write
+//! runs again alone, so none fails for another's trouble.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use super::sql::db::{Db, Locks, PgConn, SqlError, broken, lost_race};
+use super::sql::db::{Db, Lock, Locks, PgConn, SqlError, broken, lost_race};
 use super::sql::schema::MIGRATIONS;
 use super::sql::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
@@ -91,24 +102,81 @@ pub struct Postgres {
 /// One queue per lock key that writes of this node are waiting for or
 /// hold (see [`Postgres::write`]).
 #[derive(Default)]
-struct Lanes(std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<std::sync::Mutex<()>>>>);
+struct Lanes(Mutex<HashMap<i64, Arc<Lane>>>);
 
-impl Lanes {
-    /// Runs `f` once this node's earlier writes of `key` are done.
-    fn run<R>(&self, key: i64, f: impl FnOnce() -> R) -> R {
-        let lane = std::sync::Arc::clone(self.0.lock().expect("lanes").entry(key).or_default());
-        let r = {
-            let _turn = lane.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            f()
-        };
-        let mut lanes = self.0.lock().expect("lanes");
-        // The map's and this one: nobody else waits in it.
-        if std::sync::Arc::strong_count(&lane) == 2 {
-            lanes.remove(&key);
+/// Writes of one lane: those waiting, and whether a group of them runs.
+#[derive(Default)]
+struct Lane {
+    state: Mutex<LaneState>,
+    /// Rung when a group ends: its writes are answered, and the lane is free.
+    turn: Condvar,
+}
+
+#[derive(Default)]
+struct LaneState {
+    waiting: VecDeque<Job>,
+    running: bool,
+}
+
+/// Most writes one transaction of a lane runs: each is a subtransaction,
+/// and PostgreSQL keeps 64 of them in memory per transaction.
+const MAX_GROUP: usize = 32;
+
+/// A write's run (see [`Job::run`]).
+type JobRun = dyn Fn(&Db<'_>) -> Result<bool> + Send;
+
+/// A write waiting in its lane, its result type put away.
+struct Job {
+    locks: Vec<Lock>,
+    /// Runs the write, keeping its result for its caller: `Ok(true)` once
+    /// it succeeded, `Ok(false)` when it failed (its error kept; what it
+    /// wrote must be undone), `Err` when the transaction lost a race and
+    /// runs again as a whole.
+    run: Box<JobRun>,
+    /// Hands the caller what was kept, once its transaction committed, or
+    /// `Some` error instead. (A job dropped unanswered, by a panic, answers
+    /// with an error.)
+    answer: Option<Box<dyn FnOnce(Option<Error>) + Send>>,
+}
+
+impl Job {
+    fn answer(mut self, error: Option<Error>) {
+        if let Some(answer) = self.answer.take() {
+            answer(error);
         }
-        r
     }
 }
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Some(answer) = self.answer.take() {
+            answer(Some(Error::Internal(anyhow::anyhow!("a write of its group panicked"))));
+        }
+    }
+}
+
+/// Frees a lane when its group is done, or has panicked.
+struct Running<'a>(&'a Lane);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner).running = false;
+        self.0.turn.notify_all();
+    }
+}
+
+/// What a write's caller waits for: its result as its last run left it,
+/// then whether that is its answer.
+struct Slot<R> {
+    kept: Option<Result<R>>,
+    answered: bool,
+}
+
+/// The error a write alone ends its transaction with when it failed (its
+/// own error is kept for its caller).
+#[derive(Debug, thiserror::Error)]
+#[error("the write failed")]
+struct WriteFailed;
 
 /// The metadata store on PostgreSQL.
 pub type PostgresStore = SqlStore<Postgres>;
@@ -207,18 +275,23 @@ impl Postgres {
         self.runtime().block_on(self.pool.get()).map_err(|e| Error::from(SqlError::Pool(pool_error(&e))))
     }
 
-    /// Runs `f` in a transaction begun with `begin`; `Ok` once committed.
+    /// Runs `f` in a transaction begun with `begin` (`None`: each statement
+    /// in one of its own); `Ok` once committed.
     /// `locks` are a write's (see [`Db::enter`]): those already held were
     /// taken by `begin`.
     fn transaction<R>(
         &self,
-        begin: &str,
+        begin: Option<&str>,
         locks: Option<&RefCell<Locks>>,
         f: &impl Fn(&Db<'_>) -> Result<R>,
     ) -> Result<R> {
         let client = self.client()?;
         let rt = self.runtime();
         let db = Db::pg(PgConn::new(&client, rt, locks));
+        let Some(begin) = begin else {
+            // Each statement a transaction of its own.
+            return f(&db);
+        };
         // (Sent with the first statement.)
         db.begin_later(begin.to_owned());
         let r = f(&db).and_then(|r| Ok(db.commit().map(|()| r)?));
@@ -239,7 +312,7 @@ impl Postgres {
         match turn {
             Turn::Alone => {
                 begin.push_str(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"));
-                self.transaction(&begin, None, f)
+                self.transaction(Some(&begin), None, f)
             }
             Turn::With(first) => {
                 {
@@ -251,7 +324,7 @@ impl Postgres {
                         begin.push_str(&format!("; SELECT pg_advisory_xact_lock({key})"));
                     }
                 }
-                self.transaction(&begin, Some(locks), f)
+                self.transaction(Some(&begin), Some(locks), f)
             }
         }
     }
@@ -259,24 +332,61 @@ impl Postgres {
 
 impl Backend for Postgres {
     fn write<R: Send + 'static>(&self, turn: Turn, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R> {
-        // Writes of one namespace (its first lock) queue on this node
-        // before they take a connection: one at a time waits on the
-        // database's lock, the rest leave the connections to others.
-        match &turn {
-            Turn::With(first) if !first.is_empty() => {
-                let key = first.iter().map(|l| l.key()).min().expect("not empty");
-                self.lanes.run(key, || self.write_runs(&turn, &f))
-            }
-            _ => self.write_runs(&turn, &f),
-        }
+        // Writes of one namespace (its first lock) queue on this node: one
+        // transaction at a time runs those waiting together, each undone
+        // alone if it fails, so they share the lock's wait, the round
+        // trips that begin and commit, and the flush to disk, and leave
+        // the other connections to others.
+        let locks = match turn {
+            Turn::With(first) if !first.is_empty() => first,
+            turn => return self.write_runs(&turn, &f),
+        };
+        let key = locks.iter().map(|l| l.key()).min().expect("not empty");
+        let slot = Arc::new(Mutex::new(Slot::<R> { kept: None, answered: false }));
+        let (run_slot, answer_slot) = (Arc::clone(&slot), Arc::clone(&slot));
+        let job = Job {
+            locks,
+            run: Box::new(move |db| {
+                let (r, ok) = match f(db) {
+                    Err(e) if lost_race(&e) => return Err(e),
+                    Ok(r) => (Ok(r), true),
+                    Err(e) => (Err(e), false),
+                };
+                run_slot.lock().unwrap_or_else(PoisonError::into_inner).kept = Some(r);
+                Ok(ok)
+            }),
+            answer: Some(Box::new(move |error| {
+                let mut slot = answer_slot.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(e) = error {
+                    slot.kept = Some(Err(e));
+                }
+                slot.answered = true;
+            })),
+        };
+        let answered = || slot.lock().unwrap_or_else(PoisonError::into_inner).answered;
+        self.lanes.run(key, job, answered, |jobs| self.run_group(jobs));
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.kept.take().unwrap_or_else(|| Err(Error::Internal(anyhow::anyhow!("a write was never run"))))
     }
 
     fn read<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
-        // Again on another connection while the one it had is found broken
-        // (each of the pool's may be, once).
+        self.read_in(Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"), &f)
+    }
+
+    fn read_each<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
+        // Outside a transaction: no BEGIN, and no COMMIT to wait for.
+        self.read_in(None, &f)
+    }
+}
+
+impl Postgres {
+    /// A read begun with `begin` (`None`: outside a transaction), again on
+    /// another connection while the one it had is found broken (each of
+    /// the pool's may be, once).
+    fn read_in<R>(&self, begin: Option<&str>, f: &impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
         let mut attempt = 0;
         loop {
-            match self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None, &f) {
+            match self.transaction(begin, None, f) {
                 Err(e) if attempt <= POOL_SIZE && on_broken_connection(&e) => attempt += 1,
                 r => return r,
             }
@@ -302,6 +412,112 @@ fn pool_error(e: &deadpool_postgres::PoolError) -> String {
 fn on_broken_connection(e: &Error) -> bool {
     match e {
         Error::Internal(e) => e.downcast_ref::<SqlError>().is_some_and(|e| matches!(e, SqlError::Pg(pg) if broken(pg))),
+        _ => false,
+    }
+}
+
+impl Lanes {
+    /// Queues `job` in lane `key` and returns once it is `answered`: by
+    /// the group of another caller, or by one this caller runs with
+    /// `group` when the lane is free.
+    fn run(&self, key: i64, job: Job, answered: impl Fn() -> bool, group: impl Fn(Vec<Job>)) {
+        let lane = Arc::clone(self.0.lock().expect("lanes").entry(key).or_default());
+        {
+            let mut state = lane.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.waiting.push_back(job);
+            while !answered() {
+                if state.running {
+                    state = lane.turn.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+                // Free, and this job not answered: it is still waiting
+                // (a group answers all it took before the lane is free).
+                if state.waiting.is_empty() {
+                    break;
+                }
+                state.running = true;
+                let n = state.waiting.len().min(MAX_GROUP);
+                let jobs: Vec<Job> = state.waiting.drain(..n).collect();
+                drop(state);
+                {
+                    let _free = Running(&lane);
+                    group(jobs);
+                }
+                state = lane.state.lock().unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        let mut lanes = self.0.lock().expect("lanes");
+        // The map's and this one: nobody else waits in it.
+        if Arc::strong_count(&lane) == 2 {
+            lanes.remove(&key);
+        }
+    }
+}
+
+impl Postgres {
+    /// Runs writes of one lane: one alone as it is; several in one
+    /// transaction, each in a savepoint of its own, undone alone when it
+    /// fails. If the transaction fails as a whole (not by losing races,
+    /// which run it again), each runs again alone, so one write's trouble
+    /// is not the others'. Every job is answered.
+    fn run_group(&self, jobs: Vec<Job>) {
+        if jobs.len() == 1 {
+            let job = jobs.into_iter().next().expect("one");
+            let error = self.run_alone(&job);
+            job.answer(error);
+            return;
+        }
+        let mut locks: Vec<Lock> = jobs.iter().flat_map(|j| j.locks.iter().copied()).collect();
+        locks.sort_by_key(|l| l.key());
+        locks.dedup_by_key(|l| l.key());
+        let together = self.write_runs(&Turn::With(locks), &|db| {
+            for job in &jobs {
+                let point = db.write_savepoint()?;
+                if (job.run)(db)? {
+                    db.release(point)?;
+                } else {
+                    db.rollback_to(point)?;
+                }
+            }
+            Ok(())
+        });
+        match together {
+            Ok(()) => jobs.into_iter().for_each(|j| j.answer(None)),
+            Err(e) if commit_unknown(&e) => {
+                for j in jobs {
+                    j.answer(Some(Error::from(SqlError::CommitUnknown)));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, writes = jobs.len(), "a group of writes failed: each runs alone");
+                for job in jobs {
+                    let error = self.run_alone(&job);
+                    job.answer(error);
+                }
+            }
+        }
+    }
+
+    /// Runs one write in a transaction of its own; the error its caller
+    /// gets instead of its kept result, if any.
+    fn run_alone(&self, job: &Job) -> Option<Error> {
+        let r = self.write_runs(&Turn::With(job.locks.clone()), &|db| match (job.run)(db)? {
+            true => Ok(()),
+            // (Its transaction is undone; its error is kept.)
+            false => Err(Error::Internal(anyhow::Error::new(WriteFailed))),
+        });
+        match r {
+            Ok(()) => None,
+            Err(Error::Internal(e)) if e.is::<WriteFailed>() => None,
+            Err(e) => Some(e),
+        }
+    }
+}
+
+/// Whether `e` says the connection broke while committing.
+fn commit_unknown(e: &Error) -> bool {
+    match e {
+        Error::Internal(e) => e.downcast_ref::<SqlError>().is_some_and(|e| matches!(e, SqlError::CommitUnknown)),
         _ => false,
     }
 }

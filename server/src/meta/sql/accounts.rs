@@ -127,7 +127,8 @@ impl<B: Backend> Accounts for SqlStore<B> {
     }
 
     fn authenticate(&self, token_hash: [u8; 32]) -> Result<Option<Caller>> {
-        self.read(|c| {
+        // (One statement.)
+        self.read_each(|c| {
             let mut s = c.prepare_cached(
                 "SELECT t.user_id, t.device_id, n.id, COALESCE(d.name, '') FROM tokens t
                  JOIN namespaces n ON n.owner = t.user_id AND n.shared = 0

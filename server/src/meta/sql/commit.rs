@@ -1082,7 +1082,9 @@ impl<B: Backend> Files for SqlStore<B> {
         let super::blocks::Named { unknown, settled } = if named.is_empty() {
             super::blocks::Named { unknown: HashSet::new(), settled: HashMap::new() }
         } else {
-            self.read(|c| super::blocks::named(c, caller.user_id.0, &named))?
+            // (Its statements need not share a snapshot: what they find may
+            // change before the writer runs all the same.)
+            self.read_each(|c| super::blocks::named(c, caller.user_id.0, &named))?
         };
         // A commit of one operation needs no savepoint: when it fails, the
         // whole transaction is undone, and its failure is the answer.

@@ -457,7 +457,42 @@ pub struct Locks {
 #[must_use]
 pub struct Savepoint {
     held: Option<std::collections::BTreeSet<i64>>,
-    outer: bool,
+    level: Level,
+}
+
+/// Which of the nested savepoints: a backend's around each write of a
+/// group, a commit's around its operations, an operation's.
+#[derive(Clone, Copy)]
+enum Level {
+    Write,
+    Outer,
+    Op,
+}
+
+impl Level {
+    fn begin(self) -> &'static str {
+        match self {
+            Level::Write => "SAVEPOINT write",
+            Level::Outer => "SAVEPOINT outer_op",
+            Level::Op => "SAVEPOINT op",
+        }
+    }
+
+    fn release(self) -> &'static str {
+        match self {
+            Level::Write => "RELEASE write",
+            Level::Outer => "RELEASE outer_op",
+            Level::Op => "RELEASE op",
+        }
+    }
+
+    fn rollback(self) -> &'static str {
+        match self {
+            Level::Write => "ROLLBACK TO write; RELEASE write",
+            Level::Outer => "ROLLBACK TO outer_op; RELEASE outer_op",
+            Level::Op => "ROLLBACK TO op; RELEASE op",
+        }
+    }
 }
 
 /// A statement whose answer can wait: sent with the next one that is
@@ -802,19 +837,28 @@ impl<'a> Db<'a> {
     /// Begins a savepoint: what follows until [`Db::rollback_to`] can be
     /// undone alone.
     pub fn savepoint(&self) -> SqlResult<Savepoint> {
-        self.batch_later("SAVEPOINT op")?;
-        Ok(Savepoint { held: self.held(), outer: false })
+        self.savepoint_at(Level::Op)
     }
 
     /// A savepoint that others ([`Db::savepoint`]) may be taken inside.
     pub fn outer_savepoint(&self) -> SqlResult<Savepoint> {
-        self.batch_later("SAVEPOINT outer_op")?;
-        Ok(Savepoint { held: self.held(), outer: true })
+        self.savepoint_at(Level::Outer)
+    }
+
+    /// A savepoint around one write of several that share a transaction
+    /// (the other two may be taken inside).
+    pub(in crate::meta) fn write_savepoint(&self) -> SqlResult<Savepoint> {
+        self.savepoint_at(Level::Write)
+    }
+
+    fn savepoint_at(&self, level: Level) -> SqlResult<Savepoint> {
+        self.batch_later(level.begin())?;
+        Ok(Savepoint { held: self.held(), level })
     }
 
     /// Keeps what was done since the savepoint.
     pub fn release(&self, point: Savepoint) -> SqlResult<()> {
-        self.batch_later(if point.outer { "RELEASE outer_op" } else { "RELEASE op" })
+        self.batch_later(point.level.release())
     }
 
     /// [`Db::execute_batch`] of statements whose answer can wait (see
@@ -833,11 +877,7 @@ impl<'a> Db<'a> {
     /// (PostgreSQL releases them with the savepoint), so they are taken
     /// again when next entered.
     pub fn rollback_to(&self, point: Savepoint) -> SqlResult<()> {
-        self.execute_batch(if point.outer {
-            "ROLLBACK TO outer_op; RELEASE outer_op"
-        } else {
-            "ROLLBACK TO op; RELEASE op"
-        })?;
+        self.execute_batch(point.level.rollback())?;
         *self.cache() = TxCache::default();
         if let (Conn::Pg(PgConn { locks: Some(locks), .. }), Some(held)) = (&self.conn, point.held) {
             locks.borrow_mut().held = held;

@@ -61,6 +61,12 @@ pub trait Backend: Send + Sync + 'static {
     fn write<R: Send + 'static>(&self, turn: Turn, f: impl Fn(&Db<'_>) -> Result<R> + Send + 'static) -> Result<R>;
     /// Runs `f` in a read-only transaction (one consistent snapshot).
     fn read<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R>;
+    /// Runs `f`, a read, where each statement may see a snapshot of its
+    /// own: for reads of one statement (a backend may spare them the
+    /// transaction's round trips) or of statements that need not agree.
+    fn read_each<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
+        self.read(f)
+    }
 }
 
 /// The metadata store over a backend.
@@ -89,5 +95,11 @@ impl<B: Backend> SqlStore<B> {
 
     fn read<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
         self.backend.read(f)
+    }
+
+    /// A read whose statements need not share a snapshot (see
+    /// [`Backend::read_each`]).
+    fn read_each<R>(&self, f: impl Fn(&Db<'_>) -> Result<R>) -> Result<R> {
+        self.backend.read_each(f)
     }
 }
