@@ -163,7 +163,8 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
         let user_id = user_id.0;
         let mut seen = HashSet::new();
         let ids: Vec<BlockId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
-        let owned: HashSet<BlockId> = self.read(|c| {
+        // (Each id's answer stands alone: no snapshot need be shared.)
+        let owned: HashSet<BlockId> = self.read_each(|c| {
             Ok(c.query_list(
                 "SELECT block FROM account_blocks WHERE user_id = ?1 AND block IN {list}",
                 &[&user_id],
@@ -177,7 +178,7 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
     }
 
     fn block_location(&self, id: &BlockId) -> Result<Option<BlockLoc>> {
-        self.read(|c| {
+        self.read_each(|c| {
             let mut s = c.prepare_cached("SELECT pack, pack_offset, pack_len FROM blocks WHERE id = ?1")?;
             Ok(s.query_row([id.as_bytes()], loc_row).optional()?)
         })
@@ -187,7 +188,7 @@ impl<B: Backend> BlockRecords for SqlStore<B> {
         let user_id = user_id.0;
         // Owned, or in a share the user is a member of (each half found
         // from the ids, through the keys).
-        let found: HashMap<BlockId, (BlockLoc, u32)> = self.read(|c| {
+        let found: HashMap<BlockId, (BlockLoc, u32)> = self.read_each(|c| {
             Ok(c.query_list(
                 "SELECT b.pack, b.pack_offset, b.pack_len, b.stored_size, b.id
                  FROM account_blocks a JOIN blocks b ON b.id = a.block WHERE a.user_id = ?1 AND a.block IN {list}
