@@ -59,20 +59,14 @@ impl Target {
             Mode::Prefer => SslMode::Prefer,
             Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
         });
-        let check = match (mode, roots) {
-            (Mode::Disable, _) | (Mode::Prefer | Mode::Require, None) => Check::Nothing,
-            (Mode::VerifyFull, roots) => Check::Full(roots.unwrap_or(Roots::System)),
-            (_, roots) => Check::Ca(roots.unwrap_or(Roots::System)),
+        // The roots the chain is checked to, if it is.
+        let chain = match (mode, roots) {
+            (Mode::Disable, _) | (Mode::Prefer | Mode::Require, None) => None,
+            (_, roots) => Some(roots.unwrap_or(Roots::System)),
         };
-        Ok(Target { config, tls: tokio_postgres_rustls::MakeRustlsConnect::new(client_config(check)?) })
+        let tls = client_config(chain.as_ref(), mode == Mode::VerifyFull)?;
+        Ok(Target { config, tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls) })
     }
-}
-
-/// What of the server's certificate is checked.
-enum Check {
-    Nothing,
-    Ca(Roots),
-    Full(Roots),
 }
 
 /// `url` with its password (if any) hidden, for messages.
@@ -151,21 +145,16 @@ fn percent_decode(v: &str) -> anyhow::Result<String> {
     Ok(percent_encoding::percent_decode_str(v).decode_utf8().context("not UTF-8 once decoded")?.into_owned())
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-fn client_config(check: Check) -> anyhow::Result<rustls::ClientConfig> {
-    let provider = provider();
+/// TLS that checks the server's certificate to `chain`'s roots, if any,
+/// and its `name`.
+fn client_config(chain: Option<&Roots>, name: bool) -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .context("TLS for the database")?;
     let algorithms = provider.signature_verification_algorithms;
-    let verifier = match check {
-        Check::Nothing => Verifier { chain: None, name: false, algorithms },
-        Check::Ca(roots) => Verifier { chain: Some(webpki(&roots, provider)?), name: false, algorithms },
-        Check::Full(roots) => Verifier { chain: Some(webpki(&roots, provider)?), name: true, algorithms },
-    };
+    let chain = chain.map(|roots| webpki(roots, provider)).transpose()?;
+    let verifier = Verifier { chain, name, algorithms };
     Ok(builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth())
 }
 

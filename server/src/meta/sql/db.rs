@@ -470,27 +470,12 @@ enum Level {
 }
 
 impl Level {
-    fn begin(self) -> &'static str {
+    /// The savepoint's name.
+    fn name(self) -> &'static str {
         match self {
-            Level::Write => "SAVEPOINT write",
-            Level::Outer => "SAVEPOINT outer_op",
-            Level::Op => "SAVEPOINT op",
-        }
-    }
-
-    fn release(self) -> &'static str {
-        match self {
-            Level::Write => "RELEASE write",
-            Level::Outer => "RELEASE outer_op",
-            Level::Op => "RELEASE op",
-        }
-    }
-
-    fn rollback(self) -> &'static str {
-        match self {
-            Level::Write => "ROLLBACK TO write; RELEASE write",
-            Level::Outer => "ROLLBACK TO outer_op; RELEASE outer_op",
-            Level::Op => "ROLLBACK TO op; RELEASE op",
+            Level::Write => "write",
+            Level::Outer => "outer_op",
+            Level::Op => "op",
         }
     }
 }
@@ -852,20 +837,20 @@ impl<'a> Db<'a> {
     }
 
     fn savepoint_at(&self, level: Level) -> SqlResult<Savepoint> {
-        self.batch_later(level.begin())?;
+        self.batch_later(format!("SAVEPOINT {}", level.name()))?;
         Ok(Savepoint { held: self.held(), level })
     }
 
     /// Keeps what was done since the savepoint.
     pub fn release(&self, point: Savepoint) -> SqlResult<()> {
-        self.batch_later(point.level.release())
+        self.batch_later(format!("RELEASE {}", point.level.name()))
     }
 
     /// [`Db::execute_batch`] of statements whose answer can wait (see
     /// [`Db::exec_later`]).
-    fn batch_later(&self, sql: &'static str) -> SqlResult<()> {
+    fn batch_later(&self, sql: String) -> SqlResult<()> {
         match &self.conn {
-            Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Conn::Sqlite(c) => Ok(c.execute_batch(&sql)?),
             Conn::Pg(p) => {
                 p.later_batch(sql);
                 Ok(())
@@ -877,7 +862,8 @@ impl<'a> Db<'a> {
     /// (PostgreSQL releases them with the savepoint), so they are taken
     /// again when next entered.
     pub fn rollback_to(&self, point: Savepoint) -> SqlResult<()> {
-        self.execute_batch(point.level.rollback())?;
+        let name = point.level.name();
+        self.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))?;
         *self.cache() = TxCache::default();
         if let (Conn::Pg(PgConn { locks: Some(locks), .. }), Some(held)) = (&self.conn, point.held) {
             locks.borrow_mut().held = held;
