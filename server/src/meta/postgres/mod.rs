@@ -24,9 +24,10 @@
 //! accounts some writes lost 20 times running.)
 //!
 //! Journal sequences come from a counter row per namespace, updated inside
-//! the commit: a commit that takes sequence 42 of a namespace waits on the
-//! row until the one that took 41 has committed, so a reader that has seen
-//! 42 has seen 41 (cursors never skip). Wake-ups are never sent inside a
+//! the commit, by writes that hold the namespace's lock: a commit that
+//! takes sequence 42 of a namespace waits on the lock until the one that
+//! took 41 has committed, so a reader that has seen 42 has seen 41
+//! (cursors never skip). Wake-ups are never sent inside a
 //! transaction (`NOTIFY` serialises committing transactions).
 //!
 //! Reads are `REPEATABLE READ READ ONLY` transactions (one snapshot).
@@ -48,7 +49,11 @@
 //! Each statement is a round trip, which on a small commit costs more than
 //! the work: a transaction's `BEGIN` goes with its first statement, and
 //! statements whose answers are not needed ([`Db::exec_later`]) go with
-//! the next one waited on, its `COMMIT` included. What a transaction has
+//! the next one waited on, its `COMMIT` included (a statement prepared
+//! before is at hand without one). New rows of files and versions have
+//! their ids taken ahead from the tables' sequences ([`Db::new_ids`]), so
+//! inserting them waits for nothing, and a commit reads what it needs of
+//! its namespace and account in one statement. What a transaction has
 //! read it keeps for its later statements ([`super::sql::db::TxCache`]).
 //! Reads of one statement ([`Backend::read_each`]) run outside a
 //! transaction: no `BEGIN`, no `COMMIT` to wait for.
@@ -293,7 +298,7 @@ impl Postgres {
             return f(&db);
         };
         // (Sent with the first statement.)
-        db.begin_later(begin.to_owned());
+        db.begin_later(begin.to_owned())?;
         let r = f(&db).and_then(|r| Ok(db.commit().map(|()| r)?));
         drop(db);
         if r.is_err() {

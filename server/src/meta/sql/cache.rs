@@ -30,7 +30,8 @@ pub struct TxCache {
     /// Folders this transaction made: every row in them is in `children`
     /// (a name not there finds nothing).
     made: HashSet<(i64, i64)>,
-    /// Each namespace's journal sequence as this transaction last set it.
+    /// Each namespace's journal sequence as this transaction last read or
+    /// set it, holding the namespace.
     seqs: HashMap<i64, i64>,
     /// Each account's `(quota, used)` as this transaction last saw or set it.
     usage: HashMap<i64, (i64, i64)>,
@@ -80,11 +81,17 @@ impl TxCache {
     }
 
     /// The sequence the next journal entry of `ns` takes, if this
-    /// transaction has taken one there (and so holds the counter's row).
+    /// transaction has read or taken one there.
     pub(super) fn next_seq(&mut self, ns: i64) -> Option<i64> {
         let seq = self.seqs.get_mut(&ns)?;
         *seq += 1;
         Some(*seq)
+    }
+
+    /// `ns`'s journal sequence is `seq`, read by a transaction that holds
+    /// the namespace (no other write moves it until this one ends).
+    pub(super) fn seq_read(&mut self, ns: i64, seq: i64) {
+        self.seqs.entry(ns).or_insert(seq);
     }
 
     /// `ns`'s journal sequence was set to `seq` by this transaction.

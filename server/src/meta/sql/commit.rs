@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::db::{Db, Lock, OptionalExtension, params};
+use super::db::{Db, Lock, OptionalExtension, Table, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, MAX_COMMIT_BLOCKS, RevId, Revision,
@@ -90,7 +90,32 @@ impl<'a> Ctx<'a> {
     }
 
     fn insert_version(&self, v: NewVersion<'_>) -> Result<i64> {
+        if let Some((_, rev)) = self.conn.new_ids(false)? {
+            self.send_version(rev, &v)?;
+            return Ok(rev);
+        }
         Ok(self.insert_version_of(&v, None)?.0)
+    }
+
+    /// Sends version `v` with the id `rev` taken ahead, its answer not awaited.
+    fn send_version(&self, rev: i64, v: &NewVersion<'_>) -> Result<()> {
+        let blocks = ferry_shared::block::encode_list(v.blocks.iter().copied());
+        Ok(self.conn.add_row(
+            &VERSIONS,
+            params![
+                rev,
+                v.file,
+                v.path.as_str(),
+                v.size as i64,
+                v.mtime,
+                v.executable,
+                v.hash,
+                blocks,
+                v.deleted,
+                self.now,
+                self.caller.device_id
+            ],
+        )?)
     }
 
     /// Inserts version `v`; returns its id and its file's. With `new`
@@ -143,6 +168,21 @@ impl<'a> Ctx<'a> {
     /// version finds it by its name). Returns `(file, rev)`.
     fn create_file(&mut self, parent: i64, name: &str, v: NewVersion<'_>) -> Result<(i64, i64)> {
         let (ns, key) = (self.ns, name_key(name));
+        if let Some((Some(id), rev)) = self.conn.new_ids(true)? {
+            // Both ids known ahead: the row with its head, then the version,
+            // neither answer awaited.
+            self.conn.add_tree_row(
+                &FILES,
+                params![id, ns, parent, name, key, kind_num(EntryKind::File), rev, false],
+                |c| {
+                    let kind = EntryKind::File;
+                    let node = Node { id, parent, kind, head: rev, deleted: false, mount: None, name: name.to_owned() };
+                    c.created(ns, key.clone().into_owned(), node)
+                },
+            )?;
+            self.send_version(rev, &NewVersion { file: id, ..v })?;
+            return Ok((id, rev));
+        }
         // (The cache is made true below, once the row's id is known.)
         self.conn.exec_tree(
             "INSERT INTO files(ns, parent, name, name_key, kind, head, deleted) VALUES (?1, ?2, ?3, ?4, 0, 0, 0)",
@@ -176,9 +216,9 @@ impl<'a> Ctx<'a> {
 
     /// Row `file`'s head is now `rev`.
     fn set_head(&self, file: i64, rev: i64) -> Result<()> {
-        Ok(self
-            .conn
-            .exec_tree("UPDATE files SET head = ?1 WHERE id = ?2", params![rev, file], |c| c.head_moved(file, rev))?)
+        self.conn.set_later("UPDATE files SET head = ?2 WHERE id = ?1", file, rev)?;
+        self.conn.cache().head_moved(file, rev);
+        Ok(())
     }
 
     /// Who sees the current namespace, and where (see [`audience`]).
@@ -239,14 +279,32 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Rows a commit adds without awaiting them (see [`Db::add_row`]).
+static FILES: Table = Table {
+    insert: "INSERT INTO files(id, ns, parent, name, name_key, kind, head, deleted)",
+    types: &["int8", "int8", "int8", "text", "text", "int8", "int8", "int8"],
+};
+static VERSIONS: Table = Table {
+    insert: "INSERT INTO file_versions(id, file, path, size, mtime, executable, hash, blocks, deleted, created, device)",
+    types: &["int8", "int8", "text", "int8", "int8", "int8", "text", "bytea", "int8", "int8", "int8"],
+};
+
 fn adjust_used(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
     if delta != 0 {
         conn.enter(Lock::Account(user))?;
-        conn.exec_later(
-            "UPDATE users SET used = CASE WHEN used + ?1 < 0 THEN 0 ELSE used + ?1 END WHERE id = ?2",
-            params![delta, user],
-        )?;
-        conn.cache().used_changed(user, delta);
+        let known = {
+            let mut cache = conn.cache();
+            cache.used_changed(user, delta);
+            cache.usage(user)
+        };
+        match known {
+            // (The account's lock is held: its use is what this write says.)
+            Some((_, used)) => conn.set_later("UPDATE users SET used = ?2 WHERE id = ?1", user, used)?,
+            None => conn.exec_later(
+                "UPDATE users SET used = CASE WHEN used + ?1 < 0 THEN 0 ELSE used + ?1 END WHERE id = ?2",
+                params![delta, user],
+            )?,
+        }
     }
     Ok(())
 }
@@ -281,6 +339,28 @@ fn check_quota(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
 }
 
 impl Ctx<'_> {
+    /// Reads at once what a commit in the caller's tree reads on its way,
+    /// each a round trip of its own otherwise: their journal's sequence
+    /// (which this write holds, with their namespace), whether their tree
+    /// has pending uploads (its pending uploads are this write's too),
+    /// their quota and use (their account held as well).
+    fn read_ahead(&mut self) -> Result<()> {
+        let (ns, user) = (self.caller.ns.0, self.caller.user_id.0);
+        let (seq, pending, quota, used): (i64, bool, i64, i64) = self.conn.row(
+            "SELECT n.seq, EXISTS(SELECT 1 FROM pending_uploads p WHERE p.ns = n.id), u.quota, u.used
+             FROM namespaces n, users u WHERE n.id = ?1 AND u.id = ?2",
+            params![ns, user],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        self.has_pending.insert(ns, pending);
+        let mut cache = self.conn.cache();
+        if cache.usage(user).is_none() {
+            cache.usage_read(user, quota, used);
+        }
+        cache.seq_read(ns, seq);
+        Ok(())
+    }
+
     /// Folder id for `path`, creating missing folders (each journaled as mkdir).
     fn ensure_dir(&mut self, path: &RelPath) -> Result<i64> {
         let mut parent = 0;
@@ -1020,6 +1100,7 @@ fn commit_ops(
 ) -> Result<Ran> {
     let single = ops.len() == 1;
     let mut ctx = Ctx::new(conn, caller, now, unknown, settled);
+    ctx.read_ahead()?;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops.iter().cloned() {
         let point = if careful && !single { Some(conn.savepoint()?) } else { None };

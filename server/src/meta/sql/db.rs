@@ -484,7 +484,94 @@ impl Level {
 /// waited on, in the same round trip (see [`Db::exec_later`]).
 enum Later {
     Exec(tokio_postgres::Statement, Vec<OwnedVal>),
+    /// Rows of a table in one statement, a list per column (see [`Db::add_row`]).
+    Rows(tokio_postgres::Statement, Vec<Column>),
     Batch(std::borrow::Cow<'static, str>),
+}
+
+/// A table a write adds rows to without awaiting them (see [`Db::add_row`]).
+pub struct Table {
+    /// The insert's head: `INSERT INTO t(a, b)`.
+    pub insert: &'static str,
+    /// Each column's type as PostgreSQL names it (`int8`, `text`, `bytea`).
+    pub types: &'static [&'static str],
+}
+
+impl Table {
+    /// The insert of one row, `?1` to `?N`.
+    fn one(&self) -> String {
+        format!("{} VALUES {}", self.insert, list_sql(self.types.len(), 0))
+    }
+
+    /// The insert of many, each column's values a list (`?N::type[]`).
+    fn many(&self) -> String {
+        let lists: Vec<String> = self.types.iter().enumerate().map(|(i, t)| format!("?{}::{t}[]", i + 1)).collect();
+        format!("{} SELECT * FROM unnest({})", self.insert, lists.join(", "))
+    }
+}
+
+/// What a write has gathered to go ahead of its next other statement:
+/// rows per table, a list per column, and the last value of each counter.
+#[derive(Default)]
+struct Gathered {
+    rows: Vec<(&'static Table, Vec<Column>)>,
+    sets: Vec<(&'static str, i64, i64)>,
+}
+
+/// One column's values for [`Later::Rows`]: an array parameter.
+#[derive(Debug, Default)]
+struct Column(Vec<OwnedVal>);
+
+impl tokio_postgres::types::ToSql for Column {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::{Kind, Type};
+        let Kind::Array(member) = ty.kind() else {
+            return Err(format!("a list for a parameter of type {ty}").into());
+        };
+        let unexpected = |v: &OwnedVal| format!("{v:?} in a list of {member}");
+        match *member {
+            Type::INT8 => {
+                let list = self.0.iter().map(|v| match v {
+                    OwnedVal::Int(i) => Ok(Some(*i)),
+                    OwnedVal::Null => Ok(None),
+                    v => Err(unexpected(v)),
+                });
+                list.collect::<Result<Vec<Option<i64>>, String>>()?.to_sql(ty, out)
+            }
+            Type::TEXT => {
+                let list = self.0.iter().map(|v| match v {
+                    OwnedVal::Text(t) if t.contains('\0') => Err(None),
+                    OwnedVal::Text(t) => Ok(Some(t.as_str())),
+                    OwnedVal::Null => Ok(None),
+                    v => Err(Some(unexpected(v))),
+                });
+                match list.collect::<Result<Vec<Option<&str>>, Option<String>>>() {
+                    Ok(list) => list.to_sql(ty, out),
+                    Err(None) => Err(Box::new(NulInText)),
+                    Err(Some(e)) => Err(e.into()),
+                }
+            }
+            Type::BYTEA => {
+                let list = self.0.iter().map(|v| match v {
+                    OwnedVal::Blob(b) => Ok(Some(b.as_slice())),
+                    OwnedVal::Null => Ok(None),
+                    v => Err(unexpected(v)),
+                });
+                list.collect::<Result<Vec<Option<&[u8]>>, String>>()?.to_sql(ty, out)
+            }
+            _ => Err(format!("a list of {member} (cast it in the query)").into()),
+        }
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// A PostgreSQL connection inside a transaction, used from a blocking
@@ -500,6 +587,12 @@ pub struct PgConn<'a> {
     /// Set once a statement sent ahead failed: the transaction is undone
     /// as a whole (whether it may simply run again).
     failed: std::cell::Cell<Option<bool>>,
+    /// Ids of new `files` and `file_versions` rows taken ahead (see
+    /// [`Db::new_ids`]), and how many the next take asks for.
+    ids: std::cell::RefCell<(Vec<i64>, Vec<i64>)>,
+    take: std::cell::Cell<i64>,
+    /// Rows and counters to send ahead of the next other statement.
+    gathered: std::cell::RefCell<Gathered>,
 }
 
 impl<'a> PgConn<'a> {
@@ -508,7 +601,40 @@ impl<'a> PgConn<'a> {
         runtime: &'a tokio::runtime::Runtime,
         locks: Option<&'a std::cell::RefCell<Locks>>,
     ) -> Self {
-        PgConn { client, runtime, locks, later: Default::default(), failed: Default::default() }
+        PgConn {
+            client,
+            runtime,
+            locks,
+            later: Default::default(),
+            failed: Default::default(),
+            ids: Default::default(),
+            take: std::cell::Cell::new(1),
+            gathered: Default::default(),
+        }
+    }
+
+    /// Queues `l` to go with the next statement waited on, after what was
+    /// gathered before it.
+    fn push(&self, l: Later) -> SqlResult<()> {
+        self.send_gathered()?;
+        self.later.borrow_mut().push(l);
+        Ok(())
+    }
+
+    /// Queues what was gathered: a statement per table for its rows, one
+    /// per counter for its last value. (Their order among themselves does
+    /// not matter: each other statement comes after all of them.)
+    fn send_gathered(&self) -> SqlResult<()> {
+        let Gathered { rows, sets } = std::mem::take(&mut *self.gathered.borrow_mut());
+        for (table, columns) in rows {
+            let st = self.prepare(&table.many())?;
+            self.later.borrow_mut().push(Later::Rows(st, columns));
+        }
+        for (sql, key, value) in sets {
+            let st = self.prepare(sql)?;
+            self.later.borrow_mut().push(Later::Exec(st, vec![OwnedVal::Int(key), OwnedVal::Int(value)]));
+        }
+        Ok(())
     }
 
     /// Runs `f` and awaits it, with the statements sent ahead of it in the
@@ -518,6 +644,7 @@ impl<'a> PgConn<'a> {
         if let Some(retryable) = self.failed.get() {
             return Err(SqlError::Earlier { retryable });
         }
+        self.send_gathered()?;
         let later = std::mem::take(&mut *self.later.borrow_mut());
         if later.is_empty() {
             return Ok(self.runtime.block_on(f)?);
@@ -527,6 +654,7 @@ impl<'a> PgConn<'a> {
         let sent = later.iter().map(|l| -> Sent<'_> {
             match l {
                 Later::Exec(st, vals) => Box::pin(client.execute_raw(st, vals.iter())),
+                Later::Rows(st, columns) => Box::pin(client.execute_raw(st, columns.iter())),
                 Later::Batch(sql) => Box::pin(async move { client.batch_execute(sql).await.map(|()| 0) }),
             }
         });
@@ -540,8 +668,15 @@ impl<'a> PgConn<'a> {
         Ok(r?)
     }
 
+    /// The connection's statement for `sql`: one prepared before is at hand
+    /// without a round trip, so the statements sent ahead still wait for
+    /// the next one waited on. (A new one is prepared ahead of them: its
+    /// plan does not depend on what they change.)
     fn prepare(&self, sql: &str) -> SqlResult<tokio_postgres::Statement> {
-        self.wait(self.client.prepare_cached(&dollar_params(sql)))
+        if let Some(retryable) = self.failed.get() {
+            return Err(SqlError::Earlier { retryable });
+        }
+        Ok(self.runtime.block_on(self.client.prepare_cached(&dollar_params(sql)))?)
     }
 
     fn enter(&self, key: i64) -> SqlResult<()> {
@@ -565,8 +700,8 @@ impl<'a> PgConn<'a> {
     }
 
     /// Sends `sql` with the next statement waited on.
-    fn later_batch(&self, sql: impl Into<std::borrow::Cow<'static, str>>) {
-        self.later.borrow_mut().push(Later::Batch(sql.into()));
+    fn later_batch(&self, sql: impl Into<std::borrow::Cow<'static, str>>) -> SqlResult<()> {
+        self.push(Later::Batch(sql.into()))
     }
 }
 
@@ -678,8 +813,7 @@ impl<'a> Db<'a> {
             Conn::Pg(p) => {
                 let st = p.prepare(sql)?;
                 let vals: Vec<OwnedVal> = args.vals().into_iter().map(OwnedVal::from).collect();
-                p.later.borrow_mut().push(Later::Exec(st, vals));
-                Ok(())
+                p.push(Later::Exec(st, vals))
             }
         }
     }
@@ -700,10 +834,102 @@ impl<'a> Db<'a> {
         Ok(id)
     }
 
+    /// Ids for a new row of `files` (when `file`) and of `file_versions`,
+    /// known before the rows are sent, so that inserting them needs no
+    /// answer ([`Db::exec_later`]): on PostgreSQL, taken from the tables'
+    /// sequences ahead, more at a time as the transaction needs more (ids
+    /// left unused are gaps, as a rolled-back insert leaves). `None` on
+    /// SQLite, whose inserts answer with their ids at no cost.
+    pub fn new_ids(&self, file: bool) -> SqlResult<Option<(Option<i64>, i64)>> {
+        let Conn::Pg(p) = &self.conn else { return Ok(None) };
+        let mut ids = p.ids.borrow_mut();
+        if ids.1.is_empty() || (file && ids.0.is_empty()) {
+            let n = p.take.get();
+            p.take.set((n * 2).min(256));
+            let st = p.prepare(
+                "SELECT nextval(pg_get_serial_sequence('files', 'id')), \
+                 nextval(pg_get_serial_sequence('file_versions', 'id')) FROM generate_series(1, CAST(?1 AS BIGINT))",
+            )?;
+            for r in p.wait(p.client.query(&st, &[&n]))? {
+                ids.0.push(r.try_get(0)?);
+                ids.1.push(r.try_get(1)?);
+            }
+            // Taken in ascending order, handed out in it.
+            ids.0.reverse();
+            ids.1.reverse();
+        }
+        let file = if file { ids.0.pop() } else { None };
+        Ok(Some((file, ids.1.pop().expect("taken above"))))
+    }
+
+    /// Adds a row to `table` (its values `args`, in the table's columns),
+    /// not awaiting it: on PostgreSQL, rows gather and go in one statement
+    /// per table ahead of the next other statement; on SQLite it goes in
+    /// at once. If it fails, the whole transaction fails.
+    pub fn add_row(&self, table: &'static Table, args: impl Args) -> SqlResult<()> {
+        if writes_tree(table.insert) {
+            self.cache().tree_changed();
+        }
+        self.gather(table, args)
+    }
+
+    /// [`Db::add_row`] of a row of the tree; `keep` keeps the cache true,
+    /// where otherwise the tree's part would go.
+    pub fn add_tree_row(
+        &self,
+        table: &'static Table,
+        args: impl Args,
+        keep: impl FnOnce(&mut TxCache),
+    ) -> SqlResult<()> {
+        self.gather(table, args)?;
+        keep(&mut self.cache());
+        Ok(())
+    }
+
+    fn gather(&self, table: &'static Table, args: impl Args) -> SqlResult<()> {
+        let Conn::Pg(p) = &self.conn else {
+            return self.statement(&table.one(), false)?.execute(args).map(drop);
+        };
+        self.count(table.insert);
+        let vals = args.vals();
+        debug_assert_eq!(vals.len(), table.types.len(), "{}", table.insert);
+        let mut gathered = p.gathered.borrow_mut();
+        let at = match gathered.rows.iter().position(|(t, _)| std::ptr::eq(*t, table)) {
+            Some(at) => at,
+            None => {
+                gathered.rows.push((table, table.types.iter().map(|_| Column::default()).collect()));
+                gathered.rows.len() - 1
+            }
+        };
+        for (column, v) in gathered.rows[at].1.iter_mut().zip(vals) {
+            column.0.push(OwnedVal::from(v));
+        }
+        Ok(())
+    }
+
+    /// Sets a column of a row to `value`, not awaiting it: `sql` takes the
+    /// row's key as `?1` and the value as `?2`. On PostgreSQL only the last
+    /// value of each row goes, ahead of the next other statement. (The
+    /// cache is left as it is: a rule that sets a row of the tree keeps it
+    /// true.)
+    pub fn set_later(&self, sql: &'static str, key: i64, value: i64) -> SqlResult<()> {
+        let Conn::Pg(p) = &self.conn else {
+            return self.statement(sql, false)?.execute([key, value]).map(drop);
+        };
+        self.count(sql);
+        let mut gathered = p.gathered.borrow_mut();
+        match gathered.sets.iter_mut().find(|(s, k, _)| *s == sql && *k == key) {
+            Some(set) => set.2 = value,
+            None => gathered.sets.push((sql, key, value)),
+        }
+        Ok(())
+    }
+
     /// Begins the transaction with the first statement sent (PostgreSQL).
-    pub(in crate::meta) fn begin_later(&self, begin: String) {
-        if let Conn::Pg(p) = &self.conn {
-            p.later_batch(begin);
+    pub(in crate::meta) fn begin_later(&self, begin: String) -> SqlResult<()> {
+        match &self.conn {
+            Conn::Pg(p) => p.later_batch(begin),
+            Conn::Sqlite(_) => Ok(()),
         }
     }
 
@@ -776,13 +1002,15 @@ impl<'a> Db<'a> {
             args.extend(chunk.iter().map(|k| k as &dyn Arg));
             let sql = sql.replace("{list}", &list_sql(chunk.len(), lead.len()));
             match &self.conn {
-                // Planned for these keys, not prepared once for any: a
-                // plan made before PostgreSQL has statistics of a young
-                // table can read the list as a filter over every row of
-                // the account, which a list of parameters (unlike one of
-                // values) checks one by one (20 ms for 256 keys over 3,000
-                // blocks, against 0.7). One round trip all the same.
-                Conn::Pg(p) => {
+                // A list of more than one key is planned for these keys,
+                // not prepared once for any: a plan made before PostgreSQL
+                // has statistics of a young table can read the list as a
+                // filter over every row of the account, which a list of
+                // parameters (unlike one of values) checks one by one (20 ms
+                // for 256 keys over 3,000 blocks, against 0.7). One round
+                // trip all the same, but planned each time; a single key is
+                // always found through the index, and prepared once.
+                Conn::Pg(p) if chunk.len() > 1 => {
                     self.count(&sql);
                     let vals: Vec<Val<'_>> = args.iter().map(|a| a.val()).collect();
                     let typed: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)> =
@@ -791,7 +1019,7 @@ impl<'a> Db<'a> {
                         out.push(f(&Row::Pg(&r))?);
                     }
                 }
-                Conn::Sqlite(_) => {
+                _ => {
                     for row in self.prepare_cached(&sql)?.query_map(&args[..], &mut f)? {
                         out.push(row?);
                     }
@@ -851,10 +1079,7 @@ impl<'a> Db<'a> {
     fn batch_later(&self, sql: String) -> SqlResult<()> {
         match &self.conn {
             Conn::Sqlite(c) => Ok(c.execute_batch(&sql)?),
-            Conn::Pg(p) => {
-                p.later_batch(sql);
-                Ok(())
-            }
+            Conn::Pg(p) => p.later_batch(sql),
         }
     }
 
@@ -1034,6 +1259,14 @@ impl From<SqlError> for crate::error::Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tables_rows_go_one_at_a_time_or_as_lists() {
+        use super::{Table, dollar_params};
+        static T: Table = Table { insert: "INSERT INTO t(a, b)", types: &["int8", "text"] };
+        assert_eq!(T.one(), "INSERT INTO t(a, b) VALUES (?1, ?2)");
+        assert_eq!(dollar_params(&T.many()), "INSERT INTO t(a, b) SELECT * FROM unnest($1::int8[], $2::text[])");
+    }
+
     #[test]
     fn statements_that_write_the_tree_are_told_apart() {
         use super::writes_tree;

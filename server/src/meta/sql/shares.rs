@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::db::{Db, Lock, OptionalExtension, params};
+use super::db::{Db, Lock, OptionalExtension, Table, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{ChangeOp, EntryKind, ErrorCode, Member, Share, ShareRole};
 use ferry_shared::path::{RelPath, name_key};
@@ -134,7 +134,7 @@ pub(super) fn append(
     let next = conn.cache().next_seq(root);
     let seq = match next {
         Some(seq) => {
-            conn.exec_later("UPDATE namespaces SET seq = ?2 WHERE id = ?1", params![root, seq])?;
+            conn.set_later("UPDATE namespaces SET seq = ?2 WHERE id = ?1", root, seq)?;
             seq
         }
         None => {
@@ -144,12 +144,15 @@ pub(super) fn append(
             seq
         }
     };
-    conn.exec_later(
-        "INSERT INTO journal(ns, seq, op, file, rev, path, from_path) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![root, seq, op_num(op), file, rev, path.as_str(), from.map(|p| p.as_str())],
-    )?;
+    conn.add_row(&JOURNAL, params![root, seq, op_num(op), file, rev, path.as_str(), from.map(|p| p.as_str())])?;
     Ok(seq)
 }
+
+/// Journal entries, added without awaiting them (see [`Db::add_row`]).
+static JOURNAL: Table = Table {
+    insert: "INSERT INTO journal(ns, seq, op, file, rev, path, from_path)",
+    types: &["int8", "int8", "int8", "int8", "int8", "text", "text"],
+};
 
 /// Every row of `ns` at or under row `id` (deleted ones too: history goes
 /// where its file goes).
