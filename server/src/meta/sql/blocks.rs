@@ -80,6 +80,19 @@ pub(super) fn settle(conn: &Db<'_>, user: i64, ids: &[BlockId]) -> Result<u64> {
     Ok(sizes.into_iter().map(|s| s.max(0) as u64).sum())
 }
 
+/// [`settle`] of blocks the caller knows are only uploaded so far (and
+/// their bytes), not awaiting it: a statement a block, each found through
+/// the key.
+pub(super) fn settle_later(conn: &Db<'_>, user: i64, ids: &[BlockId]) -> Result<()> {
+    for id in ids {
+        conn.exec_later(
+            "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block = ?2",
+            params![user, id.as_bytes()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Takes `bytes` settled by commits off a user's uploaded bytes.
 pub(super) fn unstage(conn: &Db<'_>, user: i64, bytes: u64) -> Result<()> {
     if bytes > 0 {

@@ -14,7 +14,7 @@ use ferry_shared::api::{
 };
 use ferry_shared::path::{RelPath, name_key};
 
-use super::blocks::{insert_blocks, settle, unstage};
+use super::blocks::{insert_blocks, settle, settle_later, unstage};
 use super::shares::{
     Audience, Loc, append, audience, check_write, grant_blocks, journal_appearing, live_items, locate, subtree_rows,
     under,
@@ -50,6 +50,13 @@ struct Ctx<'a> {
     /// Block references the commit's lists may still make
     /// ([`MAX_COMMIT_BLOCKS`] in all): a put past it is refused unbuilt.
     blocks_left: u64,
+    /// The caller's own blocks the commit names, other than `settled`,
+    /// read at its start (see [`Ctx::read_own`]): their sizes, and whether
+    /// they are only uploaded so far.
+    own: HashMap<BlockId, (u32, bool)>,
+    /// Those of `own` the current operation settled (only uploaded again
+    /// if it is undone).
+    settling: Vec<BlockId>,
 }
 
 struct NewVersion<'a> {
@@ -86,7 +93,55 @@ impl<'a> Ctx<'a> {
             unknown,
             settled,
             blocks_left: MAX_COMMIT_BLOCKS,
+            own: HashMap::new(),
+            settling: Vec::new(),
         }
+    }
+
+    /// Reads the caller's own blocks among those `ops` name (other than
+    /// those commits used before), a list of ids a statement: their rows
+    /// stay as read while the commit runs (the caller's account is held),
+    /// so the operations look up none of them one by one.
+    fn read_own(&mut self, ops: &[CommitOp]) -> Result<()> {
+        let mut ids: Vec<BlockId> = ops
+            .iter()
+            .filter_map(|op| match op {
+                CommitOp::Put { blocks, .. } => Some(blocks.named_ids()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|id| !self.settled.contains_key(id))
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(BlockId, u32, bool)> = self.conn.query_list(
+            "SELECT b.id, b.size, a.pending FROM account_blocks a JOIN blocks b ON b.id = a.block
+             WHERE a.user_id = ?1 AND a.block IN {list}",
+            &[&self.caller.user_id],
+            &ids,
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        self.own = rows.into_iter().map(|(id, size, pending)| (id, (size, pending))).collect();
+        Ok(())
+    }
+
+    /// Settles `uploaded`, the caller's blocks only uploaded so far, of
+    /// `bytes` in all (see [`settle_later`]), noting them settled.
+    fn settle_own(&mut self, uploaded: &[BlockId], bytes: u64) -> Result<()> {
+        settle_later(self.conn, self.caller.user_id.0, uploaded)?;
+        // (Rolled back with the operation if it fails after this.)
+        unstage(self.conn, self.caller.user_id.0, bytes)?;
+        for id in uploaded {
+            if let Some(own) = self.own.get_mut(id) {
+                own.1 = false;
+                self.settling.push(*id);
+            }
+        }
+        Ok(())
     }
 
     fn insert_version(&self, v: NewVersion<'_>) -> Result<i64> {
@@ -597,10 +652,16 @@ impl Ctx<'_> {
         let mut seen = HashSet::new();
         let distinct: Vec<BlockId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
         drop(seen);
-        if let Some(sizes) =
-            distinct.iter().map(|id| self.settled.get(id).map(|s| (*id, *s))).collect::<Option<HashMap<_, _>>>()
-        {
-            // All the caller's, used before: nothing to look up or settle.
+        let known = |id: &BlockId| self.settled.get(id).or_else(|| self.own.get(id).map(|(size, _)| size));
+        if let Some(sizes) = distinct.iter().map(|id| known(id).map(|s| (*id, *s))).collect::<Option<HashMap<_, _>>>() {
+            // All the caller's, read before: nothing to look up, those only
+            // uploaded so far settled without waiting.
+            let uploaded: Vec<BlockId> =
+                distinct.iter().filter(|id| self.own.get(id).is_some_and(|o| o.1)).copied().collect();
+            if !uploaded.is_empty() {
+                let bytes = uploaded.iter().map(|id| u64::from(sizes[id])).sum();
+                self.settle_own(&uploaded, bytes)?;
+            }
             return Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect());
         }
         let mut sizes: HashMap<BlockId, u32> = HashMap::with_capacity(distinct.len());
@@ -634,6 +695,12 @@ impl Ctx<'_> {
         let settled = settle(self.conn, self.caller.user_id.0, &uploaded)?;
         // (Rolled back with the operation if it fails after this.)
         unstage(self.conn, self.caller.user_id.0, settled)?;
+        for id in &uploaded {
+            if let Some(own) = self.own.get_mut(id) {
+                own.1 = false;
+                self.settling.push(*id);
+            }
+        }
         Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect())
     }
 
@@ -1101,9 +1168,11 @@ fn commit_ops(
     let single = ops.len() == 1;
     let mut ctx = Ctx::new(conn, caller, now, unknown, settled);
     ctx.read_ahead()?;
+    ctx.read_own(ops)?;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops.iter().cloned() {
         let point = if careful && !single { Some(conn.savepoint()?) } else { None };
+        ctx.settling.clear();
         let (touched_before, dropped_before) = (ctx.touched.clone(), ctx.pending_dropped.clone());
         let writes = conn.writes();
         // Mounts may move between operations: audiences are looked up anew.
@@ -1123,6 +1192,12 @@ fn commit_ops(
                 conn.rollback_to(point)?;
                 ctx.touched = touched_before;
                 ctx.pending_dropped = dropped_before;
+                // What it settled is only uploaded again.
+                for id in std::mem::take(&mut ctx.settling) {
+                    if let Some(own) = ctx.own.get_mut(&id) {
+                        own.1 = true;
+                    }
+                }
                 results.push(Err(e));
             }
             (Err(e), None) if single => return Ok(Ran::Failed(e)),
