@@ -588,7 +588,8 @@ pub struct PgConn<'a> {
     /// as a whole (whether it may simply run again).
     failed: std::cell::Cell<Option<bool>>,
     /// Ids of new `files` and `file_versions` rows taken ahead (see
-    /// [`Db::new_ids`]), and how many the next take asks for.
+    /// [`Db::new_ids`]; each handed out from the end, and dropped when a
+    /// lock is taken), and how many the next take asks for.
     ids: std::cell::RefCell<(Vec<i64>, Vec<i64>)>,
     take: std::cell::Cell<i64>,
     /// Rows and counters to send ahead of the next other statement.
@@ -696,6 +697,10 @@ impl<'a> PgConn<'a> {
             }
         }
         locks.held.insert(key);
+        // Ids taken before this lock may be lower than those its last
+        // holder used: rows written under it take theirs from here on, so
+        // that a file's revisions keep ascending.
+        *self.ids.borrow_mut() = Default::default();
         Ok(())
     }
 
@@ -850,13 +855,19 @@ impl<'a> Db<'a> {
                 "SELECT nextval(pg_get_serial_sequence('files', 'id')), \
                  nextval(pg_get_serial_sequence('file_versions', 'id')) FROM generate_series(1, CAST(?1 AS BIGINT))",
             )?;
+            let (mut files, mut versions) = (Vec::new(), Vec::new());
             for r in p.wait(p.client.query(&st, &[&n]))? {
-                ids.0.push(r.try_get(0)?);
-                ids.1.push(r.try_get(1)?);
+                files.push(r.try_get::<_, i64>(0)?);
+                versions.push(r.try_get::<_, i64>(1)?);
             }
-            // Taken in ascending order, handed out in it.
-            ids.0.reverse();
-            ids.1.reverse();
+            // Handed out from the end, in ascending order: those left from
+            // before first (they are lower), then these.
+            let (file_ids, version_ids) = &mut *ids;
+            for (pool, mut fresh) in [(file_ids, files), (version_ids, versions)] {
+                fresh.sort_unstable_by(|a, b| b.cmp(a));
+                fresh.append(pool);
+                *pool = fresh;
+            }
         }
         let file = if file { ids.0.pop() } else { None };
         Ok(Some((file, ids.1.pop().expect("taken above"))))
