@@ -135,13 +135,29 @@ impl<'a> Ctx<'a> {
         settle_later(self.conn, self.caller.user_id.0, uploaded)?;
         // (Rolled back with the operation if it fails after this.)
         unstage(self.conn, self.caller.user_id.0, bytes)?;
-        for id in uploaded {
+        self.mark_settled(uploaded);
+        Ok(())
+    }
+
+    /// Notes `ids`, settled by the current operation, as no longer only
+    /// uploaded (those of `own`; see [`Ctx::unsettle`]).
+    fn mark_settled(&mut self, ids: &[BlockId]) {
+        for id in ids {
             if let Some(own) = self.own.get_mut(id) {
                 own.1 = false;
                 self.settling.push(*id);
             }
         }
-        Ok(())
+    }
+
+    /// The current operation was undone: what it settled is only uploaded
+    /// again.
+    fn unsettle(&mut self) {
+        for id in std::mem::take(&mut self.settling) {
+            if let Some(own) = self.own.get_mut(&id) {
+                own.1 = true;
+            }
+        }
     }
 
     fn insert_version(&self, v: NewVersion<'_>) -> Result<i64> {
@@ -695,12 +711,7 @@ impl Ctx<'_> {
         let settled = settle(self.conn, self.caller.user_id.0, &uploaded)?;
         // (Rolled back with the operation if it fails after this.)
         unstage(self.conn, self.caller.user_id.0, settled)?;
-        for id in &uploaded {
-            if let Some(own) = self.own.get_mut(id) {
-                own.1 = false;
-                self.settling.push(*id);
-            }
-        }
+        self.mark_settled(&uploaded);
         Ok(ids.into_iter().map(|id| (id, sizes[&id])).collect())
     }
 
@@ -1192,12 +1203,7 @@ fn commit_ops(
                 conn.rollback_to(point)?;
                 ctx.touched = touched_before;
                 ctx.pending_dropped = dropped_before;
-                // What it settled is only uploaded again.
-                for id in std::mem::take(&mut ctx.settling) {
-                    if let Some(own) = ctx.own.get_mut(&id) {
-                        own.1 = true;
-                    }
-                }
+                ctx.unsettle();
                 results.push(Err(e));
             }
             (Err(e), None) if single => return Ok(Ran::Failed(e)),
