@@ -476,6 +476,7 @@ impl Postgres {
         locks.sort_by_key(|l| l.key());
         locks.dedup_by_key(|l| l.key());
         let together = self.write_runs(&Turn::With(locks), &|db| {
+            db.expect_writes(jobs.len());
             for job in &jobs {
                 let point = db.write_savepoint()?;
                 if (job.run)(db)? {

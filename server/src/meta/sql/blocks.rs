@@ -81,16 +81,14 @@ pub(super) fn settle(conn: &Db<'_>, user: i64, ids: &[BlockId]) -> Result<u64> {
 }
 
 /// [`settle`] of blocks the caller knows are only uploaded so far (and
-/// their bytes), not awaiting it: a statement a block, each found through
-/// the key.
+/// their bytes), not awaiting it, each found through the key.
 pub(super) fn settle_later(conn: &Db<'_>, user: i64, ids: &[BlockId]) -> Result<()> {
-    for id in ids {
-        conn.exec_later(
-            "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block = ?2",
-            params![user, id.as_bytes()],
-        )?;
-    }
-    Ok(())
+    Ok(conn.exec_later_each(
+        "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block = ?2",
+        "UPDATE account_blocks SET pending = 0 WHERE user_id = ?1 AND block = ANY(?2::bytea[])",
+        user,
+        ids,
+    )?)
 }
 
 /// Takes `bytes` settled by commits off a user's uploaded bytes.

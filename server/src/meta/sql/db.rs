@@ -486,6 +486,8 @@ enum Later {
     Exec(tokio_postgres::Statement, Vec<OwnedVal>),
     /// Rows of a table in one statement, a list per column (see [`Db::add_row`]).
     Rows(tokio_postgres::Statement, Vec<Column>),
+    /// A statement for many keys at once (see [`Db::exec_later_each`]).
+    Each(tokio_postgres::Statement, i64, Column),
     Batch(std::borrow::Cow<'static, str>),
 }
 
@@ -656,6 +658,10 @@ impl<'a> PgConn<'a> {
             match l {
                 Later::Exec(st, vals) => Box::pin(client.execute_raw(st, vals.iter())),
                 Later::Rows(st, columns) => Box::pin(client.execute_raw(st, columns.iter())),
+                Later::Each(st, lead, keys) => {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [lead, keys];
+                    Box::pin(client.execute_raw(st, params))
+                }
                 Later::Batch(sql) => Box::pin(async move { client.batch_execute(sql).await.map(|()| 0) }),
             }
         });
@@ -823,6 +829,22 @@ impl<'a> Db<'a> {
         }
     }
 
+    /// [`Db::exec_later`] of `one` (`?1` the lead, `?2` a key) for each of
+    /// `keys`: on PostgreSQL, `many` once for all of them, its `?2` their
+    /// list (`= ANY(?2::type[])`); on SQLite, `one` for each. Not for the
+    /// tree.
+    pub fn exec_later_each<K: Arg>(&self, one: &str, many: &str, lead: i64, keys: &[K]) -> SqlResult<()> {
+        debug_assert!(!writes_tree(one) && !writes_tree(many), "{one}");
+        match &self.conn {
+            Conn::Pg(p) if keys.len() > 1 => {
+                self.count(many);
+                let st = p.prepare(many)?;
+                p.push(Later::Each(st, lead, Column(keys.iter().map(|k| OwnedVal::from(k.val())).collect())))
+            }
+            _ => keys.iter().try_for_each(|k| self.send_later(one, params![lead, k])),
+        }
+    }
+
     /// [`Db::exec_later`] of `sql`, which writes the tree; `keep` keeps the
     /// cache true, where otherwise the tree's part would go.
     pub fn exec_tree(&self, sql: &str, args: impl Args, keep: impl FnOnce(&mut TxCache)) -> SqlResult<()> {
@@ -871,6 +893,15 @@ impl<'a> Db<'a> {
         }
         let file = if file { ids.0.pop() } else { None };
         Ok(Some((file, ids.1.pop().expect("taken above"))))
+    }
+
+    /// Expects `writes` writes in this transaction (a group's): the first
+    /// take of ids for new rows ([`Db::new_ids`]) asks for as many, where
+    /// otherwise takes grow from one, a round trip each.
+    pub fn expect_writes(&self, writes: usize) {
+        if let Conn::Pg(p) = &self.conn {
+            p.take.set(p.take.get().max(writes.min(256) as i64));
+        }
     }
 
     /// Adds a row to `table` (its values `args`, in the table's columns),
