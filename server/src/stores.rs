@@ -27,7 +27,7 @@ use crate::api::blocking;
 use crate::blocks::{BlockLoc, BlockStore};
 use crate::crypto::Vault;
 use crate::error::{Error, Result};
-use crate::meta::{Caller, CommitOutcome, MetaStore, NewBlock, ShareId, Touched, UserId};
+use crate::meta::{Caller, CommitOutcome, MetaStore, NewBlock, PendingId, ShareId, Touched, UserId};
 use crate::notify::Notifier;
 
 pub struct Stores {
@@ -287,14 +287,14 @@ impl Stores {
     }
 
     /// Records an announcement; returns its id.
-    pub fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<i64> {
+    pub fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<PendingId> {
         let (id, seq) = self.meta.announce_pending(caller, a, expires)?;
         self.notifier.publish_pending(caller.ns, seq);
         Ok(id)
     }
 
     /// Drops the caller device's announcement `id`, or all of them.
-    pub fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<()> {
+    pub fn drop_pending(&self, caller: &Caller, id: Option<PendingId>) -> Result<()> {
         if let Some(seq) = self.meta.drop_pending(caller, id)? {
             self.notifier.publish_pending(caller.ns, seq);
         }

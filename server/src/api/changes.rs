@@ -98,7 +98,7 @@ pub async fn poll(
     let ns = caller.ns;
     let (head, pending) = blocking(move || meta.poll_state(ns)).await?;
     crate::meta::check_cursor(Seq(q.cursor), head)?;
-    let seq = head.0;
+    let (seq, pending) = (head.0, pending.0);
     let news = |(seq, pending): (i64, i64)| seq > q.cursor || q.pending.is_some_and(|p| pending > p);
     if news((seq, pending)) {
         let changes = seq > q.cursor;

@@ -292,14 +292,14 @@ pub async fn upload_start(
                 size,
                 received: 0,
                 mtime: req.mtime,
-                parent_rev: req.parent_rev,
+                parent_rev: req.parent_rev.map(crate::meta::RevId),
                 expires,
                 done: None,
             };
             let st = Arc::clone(&state);
             blocking(move || {
                 let pinned = conditional::write(&headers, head_entry(&st, &caller, &session.path)?.as_ref())?;
-                session.parent_rev = session.parent_rev.or(pinned);
+                session.parent_rev = session.parent_rev.or(pinned.map(crate::meta::RevId));
                 // Bytes of unfinished sessions take space too.
                 let (open, staged) = st.stores.meta.staged_uploads(caller.user_id, now_ms())?;
                 if open >= MAX_OPEN_SESSIONS {
@@ -582,7 +582,7 @@ pub async fn upload_put(
                 )?
             }
         };
-        let over = Over::from(session.parent_rev);
+        let over = Over::from(session.parent_rev.map(|r| r.0));
         let r = commit_file(&state, &caller, &session.path, over, session.size, session.mtime, blocks);
         match &r {
             // The session answers with its revision until it expires.
@@ -649,7 +649,7 @@ pub async fn download(
 ) -> Result<Response> {
     let path = RelPath::parse_non_root(&q.path)?;
     let meta = Arc::clone(&state.stores.meta);
-    let fv = blocking(move || meta.file_version(caller.ns, &path, q.rev)).await?;
+    let fv = blocking(move || meta.file_version(caller.ns, &path, q.rev.map(crate::meta::RevId))).await?;
     let name = fv.entry.path.name().unwrap_or("file").to_owned();
     let mut resp = send_file(state, fv, &headers)?;
     resp.headers_mut().insert(header::CONTENT_DISPOSITION, super::links::attachment(&name));

@@ -54,7 +54,7 @@ pub async fn announce(
     let expires = now_ms() + lifetime_ms(a.size);
     let stores = Arc::clone(&state.stores);
     let id = blocking(move || stores.announce_pending(&caller, a, expires)).await?;
-    Ok(Json(PendingAnnounced { id, expires }))
+    Ok(Json(PendingAnnounced { id: id.0, expires }))
 }
 
 /// The uploads other devices are announcing (the caller's own are left out).
@@ -82,6 +82,6 @@ pub async fn drop_all(State(state): State<AppState>, Auth(caller): Auth) -> Resu
 
 async fn drop_pending(state: &AppState, caller: crate::meta::Caller, id: Option<i64>) -> Result<StatusCode> {
     let stores = Arc::clone(&state.stores);
-    blocking(move || stores.drop_pending(&caller, id)).await?;
+    blocking(move || stores.drop_pending(&caller, id.map(crate::meta::PendingId))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

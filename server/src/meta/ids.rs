@@ -40,6 +40,8 @@ ids! {
     NsId;
     /// A file or folder, the same through moves and edits.
     FileId;
+    /// One revision of a file or folder (they ascend, per file).
+    RevId;
     /// A position in a namespace's change journal (a cursor is one: the
     /// last sequence a device has seen).
     Seq;
@@ -47,4 +49,9 @@ ids! {
     ShareId;
     /// A share link.
     LinkId;
+    /// A pending-upload announcement.
+    PendingId;
+    /// A namespace's pending-upload sequence: it moves each time the
+    /// announcements in the namespace change.
+    PendingSeq;
 }

@@ -7,13 +7,13 @@
 //! writes share one fsync (group commit, see `sqlite`).
 
 use ferry_shared::BlockId;
-use ferry_shared::api::{ChangesResponse, CommitOp, Entry, PendingAnnounce, PendingList, RevId, Revision};
+use ferry_shared::api::{ChangesResponse, CommitOp, Entry, PendingAnnounce, PendingList, Revision};
 use ferry_shared::path::RelPath;
 
 use crate::blocks::BlockLoc;
 use crate::error::Result;
 
-pub use ids::{DeviceId, FileId, LinkId, NsId, Seq, ShareId, UserId};
+pub use ids::{DeviceId, FileId, LinkId, NsId, PendingId, PendingSeq, RevId, Seq, ShareId, UserId};
 
 mod ids;
 pub mod postgres;
@@ -92,7 +92,7 @@ pub struct CommitOutcome {
 #[derive(Debug, Default, Clone)]
 pub struct Touched {
     pub journals: std::collections::BTreeMap<NsId, Seq>,
-    pub pendings: std::collections::BTreeMap<NsId, i64>,
+    pub pendings: std::collections::BTreeMap<NsId, PendingSeq>,
 }
 
 impl Touched {
@@ -101,7 +101,7 @@ impl Touched {
         *e = (*e).max(seq);
     }
 
-    pub fn pending(&mut self, ns: NsId, seq: i64) {
+    pub fn pending(&mut self, ns: NsId, seq: PendingSeq) {
         let e = self.pendings.entry(ns).or_insert(seq);
         *e = (*e).max(seq);
     }
@@ -263,7 +263,7 @@ pub trait Links: Send + Sync + 'static {
 pub trait Journal: Send + Sync + 'static {
     fn cursor(&self, ns: NsId) -> Result<Seq>;
     /// `(journal sequence, pending-upload sequence)` of a namespace, read together.
-    fn poll_state(&self, ns: NsId) -> Result<(Seq, i64)>;
+    fn poll_state(&self, ns: NsId) -> Result<(Seq, PendingSeq)>;
     /// Journal records after `cursor`, oldest first. With `edits`, a file
     /// modification's block list comes as an edit of its previous revision's
     /// list where that is shorter (see `ferry_shared::api::Change::blocks_edit`).
@@ -278,15 +278,15 @@ pub trait Journal: Send + Sync + 'static {
 pub trait PendingUploads: Send + Sync + 'static {
     /// Records (or replaces, by device and path) an announcement; returns its
     /// id and the namespace's new pending-upload sequence.
-    fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)>;
+    fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(PendingId, PendingSeq)>;
     /// Drops the caller device's announcement `id` (not found: 404), or all
     /// of them; returns the new pending-upload sequence if any went.
-    fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>>;
+    fn drop_pending(&self, caller: &Caller, id: Option<PendingId>) -> Result<Option<PendingSeq>>;
     /// The announcements of a namespace that have not expired at `now`,
     /// but those of device `except`.
     fn pending_uploads(&self, ns: NsId, except: DeviceId, now: i64) -> Result<PendingList>;
     /// Removes expired announcements; returns `(namespace, new sequence)` of each changed one.
-    fn sweep_pending(&self, now: i64) -> Result<Vec<(NsId, i64)>>;
+    fn sweep_pending(&self, now: i64) -> Result<Vec<(NsId, PendingSeq)>>;
 }
 
 /// Resumable upload sessions.

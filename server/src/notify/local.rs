@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 use super::{Notifier, NsState};
-use crate::meta::{NsId, Seq, UserId};
+use crate::meta::{NsId, PendingSeq, Seq, UserId};
 
 pub struct LocalNotifier {
     namespaces: Mutex<HashMap<NsId, watch::Sender<NsState>>>,
@@ -47,8 +47,8 @@ impl Notifier for LocalNotifier {
         self.update_ns(ns, |cur| (seq.0 > cur.0).then(|| cur.0 = seq.0).is_some());
     }
 
-    fn publish_pending(&self, ns: NsId, seq: i64) {
-        self.update_ns(ns, |cur| (seq > cur.1).then(|| cur.1 = seq).is_some());
+    fn publish_pending(&self, ns: NsId, seq: PendingSeq) {
+        self.update_ns(ns, |cur| (seq.0 > cur.1).then(|| cur.1 = seq.0).is_some());
     }
 
     fn subscribe(&self, ns: NsId) -> watch::Receiver<NsState> {

@@ -14,7 +14,7 @@
 
 use tokio::sync::watch;
 
-use crate::meta::{NsId, Seq, Touched, UserId};
+use crate::meta::{NsId, PendingSeq, Seq, Touched, UserId};
 
 pub mod local;
 
@@ -27,7 +27,7 @@ pub trait Notifier: Send + Sync + 'static {
     /// Records that namespace `ns` reached journal sequence `seq` and wakes its waiters.
     fn publish(&self, ns: NsId, seq: Seq);
     /// Records that namespace `ns`'s pending uploads reached sequence `seq`.
-    fn publish_pending(&self, ns: NsId, seq: i64);
+    fn publish_pending(&self, ns: NsId, seq: PendingSeq);
     /// A receiver that changes whenever `ns` gets a new journal or
     /// pending-upload sequence number. Subscribe before reading the current
     /// state, so no wake-up is missed.

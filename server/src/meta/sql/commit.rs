@@ -1295,7 +1295,8 @@ impl<B: Backend> Files for SqlStore<B> {
         }
     }
 
-    fn file_version(&self, NsId(ns): NsId, path: &RelPath, rev: Option<RevId>) -> Result<FileVersion> {
+    fn file_version(&self, NsId(ns): NsId, path: &RelPath, rev: Option<crate::meta::RevId>) -> Result<FileVersion> {
+        let rev = rev.map(|r| r.0);
         self.read(|c| {
             let loc = locate(c, ns, path)?;
             let node = resolve(c, loc.ns, &loc.inner, rev.is_none())?

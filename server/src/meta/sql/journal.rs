@@ -9,14 +9,14 @@ use ferry_shared::path::RelPath;
 use super::tree::*;
 use super::{Backend, SqlStore};
 use crate::error::Result;
-use crate::meta::{Journal, NsId, Seq, check_cursor};
+use crate::meta::{Journal, NsId, PendingSeq, Seq, check_cursor};
 
 impl<B: Backend> Journal for SqlStore<B> {
     fn cursor(&self, ns: NsId) -> Result<Seq> {
         self.read(|c| Ok(c.row("SELECT seq FROM namespaces WHERE id = ?1", [ns], |r| r.get(0))?))
     }
 
-    fn poll_state(&self, ns: NsId) -> Result<(Seq, i64)> {
+    fn poll_state(&self, ns: NsId) -> Result<(Seq, PendingSeq)> {
         self.read(|c| {
             Ok(c.row("SELECT seq, pending_seq FROM namespaces WHERE id = ?1", [ns], |r| Ok((r.get(0)?, r.get(1)?)))?)
         })

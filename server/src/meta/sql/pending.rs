@@ -12,7 +12,7 @@ use ferry_shared::path::RelPath;
 
 use super::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
-use crate::meta::{Caller, DeviceId, NsId, PendingUploads, now_ms};
+use crate::meta::{Caller, DeviceId, NsId, PendingId, PendingSeq, PendingUploads, now_ms};
 
 /// Most announcements one device may hold at once.
 const MAX_PER_DEVICE: i64 = 64;
@@ -96,7 +96,7 @@ pub(super) fn any(conn: &Db<'_>, ns: i64) -> Result<bool> {
 
 /// Moves the namespace's pending sequence on; returns the new value
 /// (`None` when the namespace is gone).
-pub(super) fn bump(conn: &Db<'_>, ns: i64) -> Result<Option<i64>> {
+pub(super) fn bump(conn: &Db<'_>, ns: i64) -> Result<Option<PendingSeq>> {
     Ok(conn
         .row("UPDATE namespaces SET pending_seq = pending_seq + 1 WHERE id = ?1 RETURNING pending_seq", [ns], |r| {
             r.get(0)
@@ -145,18 +145,19 @@ pub(super) fn sweep(conn: &Db<'_>, now: i64) -> Result<Vec<i64>> {
 }
 
 impl<B: Backend> PendingUploads for SqlStore<B> {
-    fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(i64, i64)> {
+    fn announce_pending(&self, caller: &Caller, a: PendingAnnounce, expires: i64) -> Result<(PendingId, PendingSeq)> {
         let caller = caller.clone();
         self.write_in(Turn::With(vec![Lock::Namespace(caller.ns.0)]), move |conn| {
             let ids: Vec<BlockId> = a.blocks.iter().map(|b| b.id).collect();
             let hash = ferry_shared::block::content_hash(a.size, &ids);
             let id = announce(conn, &caller, &a, &hash, now_ms(), expires)?;
-            Ok((id, bump(conn, caller.ns.0)?.unwrap_or(0)))
+            Ok((PendingId(id), bump(conn, caller.ns.0)?.unwrap_or_default()))
         })
     }
 
-    fn drop_pending(&self, caller: &Caller, id: Option<i64>) -> Result<Option<i64>> {
+    fn drop_pending(&self, caller: &Caller, id: Option<PendingId>) -> Result<Option<PendingSeq>> {
         let caller = caller.clone();
+        let id = id.map(|id| id.0);
         self.write_in(Turn::With(vec![Lock::Namespace(caller.ns.0)]), move |conn| {
             let n = drop_own(conn, &caller, id)?;
             if n == 0 && id.is_some() {
@@ -178,7 +179,7 @@ impl<B: Backend> PendingUploads for SqlStore<B> {
         })
     }
 
-    fn sweep_pending(&self, now: i64) -> Result<Vec<(NsId, i64)>> {
+    fn sweep_pending(&self, now: i64) -> Result<Vec<(NsId, PendingSeq)>> {
         let expired = |c: &Db<'_>| -> Result<bool> {
             Ok(c.row("SELECT 1 FROM pending_uploads WHERE expires <= ?1 LIMIT 1", [now], |_| Ok(()))
                 .optional()?
