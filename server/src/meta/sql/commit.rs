@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::db::{Db, Lock, OptionalExtension, Table, params};
+use super::db::{Counter, Db, Lock, OptionalExtension, Table, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{
     BlockList, ChangeOp, CommitOp, Entry, EntryKind, ErrorCode, MAX_COMMIT_BLOCKS, RevId, Revision,
@@ -287,7 +287,7 @@ impl<'a> Ctx<'a> {
 
     /// Row `file`'s head is now `rev`.
     fn set_head(&self, file: i64, rev: i64) -> Result<()> {
-        self.conn.set_later("UPDATE files SET head = ?2 WHERE id = ?1", file, rev)?;
+        self.conn.set_later(&HEAD, file, rev)?;
         self.conn.cache().head_moved(file, rev);
         Ok(())
     }
@@ -359,6 +359,10 @@ static VERSIONS: Table = Table {
     insert: "INSERT INTO file_versions(id, file, path, size, mtime, executable, hash, blocks, deleted, created, device)",
     types: &["int8", "int8", "text", "int8", "int8", "int8", "text", "bytea", "int8", "int8", "int8"],
 };
+/// What a commit sets without awaiting it (see [`Db::set_later`]): a
+/// file's head revision, an account's bytes in files.
+static HEAD: Counter = Counter { table: "files", column: "head" };
+static USED: Counter = Counter { table: "users", column: "used" };
 
 fn adjust_used(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
     if delta != 0 {
@@ -370,7 +374,7 @@ fn adjust_used(conn: &Db<'_>, user: i64, delta: i64) -> Result<()> {
         };
         match known {
             // (The account's lock is held: its use is what this write says.)
-            Some((_, used)) => conn.set_later("UPDATE users SET used = ?2 WHERE id = ?1", user, used)?,
+            Some((_, used)) => conn.set_later(&USED, user, used)?,
             None => conn.exec_later(
                 "UPDATE users SET used = CASE WHEN used + ?1 < 0 THEN 0 ELSE used + ?1 END WHERE id = ?2",
                 params![delta, user],

@@ -484,10 +484,10 @@ impl Level {
 /// waited on, in the same round trip (see [`Db::exec_later`]).
 enum Later {
     Exec(tokio_postgres::Statement, Vec<OwnedVal>),
-    /// Rows of a table in one statement, a list per column (see [`Db::add_row`]).
-    Rows(tokio_postgres::Statement, Vec<Column>),
-    /// A statement for many keys at once (see [`Db::exec_later_each`]).
-    Each(tokio_postgres::Statement, i64, Column),
+    /// A statement with lists among its parameters: what was gathered
+    /// ([`PgConn::send_gathered`]), or one for many keys at once
+    /// ([`Db::exec_later_each`]).
+    Lists(tokio_postgres::Statement, Vec<Param>),
     Batch(std::borrow::Cow<'static, str>),
 }
 
@@ -505,10 +505,32 @@ impl Table {
         format!("{} VALUES {}", self.insert, list_sql(self.types.len(), 0))
     }
 
-    /// The insert of many, each column's values a list (`?N::type[]`).
-    fn many(&self) -> String {
-        let lists: Vec<String> = self.types.iter().enumerate().map(|(i, t)| format!("?{}::{t}[]", i + 1)).collect();
+    /// The insert of many, each column's values a list (`?N::type[]`),
+    /// numbered on from `?{after}`.
+    fn many(&self, after: usize) -> String {
+        let lists: Vec<String> =
+            self.types.iter().enumerate().map(|(i, t)| format!("?{}::{t}[]", after + i + 1)).collect();
         format!("{} SELECT * FROM unnest({})", self.insert, lists.join(", "))
+    }
+
+    /// The table's name: `INSERT INTO t(…)`'s `t`.
+    fn name(&self) -> &'static str {
+        let rest = self.insert.trim_start_matches("INSERT INTO ");
+        rest.split(['(', ' ']).next().unwrap_or(rest)
+    }
+}
+
+/// A column a write sets without awaiting it, by the row's id (see
+/// [`Db::set_later`]).
+pub struct Counter {
+    pub table: &'static str,
+    pub column: &'static str,
+}
+
+impl Counter {
+    /// The update of one row: its id `?{after + 1}`, the value the next.
+    fn set(&self, after: usize) -> String {
+        format!("UPDATE {} SET {} = ?{} WHERE id = ?{}", self.table, self.column, after + 2, after + 1)
     }
 }
 
@@ -517,7 +539,33 @@ impl Table {
 #[derive(Default)]
 struct Gathered {
     rows: Vec<(&'static Table, Vec<Column>)>,
-    sets: Vec<(&'static str, i64, i64)>,
+    sets: Vec<(&'static Counter, i64, i64)>,
+}
+
+/// A parameter of a gathered statement: a value, or a list.
+#[derive(Debug)]
+enum Param {
+    Val(OwnedVal),
+    List(Column),
+}
+
+impl tokio_postgres::types::ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Val(v) => v.to_sql(ty, out),
+            Param::List(c) => c.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// One column's values for [`Later::Rows`]: an array parameter.
@@ -624,18 +672,58 @@ impl<'a> PgConn<'a> {
         Ok(())
     }
 
-    /// Queues what was gathered: a statement per table for its rows, one
-    /// per counter for its last value. (Their order among themselves does
-    /// not matter: each other statement comes after all of them.)
+    /// Queues what was gathered in one statement: each table's rows (a
+    /// list per column) and each counter's last value, every part but the
+    /// last in a `WITH` of its own. (Their order among themselves does not
+    /// matter: each other statement comes after all of them.) The parts of
+    /// one statement all see the rows as they were before it, and each may
+    /// change a row once: a counter of a table the statement already
+    /// touches (a file's head, where files are added) goes in another
+    /// statement after it.
     fn send_gathered(&self) -> SqlResult<()> {
-        let Gathered { rows, sets } = std::mem::take(&mut *self.gathered.borrow_mut());
+        let Gathered { mut rows, mut sets } = std::mem::take(&mut *self.gathered.borrow_mut());
+        // (One text for the same tables, whatever order they came in.)
+        rows.sort_by_key(|(table, _)| table.insert);
+        sets.sort_by_key(|(counter, key, _)| (counter.table, counter.column, *key));
+        let mut statements: Vec<(Vec<String>, Vec<Param>)> = Vec::new();
+        let mut touched: Vec<Vec<&str>> = Vec::new();
         for (table, columns) in rows {
-            let st = self.prepare(&table.many())?;
-            self.later.borrow_mut().push(Later::Rows(st, columns));
+            let after = statements.first().map_or(0, |(_, params)| params.len());
+            match statements.first_mut() {
+                Some((parts, params)) => {
+                    parts.push(table.many(after));
+                    params.extend(columns.into_iter().map(Param::List));
+                }
+                None => statements.push((vec![table.many(0)], columns.into_iter().map(Param::List).collect())),
+            }
+            match touched.first_mut() {
+                Some(t) => t.push(table.name()),
+                None => touched.push(vec![table.name()]),
+            }
         }
-        for (sql, key, value) in sets {
-            let st = self.prepare(sql)?;
-            self.later.borrow_mut().push(Later::Exec(st, vec![OwnedVal::Int(key), OwnedVal::Int(value)]));
+        for (counter, key, value) in sets {
+            // The first statement that leaves its table alone.
+            let at = touched.iter().position(|t| !t.contains(&counter.table)).unwrap_or(touched.len());
+            if at == statements.len() {
+                statements.push(Default::default());
+                touched.push(Vec::new());
+            }
+            let (parts, params) = &mut statements[at];
+            parts.push(counter.set(params.len()));
+            params.extend([Param::Val(OwnedVal::Int(key)), Param::Val(OwnedVal::Int(value))]);
+            touched[at].push(counter.table);
+        }
+        for (parts, params) in statements {
+            let (last, with) = parts.split_last().expect("a statement has a part");
+            let sql = match with {
+                [] => last.clone(),
+                with => {
+                    let with: Vec<String> = with.iter().enumerate().map(|(i, p)| format!("w{i} AS ({p})")).collect();
+                    format!("WITH {} {last}", with.join(", "))
+                }
+            };
+            let st = self.prepare(&sql)?;
+            self.later.borrow_mut().push(Later::Lists(st, params));
         }
         Ok(())
     }
@@ -657,11 +745,7 @@ impl<'a> PgConn<'a> {
         let sent = later.iter().map(|l| -> Sent<'_> {
             match l {
                 Later::Exec(st, vals) => Box::pin(client.execute_raw(st, vals.iter())),
-                Later::Rows(st, columns) => Box::pin(client.execute_raw(st, columns.iter())),
-                Later::Each(st, lead, keys) => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [lead, keys];
-                    Box::pin(client.execute_raw(st, params))
-                }
+                Later::Lists(st, params) => Box::pin(client.execute_raw(st, params.iter())),
                 Later::Batch(sql) => Box::pin(async move { client.batch_execute(sql).await.map(|()| 0) }),
             }
         });
@@ -839,7 +923,8 @@ impl<'a> Db<'a> {
             Conn::Pg(p) if keys.len() > 1 => {
                 self.count(many);
                 let st = p.prepare(many)?;
-                p.push(Later::Each(st, lead, Column(keys.iter().map(|k| OwnedVal::from(k.val())).collect())))
+                let keys = Column(keys.iter().map(|k| OwnedVal::from(k.val())).collect());
+                p.push(Later::Lists(st, vec![Param::Val(OwnedVal::Int(lead)), Param::List(keys)]))
             }
             _ => keys.iter().try_for_each(|k| self.send_later(one, params![lead, k])),
         }
@@ -949,20 +1034,20 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
-    /// Sets a column of a row to `value`, not awaiting it: `sql` takes the
-    /// row's key as `?1` and the value as `?2`. On PostgreSQL only the last
-    /// value of each row goes, ahead of the next other statement. (The
+    /// Sets `counter`'s column of row `key` to `value`, not awaiting it. On
+    /// PostgreSQL only the last value of each row goes, ahead of the next
+    /// other statement, with the rows gathered. (The
     /// cache is left as it is: a rule that sets a row of the tree keeps it
     /// true.)
-    pub fn set_later(&self, sql: &'static str, key: i64, value: i64) -> SqlResult<()> {
+    pub fn set_later(&self, counter: &'static Counter, key: i64, value: i64) -> SqlResult<()> {
         let Conn::Pg(p) = &self.conn else {
-            return self.statement(sql, false)?.execute([key, value]).map(drop);
+            return self.statement(&counter.set(0), false)?.execute([key, value]).map(drop);
         };
-        self.count(sql);
+        self.writes.set(self.writes.get() + 1);
         let mut gathered = p.gathered.borrow_mut();
-        match gathered.sets.iter_mut().find(|(s, k, _)| *s == sql && *k == key) {
+        match gathered.sets.iter_mut().find(|(c, k, _)| std::ptr::eq(*c, counter) && *k == key) {
             Some(set) => set.2 = value,
-            None => gathered.sets.push((sql, key, value)),
+            None => gathered.sets.push((counter, key, value)),
         }
         Ok(())
     }
@@ -1303,10 +1388,14 @@ impl From<SqlError> for crate::error::Error {
 mod tests {
     #[test]
     fn a_tables_rows_go_one_at_a_time_or_as_lists() {
-        use super::{Table, dollar_params};
+        use super::{Counter, Table, dollar_params};
         static T: Table = Table { insert: "INSERT INTO t(a, b)", types: &["int8", "text"] };
         assert_eq!(T.one(), "INSERT INTO t(a, b) VALUES (?1, ?2)");
-        assert_eq!(dollar_params(&T.many()), "INSERT INTO t(a, b) SELECT * FROM unnest($1::int8[], $2::text[])");
+        assert_eq!(dollar_params(&T.many(0)), "INSERT INTO t(a, b) SELECT * FROM unnest($1::int8[], $2::text[])");
+        assert_eq!(T.many(3), "INSERT INTO t(a, b) SELECT * FROM unnest(?4::int8[], ?5::text[])");
+        assert_eq!(T.name(), "t");
+        let c = Counter { table: "files", column: "head" };
+        assert_eq!(c.set(2), "UPDATE files SET head = ?4 WHERE id = ?3");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::db::{Db, Lock, OptionalExtension, Table, params};
+use super::db::{Counter, Db, Lock, OptionalExtension, Table, params};
 use ferry_shared::BlockId;
 use ferry_shared::api::{ChangeOp, EntryKind, ErrorCode, Member, Share, ShareRole};
 use ferry_shared::path::{RelPath, name_key};
@@ -134,7 +134,7 @@ pub(super) fn append(
     let next = conn.cache().next_seq(root);
     let seq = match next {
         Some(seq) => {
-            conn.set_later("UPDATE namespaces SET seq = ?2 WHERE id = ?1", root, seq)?;
+            conn.set_later(&SEQ, root, seq)?;
             seq
         }
         None => {
@@ -149,6 +149,8 @@ pub(super) fn append(
 }
 
 /// Journal entries, added without awaiting them (see [`Db::add_row`]).
+/// A namespace's journal sequence.
+static SEQ: Counter = Counter { table: "namespaces", column: "seq" };
 static JOURNAL: Table = Table {
     insert: "INSERT INTO journal(ns, seq, op, file, rev, path, from_path)",
     types: &["int8", "int8", "int8", "int8", "int8", "text", "text"],
