@@ -990,8 +990,9 @@ impl<'a> Db<'a> {
     }
 
     /// Adds a row to `table` (its values `args`, in the table's columns),
-    /// not awaiting it: on PostgreSQL, rows gather and go in one statement
-    /// per table ahead of the next other statement; on SQLite it goes in
+    /// not awaiting it: on PostgreSQL, rows gather and go, with the
+    /// counters set, in one statement ahead of the next other statement
+    /// (a `WITH` part for each table and counter); on SQLite it goes in
     /// at once. If it fails, the whole transaction fails.
     pub fn add_row(&self, table: &'static Table, args: impl Args) -> SqlResult<()> {
         if writes_tree(table.insert) {
