@@ -33,8 +33,8 @@
 //! Reads are `REPEATABLE READ READ ONLY` transactions (one snapshot).
 //!
 //! # Connections
-//! A pool (`deadpool-postgres`) that drops a connection known to be closed
-//! rather than hand it out again. One that broke unnoticed (its server
+//! A pool ([`pool`]) that drops a connection known to be closed rather
+//! than hand it out again. One that broke unnoticed (its server
 //! restarted) fails its first statement: a write runs again on another
 //! connection, unless it broke while committing (then whether it committed
 //! is unknown, and the caller is told so); a read fails once. (Checking
@@ -42,8 +42,9 @@
 //! per transaction, a quarter of a small commit's.)
 //!
 //! The store's methods are blocking, like every store's: each statement
-//! waits on the pool's own runtime of one thread, which the waiting thread
-//! drives itself, so the caller's runtime threads are never held.
+//! waits on its connection's own runtime of one thread, which the waiting
+//! thread drives itself (it reads its answer; no other thread is woken on
+//! the way), so the caller's runtime threads are never held.
 //!
 //! # Round trips
 //! Each statement is a round trip, which on a small commit costs more than
@@ -74,14 +75,17 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 use super::sql::db::{Db, Lock, Locks, PgConn, SqlError, broken, lost_race};
 use super::sql::schema::MIGRATIONS;
 use super::sql::{Backend, SqlStore, Turn};
 use crate::error::{Error, Result};
 
+mod pool;
 pub mod tls;
+
+pub use pool::PgClient;
+use pool::Pool;
 
 /// Connections the pool keeps at most.
 const POOL_SIZE: usize = 16;
@@ -97,8 +101,6 @@ pub(crate) const WRITE_LOCK: i64 = 0x6665_7272_795f_7772; // "ferry_wr"
 /// The PostgreSQL connections.
 pub struct Postgres {
     pool: Pool,
-    /// Runs the connections; statements wait on it from blocking threads.
-    runtime: Option<tokio::runtime::Runtime>,
     /// Writes of one namespace on this node wait for each other here,
     /// not holding a connection while they wait for its lock.
     lanes: Lanes,
@@ -186,15 +188,6 @@ struct WriteFailed;
 /// The metadata store on PostgreSQL.
 pub type PostgresStore = SqlStore<Postgres>;
 
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // Dropped from anywhere (an async test, the server's shutdown).
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://USER@HOST:PORT/DB`), creates the schema
     /// of an empty database and migrates an older one; refuses one newer
@@ -207,31 +200,10 @@ impl SqlStore<Postgres> {
 
     /// Connects without touching the schema.
     pub fn connect_only(url: &str) -> anyhow::Result<Self> {
-        let tls::Target { config, tls } = tls::Target::parse(url)?;
-        // One thread's: whichever thread waits on a statement drives the
-        // connections meanwhile (reading its answer itself), where a
-        // runtime of its own would wake a thread of its own to read it and
-        // then wake the waiting one.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the database runtime")?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .context("the database pool")?;
-        let backend = Postgres { pool, runtime: Some(runtime), lanes: Lanes::default() };
+        let target = tls::Target::parse(url)?;
+        let backend = Postgres { pool: Pool::new(target, POOL_SIZE), lanes: Lanes::default() };
         // Reachable now, or a clear error at start-up.
-        drop(
-            backend
-                .runtime()
-                .block_on(backend.pool.get())
-                .map_err(|e| anyhow::anyhow!("connecting to {}: {}", tls::without_password(url), pool_error(&e)))?,
-        );
+        drop(backend.pool.get().map_err(|e| anyhow::anyhow!("connecting to {}: {e}", tls::without_password(url)))?);
         Ok(SqlStore::new(backend))
     }
 
@@ -239,11 +211,10 @@ impl SqlStore<Postgres> {
     /// Returns the versions it applied.
     pub fn migrate(&self) -> anyhow::Result<usize> {
         let backend = self.backend();
-        let rt = backend.runtime();
-        let mut client =
-            rt.block_on(backend.pool.get()).map_err(|e| anyhow::anyhow!("connecting: {}", pool_error(&e)))?;
-        rt.block_on(async {
-            let tx = client.transaction().await?;
+        let client = backend.pool.get().map_err(|e| anyhow::anyhow!("connecting: {e}"))?;
+        let tx: &tokio_postgres::Client = &client;
+        let r = client.block_on(async {
+            tx.batch_execute("BEGIN").await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
             tx.batch_execute("CREATE TABLE IF NOT EXISTS ferry_schema(version BIGINT NOT NULL)").await?;
             let version: i64 = match tx.query_opt("SELECT version FROM ferry_schema", &[]).await? {
@@ -265,19 +236,20 @@ impl SqlStore<Postgres> {
                 tx.batch_execute(m.postgres).await.with_context(|| format!("schema version {}", i + 1))?;
             }
             tx.execute("UPDATE ferry_schema SET version = $1", &[&(MIGRATIONS.len() as i64)]).await?;
-            tx.commit().await?;
+            tx.batch_execute("COMMIT").await?;
             Ok(MIGRATIONS.len() - version)
-        })
+        });
+        if r.is_err() {
+            // (A connection that cannot roll back is dropped when put back.)
+            let _ = client.block_on(client.batch_execute("ROLLBACK"));
+        }
+        r
     }
 }
 
 impl Postgres {
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("runtime until dropped")
-    }
-
-    fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.runtime().block_on(self.pool.get()).map_err(|e| Error::from(SqlError::Pool(pool_error(&e))))
+    fn client(&self) -> Result<pool::Pooled<'_>> {
+        Ok(self.pool.get()?)
     }
 
     /// Runs `f` in a transaction begun with `begin` (`None`: each statement
@@ -291,8 +263,7 @@ impl Postgres {
         f: &impl Fn(&Db<'_>) -> Result<R>,
     ) -> Result<R> {
         let client = self.client()?;
-        let rt = self.runtime();
-        let db = Db::pg(PgConn::new(&client, rt, locks));
+        let db = Db::pg(PgConn::new(&client, locks));
         let Some(begin) = begin else {
             // Each statement a transaction of its own.
             return f(&db);
@@ -305,7 +276,7 @@ impl Postgres {
             // (A connection that cannot even roll back fails its check
             // before it is handed out again, and is dropped. One whose
             // transaction never began says so, harmlessly.)
-            let _ = rt.block_on(client.batch_execute("ROLLBACK"));
+            let _ = client.block_on(client.batch_execute("ROLLBACK"));
         }
         r
     }
@@ -397,20 +368,6 @@ impl Postgres {
             }
         }
     }
-}
-
-/// The pool's error with its causes ("db error" alone says nothing).
-fn pool_error(e: &deadpool_postgres::PoolError) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// Whether `e` is a statement's failure on a connection found broken.

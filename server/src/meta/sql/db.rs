@@ -627,8 +627,7 @@ impl tokio_postgres::types::ToSql for Column {
 /// A PostgreSQL connection inside a transaction, used from a blocking
 /// thread (each statement waits on the backend's runtime).
 pub struct PgConn<'a> {
-    client: &'a deadpool_postgres::ClientWrapper,
-    runtime: &'a tokio::runtime::Runtime,
+    client: &'a crate::meta::postgres::PgClient,
     /// A write's locks; `None` where [`Db::enter`] has nothing to take (a
     /// read, or a write that runs alone).
     locks: Option<&'a std::cell::RefCell<Locks>>,
@@ -647,14 +646,9 @@ pub struct PgConn<'a> {
 }
 
 impl<'a> PgConn<'a> {
-    pub fn new(
-        client: &'a deadpool_postgres::ClientWrapper,
-        runtime: &'a tokio::runtime::Runtime,
-        locks: Option<&'a std::cell::RefCell<Locks>>,
-    ) -> Self {
+    pub fn new(client: &'a crate::meta::postgres::PgClient, locks: Option<&'a std::cell::RefCell<Locks>>) -> Self {
         PgConn {
             client,
-            runtime,
             locks,
             later: Default::default(),
             failed: Default::default(),
@@ -738,7 +732,7 @@ impl<'a> PgConn<'a> {
         self.send_gathered()?;
         let later = std::mem::take(&mut *self.later.borrow_mut());
         if later.is_empty() {
-            return Ok(self.runtime.block_on(f)?);
+            return Ok(self.client.block_on(f)?);
         }
         type Sent<'s> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + 's>>;
         let client = self.client;
@@ -750,7 +744,7 @@ impl<'a> PgConn<'a> {
             }
         });
         // Polled in order: each is sent before the next, and `f` last.
-        let (sent, r) = self.runtime.block_on(futures_util::future::join(futures_util::future::join_all(sent), f));
+        let (sent, r) = self.client.block_on(futures_util::future::join(futures_util::future::join_all(sent), f));
         if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
             let e = SqlError::from(e);
             self.failed.set(Some(e.is_retryable()));
@@ -767,7 +761,7 @@ impl<'a> PgConn<'a> {
         if let Some(retryable) = self.failed.get() {
             return Err(SqlError::Earlier { retryable });
         }
-        Ok(self.runtime.block_on(self.client.prepare_cached(&dollar_params(sql)))?)
+        Ok(self.client.prepare_cached(&dollar_params(sql))?)
     }
 
     fn enter(&self, key: i64) -> SqlResult<()> {
