@@ -568,7 +568,7 @@ impl tokio_postgres::types::ToSql for Param {
     tokio_postgres::types::to_sql_checked!();
 }
 
-/// One column's values for [`Later::Rows`]: an array parameter.
+/// One column's values for [`Later::Lists`]: an array parameter.
 #[derive(Debug, Default)]
 struct Column(Vec<OwnedVal>);
 
@@ -625,7 +625,7 @@ impl tokio_postgres::types::ToSql for Column {
 }
 
 /// A PostgreSQL connection inside a transaction, used from a blocking
-/// thread (each statement waits on the backend's runtime).
+/// thread (each statement waits on the connection's own runtime).
 pub struct PgConn<'a> {
     client: &'a crate::meta::postgres::PgClient,
     /// A write's locks; `None` where [`Db::enter`] has nothing to take (a
@@ -679,35 +679,32 @@ impl<'a> PgConn<'a> {
         // (One text for the same tables, whatever order they came in.)
         rows.sort_by_key(|(table, _)| table.insert);
         sets.sort_by_key(|(counter, key, _)| (counter.table, counter.column, *key));
-        let mut statements: Vec<(Vec<String>, Vec<Param>)> = Vec::new();
-        let mut touched: Vec<Vec<&str>> = Vec::new();
-        for (table, columns) in rows {
-            let after = statements.first().map_or(0, |(_, params)| params.len());
-            match statements.first_mut() {
-                Some((parts, params)) => {
-                    parts.push(table.many(after));
-                    params.extend(columns.into_iter().map(Param::List));
-                }
-                None => statements.push((vec![table.many(0)], columns.into_iter().map(Param::List).collect())),
+        // Each statement's parts, parameters and the tables it touches.
+        let mut statements: Vec<(Vec<String>, Vec<Param>, Vec<&str>)> = Vec::new();
+        if !rows.is_empty() {
+            let mut first = (Vec::new(), Vec::new(), Vec::new());
+            for (table, columns) in rows {
+                first.0.push(table.many(first.1.len()));
+                first.1.extend(columns.into_iter().map(Param::List));
+                first.2.push(table.name());
             }
-            match touched.first_mut() {
-                Some(t) => t.push(table.name()),
-                None => touched.push(vec![table.name()]),
-            }
+            statements.push(first);
         }
         for (counter, key, value) in sets {
             // The first statement that leaves its table alone.
-            let at = touched.iter().position(|t| !t.contains(&counter.table)).unwrap_or(touched.len());
-            if at == statements.len() {
-                statements.push(Default::default());
-                touched.push(Vec::new());
-            }
-            let (parts, params) = &mut statements[at];
+            let at = match statements.iter().position(|(_, _, tables)| !tables.contains(&counter.table)) {
+                Some(at) => at,
+                None => {
+                    statements.push(Default::default());
+                    statements.len() - 1
+                }
+            };
+            let (parts, params, tables) = &mut statements[at];
             parts.push(counter.set(params.len()));
             params.extend([Param::Val(OwnedVal::Int(key)), Param::Val(OwnedVal::Int(value))]);
-            touched[at].push(counter.table);
+            tables.push(counter.table);
         }
-        for (parts, params) in statements {
+        for (parts, params, _) in statements {
             let (last, with) = parts.split_last().expect("a statement has a part");
             let sql = match with {
                 [] => last.clone(),
@@ -1031,9 +1028,8 @@ impl<'a> Db<'a> {
 
     /// Sets `counter`'s column of row `key` to `value`, not awaiting it. On
     /// PostgreSQL only the last value of each row goes, ahead of the next
-    /// other statement, with the rows gathered. (The
-    /// cache is left as it is: a rule that sets a row of the tree keeps it
-    /// true.)
+    /// other statement, with the rows gathered. (The cache is left as it
+    /// is: a rule that sets a row of the tree keeps it true.)
     pub fn set_later(&self, counter: &'static Counter, key: i64, value: i64) -> SqlResult<()> {
         let Conn::Pg(p) = &self.conn else {
             return self.statement(&counter.set(0), false)?.execute([key, value]).map(drop);
